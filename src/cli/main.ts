@@ -1,0 +1,44 @@
+import { Command, CommanderError } from 'commander';
+import { BillingError, EXIT } from '../domain/errors.js';
+import { registerAll } from './commands/index.js';
+
+export function buildProgram(): Command {
+  const program = new Command('billing')
+    .description('Usage metering and billing engine: ingest → aggregate → overage → invoice → stripe')
+    .option('--db <url>', 'database URL (sqlite:PATH or postgres://...; env BILLING_DATABASE_URL, DATABASE_URL)')
+    .option('--now <iso>', 'override the clock (env BILLING_NOW)')
+    .option('--json', 'machine-readable JSON output')
+    .option('--debug', 'print stack traces on errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerAll(program);
+  return program;
+}
+
+/** One handler maps every error to one stderr line and an exit code. */
+export function reportError(e: unknown, debug: boolean): number {
+  if (e instanceof CommanderError) {
+    // commander already printed its message
+    return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
+  if (e instanceof BillingError) {
+    process.stderr.write(`billing: ${e.message}\n`);
+    if (debug && e.stack) process.stderr.write(e.stack + '\n');
+    return e.exitCode;
+  }
+  const err = e as Error;
+  process.stderr.write(`billing: unexpected error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for details)'}\n`);
+  if (debug && err?.stack) process.stderr.write(err.stack + '\n');
+  return EXIT.failure;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  const debug = argv.includes('--debug');
+  try {
+    await program.parseAsync(argv);
+    if (process.exitCode === undefined) process.exitCode = EXIT.ok;
+  } catch (e) {
+    process.exitCode = reportError(e, debug);
+  }
+}

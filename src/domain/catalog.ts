@@ -1,0 +1,59 @@
+/** Shapes of the declarative catalog (DESIGN.md §3) as validated and as stored. */
+
+export type Aggregation = 'sum' | 'count' | 'max' | 'last' | 'unique';
+export type FeatureType = 'metered' | 'boolean';
+
+export interface Feature {
+  key: string; // UPPER_SNAKE
+  name: string;
+  unit: string | null;
+  type: FeatureType;
+  aggregation: Aggregation; // 'sum' for boolean features (unused)
+  uniqueBy: string | null;
+  stripeMeter: string | null;
+}
+
+export interface Tier {
+  upTo: string | null; // inclusive bound, decimal string; null = infinity (last tier)
+  unitPrice: string; // decimal string, major units, up to 12 decimals
+  flatPrice: string | null;
+}
+
+export type Pricing =
+  | { model: 'per_unit'; unitPrice: string; minimum?: string | null; maximum?: string | null }
+  | { model: 'package'; size: string; packagePrice: string; minimum?: string | null; maximum?: string | null }
+  | { model: 'graduated'; tiers: Tier[]; minimum?: string | null; maximum?: string | null }
+  | { model: 'volume'; tiers: Tier[]; minimum?: string | null; maximum?: string | null };
+
+export type PricingModel = Pricing['model'];
+
+/** One feature's terms in one plan version. */
+export interface PlanFeature {
+  featureKey: string;
+  enabled: boolean; // false: listed but off (boolean features, or disabled metered ones)
+  included: string | null; // decimal string; null = unlimited
+  hardStop: boolean;
+  limit: string | null; // decimal string; defaults to included when hardStop
+  overage: Pricing | null; // null: no overage allowed/charged beyond included
+}
+
+export interface PlanVersion {
+  planKey: string; // lower-kebab
+  version: number;
+  name: string;
+  currency: string; // ISO 4217, upper case
+  price: string; // base fee per interval, decimal string major units
+  interval: 'month' | 'year';
+  trialDays: number;
+  features: Record<string, PlanFeature>;
+}
+
+/** Per-tenant override of one feature's terms (billing quota set). */
+export interface QuotaOverride {
+  tenantId: string;
+  featureKey: string;
+  included?: string | null; // undefined = not overridden; null = unlimited
+  unitPrice?: string | null; // replaces a per_unit price (or becomes per_unit pricing)
+  hardStop?: boolean | null;
+  limit?: string | null;
+}

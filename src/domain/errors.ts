@@ -1,0 +1,56 @@
+/** Exit codes of the CLI contract (DESIGN.md §4, §6). */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  /** Some rows rejected (ingest) or request denied (check). */
+  partial: 3,
+} as const;
+
+export type ErrorCode =
+  | 'usage'
+  | 'invalid_input'
+  | 'not_found'
+  | 'conflict'
+  | 'catalog_invalid'
+  | 'db_unreachable'
+  | 'db_not_migrated'
+  | 'db_error'
+  | 'locked'
+  | 'stripe_error'
+  | 'signature_invalid'
+  | 'internal';
+
+const EXIT_BY_CODE: Record<ErrorCode, number> = {
+  usage: EXIT.usage,
+  invalid_input: EXIT.usage,
+  not_found: EXIT.usage,
+  conflict: EXIT.failure,
+  catalog_invalid: EXIT.usage,
+  db_unreachable: EXIT.failure,
+  db_not_migrated: EXIT.failure,
+  db_error: EXIT.failure,
+  locked: EXIT.failure,
+  stripe_error: EXIT.failure,
+  signature_invalid: EXIT.usage,
+  internal: EXIT.failure,
+};
+
+/** An expected failure with a stable code; the CLI prints `message` as one line. */
+export class BillingError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: unknown;
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'BillingError';
+    this.code = code;
+    this.details = details;
+  }
+  get exitCode(): number {
+    return EXIT_BY_CODE[this.code];
+  }
+}
+
+export function isBillingError(e: unknown): e is BillingError {
+  return e instanceof BillingError;
+}

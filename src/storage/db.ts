@@ -1,0 +1,109 @@
+import knexFactory, { type Knex } from 'knex';
+import { BillingError } from '../domain/errors.js';
+import { MigrationSource } from './migrations.js';
+import { parseDbUrl, redactUrl, type DbTarget } from './url.js';
+
+export type Dialect = 'sqlite' | 'pg';
+
+export interface Db {
+  knex: Knex;
+  dialect: Dialect;
+  /** URL safe to print (password removed). */
+  display: string;
+  close(): Promise<void>;
+}
+
+export type MigrationPolicy =
+  /** SQLite: run pending migrations; PostgreSQL: fail with a hint to run `billing migrate`. */
+  | 'auto'
+  /** Open without looking at migrations (the `migrate` command itself). */
+  | 'none';
+
+let pgTypesConfigured = false;
+
+async function configurePgTypes(): Promise<void> {
+  if (pgTypesConfigured) return;
+  const pg = (await import('pg')).default;
+  // int8 (counts, epoch-ms instants) as JS numbers. Quantities that may exceed 2^53 are
+  // always selected as text (see sql.ts), never through this parser.
+  pg.types.setTypeParser(20, (v: string) => Number(v));
+  pgTypesConfigured = true;
+}
+
+export function knexConfig(target: DbTarget): Knex.Config {
+  const migrations = { migrationSource: new MigrationSource(), tableName: 'knex_migrations' };
+  if (target.dialect === 'sqlite') {
+    return {
+      client: 'better-sqlite3',
+      connection: { filename: target.filename },
+      useNullAsDefault: true,
+      migrations,
+      pool: {
+        afterCreate(conn: { pragma(s: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+          try {
+            conn.pragma('journal_mode = WAL');
+            conn.pragma('busy_timeout = 10000');
+            conn.pragma('synchronous = NORMAL');
+            conn.pragma('foreign_keys = ON');
+            done(null, conn);
+          } catch (e) {
+            done(e as Error, conn);
+          }
+        },
+      },
+    };
+  }
+  return {
+    client: 'pg',
+    connection: { connectionString: target.connectionString },
+    searchPath: target.schema ? [target.schema] : undefined,
+    pool: { min: 0, max: 10 },
+    migrations: { ...migrations, schemaName: target.schema ?? undefined },
+  };
+}
+
+export async function openDb(url: string, policy: MigrationPolicy = 'auto'): Promise<Db> {
+  const target = parseDbUrl(url);
+  if (target.dialect === 'pg') await configurePgTypes();
+  const knex = knexFactory(knexConfig(target));
+  const db: Db = { knex, dialect: target.dialect, display: target.display, close: () => knex.destroy() };
+  try {
+    await knex.raw('select 1');
+    if (target.dialect === 'pg' && target.schema) {
+      await knex.raw('create schema if not exists ??', [target.schema]);
+    }
+  } catch (e) {
+    await knex.destroy().catch(() => {});
+    throw new BillingError(
+      'db_unreachable',
+      `cannot open database ${redactUrl(url)}: ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
+  if (policy === 'auto') {
+    try {
+      await ensureMigrated(db);
+    } catch (e) {
+      await knex.destroy().catch(() => {});
+      throw e;
+    }
+  }
+  return db;
+}
+
+export async function pendingMigrations(db: Db): Promise<string[]> {
+  const [, pending] = (await db.knex.migrate.list()) as [unknown[], Array<{ file: string } | string>];
+  return pending.map((p) => (typeof p === 'string' ? p : p.file));
+}
+
+async function ensureMigrated(db: Db): Promise<void> {
+  const pending = await pendingMigrations(db);
+  if (pending.length === 0) return;
+  if (db.dialect === 'sqlite') {
+    await db.knex.migrate.latest();
+    return;
+  }
+  throw new BillingError(
+    'db_not_migrated',
+    `database ${db.display} has ${pending.length} pending migration(s); run \`billing migrate\` first`,
+  );
+}

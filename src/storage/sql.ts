@@ -1,0 +1,31 @@
+import type { Knex } from 'knex';
+import type { Db } from './db.js';
+
+// Dialect quirks live here and only here.
+
+/** An expression selecting a (possibly > 2^53) integer column or aggregate as exact text. */
+export function asText(db: Db, expr: string): Knex.Raw {
+  return db.knex.raw(`CAST(${expr} AS TEXT)`);
+}
+
+/** SQL expression extracting a top-level field from a JSON text column, as text. */
+export function jsonField(db: Db, column: string, field: string): Knex.Raw {
+  if (db.dialect === 'pg') return db.knex.raw(`(??::jsonb ->> ?)`, [column, field]);
+  return db.knex.raw(`json_extract(??, ?)`, [column, `$."${field.replace(/"/g, '')}"`]);
+}
+
+/** Booleans: SQLite returns 0/1. */
+export function bool(v: unknown): boolean {
+  return v === true || v === 1 || v === '1' || v === 't';
+}
+
+/**
+ * Run fn in a write transaction. On SQLite the first statement takes the write lock, so a
+ * second process waits on busy_timeout instead of failing with SQLITE_BUSY on lock upgrade.
+ */
+export async function withTx<T>(db: Db, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return db.knex.transaction(async (trx) => {
+    if (db.dialect === 'sqlite') await trx.raw(`UPDATE db_meta SET value = value WHERE key = 'write_lock'`);
+    return fn(trx);
+  });
+}

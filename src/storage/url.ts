@@ -1,0 +1,41 @@
+import { BillingError } from '../domain/errors.js';
+
+export type DbTarget =
+  | { dialect: 'sqlite'; filename: string; display: string }
+  | { dialect: 'pg'; connectionString: string; schema: string | null; display: string };
+
+export const DEFAULT_DB_URL = 'sqlite:./billing.db';
+
+/** Resolve the database URL the way every command does: flag, env, default. */
+export function resolveDbUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  return flag || env.BILLING_DATABASE_URL || env.DATABASE_URL || DEFAULT_DB_URL;
+}
+
+/** The URL with any password replaced, safe to print in errors and logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+}
+
+export function parseDbUrl(url: string): DbTarget {
+  if (url.startsWith('sqlite:')) {
+    let filename = url.slice('sqlite:'.length);
+    if (filename.startsWith('//')) filename = filename.slice(2); // sqlite:///abs/path or sqlite://rel
+    if (!filename) throw new BillingError('usage', `database URL "${url}" has no file path (e.g. sqlite:./billing.db)`);
+    return { dialect: 'sqlite', filename, display: url };
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new BillingError('usage', `database URL "${redactUrl(url)}" is not a valid URL`);
+    }
+    const schema = parsed.searchParams.get('schema');
+    parsed.searchParams.delete('schema');
+    return { dialect: 'pg', connectionString: parsed.toString(), schema, display: redactUrl(url) };
+  }
+  throw new BillingError(
+    'usage',
+    `unsupported database URL "${redactUrl(url)}": use sqlite:PATH or postgres://user@host:port/db`,
+  );
+}
