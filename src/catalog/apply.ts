@@ -1,0 +1,161 @@
+import type { Knex } from 'knex';
+import type { Feature, PlanFeature, PlanVersion } from '../domain/catalog.js';
+import type { Instant } from '../domain/period.js';
+import { writeAudit } from '../storage/audit.js';
+import type { Db } from '../storage/db.js';
+import { withTx } from '../storage/sql.js';
+import { diffFeature, diffPlanTerms } from './diff.js';
+import { loadCurrentPlanVersion, loadFeatures } from './repository.js';
+import { validateCatalog } from './validate.js';
+
+type Q = Knex | Knex.Transaction;
+
+export interface CatalogChange {
+  kind: 'feature' | 'plan';
+  key: string;
+  action: 'create' | 'update' | 'new_version';
+  version?: number;
+  diff?: string[];
+}
+
+export interface ApplyResult {
+  noop: boolean;
+  changes: CatalogChange[];
+}
+
+type Write =
+  | { kind: 'feature'; action: 'create' | 'update'; before: Feature | null; after: Feature }
+  | { kind: 'plan'; action: 'create' | 'new_version'; before: PlanVersion | null; after: PlanVersion }
+  | { kind: 'plan'; action: 'update'; before: PlanVersion; after: PlanVersion };
+
+/** Compare the validated file with what is stored; nothing is written here. */
+async function planWrites(q: Q, input: unknown): Promise<{ writes: Write[]; changes: CatalogChange[] }> {
+  const known = await loadFeatures(q);
+  const spec = validateCatalog(input, known);
+  const writes: Write[] = [];
+  const changes: CatalogChange[] = [];
+  for (const f of spec.features) {
+    const before = known.get(f.key) ?? null;
+    if (!before) {
+      writes.push({ kind: 'feature', action: 'create', before: null, after: f });
+      changes.push({ kind: 'feature', key: f.key, action: 'create' });
+      continue;
+    }
+    const diff = diffFeature(before, f);
+    if (diff.length === 0) continue;
+    writes.push({ kind: 'feature', action: 'update', before, after: f });
+    changes.push({ kind: 'feature', key: f.key, action: 'update', diff });
+  }
+  for (const p of spec.plans) {
+    const before = await loadCurrentPlanVersion(q, p.planKey);
+    if (!before) {
+      writes.push({ kind: 'plan', action: 'create', before: null, after: { ...p, version: 1 } });
+      changes.push({ kind: 'plan', key: p.planKey, action: 'create', version: 1 });
+      continue;
+    }
+    const terms = diffPlanTerms(before, p);
+    const nameDiff = before.name === p.name ? [] : [`name: ${before.name} → ${p.name}`];
+    if (terms.length > 0) {
+      const after = { ...p, version: before.version + 1 };
+      writes.push({ kind: 'plan', action: 'new_version', before, after });
+      changes.push({ kind: 'plan', key: p.planKey, action: 'new_version', version: after.version, diff: [...nameDiff, ...terms] });
+    } else if (nameDiff.length > 0) {
+      // A display name prices nothing: renaming updates the current version in place.
+      writes.push({ kind: 'plan', action: 'update', before, after: { ...before, name: p.name } });
+      changes.push({ kind: 'plan', key: p.planKey, action: 'update', version: before.version, diff: nameDiff });
+    }
+  }
+  return { writes, changes };
+}
+
+function featureRow(f: Feature) {
+  return {
+    name: f.name,
+    unit: f.unit,
+    type: f.type,
+    aggregation: f.aggregation,
+    unique_by: f.uniqueBy,
+    stripe_meter: f.stripeMeter,
+  };
+}
+
+function planFeatureRow(planKey: string, version: number, pf: PlanFeature) {
+  return {
+    plan_key: planKey,
+    version,
+    feature_key: pf.featureKey,
+    enabled: pf.enabled,
+    included: pf.included,
+    hard_stop: pf.hardStop,
+    limit: pf.limit,
+    overage: pf.overage === null ? null : JSON.stringify(pf.overage),
+  };
+}
+
+async function insertPlanVersion(trx: Knex.Transaction, v: PlanVersion, now: Instant): Promise<void> {
+  await trx('plan_versions').insert({
+    plan_key: v.planKey,
+    version: v.version,
+    name: v.name,
+    currency: v.currency,
+    price: v.price,
+    interval: v.interval,
+    trial_days: v.trialDays,
+    created_at: now,
+  });
+  const rows = Object.values(v.features).map((pf) => planFeatureRow(v.planKey, v.version, pf));
+  if (rows.length > 0) await trx('plan_features').insert(rows);
+}
+
+async function write(trx: Knex.Transaction, w: Write, now: Instant, actor: string): Promise<void> {
+  if (w.kind === 'feature') {
+    if (w.action === 'create') await trx('features').insert({ key: w.after.key, ...featureRow(w.after), created_at: now, updated_at: now });
+    else await trx('features').where({ key: w.after.key }).update({ ...featureRow(w.after), updated_at: now });
+    await writeAudit(trx, { at: now, actor, entity: 'feature', entityId: w.after.key, action: w.action, before: w.before ?? undefined, after: w.after });
+    return;
+  }
+  const key = w.after.planKey;
+  if (w.action === 'create') {
+    await trx('plans').insert({ key, current_version: 1, created_at: now, updated_at: now });
+    await insertPlanVersion(trx, w.after, now);
+  } else if (w.action === 'new_version') {
+    await insertPlanVersion(trx, w.after, now);
+    await trx('plans').where({ key }).update({ current_version: w.after.version, updated_at: now });
+  } else {
+    await trx('plan_versions').where({ plan_key: key, version: w.after.version }).update({ name: w.after.name });
+    await trx('plans').where({ key }).update({ updated_at: now });
+  }
+  await writeAudit(trx, {
+    at: now,
+    actor,
+    entity: 'plan',
+    entityId: key,
+    action: w.action,
+    before: w.before ?? undefined,
+    after: w.after,
+  });
+}
+
+/**
+ * Apply a catalog document (DESIGN.md §3) atomically. Features update in place; any change
+ * to a plan's terms adds a plan version (subscriptions keep theirs); a rename alone updates
+ * the current version. Entries absent from the document are left alone. Applying the same
+ * document twice changes nothing and writes no audit rows.
+ */
+export async function applyCatalog(
+  db: Db,
+  input: unknown,
+  opts: { now: Instant; actor: string; dryRun?: boolean },
+): Promise<ApplyResult> {
+  if (opts.dryRun) {
+    const { changes } = await planWrites(db.knex, input);
+    return { noop: changes.length === 0, changes };
+  }
+  return withTx(db, async (trx) => {
+    // Serialize concurrent applies on PostgreSQL (SQLite's withTx already holds the write lock).
+    await trx('db_meta').where({ key: 'write_lock' }).forUpdate().first();
+    const { writes, changes } = await planWrites(trx, input);
+    for (const w of writes) await write(trx, w, opts.now, opts.actor);
+    return { noop: changes.length === 0, changes };
+  });
+}
