@@ -1,0 +1,113 @@
+import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { authenticate, mayActFor } from '../src/serve/auth.js';
+import { authConfigFromEnv } from '../src/serve/config.js';
+import { verifyJwt } from '../src/serve/jwt.js';
+import { RateLimiter } from '../src/serve/rate-limit.js';
+
+const NOW_SEC = 1_768_478_400; // 2026-01-15T12:00:00Z
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+function hs256(claims: Record<string, unknown>, secret: string, header: Record<string, unknown> = { alg: 'HS256', typ: 'JWT' }): string {
+  const data = `${b64(header)}.${b64(claims)}`;
+  return `${data}.${createHmac('sha256', secret).update(data).digest('base64url')}`;
+}
+
+describe('verifyJwt', () => {
+  const keys = { hmacSecret: 'jwt-secret' };
+
+  it('accepts a valid HS256 token and returns its claims', () => {
+    const r = verifyJwt(hs256({ sub: 'svc', tenant_id: 'acme', exp: NOW_SEC + 60 }, 'jwt-secret'), keys, NOW_SEC);
+    expect(r).toEqual({ ok: true, claims: { sub: 'svc', tenant_id: 'acme', exp: NOW_SEC + 60 } });
+  });
+
+  it('rejects a wrong signature, expiry, nbf, alg none and algorithm confusion', () => {
+    expect(verifyJwt(hs256({ tenant_id: 'acme' }, 'other'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'invalid signature' });
+    expect(verifyJwt(hs256({ tenant_id: 'acme', exp: NOW_SEC }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token expired' });
+    expect(verifyJwt(hs256({ tenant_id: 'acme', nbf: NOW_SEC + 10 }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token not yet valid' });
+    const none = `${b64({ alg: 'none' })}.${b64({ tenant_id: 'acme' })}.`;
+    expect(verifyJwt(none, keys, NOW_SEC)).toEqual({ ok: false, reason: 'algorithm "none" is not accepted' });
+    // An RS256 header must not be checked against the HMAC secret (or vice versa).
+    expect(verifyJwt(hs256({ tenant_id: 'acme' }, 'jwt-secret', { alg: 'RS256' }), keys, NOW_SEC).ok).toBe(false);
+    expect(verifyJwt('a.b', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
+    expect(verifyJwt('e30.!!!.x', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
+  });
+
+  it('honours the clock tolerance, issuer and audience', () => {
+    const k = { ...keys, clockToleranceSec: 30, issuer: 'idp', audience: 'billing' };
+    const claims = { tenant_id: 'acme', exp: NOW_SEC - 10, iss: 'idp', aud: ['x', 'billing'] };
+    expect(verifyJwt(hs256(claims, 'jwt-secret'), k, NOW_SEC).ok).toBe(true);
+    expect(verifyJwt(hs256({ ...claims, iss: 'evil' }, 'jwt-secret'), k, NOW_SEC)).toEqual({ ok: false, reason: 'wrong issuer' });
+    expect(verifyJwt(hs256({ ...claims, aud: 'x' }, 'jwt-secret'), k, NOW_SEC)).toEqual({ ok: false, reason: 'wrong audience' });
+  });
+
+  it('verifies RS256 and ES256 with a PEM public key', () => {
+    const claims = { tenantId: 'acme', exp: NOW_SEC + 60 };
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const rsData = `${b64({ alg: 'RS256' })}.${b64(claims)}`;
+    const rsToken = `${rsData}.${sign('sha256', Buffer.from(rsData), rsa.privateKey).toString('base64url')}`;
+    const rsKeys = { publicKeyPem: rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+    expect(verifyJwt(rsToken, rsKeys, NOW_SEC).ok).toBe(true);
+    // HS256 signed with the public key text (the classic confusion attack) is refused.
+    expect(verifyJwt(hs256(claims, rsKeys.publicKeyPem, { alg: 'HS256' }), rsKeys, NOW_SEC).ok).toBe(false);
+
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const esData = `${b64({ alg: 'ES256' })}.${b64(claims)}`;
+    const esSig = sign('sha256', Buffer.from(esData), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' });
+    const esKeys = { publicKeyPem: ec.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+    expect(verifyJwt(`${esData}.${esSig.toString('base64url')}`, esKeys, NOW_SEC).ok).toBe(true);
+    expect(verifyJwt(`${esData}.${Buffer.alloc(64).toString('base64url')}`, esKeys, NOW_SEC)).toEqual({ ok: false, reason: 'invalid signature' });
+    expect(verifyJwt(rsToken, esKeys, NOW_SEC).ok).toBe(false);
+  });
+});
+
+describe('authenticate', () => {
+  const config = { serviceSecrets: ['old-secret', 'new-secret'], jwt: { hmacSecret: 'jwt-secret' } };
+  const nowMs = NOW_SEC * 1000;
+
+  it('accepts every configured service secret (rotation) and names the client without the secret', () => {
+    expect(authenticate({ 'x-service-secret': 'old-secret' }, config, nowMs)).toEqual({ ok: true, client: { id: 'service:1', tenantId: null } });
+    expect(authenticate({ 'x-service-secret': 'new-secret' }, config, nowMs)).toEqual({ ok: true, client: { id: 'service:2', tenantId: null } });
+    expect(authenticate({ 'x-service-secret': 'new-secre' }, config, nowMs)).toEqual({ ok: false, message: 'invalid service secret' });
+    expect(authenticate({}, config, nowMs).ok).toBe(false);
+  });
+
+  it('binds a bearer token to its tenant claim', () => {
+    for (const claim of ['tenant_id', 'tenantId', 'org_id']) {
+      const r = authenticate({ authorization: `Bearer ${hs256({ sub: 'svc-a', [claim]: 'acme' }, 'jwt-secret')}` }, config, nowMs);
+      expect(r).toEqual({ ok: true, client: { id: 'jwt:svc-a', tenantId: 'acme' } });
+      if (r.ok) {
+        expect(mayActFor(r.client, 'acme')).toBe(true);
+        expect(mayActFor(r.client, 'globex')).toBe(false);
+      }
+    }
+    const noTenant = authenticate({ authorization: `Bearer ${hs256({ sub: 'x' }, 'jwt-secret')}` }, config, nowMs);
+    expect(noTenant.ok).toBe(false);
+    expect(authenticate({ authorization: 'Basic abc' }, config, nowMs).ok).toBe(false);
+    expect(authenticate({ authorization: `Bearer ${hs256({ tenant_id: 'a' }, 'jwt-secret')}` }, { serviceSecrets: ['s'] }, nowMs)).toEqual({
+      ok: false,
+      message: 'bearer tokens are not accepted by this server',
+    });
+  });
+
+  it('reads credentials from the environment the CLI passes and refuses to run without any', () => {
+    expect(authConfigFromEnv({ BILLING_SERVICE_SECRETS: ' a, b ,,' }).serviceSecrets).toEqual(['a', 'b']);
+    expect(() => authConfigFromEnv({})).toThrow(/no credentials configured/);
+    expect(() => authConfigFromEnv({ BILLING_JWT_PUBLIC_KEY: 'not a pem' })).toThrow(/BILLING_JWT_PUBLIC_KEY is not usable/);
+  });
+});
+
+describe('RateLimiter', () => {
+  it('allows a burst, then refills at the sustained rate, per client', () => {
+    let t = 0;
+    const rl = new RateLimiter({ perSecond: 2, burst: 3 }, () => t);
+    expect([rl.take('a'), rl.take('a'), rl.take('a')].every((r) => r.ok)).toBe(true);
+    expect(rl.take('a')).toEqual({ ok: false, retryAfterSec: 1 });
+    expect(rl.take('b').ok).toBe(true);
+    t = 500; // half a second: one token back
+    expect(rl.take('a').ok).toBe(true);
+    expect(rl.take('a').ok).toBe(false);
+    t = 60_000;
+    expect([rl.take('a'), rl.take('a'), rl.take('a'), rl.take('a')].map((r) => r.ok)).toEqual([true, true, true, false]);
+  });
+});
