@@ -1,0 +1,126 @@
+import type { PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import { applyOverride } from '../catalog/repository.js';
+import type { Instant, Period } from '../domain/period.js';
+import { roundMoney } from '../domain/money.js';
+import { microToString } from '../domain/quantity.js';
+import type { Segment, Subscription } from '../subscriptions/repository.js';
+import type { PriceLine } from './price-line.js';
+import { rateUsage } from './rate.js';
+
+/** Why a summary got a zero charge instead of being priced. */
+export type UnratedReason = 'no_subscription' | 'no_plan_segment' | 'plan_version_missing' | 'feature_not_in_plan';
+
+/** One row of rated_charges: a tenant × feature × period, rated on the plan in force at period end. */
+export interface RatedCharge {
+  tenantId: string;
+  featureKey: string;
+  periodStart: Instant;
+  periodEnd: Instant;
+  planKey: string | null;
+  planVersion: number | null;
+  currency: string;
+  used: string;
+  included: string | null;
+  billable: string;
+  amountPrecise: string;
+  amount: string;
+  amountMinor: string;
+  hardStop: boolean;
+  isExceeded: boolean;
+  /** The terms rated with (after the tenant's quota override), or why nothing was priced. */
+  priceSnapshot: PlanFeature | { unrated: UnratedReason };
+  lines: PriceLine[];
+  ratedAt: Instant;
+  /** Micro-units of the summary rated; null for a minimum charged without usage. */
+  summaryQuantity: string | null;
+}
+
+/** What a period is rated on: the plan in force at its end, or why there is none. */
+export type PeriodTerms =
+  | { ok: true; subscription: Subscription; segment: Segment; plan: PlanVersion }
+  | { ok: false; reason: UnratedReason; currency: string; subscription: Subscription | null; segment: Segment | null };
+
+/**
+ * The subscription a summary belongs to: the one the aggregate recorded, else the one in
+ * force at the period start (same rule as subscriptionAt, over an in-memory list).
+ */
+export function governingSubscription(subs: Subscription[], subscriptionId: string | null, periodStart: Instant): Subscription | null {
+  if (subscriptionId !== null) {
+    const byId = subs.find((s) => s.id === subscriptionId);
+    if (byId) return byId;
+  }
+  let found: Subscription | null = null;
+  for (const s of subs) {
+    if (s.startedAt <= periodStart && (s.cancelAt === null || s.cancelAt > periodStart)) {
+      if (!found || s.startedAt >= found.startedAt) found = s;
+    }
+  }
+  return found;
+}
+
+/** The segment in force at the period's last instant (DESIGN.md §8: overage on the plan at period end). */
+export function segmentAtPeriodEnd(segments: Segment[], period: Period): Segment | null {
+  const t = period.end - 1;
+  for (const s of segments) if (s.startsAt <= t && (s.endsAt === null || t < s.endsAt)) return s;
+  // A segment closed before the period end (cancellation): the last one that started inside.
+  let last: Segment | null = null;
+  for (const s of segments) if (s.startsAt < period.end && (!last || s.seq > last.seq)) last = s;
+  return last;
+}
+
+export interface ChargeKey {
+  tenantId: string;
+  featureKey: string;
+  periodStart: Instant;
+  periodEnd: Instant;
+}
+
+/** Rate one tenant × feature × period. `usedMicro` null: no summary (a minimum-only charge). */
+export function rateCharge(
+  key: ChargeKey,
+  usedMicro: string | null,
+  terms: PeriodTerms,
+  override: QuotaOverride | undefined,
+  ratedAt: Instant,
+): RatedCharge {
+  const used = microToString(usedMicro ?? '0');
+  const base = { ...key, ratedAt, summaryQuantity: usedMicro };
+  const pf = terms.ok ? terms.plan.features[key.featureKey] : undefined;
+  if (!terms.ok || !pf) {
+    const currency = terms.ok ? terms.plan.currency : terms.currency;
+    const zero = roundMoney(0, currency);
+    return {
+      ...base,
+      planKey: terms.ok ? terms.plan.planKey : (terms.segment?.planKey ?? null),
+      planVersion: terms.ok ? terms.plan.version : (terms.segment?.planVersion ?? null),
+      currency,
+      used,
+      included: null,
+      billable: '0',
+      amountPrecise: zero.precise,
+      amount: zero.amount,
+      amountMinor: zero.minor,
+      hardStop: false,
+      isExceeded: false,
+      priceSnapshot: { unrated: terms.ok ? 'feature_not_in_plan' : terms.reason },
+      lines: [],
+    };
+  }
+  const r = rateUsage(applyOverride(pf, override), used, terms.plan.currency);
+  return {
+    ...base,
+    planKey: terms.plan.planKey,
+    planVersion: terms.plan.version,
+    currency: terms.plan.currency,
+    used: r.used,
+    included: r.included,
+    billable: r.billable,
+    amountPrecise: r.amountPrecise,
+    amount: r.amount,
+    amountMinor: r.amountMinor,
+    hardStop: r.hardStop,
+    isExceeded: r.isExceeded,
+    priceSnapshot: r.priceSnapshot,
+    lines: r.lines,
+  };
+}

@@ -1,0 +1,103 @@
+import type { Knex } from 'knex';
+import { dec } from '../domain/decimal.js';
+import type { Pricing } from '../domain/catalog.js';
+import type { Instant, Period } from '../domain/period.js';
+import { billingPeriodAt } from '../subscriptions/periods.js';
+import type { Subscription } from '../subscriptions/repository.js';
+import { rateCharge, type RatedCharge } from './charge.js';
+import { loadTenantTerms, termsForPeriod, type PlanLookup } from './tenant-terms.js';
+
+type Q = Knex | Knex.Transaction;
+
+const TENANTS_PER_BATCH = 200;
+
+/** 'plan@version' → feature keys whose pricing has a minimum spend. */
+async function versionsWithMinimum(q: Q): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const rows = await q('plan_features').select('plan_key', 'version', 'feature_key', 'overage').whereNotNull('overage');
+  for (const r of rows) {
+    const p = JSON.parse(r.overage) as Pricing;
+    if (p.minimum === null || p.minimum === undefined || !dec(p.minimum).gt(0)) continue;
+    const k = `${r.plan_key}@${r.version}`;
+    out.set(k, [...(out.get(k) ?? []), r.feature_key]);
+  }
+  return out;
+}
+
+/** The subscription's billing periods that have started by `now`. */
+function startedPeriods(sub: Subscription, now: Instant): Period[] {
+  const out: Period[] = [];
+  const end = sub.cancelAt ?? Number.POSITIVE_INFINITY;
+  for (let t = sub.startedAt; t < end && t <= now; ) {
+    const p = billingPeriodAt(sub, t);
+    out.push(p);
+    t = p.end;
+  }
+  return out;
+}
+
+/**
+ * Charges for features with a minimum spend in periods without any usage (the summary pass
+ * never sees them). A period already charged stays as it is once closed; the open period is
+ * re-rated so it follows the current terms, like every open summary.
+ */
+export async function rateMinimums(
+  q: Q,
+  opts: { now: Instant; tenantId?: string },
+  plans: PlanLookup,
+  write: (charges: RatedCharge[]) => Promise<void>,
+): Promise<void> {
+  const minimums = await versionsWithMinimum(q);
+  if (minimums.size === 0) return;
+  const planKeys = [...new Set([...minimums.keys()].map((k) => k.slice(0, k.lastIndexOf('@'))))];
+  const features = [...new Set([...minimums.values()].flat())];
+  const segs = await q('subscription_segments')
+    .distinct('tenant_id', 'subscription_id', 'plan_key', 'plan_version')
+    .whereIn('plan_key', planKeys)
+    .modify((b) => {
+      if (opts.tenantId !== undefined) b.where('tenant_id', opts.tenantId);
+    })
+    .orderBy('tenant_id');
+  const wanted = new Map<string, Set<string>>(); // tenant → subscriptions ever on a minimum plan
+  for (const s of segs) {
+    if (!minimums.has(`${s.plan_key}@${s.plan_version}`)) continue;
+    if (!wanted.has(s.tenant_id)) wanted.set(s.tenant_id, new Set());
+    wanted.get(s.tenant_id)!.add(s.subscription_id);
+  }
+  const tenantIds = [...wanted.keys()];
+  for (let i = 0; i < tenantIds.length; i += TENANTS_PER_BATCH) {
+    const batch = tenantIds.slice(i, i + TENANTS_PER_BATCH);
+    const [terms, summaries, charges] = await Promise.all([
+      loadTenantTerms(q, batch),
+      q('usage_summaries').select('tenant_id', 'feature_key', 'period_start').whereIn('tenant_id', batch).whereIn('feature_key', features),
+      q('rated_charges')
+        .select('tenant_id', 'feature_key', 'period_start', 'period_end')
+        .whereIn('tenant_id', batch)
+        .whereIn('feature_key', features)
+        .whereNull('summary_quantity'),
+    ]);
+    const key = (t: string, f: string, start: unknown) => `${t}\u0000${f}\u0000${Number(start)}`;
+    const withUsage = new Set(summaries.map((r) => key(r.tenant_id, r.feature_key, r.period_start)));
+    const charged = new Map(charges.map((r) => [key(r.tenant_id, r.feature_key, r.period_start), Number(r.period_end)]));
+    const out: RatedCharge[] = [];
+    for (const tenantId of batch) {
+      const t = terms.get(tenantId)!;
+      for (const sub of t.subscriptions) {
+        if (!wanted.get(tenantId)!.has(sub.id)) continue;
+        for (const period of startedPeriods(sub, opts.now)) {
+          const pt = await termsForPeriod(t, sub, period, plans);
+          if (!pt.ok) continue;
+          for (const featureKey of minimums.get(`${pt.plan.planKey}@${pt.plan.version}`) ?? []) {
+            const k = key(tenantId, featureKey, period.start);
+            if (withUsage.has(k)) continue;
+            const closedAndCharged = charged.get(k) === period.end && period.end <= opts.now;
+            if (closedAndCharged) continue;
+            const chargeKey = { tenantId, featureKey, periodStart: period.start, periodEnd: period.end };
+            out.push(rateCharge(chargeKey, null, pt, t.overrides.get(featureKey), opts.now));
+          }
+        }
+      }
+    }
+    await write(out);
+  }
+}

@@ -1,0 +1,111 @@
+import type { Instant } from '../domain/period.js';
+import type { Db } from '../storage/db.js';
+import { asText, withTx } from '../storage/sql.js';
+import { governingSubscription, rateCharge, type RatedCharge } from './charge.js';
+import { rateMinimums } from './minimums.js';
+import { upsertCharges } from './repository.js';
+import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';
+
+export interface OverageOptions {
+  now: Instant;
+  tenantId?: string;
+  /** Called with every charge written (the CLI's --json rows). */
+  onCharge?: (charge: RatedCharge) => void;
+  /** Summaries rated per transaction. */
+  pageSize?: number;
+}
+
+export interface OverageResult {
+  /** Charges written. */
+  rated: number;
+  /** Of which: minimum spend charged on a period without usage. */
+  minimums: number;
+  /** Of which: zero charges for usage with no plan to price it (no subscription, feature not in plan). */
+  unrated: number;
+}
+
+interface PendingSummary {
+  tenant_id: string;
+  feature_key: string;
+  period_start: number | string;
+  period_end: number | string;
+  subscription_id: string | null;
+  quantity: string;
+}
+
+/**
+ * Summaries to (re)rate: never rated, still open at `now` (terms may change until the period
+ * ends), or changed since rated (late usage, a period cut short). Closed, unchanged periods
+ * keep their charge, so an hourly run only touches what moved.
+ */
+function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, number] | null, limit: number) {
+  return db
+    .knex('usage_summaries as s')
+    .leftJoin('rated_charges as c', (j) => {
+      j.on('c.tenant_id', 's.tenant_id').andOn('c.feature_key', 's.feature_key').andOn('c.period_start', 's.period_start');
+    })
+    .select('s.tenant_id', 's.feature_key', 's.period_start', 's.period_end', 's.subscription_id')
+    .select(asText(db, 's.quantity').wrap('(', ') AS quantity'))
+    .where((w) =>
+      w
+        .whereNull('c.tenant_id')
+        .orWhere('s.period_end', '>', opts.now)
+        .orWhereRaw('c.period_end <> s.period_end')
+        .orWhereNull('c.summary_quantity')
+        .orWhereRaw('c.summary_quantity <> s.quantity'),
+    )
+    .modify((b) => {
+      if (opts.tenantId !== undefined) b.andWhere('s.tenant_id', opts.tenantId);
+      if (after) b.andWhereRaw('(s.tenant_id, s.feature_key, s.period_start) > (?, ?, ?)', after);
+    })
+    .orderBy([{ column: 's.tenant_id' }, { column: 's.feature_key' }, { column: 's.period_start' }])
+    .limit(limit) as unknown as Promise<PendingSummary[]>;
+}
+
+/**
+ * The `billing overage` stage: rate every usage summary in scope on the plan in force at its
+ * period end (after the tenant's quota override) and upsert rated_charges; then charge minimum
+ * spends on periods without usage. Idempotent: a rerun writes identical rows (but rated_at).
+ */
+export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageResult> {
+  const pageSize = opts.pageSize ?? 1000;
+  const plans = planVersionCache(db.knex);
+  const result: OverageResult = { rated: 0, minimums: 0, unrated: 0 };
+  const write = async (charges: RatedCharge[]) => {
+    if (charges.length === 0) return;
+    await withTx(db, (trx) => upsertCharges(trx, charges));
+    for (const c of charges) {
+      result.rated++;
+      if (c.summaryQuantity === null) result.minimums++;
+      if ('unrated' in c.priceSnapshot) result.unrated++;
+      opts.onCharge?.(c);
+    }
+  };
+
+  let terms = new Map<string, TenantTerms>();
+  let after: [string, string, number] | null = null;
+  for (;;) {
+    const page = await pendingSummaries(db, opts, after, pageSize);
+    if (page.length === 0) break;
+    const missing = [...new Set(page.map((r) => r.tenant_id))].filter((id) => !terms.has(id));
+    for (const [id, t] of await loadTenantTerms(db.knex, missing)) terms.set(id, t);
+    const charges: RatedCharge[] = [];
+    for (const r of page) {
+      const t = terms.get(r.tenant_id)!;
+      const period = { start: Number(r.period_start), end: Number(r.period_end) };
+      const sub = governingSubscription(t.subscriptions, r.subscription_id ?? null, period.start);
+      const pt = await termsForPeriod(t, sub, period, plans);
+      const key = { tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: period.start, periodEnd: period.end };
+      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now));
+    }
+    await write(charges);
+    const last = page[page.length - 1];
+    after = [last.tenant_id, last.feature_key, Number(last.period_start)];
+    // Pages come in tenant order: only the last tenant can continue on the next page.
+    terms = new Map([[last.tenant_id, terms.get(last.tenant_id)!]]);
+    if (page.length < pageSize) break;
+  }
+
+  await rateMinimums(db.knex, opts, plans, write);
+  return result;
+}

@@ -1,0 +1,76 @@
+import type { Knex } from 'knex';
+import type { PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import type { Period } from '../domain/period.js';
+import { loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
+import {
+  segmentFromRow,
+  subscriptionFromRow,
+  tenantFromRow,
+  type Segment,
+  type Subscription,
+  type Tenant,
+} from '../subscriptions/repository.js';
+import { segmentAtPeriodEnd, type PeriodTerms } from './charge.js';
+
+type Q = Knex | Knex.Transaction;
+
+/** Everything needed to rate one tenant's periods, loaded once per batch. */
+export interface TenantTerms {
+  tenant: Tenant | null;
+  subscriptions: Subscription[];
+  segments: Map<string, Segment[]>; // by subscription id, in seq order
+  overrides: Map<string, QuotaOverride>;
+}
+
+/** Load the tenants' subscriptions, segments and quota overrides in a few bulk queries. */
+export async function loadTenantTerms(q: Q, tenantIds: string[]): Promise<Map<string, TenantTerms>> {
+  const out = new Map<string, TenantTerms>();
+  if (tenantIds.length === 0) return out;
+  const [tenants, subs, segs, withOverrides] = await Promise.all([
+    q('tenants').whereIn('id', tenantIds),
+    q('subscriptions').whereIn('tenant_id', tenantIds).orderBy('started_at').orderBy('id'),
+    q('subscription_segments').whereIn('tenant_id', tenantIds).orderBy('tenant_id').orderBy('subscription_id').orderBy('seq'),
+    q('quota_overrides').distinct('tenant_id').whereIn('tenant_id', tenantIds),
+  ]);
+  for (const id of tenantIds) out.set(id, { tenant: null, subscriptions: [], segments: new Map(), overrides: new Map() });
+  for (const r of tenants) out.get(r.id)!.tenant = tenantFromRow(r);
+  for (const r of subs) out.get(r.tenant_id)!.subscriptions.push(subscriptionFromRow(r));
+  for (const r of segs) {
+    const s = segmentFromRow(r);
+    const m = out.get(s.tenantId)!.segments;
+    if (!m.has(s.subscriptionId)) m.set(s.subscriptionId, []);
+    m.get(s.subscriptionId)!.push(s);
+  }
+  // Overrides are rare: only tenants that have one pay a query.
+  for (const r of withOverrides) out.get(r.tenant_id)!.overrides = await loadQuotaOverrides(q, r.tenant_id);
+  return out;
+}
+
+export type PlanLookup = (planKey: string, version: number) => Promise<PlanVersion | null>;
+
+/** Plan versions memoized for one run (they are immutable once created). */
+export function planVersionCache(q: Q): PlanLookup {
+  const cache = new Map<string, Promise<PlanVersion | null>>();
+  return (planKey, version) => {
+    const k = `${planKey}@${version}`;
+    if (!cache.has(k)) cache.set(k, loadPlanVersion(q, planKey, version));
+    return cache.get(k)!;
+  };
+}
+
+/** The plan a tenant's period is rated on: the subscription's segment in force at period end. */
+export async function termsForPeriod(
+  t: TenantTerms,
+  subscription: Subscription | null,
+  period: Period,
+  plans: PlanLookup,
+): Promise<PeriodTerms> {
+  // A charge needs a currency column even when nothing is priced; XXX is ISO 4217 "no currency".
+  const fallback = subscription?.currency ?? t.tenant?.currency ?? 'XXX';
+  if (!subscription) return { ok: false, reason: 'no_subscription', currency: fallback, subscription: null, segment: null };
+  const segment = segmentAtPeriodEnd(t.segments.get(subscription.id) ?? [], period);
+  if (!segment) return { ok: false, reason: 'no_plan_segment', currency: fallback, subscription, segment: null };
+  const plan = await plans(segment.planKey, segment.planVersion);
+  if (!plan) return { ok: false, reason: 'plan_version_missing', currency: fallback, subscription, segment };
+  return { ok: true, subscription, segment, plan };
+}
