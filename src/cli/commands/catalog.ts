@@ -24,11 +24,11 @@ function describePricing(p: Pricing | null): string {
   return s;
 }
 
-function termsRow(pf: PlanFeature): Array<string | null> {
+function termsRow(pf: PlanFeature, isBoolean: boolean): Array<string | null> {
   return [
     pf.featureKey,
     pf.enabled ? 'yes' : 'no',
-    pf.included === null ? 'unlimited' : pf.included,
+    isBoolean ? '' : pf.included === null ? 'unlimited' : pf.included,
     pf.hardStop ? 'yes' : 'no',
     pf.limit,
     describePricing(pf.overage),
@@ -103,13 +103,14 @@ export function register(program: Command): void {
           view.features.map((f) => [f.key, f.name, f.type, f.type === 'boolean' ? '' : f.aggregation, f.unit, f.uniqueBy, f.stripeMeter]),
         ),
       );
+      const booleans = new Set(view.features.filter((f) => f.type === 'boolean').map((f) => f.key));
       for (const p of view.plans) {
         printLine('');
         printLine(`Plan ${p.planKey} v${p.version} "${p.name}": ${p.price} ${p.currency}/${p.interval}, trial ${p.trialDays} day(s)`);
         printLine(
           formatTable(
             ['feature', 'enabled', 'included', 'hardStop', 'limit', 'overage'],
-            Object.values(p.features).map(termsRow),
+            Object.values(p.features).map((pf) => termsRow(pf, booleans.has(pf.featureKey))),
           ),
         );
       }
