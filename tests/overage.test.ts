@@ -74,7 +74,7 @@ describeEachDb('overage stage', (t) => {
 
     const r = await runOverage(db, { now: NOW });
     // 3 summaries + REPORT_RUN minimum in January and in (open) February
-    expect(r).toEqual({ rated: 5, minimums: 2, unrated: 0 });
+    expect(r).toEqual({ rated: 5, minimums: 2, unrated: 0, removed: 0 });
 
     const jan = await byFeature(db, 'acme', JAN.start);
     expect(jan.OCR_SCAN).toMatchObject({
@@ -120,7 +120,7 @@ describeEachDb('overage stage', (t) => {
 
     const again = await runOverage(db, { now: NOW + 3_600_000 });
     // open February (OCR summary + REPORT_RUN minimum) only; closed January is left alone
-    expect(again).toEqual({ rated: 2, minimums: 1, unrated: 0 });
+    expect(again).toEqual({ rated: 2, minimums: 1, unrated: 0, removed: 0 });
     const second = await db.knex('rated_charges').orderBy(['tenant_id', 'feature_key', 'period_start']);
     expect(strip(second)).toEqual(strip(first));
 
@@ -134,7 +134,11 @@ describeEachDb('overage stage', (t) => {
     const { db } = t();
     await setup(db);
     const mid = T('2026-01-16T00:00:00Z');
+    // rated while January is open on starter: its REPORT_RUN minimum is charged...
+    expect(await runOverage(db, { now: mid - 3_600_000 })).toEqual({ rated: 1, minimums: 1, unrated: 0, removed: 0 });
     await changePlan(db, { tenantId: 'acme', planKey: 'pro', at: 'now' }, { now: mid, actor });
+    // ...and withdrawn once the plan at period end (pro) has no minimum
+    expect(await runOverage(db, { now: mid + 3_600_000 })).toEqual({ rated: 0, minimums: 0, unrated: 0, removed: 1 });
     await summary(db, 'acme', 'OCR_SCAN', JAN, '1201');
     await runOverage(db, { now: NOW });
     const jan = await byFeature(db, 'acme', JAN.start);
@@ -194,7 +198,7 @@ describeEachDb('overage stage', (t) => {
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     // January is closed and unchanged: only open February's minimum is re-rated
-    expect(out).toMatchObject({ rated: 1, minimums: 1, unrated: 0 });
+    expect(out).toMatchObject({ rated: 1, minimums: 1, unrated: 0, removed: 0 });
     expect(out.charges[0]).toMatchObject({
       tenantId: 'acme', featureKey: 'REPORT_RUN', amount: '10.00', amountMinor: '1000',
       period: { start: '2026-02-01T00:00:00.000Z', end: '2026-03-01T00:00:00.000Z' }, ratedAt: '2026-02-10T13:00:00.000Z',

@@ -5,6 +5,7 @@ import type { Instant, Period } from '../domain/period.js';
 import { billingPeriodAt } from '../subscriptions/periods.js';
 import type { Subscription } from '../subscriptions/repository.js';
 import { rateCharge, type RatedCharge } from './charge.js';
+import type { ChargeId } from './repository.js';
 import { loadTenantTerms, termsForPeriod, type PlanLookup } from './tenant-terms.js';
 
 type Q = Knex | Knex.Transaction;
@@ -45,7 +46,7 @@ export async function rateMinimums(
   q: Q,
   opts: { now: Instant; tenantId?: string },
   plans: PlanLookup,
-  write: (charges: RatedCharge[]) => Promise<void>,
+  write: (charges: RatedCharge[], remove?: ChargeId[]) => Promise<void>,
 ): Promise<void> {
   const minimums = await versionsWithMinimum(q);
   if (minimums.size === 0) return;
@@ -80,6 +81,7 @@ export async function rateMinimums(
     const withUsage = new Set(summaries.map((r) => key(r.tenant_id, r.feature_key, r.period_start)));
     const charged = new Map(charges.map((r) => [key(r.tenant_id, r.feature_key, r.period_start), Number(r.period_end)]));
     const out: RatedCharge[] = [];
+    const expected = new Set<string>();
     for (const tenantId of batch) {
       const t = terms.get(tenantId)!;
       for (const sub of t.subscriptions) {
@@ -89,6 +91,7 @@ export async function rateMinimums(
           if (!pt.ok) continue;
           for (const featureKey of minimums.get(`${pt.plan.planKey}@${pt.plan.version}`) ?? []) {
             const k = key(tenantId, featureKey, period.start);
+            expected.add(k);
             if (withUsage.has(k)) continue;
             const closedAndCharged = charged.get(k) === period.end && period.end <= opts.now;
             if (closedAndCharged) continue;
@@ -98,6 +101,11 @@ export async function rateMinimums(
         }
       }
     }
-    await write(out);
+    // An open period's minimum charge no longer owed (moved to a plan without one) goes away;
+    // closed periods keep theirs (their terms can no longer change).
+    const stale = charges
+      .filter((r) => Number(r.period_end) > opts.now && !expected.has(key(r.tenant_id, r.feature_key, r.period_start)))
+      .map((r) => ({ tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: Number(r.period_start) }));
+    await write(out, stale);
   }
 }

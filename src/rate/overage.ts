@@ -3,7 +3,7 @@ import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
 import { governingSubscription, rateCharge, type RatedCharge } from './charge.js';
 import { rateMinimums } from './minimums.js';
-import { upsertCharges } from './repository.js';
+import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';
 
 export interface OverageOptions {
@@ -22,6 +22,8 @@ export interface OverageResult {
   minimums: number;
   /** Of which: zero charges for usage with no plan to price it (no subscription, feature not in plan). */
   unrated: number;
+  /** Minimum charges of open periods no longer owed (the plan at period end has none). */
+  removed: number;
 }
 
 interface PendingSummary {
@@ -70,10 +72,14 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
 export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageResult> {
   const pageSize = opts.pageSize ?? 1000;
   const plans = planVersionCache(db.knex);
-  const result: OverageResult = { rated: 0, minimums: 0, unrated: 0 };
-  const write = async (charges: RatedCharge[]) => {
-    if (charges.length === 0) return;
-    await withTx(db, (trx) => upsertCharges(trx, charges));
+  const result: OverageResult = { rated: 0, minimums: 0, unrated: 0, removed: 0 };
+  const write = async (charges: RatedCharge[], remove: ChargeId[] = []) => {
+    if (charges.length === 0 && remove.length === 0) return;
+    await withTx(db, async (trx) => {
+      await upsertCharges(trx, charges);
+      await deleteCharges(trx, remove);
+    });
+    result.removed += remove.length;
     for (const c of charges) {
       result.rated++;
       if (c.summaryQuantity === null) result.minimums++;

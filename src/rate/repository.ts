@@ -58,6 +58,14 @@ export function chargeFromRow(r: Record<string, any>): RatedCharge {
   };
 }
 
+export type ChargeId = { tenantId: string; featureKey: string; periodStart: Instant };
+
+export async function deleteCharges(trx: Q, ids: ChargeId[]): Promise<void> {
+  for (const id of ids) {
+    await trx('rated_charges').where({ tenant_id: id.tenantId, feature_key: id.featureKey, period_start: id.periodStart }).del();
+  }
+}
+
 /** Insert or replace charges by (tenant, feature, period start), in chunks that fit SQLite's variable limit. */
 export async function upsertCharges(trx: Q, charges: RatedCharge[], chunk = 400): Promise<void> {
   for (let i = 0; i < charges.length; i += chunk) {

@@ -45,7 +45,8 @@ export function register(program: Command): void {
       else {
         printLine(
           `rated ${result.rated} charge(s): ${result.minimums} minimum spend without usage, ` +
-            `${result.unrated} unpriced (no subscription or feature not in plan)`,
+            `${result.unrated} unpriced (no subscription or feature not in plan)` +
+            (result.removed ? `; removed ${result.removed} minimum charge(s) no longer owed` : ''),
         );
       }
     });
