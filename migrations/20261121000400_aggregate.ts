@@ -1,0 +1,43 @@
+import type { Knex } from 'knex';
+
+// Scratch and bookkeeping tables of the aggregate stage (src/aggregate/README.md). The
+// scratch tables are cleared at the start of every run, inside the run's transaction.
+
+export async function up(knex: Knex): Promise<void> {
+  // Billing-period windows of the tenants a run looks at (computed in JS, joined in SQL), cut
+  // into pieces [lo, hi) that each lie in one fixed-width time bucket, so that a full scan of
+  // usage_events can find an event's window with an equi-join on (tenant_id, bucket).
+  await knex.schema.createTable('aggregate_windows', (t) => {
+    t.string('tenant_id').notNullable();
+    t.bigInteger('bucket').notNullable();
+    t.bigInteger('lo').notNullable();
+    t.bigInteger('hi').notNullable();
+    t.bigInteger('period_start').notNullable();
+    t.bigInteger('period_end').notNullable();
+    t.string('subscription_id');
+    t.primary(['tenant_id', 'bucket', 'lo']);
+  });
+
+  // The (tenant, feature, period) groups a run recomputes.
+  await knex.schema.createTable('aggregate_groups', (t) => {
+    t.string('tenant_id').notNullable();
+    t.string('feature_key').notNullable();
+    t.bigInteger('period_start').notNullable();
+    t.bigInteger('period_end').notNullable();
+    t.string('subscription_id');
+    t.primary(['tenant_id', 'feature_key', 'period_start']);
+  });
+
+  // What each tenant's summaries were cut by: when its subscriptions change (new start,
+  // cancellation), its periods move and the tenant is rebuilt.
+  await knex.schema.createTable('aggregate_tenants', (t) => {
+    t.string('tenant_id').primary();
+    t.text('windows_key').notNullable();
+  });
+}
+
+export async function down(knex: Knex): Promise<void> {
+  for (const table of ['aggregate_tenants', 'aggregate_groups', 'aggregate_windows']) {
+    await knex.schema.dropTableIfExists(table);
+  }
+}

@@ -1,0 +1,27 @@
+import type { Command } from 'commander';
+import { buildContext, withDb } from '../context.js';
+import { printJson, printLine } from '../output.js';
+
+export function register(program: Command): void {
+  program
+    .command('check')
+    .description('can TENANT use FEATURE now? exit 0 when allowed, 3 when denied (fails closed)')
+    .argument('<tenant>', 'tenant id')
+    .argument('<feature>', 'feature key')
+    .option('--quantity <n>', 'units the request would use', '1')
+    .action(async (tenantId: string, featureKey: string, opts: { quantity: string }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { checkEntitlement } = await import('../../entitlements/check.js');
+      const r = await withDb(ctx, (db) => checkEntitlement(db, { tenantId, featureKey, quantity: opts.quantity }, { now: ctx.now }));
+      if (ctx.json) printJson(r);
+      else {
+        const terms = [`used ${r.used}`];
+        if (r.limit !== null) terms.push(`limit ${r.limit}`, `remaining ${r.remaining}`);
+        else if (r.allowed) terms.push('unlimited');
+        if (r.hardStop) terms.push('hard stop');
+        printLine(`${r.allowed ? 'allowed' : 'denied'}: ${tenantId} ${featureKey} x${opts.quantity}: ${r.reason.replace(/_/g, ' ')} (${terms.join(', ')})`);
+      }
+      // 3 = denied (DESIGN.md §6), so `if billing check ...` fails closed.
+      process.exitCode = r.allowed ? 0 : 3;
+    });
+}

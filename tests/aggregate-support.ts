@@ -1,0 +1,97 @@
+// Builders shared by the aggregate, check and report tests: a catalog covering every
+// aggregation, tenants and subscriptions through the real catalog/subscription functions,
+// and events inserted the way ingest stores them.
+import { applyCatalog } from '../src/catalog/apply.js';
+import { decimalToMicro } from '../src/domain/quantity.js';
+import type { Db } from '../src/storage/db.js';
+import { subscribe } from '../src/subscriptions/lifecycle.js';
+import { createTenant } from '../src/subscriptions/tenants.js';
+
+export const ACTOR = 'test';
+
+export const CATALOG = {
+  features: [
+    { key: 'OCR_SCAN', name: 'OCR scans', unit: 'scan', aggregation: 'sum' },
+    { key: 'API_CALL', name: 'API calls', unit: 'call', aggregation: 'count' },
+    { key: 'STORAGE_GB', name: 'Storage', unit: 'GB', aggregation: 'max' },
+    { key: 'SEATS', name: 'Seats', unit: 'seat', aggregation: 'last' },
+    { key: 'ACTIVE_USERS', name: 'Active users', unit: 'user', aggregation: 'unique', uniqueBy: 'user_id' },
+    { key: 'REGIONS', name: 'Regions', unit: 'region', aggregation: 'unique', uniqueBy: 'region' },
+    { key: 'PREMIUM_VOICE', name: 'Premium voice', type: 'boolean' },
+  ],
+  plans: [
+    {
+      key: 'starter', name: 'Starter', currency: 'USD', price: '29.00', interval: 'month', trialDays: 0,
+      features: {
+        OCR_SCAN: { included: 50, overage: { model: 'per_unit', unitPrice: '0.05' } },
+        API_CALL: { included: 100, hardStop: true },
+        STORAGE_GB: { included: 5, overage: { model: 'graduated', tiers: [
+          { upTo: 100, unitPrice: '0.02' }, { upTo: null, unitPrice: '0.01', flatPrice: '1.00' }] } },
+        SEATS: { included: 3, overage: { model: 'per_unit', unitPrice: '8.00' } },
+        ACTIVE_USERS: { included: 2, overage: { model: 'per_unit', unitPrice: '4.00' } },
+        PREMIUM_VOICE: { enabled: false },
+      },
+    },
+    {
+      key: 'pro', name: 'Pro', currency: 'USD', price: '99.00', interval: 'month', trialDays: 14,
+      features: {
+        OCR_SCAN: { included: 200, overage: { model: 'per_unit', unitPrice: '0.04' } },
+        API_CALL: { included: null },
+        STORAGE_GB: { included: 5, overage: { model: 'per_unit', unitPrice: '0.10' } },
+        SEATS: { included: 10, hardStop: true, limit: 25, overage: { model: 'per_unit', unitPrice: '8.00' } },
+        ACTIVE_USERS: { included: 20 },
+        REGIONS: { included: 3, hardStop: true },
+        PREMIUM_VOICE: { enabled: true },
+      },
+    },
+    {
+      key: 'yen', name: 'Yen', currency: 'JPY', price: '1000', interval: 'month',
+      features: { OCR_SCAN: { included: 10, overage: { model: 'per_unit', unitPrice: '3' } } },
+    },
+  ],
+};
+
+export const iso = (s: string): number => Date.parse(s);
+
+export async function applyTestCatalog(db: Db, now: number): Promise<void> {
+  await applyCatalog(db, CATALOG, { now, actor: ACTOR });
+}
+
+/** Create a tenant, and subscribe it when a plan is given. */
+export async function tenant(
+  db: Db,
+  id: string,
+  plan?: { planKey: string; start: string; trialDays?: number },
+): Promise<void> {
+  const now = plan ? iso(plan.start) : iso('2026-01-01T00:00:00Z');
+  await createTenant(db, { id }, { now, actor: ACTOR });
+  if (plan) {
+    await subscribe(db, { tenantId: id, planKey: plan.planKey, start: iso(plan.start), trialDays: plan.trialDays ?? 0 }, { now, actor: ACTOR });
+  }
+}
+
+export interface Ev {
+  tenant: string;
+  feature: string;
+  qty?: string;
+  at: string | number;
+  user?: string;
+  meta?: Record<string, unknown>;
+}
+
+let keySeq = 0;
+
+/** Insert events as ingest stores them (micro-unit quantities, epoch-ms instants). */
+export async function insertEvents(db: Db, events: Ev[]): Promise<void> {
+  const rows = events.map((e) => ({
+    tenant_id: e.tenant,
+    idempotency_key: `k${++keySeq}`,
+    feature_key: e.feature,
+    quantity: decimalToMicro(e.qty ?? '1'),
+    occurred_at: typeof e.at === 'number' ? e.at : iso(e.at),
+    ingested_at: typeof e.at === 'number' ? e.at : iso(e.at),
+    user_id: e.user ?? null,
+    metadata: e.meta ? JSON.stringify(e.meta) : null,
+  }));
+  for (let i = 0; i < rows.length; i += 500) await db.knex('usage_events').insert(rows.slice(i, i + 500));
+}
