@@ -232,6 +232,18 @@ describeEachDb('catalog apply', (t) => {
     expect(await loadCurrentPlanVersion(db.knex, 'pro')).toMatchObject({ version: 1, features: { OCR_SCAN: { included: null } } });
   });
 
+  it('serializes concurrent applies: each new version gets its own number', async () => {
+    const { db } = t();
+    await applyCatalog(db, catalog(), opts);
+    const priced = (price: string) => ({ plans: [{ ...catalog().plans[0], price }] });
+    const results = await Promise.all([applyCatalog(db, priced('31.00'), opts), applyCatalog(db, priced('32.00'), opts)]);
+    expect(results.map((r) => r.changes[0].version).sort()).toEqual([2, 3]);
+    const versions = await db.knex('plan_versions').where({ plan_key: 'starter' }).orderBy('version');
+    expect(versions.map((v) => v.version)).toEqual([1, 2, 3]);
+    const current = await loadCurrentPlanVersion(db.knex, 'starter');
+    expect(current!.version).toBe(3);
+  });
+
   it('CLI: applies JSON and YAML files, prints the diff, says unchanged, and lists every problem', async () => {
     const { url } = t();
     const dir = mkdtempSync(path.join(tmpdir(), 'billing-catalog-'));

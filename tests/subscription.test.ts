@@ -98,6 +98,19 @@ describeEachDb('subscriptions', (ctx) => {
     expect(span(await listSegments(db.knex, 'acme', s.id))).toEqual([[1, 'premium@1', '2026-01-31T00:00:00.000Z', null]]);
   });
 
+  it('lets only one of two concurrent subscribes for a tenant win, the other told why', async () => {
+    const { db } = ctx();
+    await setup(db);
+    const results = await Promise.allSettled([
+      subscribe(db, { tenantId: 'acme', planKey: 'basic' }, at(START)),
+      subscribe(db, { tenantId: 'acme', planKey: 'premium' }, at(START)),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(rejected.reason).toMatchObject({ code: 'conflict' });
+    expect(await db.knex('subscriptions').where({ tenant_id: 'acme' })).toHaveLength(1);
+  });
+
   it('upgrades now and downgrades at period end, with the exact segment instants', async () => {
     const { db } = ctx();
     await setup(db);

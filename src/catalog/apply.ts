@@ -4,6 +4,7 @@ import type { Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
+import { lockForTransaction } from '../storage/xact-lock.js';
 import { diffFeature, diffPlanTerms } from './diff.js';
 import { loadCurrentPlanVersion, loadFeatures } from './repository.js';
 import { validateCatalog } from './validate.js';
@@ -152,8 +153,8 @@ export async function applyCatalog(
     return { noop: changes.length === 0, changes };
   }
   return withTx(db, async (trx) => {
-    // Serialize concurrent applies on PostgreSQL (SQLite's withTx already holds the write lock).
-    await trx('db_meta').where({ key: 'write_lock' }).forUpdate().first();
+    // Two applies at once would both see version N and both write N+1: take turns.
+    await lockForTransaction(db, trx, 'catalog', 'apply');
     const { writes, changes } = await planWrites(trx, input);
     for (const w of writes) await write(trx, w, opts.now, opts.actor);
     return { noop: changes.length === 0, changes };

@@ -44,7 +44,8 @@ export async function setQuota(db: Db, input: QuotaInput, opts: { now: Instant; 
     throw new BillingError('invalid_input', `unit price "${input.unitPrice}" must be a non-negative decimal with at most 12 decimals, like "0.05"`);
   }
   return withTx(db, async (trx) => {
-    if (!(await loadTenant(trx, input.tenantId))) {
+    // Row-locked so that two first-time sets for one tenant do not both insert.
+    if (!(await trx('tenants').where({ id: input.tenantId }).forUpdate().first())) {
       throw new BillingError('not_found', `unknown tenant "${input.tenantId}" (create it with \`billing tenant create\`)`);
     }
     const feature = await loadFeature(trx, input.featureKey);

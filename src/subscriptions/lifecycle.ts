@@ -10,7 +10,6 @@ import { withTx } from '../storage/sql.js';
 import {
   listSegments,
   listSubscriptions,
-  loadTenant,
   segmentAt,
   subscriptionFromRow,
   type Segment,
@@ -50,8 +49,9 @@ function subscriptionRow(s: Subscription) {
   };
 }
 
+/** The tenant, row-locked so that two subscribes for one tenant take turns. */
 async function requireTenant(trx: Trx, tenantId: string): Promise<{ currency: string | null }> {
-  const t = await loadTenant(trx, tenantId);
+  const t = await trx('tenants').where({ id: tenantId }).forUpdate().first();
   if (!t) throw new BillingError('not_found', `unknown tenant "${tenantId}" (create it with \`billing tenant create ${tenantId}\`)`);
   return t;
 }
