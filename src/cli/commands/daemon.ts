@@ -1,0 +1,53 @@
+import type { Command } from 'commander';
+import { buildContext, withDb } from '../context.js';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export function register(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the batch stages on their schedules (node-cron, UTC) until SIGTERM/SIGINT; JSON log lines on stdout')
+    .option('--config <file>', 'config file with a "daemon" section (default: ./billing.config.json when present)')
+    .option('--schedule <job=cron>', 'override one schedule, e.g. aggregate="*/5 * * * *" (repeatable; "off" disables)', collect, [])
+    .action(async (opts: { config?: string; schedule: string[] }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { BillingError } = await import('../../domain/errors.js');
+      if ((cmd.optsWithGlobals() as { now?: string }).now || ctx.env.BILLING_NOW) {
+        throw new BillingError('usage', 'the daemon runs on the real clock; drop --now / BILLING_NOW (use `billing run --now` for backfills)');
+      }
+      const path = await import('node:path');
+      const { loadDaemonConfig, applyScheduleFlags } = await import('../../jobs/schedules.js');
+      const file = opts.config ?? path.resolve('billing.config.json');
+      const config = applyScheduleFlags(loadDaemonConfig(file, Boolean(opts.config)), opts.schedule);
+      const { startDaemon } = await import('../../jobs/daemon.js');
+      const { stripeFromEnv } = await import('../../jobs/stripe-env.js');
+      const { isInteractive } = await import('../../ui/live.js');
+      const panel = isInteractive(process.stdout, { json: ctx.json, env: ctx.env })
+        ? await (await import('../../ui/daemon-view.js')).createDaemonView(process.stdout)
+        : null;
+
+      await withDb(ctx, async (db) => {
+        const handle = startDaemon(db, {
+          config,
+          actor: ctx.env.BILLING_ACTOR || 'daemon',
+          clock: Date.now,
+          stripe: stripeFromEnv(ctx.env),
+          log: panel ? panel.log : (entry) => process.stdout.write(JSON.stringify(entry) + '\n'),
+          onState: panel?.state,
+        });
+        const signal = await new Promise<string>((resolve) => {
+          process.once('SIGTERM', () => resolve('SIGTERM'));
+          process.once('SIGINT', () => resolve('SIGINT'));
+        });
+        // A second signal while waiting for the running job means "now".
+        const force = () => process.exit(1);
+        process.once('SIGTERM', force);
+        process.once('SIGINT', force);
+        const { clean } = await handle.stop(signal);
+        await panel?.finish();
+        if (!clean) process.exit(1); // the job's lock is released by its lease expiring / the closed connection
+      });
+    });
+}

@@ -1,0 +1,59 @@
+import type { Command } from 'commander';
+import { buildContext, withDb } from '../context.js';
+import { formatTable, printJson, printLine } from '../output.js';
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('run every batch stage in order (aggregate → overage → invoice → stripe sync → dunning), each under its job lock')
+    .option('--dry-run', 'show what the stages would do (invoices, Stripe calls) and change nothing')
+    .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { runPipeline } = await import('../../jobs/pipeline.js');
+      const { createRunReporter, stageDetail } = await import('../../ui/run-reporter.js');
+      const { stripeFromEnv } = await import('../../jobs/stripe-env.js');
+      const { BillingError } = await import('../../domain/errors.js');
+      const { formatDuration } = await import('../../ui/format.js');
+      const reporter = createRunReporter(process.stderr, { json: ctx.json, env: ctx.env });
+      const result = await withDb(ctx, async (db) => {
+        try {
+          return await runPipeline(db, {
+            now: ctx.now,
+            actor: ctx.actor,
+            dryRun: Boolean(opts.dryRun),
+            stripe: stripeFromEnv(ctx.env),
+            // Leases and job_runs times are about real processes, whatever --now says.
+            clock: Date.now,
+            onProgress: reporter,
+          });
+        } finally {
+          await reporter.finish();
+        }
+      });
+      if (ctx.json) printJson(result);
+      else {
+        if (result.dryRun) printLine('dry run: nothing was changed');
+        printLine(
+          formatTable(
+            ['STAGE', 'STATUS', 'TIME', 'DETAIL'],
+            result.stages.map((s) => [s.job, s.status, formatDuration(s.durationMs), stageDetail(s)]),
+          ),
+        );
+        for (const s of result.stages) {
+          if (s.plan === undefined) continue;
+          printLine(`\n${s.job} would:`);
+          printLine(JSON.stringify(s.plan, null, 2));
+        }
+      }
+      const stop = result.stoppedAt;
+      if (stop) {
+        const locked = stop.error?.code === 'locked';
+        throw new BillingError(
+          locked ? 'locked' : 'internal',
+          locked
+            ? `stage ${stop.job} is ${stop.reason}; nothing after it was started — rerun \`billing run\` once it is done`
+            : `stage ${stop.job} failed (${stop.error?.code}: ${stop.error?.message}); earlier stages are committed — fix the cause and rerun \`billing run\``,
+        );
+      }
+    });
+}

@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import { buildContext, withDb } from '../context.js';
+import { formatTable, printJson, printLine } from '../output.js';
+
+export function register(program: Command): void {
+  program
+    .command('status')
+    .description('last run of each job, next scheduled run, and what is waiting (events, invoices, Stripe outbox)')
+    .option('--config <file>', 'daemon config to compute next runs from (default: ./billing.config.json when present)')
+    .option('--strict', 'exit 3 when a job\'s last run failed or Stripe calls are dead (for monitoring)')
+    .action(async (opts: { config?: string; strict?: boolean }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const path = await import('node:path');
+      const { loadDaemonConfig } = await import('../../jobs/schedules.js');
+      const { getStatus } = await import('../../jobs/status.js');
+      const { formatDuration } = await import('../../ui/format.js');
+      const config = loadDaemonConfig(opts.config ?? path.resolve('billing.config.json'), Boolean(opts.config));
+      const report = await withDb(ctx, (db) => getStatus(db, { now: ctx.now, wallNow: Date.now(), config }));
+      if (ctx.json) printJson(report);
+      else {
+        printLine(
+          formatTable(
+            ['JOB', 'LAST', 'STARTED', 'TOOK', 'COUNTS / ERROR', 'NEXT'],
+            report.jobs.map((j) => [
+              j.job,
+              j.last ? j.last.status : 'never',
+              j.last ? j.last.startedAt : '',
+              j.last?.durationMs != null ? formatDuration(j.last.durationMs) : '',
+              j.last ? (j.last.error ?? Object.entries(j.last.counts ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')) : '',
+              j.nextRunAt ?? (j.schedule ? '' : 'not scheduled'),
+            ]),
+          ),
+        );
+        for (const l of report.locks) {
+          printLine(`lock ${l.job}: held by ${l.owner} until ${l.expiresAt}${l.expired ? ' (expired: its owner stopped; the next run takes it over)' : ''}`);
+        }
+        const b = report.backlog;
+        printLine('');
+        if (b.stripeOutbox) {
+          const o = b.stripeOutbox;
+          printLine(`stripe outbox: ${o.pending} pending (${o.due} due now), ${o.failed} failed, ${o.dead} dead`);
+        }
+      }
+      const failing = report.jobs.some((j) => j.last?.status === 'failed') || (report.backlog.stripeOutbox?.dead ?? 0) > 0;
+      if (opts.strict && failing) process.exitCode = 3;
+    });
+}

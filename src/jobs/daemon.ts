@@ -1,0 +1,192 @@
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Db } from '../storage/db.js';
+import { newOwnerId } from './lock.js';
+import { runStage, type StageReport } from './pipeline.js';
+import { nextRunAfter, type DaemonConfig } from './schedules.js';
+import { JOB_NAMES, STAGES, type JobName, type Stage } from './stages.js';
+
+/**
+ * `billing daemon`: node-cron ticks feed one queue worked by one loop, so jobs that fire on
+ * the same tick run in pipeline order (aggregate before overage) and never concurrently in
+ * this process. A job still queued or running when its next tick comes is not queued again;
+ * across processes, runStage's lock and tick check keep it to one run per tick.
+ */
+
+export type LogLevel = 'info' | 'warn' | 'error';
+export interface DaemonLogEntry {
+  ts: string;
+  level: LogLevel;
+  event: string;
+  [field: string]: unknown;
+}
+
+export interface DaemonJobState {
+  job: JobName;
+  schedule: string;
+  state: 'idle' | 'queued' | 'running';
+  nextRunAt: number | null;
+  last: (Pick<StageReport, 'status' | 'counts' | 'error' | 'reason' | 'durationMs'> & { finishedAt: number }) | null;
+}
+
+export interface DaemonState {
+  owner: string;
+  timezone: string;
+  stopping: boolean;
+  jobs: DaemonJobState[];
+}
+
+export interface DaemonOptions {
+  config: DaemonConfig;
+  actor: string;
+  /** The real clock: the daemon is the one place that reads it; each run gets `now` from it. */
+  clock: () => number;
+  log: (entry: DaemonLogEntry) => void;
+  onState?: (state: DaemonState) => void;
+  owner?: string;
+  stripe?: unknown;
+  /** Defaults to every stage that exists. */
+  stages?: Stage[];
+}
+
+export interface DaemonHandle {
+  state(): DaemonState;
+  /** Stop scheduling, drop queued ticks, wait for the running job (bounded by the config). */
+  stop(reason: string): Promise<{ clean: boolean }>;
+}
+
+export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
+  const owner = opts.owner ?? newOwnerId();
+  const { config, clock } = opts;
+  const available = opts.stages ?? STAGES;
+  const log = (level: LogLevel, event: string, fields: Record<string, unknown> = {}) =>
+    opts.log({ ts: new Date(clock()).toISOString(), level, event, ...fields });
+
+  const jobs = new Map<JobName, DaemonJobState & { stage: Stage }>();
+  for (const job of JOB_NAMES) {
+    const schedule = config.schedules[job];
+    if (!schedule) continue;
+    const stage = available.find((s) => s.job === job);
+    if (!stage) {
+      log('warn', 'job.unavailable', { job, reason: 'this build has no such stage; not scheduled' });
+      continue;
+    }
+    jobs.set(job, { job, schedule, stage, state: 'idle', nextRunAt: nextRunAfter(schedule, config.timezone, clock()), last: null });
+  }
+
+  let stopping = false;
+  const queue: Array<{ job: JobName; scheduledAt: number }> = [];
+  let current: Promise<void> | null = null;
+
+  const snapshot = (): DaemonState => ({
+    owner,
+    timezone: config.timezone,
+    stopping,
+    jobs: [...jobs.values()].map(({ stage: _stage, ...j }) => ({ ...j })),
+  });
+  const changed = () => opts.onState?.(snapshot());
+  const order = (job: JobName) => JOB_NAMES.indexOf(job);
+
+  const runOne = async (job: JobName, scheduledAt: number) => {
+    const j = jobs.get(job)!;
+    j.state = 'running';
+    changed();
+    log('info', 'job.start', { job, scheduled_at: new Date(scheduledAt).toISOString() });
+    let report: StageReport;
+    try {
+      report = await runStage(db, j.stage, {
+        now: clock(),
+        actor: opts.actor,
+        owner,
+        clock,
+        ttlMs: config.lockTtlMs,
+        trigger: 'daemon',
+        scheduledAt,
+        stripe: opts.stripe,
+        onLeaseLost: () => log('warn', 'lock.lost', { job, reason: 'the lease expired while the job ran and was taken over' }),
+      });
+    } catch (e) {
+      // The run could not even be recorded (database unreachable, ...): log and keep going.
+      const err = e as Error & { code?: string };
+      report = { job, status: 'failed', error: { code: err.code ?? 'db_error', message: err.message }, durationMs: 0 };
+    }
+    const fields: Record<string, unknown> = { job, status: report.status, duration_ms: report.durationMs };
+    if (report.counts) fields.counts = report.counts;
+    if (report.reason) fields.reason = report.reason;
+    if (report.error && report.status === 'failed') fields.error = report.error;
+    log(report.status === 'failed' ? 'error' : 'info', report.status === 'skipped' ? 'job.skipped' : 'job.end', fields);
+    j.state = 'idle';
+    j.last = {
+      status: report.status,
+      counts: report.counts,
+      error: report.error,
+      reason: report.reason,
+      durationMs: report.durationMs,
+      finishedAt: clock(),
+    };
+    changed();
+  };
+
+  const work = async () => {
+    while (queue.length > 0 && !stopping) {
+      const next = queue.shift()!;
+      await runOne(next.job, next.scheduledAt);
+    }
+    current = null;
+  };
+
+  const onTick = (job: JobName, date: Date) => {
+    if (stopping) return;
+    const j = jobs.get(job)!;
+    const scheduledAt = Math.floor(date.getTime() / 1000) * 1000;
+    j.nextRunAt = nextRunAfter(j.schedule, config.timezone, scheduledAt);
+    if (j.state !== 'idle') {
+      log('warn', 'job.overlap', { job, scheduled_at: new Date(scheduledAt).toISOString(), reason: `still ${j.state} from an earlier tick` });
+      changed();
+      return;
+    }
+    j.state = 'queued';
+    queue.push({ job, scheduledAt });
+    queue.sort((a, b) => a.scheduledAt - b.scheduledAt || order(a.job) - order(b.job));
+    changed();
+    // Let the other tasks firing on this same second enqueue first, then work in order.
+    current ??= new Promise<void>((resolve) => setImmediate(resolve)).then(work);
+  };
+
+  const tasks: ScheduledTask[] = [...jobs.values()].map((j) =>
+    cron.schedule(j.schedule, (ctx) => onTick(j.job, ctx.date), { timezone: config.timezone, name: `billing-${j.job}` }),
+  );
+
+  log('info', 'daemon.start', {
+    owner,
+    timezone: config.timezone,
+    jobs: Object.fromEntries(
+      [...jobs.values()].map((j) => [j.job, { schedule: j.schedule, next: j.nextRunAt === null ? null : new Date(j.nextRunAt).toISOString() }]),
+    ),
+  });
+  changed();
+
+  return {
+    state: snapshot,
+    async stop(reason: string) {
+      if (!stopping) {
+        stopping = true;
+        for (const t of tasks) await t.destroy();
+        for (const q of queue.splice(0)) {
+          jobs.get(q.job)!.state = 'idle';
+          log('info', 'job.dropped', { job: q.job, reason: 'shutting down before it started' });
+        }
+        const running = [...jobs.values()].find((j) => j.state === 'running');
+        log('info', 'daemon.stopping', { reason, waiting_for: running?.job ?? null });
+        changed();
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const clean = await Promise.race([
+        (current ?? Promise.resolve()).then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), config.shutdownTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+      log(clean ? 'info' : 'error', 'daemon.stop', clean ? { clean } : { clean, error: { code: 'shutdown_timeout', message: `a job was still running after ${config.shutdownTimeoutMs} ms` } });
+      return { clean };
+    },
+  };
+}

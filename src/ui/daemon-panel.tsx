@@ -1,0 +1,52 @@
+import { Box, Static, Text } from 'ink';
+import type { DaemonState } from '../jobs/daemon.js';
+import { formatDuration, relative } from './format.js';
+
+export interface LogLine {
+  id: number;
+  text: string;
+  level: 'info' | 'warn' | 'error';
+}
+
+export interface DaemonPanelProps {
+  state: DaemonState;
+  now: number;
+  log: LogLine[];
+}
+
+const STATE_COLOR: Record<string, string> = { idle: 'gray', queued: 'yellow', running: 'cyan' };
+const STATUS_COLOR: Record<string, string> = { succeeded: 'green', failed: 'red', skipped: 'yellow' };
+
+/** `billing daemon` on a TTY: log lines scroll above a live table of the jobs. */
+export function DaemonPanel({ state, now, log }: DaemonPanelProps) {
+  return (
+    <Box flexDirection="column">
+      <Static items={log}>
+        {(l) => (
+          <Text key={l.id} color={l.level === 'error' ? 'red' : l.level === 'warn' ? 'yellow' : undefined}>
+            {l.text}
+          </Text>
+        )}
+      </Static>
+      <Box flexDirection="column" borderStyle="round" paddingX={1}>
+        <Text bold>
+          {`billing daemon · ${state.timezone} · ${state.owner}${state.stopping ? ' · stopping' : ''}`}
+        </Text>
+        <Box>
+          <Text bold>{'JOB'.padEnd(14)}{'SCHEDULE'.padEnd(16)}{'STATE'.padEnd(9)}{'LAST'.padEnd(26)}NEXT</Text>
+        </Box>
+        {state.jobs.map((j) => (
+          <Box key={j.job}>
+            <Text>{j.job.padEnd(14)}</Text>
+            <Text dimColor>{j.schedule.padEnd(16)}</Text>
+            <Text color={STATE_COLOR[j.state]}>{j.state.padEnd(9)}</Text>
+            <Text color={j.last ? STATUS_COLOR[j.last.status] : 'gray'}>
+              {(j.last ? `${j.last.status} ${relative(j.last.finishedAt, now)} (${formatDuration(j.last.durationMs)})` : '-').padEnd(26)}
+            </Text>
+            <Text>{relative(j.nextRunAt, now)}</Text>
+          </Box>
+        ))}
+      </Box>
+    </Box>
+  );
+}

@@ -1,0 +1,139 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { applyCatalog } from '../src/catalog/apply.js';
+import { createTenant } from '../src/subscriptions/tenants.js';
+import { subscribe } from '../src/subscriptions/lifecycle.js';
+import { decimalToMicro } from '../src/domain/quantity.js';
+import { discoverTables } from '../src/ops/tables.js';
+import type { Db } from '../src/storage/db.js';
+import { BIN } from './helpers/cli.js';
+
+/** Shared by the jobs, daemon and ops tests: a small billing world and process helpers. */
+
+export const T = (iso: string) => Date.parse(iso);
+export const JAN = { start: T('2026-01-01T00:00:00Z'), end: T('2026-02-01T00:00:00Z') };
+export const FEB = { start: JAN.end, end: T('2026-03-01T00:00:00Z') };
+export const NOW = T('2026-02-10T12:00:00Z'); // January closed, February open
+const CATALOG = JSON.parse(readFileSync(fileURLToPath(new URL('../seeds/catalog.json', import.meta.url)), 'utf8'));
+
+/** Demo catalog, tenants on starter from 1 Jan (no trial), and January/February summaries. */
+export async function seedWorld(db: Db, tenants: string[] = ['acme', 'globex']): Promise<void> {
+  const actor = 'test';
+  await applyCatalog(db, CATALOG, { now: JAN.start - 1000, actor });
+  for (const [i, id] of tenants.entries()) {
+    await createTenant(db, { id, name: id.toUpperCase(), currency: 'USD' }, { now: JAN.start - 1000, actor });
+    await subscribe(db, { tenantId: id, planKey: 'starter', start: JAN.start, trialDays: 0 }, { now: JAN.start, actor });
+    for (const [period, used] of [[JAN, 120 + i], [FEB, 30 + i]] as const) {
+      await db.knex('usage_summaries').insert({
+        tenant_id: id, feature_key: 'OCR_SCAN', period_start: period.start, period_end: period.end,
+        subscription_id: `sub_${id}_1`, quantity: decimalToMicro(String(used)), event_count: 3, computed_at: NOW,
+      });
+    }
+  }
+}
+
+/** Many summaries for tenants without subscriptions: makes the overage stage take a while. */
+export async function seedBulkSummaries(db: Db, n: number): Promise<void> {
+  const rows = [];
+  for (let i = 0; i < n; i++) {
+    rows.push({
+      tenant_id: `bulk${i % 40}`, feature_key: 'OCR_SCAN', period_start: JAN.start + i * 1000, period_end: JAN.end + i * 1000,
+      subscription_id: null, quantity: '5000000', event_count: 5, computed_at: NOW,
+    });
+  }
+  await db.knex.batchInsert('usage_summaries', rows, 1000);
+}
+
+/** Every table's rows in primary-key order (plus job_locks), to compare databases. */
+export async function snapshot(db: Db, skip: string[] = []): Promise<Record<string, unknown[]>> {
+  const out: Record<string, unknown[]> = {};
+  const tables = await discoverTables(db);
+  for (const t of tables) {
+    if (skip.includes(t.name)) continue;
+    const q = db.knex(t.name).select('*');
+    for (const k of t.primaryKey.length ? t.primaryKey : t.columns.map((c) => c.name)) q.orderBy(k);
+    out[t.name] = (await q).map((r) => ({ ...r }));
+  }
+  out.job_locks = await db.knex('job_locks').select('*').orderBy('job');
+  return out;
+}
+
+/** A long-running `billing` process whose stdout lines can be awaited. */
+export interface Proc {
+  child: ChildProcess;
+  lines: string[];
+  stderr(): string;
+  waitFor(pred: (line: string) => boolean, timeoutMs?: number): Promise<string>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function spawnBilling(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...opts.env };
+  delete env.BILLING_DATABASE_URL;
+  delete env.DATABASE_URL;
+  delete env.BILLING_NOW;
+  const child = spawn(process.execPath, [BIN, ...args], { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  return track(child);
+}
+
+/** A node script (ESM, run from the repository root so it can import dist/). */
+export function spawnScript(source: string, args: string[] = []): Proc {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const child = spawn(process.execPath, ['--input-type=module', '-e', source, ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+  return track(child);
+}
+
+function track(child: ChildProcess): Proc {
+  const lines: string[] = [];
+  const waiters: Array<{ pred: (l: string) => boolean; resolve: (l: string) => void }> = [];
+  let buf = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.pred(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    lines,
+    stderr: () => err,
+    exited,
+    waitFor(pred, timeoutMs = 15_000) {
+      const found = lines.find(pred);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`timed out waiting for a line; got:\n${lines.join('\n')}\nstderr:\n${err}`)),
+          timeoutMs,
+        );
+        waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+        void exited.then(() => {
+          clearTimeout(timer);
+          reject(new Error(`process exited before the line came; got:\n${lines.join('\n')}\nstderr:\n${err}`));
+        });
+      });
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** JSON log lines of a daemon. */
+export function events(p: Proc): Array<Record<string, any>> {
+  return p.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+}

@@ -1,0 +1,230 @@
+import { expect, it } from 'vitest';
+import { describeEachDb } from './helpers/db.js';
+import { runCli } from './helpers/cli.js';
+import { NOW, seedWorld, snapshot, spawnScript, sleep } from './jobs-support.js';
+import { withJobLock } from '../src/jobs/lock.js';
+import { runPipeline } from '../src/jobs/pipeline.js';
+import { listJobRuns } from '../src/jobs/runs.js';
+import { STAGES, type Stage } from '../src/jobs/stages.js';
+import { BillingError } from '../src/domain/errors.js';
+
+const ISO_NOW = new Date(NOW).toISOString();
+
+/** A child process that takes a job lock and holds it until told to stop (or killed). */
+function holdLock(url: string, job: string, ttlMs: number) {
+  return spawnScript(
+    `import { openDb } from './dist/src/storage/db.js';
+     import { withJobLock } from './dist/src/jobs/lock.js';
+     const [url, job, ttl] = process.argv.slice(1);
+     const db = await openDb(url);
+     const r = await withJobLock(db, job, { owner: 'holder', now: Date.now(), ttlMs: Number(ttl), clock: Date.now }, async () => {
+       console.log('locked');
+       await new Promise((res) => process.stdin.once('data', res));
+     });
+     console.log(r.acquired ? 'released' : 'busy');
+     await db.close();`,
+    [url, job, String(ttlMs)],
+  );
+}
+
+describeEachDb('job locks', (t) => {
+  it('excludes a second holder in the same process, and frees the lock afterwards', async () => {
+    const { db } = t();
+    const opts = { now: NOW, ttlMs: 5000 };
+    const outer = await withJobLock(db, 'overage', { ...opts, owner: 'a' }, async () => {
+      const inner = await withJobLock(db, 'overage', { ...opts, owner: 'b' }, async () => 'ran');
+      const other = await withJobLock(db, 'aggregate', { ...opts, owner: 'b' }, async () => 'other job ran');
+      return { inner, other };
+    });
+    expect(outer.acquired).toBe(true);
+    if (!outer.acquired) return;
+    expect(outer.value.inner.acquired).toBe(false);
+    expect(outer.value.other).toEqual({ acquired: true, value: 'other job ran' });
+    expect(await withJobLock(db, 'overage', { ...opts, owner: 'b' }, async () => 'later')).toEqual({ acquired: true, value: 'later' });
+    expect(await db.knex('job_locks').count('* as n').first()).toMatchObject({ n: 0 });
+  });
+
+  it('releases the lock when the job throws', async () => {
+    const { db } = t();
+    await expect(withJobLock(db, 'invoice', { owner: 'a', now: NOW, ttlMs: 5000 }, async () => {
+      throw new BillingError('internal', 'boom');
+    })).rejects.toThrow('boom');
+    expect((await withJobLock(db, 'invoice', { owner: 'b', now: NOW, ttlMs: 5000 }, async () => 1)).acquired).toBe(true);
+  });
+
+  it('excludes another process while it holds the lock', async () => {
+    const { db, url } = t();
+    const holder = holdLock(url, 'overage', 10_000);
+    await holder.waitFor((l) => l === 'locked');
+    const busy = await withJobLock(db, 'overage', { owner: 'me', now: Date.now(), ttlMs: 5000, clock: Date.now }, async () => 'ran');
+    expect(busy.acquired).toBe(false);
+    if (!busy.acquired) expect(busy.holder).toBeTruthy();
+
+    // `billing run` meets the same lock: the stage is skipped, recorded, and the run fails.
+    const r = await runCli(['run'], { db: url, now: ISO_NOW });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/stage overage is already running in another process/);
+    const [skipped] = await listJobRuns(db, { job: 'overage' });
+    expect(skipped).toMatchObject({ status: 'skipped', trigger: 'run' });
+
+    holder.child.stdin!.end('go\n');
+    await holder.waitFor((l) => l === 'released');
+    await holder.exited;
+    expect((await withJobLock(db, 'overage', { owner: 'me', now: Date.now(), ttlMs: 5000, clock: Date.now }, async () => 'ran')).acquired).toBe(true);
+  });
+
+  it('lets the next process take over the lock of a process killed while holding it', async () => {
+    const { db, url, dialect } = t();
+    const ttl = 800;
+    const holder = holdLock(url, 'overage', ttl);
+    await holder.waitFor((l) => l === 'locked');
+    holder.child.kill('SIGKILL');
+    await holder.exited;
+    const take = () => withJobLock(db, 'overage', { owner: 'me', now: Date.now(), ttlMs: 5000, clock: Date.now }, async () => 'ran');
+    if (dialect === 'sqlite') {
+      // The lease outlives its owner until it expires...
+      const lease = await db.knex('job_locks').first();
+      expect(lease).toMatchObject({ owner: 'holder' });
+      if (Number(lease.expires_at) > Date.now() + 100) expect((await take()).acquired).toBe(false);
+      await sleep(Math.max(0, Number(lease.expires_at) - Date.now()) + 50);
+    }
+    // ...PostgreSQL drops an advisory lock with its session at once.
+    expect(await take()).toEqual({ acquired: true, value: 'ran' });
+  });
+
+  it('renews the lease while a long job runs, so it is not taken over', async () => {
+    const { db, dialect } = t();
+    if (dialect !== 'sqlite') return; // advisory locks have no lease
+    const r = await withJobLock(db, 'overage', { owner: 'a', now: Date.now(), ttlMs: 300, clock: Date.now }, async () => {
+      await sleep(700); // more than two lease lengths
+      return withJobLock(db, 'overage', { owner: 'b', now: Date.now(), ttlMs: 300, clock: Date.now }, async () => 'stolen');
+    });
+    expect(r).toMatchObject({ acquired: true, value: { acquired: false, holder: 'a' } });
+  });
+});
+
+describeEachDb('pipeline', (t) => {
+  it('runs the stages that exist, records each run, and is idempotent', async () => {
+    const { db } = t();
+    await seedWorld(db);
+    const events: string[] = [];
+    const first = await runPipeline(db, { now: NOW, actor: 'test', onProgress: (e) => events.push(`${e.type}:${e.job}`) });
+    expect(first.ok).toBe(true);
+    expect(first.stages.map((s) => s.job)).toEqual(STAGES.map((s) => s.job));
+    expect(first.stages.every((s) => s.status === 'succeeded' || s.status === 'skipped')).toBe(true);
+    expect(events[0]).toBe(`stage-start:${STAGES[0].job}`);
+    expect(events).toHaveLength(STAGES.length * 2);
+
+    const charges = async () =>
+      (await db.knex('rated_charges').select('tenant_id', 'feature_key', 'period_start', 'amount').orderBy(['tenant_id', 'period_start']))
+        .map((r) => ({ ...r, period_start: Number(r.period_start) }));
+    const after1 = await charges();
+    expect(after1.length).toBeGreaterThan(0);
+    // January: 120 scans on starter (50 included, 0.05 each) = 3.50
+    expect(after1.find((c) => c.tenant_id === 'acme' && c.feature_key === 'OCR_SCAN' && c.period_start === Date.parse('2026-01-01T00:00:00Z')))
+      .toMatchObject({ amount: '3.50' });
+
+    const second = await runPipeline(db, { now: NOW, actor: 'test' });
+    expect(second.ok).toBe(true);
+    expect(await charges()).toEqual(after1);
+    const runs = await listJobRuns(db, { job: 'overage' });
+    expect(runs.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
+    expect(runs[1].counts).toMatchObject({ rated: expect.any(Number) });
+  });
+
+  it('stops at a failed stage, records the error, and the next run resumes', async () => {
+    const { db } = t();
+    await seedWorld(db);
+    let fail = true;
+    const flaky: Stage = {
+      job: 'aggregate',
+      async run() {
+        if (fail) throw new BillingError('db_error', 'disk full');
+        return { groups: 0 };
+      },
+    };
+    const overage = STAGES.find((s) => s.job === 'overage')!;
+    const r1 = await runPipeline(db, { now: NOW, actor: 'test', stages: [flaky, overage] });
+    expect(r1.ok).toBe(false);
+    expect(r1.stoppedAt).toMatchObject({ job: 'aggregate', status: 'failed', error: { code: 'db_error', message: 'disk full' } });
+    expect(r1.stages[1]).toMatchObject({ job: 'overage', status: 'not_run' });
+    expect(await db.knex('rated_charges').count('* as n').first()).toMatchObject({ n: 0 });
+    const [failed] = await listJobRuns(db, { job: 'aggregate' });
+    expect(failed).toMatchObject({ status: 'failed', error: 'db_error: disk full' });
+    expect(failed.finishedAt).not.toBeNull();
+
+    fail = false;
+    const r2 = await runPipeline(db, { now: NOW, actor: 'test', stages: [flaky, overage] });
+    expect(r2.ok).toBe(true);
+    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBeGreaterThan(0);
+  });
+
+  it('closes a run left "running" by a process that died, once it holds the lock', async () => {
+    const { db } = t();
+    await db.knex('job_runs').insert({ job: 'overage', owner: 'dead:1', trigger: 'daemon', started_at: 1, status: 'running' });
+    await runPipeline(db, { now: NOW, actor: 'test', stages: ['overage'] });
+    const runs = await listJobRuns(db, { job: 'overage' });
+    expect(runs.map((r) => r.status)).toEqual(['succeeded', 'failed']);
+    expect(runs[1].error).toMatch(/abandoned/);
+  });
+});
+
+describeEachDb('billing run / status (CLI)', (t) => {
+  it('runs end to end, then shows each job in status', async () => {
+    const { db, url } = t();
+    await seedWorld(db);
+    const r = await runCli(['run', '--json'], { db: url, now: ISO_NOW });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.ok).toBe(true);
+    expect(out.stages.find((s: any) => s.job === 'overage')).toMatchObject({ status: 'succeeded', counts: { rated: expect.any(Number) } });
+
+    const plain = await runCli(['run'], { db: url, now: ISO_NOW });
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toMatch(/^STAGE\s+STATUS\s+TIME\s+DETAIL/m);
+    expect(plain.stdout + plain.stderr).not.toMatch(/\x1b\[/);
+
+    const s = await runCli(['status', '--json'], { db: url, now: '2026-02-10T12:20:00Z' });
+    expect(s.code).toBe(0);
+    const status = JSON.parse(s.stdout);
+    const overage = status.jobs.find((j: any) => j.job === 'overage');
+    expect(overage.last).toMatchObject({ status: 'succeeded', trigger: 'run' });
+    expect(overage.nextRunAt).toBe('2026-02-10T13:00:00.000Z'); // hourly at :00
+    expect(status.jobs.find((j: any) => j.job === 'invoice').nextRunAt).toBe('2026-02-11T00:15:00.000Z');
+    expect(status.locks).toEqual([]);
+
+    const table = await runCli(['status'], { db: url, now: ISO_NOW });
+    expect(table.stdout).toMatch(/^JOB\s+LAST\s+STARTED/m);
+    expect(table.stdout).toMatch(/^overage\s+succeeded/m);
+  });
+
+  it('--dry-run changes nothing at all', async () => {
+    const { db, url } = t();
+    await seedWorld(db);
+    const before = await snapshot(db);
+    const r = await runCli(['run', '--dry-run', '--json'], { db: url, now: ISO_NOW });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ dryRun: true, ok: true });
+    expect(await snapshot(db)).toEqual(before);
+  });
+
+  it('status --strict exits 3 when a job last failed; a config file moves the schedules', async () => {
+    const { db, url } = t();
+    await db.knex('job_runs').insert({ job: 'invoice', owner: 'x', trigger: 'daemon', started_at: NOW - 5000, finished_at: NOW - 4000, status: 'failed', error: 'db_error: gone' });
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(`${tmpdir()}/billing-cfg-`);
+    writeFileSync(`${dir}/billing.config.json`, JSON.stringify({ daemon: { schedules: { invoice: '0 3 * * *', dunning: null } } }));
+    const r = await runCli(['status', '--strict', '--json'], { db: url, now: ISO_NOW, cwd: dir });
+    expect(r.code).toBe(3);
+    const jobs = JSON.parse(r.stdout).jobs;
+    expect(jobs.find((j: any) => j.job === 'invoice')).toMatchObject({ schedule: '0 3 * * *', nextRunAt: '2026-02-11T03:00:00.000Z', last: { status: 'failed', error: 'db_error: gone' } });
+    expect(jobs.find((j: any) => j.job === 'dunning')).toMatchObject({ schedule: null, nextRunAt: null });
+
+    writeFileSync(`${dir}/bad.json`, JSON.stringify({ daemon: { schedules: { invoice: '61 * * * *' } } }));
+    const bad = await runCli(['status', '--config', `${dir}/bad.json`], { db: url, now: ISO_NOW });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toMatch(/schedule for "invoice" is not a valid cron expression: "61 \* \* \* \*"/);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
