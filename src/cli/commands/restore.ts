@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { buildContext, withDb } from '../context.js';
+import { formatTable, printJson, printLine } from '../output.js';
+
+export function register(program: Command): void {
+  program
+    .command('restore')
+    .description('verify a backup (counts, checksum), then restore it in one transaction: everything, or one tenant')
+    .argument('<file>', 'a file written by `billing backup`')
+    .option('--tenant <id>', 'replace only this tenant\'s rows (from a full or a tenant backup)')
+    .option('--force', 'full restore into a database that already holds data (replaces everything)')
+    .action(async (file: string, opts: { tenant?: string; force?: boolean }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { restore } = await import('../../ops/restore.js');
+      const summary = await withDb(ctx, (db) =>
+        restore(db, { file, tenantId: opts.tenant, force: opts.force, now: ctx.now, actor: ctx.actor }),
+      );
+      if (ctx.json) return printJson(summary);
+      printLine(formatTable(['TABLE', 'DELETED', 'RESTORED'], summary.tables.map((t) => [t.name, t.deleted, t.inserted])));
+      printLine(`\nrestored ${summary.rows} row(s) from ${summary.file} (${summary.scope}${summary.tenant ? ` ${summary.tenant}` : ''}, checksum verified)`);
+    });
+}

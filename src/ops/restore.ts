@@ -1,0 +1,228 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { createGunzip } from 'node:zlib';
+import type { Knex } from 'knex';
+import type { Db } from '../storage/db.js';
+import { BillingError } from '../domain/errors.js';
+import { writeAudit } from '../storage/audit.js';
+import { withTx } from '../storage/sql.js';
+import { BACKUP_FORMAT, BACKUP_VERSION, type BackupHeader, type BackupTable } from './backup.js';
+import { bumpSequences, discoverTables, type TableInfo } from './tables.js';
+
+/**
+ * `billing restore`: verify the whole file (header, per-table counts, checksum) first, then
+ * in ONE transaction replace either everything (full restore, into an empty database unless
+ * forced) or only one tenant's rows. Ids are preserved and serial counters moved past them.
+ */
+
+export interface RestoreSummary {
+  file: string;
+  scope: 'full' | 'tenant';
+  tenant: string | null;
+  checksum: string;
+  tables: Array<{ name: string; deleted: number; inserted: number }>;
+  rows: number;
+}
+
+const INSERT_PARAMS = 30_000; // below SQLite's and PostgreSQL's bound-parameter limits
+
+async function isGzip(file: string): Promise<boolean> {
+  const fh = await open(file, 'r').catch((e: Error) => {
+    throw new BillingError('usage', `cannot read backup ${file}: ${e.message}`);
+  });
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(2), 0, 2, 0);
+    return bytesRead === 2 && buffer[0] === 0x1f && buffer[1] === 0x8b;
+  } finally {
+    await fh.close();
+  }
+}
+
+async function* lines(file: string, gzip: boolean): AsyncGenerator<string> {
+  const raw = createReadStream(file);
+  const input = gzip ? raw.pipe(createGunzip()) : raw;
+  raw.on('error', (e) => input.destroy(e));
+  const rl = createInterface({ input, crlfDelay: Infinity });
+  try {
+    for await (const line of rl) yield line;
+  } catch (e) {
+    throw new BillingError('invalid_input', `backup ${file} cannot be read: ${(e as Error).message}`);
+  } finally {
+    rl.close();
+    input.destroy();
+  }
+}
+
+function corrupt(file: string, why: string): BillingError {
+  return new BillingError('invalid_input', `backup ${file} is not usable: ${why}; nothing was restored`);
+}
+
+function parseHeader(file: string, line: string | undefined): BackupHeader {
+  let h: BackupHeader;
+  try {
+    h = JSON.parse(line ?? '') as BackupHeader;
+  } catch {
+    throw corrupt(file, 'the first line is not a backup header');
+  }
+  if (h?.format !== BACKUP_FORMAT) throw corrupt(file, 'the first line is not a billing backup header');
+  if (h.version !== BACKUP_VERSION) throw corrupt(file, `format version ${h.version} is not supported (this build reads ${BACKUP_VERSION})`);
+  if (!Array.isArray(h.tables) || typeof h.checksum !== 'string') throw corrupt(file, 'the header has no table list or checksum');
+  return h;
+}
+
+const TABLE_PREFIX = /^\{"t":"((?:[^"\\]|\\.)*)",/;
+
+/** Pass 1: the header, every line's table, the per-table counts and the checksum. */
+async function verify(file: string, gzip: boolean): Promise<BackupHeader> {
+  const it = lines(file, gzip);
+  const first = await it.next();
+  const header = parseHeader(file, first.done ? undefined : first.value);
+  const expected = new Map(header.tables.map((t) => [t.name, t.count]));
+  const counts = new Map<string, number>();
+  const hash = createHash('sha256');
+  let lineNo = 1;
+  for await (const line of it) {
+    lineNo++;
+    hash.update(line + '\n');
+    const m = TABLE_PREFIX.exec(line);
+    if (!m || !expected.has(m[1])) throw corrupt(file, `line ${lineNo} is not a row of a table listed in the header`);
+    counts.set(m[1], (counts.get(m[1]) ?? 0) + 1);
+  }
+  for (const [name, n] of expected) {
+    const got = counts.get(name) ?? 0;
+    if (got !== n) throw corrupt(file, `table ${name} has ${got} rows, the header says ${n}`);
+  }
+  const checksum = `sha256:${hash.digest('hex')}`;
+  if (checksum !== header.checksum) throw corrupt(file, `checksum mismatch (header ${header.checksum}, data ${checksum})`);
+  return header;
+}
+
+/** Backup tables must exist here with every column they carry. */
+function checkSchema(file: string, wanted: BackupTable[], target: TableInfo[]): void {
+  for (const t of wanted) {
+    const here = target.find((x) => x.name === t.name);
+    if (!here) {
+      throw new BillingError('conflict', `backup ${file} has table ${t.name}, which this database lacks; run \`billing migrate\` (or use the build that wrote the backup)`);
+    }
+    for (const c of t.columns) {
+      if (!here.columns.some((x) => x.name === c.name)) {
+        throw new BillingError('conflict', `backup ${file} has column ${t.name}.${c.name}, which this database lacks; run \`billing migrate\``);
+      }
+    }
+  }
+}
+
+async function hasBusinessData(trx: Knex.Transaction, target: TableInfo[]): Promise<string | null> {
+  const first = ['tenants', 'features', 'plans'];
+  const ordered = [...target].sort((a, b) => Number(first.includes(b.name)) - Number(first.includes(a.name)));
+  for (const t of ordered) {
+    if (t.tenantColumn === null && !first.includes(t.name)) continue;
+    const row = await trx(t.name).first(trx.raw('1 as x'));
+    if (row) return t.name;
+  }
+  return null;
+}
+
+/** Rows of an append-only table not already present (by primary key). */
+async function missingRows(trx: Knex.Transaction, t: TableInfo, rows: Record<string, unknown>[]): Promise<Record<string, unknown>[]> {
+  if (t.primaryKey.length !== 1) throw new BillingError('internal', `append-only table ${t.name} needs a one-column primary key`);
+  const pk = t.primaryKey[0];
+  const present = new Set<string>();
+  for (let i = 0; i < rows.length; i += 1000) {
+    const ids = rows.slice(i, i + 1000).map((r) => r[pk] as Knex.Value);
+    const found = await trx(t.name).whereIn(pk, ids).select(trx.raw('CAST(?? AS TEXT) as k', [pk]));
+    for (const f of found) present.add(String(f.k));
+  }
+  return rows.filter((r) => !present.has(String(r[pk])));
+}
+
+export async function restore(
+  db: Db,
+  opts: { file: string; tenantId?: string; force?: boolean; now: number; actor: string },
+): Promise<RestoreSummary> {
+  const { file } = opts;
+  const gzip = await isGzip(file);
+  const header = await verify(file, gzip);
+
+  if (header.scope === 'tenant' && opts.tenantId !== undefined && opts.tenantId !== header.tenant) {
+    throw new BillingError('usage', `backup ${file} holds tenant "${header.tenant}" only, not "${opts.tenantId}"`);
+  }
+  const tenant = opts.tenantId ?? header.tenant;
+  const scope: 'full' | 'tenant' = tenant === null ? 'full' : 'tenant';
+  const wanted = header.tables.filter((t) => scope === 'full' || t.tenantColumn !== null);
+  if (scope === 'tenant' && header.scope === 'tenant' && !wanted.some((t) => t.name === 'tenants' && t.count > 0)) {
+    throw corrupt(file, 'the tenant backup has no tenant row');
+  }
+
+  const target = await discoverTables(db);
+  checkSchema(file, wanted, target);
+  const wantedNames = new Set(wanted.map((t) => t.name));
+  const order = target.filter((t) => wantedNames.has(t.name)); // this database's foreign-key order
+
+  return withTx(db, async (trx) => {
+    if (scope === 'full' && !opts.force) {
+      const busy = await hasBusinessData(trx, target);
+      if (busy) {
+        throw new BillingError('conflict', `database is not empty (${busy} has rows); restore a full backup into a fresh database, or pass --force to replace everything`);
+      }
+    }
+    const stats = new Map(order.map((t) => [t.name, { name: t.name, deleted: 0, inserted: 0 }]));
+    for (const t of [...order].reverse()) {
+      if (scope === 'tenant' && t.appendOnly) continue;
+      const q = trx(t.name);
+      if (scope === 'tenant') q.where(t.tenantColumn!, tenant);
+      stats.get(t.name)!.deleted = Number(await q.delete());
+    }
+
+    const hash = createHash('sha256');
+    let batch: Record<string, unknown>[] = [];
+    let batchTable: TableInfo | null = null;
+    const flush = async () => {
+      if (!batchTable || batch.length === 0) return;
+      if (scope === 'tenant' && batchTable.appendOnly) batch = await missingRows(trx, batchTable, batch);
+      const size = Math.max(1, Math.min(1000, Math.floor(INSERT_PARAMS / batchTable.columns.length)));
+      for (let i = 0; i < batch.length; i += size) await trx(batchTable.name).insert(batch.slice(i, i + size));
+      stats.get(batchTable.name)!.inserted += batch.length;
+      batch = [];
+    };
+    let sawTenant = scope === 'full';
+    let first = true;
+    for await (const line of lines(file, gzip)) {
+      if (first) {
+        first = false;
+        continue;
+      }
+      hash.update(line + '\n');
+      const { t: name, r: row } = JSON.parse(line) as { t: string; r: Record<string, unknown> };
+      if (!wantedNames.has(name)) continue;
+      const info = order.find((x) => x.name === name)!;
+      if (scope === 'tenant' && row[info.tenantColumn!] !== tenant) continue;
+      if (name === 'tenants') sawTenant = true;
+      if (batchTable !== info) {
+        await flush();
+        batchTable = info;
+      }
+      batch.push(row);
+      if (batch.length >= 5000) await flush();
+    }
+    await flush();
+    if (`sha256:${hash.digest('hex')}` !== header.checksum) throw corrupt(file, 'the file changed while it was being restored');
+    if (!sawTenant) throw new BillingError('not_found', `backup ${file} has no tenant "${tenant}"; nothing was restored`);
+
+    await bumpSequences(db, trx, order, scope === 'full' ? (header.sequences ?? {}) : {});
+    const tables = [...stats.values()];
+    const rows = tables.reduce((n, t) => n + t.inserted, 0);
+    await writeAudit(trx, {
+      at: opts.now,
+      actor: opts.actor,
+      tenantId: tenant,
+      entity: 'backup',
+      entityId: header.checksum,
+      action: scope === 'full' ? 'restore' : 'restore_tenant',
+      after: { file, createdAt: header.createdAt, rows },
+    });
+    return { file, scope, tenant, checksum: header.checksum, tables, rows };
+  });
+}
