@@ -129,6 +129,10 @@ describe('catalog validation', () => {
     });
     expect(starter.features.STORAGE_GB).toMatchObject({ included: '5', hardStop: true, limit: '5', overage: null });
     expect(starter.features.PREMIUM_VOICE).toMatchObject({ enabled: false, included: null });
+    // a metered feature listed as off needs no allowance
+    const off = catalog();
+    (off.plans[0].features as Record<string, unknown>).OCR_SCAN = { enabled: false };
+    expect(validateCatalog(off, new Map()).plans[0].features.OCR_SCAN).toMatchObject({ enabled: false, included: '0', overage: null });
   });
 
   it('accepts the demo catalog in seeds/', async () => {

@@ -84,6 +84,10 @@ describeEachDb('subscriptions', (ctx) => {
     expect(span(await listSegments(db.knex, 'acme', s.id))).toEqual([[1, 'premium@1', '2026-01-31T00:00:00.000Z', null]]);
     const g = await subscribe(db, { tenantId: 'globex', planKey: 'premium', trialDays: 0 }, at(START));
     expect(g).toMatchObject({ id: 'sub_globex_1', status: 'active', trialEndsAt: null, startedAt: t(START) });
+    // backdated past its trial: stored active, the trial end still recorded
+    await createTenant(db, { id: 'late' }, at(START));
+    const late = await subscribe(db, { tenantId: 'late', planKey: 'premium', start: t('2025-12-01T00:00:00Z') }, at(START));
+    expect(late).toMatchObject({ status: 'active', trialEndsAt: t('2025-12-15T00:00:00Z') });
 
     await expect(subscribe(db, { tenantId: 'acme', planKey: 'basic' }, at('2026-03-01T00:00:00Z'))).rejects.toThrow(
       /already has subscription sub_acme_1; use `billing subscription change`/,

@@ -216,12 +216,12 @@ function checkPlanFeature(c: Checker, v: unknown, path: string, key: string, fea
   }
   const o = c.object(v, path, ['enabled', ...METERED_TERMS]);
   if (!o) return undefined;
-  let included: string | null | undefined;
-  if (!('included' in o)) {
-    included = c.fail(join(path, 'included'), 'is required for a metered feature (a number, a decimal string, or null for unlimited)');
-  } else included = o.included === null ? null : c.quantity(o.included, join(path, 'included'));
-  const hardStop = c.bool(o.hardStop, join(path, 'hardStop')) ?? false;
   const enabled = c.bool(o.enabled, join(path, 'enabled')) ?? true;
+  let included: string | null | undefined;
+  if ('included' in o) included = o.included === null ? null : c.quantity(o.included, join(path, 'included'));
+  else if (o.enabled === false) included = '0'; // listed as off: nothing to include
+  else included = c.fail(join(path, 'included'), 'is required for a metered feature (a number, a decimal string, or null for unlimited)');
+  const hardStop = c.bool(o.hardStop, join(path, 'hardStop')) ?? false;
   let limit: string | null | undefined = o.limit === undefined || o.limit === null ? null : c.quantity(o.limit, join(path, 'limit'));
   if (limit === null && hardStop) {
     if (included === null) c.fail(join(path, 'hardStop'), 'needs a limit: included is unlimited (null) and no limit is given');

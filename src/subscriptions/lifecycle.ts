@@ -126,15 +126,17 @@ export async function subscribe(
       );
     }
     const trialDays = input.trialDays ?? plan.trialDays;
+    const trialEndsAt = trialDays > 0 ? start + trialDays * DAY_MS : null;
     const sub: Subscription = {
       tenantId: input.tenantId,
       id: `sub_${input.tenantId}_${existing.length + 1}`,
-      status: trialDays > 0 ? 'trialing' : 'active',
+      // Stored status is a snapshot (a backdated start may be past its trial); effectiveStatus is the truth.
+      status: trialEndsAt !== null && opts.now < trialEndsAt ? 'trialing' : 'active',
       anchorAt: start,
       interval: plan.interval,
       currency: plan.currency,
       startedAt: start,
-      trialEndsAt: trialDays > 0 ? start + trialDays * DAY_MS : null,
+      trialEndsAt,
       cancelAt: null,
       canceledAt: null,
     };
