@@ -40,7 +40,8 @@ export function bucketStart(bucket: number): number {
   return (bucket - BUCKET_OFFSET) * BUCKET_MS;
 }
 
-const BUCKET_SQL = `((e.occurred_at + ${BUCKET_OFFSET * BUCKET_MS}) / ${BUCKET_MS})`;
+/** The bucket of event `e`, in SQL (integer division: positive operands on both databases). */
+export const BUCKET_SQL = `((e.occurred_at + ${BUCKET_OFFSET * BUCKET_MS}) / ${BUCKET_MS})`;
 
 const EVENTS_IN_GROUP =
   'e.tenant_id = w.tenant_id AND e.feature_key = w.feature_key AND e.occurred_at >= w.period_start AND e.occurred_at < w.period_end';
@@ -91,54 +92,60 @@ const SELECT_COLS = 'w.tenant_id, f.key AS feature_key, w.period_start, w.period
 const OUT_COLS = 'tenant_id, feature_key, period_start, period_end, subscription_id, quantity, event_count';
 const MICRO = 10 ** QUANTITY_SCALE;
 
+/** A piece of SQL with its bindings, run by the caller on its own connection or transaction. */
+export interface SqlPart {
+  sql: string;
+  bindings: Knex.RawBinding[];
+}
+
 /** sum, count and max in one pass (count is in events, stored as micro-units like the rest). */
-function additiveSelect(db: Db, src: UsageSource): Knex.Raw {
-  return db.knex.raw(
-    `SELECT ${SELECT_COLS}, CASE f.aggregation WHEN 'count' THEN COUNT(*) * ${MICRO} WHEN 'max' THEN MAX(e.quantity) ` +
+function additiveSelect(src: UsageSource): SqlPart {
+  return {
+    sql: `SELECT ${SELECT_COLS}, CASE f.aggregation WHEN 'count' THEN COUNT(*) * ${MICRO} WHEN 'max' THEN MAX(e.quantity) ` +
       `ELSE SUM(e.quantity) END AS quantity, COUNT(*) AS event_count FROM ${src.from} ` +
       `WHERE f.aggregation NOT IN ('last', 'unique') GROUP BY ${GROUP_COLS}, f.aggregation`,
-    src.bindings,
-  );
+    bindings: src.bindings,
+  };
 }
 
 /** last: the value of the latest event by occurred_at, ties broken by ingest order (seq). */
-function lastSelect(db: Db, src: UsageSource): Knex.Raw {
+function lastSelect(src: UsageSource): SqlPart {
   const part = 'PARTITION BY w.tenant_id, f.key, w.period_start';
-  return db.knex.raw(
-    `SELECT ${OUT_COLS} FROM (SELECT ${SELECT_COLS}, ` +
+  return {
+    sql: `SELECT ${OUT_COLS} FROM (SELECT ${SELECT_COLS}, ` +
       `e.quantity, ROW_NUMBER() OVER (${part} ORDER BY e.occurred_at DESC, e.seq DESC) AS rn, ` +
       `COUNT(*) OVER (${part}) AS event_count FROM ${src.from} WHERE f.aggregation = 'last') x WHERE rn = 1`,
-    src.bindings,
-  );
+    bindings: src.bindings,
+  };
 }
 
 /** unique: distinct non-null values of the user_id column or of a metadata field. */
-function uniqueSelect(db: Db, src: UsageSource, feature: Feature): Knex.Raw {
+function uniqueSelect(db: Db, src: UsageSource, feature: Feature): SqlPart {
   const by = feature.uniqueBy ?? 'user_id';
   const value = by === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', by);
-  return db.knex.raw(
-    `SELECT ${SELECT_COLS}, COUNT(DISTINCT ?) * ${MICRO} AS quantity, COUNT(*) AS event_count FROM ${src.from} ` +
+  return {
+    sql: `SELECT ${SELECT_COLS}, COUNT(DISTINCT ?) * ${MICRO} AS quantity, COUNT(*) AS event_count FROM ${src.from} ` +
       `WHERE f.key = ? GROUP BY ${GROUP_COLS}`,
-    [value, ...src.bindings, feature.key],
-  );
+    bindings: [value, ...src.bindings, feature.key],
+  };
 }
 
 /** The selects that together compute every group of the source for these features. */
-export function usageSelects(db: Db, src: UsageSource, features: Iterable<Feature>): Knex.Raw[] {
+export function usageSelects(db: Db, src: UsageSource, features: Iterable<Feature>): SqlPart[] {
   const fs = [...features];
-  const out: Knex.Raw[] = [];
-  if (fs.some((f) => f.aggregation !== 'last' && f.aggregation !== 'unique')) out.push(additiveSelect(db, src));
-  if (fs.some((f) => f.aggregation === 'last')) out.push(lastSelect(db, src));
+  const out: SqlPart[] = [];
+  if (fs.some((f) => f.aggregation !== 'last' && f.aggregation !== 'unique')) out.push(additiveSelect(src));
+  if (fs.some((f) => f.aggregation === 'last')) out.push(lastSelect(src));
   for (const f of fs) if (f.aggregation === 'unique') out.push(uniqueSelect(db, src, f));
   return out;
 }
 
 /** Insert the computed groups into usage_summaries (the caller has deleted the old rows). */
-export function insertSummaries(db: Db, select: Knex.Raw, computedAt: number): Knex.Raw {
-  return db.knex.raw(
-    `INSERT INTO usage_summaries (${OUT_COLS}, computed_at) SELECT ${OUT_COLS}, ? FROM (?) x`,
-    [computedAt, select],
-  );
+export async function insertSummaries(q: Knex | Knex.Transaction, select: SqlPart, computedAt: number): Promise<void> {
+  await q.raw(`INSERT INTO usage_summaries (${OUT_COLS}, computed_at) SELECT ${OUT_COLS}, ? FROM (${select.sql}) x`, [
+    computedAt,
+    ...select.bindings,
+  ]);
 }
 
 export interface UsageRow {
@@ -151,13 +158,13 @@ export interface UsageRow {
 }
 
 /** Read the computed groups (quantities as exact text). */
-export async function readUsage(db: Db, q: Knex | Knex.Transaction, selects: Knex.Raw[]): Promise<UsageRow[]> {
+export async function readUsage(db: Db, q: Knex | Knex.Transaction, selects: SqlPart[]): Promise<UsageRow[]> {
   if (selects.length === 0) return [];
   // SQLite takes no parenthesised members in a UNION: each select is wrapped as a subquery.
-  const union = selects.map(() => 'SELECT * FROM (?) s').join(' UNION ALL ');
+  const union = selects.map((s) => `SELECT * FROM (${s.sql}) s`).join(' UNION ALL ');
   const res = await q.raw(
     `SELECT tenant_id, feature_key, period_start, CAST(quantity AS TEXT) AS quantity, event_count FROM (${union}) u`,
-    selects,
+    selects.flatMap((s) => s.bindings),
   );
   const rows: Array<Record<string, unknown>> = db.dialect === 'pg' ? res.rows : res;
   return rows.map((r) => ({

@@ -1,0 +1,116 @@
+import type { Knex } from 'knex';
+import type { Db } from '../storage/db.js';
+
+/**
+ * Which events the aggregate stage has seen. Events are found by usage_events.seq:
+ *
+ * - SQLite has one writer at a time, so seqs become visible in order: everything at or below
+ *   the watermark has been seen.
+ * - PostgreSQL draws seqs when a row is inserted but shows the row only at commit, so a
+ *   transaction still in flight can commit seq 100 after seq 101 was aggregated. Every seq
+ *   missing at or below the new watermark is kept as a "hole" and re-read by later runs until
+ *   every transaction that was in flight when the hole was seen has ended (the snapshot's
+ *   xmin has passed the xmax recorded with it); a hole that never fills (a rolled-back insert,
+ *   or a duplicate that drew a seq and was skipped) is then dropped. Re-reading is harmless:
+ *   groups are recomputed whole, never added to.
+ */
+export interface Hole {
+  from: number;
+  to: number;
+  /** pg_snapshot_xmax when the hole was seen: no transaction at or above it can fill it. */
+  xid: string;
+}
+
+export interface AggregateState {
+  /** null: never aggregated (the first run is a full one). */
+  watermark: number | null;
+  holes: Hole[];
+}
+
+const WATERMARK = 'aggregate.watermark';
+const HOLES = 'aggregate.holes';
+/** More holes than this are merged into covering ranges (re-reading a few extra seqs is harmless). */
+const MAX_HOLES = 200;
+
+/** Read the state and hold it for this transaction (a second run waits for the first). */
+export async function lockState(db: Db, trx: Knex.Transaction, now: number): Promise<AggregateState> {
+  await trx('job_state')
+    .insert([
+      { key: WATERMARK, value: null, updated_at: now },
+      { key: HOLES, value: '[]', updated_at: now },
+    ])
+    .onConflict('key')
+    .ignore();
+  const q = trx('job_state').whereIn('key', [WATERMARK, HOLES]);
+  // SQLite: withTx already holds the database's write lock.
+  const rows: Array<{ key: string; value: string | null }> = await (db.dialect === 'pg' ? q.forUpdate() : q);
+  const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
+  const w = get(WATERMARK);
+  return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') as Hole[] };
+}
+
+export async function saveState(trx: Knex.Transaction, state: AggregateState, now: number): Promise<void> {
+  await trx('job_state').where({ key: WATERMARK }).update({ value: state.watermark === null ? null : String(state.watermark), updated_at: now });
+  await trx('job_state').where({ key: HOLES }).update({ value: JSON.stringify(state.holes), updated_at: now });
+}
+
+/** PostgreSQL: the oldest transaction still running (call before this transaction writes). */
+export async function snapshotXmin(trx: Knex.Transaction): Promise<bigint> {
+  const r = await trx.raw('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x');
+  return BigInt(r.rows[0].x);
+}
+
+/** PostgreSQL: the next transaction id to be assigned. */
+export async function snapshotXmax(trx: Knex.Transaction): Promise<string> {
+  const r = await trx.raw('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x');
+  return String(r.rows[0].x);
+}
+
+/** PostgreSQL: seqs in (after, upTo] with no visible event, as ranges. */
+export async function findGaps(trx: Knex.Transaction, after: number, upTo: number): Promise<Array<{ from: number; to: number }>> {
+  if (upTo <= after) return [];
+  const [{ n }] = await trx('usage_events').where('seq', '>', after).andWhere('seq', '<=', upTo).count({ n: '*' });
+  if (Number(n) === upTo - after) return [];
+  const r = await trx.raw(
+    'SELECT prev + 1 AS gap_from, seq - 1 AS gap_to FROM (SELECT seq, LAG(seq, 1, CAST(? AS BIGINT)) OVER (ORDER BY seq) AS prev ' +
+      'FROM usage_events WHERE seq > ? AND seq <= ?) x WHERE seq > prev + 1',
+    [after, after, upTo],
+  );
+  return (r.rows as Array<{ gap_from: unknown; gap_to: unknown }>).map((g) => ({ from: Number(g.gap_from), to: Number(g.gap_to) }));
+}
+
+/** Keep at most MAX_HOLES ranges by merging the closest neighbours (keeping the newest xid). */
+export function capHoles(holes: Hole[]): Hole[] {
+  const sorted = [...holes].sort((a, b) => a.from - b.from);
+  if (sorted.length <= MAX_HOLES) return sorted;
+  // Join each hole to its successor across the smallest distances until few enough remain.
+  const joins = sorted
+    .slice(0, -1)
+    .map((h, i) => ({ i, distance: sorted[i + 1].from - h.to }))
+    .sort((a, b) => a.distance - b.distance)
+    .slice(0, sorted.length - MAX_HOLES);
+  const joinNext = new Set(joins.map((j) => j.i));
+  const out: Hole[] = [];
+  let cur = sorted[0];
+  for (let i = 1; i < sorted.length; i++) {
+    const h = sorted[i];
+    if (joinNext.has(i - 1)) cur = { from: cur.from, to: Math.max(cur.to, h.to), xid: BigInt(cur.xid) > BigInt(h.xid) ? cur.xid : h.xid };
+    else {
+      out.push(cur);
+      cur = h;
+    }
+  }
+  out.push(cur);
+  return out;
+}
+
+/** SQL condition selecting the events a run has not seen: seq above the watermark or in a hole. */
+export function unseenCondition(state: { watermark: number; holes: Hole[] }, upTo: number): { sql: string; bindings: number[] } {
+  const parts = ['(e.seq > ? AND e.seq <= ?)'];
+  const bindings = [state.watermark, upTo];
+  for (const h of state.holes) {
+    parts.push('(e.seq >= ? AND e.seq <= ?)');
+    bindings.push(h.from, h.to);
+  }
+  return { sql: `(${parts.join(' OR ')})`, bindings };
+}
