@@ -42,7 +42,7 @@ export async function seedBulkSummaries(db: Db, n: number): Promise<void> {
       subscription_id: null, quantity: '5000000', event_count: 5, computed_at: NOW,
     });
   }
-  await db.knex.batchInsert('usage_summaries', rows, 1000);
+  await db.knex.batchInsert('usage_summaries', rows, 400); // SQLite: at most 500 terms per compound select
 }
 
 /** Every table's rows in primary-key order (plus job_locks), to compare databases. */
@@ -132,6 +132,15 @@ function track(child: ChildProcess): Proc {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Poll until cond() holds (a row another process writes, ...). */
+export async function until(cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(25);
+  }
+}
 
 /** JSON log lines of a daemon. */
 export function events(p: Proc): Array<Record<string, any>> {

@@ -1,0 +1,118 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect, it } from 'vitest';
+import { describeEachDb } from './helpers/db.js';
+import { runCli } from './helpers/cli.js';
+import { events, seedBulkSummaries, seedWorld, sleep, spawnBilling, until } from './jobs-support.js';
+import { listJobRuns } from '../src/jobs/runs.js';
+import { JOB_NAMES } from '../src/jobs/stages.js';
+
+/** A config running only the overage job, every second. */
+function config(extra: Record<string, unknown> = {}): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'billing-daemon-'));
+  const schedules: Record<string, string | null> = Object.fromEntries(JOB_NAMES.map((j) => [j, null]));
+  schedules.overage = '* * * * * *';
+  const file = path.join(dir, 'billing.config.json');
+  writeFileSync(file, JSON.stringify({ daemon: { schedules, shutdownTimeoutSeconds: 30, ...extra } }));
+  return file;
+}
+
+const daemon = (url: string, file: string) => spawnBilling(['daemon', '--config', file, '--db', url]);
+const isEvent = (event: string, more: (e: any) => boolean = () => true) => (l: string) => {
+  if (!l.startsWith('{')) return false;
+  const e = JSON.parse(l);
+  return e.event === event && more(e);
+};
+
+describeEachDb('daemon', (t) => {
+  it('two daemons on one database run the job once per tick', async () => {
+    const { db, url } = t();
+    await seedWorld(db);
+    const file = config();
+    const a = daemon(url, file);
+    const b = daemon(url, file);
+    await Promise.all([a.waitFor(isEvent('daemon.start')), b.waitFor(isEvent('daemon.start'))]);
+    await sleep(4500);
+    a.child.kill('SIGTERM');
+    b.child.kill('SIGTERM');
+    expect((await a.exited).code).toBe(0);
+    expect((await b.exited).code).toBe(0);
+
+    const runs = (await listJobRuns(db, { job: 'overage', limit: 1000 })).filter((r) => r.status !== 'skipped');
+    const ticks = new Map<number, string[]>();
+    for (const r of runs) ticks.set(r.scheduledAt!, [...(ticks.get(r.scheduledAt!) ?? []), r.owner]);
+    expect(ticks.size).toBeGreaterThanOrEqual(3);
+    for (const [tick, owners] of ticks) expect({ tick, owners: owners.length }).toEqual({ tick, owners: 1 });
+    expect(runs.every((r) => r.status === 'succeeded' && r.trigger === 'daemon')).toBe(true);
+    // Both daemons did some of the work or skipped the ticks the other had.
+    const logged = [...events(a), ...events(b)];
+    expect(logged.filter((e) => e.event === 'job.end').length).toBe(runs.length);
+    for (const e of logged.filter((x) => x.event === 'job.end')) {
+      expect(e).toMatchObject({ level: 'info', job: 'overage', status: 'succeeded', counts: { rated: expect.any(Number) } });
+      expect(typeof e.duration_ms).toBe('number');
+    }
+    expect(logged.filter((e) => e.event === 'daemon.stop').map((e) => e.clean)).toEqual([true, true]);
+  });
+
+  it('SIGTERM during a long job lets it finish and commit, then exits 0', async () => {
+    const { db, url } = t();
+    await seedBulkSummaries(db, 30_000);
+    const d = daemon(url, config());
+    await d.waitFor(isEvent('job.start'));
+    d.child.kill('SIGTERM');
+    const exit = await d.exited;
+    expect(exit.code).toBe(0);
+    const log = events(d);
+    const order = log.map((e) => e.event).filter((e) => e !== 'daemon.start' && e !== 'job.overlap');
+    expect(order).toEqual(['job.start', 'daemon.stopping', 'job.end', 'daemon.stop']);
+    expect(log.find((e) => e.event === 'job.end')).toMatchObject({ status: 'succeeded', counts: { rated: 30_000 } });
+    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(30_000);
+    expect((await listJobRuns(db)).map((r) => r.status)).toEqual(['succeeded']);
+    expect(await db.knex('job_locks').select()).toEqual([]);
+  });
+
+  it('a daemon killed mid-job leaves a lease the next daemon takes over once it expires', async () => {
+    const { db, url, dialect } = t();
+    await seedBulkSummaries(db, 30_000);
+    const file = config({ lockTtlSeconds: 2 });
+    const a = daemon(url, file);
+    await until(async () => Boolean(await db.knex('job_runs').where({ status: 'running' }).first()));
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const killedAt = Date.now();
+    if (dialect === 'sqlite') expect(await db.knex('job_locks').count('* as n').first()).toMatchObject({ n: 1 });
+
+    const b = daemon(url, file);
+    await b.waitFor(isEvent('job.end'), 30_000);
+    b.child.kill('SIGTERM');
+    expect((await b.exited).code).toBe(0);
+    const log = events(b);
+    const end = log.find((e) => e.event === 'job.end');
+    expect(end).toMatchObject({ status: 'succeeded' });
+    if (dialect === 'sqlite') {
+      // Until the dead owner's lease expired, b's ticks found the lock busy.
+      const skipped = log.filter((e) => e.event === 'job.skipped');
+      expect(skipped.length).toBeGreaterThan(0);
+      expect(skipped[0].reason).toMatch(/already running in another process/);
+      expect(Date.parse(end!.ts)).toBeGreaterThanOrEqual(killedAt + 500);
+    }
+    const runs = await listJobRuns(db);
+    expect(runs.map((r) => r.status)).toEqual(['succeeded', 'failed']);
+    expect(runs[1].error).toMatch(/abandoned/);
+    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(30_000);
+  });
+
+  it('refuses a bad schedule with one line naming it, and --now', async () => {
+    const { url } = t();
+    const bad = await runCli(['daemon', '--schedule', 'invoice=99 * * * *'], { db: url });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe('billing: --schedule: schedule for "invoice" is not a valid cron expression: "99 * * * *" (99 is a invalid expression for minute)');
+    const unknown = await runCli(['daemon', '--schedule', 'billing=* * * * *'], { db: url });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown job "billing"/);
+    const now = await runCli(['daemon'], { db: url, now: '2026-01-01T00:00:00Z' });
+    expect(now.code).toBe(2);
+    expect(now.stderr).toMatch(/real clock/);
+  });
+});
