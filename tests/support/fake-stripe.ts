@@ -244,6 +244,11 @@ export class FakeStripe {
     this.rules.push({ ...rule, left: rule.times ?? 1 });
   }
 
+  /** Drop the faults not yet consumed. */
+  clearFaults(): void {
+    this.rules.length = 0;
+  }
+
   /** Scripted outcomes for the next `invoices.pay` calls on this customer's invoices. */
   setPaymentOutcomes(customerId: string, outcomes: PaymentOutcome[]): void {
     this.outcomes.set(customerId, [...outcomes]);

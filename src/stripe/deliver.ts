@@ -1,0 +1,438 @@
+import type { Knex } from 'knex';
+import type Stripe from 'stripe';
+import type { Instant } from '../domain/period.js';
+import { toIso } from '../domain/period.js';
+import { writeAudit } from '../storage/audit.js';
+import type { Db } from '../storage/db.js';
+import { withTx } from '../storage/sql.js';
+import { classifyStripeError, type CallFailure } from './client.js';
+import { startDunning } from './dunning-state.js';
+import { loadTenantInvoice, recordPaid } from './local.js';
+import { METER_WINDOW } from './mapper.js';
+import {
+  dueRows,
+  markAttemptStarted,
+  markDead,
+  markFailed,
+  markSent,
+  postpone,
+  type FailureOutcome,
+  type OutboxKind,
+  type OutboxRow,
+} from './outbox.js';
+
+/**
+ * Delivery: takes due outbox rows kind by kind (customers before invoices before items …),
+ * resolves the Stripe ids they depend on, makes the call with the row's idempotency key and
+ * records the answer in the same transaction as its local effect. A crash after Stripe
+ * answered and before the commit is healed by the next run: same key, same answer (and,
+ * once Stripe has forgotten a key after 24 h, by finding the object before creating again).
+ */
+
+const KEY_TTL_MS = 24 * 3_600_000;
+
+export interface DeliveryError {
+  tenantId: string;
+  kind: OutboxKind;
+  ref: string;
+  idempotencyKey: string;
+  outcome: FailureOutcome;
+  message: string;
+}
+
+export interface DeliveryReport {
+  sent: Partial<Record<OutboxKind, number>>;
+  /** Invoices Stripe reported paid during this run. */
+  paid: number;
+  /** Payment attempts declined (dunning started). */
+  paymentFailures: number;
+  retryLater: number;
+  failed: number;
+  dead: number;
+  /** Rows waiting for another row (e.g. items for their invoice). */
+  blocked: number;
+  /** Usage not yet inside Stripe's timestamp window. */
+  postponed: number;
+  errors: DeliveryError[];
+  warnings: string[];
+}
+
+export function emptyDeliveryReport(): DeliveryReport {
+  return { sent: {}, paid: 0, paymentFailures: 0, retryLater: 0, failed: 0, dead: 0, blocked: 0, postponed: 0, errors: [], warnings: [] };
+}
+
+export type Limiter = <T>(fn: () => Promise<T>) => Promise<T>;
+
+export interface DeliverOptions {
+  now: Instant;
+  actor: string;
+  tenantId?: string;
+  kinds: OutboxKind[];
+  maxAttempts: number;
+  /** Retries of a retryable failure within this run, before leaving it to the backoff. */
+  inRunRetries: number;
+  random: () => number;
+  sleep: (ms: number) => Promise<void>;
+  limit: Limiter;
+}
+
+interface Ctx extends DeliverOptions {
+  db: Db;
+  stripe: Stripe;
+  report: DeliveryReport;
+}
+
+type Outcome =
+  | { type: 'call'; call: () => Promise<any> }
+  | { type: 'done'; stripeId: string | null; object?: any; note?: string }
+  | { type: 'blocked' }
+  | { type: 'dead'; reason: string }
+  | { type: 'postpone'; until: Instant };
+
+interface Handler {
+  prepare(ctx: Ctx, row: OutboxRow): Promise<Outcome>;
+  /** After a refusal: does it mean the work is already done (e.g. "already exists")? */
+  recover?(ctx: Ctx, row: OutboxRow, failure: CallFailure): Promise<Outcome | null>;
+  /** Local effect of a delivered call, in the transaction that marks the row sent. */
+  applied?(ctx: Ctx, trx: Knex.Transaction, row: OutboxRow, object: any): Promise<void>;
+  /** A declined payment (invoice_pay only). */
+  declined?(ctx: Ctx, trx: Knex.Transaction, row: OutboxRow, failure: CallFailure): Promise<void>;
+  idOf(object: any): string | null;
+}
+
+const call = (fn: () => Promise<any>): Outcome => ({ type: 'call', call: fn });
+const done = (stripeId: string | null, object?: any, note?: string): Outcome => ({ type: 'done', stripeId, object, note });
+const dead = (reason: string): Outcome => ({ type: 'dead', reason });
+const BLOCKED: Outcome = { type: 'blocked' };
+
+function keyExpired(ctx: Ctx, row: OutboxRow): boolean {
+  return row.firstAttemptAt !== null && ctx.now - row.firstAttemptAt >= KEY_TTL_MS;
+}
+
+/** A value for Stripe's search query language ('…' with quotes escaped). */
+function quoted(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+async function customerOf(q: Knex, tenantId: string): Promise<string | null> {
+  const t = await q('tenants').where({ id: tenantId }).first();
+  return t?.stripe_customer_id ?? null;
+}
+
+async function mappedInvoice(q: Knex | Knex.Transaction, tenantId: string, invoiceId: string) {
+  return q('stripe_invoices').where({ tenant_id: tenantId, invoice_id: invoiceId }).first();
+}
+
+/** The Stripe invoice a row depends on; dead when the local invoice went away unsent. */
+async function requireMapped(ctx: Ctx, row: OutboxRow, invoiceId: string): Promise<{ mapped: any } | { outcome: Outcome }> {
+  const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, invoiceId);
+  if (mapped) return { mapped };
+  const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, invoiceId);
+  if (!inv || inv.status !== 'open') return { outcome: dead(`local invoice ${inv?.number ?? invoiceId} is ${inv?.status ?? 'gone'}; it was not sent to Stripe`) };
+  return { outcome: BLOCKED };
+}
+
+async function audit(ctx: Ctx, trx: Knex.Transaction, row: OutboxRow, entityId: string, action: string, after: unknown): Promise<void> {
+  await writeAudit(trx, { at: ctx.now, actor: ctx.actor, tenantId: row.tenantId, entity: 'stripe', entityId, action, after });
+}
+
+const HANDLERS: Record<OutboxKind, Handler> = {
+  customer: {
+    async prepare(ctx, row) {
+      const tenant = await ctx.db.knex('tenants').where({ id: row.tenantId }).first();
+      if (!tenant) return dead(`tenant ${row.tenantId} no longer exists`);
+      if (tenant.stripe_customer_id) return done(tenant.stripe_customer_id, undefined, 'tenant already had a Stripe customer');
+      return call(async () => {
+        if (keyExpired(ctx, row)) {
+          const found = await ctx.stripe.customers.search({ query: `metadata['tenant_id']:${quoted(row.tenantId)}`, limit: 1 });
+          if (found.data[0]) return found.data[0];
+        }
+        return ctx.stripe.customers.create(row.payload, { idempotencyKey: row.idempotencyKey });
+      });
+    },
+    async applied(ctx, trx, row, customer) {
+      if (!customer) return;
+      await trx('tenants').where({ id: row.tenantId }).whereNull('stripe_customer_id').update({ stripe_customer_id: customer.id });
+      await audit(ctx, trx, row, row.tenantId, 'customer.created', { stripeCustomerId: customer.id });
+    },
+    idOf: (c) => c.id,
+  },
+
+  invoice: {
+    async prepare(ctx, row) {
+      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      if (mapped) return done(mapped.stripe_invoice_id);
+      const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      if (!inv || inv.status !== 'open') return dead(`local invoice ${inv?.number ?? row.localRef} is ${inv?.status ?? 'gone'}; not sent to Stripe`);
+      const customer = await customerOf(ctx.db.knex, row.tenantId);
+      if (!customer) return BLOCKED;
+      return call(async () => {
+        if (keyExpired(ctx, row)) {
+          const query = `metadata['billing_invoice_id']:${quoted(inv.id)} AND metadata['tenant_id']:${quoted(row.tenantId)}`;
+          const found = await ctx.stripe.invoices.search({ query, limit: 1 });
+          if (found.data[0]) return found.data[0];
+        }
+        return ctx.stripe.invoices.create({ ...row.payload, customer }, { idempotencyKey: row.idempotencyKey });
+      });
+    },
+    async applied(ctx, trx, row, si) {
+      if (!si) return;
+      await trx('stripe_invoices')
+        .insert({
+          tenant_id: row.tenantId,
+          invoice_id: row.localRef,
+          stripe_invoice_id: si.id,
+          stripe_status: si.status,
+          stripe_number: si.number ?? null,
+          amount_due: null,
+          created_at: ctx.now,
+          updated_at: ctx.now,
+        })
+        .onConflict(['tenant_id', 'invoice_id'])
+        .ignore();
+      await audit(ctx, trx, row, row.localRef, 'invoice.created', { stripeInvoiceId: si.id, status: si.status });
+    },
+    idOf: (i) => i.id,
+  },
+
+  invoice_item: {
+    async prepare(ctx, row) {
+      const cut = row.localRef.lastIndexOf(':');
+      const invoiceId = row.localRef.slice(0, cut);
+      const lineNo = row.localRef.slice(cut + 1);
+      const r = await requireMapped(ctx, row, invoiceId);
+      if ('outcome' in r) return r.outcome;
+      if (r.mapped.stripe_status !== 'draft') {
+        return dead(`Stripe invoice ${r.mapped.stripe_invoice_id} is already ${r.mapped.stripe_status}; line ${lineNo} cannot be added`);
+      }
+      const customer = await customerOf(ctx.db.knex, row.tenantId);
+      if (!customer) return BLOCKED;
+      const stripeInvoice: string = r.mapped.stripe_invoice_id;
+      return call(async () => {
+        if (keyExpired(ctx, row)) {
+          for await (const ii of ctx.stripe.invoiceItems.list({ invoice: stripeInvoice, limit: 100 })) {
+            if (ii.metadata?.billing_invoice_id === invoiceId && ii.metadata?.billing_line_no === lineNo) return ii;
+          }
+        }
+        return ctx.stripe.invoiceItems.create({ ...row.payload, customer, invoice: stripeInvoice }, { idempotencyKey: row.idempotencyKey });
+      });
+    },
+    async applied(ctx, trx, row, ii) {
+      if (ii) await audit(ctx, trx, row, row.localRef, 'invoice_item.created', { stripeInvoiceItemId: ii.id, amount: ii.amount, currency: ii.currency });
+    },
+    idOf: (ii) => ii.id,
+  },
+
+  invoice_finalize: {
+    async prepare(ctx, row) {
+      const r = await requireMapped(ctx, row, row.localRef);
+      if ('outcome' in r) return r.outcome;
+      const sid: string = r.mapped.stripe_invoice_id;
+      if (r.mapped.stripe_status !== 'draft') return done(sid, undefined, `already ${r.mapped.stripe_status}`);
+      const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      if (!inv || inv.status !== 'open') return dead(`local invoice ${inv?.number ?? row.localRef} is ${inv?.status ?? 'gone'}; Stripe draft ${sid} left unfinalized`);
+      const items = await ctx.db.knex('stripe_outbox')
+        .where({ tenant_id: row.tenantId, kind: 'invoice_item' })
+        .whereIn('local_ref', inv.lines.map((l) => `${inv.id}:${l.lineNo}`))
+        .select('status');
+      if (items.length < inv.lines.length || items.some((i) => i.status !== 'sent')) return BLOCKED;
+      return call(() => ctx.stripe.invoices.finalizeInvoice(sid, row.payload, { idempotencyKey: row.idempotencyKey }));
+    },
+    async recover(ctx, row, failure) {
+      if (failure.kind !== 'rejected') return null;
+      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id);
+      return si.status !== 'draft' ? done(si.id, si, 'was already finalized') : null;
+    },
+    async applied(ctx, trx, row, si) {
+      if (!si) return;
+      await trx('stripe_invoices')
+        .where({ tenant_id: row.tenantId, invoice_id: row.localRef })
+        .update({ stripe_status: si.status, stripe_number: si.number ?? null, amount_due: si.amount_due, updated_at: ctx.now });
+      const inv = await loadTenantInvoice(trx, row.tenantId, row.localRef);
+      await audit(ctx, trx, row, row.localRef, 'invoice.finalized', { stripeInvoiceId: si.id, number: si.number, total: si.total, currency: si.currency });
+      if (inv && String(si.total) !== inv.totalMinor) {
+        const msg = `Stripe invoice ${si.id} totals ${si.total} ${si.currency} but local invoice ${inv.number} totals ${inv.totalMinor} (minor units)`;
+        ctx.report.warnings.push(msg);
+        await audit(ctx, trx, row, row.localRef, 'invoice.total_mismatch', { stripeTotal: si.total, localTotalMinor: inv.totalMinor });
+      }
+      // Stripe settles an invoice with nothing due on finalization.
+      if (inv && si.status === 'paid' && inv.status === 'open') {
+        await recordPaid(ctx.db, trx, inv, { now: ctx.now, actor: ctx.actor, paidAt: ctx.now, reference: si.id });
+        ctx.report.paid++;
+      }
+    },
+    idOf: (i) => i.id,
+  },
+
+  invoice_pay: {
+    async prepare(ctx, row) {
+      const r = await requireMapped(ctx, row, row.localRef);
+      if ('outcome' in r) return r.outcome;
+      const sid: string = r.mapped.stripe_invoice_id;
+      const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      if (!inv || inv.status !== 'open') return done(sid, undefined, `local invoice is ${inv?.status ?? 'gone'}; no payment attempt`);
+      if (r.mapped.stripe_status === 'draft') return BLOCKED;
+      if (r.mapped.stripe_status !== 'open') return done(sid, undefined, `Stripe invoice is ${r.mapped.stripe_status}; no payment attempt`);
+      return call(async () => {
+        if (keyExpired(ctx, row)) {
+          const si = await ctx.stripe.invoices.retrieve(sid);
+          if (si.status !== 'open') return si;
+        }
+        return ctx.stripe.invoices.pay(sid, {}, { idempotencyKey: row.idempotencyKey });
+      });
+    },
+    async recover(ctx, row, failure) {
+      if (failure.kind !== 'rejected') return null;
+      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id);
+      return si.status === 'paid' ? done(si.id, si, 'was already paid') : null;
+    },
+    async applied(ctx, trx, row, si) {
+      if (!si) return;
+      await trx('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: si.status, updated_at: ctx.now });
+      const inv = await loadTenantInvoice(trx, row.tenantId, row.localRef);
+      if (inv && si.status === 'paid') {
+        const paidAt = si.status_transitions?.paid_at ? Number(si.status_transitions.paid_at) * 1000 : ctx.now;
+        await recordPaid(ctx.db, trx, inv, { now: ctx.now, actor: ctx.actor, paidAt, reference: si.id });
+        ctx.report.paid++;
+      }
+    },
+    async declined(ctx, trx, row, failure) {
+      const mapped = await mappedInvoice(trx, row.tenantId, row.localRef);
+      await startDunning(trx, { tenantId: row.tenantId, invoiceId: row.localRef, stripeInvoiceId: mapped.stripe_invoice_id, failedAt: ctx.now, reason: failure.message }, ctx);
+      ctx.report.paymentFailures++;
+    },
+    idOf: (i) => i.id,
+  },
+
+  invoice_uncollectible: {
+    async prepare(ctx, row) {
+      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      if (!mapped) return dead(`no Stripe invoice for local invoice ${row.localRef}`);
+      if (mapped.stripe_status !== 'open') return done(mapped.stripe_invoice_id, undefined, `Stripe invoice is ${mapped.stripe_status}`);
+      return call(() => ctx.stripe.invoices.markUncollectible(mapped.stripe_invoice_id, {}, { idempotencyKey: row.idempotencyKey }));
+    },
+    async recover(ctx, row, failure) {
+      if (failure.kind !== 'rejected') return null;
+      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id);
+      return si.status !== 'open' ? done(si.id, si, `Stripe invoice was already ${si.status}`) : null;
+    },
+    async applied(ctx, trx, row, si) {
+      if (!si) return;
+      await trx('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: si.status, updated_at: ctx.now });
+      await audit(ctx, trx, row, row.localRef, 'invoice.marked_uncollectible', { stripeInvoiceId: si.id, status: si.status });
+    },
+    idOf: (i) => i.id,
+  },
+
+  meter_event: {
+    async prepare(ctx, row) {
+      const p = row.payload;
+      const what = `usage event seq ${row.localRef}${p.event_id ? ` (event_id ${p.event_id})` : ''} of tenant ${row.tenantId}`;
+      if (p.unsendable) return dead(`${what}: ${p.unsendable}`);
+      const at = Number(p.timestamp) * 1000;
+      if (at < ctx.now - METER_WINDOW.pastMs) {
+        return dead(`${what} occurred at ${toIso(at)}, more than 35 days before now: Stripe no longer accepts it as a meter event; bill it on an invoice instead`);
+      }
+      if (at > ctx.now + METER_WINDOW.futureMs) return { type: 'postpone', until: at - METER_WINDOW.futureMs };
+      const customer = await customerOf(ctx.db.knex, row.tenantId);
+      if (!customer) return BLOCKED;
+      const params = { event_name: p.event_name, identifier: p.identifier, timestamp: p.timestamp, payload: { stripe_customer_id: customer, value: p.payload.value } };
+      return call(() => ctx.stripe.billing.meterEvents.create(params, { idempotencyKey: row.idempotencyKey }));
+    },
+    async recover(_ctx, row, failure) {
+      // Stripe keeps identifiers longer than idempotency keys: a duplicate means it was delivered.
+      return failure.kind === 'rejected' && /already exists with identifier/i.test(failure.message) ? done(row.payload.identifier, undefined, 'already delivered') : null;
+    },
+    idOf: (e) => e.identifier,
+  },
+};
+
+function fail(ctx: Ctx, row: OutboxRow, outcome: FailureOutcome, message: string): void {
+  if (outcome === 'retry_later') ctx.report.retryLater++;
+  else ctx.report[outcome]++;
+  ctx.report.errors.push({ tenantId: row.tenantId, kind: row.kind, ref: row.localRef, idempotencyKey: row.idempotencyKey, outcome, message });
+}
+
+/** Call Stripe for a row, retrying retryable failures a few times in this run. */
+async function attempt(ctx: Ctx, row: OutboxRow, h: Handler, fn: () => Promise<any>): Promise<Outcome | null> {
+  for (let i = 0; ; i++) {
+    let failure: CallFailure;
+    try {
+      const object = await ctx.limit(fn);
+      return done(h.idOf(object), object);
+    } catch (e) {
+      failure = classifyStripeError(e);
+    }
+    if (failure.kind !== 'retry' && h.recover) {
+      const recovered = await h.recover(ctx, row, failure).catch(() => null);
+      if (recovered) return recovered;
+    }
+    if (failure.kind === 'card_declined' && h.declined) {
+      await withTx(ctx.db, async (trx) => {
+        await markSent(trx, row, null, ctx.now, `payment declined: ${failure.message}`);
+        await h.declined!(ctx, trx, row, failure);
+      });
+      return null;
+    }
+    if (failure.kind === 'retry' && i < ctx.inRunRetries) {
+      await ctx.sleep(Math.round(250 * 2 ** i * (0.5 + 0.5 * ctx.random())));
+      continue;
+    }
+    const outcome = await markFailed(ctx.db.knex, row, { retryable: failure.kind === 'retry', message: failure.message }, ctx.now, ctx);
+    fail(ctx, row, outcome, failure.message);
+    return null;
+  }
+}
+
+async function deliverRow(ctx: Ctx, row: OutboxRow): Promise<void> {
+  const h = HANDLERS[row.kind];
+  let outcome: Outcome | null = await h.prepare(ctx, row);
+  if (outcome.type === 'call') {
+    // Meter events need no note: Stripe's duplicate-identifier answer covers expired keys.
+    if (row.kind !== 'meter_event') await markAttemptStarted(ctx.db.knex, row, ctx.now);
+    outcome = await attempt(ctx, row, h, outcome.call);
+    if (!outcome) return;
+  }
+  switch (outcome.type) {
+    case 'done': {
+      const o = outcome;
+      await withTx(ctx.db, async (trx) => {
+        await markSent(trx, row, o.stripeId, ctx.now, o.note ?? null);
+        await h.applied?.(ctx, trx, row, o.object ?? null);
+      });
+      ctx.report.sent[row.kind] = (ctx.report.sent[row.kind] ?? 0) + 1;
+      return;
+    }
+    case 'dead':
+      await markDead(ctx.db.knex, row, outcome.reason, ctx.now);
+      fail(ctx, row, 'dead', outcome.reason);
+      return;
+    case 'postpone':
+      await postpone(ctx.db.knex, row, outcome.until, ctx.now);
+      ctx.report.postponed++;
+      return;
+    case 'blocked':
+      ctx.report.blocked++;
+      return;
+    case 'call':
+      throw new Error('unreachable: a call outcome is always attempted');
+  }
+}
+
+/** Deliver every due row of the given kinds, in dependency order. */
+export async function deliver(db: Db, stripe: Stripe, opts: DeliverOptions, report = emptyDeliveryReport()): Promise<DeliveryReport> {
+  const ctx: Ctx = { ...opts, db, stripe, report };
+  for (const kind of opts.kinds) {
+    let after: OutboxRow | null = null;
+    for (;;) {
+      const rows = await dueRows(db.knex, kind, opts.now, { tenantId: opts.tenantId, after });
+      if (rows.length === 0) break;
+      after = rows[rows.length - 1];
+      await Promise.all(rows.map((row) => deliverRow(ctx, row)));
+    }
+  }
+  return report;
+}

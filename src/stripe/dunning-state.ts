@@ -1,0 +1,41 @@
+import type { Knex } from 'knex';
+import type { Instant } from '../domain/period.js';
+import { writeAudit } from '../storage/audit.js';
+
+/**
+ * Dunning schedule (DESIGN.md §9): after a payment failure, retries at +0 h, +72 h and
+ * +144 h from that failure; when the last one fails the invoice becomes uncollectible and
+ * its subscription past due.
+ */
+export const DUNNING_RETRY_OFFSETS_MS = [0, 72 * 3_600_000, 144 * 3_600_000] as const;
+
+/** Start dunning for an invoice whose payment failed (no-op if it already started). */
+export async function startDunning(
+  trx: Knex.Transaction,
+  input: { tenantId: string; invoiceId: string; stripeInvoiceId: string; failedAt: Instant; reason: string },
+  opts: { now: Instant; actor: string },
+): Promise<boolean> {
+  const existing = await trx('stripe_dunning').where({ tenant_id: input.tenantId, invoice_id: input.invoiceId }).first();
+  if (existing) return false;
+  await trx('stripe_dunning').insert({
+    tenant_id: input.tenantId,
+    invoice_id: input.invoiceId,
+    stripe_invoice_id: input.stripeInvoiceId,
+    status: 'active',
+    started_at: input.failedAt,
+    retries_done: 0,
+    next_attempt_at: input.failedAt + DUNNING_RETRY_OFFSETS_MS[0],
+    last_error: input.reason,
+    updated_at: opts.now,
+  });
+  await writeAudit(trx, {
+    at: opts.now,
+    actor: opts.actor,
+    tenantId: input.tenantId,
+    entity: 'stripe',
+    entityId: input.invoiceId,
+    action: 'dunning.started',
+    after: { failedAt: input.failedAt, reason: input.reason, retriesAt: DUNNING_RETRY_OFFSETS_MS.map((o) => input.failedAt + o) },
+  });
+  return true;
+}

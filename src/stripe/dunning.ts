@@ -1,0 +1,158 @@
+import type { Knex } from 'knex';
+import type { Instant } from '../domain/period.js';
+import { writeAudit } from '../storage/audit.js';
+import type { Db } from '../storage/db.js';
+import { withTx } from '../storage/sql.js';
+import { classifyStripeError, createStripeClient, type StripeClient } from './client.js';
+import type { StripeConfig } from './config.js';
+import { deliver, emptyDeliveryReport } from './deliver.js';
+import { DUNNING_RETRY_OFFSETS_MS } from './dunning-state.js';
+import { loadTenantInvoice, recordPaid, recordUncollectible } from './local.js';
+import { idempotencyKeys } from './mapper.js';
+import { DEFAULT_MAX_ATTEMPTS, enqueue } from './outbox.js';
+import { createLimiter } from './pool.js';
+
+export { DUNNING_RETRY_OFFSETS_MS, startDunning } from './dunning-state.js';
+
+/**
+ * `billing stripe dunning` (hourly from the daemon): retries the payment of every invoice
+ * whose retry is due as of `now`, one attempt per invoice per run, each with its own
+ * idempotency key. Paid → recovered. Declined → next retry at the failure + 72 h / + 144 h.
+ * The last retry declined → the invoice is uncollectible (here and at Stripe) and its
+ * subscription past due; a later payment (webhook) makes it active again.
+ */
+
+export interface DunningOptions {
+  now: Instant;
+  actor: string;
+  stripe: StripeConfig;
+  tenantId?: string;
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface DunningReport {
+  /** Retries due and attempted. */
+  attempted: number;
+  recovered: number;
+  declined: number;
+  exhausted: number;
+  /** Dunning ended because the invoice is no longer open (paid elsewhere, voided). */
+  closed: number;
+  errors: Array<{ tenantId: string; invoiceId: string; message: string }>;
+}
+
+interface Ctx {
+  db: Db;
+  stripe: StripeClient;
+  opts: DunningOptions;
+  report: DunningReport;
+}
+
+async function close(ctx: Ctx, trx: Knex.Transaction, row: Record<string, any>, status: 'recovered' | 'closed', why: string): Promise<void> {
+  await trx('stripe_dunning')
+    .where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id })
+    .update({ status, next_attempt_at: null, updated_at: ctx.opts.now });
+  await writeAudit(trx, {
+    at: ctx.opts.now,
+    actor: ctx.opts.actor,
+    tenantId: row.tenant_id,
+    entity: 'stripe',
+    entityId: row.invoice_id,
+    action: `dunning.${status}`,
+    before: { status: row.status },
+    after: { status, why },
+  });
+}
+
+async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: () => Promise<T>) => Promise<T>): Promise<void> {
+  const { db, opts, report } = ctx;
+  const inv = await loadTenantInvoice(db.knex, row.tenant_id, row.invoice_id);
+  if (!inv || inv.status !== 'open') {
+    await withTx(db, (trx) => close(ctx, trx, row, inv?.status === 'paid' ? 'recovered' : 'closed', `local invoice is ${inv?.status ?? 'gone'}`));
+    report.closed++;
+    return;
+  }
+  const retry = Number(row.retries_done) + 1;
+  report.attempted++;
+  let invoice: { id: string; status: string | null; status_transitions?: { paid_at?: number | null } } | null = null;
+  let failure: string | null = null;
+  try {
+    invoice = await limit(() => ctx.stripe.invoices.pay(row.stripe_invoice_id, {}, { idempotencyKey: idempotencyKeys.dunning(inv.tenantId, inv.id, retry) }));
+  } catch (e) {
+    const f = classifyStripeError(e);
+    if (f.kind === 'retry') {
+      // Not an answer about the card: the same retry (same key) runs again next time.
+      await db.knex('stripe_dunning').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ last_error: f.message, updated_at: opts.now });
+      report.errors.push({ tenantId: inv.tenantId, invoiceId: inv.id, message: f.message });
+      return;
+    }
+    failure = f.message;
+    if (f.kind === 'rejected') {
+      // e.g. "already paid": ask Stripe what state the invoice is really in.
+      invoice = await ctx.stripe.invoices.retrieve(row.stripe_invoice_id).catch(() => null);
+    }
+  }
+  if (invoice?.status === 'paid') {
+    const paidAt = invoice.status_transitions?.paid_at ? Number(invoice.status_transitions.paid_at) * 1000 : opts.now;
+    await withTx(db, (trx) => recordPaid(db, trx, inv, { now: opts.now, actor: opts.actor, paidAt, reference: invoice!.id }));
+    report.recovered++;
+    return;
+  }
+  if (invoice && invoice.status !== 'open') {
+    await withTx(db, (trx) => close(ctx, trx, row, 'closed', `Stripe invoice is ${invoice!.status}`));
+    report.closed++;
+    return;
+  }
+  const message = failure ?? `payment attempt left Stripe invoice ${row.stripe_invoice_id} open`;
+  await withTx(db, async (trx) => {
+    const key = { tenant_id: row.tenant_id, invoice_id: row.invoice_id };
+    if (retry >= DUNNING_RETRY_OFFSETS_MS.length) {
+      await trx('stripe_dunning').where(key).update({ status: 'exhausted', retries_done: retry, next_attempt_at: null, last_error: message, updated_at: opts.now });
+      await recordUncollectible(db, trx, inv, opts);
+      // Stripe's copy follows through the outbox, in this same transaction.
+      await enqueue(trx, [{
+        tenantId: inv.tenantId,
+        idempotencyKey: `${idempotencyKeys.invoice(inv.tenantId, inv.id)}/uncollectible`,
+        kind: 'invoice_uncollectible',
+        localRef: inv.id,
+        payload: {},
+      }], opts.now);
+      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.exhausted', after: { retries: retry, lastError: message } });
+      report.exhausted++;
+    } else {
+      const next = Number(row.started_at) + DUNNING_RETRY_OFFSETS_MS[retry];
+      await trx('stripe_dunning').where(key).update({ retries_done: retry, next_attempt_at: next, last_error: message, updated_at: opts.now });
+      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.retry_failed', after: { retry, nextAttemptAt: next, error: message } });
+      report.declined++;
+    }
+  });
+}
+
+export async function runDunning(db: Db, opts: DunningOptions): Promise<DunningReport> {
+  const report: DunningReport = { attempted: 0, recovered: 0, declined: 0, exhausted: 0, closed: 0, errors: [] };
+  const query = db.knex('stripe_dunning').where('status', 'active').andWhere('next_attempt_at', '<=', opts.now).orderBy(['next_attempt_at', 'tenant_id', 'invoice_id']);
+  if (opts.tenantId) query.andWhere('tenant_id', opts.tenantId);
+  const due = await query;
+  const pendingMarks = db.knex('stripe_outbox').where({ kind: 'invoice_uncollectible', status: 'pending' });
+  if (opts.tenantId) pendingMarks.andWhere('tenant_id', opts.tenantId);
+  if (due.length === 0 && !(await pendingMarks.first())) return report;
+
+  const stripe = await createStripeClient(opts.stripe);
+  const limit = createLimiter({ concurrency: opts.stripe.concurrency, perSecond: opts.stripe.maxRequestsPerSecond });
+  const ctx: Ctx = { db, stripe, opts, report };
+  await Promise.all(due.map((row) => retryPayment(ctx, row, limit)));
+  const marks = await deliver(db, stripe, {
+    now: opts.now,
+    actor: opts.actor,
+    tenantId: opts.tenantId,
+    kinds: ['invoice_uncollectible'],
+    maxAttempts: DEFAULT_MAX_ATTEMPTS,
+    inRunRetries: 2,
+    random: opts.random ?? Math.random,
+    sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+    limit,
+  }, emptyDeliveryReport());
+  for (const e of marks.errors) report.errors.push({ tenantId: e.tenantId, invoiceId: e.ref, message: `marking uncollectible at Stripe: ${e.message}` });
+  return report;
+}

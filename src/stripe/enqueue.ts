@@ -1,0 +1,228 @@
+import type { Knex } from 'knex';
+import type { Instant } from '../domain/period.js';
+import type { Invoice } from '../invoice/types.js';
+import { findInvoice } from '../invoice/repository.js';
+import { writeAudit } from '../storage/audit.js';
+import type { Db } from '../storage/db.js';
+import { asText, withTx } from '../storage/sql.js';
+import {
+  customerParams,
+  idempotencyKeys,
+  invoiceItemParams,
+  invoiceParams,
+  meterEventParams,
+  meterValue,
+  type InvoiceRef,
+} from './mapper.js';
+import { enqueue, type NewOutboxRow } from './outbox.js';
+
+type Q = Knex | Knex.Transaction;
+
+/**
+ * What needs to go to Stripe and is not in the outbox yet: a customer per tenant, the calls
+ * for each open invoice, and usage of features mapped to a Stripe meter. Rows are added in
+ * the same transaction as an audit entry, per invoice, so a crash never leaves half an
+ * invoice queued.
+ */
+
+const METER_CURSOR_KEY = 'stripe.meter_events.scanned_seq';
+// Sequence numbers are handed out before their transaction commits, so a low one can appear
+// after a higher one was seen: rescan this far behind the cursor (duplicates are skipped).
+const METER_RESCAN_SEQS = 100_000;
+const METER_BATCH = 2000;
+
+/** The outbox rows for one open invoice: create, one item per line, finalize, first payment attempt. */
+export function invoiceRows(inv: Invoice): NewOutboxRow[] {
+  const ref: InvoiceRef = { tenantId: inv.tenantId, id: inv.id, number: inv.number, currency: inv.currency };
+  const t = inv.tenantId;
+  return [
+    { tenantId: t, idempotencyKey: idempotencyKeys.invoice(t, inv.id), kind: 'invoice', localRef: inv.id, payload: invoiceParams(ref) },
+    ...inv.lines.map((line) => ({
+      tenantId: t,
+      idempotencyKey: idempotencyKeys.invoiceItem(t, inv.id, line.lineNo),
+      kind: 'invoice_item' as const,
+      localRef: `${inv.id}:${line.lineNo}`,
+      payload: invoiceItemParams(ref, line),
+    })),
+    { tenantId: t, idempotencyKey: idempotencyKeys.finalize(t, inv.id), kind: 'invoice_finalize', localRef: inv.id, payload: { auto_advance: false } },
+    { tenantId: t, idempotencyKey: idempotencyKeys.pay(t, inv.id), kind: 'invoice_pay', localRef: inv.id, payload: {} },
+  ];
+}
+
+/**
+ * Queue an open invoice for Stripe inside the caller's transaction (e.g. the one that
+ * finalizes it). Idempotent: rows already queued are left alone. Returns rows added.
+ */
+export async function enqueueInvoice(trx: Knex.Transaction, inv: Invoice, opts: { now: Instant; actor: string }): Promise<number> {
+  const added = await enqueue(trx, invoiceRows(inv), opts.now);
+  if (added > 0) {
+    await writeAudit(trx, {
+      at: opts.now,
+      actor: opts.actor,
+      tenantId: inv.tenantId,
+      entity: 'stripe',
+      entityId: inv.id,
+      action: 'invoice.queued',
+      after: { number: inv.number, lines: inv.lines.length, totalMinor: inv.totalMinor, currency: inv.currency },
+    });
+  }
+  return added;
+}
+
+export interface Pending {
+  customers: NewOutboxRow[];
+  invoices: Invoice[];
+  meterEvents: NewOutboxRow[];
+}
+
+async function missingCustomers(q: Q, tenantId?: string): Promise<NewOutboxRow[]> {
+  const tenants = q('tenants').whereNull('stripe_customer_id').orderBy('id');
+  if (tenantId) tenants.where('id', tenantId);
+  const rows: NewOutboxRow[] = [];
+  for (const t of await tenants) {
+    const previous = await q('stripe_outbox').where({ tenant_id: t.id, kind: 'customer' }).select('status');
+    // One in progress (or stuck and needing an operator) is enough; after a deleted customer, make the next one.
+    if (previous.some((r) => r.status !== 'sent')) continue;
+    rows.push({
+      tenantId: t.id,
+      idempotencyKey: idempotencyKeys.customer(t.id, previous.length + 1),
+      kind: 'customer',
+      localRef: t.id,
+      payload: customerParams({ id: t.id, name: t.name ?? null }),
+    });
+  }
+  return rows;
+}
+
+async function unqueuedOpenInvoices(q: Q, tenantId?: string): Promise<Invoice[]> {
+  const ids = q('invoices as i')
+    .select('i.tenant_id', 'i.id')
+    .where('i.status', 'open')
+    .whereNotExists(
+      q('stripe_outbox as o')
+        .select(q.raw('1'))
+        .whereRaw('o.tenant_id = i.tenant_id')
+        .andWhere('o.kind', 'invoice')
+        .andWhereRaw('o.local_ref = i.id'),
+    )
+    .orderBy(['i.tenant_id', 'i.issued_at', 'i.id']);
+  if (tenantId) ids.andWhere('i.tenant_id', tenantId);
+  const out: Invoice[] = [];
+  for (const r of await ids) {
+    const inv = await findInvoice(q, r.id);
+    if (inv && inv.tenantId === r.tenant_id) out.push(inv);
+  }
+  return out;
+}
+
+async function meterCursor(q: Q): Promise<bigint> {
+  const r = await q('job_state').where({ key: METER_CURSOR_KEY }).first();
+  return r?.value ? BigInt(r.value) : 0n;
+}
+
+/** Usage of metered features not yet in the outbox, in sequence order, in batches. */
+async function* unqueuedMeterEvents(db: Db, q: Q, tenantId?: string): AsyncGenerator<{ rows: NewOutboxRow[]; maxSeq: bigint }> {
+  const cursor = await meterCursor(q);
+  let after = cursor > BigInt(METER_RESCAN_SEQS) ? cursor - BigInt(METER_RESCAN_SEQS) : 0n;
+  for (;;) {
+    const query = q('usage_events as e')
+      .join('features as f', 'f.key', 'e.feature_key')
+      .whereNotNull('f.stripe_meter')
+      .andWhere('e.seq', '>', after.toString())
+      .whereNotExists(
+        q('stripe_outbox as o')
+          .select(q.raw('1'))
+          .whereRaw('o.tenant_id = e.tenant_id')
+          .andWhere('o.kind', 'meter_event')
+          .andWhereRaw('o.local_ref = CAST(e.seq AS TEXT)'),
+      )
+      .select(
+        asText(db, 'e.seq').wrap('(', ') as seq'),
+        'e.tenant_id',
+        'e.event_id',
+        asText(db, 'e.quantity').wrap('(', ') as quantity'),
+        'e.occurred_at',
+        'f.stripe_meter',
+      )
+      .orderBy('e.seq')
+      .limit(METER_BATCH);
+    if (tenantId) query.andWhere('e.tenant_id', tenantId);
+    const batch = await query;
+    if (batch.length === 0) return;
+    const rows: NewOutboxRow[] = [];
+    for (const e of batch) {
+      const value = meterValue(e.quantity);
+      const base = { tenantId: e.tenant_id, seq: e.seq, occurredAt: Number(e.occurred_at) };
+      // Queued even when unsendable, so delivery reports it by name instead of it vanishing.
+      rows.push({
+        tenantId: e.tenant_id,
+        idempotencyKey: idempotencyKeys.meterEvent(e.tenant_id, e.seq),
+        kind: 'meter_event',
+        localRef: e.seq,
+        payload: { ...meterEventParams({ ...base, value: value.ok ? value.value : '' }, e.stripe_meter), event_id: e.event_id ?? null, unsendable: value.ok ? null : value.reason },
+      });
+    }
+    const maxSeq = BigInt(batch[batch.length - 1].seq);
+    yield { rows, maxSeq };
+    after = maxSeq;
+  }
+}
+
+/** Everything missing from the outbox, without writing anything (dry run). */
+export async function findPending(db: Db, opts: { tenantId?: string }): Promise<Pending> {
+  const q = db.knex;
+  const pending: Pending = {
+    customers: await missingCustomers(q, opts.tenantId),
+    invoices: await unqueuedOpenInvoices(q, opts.tenantId),
+    meterEvents: [],
+  };
+  for await (const b of unqueuedMeterEvents(db, q, opts.tenantId)) pending.meterEvents.push(...b.rows);
+  return pending;
+}
+
+export interface EnqueueResult {
+  customers: number;
+  invoices: number;
+  meterEvents: number;
+  rows: number;
+}
+
+/** Add whatever is missing to the outbox: customers, then each invoice in its own transaction, then usage. */
+export async function enqueueMissing(db: Db, opts: { now: Instant; actor: string; tenantId?: string }): Promise<EnqueueResult> {
+  const result: EnqueueResult = { customers: 0, invoices: 0, meterEvents: 0, rows: 0 };
+  await withTx(db, async (trx) => {
+    const rows = await missingCustomers(trx, opts.tenantId);
+    const added = await enqueue(trx, rows, opts.now);
+    for (const r of rows) {
+      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.tenantId, action: 'customer.queued', after: { idempotencyKey: r.idempotencyKey } });
+    }
+    result.customers += added;
+    result.rows += added;
+  });
+  for (const inv of await unqueuedOpenInvoices(db.knex, opts.tenantId)) {
+    const added = await withTx(db, async (trx) => {
+      // Re-read inside the transaction: it may have been queued or voided meanwhile.
+      const current = await findInvoice(trx, inv.id);
+      if (!current || current.status !== 'open') return 0;
+      return enqueueInvoice(trx, current, opts);
+    });
+    if (added > 0) result.invoices++;
+    result.rows += added;
+  }
+  let maxSeq = 0n;
+  for await (const b of unqueuedMeterEvents(db, db.knex, opts.tenantId)) {
+    const added = await withTx(db, (trx) => enqueue(trx, b.rows, opts.now));
+    result.meterEvents += added;
+    result.rows += added;
+    if (b.maxSeq > maxSeq) maxSeq = b.maxSeq;
+  }
+  // The cursor only bounds the next scan; a tenant-scoped run has not looked at everyone.
+  if (!opts.tenantId && maxSeq > 0n) {
+    await withTx(db, async (trx) => {
+      if (maxSeq <= (await meterCursor(trx))) return;
+      const row = { key: METER_CURSOR_KEY, value: maxSeq.toString(), updated_at: opts.now };
+      await trx('job_state').insert(row).onConflict('key').merge();
+    });
+  }
+  return result;
+}

@@ -1,0 +1,220 @@
+import type { Knex } from 'knex';
+import type { Instant } from '../domain/period.js';
+
+type Q = Knex | Knex.Transaction;
+
+/**
+ * The outbox: one row per Stripe call, keyed by (tenant, idempotency key). Rows are
+ * written in the transaction of the local change that needs them and are only ever moved
+ * forward: pending → sent, or pending → failed (Stripe refused) → pending (retry) … → dead.
+ */
+
+export type OutboxKind =
+  | 'customer'
+  | 'invoice'
+  | 'invoice_item'
+  | 'invoice_finalize'
+  | 'invoice_pay'
+  | 'invoice_uncollectible'
+  | 'meter_event';
+export type OutboxStatus = 'pending' | 'sent' | 'failed' | 'dead';
+
+/** Delivery order: each kind needs the Stripe ids the previous ones produce. */
+export const KIND_ORDER: OutboxKind[] = [
+  'customer',
+  'invoice',
+  'invoice_item',
+  'invoice_finalize',
+  'invoice_pay',
+  'invoice_uncollectible',
+  'meter_event',
+];
+
+export interface OutboxRow {
+  tenantId: string;
+  idempotencyKey: string;
+  kind: OutboxKind;
+  localRef: string;
+  payload: any;
+  status: OutboxStatus;
+  attempts: number;
+  nextAttemptAt: Instant;
+  firstAttemptAt: Instant | null;
+  lastError: string | null;
+  stripeId: string | null;
+  createdAt: Instant;
+  updatedAt: Instant;
+}
+
+export interface NewOutboxRow {
+  tenantId: string;
+  idempotencyKey: string;
+  kind: OutboxKind;
+  localRef: string;
+  payload: unknown;
+}
+
+export const DEFAULT_MAX_ATTEMPTS = 8;
+const BACKOFF_BASE_MS = 60_000;
+const BACKOFF_CAP_MS = 6 * 3_600_000;
+
+export function rowFromDb(r: Record<string, any>): OutboxRow {
+  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    tenantId: r.tenant_id,
+    idempotencyKey: r.idempotency_key,
+    kind: r.kind,
+    localRef: r.local_ref,
+    payload: JSON.parse(r.payload),
+    status: r.status,
+    attempts: Number(r.attempts),
+    nextAttemptAt: Number(r.next_attempt_at),
+    firstAttemptAt: n(r.first_attempt_at),
+    lastError: r.last_error ?? null,
+    stripeId: r.stripe_id ?? null,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+  };
+}
+
+/** Insert rows that are not there yet (same key = same call); returns how many were new. */
+export async function enqueue(q: Q, rows: NewOutboxRow[], now: Instant): Promise<number> {
+  let inserted = 0;
+  for (let i = 0; i < rows.length; i += 500) {
+    const batch = rows.slice(i, i + 500);
+    const existing = new Set(
+      (
+        await q('stripe_outbox')
+          .select('tenant_id', 'idempotency_key')
+          .whereIn('tenant_id', [...new Set(batch.map((r) => r.tenantId))])
+          .whereIn('idempotency_key', batch.map((r) => r.idempotencyKey))
+      ).map((r) => `${r.tenant_id}\u0000${r.idempotency_key}`),
+    );
+    const fresh = batch.filter((r) => !existing.has(`${r.tenantId}\u0000${r.idempotencyKey}`));
+    if (fresh.length === 0) continue;
+    await q('stripe_outbox')
+      .insert(
+        fresh.map((r) => ({
+          tenant_id: r.tenantId,
+          idempotency_key: r.idempotencyKey,
+          kind: r.kind,
+          local_ref: r.localRef,
+          payload: JSON.stringify(r.payload),
+          status: 'pending',
+          attempts: 0,
+          next_attempt_at: now,
+          created_at: now,
+          updated_at: now,
+        })),
+      )
+      .onConflict(['tenant_id', 'idempotency_key'])
+      .ignore();
+    inserted += fresh.length;
+  }
+  return inserted;
+}
+
+/** Pending rows of one kind whose time has come, oldest first, a page after `after`. */
+export async function dueRows(
+  q: Q,
+  kind: OutboxKind,
+  now: Instant,
+  opts: { tenantId?: string; limit?: number; after?: OutboxRow | null } = {},
+): Promise<OutboxRow[]> {
+  const query = q('stripe_outbox')
+    .where({ kind, status: 'pending' })
+    .andWhere('next_attempt_at', '<=', now)
+    .orderBy(['created_at', 'tenant_id', 'idempotency_key'])
+    .limit(opts.limit ?? 500);
+  if (opts.tenantId) query.andWhere('tenant_id', opts.tenantId);
+  const a = opts.after;
+  if (a) {
+    query.andWhere((w) =>
+      w
+        .where('created_at', '>', a.createdAt)
+        .orWhere((x) => x.where('created_at', a.createdAt).andWhere('tenant_id', '>', a.tenantId))
+        .orWhere((x) => x.where({ created_at: a.createdAt, tenant_id: a.tenantId }).andWhere('idempotency_key', '>', a.idempotencyKey)),
+    );
+  }
+  return (await query).map(rowFromDb);
+}
+
+function where(q: Q, row: OutboxRow) {
+  return q('stripe_outbox').where({ tenant_id: row.tenantId, idempotency_key: row.idempotencyKey });
+}
+
+/** Note the first use of the key before calling: Stripe forgets keys 24 h after that. */
+export async function markAttemptStarted(q: Q, row: OutboxRow, now: Instant): Promise<void> {
+  if (row.firstAttemptAt !== null) return;
+  await where(q, row).whereNull('first_attempt_at').update({ first_attempt_at: now });
+  row.firstAttemptAt = now;
+}
+
+export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, now: Instant, note: string | null = null): Promise<void> {
+  await where(q, row).update({
+    status: 'sent',
+    attempts: row.attempts + 1,
+    stripe_id: stripeId,
+    last_error: note,
+    first_attempt_at: row.firstAttemptAt ?? now,
+    updated_at: now,
+  });
+}
+
+/** Exponential backoff from one minute, capped at six hours, with ±25 % jitter. */
+export function backoffMs(attempts: number, random: () => number): number {
+  const base = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, attempts - 1));
+  return Math.round(base * (0.75 + 0.5 * random()));
+}
+
+export type FailureOutcome = 'retry_later' | 'failed' | 'dead';
+
+/**
+ * Record a failed attempt (one delivery run's try, its quick in-run retries included). Retryable failures stay pending until the backoff has passed;
+ * refusals become failed (re-driven by `billing stripe retry`); either becomes dead once the
+ * row has failed maxAttempts times.
+ */
+export async function markFailed(
+  q: Q,
+  row: OutboxRow,
+  failure: { retryable: boolean; message: string },
+  now: Instant,
+  opts: { maxAttempts: number; random: () => number },
+): Promise<FailureOutcome> {
+  const attempts = row.attempts + 1;
+  const outcome: FailureOutcome = attempts >= opts.maxAttempts ? 'dead' : failure.retryable ? 'retry_later' : 'failed';
+  await where(q, row).update({
+    status: outcome === 'retry_later' ? 'pending' : outcome,
+    attempts,
+    next_attempt_at: outcome === 'retry_later' ? now + backoffMs(attempts, opts.random) : now,
+    last_error: failure.message,
+    first_attempt_at: row.firstAttemptAt ?? now,
+    updated_at: now,
+  });
+  row.attempts = attempts;
+  return outcome;
+}
+
+/** Give up on a row that can never succeed (e.g. usage older than Stripe's window). */
+export async function markDead(q: Q, row: OutboxRow, reason: string, now: Instant): Promise<void> {
+  await where(q, row).update({ status: 'dead', last_error: reason, updated_at: now });
+}
+
+/** Move a row's next attempt (e.g. usage not yet inside Stripe's timestamp window). */
+export async function postpone(q: Q, row: OutboxRow, until: Instant, now: Instant): Promise<void> {
+  await where(q, row).update({ next_attempt_at: until, updated_at: now });
+}
+
+/** Make failed (and optionally dead) rows pending and due now; returns how many. */
+export async function requeue(q: Q, now: Instant, opts: { tenantId?: string; includeDead?: boolean }): Promise<number> {
+  const statuses = opts.includeDead ? ['failed', 'dead'] : ['failed'];
+  const query = q('stripe_outbox').whereIn('status', statuses);
+  if (opts.tenantId) query.andWhere('tenant_id', opts.tenantId);
+  // A revived dead row gets a fresh attempt budget; a failed one keeps its count.
+  return query.update({
+    status: 'pending',
+    next_attempt_at: now,
+    attempts: opts.includeDead ? q.raw(`CASE WHEN status = 'dead' THEN 0 ELSE attempts END`) : q.raw('attempts'),
+    updated_at: now,
+  });
+}

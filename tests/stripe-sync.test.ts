@@ -1,0 +1,200 @@
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { describeEachDb } from './helpers/db.js';
+import { FakeStripe, type FaultRule } from './support/fake-stripe.js';
+import { HOUR, SCENARIO, T0, expectedCopy, seedScenario, stripeCopy } from './support/stripe-scenario.js';
+import type { Db } from '../src/storage/db.js';
+import type { StripeConfig } from '../src/stripe/config.js';
+import { stripeRetry, stripeStatus, stripeSync, type SyncOptions } from '../src/stripe/sync.js';
+import { backoffMs } from '../src/stripe/outbox.js';
+
+let fake: FakeStripe;
+beforeEach(async () => {
+  fake = await FakeStripe.start({ now: T0 });
+});
+afterEach(async () => {
+  await fake.close();
+});
+
+function config(overrides: Partial<StripeConfig> = {}): StripeConfig {
+  return { secretKey: 'sk_test_fake', apiBase: fake.url, webhookSecret: null, timeoutMs: 2000, concurrency: 4, maxRequestsPerSecond: 0, ...overrides };
+}
+
+function syncOpts(now: number, extra: Partial<SyncOptions> = {}): SyncOptions {
+  return { now, actor: 'test', stripe: config(), random: () => 0.5, sleep: async () => {}, ...extra };
+}
+
+/** Stripe holds exactly one customer per tenant and exactly each invoice's items, once. */
+async function expectMirrored(db: Db, opts: { paid: boolean }) {
+  const tenants = await db.knex('tenants').orderBy('id');
+  const customers = fake.customers();
+  expect(customers).toHaveLength(tenants.length);
+  for (const t of tenants) {
+    const mine = customers.filter((c) => c.metadata.tenant_id === t.id);
+    expect(mine, `customers of ${t.id}`).toHaveLength(1);
+    expect(t.stripe_customer_id).toBe(mine[0].id);
+  }
+  for (const inv of SCENARIO) {
+    const copy = stripeCopy(fake, inv);
+    const want = expectedCopy(inv);
+    expect(copy.invoices, inv.number).toHaveLength(1);
+    expect(copy.invoices[0]).toMatchObject({ currency: want.currency, total: want.total, status: opts.paid ? 'paid' : 'open' });
+    expect(copy.items.map(({ line, amount, currency }) => ({ line, amount, currency }))).toEqual(want.items);
+    const local = await db.knex('invoices').where({ tenant_id: inv.tenantId, id: inv.id }).first();
+    expect(local.status).toBe(opts.paid ? 'paid' : 'open');
+  }
+  expect(fake.invoiceItems()).toHaveLength(SCENARIO.reduce((n, i) => n + i.lines.length, 0));
+}
+
+/** Sync (and retry refused rows) with the clock moving on, until nothing is left to send. */
+async function syncUntilDone(db: Db, start: number, maxRuns = 12): Promise<number> {
+  let now = start;
+  for (let run = 0; run < maxRuns; run++) {
+    await stripeSync(db, syncOpts(now));
+    await stripeRetry(db, syncOpts(now));
+    const s = await stripeStatus(db, { now });
+    if (s.counts.pending + s.counts.failed + s.counts.dead === 0) return run + 1;
+    now += 7 * HOUR; // beyond the capped backoff
+  }
+  throw new Error('the outbox never drained');
+}
+
+describeEachDb('stripe sync', (t) => {
+  it('pushes a customer per tenant and each open invoice with exact minor-unit amounts (USD, JPY, KWD), then collects it', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    const r = await stripeSync(db, syncOpts(T0));
+    expect(r.errors).toEqual([]);
+    expect(r.warnings).toEqual([]);
+    expect(r.queued).toEqual({ customers: 3, invoices: 3, meterEvents: 0, rows: 3 + 3 * 3 + 7 });
+    expect(r.sent).toEqual({ customer: 3, invoice: 3, invoice_item: 7, invoice_finalize: 3, invoice_pay: 3 });
+    expect(r.paid).toBe(3);
+    await expectMirrored(db, { paid: true });
+
+    const created = fake.requests.filter((q) => q.method === 'POST' && q.path === '/v1/invoices');
+    for (const q of created) expect(q.params).toMatchObject({ auto_advance: 'false', collection_method: 'charge_automatically', pending_invoice_items_behavior: 'exclude' });
+    const local = await db.knex('invoices').where({ id: 'in_tokyo_2026_02' }).first();
+    expect(local.payment_ref).toMatch(/^in_/);
+
+    // A rerun finds nothing to do and sends nothing.
+    const before = fake.requests.length;
+    const again = await stripeSync(db, syncOpts(T0 + HOUR));
+    expect(again.queued.rows).toBe(0);
+    expect(again.sent).toEqual({});
+    expect(fake.requests.length).toBe(before);
+    const audit = await db.knex('audit_log').where({ entity: 'stripe', action: 'invoice.finalized' });
+    expect(audit).toHaveLength(3);
+  });
+
+  const faults: Array<[string, FaultRule[]]> = [
+    ['500 on every first item call', [{ method: 'POST', path: '/v1/invoiceitems', times: 3, fault: { kind: 'status', status: 500 } }]],
+    ['500 beyond the in-run retries (backoff, next run)', [{ method: 'POST', path: '/v1/customers', times: 9, fault: { kind: 'status', status: 503 } }]],
+    ['429 with Stripe-Should-Retry: true', [{ method: 'POST', path: '/v1/invoices', times: 4, fault: { kind: 'status', status: 429, shouldRetry: true } }]],
+    ['429 with Stripe-Should-Retry: false (failed, then retry)', [{ method: 'POST', path: '/v1/invoiceitems', times: 2, fault: { kind: 'status', status: 429, shouldRetry: false } }]],
+    ['connection reset after Stripe executed', [{ method: 'POST', path: '/v1/invoiceitems', times: 4, fault: { kind: 'reset', after: 'process' } }]],
+    ['connection reset before Stripe executed', [{ method: 'POST', path: /\/finalize$/, times: 4, fault: { kind: 'reset' } }]],
+    ['timeout after Stripe executed', [{ method: 'POST', path: '/v1/customers', times: 2, fault: { kind: 'hang', after: 'process' } }]],
+    ['409 idempotency_key_in_use from a slow first call', [{ method: 'POST', path: '/v1/invoices', times: 1, fault: { kind: 'delay', ms: 700 } }]],
+    ['500 on pay', [{ method: 'POST', path: /\/pay$/, times: 5, fault: { kind: 'status', status: 500 } }]],
+  ];
+  for (const [name, rules] of faults) {
+    it(`converges to exactly one copy under: ${name}`, async () => {
+      const { db } = t();
+      await seedScenario(db.knex);
+      for (const rule of rules) fake.inject(rule);
+      await syncUntilDone(db, T0);
+      await expectMirrored(db, { paid: true });
+    });
+  }
+
+  it('records backoff with jitter, gives up after --max-attempts, and revives dead rows on request', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    fake.inject({ method: 'POST', path: '/v1/customers', times: 1000, fault: { kind: 'status', status: 500 } });
+    const r = await stripeSync(db, syncOpts(T0, { maxAttempts: 4, tenantId: 'acme' }));
+    // One attempt per run: the call plus two quick in-run retries, then the recorded backoff.
+    expect(r.retryLater).toBe(1);
+    expect(fake.requests.filter((q) => q.path === '/v1/customers')).toHaveLength(3);
+    const row = await db.knex('stripe_outbox').where({ tenant_id: 'acme', kind: 'customer' }).first();
+    expect(Number(row.attempts)).toBe(1);
+    expect(Number(row.next_attempt_at)).toBe(T0 + backoffMs(1, () => 0.5));
+    expect(backoffMs(1, () => 0.5)).toBe(60_000);
+    expect(backoffMs(3, () => 0)).toBe(180_000);
+    expect(backoffMs(20, () => 1)).toBe(1.25 * 6 * HOUR);
+    expect(row.last_error).toMatch(/^500/);
+    // Not due yet: nothing is sent.
+    const early = await stripeSync(db, syncOpts(T0 + 30_000, { maxAttempts: 4, tenantId: 'acme' }));
+    expect(early.errors).toEqual([]);
+    expect(fake.requests.filter((q) => q.path === '/v1/customers')).toHaveLength(3);
+    for (const h of [1, 2]) {
+      const mid = await stripeSync(db, syncOpts(T0 + h * HOUR, { maxAttempts: 4, tenantId: 'acme' }));
+      expect(mid.retryLater).toBe(1);
+    }
+    const last = await stripeSync(db, syncOpts(T0 + 3 * HOUR, { maxAttempts: 4, tenantId: 'acme' }));
+    expect(last.dead).toBe(1);
+    const status = await stripeStatus(db, { now: T0 + 3 * HOUR, tenantId: 'acme' });
+    expect(status.counts.dead).toBe(1);
+    expect(status.rows.find((x) => x.kind === 'customer')).toMatchObject({ status: 'dead', attempts: 4 });
+
+    fake.clearFaults();
+    const plain = await stripeRetry(db, syncOpts(T0 + 4 * HOUR, { tenantId: 'acme' }));
+    expect(plain.requeued).toBe(0); // dead rows stay dead unless asked
+    const revived = await stripeRetry(db, syncOpts(T0 + 4 * HOUR, { tenantId: 'acme', includeDead: true }));
+    expect(revived.requeued).toBe(1);
+    expect(revived.sent.customer).toBe(1);
+    expect(revived.sent.invoice_pay).toBe(1);
+    expect(fake.customers()).toHaveLength(1);
+  });
+
+  it('marks a refused call failed with Stripe\'s message and does not send what depends on it', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    fake.inject({ method: 'POST', path: '/v1/invoices', times: 1, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'Invalid currency: xyz' } });
+    const r = await stripeSync(db, syncOpts(T0));
+    expect(r.failed).toBe(1);
+    expect(r.errors[0]).toMatchObject({ kind: 'invoice', outcome: 'failed', message: '400: Invalid currency: xyz' });
+    expect(r.blocked).toBeGreaterThan(0);
+    const failedInvoice = r.errors[0].ref;
+    expect(fake.invoiceItems().filter((ii) => ii.metadata.billing_invoice_id === failedInvoice)).toHaveLength(0);
+    const again = await stripeRetry(db, syncOpts(T0 + HOUR));
+    expect(again.requeued).toBe(1);
+    await expectMirrored(db, { paid: true });
+  });
+
+  it('dry run lists every call with its exact parameters and changes nothing', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    const r = await stripeSync(db, { now: T0, actor: 'test', dryRun: true, stripe: { ...config(), secretKey: null } });
+    expect(fake.requests).toHaveLength(0);
+    expect(Number((await db.knex('stripe_outbox').count({ n: '*' }).first())!.n)).toBe(0);
+    expect(r.planned.map((c) => c.kind)).toEqual([
+      'customer', 'customer', 'customer', 'invoice', 'invoice', 'invoice',
+      ...Array(7).fill('invoice_item'), 'invoice_finalize', 'invoice_finalize', 'invoice_finalize', 'invoice_pay', 'invoice_pay', 'invoice_pay',
+    ]);
+    const kw = r.planned.filter((c) => c.kind === 'invoice_item' && c.tenantId === 'kuwait').map((c) => c.params);
+    expect(kw).toEqual([
+      expect.objectContaining({ amount: 12345, currency: 'kwd', customer: '<Stripe customer of tenant kuwait>', invoice: '<Stripe invoice for in_kuwait_2026_02>' }),
+      expect.objectContaining({ amount: 5, currency: 'kwd' }),
+    ]);
+    const jp = r.planned.find((c) => c.kind === 'invoice' && c.tenantId === 'tokyo')!;
+    expect(jp.params).toMatchObject({ currency: 'jpy', auto_advance: false, metadata: { billing_invoice_number: 'INV-000002' } });
+    expect(r.planned.find((c) => c.kind === 'invoice_pay')!.path).toMatch(/^\/v1\/invoices\/<Stripe invoice for .*>\/pay$/);
+  });
+
+  it('heals a crash after Stripe accepted, even once Stripe has forgotten the idempotency key', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    // The customer for acme is created, but the answer never arrives (crash-like).
+    fake.inject({ method: 'POST', path: '/v1/customers', times: 3, fault: { kind: 'hang', after: 'process' } });
+    const r = await stripeSync(db, syncOpts(T0, { tenantId: 'acme', stripe: config({ timeoutMs: 300 }) }));
+    expect(r.retryLater).toBe(1);
+    expect(fake.customers()).toHaveLength(1);
+    // Two days later the key is gone at Stripe: the customer is found by metadata, not created again.
+    fake.setNow(T0 + 48 * HOUR);
+    const later = await stripeSync(db, syncOpts(T0 + 48 * HOUR, { tenantId: 'acme' }));
+    expect(later.errors).toEqual([]);
+    expect(fake.customers()).toHaveLength(1);
+    expect(fake.requests.some((q) => q.path === '/v1/customers/search')).toBe(true);
+    const tenant = await db.knex('tenants').where({ id: 'acme' }).first();
+    expect(tenant.stripe_customer_id).toBe(fake.customers()[0].id);
+  });
+});
