@@ -13,6 +13,8 @@ export interface ServeConfig {
   rateLimit?: RateLimitConfig | null;
   /** Whole-request deadline (receiving the body and handling it). */
   requestTimeoutMs?: number;
+  /** Signing secret (whsec_…) for POST /v1/billing/webhooks/stripe; null/absent: route off. */
+  stripeWebhookSecret?: string | null;
   /** One structured access-log entry per request; null: no log. Never receives credentials. */
   log?: ((entry: Record<string, unknown>) => void) | null;
 }

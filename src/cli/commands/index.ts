@@ -16,13 +16,18 @@ import { register as status } from './status.js';
 import { register as backup } from './backup.js';
 import { register as restore } from './restore.js';
 import { register as audit } from './audit.js';
+import { register as retention } from './retention.js';
 import { register as check } from './check.js';
 import { register as aggregate } from './aggregate.js';
+import { register as report } from './report.js';
+import { register as history } from './history.js';
+import { register as estimate } from './estimate.js';
 import { register as stripe } from './stripe.js';
+import { register as serve } from './serve.js';
 
 // Each command file defines its options cheaply and lazy-imports its core module, so that
 // `billing check` does not pay for stripe, ink or csv-parse.
-const commands: Array<(program: Command) => void> = [migrate, ingest, record, overage, catalog, tenant, subscribe, subscription, quota, invoice, verify, run, daemon, status, backup, restore, audit, check, aggregate, stripe];
+const commands: Array<(program: Command) => void> = [migrate, ingest, record, overage, catalog, tenant, subscribe, subscription, quota, invoice, verify, run, daemon, status, backup, restore, audit, retention, check, aggregate, report, history, estimate, stripe, serve];
 
 export function registerAll(program: Command): void {
   for (const register of commands) register(program);

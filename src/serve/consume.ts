@@ -1,0 +1,43 @@
+import { checkEntitlement, type CheckResult } from '../entitlements/check.js';
+import { recordUsage, type RecordResult, type UsageInput } from '../ingest/record.js';
+import type { Db } from '../storage/db.js';
+import { withTx } from '../storage/sql.js';
+import { lockForTransaction } from '../storage/xact-lock.js';
+
+export interface ConsumeResult {
+  check: CheckResult;
+  /** What happened to the event; null when the check denied it and nothing was recorded. */
+  record: RecordResult | null;
+}
+
+class NotADuplicate extends Error {}
+
+/**
+ * Check and record one event atomically: under a per-(tenant, feature) lock, in one
+ * transaction, so concurrent callers cannot all pass the check and overshoot a hard stop.
+ * A denied event that was already recorded (a retry of an earlier success) reports the
+ * duplicate instead of the denial, so retries stay idempotent.
+ */
+export async function consumeUsage(db: Db, input: UsageInput, opts: { now: number }): Promise<ConsumeResult> {
+  return withTx(db, async (trx) => {
+    await lockForTransaction(db, trx, 'billing.consume', JSON.stringify([input.tenantId, input.featureKey]));
+    const quantity = input.quantity === undefined ? undefined : String(input.quantity);
+    const check = await checkEntitlement(db, { tenantId: input.tenantId, featureKey: input.featureKey, quantity }, { now: opts.now, trx });
+    if (check.allowed) {
+      const [record] = await recordUsage(db, [input], { now: opts.now, trx });
+      return { check, record };
+    }
+    // Probe inside a savepoint: keep nothing unless the event turns out to be a duplicate.
+    try {
+      const record = await trx.transaction(async (sp) => {
+        const [r] = await recordUsage(db, [input], { now: opts.now, trx: sp });
+        if (r.status !== 'duplicate') throw new NotADuplicate();
+        return r;
+      });
+      return { check, record };
+    } catch (e) {
+      if (e instanceof NotADuplicate) return { check, record: null };
+      throw e;
+    }
+  });
+}

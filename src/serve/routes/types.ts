@@ -1,0 +1,37 @@
+import type { IncomingMessage } from 'node:http';
+import type { Db } from '../../storage/db.js';
+import type { Client } from '../auth.js';
+import type { Metrics } from '../metrics.js';
+
+export interface RouteContext {
+  db: Db;
+  req: IncomingMessage;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** The authenticated caller; null on public routes (health, metrics). */
+  client: Client | null;
+  /** The billing clock for this request. */
+  now: number;
+  bodyLimitBytes: number;
+  maxBatch: number;
+  /** null: the Stripe webhook route answers 404. */
+  stripeWebhookSecret: string | null;
+  metrics: Metrics;
+}
+
+export interface Reply {
+  status: number;
+  /** Serialized as JSON unless `text` is given. */
+  body?: unknown;
+  text?: string;
+  contentType?: string;
+}
+
+export interface Route {
+  method: 'GET' | 'POST';
+  /** Path template; `:name` segments become params. Also the metrics label. */
+  path: string;
+  /** Whether the caller must present a service secret or JWT. */
+  auth: boolean;
+  handle(ctx: RouteContext): Promise<Reply>;
+}
