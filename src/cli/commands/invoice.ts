@@ -1,0 +1,179 @@
+import type { Command } from 'commander';
+import { BillingError } from '../../domain/errors.js';
+import { toIso } from '../../domain/period.js';
+import type { Invoice, InvoiceStatus, InvoiceSummary } from '../../invoice/types.js';
+import { buildContext, withDb, type CliContext } from '../context.js';
+import { formatTable, printJson, printLine } from '../output.js';
+
+const day = (t: number) => toIso(t).slice(0, 10);
+
+/** INVOICE_DUE_DAYS (DESIGN.md §8); undefined lets the core apply its default of 7. */
+function dueDays(ctx: CliContext): number | undefined {
+  const raw = ctx.env.INVOICE_DUE_DAYS;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw.trim())) throw new BillingError('usage', `INVOICE_DUE_DAYS "${raw}" must be a whole number of days`);
+  return Number(raw.trim());
+}
+
+function invoicesTable(list: Array<Invoice | InvoiceSummary>): string {
+  return formatTable(
+    ['number', 'id', 'tenant', 'period', 'status', 'total', 'currency', 'lines'],
+    list.map((i) => [
+      i.number, i.id, i.tenantId, `${day(i.period.start)} to ${day(i.period.end)}`, i.status, i.total, i.currency,
+      'lines' in i ? i.lines.length : i.lineCount,
+    ]),
+  );
+}
+
+function printInvoice(inv: Invoice): void {
+  printLine(`${inv.number}  ${inv.status}  ${inv.total} ${inv.currency}`);
+  printLine(`  id ${inv.id}, tenant ${inv.tenantId}, subscription ${inv.subscriptionId}`);
+  printLine(`  period ${toIso(inv.period.start)} → ${toIso(inv.period.end)}`);
+  printLine(`  issued ${day(inv.issuedAt)}, due ${day(inv.dueAt)}`);
+  if (inv.voidedAt !== null) printLine(`  voided ${toIso(inv.voidedAt)}: ${inv.voidReason ?? ''}`);
+  if (inv.paidAt !== null) printLine(`  paid ${toIso(inv.paidAt)}${inv.paymentRef ? ` (${inv.paymentRef})` : ''}`);
+  if (inv.uncollectibleAt !== null) printLine(`  uncollectible since ${toIso(inv.uncollectibleAt)}`);
+  if (inv.supersedes) printLine(`  reissues ${inv.supersedes}`);
+  printLine('');
+  printLine(
+    formatTable(
+      ['#', 'kind', 'description', 'quantity', 'unit price', 'amount'],
+      inv.lines.map((l) => [l.lineNo, l.kind, l.description, l.quantity, l.unitPrice, l.amount]),
+    ),
+  );
+  printLine(`${'total'.padEnd(10)} ${inv.total} ${inv.currency}`);
+}
+
+export function register(program: Command): void {
+  const invoice = program.command('invoice').description('close billing periods into invoices; list, show, finalize, void, export');
+
+  invoice
+    .command('generate')
+    .description('invoice every subscription period that has ended (per --now) and has none yet')
+    .option('--tenant <id>', 'only this tenant')
+    .option('--finalize', 'issue the invoices as open (immutable) instead of draft')
+    .option('--dry-run', 'show what would be invoiced; write nothing')
+    .action(async (opts: { tenant?: string; finalize?: boolean; dryRun?: boolean }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { generateInvoices } = await import('../../invoice/generate.js');
+      const r = await withDb(ctx, (db) =>
+        generateInvoices(db, {
+          now: ctx.now,
+          actor: ctx.actor,
+          tenantId: opts.tenant,
+          finalize: opts.finalize,
+          dryRun: opts.dryRun,
+          dueDays: dueDays(ctx),
+        }),
+      );
+      if (ctx.json) {
+        const { invoiceToJson } = await import('../../invoice/types.js');
+        printJson({ dryRun: Boolean(opts.dryRun), created: r.created.map(invoiceToJson), skipped: r.skipped });
+        return;
+      }
+      if (r.created.length > 0) printLine(invoicesTable(r.created));
+      const verb = opts.dryRun ? 'would create' : 'created';
+      const skipped = r.skipped ? `; ${r.skipped} period(s) invoiced concurrently by another run` : '';
+      printLine(`${verb} ${r.created.length} invoice(s)${skipped}`);
+    });
+
+  invoice
+    .command('list')
+    .description('invoices with their totals (--json includes the lines)')
+    .option('--tenant <id>', 'only this tenant')
+    .option('--status <status>', 'draft | open | paid | void | uncollectible')
+    .action(async (opts: { tenant?: string; status?: string }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { listInvoices } = await import('../../invoice/repository.js');
+      const list = await withDb(ctx, (db) => listInvoices(db, { tenantId: opts.tenant, status: opts.status as InvoiceStatus | undefined }));
+      if (ctx.json) {
+        const { invoiceToJson } = await import('../../invoice/types.js');
+        printJson(list.map(invoiceToJson));
+      } else if (list.length === 0) printLine('no invoices');
+      else printLine(invoicesTable(list));
+    });
+
+  invoice
+    .command('show')
+    .description('one invoice and its lines')
+    .argument('<id>', 'invoice id or number (INV-000123)')
+    .action(async (id: string, _opts, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { getInvoice } = await import('../../invoice/repository.js');
+      const inv = await withDb(ctx, (db) => getInvoice(db, id));
+      if (ctx.json) {
+        const { invoiceToJson } = await import('../../invoice/types.js');
+        printJson(invoiceToJson(inv));
+      } else printInvoice(inv);
+    });
+
+  invoice
+    .command('preview')
+    .description("the invoice the tenant's current period would get if it closed now (writes nothing)")
+    .argument('<tenant>', 'tenant id')
+    .action(async (tenantId: string, _opts, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { previewInvoice } = await import('../../invoice/generate.js');
+      const inv = await withDb(ctx, (db) => previewInvoice(db, { now: ctx.now, tenantId, dueDays: dueDays(ctx) }));
+      if (ctx.json) {
+        const { invoiceToJson } = await import('../../invoice/types.js');
+        printJson(inv && invoiceToJson(inv));
+      } else if (!inv) printLine(`tenant ${tenantId} has no subscription at ${toIso(ctx.now)}: nothing to invoice`);
+      else printInvoice(inv);
+    });
+
+  invoice
+    .command('finalize')
+    .description('issue a draft: open, immutable, due after INVOICE_DUE_DAYS (7)')
+    .argument('<id>', 'invoice id or number')
+    .action(async (id: string, _opts, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { finalizeInvoice } = await import('../../invoice/lifecycle.js');
+      const r = await withDb(ctx, (db) => finalizeInvoice(db, id, { now: ctx.now, actor: ctx.actor, dueDays: dueDays(ctx) }));
+      await printTransition(ctx, r, `finalized, due ${day(r.invoice.dueAt)}`);
+    });
+
+  invoice
+    .command('void')
+    .description('void a draft or unpaid invoice; `invoice generate` then reissues the period under a new number')
+    .argument('<id>', 'invoice id or number')
+    .requiredOption('--reason <text>', 'why (kept on the invoice and in the audit log)')
+    .action(async (id: string, opts: { reason: string }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { voidInvoice } = await import('../../invoice/lifecycle.js');
+      const r = await withDb(ctx, (db) => voidInvoice(db, id, { now: ctx.now, actor: ctx.actor, reason: opts.reason }));
+      await printTransition(ctx, r, 'voided');
+    });
+
+  invoice
+    .command('export')
+    .description('one invoice as JSON, CSV or a printable self-contained HTML page')
+    .argument('<id>', 'invoice id or number')
+    .option('--format <format>', 'json | csv | html', 'json')
+    .option('--out <file>', 'write to this file instead of stdout')
+    .action(async (id: string, opts: { format: string; out?: string }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { EXPORT_FORMATS, renderInvoice } = await import('../../invoice/export.js');
+      if (!(EXPORT_FORMATS as string[]).includes(opts.format)) {
+        throw new BillingError('usage', `--format must be one of ${EXPORT_FORMATS.join(', ')} (got "${opts.format}")`);
+      }
+      const { getInvoice } = await import('../../invoice/repository.js');
+      const inv = await withDb(ctx, (db) => getInvoice(db, id));
+      const text = renderInvoice(inv, opts.format);
+      if (!opts.out) {
+        process.stdout.write(text);
+        return;
+      }
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(opts.out, text);
+      if (ctx.json) printJson({ invoice: inv.number, format: opts.format, out: opts.out, bytes: Buffer.byteLength(text) });
+      else printLine(`wrote ${inv.number} as ${opts.format} to ${opts.out}`);
+    });
+}
+
+async function printTransition(ctx: CliContext, r: { invoice: Invoice; changed: boolean }, done: string): Promise<void> {
+  if (ctx.json) {
+    const { invoiceToJson } = await import('../../invoice/types.js');
+    printJson({ changed: r.changed, invoice: invoiceToJson(r.invoice) });
+  } else printLine(r.changed ? `${r.invoice.number} ${done}` : `${r.invoice.number} is already ${r.invoice.status}; nothing to do`);
+}

@@ -1,0 +1,205 @@
+import type { Knex } from 'knex';
+import type { Feature, PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import { applyOverride, loadFeatures, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
+import { dec } from '../domain/decimal.js';
+import { formatMoney } from '../domain/money.js';
+import type { Period } from '../domain/period.js';
+import { microToString } from '../domain/quantity.js';
+import { listSegments, segmentAt, type Segment, type Subscription } from '../subscriptions/repository.js';
+import { baseFeeLines, versionKey, type DraftLine } from './base-fee.js';
+import type { InvoiceLine, UsageDetails } from './types.js';
+import { USAGE_KINDS } from './types.js';
+import { usageLine, type Billed } from './usage-lines.js';
+
+type Q = Knex | Knex.Transaction;
+
+/** Catalog rows loaded once per run (plan versions and features do not change under us), read through the caller's q. */
+export class CatalogCache {
+  private features?: Map<string, Feature>;
+  private versions = new Map<string, PlanVersion>();
+
+  async feature(q: Q, key: string): Promise<Feature | undefined> {
+    this.features ??= await loadFeatures(q);
+    return this.features.get(key);
+  }
+
+  async version(q: Q, planKey: string, version: number): Promise<PlanVersion> {
+    const k = versionKey(planKey, version);
+    let pv = this.versions.get(k);
+    if (!pv) {
+      const loaded = await loadPlanVersion(q, planKey, version);
+      if (!loaded) throw new Error(`plan ${planKey} v${version} referenced by a subscription does not exist`);
+      pv = loaded;
+      this.versions.set(k, pv);
+    }
+    return pv;
+  }
+}
+
+/** The segment whose plan rates the period's usage: the one in force at period end. */
+export function segmentAtEnd(segments: Segment[], period: Period): Segment | null {
+  const atEnd = segmentAt(segments, period.end - 1);
+  if (atEnd) return atEnd;
+  const overlapping = segments.filter((s) => s.startsAt < period.end && (s.endsAt === null || s.endsAt > period.start));
+  return overlapping.at(-1) ?? null;
+}
+
+interface TenantState {
+  overrides: Map<string, QuotaOverride>;
+  /** period_start → feature → used (decimal string) */
+  usage: Map<number, Map<string, string>>;
+  /** `${feature}|${period_start}` → what non-void invoices billed */
+  billed: Map<string, Billed>;
+  /** period_start → an invoiced period and its subscription */
+  invoiced: Map<number, { period: Period; subscriptionId: string }>;
+}
+
+async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<TenantState> {
+  const overrides = await loadQuotaOverrides(q, tenantId);
+  const usage = new Map<number, Map<string, string>>();
+  const summaries = await q('usage_summaries')
+    .select('feature_key', 'period_start', q.raw('CAST(quantity AS TEXT) AS quantity_text'))
+    .where('tenant_id', tenantId)
+    .andWhere('period_start', '<=', upTo);
+  for (const s of summaries) {
+    const start = Number(s.period_start);
+    const m = usage.get(start) ?? new Map<string, string>();
+    m.set(s.feature_key, microToString(s.quantity_text));
+    usage.set(start, m);
+  }
+
+  const invoiced = new Map<number, { period: Period; subscriptionId: string }>();
+  const invoices = await q('invoices')
+    .select('period_start', 'period_end', 'subscription_id')
+    .where('tenant_id', tenantId)
+    .whereNot('status', 'void')
+    .andWhere('period_start', '<', upTo);
+  for (const i of invoices) {
+    invoiced.set(Number(i.period_start), {
+      period: { start: Number(i.period_start), end: Number(i.period_end) },
+      subscriptionId: i.subscription_id,
+    });
+  }
+
+  // Oldest first, so the last line seen per key is the latest: its snapshot and usage win.
+  const billed = new Map<string, Billed>();
+  const lines = await q('invoice_lines as l')
+    .join('invoices as i', function () {
+      this.on('i.tenant_id', 'l.tenant_id').andOn('i.id', 'l.invoice_id');
+    })
+    .select('l.feature_key', 'l.period_start', 'l.amount', 'l.price_snapshot', 'l.details')
+    .where('l.tenant_id', tenantId)
+    .whereNot('i.status', 'void')
+    .whereIn('l.kind', USAGE_KINDS)
+    .whereNotNull('l.feature_key')
+    .orderByRaw('LENGTH(i.number), i.number, l.line_no');
+  for (const l of lines) {
+    const key = `${l.feature_key}|${Number(l.period_start)}`;
+    const prev = billed.get(key);
+    const details = JSON.parse(l.details) as UsageDetails;
+    billed.set(key, {
+      amount: prev ? dec(prev.amount).plus(l.amount).toFixed() : l.amount,
+      usedTotal: details.usedTotal,
+      snapshot: JSON.parse(l.price_snapshot) as PlanFeature,
+    });
+  }
+  return { overrides, usage, billed, invoiced };
+}
+
+export interface ComposeInput {
+  sub: Subscription;
+  period: Period;
+  nominal: Period;
+}
+
+export interface Composed {
+  lines: InvoiceLine[];
+  subtotal: string;
+  total: string;
+}
+
+/**
+ * All lines of a subscription period's invoice: base fee per segment, usage per feature of
+ * the plan in force at period end (with the tenant's overrides), then late usage / credits
+ * for earlier invoiced periods whose usage changed since they were billed.
+ */
+export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeInput): Promise<Composed> {
+  const { sub, period, nominal } = input;
+  const segments = await listSegments(q, sub.tenantId, sub.id);
+  const versions = new Map<string, PlanVersion>();
+  for (const s of segments) {
+    if (s.startsAt < period.end && (s.endsAt === null || s.endsAt > period.start)) {
+      versions.set(versionKey(s.planKey, s.planVersion), await cache.version(q, s.planKey, s.planVersion));
+    }
+  }
+  const drafts: DraftLine[] = baseFeeLines({ sub, segments, versions, period, nominal });
+
+  const state = await loadTenantState(q, sub.tenantId, period.start);
+  const end = segmentAtEnd(segments, period);
+  if (end) {
+    const pv = await cache.version(q, end.planKey, end.planVersion);
+    for (const featureKey of Object.keys(pv.features).sort()) {
+      const feature = await cache.feature(q, featureKey);
+      if (!feature || feature.type !== 'metered') continue;
+      const terms = applyOverride(pv.features[featureKey], state.overrides.get(featureKey));
+      const line = usageLine({
+        context: 'current',
+        feature,
+        terms,
+        usedTotal: state.usage.get(period.start)?.get(featureKey) ?? '0',
+        billed: state.billed.get(`${featureKey}|${period.start}`) ?? null,
+        currency: sub.currency,
+        period,
+        planKey: pv.planKey,
+        planVersion: pv.version,
+      });
+      if (line) drafts.push(line);
+    }
+  }
+
+  drafts.push(...(await lateUsageLines(q, cache, sub, state)));
+
+  const lines = drafts.map((d, i) => ({ lineNo: i + 1, ...d }));
+  const sum = lines.reduce((s, l) => s.plus(l.amount), dec(0));
+  const subtotal = formatMoney(sum, sub.currency);
+  return { lines, subtotal, total: subtotal };
+}
+
+async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, state: TenantState): Promise<DraftLine[]> {
+  const out: DraftLine[] = [];
+  const segmentsBySub = new Map<string, Segment[]>();
+  for (const [start, inv] of [...state.invoiced.entries()].sort((a, b) => a[0] - b[0])) {
+    // Only features with a summary: a missing summary means "not known", never "zero".
+    const features = [...(state.usage.get(start)?.keys() ?? [])];
+    if (features.length === 0) continue;
+    let segments = segmentsBySub.get(inv.subscriptionId);
+    if (!segments) {
+      segments = await listSegments(q, sub.tenantId, inv.subscriptionId);
+      segmentsBySub.set(inv.subscriptionId, segments);
+    }
+    const end = segmentAtEnd(segments, inv.period);
+    const pv = end ? await cache.version(q, end.planKey, end.planVersion) : null;
+    for (const featureKey of features.sort()) {
+      const feature = await cache.feature(q, featureKey);
+      if (!feature) continue;
+      const billed = state.billed.get(`${featureKey}|${start}`) ?? null;
+      // Rate on the terms the period was billed with; a feature first seen now, on the terms at its period end.
+      const planTerms = pv?.features[featureKey];
+      const terms = billed?.snapshot ?? (planTerms ? applyOverride(planTerms, state.overrides.get(featureKey)) : null);
+      if (!terms) continue;
+      const line = usageLine({
+        context: 'late',
+        feature,
+        terms,
+        usedTotal: state.usage.get(start)?.get(featureKey) ?? '0',
+        billed,
+        currency: sub.currency,
+        period: inv.period,
+        planKey: pv?.planKey ?? null,
+        planVersion: pv?.version ?? null,
+      });
+      if (line) out.push(line);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,247 @@
+import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
+import { runAggregate } from '../aggregate/aggregate.js';
+import { BillingError } from '../domain/errors.js';
+import { periodContaining, periodsBetween, type Instant, type Period } from '../domain/period.js';
+import { writeAudit } from '../storage/audit.js';
+import type { Db } from '../storage/db.js';
+import { withTx } from '../storage/sql.js';
+import { loadTenant, subscriptionAt, subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
+import { CatalogCache, composeInvoice } from './compose.js';
+import { takeInvoiceNumber } from './numbering.js';
+import { insertLines, invoiceRow } from './repository.js';
+import { inRolledBackTx, isUniqueViolation } from './tx.js';
+import { summarize, type Invoice, type InvoiceSummary } from './types.js';
+
+export const DEFAULT_DUE_DAYS = 7;
+const DAY_MS = 86_400_000;
+
+export interface GenerateOptions {
+  now: Instant;
+  actor: string;
+  tenantId?: string;
+  /** Issue as open (immutable) instead of draft. */
+  finalize?: boolean;
+  /** Compute and report, write nothing (everything runs in a transaction that is rolled back). */
+  dryRun?: boolean;
+  /** due_at = issued_at + dueDays (default 7; the CLI reads INVOICE_DUE_DAYS). */
+  dueDays?: number;
+}
+
+export interface GenerateResult {
+  created: InvoiceSummary[];
+  /** Periods another process invoiced while this run was at it. */
+  skipped: number;
+}
+
+export function checkDueDays(dueDays: number | undefined): number {
+  const d = dueDays ?? DEFAULT_DUE_DAYS;
+  if (!Number.isInteger(d) || d < 0 || d > 3650) {
+    throw new BillingError('invalid_input', `due days must be a whole number of days between 0 and 3650 (got ${dueDays})`);
+  }
+  return d;
+}
+
+/** A subscription period to invoice: clipped at cancel_at; `nominal` is the full anniversary period. */
+export interface BillingPeriod {
+  period: Period;
+  nominal: Period;
+}
+
+/**
+ * The subscription's period containing t: its anniversary period clipped to the subscription's
+ * life, which is exactly the window usage is summarised under (src/aggregate/windows.ts).
+ */
+export function subscriptionPeriodAt(sub: Subscription, t: Instant): BillingPeriod {
+  const nominal = periodContaining(sub.anchorAt, sub.interval, t);
+  const period = { start: Math.max(nominal.start, sub.startedAt), end: Math.min(nominal.end, sub.cancelAt ?? Infinity) };
+  return { period, nominal };
+}
+
+/** Periods of a subscription that have ended by `now`, oldest first. */
+export function endedPeriods(sub: Subscription, now: Instant): BillingPeriod[] {
+  const until = Math.min(now, sub.cancelAt ?? Infinity);
+  const out: BillingPeriod[] = [];
+  for (const nominal of periodsBetween(sub.anchorAt, sub.interval, sub.startedAt, until)) {
+    const { period } = subscriptionPeriodAt(sub, Math.max(nominal.start, sub.startedAt));
+    if (period.start < period.end && period.end <= now) out.push({ period, nominal });
+  }
+  return out;
+}
+
+class AlreadyInvoiced extends Error {}
+
+/**
+ * Close every subscription period that has ended as of `now` and has no current invoice:
+ * one invoice per subscription and period, whatever runs concurrently (DESIGN.md §8).
+ */
+export async function generateInvoices(db: Db, opts: GenerateOptions): Promise<GenerateResult> {
+  const dueDays = checkDueDays(opts.dueDays);
+  if (opts.tenantId && !(await loadTenant(db.knex, opts.tenantId))) {
+    throw new BillingError('not_found', `unknown tenant "${opts.tenantId}"`);
+  }
+  if (opts.dryRun) {
+    return inRolledBackTx(db, async (tdb) => {
+      await runAggregate(tdb, { now: opts.now, tenantId: opts.tenantId });
+      return generateAll(tdb, opts, dueDays);
+    });
+  }
+  await runAggregate(db, { now: opts.now, tenantId: opts.tenantId });
+  return generateAll(db, opts, dueDays);
+}
+
+async function generateAll(db: Db, opts: GenerateOptions, dueDays: number): Promise<GenerateResult> {
+  const q = db.knex;
+  const subsQuery = q('subscriptions').select('*').orderBy(['tenant_id', 'started_at', 'id']);
+  if (opts.tenantId) subsQuery.where('tenant_id', opts.tenantId);
+  const subs = (await subsQuery).map(subscriptionFromRow);
+  const cache = new CatalogCache();
+  const created: InvoiceSummary[] = [];
+  let skipped = 0;
+  for (const sub of subs) {
+    const due = endedPeriods(sub, opts.now);
+    if (due.length === 0) continue;
+    const done = new Set(
+      (
+        await q('invoices')
+          .select('period_start')
+          .where({ tenant_id: sub.tenantId, subscription_id: sub.id })
+          .whereNot('status', 'void')
+      ).map((r) => Number(r.period_start)),
+    );
+    for (const bp of due) {
+      if (done.has(bp.period.start)) continue;
+      const inv = await createInvoice(db, cache, sub, bp, opts, dueDays);
+      if (inv) created.push(summarize(inv));
+      else skipped++;
+    }
+  }
+  return { created, skipped };
+}
+
+/** One invoice in its own transaction; null when another process got there first. */
+async function createInvoice(
+  db: Db,
+  cache: CatalogCache,
+  sub: Subscription,
+  bp: BillingPeriod,
+  opts: GenerateOptions,
+  dueDays: number,
+): Promise<Invoice | null> {
+  try {
+    return await withTx(db, async (trx) => {
+      // The counter lock serialises creators, so this check sees every committed invoice.
+      const number = await takeInvoiceNumber(trx);
+      const current = await trx('invoices')
+        .where({ tenant_id: sub.tenantId, subscription_id: sub.id, period_start: bp.period.start })
+        .whereNot('status', 'void')
+        .first('id');
+      if (current) throw new AlreadyInvoiced();
+      const voided = await trx('invoices')
+        .where({ tenant_id: sub.tenantId, subscription_id: sub.id, period_start: bp.period.start, status: 'void' })
+        .orderBy('number', 'desc')
+        .first('id');
+      const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal });
+      const head: Omit<Invoice, 'lines'> = {
+        id: newInvoiceId(),
+        number,
+        tenantId: sub.tenantId,
+        subscriptionId: sub.id,
+        period: bp.period,
+        status: 'draft',
+        currency: sub.currency,
+        subtotal: composed.subtotal,
+        total: composed.total,
+        totalMinor: minorOf(composed.lines),
+        issuedAt: opts.now,
+        dueAt: opts.now + dueDays * DAY_MS,
+        finalizedAt: null,
+        voidedAt: null,
+        voidReason: null,
+        paidAt: null,
+        paymentRef: null,
+        uncollectibleAt: null,
+        supersedes: voided?.id ?? null,
+        createdAt: opts.now,
+      };
+      await trx('invoices').insert(invoiceRow(head, opts.now));
+      await insertLines(trx, head.id, composed.lines);
+      const invoice: Invoice = { ...head, lines: composed.lines };
+      await writeAudit(trx, {
+        at: opts.now,
+        actor: opts.actor,
+        tenantId: sub.tenantId,
+        entity: 'invoice',
+        entityId: head.id,
+        action: 'create',
+        after: summarize(invoice),
+      });
+      if (!opts.finalize) return invoice;
+      const open = { ...invoice, status: 'open' as const, finalizedAt: opts.now };
+      await trx('invoices').where({ tenant_id: sub.tenantId, id: head.id }).update({ status: 'open', finalized_at: opts.now, updated_at: opts.now });
+      await writeAudit(trx, {
+        at: opts.now,
+        actor: opts.actor,
+        tenantId: sub.tenantId,
+        entity: 'invoice',
+        entityId: head.id,
+        action: 'finalize',
+        before: { status: 'draft' },
+        after: { status: 'open', number, total: head.total },
+      });
+      return open;
+    });
+  } catch (e) {
+    if (e instanceof AlreadyInvoiced || isUniqueViolation(e)) return null;
+    throw e;
+  }
+}
+
+function minorOf(lines: Array<{ amountMinor: string }>): string {
+  return lines.reduce((s, l) => s + BigInt(l.amountMinor), 0n).toString();
+}
+
+function newInvoiceId(): string {
+  return `in_${randomBytes(12).toString('hex')}`;
+}
+
+/**
+ * The invoice the tenant's current period would get if it closed now: usage so far, base fee
+ * for the whole period as scheduled, pending late usage. Nothing is written (the refreshed
+ * usage summaries are rolled back too). Null when the tenant has no subscription at `now`.
+ */
+export async function previewInvoice(db: Db, opts: { now: Instant; tenantId: string; dueDays?: number }): Promise<Invoice | null> {
+  const dueDays = checkDueDays(opts.dueDays);
+  if (!(await loadTenant(db.knex, opts.tenantId))) throw new BillingError('not_found', `unknown tenant "${opts.tenantId}"`);
+  return inRolledBackTx(db, async (tdb) => {
+    const q = tdb.knex as Knex.Transaction;
+    const sub = await subscriptionAt(q, opts.tenantId, opts.now);
+    if (!sub) return null;
+    await runAggregate(tdb, { now: opts.now, tenantId: opts.tenantId });
+    const { period, nominal } = subscriptionPeriodAt(sub, opts.now);
+    const composed = await composeInvoice(q, new CatalogCache(), { sub, period, nominal });
+    return {
+      id: 'preview',
+      number: 'PREVIEW',
+      tenantId: sub.tenantId,
+      subscriptionId: sub.id,
+      period,
+      status: 'draft',
+      currency: sub.currency,
+      subtotal: composed.subtotal,
+      total: composed.total,
+      totalMinor: minorOf(composed.lines),
+      issuedAt: opts.now,
+      dueAt: opts.now + dueDays * DAY_MS,
+      finalizedAt: null,
+      voidedAt: null,
+      voidReason: null,
+      paidAt: null,
+      paymentRef: null,
+      uncollectibleAt: null,
+      supersedes: null,
+      createdAt: opts.now,
+      lines: composed.lines,
+    };
+  });
+}

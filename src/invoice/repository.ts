@@ -1,0 +1,176 @@
+import type { Knex } from 'knex';
+import { BillingError } from '../domain/errors.js';
+import type { Db } from '../storage/db.js';
+import { INVOICE_STATUSES, type Invoice, type InvoiceLine, type InvoiceStatus } from './types.js';
+
+type Q = Knex | Knex.Transaction;
+
+const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+const json = (v: unknown) => (v === null || v === undefined || v === '' ? null : JSON.parse(String(v)));
+
+// Integer money columns come back as text so nothing is squeezed through a JS number.
+function invoiceColumns(q: Q) {
+  return ['*', q.raw('CAST(total_minor AS TEXT) AS total_minor_text')];
+}
+function lineColumns(q: Q) {
+  return ['*', q.raw('CAST(amount_minor AS TEXT) AS amount_minor_text')];
+}
+
+export function invoiceFromRow(r: Record<string, any>, lines: InvoiceLine[]): Invoice {
+  return {
+    id: r.id,
+    number: r.number,
+    tenantId: r.tenant_id,
+    subscriptionId: r.subscription_id,
+    period: { start: Number(r.period_start), end: Number(r.period_end) },
+    status: r.status,
+    currency: r.currency,
+    subtotal: r.subtotal,
+    total: r.total,
+    totalMinor: String(r.total_minor_text ?? r.total_minor),
+    issuedAt: Number(r.issued_at),
+    dueAt: Number(r.due_at),
+    finalizedAt: num(r.finalized_at),
+    voidedAt: num(r.voided_at),
+    voidReason: r.void_reason ?? null,
+    paidAt: num(r.paid_at),
+    paymentRef: r.payment_ref ?? null,
+    uncollectibleAt: num(r.uncollectible_at),
+    supersedes: r.supersedes ?? null,
+    createdAt: Number(r.created_at),
+    lines,
+  };
+}
+
+export function lineFromRow(r: Record<string, any>): InvoiceLine {
+  return {
+    lineNo: Number(r.line_no),
+    kind: r.kind,
+    featureKey: r.feature_key ?? null,
+    description: r.description,
+    quantity: r.quantity ?? null,
+    unitPrice: r.unit_price ?? null,
+    amountPrecise: r.amount_precise,
+    amount: r.amount,
+    amountMinor: String(r.amount_minor_text ?? r.amount_minor),
+    period: { start: Number(r.period_start), end: Number(r.period_end) },
+    planKey: r.plan_key ?? null,
+    planVersion: num(r.plan_version),
+    priceSnapshot: json(r.price_snapshot),
+    details: json(r.details),
+  };
+}
+
+/** Attach lines to invoice rows with one query per batch of invoices. */
+async function withLines(q: Q, rows: Array<Record<string, any>>): Promise<Invoice[]> {
+  const byInvoice = new Map<string, InvoiceLine[]>();
+  for (let i = 0; i < rows.length; i += 500) {
+    const batch = rows.slice(i, i + 500);
+    const tenants = [...new Set(batch.map((r) => r.tenant_id))];
+    const lines = await q('invoice_lines')
+      .select(lineColumns(q))
+      .whereIn('tenant_id', tenants)
+      .whereIn('invoice_id', batch.map((r) => r.id))
+      .orderBy(['invoice_id', 'line_no']);
+    for (const l of lines) {
+      const list = byInvoice.get(l.invoice_id) ?? [];
+      list.push(lineFromRow(l));
+      byInvoice.set(l.invoice_id, list);
+    }
+  }
+  return rows.map((r) => invoiceFromRow(r, byInvoice.get(r.id) ?? []));
+}
+
+export interface InvoiceFilter {
+  tenantId?: string;
+  status?: InvoiceStatus;
+}
+
+/** Invoices with their lines, by tenant then number. */
+export async function listInvoices(db: Db, filter: InvoiceFilter = {}): Promise<Invoice[]> {
+  if (filter.status && !INVOICE_STATUSES.includes(filter.status)) {
+    throw new BillingError('usage', `unknown invoice status "${filter.status}" (use ${INVOICE_STATUSES.join(', ')})`);
+  }
+  const q = db.knex;
+  const query = q('invoices').select(invoiceColumns(q)).orderByRaw('tenant_id, LENGTH(number), number');
+  if (filter.tenantId) query.where('tenant_id', filter.tenantId);
+  if (filter.status) query.where('status', filter.status);
+  return withLines(q, await query);
+}
+
+export async function findInvoice(q: Q, id: string, opts: { forUpdate?: boolean } = {}): Promise<Invoice | null> {
+  const query = q('invoices').select(invoiceColumns(q)).where('id', id).orWhere('number', id);
+  if (opts.forUpdate) query.forUpdate(); // PostgreSQL row lock; ignored by SQLite (writer lock held)
+  const rows = await query;
+  if (rows.length === 0) return null;
+  return (await withLines(q, [rows[0]]))[0];
+}
+
+/** One invoice by id (or by number, INV-000123), or a not_found error. */
+export async function getInvoice(db: Db, id: string): Promise<Invoice> {
+  const inv = await findInvoice(db.knex, id);
+  if (!inv) throw new BillingError('not_found', `no invoice "${id}"; list them with \`billing invoice list\``);
+  return inv;
+}
+
+export function invoiceRow(inv: Omit<Invoice, 'lines'>, now: number): Record<string, unknown> {
+  return {
+    tenant_id: inv.tenantId,
+    id: inv.id,
+    number: inv.number,
+    subscription_id: inv.subscriptionId,
+    period_start: inv.period.start,
+    period_end: inv.period.end,
+    status: inv.status,
+    currency: inv.currency,
+    subtotal: inv.subtotal,
+    total: inv.total,
+    total_minor: inv.totalMinor,
+    issued_at: inv.issuedAt,
+    due_at: inv.dueAt,
+    finalized_at: inv.finalizedAt,
+    voided_at: inv.voidedAt,
+    void_reason: inv.voidReason,
+    paid_at: inv.paidAt,
+    payment_ref: inv.paymentRef,
+    uncollectible_at: inv.uncollectibleAt,
+    supersedes: inv.supersedes,
+    created_at: inv.createdAt,
+    updated_at: now,
+  };
+}
+
+/**
+ * The only way lines are written. Lines belong to a draft: once an invoice is open (or
+ * beyond) they are immutable, and a correction is a void and reissue.
+ */
+export async function insertLines(trx: Knex.Transaction, invoiceId: string, lines: InvoiceLine[]): Promise<void> {
+  const inv = await trx('invoices').where('id', invoiceId).forUpdate().first();
+  if (!inv) throw new BillingError('not_found', `no invoice "${invoiceId}"`);
+  if (inv.status !== 'draft') {
+    throw new BillingError(
+      'conflict',
+      `invoice ${inv.number} is ${inv.status}: its lines are immutable; void it and run \`billing invoice generate\` to reissue`,
+    );
+  }
+  const rows = lines.map((l) => ({
+    tenant_id: inv.tenant_id,
+    invoice_id: invoiceId,
+    line_no: l.lineNo,
+    kind: l.kind,
+    feature_key: l.featureKey,
+    description: l.description,
+    quantity: l.quantity,
+    unit_price: l.unitPrice,
+    amount_precise: l.amountPrecise,
+    amount: l.amount,
+    amount_minor: l.amountMinor,
+    period_start: l.period.start,
+    period_end: l.period.end,
+    plan_key: l.planKey,
+    plan_version: l.planVersion,
+    price_snapshot: l.priceSnapshot === null ? null : JSON.stringify(l.priceSnapshot),
+    details: l.details === null ? null : JSON.stringify(l.details),
+  }));
+  for (let i = 0; i < rows.length; i += 200) await trx('invoice_lines').insert(rows.slice(i, i + 200));
+}

@@ -1,0 +1,114 @@
+import type { Feature, PlanFeature } from '../domain/catalog.js';
+import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
+import { formatMoney, roundMoney } from '../domain/money.js';
+import { toIso, type Period } from '../domain/period.js';
+import { rateUsage } from '../rate/rate.js';
+import type { DraftLine } from './base-fee.js';
+import type { UsageDetails } from './types.js';
+
+/** What earlier invoices already billed for one (tenant, feature, period). */
+export interface Billed {
+  amount: string; // sum of rounded line amounts
+  usedTotal: string; // usage the latest of those lines was rated on
+  snapshot: PlanFeature; // terms of the latest line
+}
+
+export interface UsageLineInput {
+  /** 'current': the invoice's own period; 'late': an earlier, already invoiced period. */
+  context: 'current' | 'late';
+  feature: Feature;
+  terms: PlanFeature;
+  usedTotal: string;
+  billed: Billed | null;
+  currency: string;
+  period: Period;
+  planKey: string | null;
+  planVersion: number | null;
+}
+
+/** Amount a usage line must carry: due now − billed before; exact, since both are rounded. */
+export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefore: string, currency: string) {
+  const rated = rateUsage(terms, usedTotal, currency);
+  const amount = dec(rated.amount).minus(billedBefore);
+  return {
+    rated,
+    amount: formatMoney(amount, currency),
+    // First billing keeps the unrounded decimal; a difference of rounded amounts is already exact.
+    precise: dec(billedBefore).isZero() ? rated.amountPrecise : decStr(amount),
+  };
+}
+
+function billableOf(terms: PlanFeature, used: string): Decimal {
+  return terms.included === null ? ZERO : Decimal.max(ZERO, dec(used).minus(terms.included));
+}
+
+export function periodLabel(p: Period): string {
+  return `${toIso(p.start).slice(0, 10)} to ${toIso(p.end).slice(0, 10)}`;
+}
+
+/**
+ * One line billing the difference for a feature and period (Kill Bill's "bill only the
+ * difference"): null when there is nothing to say. A negative difference is a credit line
+ * carrying its reason, never dropped.
+ */
+export function usageLine(input: UsageLineInput): DraftLine | null {
+  const { context, feature, terms, usedTotal, billed, currency, period } = input;
+  const billedBefore = billed?.amount ?? '0';
+  const usedBefore = billed?.usedTotal ?? '0';
+  const { rated, amount, precise } = dueMinusBilled(terms, usedTotal, billedBefore, currency);
+  const amt = dec(amount);
+  const used = dec(usedTotal);
+  if (context === 'current' ? used.isZero() && amt.isZero() && !billed : amt.isZero()) return null;
+
+  const unit = feature.unit ? ` ${feature.unit}` : '';
+  const name = feature.name || feature.key;
+  let kind: DraftLine['kind'];
+  let description: string;
+  let quantity: string;
+  let reason: string | undefined;
+  if (amt.isNegative()) {
+    kind = 'credit';
+    reason = `usage for ${periodLabel(period)} revised from ${decStr(dec(usedBefore))} to ${rated.used}${unit}; ${billedBefore} was billed, ${rated.amount} is due`;
+    description = `Credit for ${periodLabel(period)}: ${name}, ${reason}`;
+    quantity = decStr(dec(rated.billable).minus(billableOf(billed?.snapshot ?? terms, usedBefore)));
+  } else if (context === 'late') {
+    kind = 'late_usage';
+    const delta = used.minus(usedBefore);
+    description = `Late usage for ${periodLabel(period)}: ${name}, ${delta.isNegative() ? '' : '+'}${decStr(delta)}${unit} (now ${rated.used}${unit})`;
+    quantity = decStr(dec(rated.billable).minus(billableOf(billed?.snapshot ?? terms, usedBefore)));
+  } else {
+    kind = dec(rated.billable).isZero() && amt.gt(0) ? 'minimum' : 'overage';
+    const inc = rated.included === null ? 'unlimited' : `${rated.included}${unit}`;
+    description =
+      kind === 'minimum'
+        ? `${name}: minimum spend (${rated.used}${unit} used, ${inc} included)`
+        : `${name}: ${rated.used}${unit} used, ${inc} included, ${rated.billable}${unit} billable`;
+    quantity = rated.billable;
+  }
+  const details: UsageDetails = {
+    usedTotal: rated.used,
+    usedBefore: decStr(dec(usedBefore)),
+    included: rated.included,
+    billable: rated.billable,
+    dueAmount: rated.amount,
+    duePrecise: rated.amountPrecise,
+    billedBefore: formatMoney(billedBefore, currency),
+    tiers: rated.lines,
+    ...(reason ? { reason } : {}),
+  };
+  return {
+    kind,
+    featureKey: feature.key,
+    description,
+    quantity,
+    unitPrice: terms.overage?.model === 'per_unit' ? terms.overage.unitPrice : null,
+    amountPrecise: precise,
+    amount,
+    amountMinor: roundMoney(amount, currency).minor,
+    period,
+    planKey: input.planKey,
+    planVersion: input.planVersion,
+    priceSnapshot: terms,
+    details,
+  };
+}

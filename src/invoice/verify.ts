@@ -1,0 +1,247 @@
+import type { PlanFeature } from '../domain/catalog.js';
+import { dec, isDecimalString } from '../domain/decimal.js';
+import { roundMoney } from '../domain/money.js';
+import { toIso } from '../domain/period.js';
+import { microToDecimal } from '../domain/quantity.js';
+import type { Db } from '../storage/db.js';
+import { prorate, prorationQuantity } from './base-fee.js';
+import { listInvoices } from './repository.js';
+import { INVOICE_STATUSES, LINE_KINDS, USAGE_KINDS, type BaseFeeDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
+import { dueMinusBilled } from './usage-lines.js';
+import { formatInvoiceNumber } from './numbering.js';
+
+export interface Violation {
+  check: string;
+  tenantId?: string;
+  invoice?: string;
+  line?: number;
+  message: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  invoices: number;
+  lines: number;
+  violations: Violation[];
+}
+
+const INT_RE = /^-?\d+$/;
+
+/**
+ * Money invariants over the whole database (`billing verify`): totals are the sum of their
+ * lines, each line recomputes from its stored quantity and snapshot, one current invoice per
+ * subscription period, no usage billed twice or beyond what was recorded, gapless numbers.
+ * Read-only.
+ */
+export async function verifyInvoices(db: Db): Promise<VerifyReport> {
+  const out: Violation[] = [];
+  const tenants = (await db.knex('invoices').distinct('tenant_id').orderBy('tenant_id')).map((r) => r.tenant_id as string);
+  let invoices = 0;
+  let lines = 0;
+  const numbers: string[] = [];
+  for (const tenantId of tenants) {
+    const list = await listInvoices(db, { tenantId });
+    invoices += list.length;
+    for (const inv of list) {
+      lines += inv.lines.length;
+      numbers.push(inv.number);
+      checkInvoice(inv, out);
+    }
+    checkOnePerPeriod(list, out);
+    await checkUsageBilling(db, tenantId, list, out);
+  }
+  await checkNumbers(db, numbers, out);
+  return { ok: out.length === 0, invoices, lines, violations: out };
+}
+
+function checkInvoice(inv: Invoice, out: Violation[]): void {
+  const v = (check: string, message: string, line?: number) =>
+    out.push({ check, tenantId: inv.tenantId, invoice: inv.number, ...(line === undefined ? {} : { line }), message });
+  if (!INVOICE_STATUSES.includes(inv.status)) v('status', `unknown status "${inv.status}"`);
+  if (!moneyOk(inv.subtotal, inv.currency) || !moneyOk(inv.total, inv.currency) || !INT_RE.test(inv.totalMinor)) {
+    v('decimal', `subtotal "${inv.subtotal}", total "${inv.total}" or total_minor "${inv.totalMinor}" is not a ${inv.currency} amount`);
+    return;
+  }
+  let sum = dec(0);
+  let minor = 0n;
+  let linesOk = true;
+  for (const l of inv.lines) {
+    if (!checkLine(inv, l, (check, message) => v(check, message, l.lineNo))) linesOk = false;
+    if (isDecimalString(l.amount)) sum = sum.plus(l.amount);
+    if (INT_RE.test(l.amountMinor)) minor += BigInt(l.amountMinor);
+  }
+  if (!linesOk) return;
+  if (!sum.eq(inv.subtotal)) v('total', `subtotal ${inv.subtotal} but the lines sum to ${sum.toFixed()}`);
+  if (!dec(inv.total).eq(inv.subtotal)) v('total', `total ${inv.total} differs from subtotal ${inv.subtotal} (no tax or discounts exist)`);
+  if (roundMoney(inv.total, inv.currency).minor !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} does not match total ${inv.total}`);
+  if (minor.toString() !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} but line amounts in minor units sum to ${minor}`);
+  if (dec(inv.total).isNegative() && !inv.lines.some((l) => l.kind === 'credit')) v('sign', `total ${inv.total} is negative without a credit line`);
+}
+
+function moneyOk(s: string, currency: string): boolean {
+  return typeof s === 'string' && isDecimalString(s) && roundMoney(s, currency).amount === s;
+}
+
+/** Returns false when the line is too broken for totals to mean anything. */
+function checkLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): boolean {
+  if (!LINE_KINDS.includes(l.kind)) {
+    v('kind', `unknown line kind "${l.kind}"`);
+    return false;
+  }
+  const decimals = [l.amount, l.amountPrecise, ...(l.quantity === null ? [] : [l.quantity]), ...(l.unitPrice === null ? [] : [l.unitPrice])];
+  if (!decimals.every((s) => typeof s === 'string' && isDecimalString(s)) || !INT_RE.test(l.amountMinor)) {
+    v('decimal', `a value is not a decimal string (amount "${l.amount}", precise "${l.amountPrecise}", quantity "${l.quantity}", unit price "${l.unitPrice}", minor "${l.amountMinor}")`);
+    return false;
+  }
+  if (!moneyOk(l.amount, inv.currency)) v('decimal', `amount "${l.amount}" is not rounded to ${inv.currency}'s minor unit`);
+  if (roundMoney(l.amount, inv.currency).minor !== l.amountMinor) v('minor', `amount_minor ${l.amountMinor} does not match amount ${l.amount}`);
+  if (roundMoney(l.amountPrecise, inv.currency).amount !== l.amount) {
+    v('rounding', `amount ${l.amount} is not amount_precise ${l.amountPrecise} rounded once`);
+  }
+  const amt = dec(l.amount);
+  if (l.kind === 'credit' ? !amt.isNegative() || amt.isZero() : amt.isNegative()) {
+    v('sign', `${l.kind} line has amount ${l.amount}`);
+  }
+  if (l.kind === 'base_fee') checkBaseFee(inv, l, v);
+  else checkUsageLine(inv, l, v);
+  return true;
+}
+
+function checkBaseFee(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+  const d = l.details as BaseFeeDetails | null;
+  const snap = l.priceSnapshot as { price?: string } | null;
+  if (!d || !d.nominal || l.unitPrice === null || snap?.price !== l.unitPrice) {
+    v('recompute', 'base fee line lacks its proration details or price snapshot');
+    return;
+  }
+  const billedMs = d.to - d.from;
+  const nominalMs = d.nominal.end - d.nominal.start;
+  const again = prorate(l.unitPrice, billedMs, nominalMs, inv.currency);
+  if (again.amount !== l.amount || again.precise !== l.amountPrecise) {
+    v('recompute', `base fee ${l.amount} (precise ${l.amountPrecise}) but ${l.unitPrice} × ${billedMs / 1000}/${nominalMs / 1000} s is ${again.amount} (${again.precise})`);
+  }
+  if (l.quantity !== prorationQuantity(billedMs, nominalMs)) v('recompute', `base fee quantity ${l.quantity} is not the billed share ${prorationQuantity(billedMs, nominalMs)}`);
+  if (d.from < inv.period.start || d.to > inv.period.end) v('period', `base fee covers ${toIso(d.from)}..${toIso(d.to)}, outside the invoice period`);
+}
+
+function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+  const d = l.details as UsageDetails | null;
+  const snap = l.priceSnapshot as PlanFeature | null;
+  if (!d || !snap || !l.featureKey || !isDecimalString(d.usedTotal ?? '') || !isDecimalString(d.billedBefore ?? '')) {
+    v('recompute', `${l.kind} line lacks its usage details or price snapshot`);
+    return;
+  }
+  let again: ReturnType<typeof dueMinusBilled>;
+  try {
+    again = dueMinusBilled(snap, d.usedTotal, d.billedBefore, inv.currency);
+  } catch (e) {
+    v('recompute', `the line's price snapshot cannot be rated: ${(e as Error).message}`);
+    return;
+  }
+  if (again.amount !== l.amount || again.precise !== l.amountPrecise) {
+    v('recompute', `${l.featureKey} ${l.kind} ${l.amount} (precise ${l.amountPrecise}) but rating ${d.usedTotal} on its snapshot, less ${d.billedBefore} billed before, gives ${again.amount} (${again.precise})`);
+  }
+}
+
+function checkOnePerPeriod(list: Invoice[], out: Violation[]): void {
+  const seen = new Map<string, Invoice>();
+  for (const inv of list) {
+    if (inv.status === 'void') continue;
+    const key = `${inv.subscriptionId}|${inv.period.start}`;
+    const first = seen.get(key);
+    if (first) {
+      out.push({
+        check: 'duplicate',
+        tenantId: inv.tenantId,
+        invoice: inv.number,
+        message: `${first.number} and ${inv.number} both bill subscription ${inv.subscriptionId} for the period starting ${toIso(inv.period.start)}`,
+      });
+    } else seen.set(key, inv);
+  }
+}
+
+/**
+ * Usage lines for one (tenant, feature, period) across current invoices: together they never
+ * bill more than the rating of the latest usage on the latest snapshot (less is pending late
+ * usage, or a period voided and not yet reissued), and that usage never exceeds what is
+ * recorded for the period.
+ */
+async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out: Violation[]): Promise<void> {
+  const groups = new Map<string, Array<{ inv: Invoice; line: InvoiceLine }>>();
+  for (const inv of [...list].sort((a, b) => numberOrder(a.number) - numberOrder(b.number))) {
+    if (inv.status === 'void') continue;
+    for (const line of inv.lines) {
+      if (!USAGE_KINDS.includes(line.kind) || !line.featureKey) continue;
+      const key = `${line.featureKey}|${line.period.start}`;
+      groups.set(key, [...(groups.get(key) ?? []), { inv, line }]);
+    }
+  }
+  if (groups.size === 0) return;
+  const summaries = new Map<string, string>();
+  for (const s of await db.knex('usage_summaries')
+    .select('feature_key', 'period_start', db.knex.raw('CAST(quantity AS TEXT) AS q'))
+    .where('tenant_id', tenantId)) {
+    summaries.set(`${s.feature_key}|${Number(s.period_start)}`, s.q);
+  }
+  const aggregation = new Map<string, string>(
+    (await db.knex('features').select('key', 'aggregation')).map((f) => [f.key as string, f.aggregation as string]),
+  );
+  for (const [key, entries] of groups) {
+    const latest = entries[entries.length - 1];
+    const d = latest.line.details as UsageDetails | null;
+    const snap = latest.line.priceSnapshot as PlanFeature | null;
+    const feature = latest.line.featureKey!;
+    if (!d || !snap || !isDecimalString(d.usedTotal ?? '') || !entries.every((e) => isDecimalString(e.line.amount))) continue;
+    const billed = entries.reduce((sum, e) => sum.plus(e.line.amount), dec(0));
+    let due: string;
+    try {
+      due = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency).rated.amount;
+    } catch {
+      continue; // reported by the line check
+    }
+    if (billed.gt(due)) {
+      const where = entries.map((e) => `${e.inv.number}#${e.line.lineNo} ${e.line.amount}`).join(', ');
+      out.push({
+        check: 'double_billing',
+        tenantId,
+        invoice: latest.inv.number,
+        line: latest.line.lineNo,
+        message: `${feature} for the period starting ${toIso(latest.line.period.start)}: ${billed.toFixed()} billed (${where}) but ${d.usedTotal} is rated at ${due}`,
+      });
+    }
+    if (aggregation.get(feature) === 'last') continue; // a gauge may legitimately be revised down
+    const recorded = summaries.get(key);
+    const recordedUsed = recorded === undefined ? dec(0) : microToDecimal(recorded);
+    if (dec(d.usedTotal).gt(recordedUsed)) {
+      out.push({
+        check: 'overbilled_usage',
+        tenantId,
+        invoice: latest.inv.number,
+        line: latest.line.lineNo,
+        message: `${feature} for the period starting ${toIso(latest.line.period.start)} was billed on ${d.usedTotal} but only ${recordedUsed.toFixed()} is recorded`,
+      });
+    }
+  }
+}
+
+function numberOrder(n: string): number {
+  const m = /^INV-(\d+)$/.exec(n);
+  return m ? Number(m[1]) : Number.MAX_SAFE_INTEGER;
+}
+
+async function checkNumbers(db: Db, numbers: string[], out: Violation[]): Promise<void> {
+  const counter = await db.knex('invoice_counters').where('issuer', 'default').first('last_number');
+  const last = counter ? Number(counter.last_number) : 0;
+  const seen = new Set<string>();
+  for (const n of numbers) {
+    if (seen.has(n)) out.push({ check: 'numbering', invoice: n, message: `number ${n} is used twice` });
+    seen.add(n);
+  }
+  const missing: string[] = [];
+  for (let i = 1; i <= last; i++) if (!seen.has(formatInvoiceNumber(i))) missing.push(formatInvoiceNumber(i));
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 10).join(', ') + (missing.length > 10 ? `, … (${missing.length} in all)` : '');
+    out.push({ check: 'numbering', message: `numbers must have no gaps; missing: ${shown}` });
+  }
+  if (seen.size > last) out.push({ check: 'numbering', message: `${seen.size} invoice numbers exist but the counter is at ${last}` });
+}
