@@ -6,7 +6,34 @@ import type { Db } from '../storage/db.js';
  */
 
 export interface Backlog {
+  /** Events the aggregate stage has not seen yet (above its watermark, or in a hole). */
+  aggregation: { eventsWaiting: number; watermark: number | null };
   stripeOutbox: { pending: number; due: number; failed: number; dead: number } | null;
+}
+
+// The aggregate stage's state keys in job_state (src/aggregate/watermark.ts).
+const WATERMARK = 'aggregate.watermark';
+const HOLES = 'aggregate.holes';
+
+/** The aggregate stage's progress, read without taking its lock. */
+export async function aggregationState(db: Db): Promise<{ watermark: number | null; holes: Array<{ from: number; to: number }> }> {
+  const rows = await db.knex('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value');
+  const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
+  const w = get(WATERMARK);
+  return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') };
+}
+
+export async function aggregationBacklog(db: Db): Promise<Backlog['aggregation']> {
+  const { watermark, holes } = await aggregationState(db);
+  const q = db.knex('usage_events').count('* as n');
+  if (watermark !== null) {
+    q.where((w) => {
+      w.where('seq', '>', watermark);
+      for (const h of holes) w.orWhereBetween('seq', [h.from, h.to]);
+    });
+  }
+  const [r] = await q;
+  return { eventsWaiting: Number(r?.n ?? 0), watermark };
 }
 
 async function stripeOutbox(db: Db, now: number): Promise<Backlog['stripeOutbox']> {
@@ -18,5 +45,5 @@ async function stripeOutbox(db: Db, now: number): Promise<Backlog['stripeOutbox'
 }
 
 export async function backlog(db: Db, now: number): Promise<Backlog> {
-  return { stripeOutbox: await stripeOutbox(db, now) };
+  return { aggregation: await aggregationBacklog(db), stripeOutbox: await stripeOutbox(db, now) };
 }

@@ -31,6 +31,17 @@ export interface Stage {
 /** The stages whose modules exist, in pipeline order. */
 export const STAGES: Stage[] = [
   {
+    job: 'aggregate',
+    async run(db, o) {
+      const { runAggregate } = await import('../aggregate/aggregate.js');
+      return runAggregate(db, { now: o.now });
+    },
+    async plan(db) {
+      const { aggregationBacklog } = await import('./backlog.js');
+      return aggregationBacklog(db);
+    },
+  },
+  {
     job: 'overage',
     async run(db, o) {
       const { runOverage } = await import('../rate/overage.js');

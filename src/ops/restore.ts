@@ -116,7 +116,7 @@ function checkSchema(file: string, wanted: BackupTable[], target: TableInfo[]): 
 
 async function hasBusinessData(trx: Knex.Transaction, target: TableInfo[]): Promise<string | null> {
   const first = ['tenants', 'features', 'plans'];
-  const ordered = [...target].sort((a, b) => Number(first.includes(b.name)) - Number(first.includes(a.name)));
+  const ordered = [...first.flatMap((n) => target.filter((t) => t.name === n)), ...target.filter((t) => !first.includes(t.name))];
   for (const t of ordered) {
     if (t.tenantColumn === null && !first.includes(t.name)) continue;
     const row = await trx(t.name).first(trx.raw('1 as x'));

@@ -36,6 +36,7 @@ export function register(program: Command): void {
         }
         const b = report.backlog;
         printLine('');
+        printLine(`events waiting for aggregation: ${b.aggregation.eventsWaiting}`);
         if (b.stripeOutbox) {
           const o = b.stripeOutbox;
           printLine(`stripe outbox: ${o.pending} pending (${o.due} due now), ${o.failed} failed, ${o.dead} dead`);
