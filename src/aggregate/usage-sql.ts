@@ -54,13 +54,16 @@ export function groupsTableSource(table: string): UsageSource {
   };
 }
 
-/** Groups given as literal rows (a handful: one tenant's check or report). */
+/** Groups given as literal rows (one tenant's check, a report's tenants). */
 export function literalGroupsSource(rows: GroupRow[]): UsageSource {
-  const one =
-    'SELECT CAST(? AS TEXT) AS tenant_id, CAST(? AS TEXT) AS feature_key, CAST(? AS BIGINT) AS period_start, ' +
-    'CAST(? AS BIGINT) AS period_end, CAST(? AS TEXT) AS subscription_id';
+  // VALUES rather than a UNION: SQLite caps compound selects at 500 terms. Both databases
+  // name VALUES columns column1..columnN.
+  const row = '(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT))';
+  const groups =
+    'SELECT column1 AS tenant_id, column2 AS feature_key, column3 AS period_start, column4 AS period_end, ' +
+    `column5 AS subscription_id FROM (VALUES ${rows.map(() => row).join(', ')}) v`;
   return {
-    from: `(${rows.map(() => one).join(' UNION ALL ')}) w JOIN features f ON f.key = w.feature_key JOIN usage_events e ON ${EVENTS_IN_GROUP}`,
+    from: `(${groups}) w JOIN features f ON f.key = w.feature_key JOIN usage_events e ON ${EVENTS_IN_GROUP}`,
     bindings: rows.flatMap((r) => [r.tenantId, r.featureKey, r.periodStart, r.periodEnd, r.subscriptionId]),
   };
 }

@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { buildContext, withDb } from '../context.js';
+import { formatTable, printJson, printLine } from '../output.js';
+
+export function register(program: Command): void {
+  program
+    .command('history')
+    .description("a tenant's usage and overage per billing period, newest first")
+    .argument('<tenant>', 'tenant id')
+    .option('--limit <n>', 'number of periods', '12')
+    .action(async (tenantId: string, flags: { limit: string }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const { BillingError } = await import('../../domain/errors.js');
+      if (!/^\d+$/.test(flags.limit)) throw new BillingError('usage', `--limit "${flags.limit}" is not a whole number`);
+      const { buildHistory } = await import('../../report/history.js');
+      const periods = await withDb(ctx, (db) => buildHistory(db, { now: ctx.now, tenantId, limit: Number(flags.limit) }));
+      if (ctx.json) {
+        printJson(periods);
+        return;
+      }
+      const rows: string[][] = [];
+      for (const p of periods) {
+        const period = `${p.period.start.slice(0, 10)} → ${p.period.end.slice(0, 10)}`;
+        for (const f of p.features) rows.push([period, p.plan?.key ?? '-', f.featureKey, f.used, f.overage, f.overageAmount]);
+        rows.push([period, p.plan?.key ?? '-', 'total', '', '', `${p.totalOverageAmount} ${p.currency}`]);
+      }
+      printLine(formatTable(['period', 'plan', 'feature', 'used', 'overage', 'amount'], rows));
+    });
+}

@@ -1,0 +1,218 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { runAggregate } from '../src/aggregate/aggregate.js';
+import { selectWindow } from '../src/aggregate/periods.js';
+import { TenantTimeline } from '../src/aggregate/windows.js';
+import { runOverage } from '../src/rate/overage.js';
+import { buildEstimate } from '../src/report/estimate.js';
+import { buildHistory } from '../src/report/history.js';
+import { buildReport } from '../src/report/report.js';
+import type { Subscription } from '../src/subscriptions/repository.js';
+import { runCli } from './helpers/cli.js';
+import { describeEachDb } from './helpers/db.js';
+import { applyTestCatalog, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
+
+const times = (n: number, e: Omit<Ev, 'at'>, at: string): Ev[] => Array.from({ length: n }, () => ({ ...e, at }));
+
+/** A month of usage for several tenants on different plans, anchors and currencies. */
+async function month(db: Parameters<typeof applyTestCatalog>[0]): Promise<void> {
+  await applyTestCatalog(db, iso('2026-01-01T00:00:00Z'));
+  await tenant(db, 'acme', { planKey: 'starter', start: '2026-03-01T00:00:00Z' });
+  await tenant(db, 'bigco', { planKey: 'pro', start: '2026-03-15T00:00:00Z', trialDays: 14 });
+  await tenant(db, 'yenco', { planKey: 'yen', start: '2026-03-10T00:00:00Z' });
+  await tenant(db, 'solo');
+  await tenant(db, 'idle');
+  await insertEvents(db, [
+    { tenant: 'acme', feature: 'OCR_SCAN', qty: '50', at: '2026-03-02T00:00:00Z' },
+    { tenant: 'acme', feature: 'OCR_SCAN', qty: '25', at: '2026-03-31T23:59:59.999Z' },
+    { tenant: 'acme', feature: 'OCR_SCAN', qty: '1000', at: '2026-04-01T00:00:00Z' }, // next period
+    { tenant: 'acme', feature: 'STORAGE_GB', qty: '40', at: '2026-03-03T00:00:00Z' },
+    { tenant: 'acme', feature: 'STORAGE_GB', qty: '105.5', at: '2026-03-04T00:00:00Z' },
+    { tenant: 'acme', feature: 'SEATS', qty: '9', at: '2026-03-05T00:00:00Z' },
+    { tenant: 'acme', feature: 'SEATS', qty: '4', at: '2026-03-06T00:00:00Z' },
+    { tenant: 'acme', feature: 'ACTIVE_USERS', at: '2026-03-07T00:00:00Z', user: 'u1' },
+    { tenant: 'acme', feature: 'ACTIVE_USERS', at: '2026-03-07T00:00:00Z', user: 'u2' },
+    { tenant: 'acme', feature: 'ACTIVE_USERS', at: '2026-03-08T00:00:00Z', user: 'u3' },
+    ...times(40, { tenant: 'acme', feature: 'API_CALL' }, '2026-03-09T00:00:00Z'),
+    { tenant: 'bigco', feature: 'OCR_SCAN', qty: '0.1', at: '2026-03-16T00:00:00Z' },
+    { tenant: 'bigco', feature: 'OCR_SCAN', qty: '0.2', at: '2026-04-14T00:00:00Z' },
+    ...times(3, { tenant: 'bigco', feature: 'API_CALL' }, '2026-03-20T00:00:00Z'),
+    { tenant: 'yenco', feature: 'OCR_SCAN', qty: '10.5', at: '2026-03-20T00:00:00Z' },
+    { tenant: 'solo', feature: 'OCR_SCAN', qty: '5', at: '2026-03-20T00:00:00Z' },
+  ]);
+}
+
+const NOW = '2026-04-20T00:00:00Z';
+
+describeEachDb('billing report', (t) => {
+  beforeEach(async () => {
+    await month(t().db);
+  });
+
+  it('reports a month for several tenants exactly (report --json)', async () => {
+    const { url } = t();
+    const r = await runCli(['report', '--period', '2026-03', '--json'], { db: url, now: NOW });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const f = (featureKey: string, used: string, included: string | null, overage: string, overageAmount: string, isExceeded: boolean, hardStop = false) =>
+      ({ featureKey, used, included, overage, overageAmount, isExceeded, hardStop });
+    expect(JSON.parse(r.stdout)).toEqual([
+      {
+        tenantId: 'acme', currency: 'USD', period: { start: '2026-03-01T00:00:00.000Z', end: '2026-04-01T00:00:00.000Z' },
+        plan: { key: 'starter', version: 1 }, subscriptionId: 'sub_acme_1',
+        features: [
+          f('ACTIVE_USERS', '3', '2', '1', '4.00', true),
+          f('API_CALL', '40', '100', '0', '0.00', false, true),
+          f('OCR_SCAN', '75', '50', '25', '1.25', true),
+          f('SEATS', '4', '3', '1', '8.00', true),
+          // 100 GB at 0.02 + 0.5 GB at 0.01 + 1.00 flat = 3.005, rounded half away from zero once
+          f('STORAGE_GB', '105.5', '5', '100.5', '3.01', true),
+        ],
+        totalOverageAmount: '16.26',
+      },
+      {
+        tenantId: 'bigco', currency: 'USD', period: { start: '2026-03-15T00:00:00.000Z', end: '2026-04-15T00:00:00.000Z' },
+        plan: { key: 'pro', version: 1 }, subscriptionId: 'sub_bigco_1',
+        features: [
+          f('ACTIVE_USERS', '0', '20', '0', '0.00', false),
+          f('API_CALL', '3', null, '0', '0.00', false),
+          f('OCR_SCAN', '0.3', '200', '0', '0.00', false),
+          f('REGIONS', '0', '3', '0', '0.00', false, true),
+          f('SEATS', '0', '10', '0', '0.00', false, true),
+          f('STORAGE_GB', '0', '5', '0', '0.00', false),
+        ],
+        totalOverageAmount: '0.00',
+      },
+      {
+        tenantId: 'solo', currency: 'XXX', period: { start: '2026-03-01T00:00:00.000Z', end: '2026-04-01T00:00:00.000Z' },
+        plan: null, subscriptionId: null,
+        features: [f('OCR_SCAN', '5', null, '0', '0.00', false)],
+        totalOverageAmount: '0.00',
+      },
+      {
+        tenantId: 'yenco', currency: 'JPY', period: { start: '2026-03-10T00:00:00.000Z', end: '2026-04-10T00:00:00.000Z' },
+        plan: { key: 'yen', version: 1 }, subscriptionId: 'sub_yenco_1',
+        features: [f('OCR_SCAN', '10.5', '10', '0.5', '2', true)], // 1.5 yen rounds to 2
+        totalOverageAmount: '2',
+      },
+    ]);
+    // --tenant still prints an array, and includes a tenant with nothing to report.
+    const one = await runCli(['report', '--tenant', 'idle', '--json'], { db: url, now: NOW });
+    expect(JSON.parse(one.stdout)).toEqual([
+      { tenantId: 'idle', currency: 'XXX', period: { start: '2026-04-01T00:00:00.000Z', end: '2026-05-01T00:00:00.000Z' },
+        plan: null, subscriptionId: null, features: [], totalOverageAmount: '0.00' },
+    ]);
+    const ghost = await runCli(['report', '--tenant', 'ghost'], { db: url, now: NOW });
+    expect(ghost.code).toBe(2);
+    expect(ghost.stderr).toMatch(/tenant "ghost" does not exist/);
+  });
+
+  it('agrees with what the aggregate and overage stages charge', async () => {
+    const { db } = t();
+    const now = iso(NOW);
+    await runAggregate(db, { now });
+    await runOverage(db, { now });
+    for (const period of ['2026-03', 'current', 'previous']) {
+      for (const r of await buildReport(db, { now, period })) {
+        const charges = await db.knex('rated_charges').where({ tenant_id: r.tenantId, period_start: iso(r.period.start) });
+        const byFeature = new Map(charges.map((c) => [c.feature_key, c]));
+        for (const f of r.features) {
+          if (f.used === '0') continue; // no summary, no charge row
+          expect({ feature: f.featureKey, used: byFeature.get(f.featureKey)?.used, amount: byFeature.get(f.featureKey)?.amount }).toEqual({
+            feature: f.featureKey, used: f.used, amount: f.overageAmount,
+          });
+        }
+      }
+    }
+  });
+
+  it('selects current and previous periods per tenant', async () => {
+    const { db } = t();
+    const reports = await buildReport(db, { now: iso(NOW), period: 'current' });
+    expect(reports.map((r) => [r.tenantId, r.period.start.slice(0, 10)])).toEqual([
+      ['acme', '2026-04-01'], ['bigco', '2026-04-15'], ['yenco', '2026-04-10'],
+    ]);
+    expect((await buildReport(db, { now: iso(NOW), period: 'current', tenantId: 'acme' }))[0].features.find((f) => f.featureKey === 'OCR_SCAN'))
+      .toMatchObject({ used: '1000', overage: '950', overageAmount: '47.50' });
+    const prev = await buildReport(db, { now: iso(NOW), period: 'previous', tenantId: 'bigco' });
+    expect(prev[0].period.start).toBe('2026-03-15T00:00:00.000Z');
+  });
+
+  it('escapes CSV cells against formula injection', async () => {
+    const { db, url } = t();
+    await tenant(db, '=HYPERLINK("http://x")', { planKey: 'starter', start: '2026-03-01T00:00:00Z' });
+    await insertEvents(db, [{ tenant: '=HYPERLINK("http://x")', feature: 'OCR_SCAN', qty: '60', at: '2026-03-02T00:00:00Z' }]);
+    const r = await runCli(['report', '--period', '2026-03', '--format', 'csv', '--tenant', '=HYPERLINK("http://x")'], { db: url, now: NOW });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('tenant,currency,period_start,period_end,plan,feature,used,included,overage,overage_amount,is_exceeded,hard_stop,total_overage_amount');
+    expect(lines).toContain(`"'=HYPERLINK(""http://x"")",USD,2026-03-01T00:00:00.000Z,2026-04-01T00:00:00.000Z,starter,OCR_SCAN,60,50,10,0.50,true,false,0.50`);
+    expect(lines.every((l) => !l.startsWith('='))).toBe(true);
+  });
+
+  it('prints a table per tenant', async () => {
+    const { url } = t();
+    const r = await runCli(['report', '--tenant', 'acme', '--period', '2026-03'], { db: url, now: NOW });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe('acme  2026-03-01 → 2026-04-01  plan starter v1  (USD)');
+    expect(lines[1].split(/\s+/)).toEqual(['feature', 'used', 'included', 'overage', 'amount', 'exceeded', 'hardStop']);
+    expect(lines.find((l) => l.startsWith('OCR_SCAN'))?.split(/\s+/)).toEqual(['OCR_SCAN', '75', '50', '25', '1.25', 'yes', 'no']);
+    expect(lines[lines.length - 1]).toBe('total overage: 16.26 USD');
+  });
+
+  it('lists history newest first, from the tenant\'s first period', async () => {
+    const { db, url } = t();
+    const h = await buildHistory(db, { now: iso(NOW), tenantId: 'acme' });
+    expect(h.map((p) => [p.period.start.slice(0, 10), p.totalOverageAmount])).toEqual([
+      ['2026-04-01', '47.50'],
+      ['2026-03-01', '16.26'],
+    ]);
+    expect(await buildHistory(db, { now: iso(NOW), tenantId: 'acme', limit: 1 })).toHaveLength(1);
+    const r = await runCli(['history', 'acme', '--limit', '5'], { db: url, now: NOW });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/2026-03-01 → 2026-04-01\s+starter\s+total\s+16\.26 USD/);
+  });
+
+  it('projects usage at period end from the run rate so far', async () => {
+    const { db, url } = t();
+    // 10 of March's 31 days elapsed: sums scale by 31/10, gauges stay.
+    await insertEvents(db, [{ tenant: 'yenco', feature: 'OCR_SCAN', qty: '10', at: '2026-04-12T00:00:00Z' }]);
+    const e = await buildEstimate(db, { now: iso('2026-04-13T00:00:00Z'), tenantId: 'yenco' });
+    expect(e).toMatchObject({ period: { start: '2026-04-10T00:00:00.000Z', end: '2026-05-10T00:00:00.000Z' }, elapsed: '0.1', currency: 'JPY' });
+    expect(e.features).toEqual([
+      { featureKey: 'OCR_SCAN', aggregation: 'sum', used: '10', projection: 'run_rate', projectedUsed: '100', overageAmount: '0', projectedOverageAmount: '270' },
+    ]);
+    const acme = await buildEstimate(db, { now: iso('2026-03-11T00:00:00Z'), tenantId: 'acme' });
+    expect(acme.elapsed).toBe('0.322581');
+    expect(acme.features.find((f) => f.featureKey === 'OCR_SCAN')).toMatchObject({ used: '50', projectedUsed: '155', projectedOverageAmount: '5.25' });
+    expect(acme.features.find((f) => f.featureKey === 'STORAGE_GB')).toMatchObject({ used: '105.5', projection: 'current_value', projectedUsed: '105.5' });
+    const r = await runCli(['estimate', 'acme'], { db: url, now: '2026-03-11T00:00:00Z' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/run rate so far/);
+    expect(r.stdout).toMatch(/projected at period end: /);
+  });
+});
+
+describe('period selection', () => {
+  const sub = (anchor: string, interval: 'month' | 'year' = 'month'): Subscription => ({
+    tenantId: 't', id: 's', status: 'active', anchorAt: iso(anchor), interval, currency: 'USD', startedAt: iso(anchor),
+    trialEndsAt: null, cancelAt: null, canceledAt: null,
+  });
+  const pick = (subs: Subscription[], spec: string, now = '2026-06-20T00:00:00Z') => {
+    const w = selectWindow(new TenantTimeline(subs), spec, iso(now));
+    return [new Date(w.start).toISOString().slice(0, 10), new Date(w.end).toISOString().slice(0, 10)];
+  };
+
+  it('YYYY-MM is the anniversary period starting in that month', () => {
+    expect(pick([sub('2026-01-31T00:00:00Z')], '2026-02')).toEqual(['2026-02-28', '2026-03-31']);
+    expect(pick([sub('2026-01-15T00:00:00Z')], '2026-03')).toEqual(['2026-03-15', '2026-04-15']);
+    expect(pick([], '2026-03')).toEqual(['2026-03-01', '2026-04-01']);
+    // a yearly plan starts no period in March: the one containing 1 March
+    expect(pick([sub('2025-07-01T00:00:00Z', 'year')], '2026-03')).toEqual(['2025-07-01', '2026-07-01']);
+  });
+
+  it('current and previous follow the anchor, clamped to month ends', () => {
+    expect(pick([sub('2026-01-31T00:00:00Z')], 'current', '2026-03-05T00:00:00Z')).toEqual(['2026-02-28', '2026-03-31']);
+    expect(pick([sub('2026-01-31T00:00:00Z')], 'previous', '2026-03-05T00:00:00Z')).toEqual(['2026-01-31', '2026-02-28']);
+  });
+});
