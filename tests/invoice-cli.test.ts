@@ -68,7 +68,7 @@ describeEachDb('billing invoice (CLI)', (t) => {
 
     const shown = await runCli(['invoice', 'show', 'INV-000001'], { db: url });
     expect(shown.stdout).toMatch(/^INV-000001 {2}draft {2}12\.50 USD/);
-    expect(shown.stdout).toMatch(/OCR scans: 150 scan used, 100 scan included, 50 scan billable\s+50\s+0\.05\s+2\.50/);
+    expect(shown.stdout).toMatch(/OCR scans: 150 used, 100 included, 50 billable\s+50\s+0\.05\s+2\.50/);
 
     expect((await runCli(['invoice', 'finalize', 'INV-000001'], { db: url, now: '2026-02-02T00:00:00Z' })).stdout).toMatch(/INV-000001 finalized, due 2026-02-09/);
     const noReason = await runCli(['invoice', 'void', 'INV-000001'], { db: url });

@@ -106,7 +106,7 @@ describe('usage lines bill due now minus billed before', () => {
     const billed = { amount: '1.50', usedTotal: '80', snapshot: perUnit };
     const late = usageLine({ ...base, context: 'late', usedTotal: '100.5', billed })!;
     expect(late).toMatchObject({ kind: 'late_usage', quantity: '20.5', amount: '1.03' }); // 2.525 → 2.53 due, 1.50 billed
-    expect(late.description).toMatch(/^Late usage for 2026-04-01 to 2026-05-01: OCR Scans, \+20.5 scan/);
+    expect(late.description).toMatch(/^Late usage for 2026-04-01 to 2026-05-01: OCR Scans, \+20.5 \(now 100.5\)$/);
     const credit = usageLine({ ...base, context: 'late', usedTotal: '60', billed })!;
     expect(credit).toMatchObject({ kind: 'credit', amount: '-1.00', amountMinor: '-100', quantity: '-20' });
     expect((credit.details as { reason: string }).reason).toMatch(/revised from 80 to 60/);

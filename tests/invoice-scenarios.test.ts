@@ -36,7 +36,7 @@ describeEachDb('invoice scenarios', (t) => {
     ]);
     const late = all[1].lines[2];
     expect(late.period).toEqual({ start: T('2026-01-01T00:00:00Z'), end: T('2026-02-01T00:00:00Z') });
-    expect(late.description).toMatch(/^Late usage for 2026-01-01 to 2026-02-01: OCR scans, \+40 scan/);
+    expect(late.description).toMatch(/^Late usage for 2026-01-01 to 2026-02-01: OCR scans, \+40 \(now 190\)$/);
 
     // A price change makes basic v2 at 12.00: hooli keeps v1, pied signs up on v2.
     const applied = await w.apply('2026-03-05T00:00:00Z', catalog('12.00'));

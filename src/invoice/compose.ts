@@ -50,8 +50,8 @@ interface TenantState {
   usage: Map<number, Map<string, string>>;
   /** `${feature}|${period_start}` → what non-void invoices billed */
   billed: Map<string, Billed>;
-  /** period_start → an invoiced period and its subscription */
-  invoiced: Map<number, { period: Period; subscriptionId: string }>;
+  /** period_start → an invoiced period, its subscription and currency */
+  invoiced: Map<number, { period: Period; subscriptionId: string; currency: string }>;
 }
 
 async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<TenantState> {
@@ -68,9 +68,9 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
     usage.set(start, m);
   }
 
-  const invoiced = new Map<number, { period: Period; subscriptionId: string }>();
+  const invoiced = new Map<number, { period: Period; subscriptionId: string; currency: string }>();
   const invoices = await q('invoices')
-    .select('period_start', 'period_end', 'subscription_id')
+    .select('period_start', 'period_end', 'subscription_id', 'currency')
     .where('tenant_id', tenantId)
     .whereNot('status', 'void')
     .andWhere('period_start', '<', upTo);
@@ -78,6 +78,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
     invoiced.set(Number(i.period_start), {
       period: { start: Number(i.period_start), end: Number(i.period_end) },
       subscriptionId: i.subscription_id,
+      currency: i.currency,
     });
   }
 
@@ -169,6 +170,7 @@ async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, stat
   const out: DraftLine[] = [];
   const segmentsBySub = new Map<string, Segment[]>();
   for (const [start, inv] of [...state.invoiced.entries()].sort((a, b) => a[0] - b[0])) {
+    if (inv.currency !== sub.currency) continue; // never converted: it waits for an invoice in its own currency
     // Only features with a summary: a missing summary means "not known", never "zero".
     const features = [...(state.usage.get(start)?.keys() ?? [])];
     if (features.length === 0) continue;

@@ -60,7 +60,6 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
   const used = dec(usedTotal);
   if (context === 'current' ? used.isZero() && amt.isZero() && !billed : amt.isZero()) return null;
 
-  const unit = feature.unit ? ` ${feature.unit}` : '';
   const name = feature.name || feature.key;
   let kind: DraftLine['kind'];
   let description: string;
@@ -68,21 +67,21 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
   let reason: string | undefined;
   if (amt.isNegative()) {
     kind = 'credit';
-    reason = `usage for ${periodLabel(period)} revised from ${decStr(dec(usedBefore))} to ${rated.used}${unit}; ${billedBefore} was billed, ${rated.amount} is due`;
+    reason = `usage for ${periodLabel(period)} revised from ${decStr(dec(usedBefore))} to ${rated.used}; ${billedBefore} was billed, ${rated.amount} is due`;
     description = `Credit for ${periodLabel(period)}: ${name}, ${reason}`;
     quantity = decStr(dec(rated.billable).minus(billableOf(billed?.snapshot ?? terms, usedBefore)));
   } else if (context === 'late') {
     kind = 'late_usage';
     const delta = used.minus(usedBefore);
-    description = `Late usage for ${periodLabel(period)}: ${name}, ${delta.isNegative() ? '' : '+'}${decStr(delta)}${unit} (now ${rated.used}${unit})`;
+    description = `Late usage for ${periodLabel(period)}: ${name}, ${delta.isNegative() ? '' : '+'}${decStr(delta)} (now ${rated.used})`;
     quantity = decStr(dec(rated.billable).minus(billableOf(billed?.snapshot ?? terms, usedBefore)));
   } else {
     kind = dec(rated.billable).isZero() && amt.gt(0) ? 'minimum' : 'overage';
-    const inc = rated.included === null ? 'unlimited' : `${rated.included}${unit}`;
+    const inc = rated.included === null ? 'unlimited' : rated.included;
     description =
       kind === 'minimum'
-        ? `${name}: minimum spend (${rated.used}${unit} used, ${inc} included)`
-        : `${name}: ${rated.used}${unit} used, ${inc} included, ${rated.billable}${unit} billable`;
+        ? `${name}: minimum spend (${rated.used} used, ${inc} included)`
+        : `${name}: ${rated.used} used, ${inc} included, ${rated.billable} billable`;
     quantity = rated.billable;
   }
   const details: UsageDetails = {
