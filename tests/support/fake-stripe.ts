@@ -803,7 +803,8 @@ export class FakeStripe {
     const inv = this.invoice(iid);
     if (inv.status === 'draft') this.finalize(iid, {}, request, apiVersion);
     if (inv.status === 'paid') throw invalid('Invoice is already paid', undefined, 'invoice_already_paid');
-    if (inv.status !== 'open') throw invalid(`This invoice can no longer be paid: it is ${inv.status}.`, undefined, 'invoice_not_payable');
+    // Like Stripe, an uncollectible invoice can still be paid.
+    if (inv.status !== 'open' && inv.status !== 'uncollectible') throw invalid(`This invoice can no longer be paid: it is ${inv.status}.`, undefined, 'invoice_not_payable');
     if (params.paid_out_of_band === 'true') {
       this.markPaid(inv, request, apiVersion);
       return clone(inv);

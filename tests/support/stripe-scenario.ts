@@ -188,6 +188,42 @@ export function expectedCopy(inv: SeedInvoice) {
   };
 }
 
+/**
+ * Everything wrong with Stripe's copy of the scenario: a tenant without exactly one customer
+ * (or not mapped to it), an invoice not there exactly once, items missing, doubled or with
+ * the wrong amount or currency, a status other than expected. Empty means mirrored.
+ */
+export async function mirrorProblems(fake: FakeStripe, q: Knex, opts: { status: 'open' | 'paid'; invoices?: SeedInvoice[] }): Promise<string[]> {
+  const problems: string[] = [];
+  const tenants = await q('tenants').orderBy('id');
+  const customers = fake.customers();
+  if (customers.length !== tenants.length) problems.push(`${customers.length} customers for ${tenants.length} tenants`);
+  for (const t of tenants) {
+    const mine = customers.filter((c) => c.metadata?.tenant_id === t.id);
+    if (mine.length !== 1) problems.push(`tenant ${t.id} has ${mine.length} customers`);
+    else if (t.stripe_customer_id !== mine[0].id) problems.push(`tenant ${t.id} maps to ${t.stripe_customer_id}, Stripe has ${mine[0].id}`);
+  }
+  const invoices = opts.invoices ?? SCENARIO;
+  for (const inv of invoices) {
+    const copy = stripeCopy(fake, inv);
+    const want = expectedCopy(inv);
+    if (copy.invoices.length !== 1) {
+      problems.push(`${inv.number} is at Stripe ${copy.invoices.length} times`);
+      continue;
+    }
+    const si = copy.invoices[0];
+    if (si.currency !== want.currency || si.total !== want.total) problems.push(`${inv.number}: Stripe total ${si.total} ${si.currency}, want ${want.total} ${want.currency}`);
+    if (si.status !== opts.status) problems.push(`${inv.number}: Stripe status ${si.status}, want ${opts.status}`);
+    const got = JSON.stringify(copy.items.map(({ line, amount, currency }) => ({ line, amount, currency })));
+    if (got !== JSON.stringify(want.items)) problems.push(`${inv.number}: items ${got}, want ${JSON.stringify(want.items)}`);
+    const local = await q('invoices').where({ tenant_id: inv.tenantId, id: inv.id }).first();
+    if (local?.status !== opts.status) problems.push(`${inv.number}: local status ${local?.status}, want ${opts.status}`);
+  }
+  const lines = invoices.reduce((n, i) => n + i.lines.length, 0);
+  if (fake.invoiceItems().length !== lines) problems.push(`${fake.invoiceItems().length} invoice items at Stripe for ${lines} lines`);
+  return problems;
+}
+
 const BIN = fileURLToPath(new URL('../../bin/billing', import.meta.url));
 export const REPO_ROOT = path.dirname(path.dirname(BIN));
 
