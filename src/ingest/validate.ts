@@ -1,0 +1,201 @@
+import type { FeatureType } from '../domain/catalog.js';
+import { parseInstant, type Instant } from '../domain/period.js';
+import { parseQuantity, type QuantityError } from '../domain/quantity.js';
+import type { Field } from './fields.js';
+import { idempotencyKey } from './idempotency.js';
+
+/** An event as read, before validation: one loosely typed value per field. */
+export type RawEvent = Record<Field, unknown>;
+
+/** What validation needs to know about the world, loaded once per run. */
+export interface KnownIds {
+  tenants: ReadonlySet<string>;
+  features: ReadonlyMap<string, FeatureType>;
+}
+
+export interface ValidateContext {
+  known: KnownIds;
+  /** Ingest time: the default occurred time and the reference for "in the future". */
+  now: Instant;
+  runId: number | null;
+}
+
+/** Column order of an event row, as written by the batch writer. */
+export const EVENT_COLUMNS = [
+  'tenant_id',
+  'idempotency_key',
+  'feature_key',
+  'quantity',
+  'occurred_at',
+  'ingested_at',
+  'event_id',
+  'source_service',
+  'source_entity_id',
+  'user_id',
+  'metadata',
+  'ingest_run_id',
+] as const;
+
+export type EventRow = [
+  tenantId: string,
+  idempotencyKey: string,
+  featureKey: string,
+  quantityMicro: string,
+  occurredAt: number,
+  ingestedAt: number,
+  eventId: string | null,
+  sourceService: string | null,
+  sourceEntityId: string | null,
+  userId: string | null,
+  metadata: string | null,
+  ingestRunId: number | null,
+];
+
+export interface Invalid {
+  /** A canonical field, or "row" / "line" for a record that could not be read at all. */
+  field: Field | 'row' | 'line';
+  reason: string;
+}
+
+export const MAX_FUTURE_MS = 5 * 60 * 1000;
+const MAX_TEXT = 255;
+
+/** A value quoted for a message, cut short so one bad row cannot flood the output. */
+export function show(v: unknown): string {
+  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  return JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s);
+}
+
+const QUANTITY_REASON: Record<QuantityError, string> = {
+  not_a_number: 'is not a number',
+  negative: 'is negative',
+  too_large: 'is more than 1e12',
+  too_precise: 'has more than 6 decimals',
+};
+
+const isQuantityError = (m: string): m is QuantityError => m in QUANTITY_REASON;
+
+// Plain decimals that need no Decimal arithmetic: the common case on the hot path.
+const SIMPLE_QUANTITY = /^(\d{1,12})(?:\.(\d{1,6}))?$/;
+const MICRO_PAD = ['000000', '00000', '0000', '000', '00', '0', ''];
+
+function stripLeadingZeros(s: string): string {
+  let i = 0;
+  while (i < s.length - 1 && s.charCodeAt(i) === 48) i++;
+  return i === 0 ? s : s.slice(i);
+}
+
+/** Quantity as integer micro-units, or why not. */
+export function quantityMicro(raw: unknown): string | QuantityError {
+  if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 && raw <= 1e12) {
+    return raw === 0 ? '0' : `${raw}000000`;
+  }
+  if (typeof raw === 'string') {
+    const m = SIMPLE_QUANTITY.exec(raw);
+    if (m) {
+      const frac = m[2] ?? '';
+      return stripLeadingZeros(m[1] + frac + MICRO_PAD[frac.length]);
+    }
+  }
+  const q = parseQuantity(raw);
+  return q.ok ? q.micro : q.error;
+}
+
+/** Text field: trimmed string or null when absent/empty; an Invalid when not text or too long. */
+function text(v: unknown, field: Field): string | null | Invalid {
+  if (v === undefined || v === null) return null;
+  let s: string;
+  if (typeof v === 'string') s = v.trim();
+  else if (typeof v === 'number' || typeof v === 'bigint') s = String(v);
+  else return { field, reason: `${show(v)} is not text` };
+  if (s === '') return null;
+  if (s.length > MAX_TEXT) return { field, reason: `is longer than ${MAX_TEXT} characters` };
+  return s;
+}
+
+const isInvalid = (v: unknown): v is Invalid => typeof v === 'object' && v !== null;
+
+function metadataText(v: unknown): string | null | Invalid {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') {
+    const s = v.trim();
+    if (s === '') return null;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(s);
+    } catch {
+      return { field: 'metadata', reason: `${show(s)} is not valid JSON` };
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      return { field: 'metadata', reason: `${show(s)} is not a JSON object` };
+    }
+    return s; // stored as given: already valid JSON, no need to re-serialize
+  }
+  if (typeof v === 'object' && !Array.isArray(v)) return JSON.stringify(v);
+  return { field: 'metadata', reason: `${show(v)} is not a JSON object` };
+}
+
+/**
+ * Validate one event and build its row, or say what is wrong with it (the first problem,
+ * in field order). Same rules for file ingest, `billing record` and the HTTP API.
+ */
+export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Invalid {
+  const tenantId = text(e.tenant_id, 'tenant_id');
+  if (isInvalid(tenantId)) return tenantId;
+  if (tenantId === null) return { field: 'tenant_id', reason: 'is missing' };
+  if (!ctx.known.tenants.has(tenantId)) return { field: 'tenant_id', reason: `${show(tenantId)} is not a known tenant` };
+
+  const featureKey = text(e.feature, 'feature');
+  if (isInvalid(featureKey)) return featureKey;
+  if (featureKey === null) return { field: 'feature', reason: 'is missing' };
+  const type = ctx.known.features.get(featureKey);
+  if (type === undefined) return { field: 'feature', reason: `${show(featureKey)} is not a known feature` };
+  if (type === 'boolean') return { field: 'feature', reason: `${show(featureKey)} is a boolean feature and takes no usage` };
+
+  let micro = '1000000';
+  const q = typeof e.quantity === 'string' ? e.quantity.trim() : e.quantity;
+  if (q !== undefined && q !== null && q !== '') {
+    const m = quantityMicro(q);
+    if (isQuantityError(m)) return { field: 'quantity', reason: `${show(q)} ${QUANTITY_REASON[m]}` };
+    micro = m;
+  }
+
+  let occurredAt: number | null = null;
+  const t = typeof e.occurred_at === 'string' ? e.occurred_at.trim() : e.occurred_at;
+  if (t !== undefined && t !== null && t !== '') {
+    occurredAt = parseInstant(t);
+    if (occurredAt === null) {
+      return { field: 'occurred_at', reason: `${show(t)} is not an ISO 8601 time with offset or epoch seconds/milliseconds` };
+    }
+    if (occurredAt > ctx.now + MAX_FUTURE_MS) {
+      return { field: 'occurred_at', reason: `${show(t)} is more than 5 minutes in the future` };
+    }
+  }
+
+  const eventId = text(e.event_id, 'event_id');
+  if (isInvalid(eventId)) return eventId;
+  const sourceService = text(e.source_service, 'source_service');
+  if (isInvalid(sourceService)) return sourceService;
+  const sourceEntityId = text(e.source_entity_id, 'source_entity_id');
+  if (isInvalid(sourceEntityId)) return sourceEntityId;
+  const userId = text(e.user_id, 'user_id');
+  if (isInvalid(userId)) return userId;
+  const metadata = metadataText(e.metadata);
+  if (isInvalid(metadata)) return metadata;
+
+  const key = idempotencyKey({ featureKey, micro, occurredAt, eventId, sourceService, sourceEntityId, userId, metadata });
+  return [
+    tenantId,
+    key,
+    featureKey,
+    micro,
+    occurredAt ?? ctx.now,
+    ctx.now,
+    eventId,
+    sourceService,
+    sourceEntityId,
+    userId,
+    metadata,
+    ctx.runId,
+  ];
+}
