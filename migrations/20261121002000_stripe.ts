@@ -29,7 +29,7 @@ export async function up(knex: Knex): Promise<void> {
     t.string('tenant_id').notNullable();
     t.string('invoice_id').notNullable();
     t.string('stripe_invoice_id').notNullable();
-    t.string('stripe_status').notNullable(); // draft | open | paid | void | uncollectible
+    t.string('stripe_status').notNullable(); // draft | open | paid | void | uncollectible | deleted (a draft)
     t.string('stripe_number');
     t.bigInteger('amount_due'); // minor units, as Stripe computed it at finalization
     t.bigInteger('created_at').notNullable();

@@ -6,6 +6,8 @@ import type { Db } from '../src/storage/db.js';
 import type { StripeConfig } from '../src/stripe/config.js';
 import { stripeRetry, stripeStatus, stripeSync, type SyncOptions } from '../src/stripe/sync.js';
 import { backoffMs } from '../src/stripe/outbox.js';
+import { runDunning } from '../src/stripe/dunning.js';
+import { voidInvoice } from '../src/invoice/lifecycle.js';
 
 let fake: FakeStripe;
 beforeEach(async () => {
@@ -48,7 +50,7 @@ describeEachDb('stripe sync', (t) => {
     const r = await stripeSync(db, syncOpts(T0));
     expect(r.errors).toEqual([]);
     expect(r.warnings).toEqual([]);
-    expect(r.queued).toEqual({ customers: 3, invoices: 3, meterEvents: 0, rows: 3 + 3 * 3 + 7 });
+    expect(r.queued).toEqual({ customers: 3, invoices: 3, voids: 0, meterEvents: 0, rows: 3 + 3 * 3 + 7 });
     expect(r.sent).toEqual({ customer: 3, invoice: 3, invoice_item: 7, invoice_finalize: 3, invoice_pay: 3 });
     expect(r.paid).toBe(3);
     await expectMirrored(db, { paid: true });
@@ -141,6 +143,40 @@ describeEachDb('stripe sync', (t) => {
     const again = await stripeRetry(db, syncOpts(T0 + HOUR));
     expect(again.requeued).toBe(1);
     await expectMirrored(db, { paid: true });
+  });
+
+  it('voids the Stripe copy of an invoice voided here (and deletes a draft that never got finalized)', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    fake.defaultPaymentOutcome = 'decline';
+    // tokyo's items are refused, so its Stripe invoice stays a draft.
+    fake.inject({ method: 'POST', path: '/v1/invoiceitems', times: 100, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'Amount too small' } });
+    await stripeSync(db, syncOpts(T0, { tenantId: 'tokyo' }));
+    fake.clearFaults();
+    await stripeSync(db, syncOpts(T0, { tenantId: 'acme' }));
+    expect(fake.invoices().map((i) => [i.metadata.tenant_id, i.status]).sort()).toEqual([['acme', 'open'], ['tokyo', 'draft']]);
+    for (const id of ['in_acme_2026_02', 'in_tokyo_2026_02']) {
+      await voidInvoice(db, id, { now: T0 + HOUR, actor: 'test', reason: 'reissued with corrected usage' });
+    }
+    const dry = await stripeSync(db, syncOpts(T0 + HOUR, { dryRun: true }));
+    expect(dry.planned.filter((c) => c.kind === 'invoice_void').map((c) => [c.method, c.path.replace(/in_\w+/, 'ID')])).toEqual([
+      ['POST', '/v1/invoices/ID/void'],
+      ['DELETE', '/v1/invoices/ID'],
+    ]);
+    const r = await stripeSync(db, syncOpts(T0 + HOUR));
+    expect(r.sent.invoice_void).toBe(2);
+    expect(fake.invoices().filter((i) => ['acme', 'tokyo'].includes(i.metadata.tenant_id)).map((i) => i.status)).toEqual(['void']);
+    expect(fake.invoiceItems().filter((ii) => ii.metadata.tenant_id === 'tokyo')).toEqual([]);
+    const tokyoRows = await db.knex('stripe_outbox').where({ tenant_id: 'tokyo' }).whereNot('kind', 'customer').orderBy('kind');
+    expect(tokyoRows.map((x) => [x.kind, x.status])).toEqual([
+      ['invoice', 'sent'], ['invoice_finalize', 'dead'], ['invoice_item', 'failed'], ['invoice_item', 'failed'], ['invoice_pay', 'sent'], ['invoice_void', 'sent'],
+    ]);
+    expect(tokyoRows.find((x) => x.kind === 'invoice_pay').last_error).toBe('local invoice is void; no payment attempt');
+    // Dunning stops for the voided invoice instead of charging it again.
+    const d = await runDunning(db, { now: T0 + HOUR, actor: 'test', stripe: config() });
+    expect(d).toMatchObject({ attempted: 1, declined: 1, closed: 1 }); // kuwait, first synced at T0 + 1 h, is retried
+    const again = await stripeSync(db, syncOpts(T0 + 2 * HOUR));
+    expect(again.queued.voids).toBe(0);
   });
 
   it('dry run lists every call with its exact parameters and changes nothing', async () => {

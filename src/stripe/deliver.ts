@@ -327,6 +327,32 @@ const HANDLERS: Record<OutboxKind, Handler> = {
     idOf: (i) => i.id,
   },
 
+  invoice_void: {
+    async prepare(ctx, row) {
+      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      if (!mapped) return dead(`no Stripe invoice for local invoice ${row.localRef}`);
+      const sid: string = mapped.stripe_invoice_id;
+      if (mapped.stripe_status === 'void' || mapped.stripe_status === 'deleted') return done(sid, undefined, `Stripe invoice is ${mapped.stripe_status}`);
+      if (mapped.stripe_status === 'paid') return dead(`Stripe invoice ${sid} was paid before the local invoice was voided: refund or credit the customer`);
+      // Stripe voids finalized invoices; a draft can only be deleted.
+      if (mapped.stripe_status === 'draft') return call(() => ctx.stripe.invoices.del(sid, {}, { idempotencyKey: row.idempotencyKey }));
+      return call(() => ctx.stripe.invoices.voidInvoice(sid, {}, { idempotencyKey: row.idempotencyKey }));
+    },
+    async recover(ctx, row, failure) {
+      if (failure.kind !== 'rejected') return null;
+      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id).catch(() => null);
+      return si?.status === 'void' ? done(si.id, si, 'Stripe invoice was already void') : null;
+    },
+    async applied(ctx, trx, row, si) {
+      const status = si?.deleted ? 'deleted' : (si?.status ?? null);
+      if (!status) return;
+      await trx('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: status, updated_at: ctx.now });
+      await audit(ctx, trx, row, row.localRef, status === 'deleted' ? 'invoice.draft_deleted' : 'invoice.voided', { stripeInvoiceId: si.id });
+    },
+    idOf: (i) => i.id,
+  },
+
   meter_event: {
     async prepare(ctx, row) {
       const p = row.payload;

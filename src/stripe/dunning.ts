@@ -113,7 +113,7 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
       // Stripe's copy follows through the outbox, in this same transaction.
       await enqueue(trx, [{
         tenantId: inv.tenantId,
-        idempotencyKey: `${idempotencyKeys.invoice(inv.tenantId, inv.id)}/uncollectible`,
+        idempotencyKey: idempotencyKeys.uncollectible(inv.tenantId, inv.id),
         kind: 'invoice_uncollectible',
         localRef: inv.id,
         payload: {},

@@ -72,6 +72,7 @@ export async function enqueueInvoice(trx: Knex.Transaction, inv: Invoice, opts: 
 export interface Pending {
   customers: NewOutboxRow[];
   invoices: Invoice[];
+  voids: NewOutboxRow[];
   meterEvents: NewOutboxRow[];
 }
 
@@ -168,12 +169,38 @@ async function* unqueuedMeterEvents(db: Db, q: Q, tenantId?: string): AsyncGener
   }
 }
 
+/** Invoices voided here after reaching Stripe: their Stripe copy must be voided (or its draft deleted). */
+async function unqueuedVoids(q: Q, tenantId?: string): Promise<NewOutboxRow[]> {
+  const query = q('stripe_invoices as s')
+    .join('invoices as i', (j) => j.on('i.tenant_id', 's.tenant_id').andOn('i.id', 's.invoice_id'))
+    .where('i.status', 'void')
+    .whereIn('s.stripe_status', ['draft', 'open', 'uncollectible'])
+    .whereNotExists(
+      q('stripe_outbox as o')
+        .select(q.raw('1'))
+        .whereRaw('o.tenant_id = s.tenant_id')
+        .andWhere('o.kind', 'invoice_void')
+        .andWhereRaw('o.local_ref = s.invoice_id'),
+    )
+    .select('s.tenant_id', 's.invoice_id')
+    .orderBy(['s.tenant_id', 's.invoice_id']);
+  if (tenantId) query.andWhere('s.tenant_id', tenantId);
+  return (await query).map((r) => ({
+    tenantId: r.tenant_id,
+    idempotencyKey: idempotencyKeys.void(r.tenant_id, r.invoice_id),
+    kind: 'invoice_void' as const,
+    localRef: r.invoice_id,
+    payload: {},
+  }));
+}
+
 /** Everything missing from the outbox, without writing anything (dry run). */
 export async function findPending(db: Db, opts: { tenantId?: string }): Promise<Pending> {
   const q = db.knex;
   const pending: Pending = {
     customers: await missingCustomers(q, opts.tenantId),
     invoices: await unqueuedOpenInvoices(q, opts.tenantId),
+    voids: await unqueuedVoids(q, opts.tenantId),
     meterEvents: [],
   };
   for await (const b of unqueuedMeterEvents(db, q, opts.tenantId)) pending.meterEvents.push(...b.rows);
@@ -183,13 +210,14 @@ export async function findPending(db: Db, opts: { tenantId?: string }): Promise<
 export interface EnqueueResult {
   customers: number;
   invoices: number;
+  voids: number;
   meterEvents: number;
   rows: number;
 }
 
 /** Add whatever is missing to the outbox: customers, then each invoice in its own transaction, then usage. */
 export async function enqueueMissing(db: Db, opts: { now: Instant; actor: string; tenantId?: string }): Promise<EnqueueResult> {
-  const result: EnqueueResult = { customers: 0, invoices: 0, meterEvents: 0, rows: 0 };
+  const result: EnqueueResult = { customers: 0, invoices: 0, voids: 0, meterEvents: 0, rows: 0 };
   await withTx(db, async (trx) => {
     const rows = await missingCustomers(trx, opts.tenantId);
     const added = await enqueue(trx, rows, opts.now);
@@ -209,6 +237,15 @@ export async function enqueueMissing(db: Db, opts: { now: Instant; actor: string
     if (added > 0) result.invoices++;
     result.rows += added;
   }
+  await withTx(db, async (trx) => {
+    const rows = await unqueuedVoids(trx, opts.tenantId);
+    const added = await enqueue(trx, rows, opts.now);
+    for (const r of rows) {
+      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.localRef, action: 'invoice.void_queued', after: { idempotencyKey: r.idempotencyKey } });
+    }
+    result.voids += added;
+    result.rows += added;
+  });
   let maxSeq = 0n;
   for await (const b of unqueuedMeterEvents(db, db.knex, opts.tenantId)) {
     const added = await withTx(db, (trx) => enqueue(trx, b.rows, opts.now));

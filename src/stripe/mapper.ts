@@ -25,6 +25,8 @@ export const idempotencyKeys = {
     bounded(`billing/${tenantId}/invoice/${invoiceId}/line/${lineNo}`, MAX_KEY),
   finalize: (tenantId: string, invoiceId: string) => bounded(`billing/${tenantId}/invoice/${invoiceId}/finalize`, MAX_KEY),
   pay: (tenantId: string, invoiceId: string) => bounded(`billing/${tenantId}/invoice/${invoiceId}/pay`, MAX_KEY),
+  uncollectible: (tenantId: string, invoiceId: string) => bounded(`billing/${tenantId}/invoice/${invoiceId}/uncollectible`, MAX_KEY),
+  void: (tenantId: string, invoiceId: string) => bounded(`billing/${tenantId}/invoice/${invoiceId}/void`, MAX_KEY),
   dunning: (tenantId: string, invoiceId: string, retry: number) =>
     bounded(`billing/${tenantId}/invoice/${invoiceId}/dunning/${retry}`, MAX_KEY),
   meterEvent: (tenantId: string, seq: string) => bounded(`billing/${tenantId}/usage/${seq}`, MAX_KEY),

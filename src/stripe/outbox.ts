@@ -16,6 +16,7 @@ export type OutboxKind =
   | 'invoice_finalize'
   | 'invoice_pay'
   | 'invoice_uncollectible'
+  | 'invoice_void'
   | 'meter_event';
 export type OutboxStatus = 'pending' | 'sent' | 'failed' | 'dead';
 
@@ -27,6 +28,7 @@ export const KIND_ORDER: OutboxKind[] = [
   'invoice_finalize',
   'invoice_pay',
   'invoice_uncollectible',
+  'invoice_void',
   'meter_event',
 ];
 

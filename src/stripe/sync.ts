@@ -37,7 +37,7 @@ export interface SyncOptions {
 export interface PlannedCall {
   tenantId: string;
   kind: OutboxKind;
-  method: 'POST';
+  method: 'POST' | 'DELETE';
   path: string;
   idempotencyKey: string;
   params: Record<string, unknown>;
@@ -46,7 +46,7 @@ export interface PlannedCall {
 export interface SyncReport extends DeliveryReport {
   dryRun: boolean;
   /** Rows added to the outbox by this run. */
-  queued: { customers: number; invoices: number; meterEvents: number; rows: number };
+  queued: { customers: number; invoices: number; voids: number; meterEvents: number; rows: number };
   /** Failed/dead rows made pending again (retry only). */
   requeued: number;
   /** Dry run: the calls that would be made, in order. */
@@ -56,7 +56,7 @@ export interface SyncReport extends DeliveryReport {
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function report(dryRun: boolean): SyncReport {
-  return { ...emptyDeliveryReport(), dryRun, queued: { customers: 0, invoices: 0, meterEvents: 0, rows: 0 }, requeued: 0, planned: [] };
+  return { ...emptyDeliveryReport(), dryRun, queued: { customers: 0, invoices: 0, voids: 0, meterEvents: 0, rows: 0 }, requeued: 0, planned: [] };
 }
 
 async function checkMeters(db: Db, stripe: StripeClient, tenantId: string | undefined, warnings: string[]): Promise<void> {
@@ -97,7 +97,7 @@ export async function stripeSync(db: Db, opts: SyncOptions): Promise<SyncReport>
   const stripe = await createStripeClient(opts.stripe);
   const out = report(false);
   const queued = await enqueueMissing(db, opts);
-  out.queued = { customers: queued.customers, invoices: queued.invoices, meterEvents: queued.meterEvents, rows: queued.rows };
+  out.queued = { customers: queued.customers, invoices: queued.invoices, voids: queued.voids, meterEvents: queued.meterEvents, rows: queued.rows };
   await checkMeters(db, stripe, opts.tenantId, out.warnings);
   await deliver(db, stripe, deliverOptions(opts, KIND_ORDER), out);
   return out;
@@ -125,6 +125,7 @@ const PATHS: Record<OutboxKind, (sid: string) => string> = {
   invoice_finalize: (sid) => `/v1/invoices/${sid}/finalize`,
   invoice_pay: (sid) => `/v1/invoices/${sid}/pay`,
   invoice_uncollectible: (sid) => `/v1/invoices/${sid}/mark_uncollectible`,
+  invoice_void: (sid) => `/v1/invoices/${sid}/void`,
   meter_event: () => '/v1/billing/meter_events',
 };
 
@@ -132,8 +133,8 @@ const PATHS: Record<OutboxKind, (sid: string) => string> = {
 async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
   const out = report(true);
   const pending = await findPending(db, { tenantId: opts.tenantId });
-  const fresh: NewOutboxRow[] = [...pending.customers, ...pending.invoices.flatMap(invoiceRows), ...pending.meterEvents];
-  out.queued = { customers: pending.customers.length, invoices: pending.invoices.length, meterEvents: pending.meterEvents.length, rows: fresh.length };
+  const fresh: NewOutboxRow[] = [...pending.customers, ...pending.invoices.flatMap(invoiceRows), ...pending.voids, ...pending.meterEvents];
+  out.queued = { customers: pending.customers.length, invoices: pending.invoices.length, voids: pending.voids.length, meterEvents: pending.meterEvents.length, rows: fresh.length };
   const rows: Array<Pick<OutboxRow, 'tenantId' | 'kind' | 'localRef' | 'idempotencyKey' | 'payload'>> = [];
   for (const kind of KIND_ORDER) {
     let after: OutboxRow | null = null;
@@ -164,6 +165,8 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
   for (const r of rows) {
     const invoiceId = r.kind === 'invoice_item' ? r.localRef.slice(0, r.localRef.lastIndexOf(':')) : r.localRef;
     let sid = '';
+    let method: PlannedCall['method'] = 'POST';
+    let path: string | null = null;
     let params: Record<string, unknown> = { ...r.payload };
     switch (r.kind) {
       case 'invoice':
@@ -177,6 +180,15 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
       case 'invoice_uncollectible':
         sid = await invoiceOf(r.tenantId, invoiceId);
         break;
+      case 'invoice_void': {
+        const m = await db.knex('stripe_invoices').where({ tenant_id: r.tenantId, invoice_id: invoiceId }).first();
+        sid = m?.stripe_invoice_id ?? `<Stripe invoice for ${invoiceId}>`;
+        if (m?.stripe_status === 'draft') {
+          method = 'DELETE';
+          path = `/v1/invoices/${sid}`;
+        }
+        break;
+      }
       case 'meter_event': {
         const p = r.payload;
         const what = `usage event seq ${r.localRef}${p.event_id ? ` (event_id ${p.event_id})` : ''} of tenant ${r.tenantId}`;
@@ -198,7 +210,7 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
       case 'customer':
         break;
     }
-    out.planned.push({ tenantId: r.tenantId, kind: r.kind, method: 'POST', path: PATHS[r.kind](sid), idempotencyKey: r.idempotencyKey, params });
+    out.planned.push({ tenantId: r.tenantId, kind: r.kind, method, path: path ?? PATHS[r.kind](sid), idempotencyKey: r.idempotencyKey, params });
   }
   return out;
 }

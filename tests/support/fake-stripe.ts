@@ -261,7 +261,7 @@ export class FakeStripe {
   }
 
   invoices(): Obj[] {
-    return [...this.invoiceMap.values()].map(clone);
+    return [...this.invoiceMap.values()].filter((i) => !i.deleted).map(clone);
   }
 
   invoiceItems(): Obj[] {
@@ -472,6 +472,7 @@ export class FakeStripe {
           params,
         )],
       ['GET', new RegExp(`^/v1/invoices/${id}$`), ({ m }) => clone(this.invoice(m[1]))],
+      ['DELETE', new RegExp(`^/v1/invoices/${id}$`), ({ m }) => this.deleteDraft(m[1])],
       ['POST', new RegExp(`^/v1/invoices/${id}/finalize$`), ({ m, params, requestId, key, apiVersion }) => this.finalize(m[1], params, { id: requestId, key }, apiVersion)],
       ['POST', new RegExp(`^/v1/invoices/${id}/pay$`), ({ m, params, requestId, key, apiVersion }) => this.pay(m[1], params, { id: requestId, key }, apiVersion)],
       ['POST', new RegExp(`^/v1/invoices/${id}/mark_uncollectible$`), ({ m, requestId, key, apiVersion }) =>
@@ -597,8 +598,17 @@ export class FakeStripe {
 
   private invoice(iid: string, param = 'id'): Obj {
     const inv = this.invoiceMap.get(iid);
-    if (!inv) throw missing('invoice', iid, param);
+    if (!inv || inv.deleted) throw missing('invoice', iid, param);
     return inv;
+  }
+
+  /** Only a draft can be deleted; its items go with it. */
+  private deleteDraft(iid: string): Obj {
+    const inv = this.invoice(iid);
+    if (inv.status !== 'draft') throw invalid(`You can only delete draft invoices; ${iid} is ${inv.status}.`, undefined, 'invoice_unexpected_state');
+    for (const [k, ii] of this.itemMap) if (ii.invoice === iid) this.itemMap.delete(k);
+    this.invoiceMap.set(iid, { id: iid, object: 'invoice', deleted: true });
+    return { id: iid, object: 'invoice', deleted: true };
   }
 
   private item(iid: string): Obj {

@@ -55,12 +55,13 @@ function printSyncReport(r: SyncReport): void {
   } else {
     const q = r.queued;
     if (r.requeued) printLine(`re-queued ${r.requeued} failed row(s)`);
-    printLine(`queued ${q.rows} call(s): ${q.customers} customer(s), ${q.invoices} invoice(s), ${q.meterEvents} meter event(s)`);
+    printLine(`queued ${q.rows} call(s): ${q.customers} customer(s), ${q.invoices} invoice(s), ${q.voids} void(s), ${q.meterEvents} meter event(s)`);
     const sent = Object.entries(r.sent).map(([k, n]) => `${k} ${n}`);
     printLine(`sent: ${sent.length ? sent.join(', ') : 'nothing'}`);
     if (r.paid || r.paymentFailures) printLine(`payments: ${r.paid} paid, ${r.paymentFailures} declined (dunning started)`);
+    printLine(`retry later ${r.retryLater}, failed ${r.failed}, dead ${r.dead}, waiting on other calls ${r.blocked}`);
   }
-  printLine(`retry later ${r.retryLater}, failed ${r.failed}, dead ${r.dead}, waiting on other calls ${r.blocked}, not yet in Stripe's window ${r.postponed}`);
+  if (r.postponed) printLine(`${r.postponed} meter event(s) not yet inside Stripe's timestamp window (sent by a later run)`);
   if (r.errors.length) {
     printLine(formatTable(['tenant', 'kind', 'ref', 'outcome', 'error'], r.errors.map((e) => [e.tenantId, e.kind, e.ref, e.outcome, e.message])));
   }
