@@ -32,7 +32,7 @@ export interface IngestOptions {
   /** All-or-nothing: any rejected record and nothing is inserted. */
   strict?: boolean;
   rejectsPath?: string;
-  /** Records read and validated at a time (default 5,000): what is held in memory. */
+  /** Records read and validated at a time (default 5,000, or rowsPerTransaction if smaller). */
   batchSize?: number;
   /** Rows per transaction, in whole batches (default: SQLite 50,000, PostgreSQL 5,000). */
   rowsPerTransaction?: number;
@@ -218,7 +218,7 @@ async function* validBatches(
     source = prepend(first.value, bytes);
   }
   counts.format = format;
-  const batchSize = opts.batchSize ?? DEFAULT_BATCH;
+  const batchSize = opts.batchSize ?? Math.min(DEFAULT_BATCH, opts.rowsPerTransaction ?? DEFAULT_BATCH);
   const vctx: ValidateContext = { known: opts.known, now: opts.now, runId: counts.runId };
   const map = opts.map ?? new Map();
   const label = input.label;

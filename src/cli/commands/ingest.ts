@@ -1,0 +1,93 @@
+import { Option, type Command } from 'commander';
+import { buildContext, withDb } from '../context.js';
+import { printErr, printJson } from '../output.js';
+
+interface IngestFlags {
+  format?: 'csv' | 'ndjson' | 'cloudevents';
+  map: string[];
+  rejects?: string;
+  strict?: boolean;
+  batchSize?: string;
+}
+
+const SHOWN_REJECTS = 5;
+
+export function register(program: Command): void {
+  program
+    .command('ingest')
+    .description('load usage events from CSV, NDJSON or CloudEvents files (or stdin; .gz transparently)')
+    .argument('[files...]', 'input files; "-" or none for stdin')
+    .addOption(new Option('--format <format>', 'input format (default: by extension, else sniffed)').choices(['csv', 'ndjson', 'cloudevents']))
+    .option('--map <col=field>', 'read column/key COL as FIELD (repeatable), e.g. --map units=quantity', (v: string, acc: string[]) => [...acc, v], [])
+    .option('--rejects <file>', 'write rejected records, with line and reason, to FILE')
+    .option('--strict', 'all or nothing: insert nothing if any record is rejected')
+    .option('--batch-size <rows>', 'rows per transaction (default: 50000 on SQLite, 5000 on PostgreSQL)')
+    .action(async (files: string[], flags: IngestFlags, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      const [{ BillingError, EXIT }, { parseFieldMap }, { fileInput, streamInput }, { ingest }] = await Promise.all([
+        import('../../domain/errors.js'),
+        import('../../ingest/fields.js'),
+        import('../../ingest/source.js'),
+        import('../../ingest/ingest.js'),
+      ]);
+      const map = parseFieldMap(flags.map);
+      const txRows = flags.batchSize === undefined ? undefined : Number(flags.batchSize);
+      if (txRows !== undefined && !(Number.isInteger(txRows) && txRows > 0)) {
+        throw new BillingError('usage', `--batch-size "${flags.batchSize}" must be a positive whole number of rows`);
+      }
+      const names = files.length ? files : ['-'];
+      if (names.filter((n) => n === '-').length > 1) throw new BillingError('usage', 'stdin ("-") can be read only once');
+      if (names.includes('-') && process.stdin.isTTY) {
+        throw new BillingError('usage', 'no input: pass FILE... or pipe usage into stdin');
+      }
+      const inputs = names.map((n) => (n === '-' ? streamInput('-', process.stdin) : fileInput(n)));
+
+      const t0 = performance.now();
+      const progress = !ctx.json && process.stderr.isTTY ? progressLine() : undefined;
+      const summary = await withDb(ctx, (db) =>
+        ingest(db, inputs, {
+          now: ctx.now,
+          format: flags.format,
+          map,
+          strict: flags.strict,
+          rejectsPath: flags.rejects,
+          rowsPerTransaction: txRows,
+          onProgress: progress?.update,
+          elapsedMs: () => performance.now() - t0,
+        }),
+      ).finally(() => progress?.clear());
+
+      if (ctx.json) printJson(summary);
+      else {
+        const s = summary;
+        printErr(
+          `read ${s.read}, inserted ${s.inserted}, duplicates ${s.duplicates}, rejected ${s.rejected} ` +
+            `in ${s.seconds.toFixed(2)} s (${s.rowsPerSecond} rows/s)` +
+            (s.rolledBack ? ' — --strict: nothing inserted' : ''),
+        );
+        for (const m of s.messages.slice(0, SHOWN_REJECTS)) printErr(`  ${m}`);
+        const more = s.rejected - Math.min(s.messages.length, SHOWN_REJECTS);
+        if (more > 0) printErr(`  ... and ${more} more${flags.rejects ? ` in ${flags.rejects}` : ' (keep them all with --rejects FILE)'}`);
+      }
+      process.exitCode = summary.rejected > 0 ? EXIT.partial : EXIT.ok;
+    });
+}
+
+/** A single self-overwriting status line on a terminal; plain output elsewhere stays clean. */
+function progressLine() {
+  let last = 0;
+  return {
+    update(p: { read: number; inserted: number; duplicates: number; rejected: number; bytes: number; totalBytes?: number; source: string }) {
+      const t = performance.now();
+      if (t - last < 200) return;
+      last = t;
+      const pct = p.totalBytes ? ` ${Math.min(100, Math.floor((100 * p.bytes) / p.totalBytes))}%` : '';
+      process.stderr.write(
+        `\r\x1b[2K${p.source}${pct}: read ${p.read}, inserted ${p.inserted}, duplicates ${p.duplicates}, rejected ${p.rejected}`,
+      );
+    },
+    clear() {
+      if (last) process.stderr.write('\r\x1b[2K');
+    },
+  };
+}
