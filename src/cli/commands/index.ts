@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { register as demo } from './demo.js';
 import { register as migrate } from './migrate.js';
 import { register as ingest } from './ingest.js';
 import { register as record } from './record.js';
@@ -27,7 +28,7 @@ import { register as serve } from './serve.js';
 
 // Each command file defines its options cheaply and lazy-imports its core module, so that
 // `billing check` does not pay for stripe, ink or csv-parse.
-const commands: Array<(program: Command) => void> = [migrate, ingest, record, overage, catalog, tenant, subscribe, subscription, quota, invoice, verify, run, daemon, status, backup, restore, audit, retention, check, aggregate, report, history, estimate, stripe, serve];
+const commands: Array<(program: Command) => void> = [demo, migrate, ingest, record, overage, catalog, tenant, subscribe, subscription, quota, invoice, verify, run, daemon, status, backup, restore, audit, retention, check, aggregate, report, history, estimate, stripe, serve];
 
 export function registerAll(program: Command): void {
   for (const register of commands) register(program);

@@ -40,7 +40,7 @@ export function reportHeading(r: TenantReport): string {
   return `${r.tenantId}  ${day(r.period.start)} → ${day(r.period.end)}  ${plan}  (${r.currency})`;
 }
 
-function reportTable(r: TenantReport): string {
+export function reportTable(r: TenantReport): string {
   const table = formatTable(
     ['feature', 'used', 'included', 'overage', 'amount', 'exceeded', 'hardStop'],
     r.features.map((f) => [f.featureKey, f.used, f.included ?? 'unlimited', f.overage, f.overageAmount, f.isExceeded ? 'yes' : 'no', f.hardStop ? 'yes' : 'no']),

@@ -1,0 +1,156 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseInstant, type Instant } from '../domain/period.js';
+import { BillingError } from '../domain/errors.js';
+import type { Db } from '../storage/db.js';
+import { applyCatalog } from '../catalog/apply.js';
+import { setQuota } from '../catalog/quota.js';
+import { createTenant } from '../subscriptions/tenants.js';
+import { subscribe } from '../subscriptions/lifecycle.js';
+import { ingest, type IngestSummary } from '../ingest/ingest.js';
+import { fileInput } from '../ingest/source.js';
+import { runAggregate } from '../aggregate/aggregate.js';
+import { runOverage } from '../rate/overage.js';
+import { generateInvoices } from '../invoice/generate.js';
+import { listInvoices } from '../invoice/repository.js';
+import type { Invoice } from '../invoice/types.js';
+import { buildReport, type TenantReport } from '../report/report.js';
+import { checkEntitlement, type CheckResult } from '../entitlements/check.js';
+
+const ROOT = new URL('../../../', import.meta.url);
+// Works from src/ (tests) and dist/src/ (installed): seeds/ and fixtures/ sit at the package root.
+function packagePath(rel: string): string {
+  const fromDist = fileURLToPath(new URL(rel, ROOT));
+  try {
+    readFileSync(fromDist, { flag: 'r' });
+    return fromDist;
+  } catch {
+    return fileURLToPath(new URL(`../../${rel}`, import.meta.url));
+  }
+}
+
+interface DemoTenant {
+  id: string;
+  name: string;
+  plan: string;
+  start: string;
+  trialDays?: number;
+  quotas?: Array<{ feature: string; included?: string; unitPrice?: string }>;
+}
+
+export interface DemoSeeds {
+  now: string;
+  tenants: DemoTenant[];
+}
+
+export function loadDemoSeeds(): DemoSeeds {
+  return JSON.parse(readFileSync(packagePath('seeds/tenants.json'), 'utf8')) as DemoSeeds;
+}
+
+/** The clock the demo runs at unless --now says otherwise: the fixtures' "today". */
+export function demoNow(seeds: DemoSeeds): Instant {
+  const t = parseInstant(seeds.now);
+  if (t === null) throw new BillingError('internal', `seeds/tenants.json: bad "now" ${seeds.now}`);
+  return t;
+}
+
+export interface DemoChecks {
+  tenantId: string;
+  featureKey: string;
+  quantity: string;
+  result: CheckResult;
+}
+
+export interface DemoResult {
+  catalogChanges: number;
+  tenants: DemoTenant[];
+  ingest: IngestSummary;
+  aggregated: { groups: number; events: number };
+  rated: number;
+  invoices: Invoice[];
+  report: TenantReport[];
+  checks: DemoChecks[];
+}
+
+export type DemoStep = (title: string, detail: string[]) => void;
+
+/**
+ * `billing demo`: the whole pipeline on the seeded catalog and fixture usage, in the order an
+ * operator would run it. The database must be empty (the CLI gives it a fresh SQLite file).
+ */
+export async function runDemo(db: Db, opts: { now: Instant; actor: string; onStep?: DemoStep }): Promise<DemoResult> {
+  const step = opts.onStep ?? (() => {});
+  const seeds = loadDemoSeeds();
+  const { now, actor } = opts;
+
+  if ((await db.knex('tenants').count({ n: '*' }).first())?.n != 0) {
+    throw new BillingError('usage', `database ${db.display} already has tenants; the demo needs an empty database`);
+  }
+
+  const catalog = JSON.parse(readFileSync(packagePath('seeds/catalog.json'), 'utf8'));
+  const applied = await applyCatalog(db, catalog, { now, actor });
+  step('catalog apply seeds/catalog.json', applied.changes.map((c) => `${c.action} ${c.kind} ${c.key}${c.version ? ` v${c.version}` : ''}`));
+
+  const tenantLines: string[] = [];
+  for (const t of seeds.tenants) {
+    const start = parseInstant(t.start)!;
+    await createTenant(db, { id: t.id, name: t.name }, { now: start, actor });
+    await subscribe(db, { tenantId: t.id, planKey: t.plan, start, trialDays: t.trialDays }, { now: start, actor });
+    for (const q of t.quotas ?? []) {
+      await setQuota(db, { tenantId: t.id, featureKey: q.feature, included: q.included, unitPrice: q.unitPrice }, { now: start, actor });
+    }
+    const quota = (t.quotas ?? []).map((q) => `, quota ${q.feature}: ${q.included} included at ${q.unitPrice}`).join('');
+    tenantLines.push(`${t.id.padEnd(13)} ${t.plan.padEnd(18)} since ${t.start}${quota}`);
+  }
+  step('tenant create + subscribe', tenantLines);
+
+  const started = Date.now();
+  const inputs = ['fixtures/demo/usage.csv', 'fixtures/demo/photo-service.ndjson'].map((f) => {
+    const input = fileInput(packagePath(f));
+    return { ...input, label: f };
+  });
+  const summary = await ingest(db, inputs, { now, elapsedMs: () => Date.now() - started });
+  step('ingest fixtures/demo/usage.csv fixtures/demo/photo-service.ndjson', [
+    `read ${summary.read}, inserted ${summary.inserted}, duplicates ${summary.duplicates}, rejected ${summary.rejected}`,
+    ...summary.messages.map((m) => `rejected: ${m}`),
+  ]);
+
+  const agg = await runAggregate(db, { now });
+  step('aggregate', [`${agg.groups} usage summaries from ${agg.events} events`]);
+
+  const rated = await runOverage(db, { now });
+  step('overage', [`${rated.rated} charges rated`]);
+
+  const generated = await generateInvoices(db, { now, actor, finalize: true });
+  const invoices = await listInvoices(db, {});
+  step(
+    'invoice generate --finalize',
+    invoices.map(
+      (i) =>
+        `${i.number}  ${i.tenantId.padEnd(13)} ${new Date(i.period.start).toISOString().slice(0, 10)} → ${new Date(i.period.end).toISOString().slice(0, 10)}  ${i.currency} ${i.total.padStart(9)}  (${i.lines.length} lines)`,
+    ).concat(generated.created.length === invoices.length ? [] : [`(${generated.created.length} created this run)`]),
+  );
+
+  const report = await buildReport(db, { now, period: 'current' });
+
+  const checks: DemoChecks[] = [];
+  for (const [tenantId, featureKey, quantity] of [
+    ['tnt_acme', 'OCR_SCAN', '1'],
+    ['tnt_acme', 'API_CALL', '20000'],
+    ['tnt_acme', 'PREMIUM_VOICE', '1'],
+    ['tnt_globex', 'PREMIUM_VOICE', '1'],
+  ] as const) {
+    checks.push({ tenantId, featureKey, quantity, result: await checkEntitlement(db, { tenantId, featureKey, quantity }, { now }) });
+  }
+
+  return {
+    catalogChanges: applied.changes.length,
+    tenants: seeds.tenants,
+    ingest: summary,
+    aggregated: { groups: agg.groups, events: agg.events },
+    rated: rated.rated,
+    invoices,
+    report,
+    checks,
+  };
+}
