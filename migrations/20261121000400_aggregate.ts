@@ -4,6 +4,13 @@ import type { Knex } from 'knex';
 // scratch tables are cleared at the start of every run, inside the run's transaction.
 
 export async function up(knex: Knex): Promise<void> {
+  // For `last` features: the latest event folded in, so new events can be merged into the
+  // summary without re-reading the period.
+  await knex.schema.alterTable('usage_summaries', (t) => {
+    t.bigInteger('last_at');
+    t.bigInteger('last_seq');
+  });
+
   // Billing-period windows of the tenants a run looks at (computed in JS, joined in SQL), cut
   // into pieces [lo, hi) that each lie in one fixed-width time bucket, so that a full scan of
   // usage_events can find an event's window with an equi-join on (tenant_id, bucket).
@@ -18,13 +25,15 @@ export async function up(knex: Knex): Promise<void> {
     t.primary(['tenant_id', 'bucket', 'lo']);
   });
 
-  // The (tenant, feature, period) groups a run recomputes.
+  // The (tenant, feature, period) groups a run touches; `whole` = 1 when the group is
+  // recomputed from all its events rather than merged with its new ones.
   await knex.schema.createTable('aggregate_groups', (t) => {
     t.string('tenant_id').notNullable();
     t.string('feature_key').notNullable();
     t.bigInteger('period_start').notNullable();
     t.bigInteger('period_end').notNullable();
     t.string('subscription_id');
+    t.integer('whole').notNullable();
     t.primary(['tenant_id', 'feature_key', 'period_start']);
   });
 
@@ -40,4 +49,8 @@ export async function down(knex: Knex): Promise<void> {
   for (const table of ['aggregate_tenants', 'aggregate_groups', 'aggregate_windows']) {
     await knex.schema.dropTableIfExists(table);
   }
+  await knex.schema.alterTable('usage_summaries', (t) => {
+    t.dropColumn('last_at');
+    t.dropColumn('last_seq');
+  });
 }

@@ -143,7 +143,7 @@ describeEachDb('billing aggregate', (t) => {
     const boundaries = ['2026-02-28T10:00:00Z', '2026-03-15T00:00:00Z', '2026-03-01T00:00:00Z', '2026-03-31T10:00:00Z'].map(iso);
     const from = iso('2026-01-01T00:00:00Z');
     const span = iso('2026-04-20T00:00:00Z') - from;
-    for (let round = 0; round < 12; round++) {
+    for (let round = 0; round < 16; round++) {
       const batch: Ev[] = Array.from({ length: 1 + Math.floor(rand() * 25) }, () => ({
         tenant: pick(['ann', 'bob', 'cal']),
         feature: pick(features),
@@ -157,7 +157,10 @@ describeEachDb('billing aggregate', (t) => {
       if (round === 6) {
         await cancelSubscription(db, { tenantId: 'bob', at: iso('2026-03-20T00:00:00Z') }, { now: iso('2026-03-10T00:00:00Z'), actor: ACTOR });
       }
-      if (rand() < 0.6) await runAggregate(db, { now: NOW });
+      const r = rand();
+      if (r < 0.5) await runAggregate(db, { now: NOW });
+      else if (r < 0.6) await runAggregate(db, { now: NOW, tenantId: pick(['ann', 'bob', 'cal']) });
+      else if (r < 0.7) await runAggregate(db, { now: NOW, period: pick(['current', 'previous', '2026-02']) });
     }
     await runAggregate(db, { now: NOW });
     const incremental = await summaries(db);
@@ -168,7 +171,7 @@ describeEachDb('billing aggregate', (t) => {
     expect(full.events).toBe(Number((await db.knex('usage_events').count({ n: '*' }))[0].n));
   });
 
-  it('rebuilds one tenant or one period without moving the watermark', async () => {
+  it('rebuilds one tenant or recomputes one period on request', async () => {
     const { db } = t();
     await tenant(db, 'ann', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
     await tenant(db, 'bob', { planKey: 'pro', start: '2026-01-25T00:00:00Z' });
@@ -179,7 +182,7 @@ describeEachDb('billing aggregate', (t) => {
     ]);
     const first = await runAggregate(db, { now: NOW });
     await db.knex('usage_summaries').update({ quantity: 0 });
-    expect(await runAggregate(db, { now: NOW, tenantId: 'ann' })).toEqual({ groups: 2, events: 2, full: true, watermark: first.watermark });
+    expect(await runAggregate(db, { now: NOW, tenantId: 'ann' })).toEqual({ groups: 2, events: 2, full: false, watermark: first.watermark });
     // current period of each tenant: ann [10 Apr, 10 May), bob [25 Mar, 25 Apr)
     expect(await runAggregate(db, { now: NOW, period: 'current' })).toMatchObject({ groups: 2, events: 2 });
     expect((await summaries(db)).map((s) => [s.tenant, s.start, s.qty])).toEqual([

@@ -2,17 +2,19 @@ import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
 
 /**
- * Which events the aggregate stage has seen. Events are found by usage_events.seq:
+ * Which events the aggregate stage has folded into usage_summaries, by usage_events.seq.
+ * After a run with watermark W, every summary covers exactly the events with seq <= W that
+ * were visible to it, so the next run can merge the events in (W, W'] without re-reading.
  *
- * - SQLite has one writer at a time, so seqs become visible in order: everything at or below
- *   the watermark has been seen.
+ * - SQLite has one writer at a time, so seqs become visible in order: nothing below the
+ *   watermark can appear later.
  * - PostgreSQL draws seqs when a row is inserted but shows the row only at commit, so a
- *   transaction still in flight can commit seq 100 after seq 101 was aggregated. Every seq
- *   missing at or below the new watermark is kept as a "hole" and re-read by later runs until
- *   every transaction that was in flight when the hole was seen has ended (the snapshot's
- *   xmin has passed the xmax recorded with it); a hole that never fills (a rolled-back insert,
- *   or a duplicate that drew a seq and was skipped) is then dropped. Re-reading is harmless:
- *   groups are recomputed whole, never added to.
+ *   transaction still in flight can commit seq 100 after seq 101 was aggregated. Every seq at
+ *   or below the new watermark that is not visible is kept as a "hole"; an event that later
+ *   appears in a hole is not merged but makes its group recomputed from all its events (so
+ *   holes may be coarse and re-read at will). A hole is dropped once every transaction that
+ *   was in flight when it was seen has ended (the snapshot's xmin has passed the xmax recorded
+ *   with it): it was a rolled-back insert or a duplicate that drew a seq and was skipped.
  */
 export interface Hole {
   from: number;
@@ -29,7 +31,7 @@ export interface AggregateState {
 
 const WATERMARK = 'aggregate.watermark';
 const HOLES = 'aggregate.holes';
-/** More holes than this are merged into covering ranges (re-reading a few extra seqs is harmless). */
+/** More holes than this are merged into covering ranges (re-reading extra seqs only recomputes). */
 const MAX_HOLES = 200;
 
 /** Read the state and hold it for this transaction (a second run waits for the first). */
@@ -71,10 +73,11 @@ export async function findGaps(trx: Knex.Transaction, after: number, upTo: numbe
   if (upTo <= after) return [];
   const [{ n }] = await trx('usage_events').where('seq', '>', after).andWhere('seq', '<=', upTo).count({ n: '*' });
   if (Number(n) === upTo - after) return [];
+  // A sentinel at upTo + 1 closes a trailing gap.
   const r = await trx.raw(
     'SELECT prev + 1 AS gap_from, seq - 1 AS gap_to FROM (SELECT seq, LAG(seq, 1, CAST(? AS BIGINT)) OVER (ORDER BY seq) AS prev ' +
-      'FROM usage_events WHERE seq > ? AND seq <= ?) x WHERE seq > prev + 1',
-    [after, after, upTo],
+      'FROM (SELECT seq FROM usage_events WHERE seq > ? AND seq <= ? UNION ALL SELECT CAST(? AS BIGINT)) s) x WHERE seq > prev + 1',
+    [after, after, upTo, upTo + 1],
   );
   return (r.rows as Array<{ gap_from: unknown; gap_to: unknown }>).map((g) => ({ from: Number(g.gap_from), to: Number(g.gap_to) }));
 }
@@ -104,13 +107,16 @@ export function capHoles(holes: Hole[]): Hole[] {
   return out;
 }
 
-/** SQL condition selecting the events a run has not seen: seq above the watermark or in a hole. */
-export function unseenCondition(state: { watermark: number; holes: Hole[] }, upTo: number): { sql: string; bindings: number[] } {
-  const parts = ['(e.seq > ? AND e.seq <= ?)'];
-  const bindings = [state.watermark, upTo];
-  for (const h of state.holes) {
-    parts.push('(e.seq >= ? AND e.seq <= ?)');
-    bindings.push(h.from, h.to);
-  }
-  return { sql: `(${parts.join(' OR ')})`, bindings };
+/** SQL condition on events `e`: seq in (after, upTo]. */
+export function seqRange(after: number, upTo: number): { sql: string; bindings: number[] } {
+  return { sql: '(e.seq > ? AND e.seq <= ?)', bindings: [after, upTo] };
+}
+
+/** SQL condition on events `e`: seq in one of the holes (null when there are none). */
+export function inHoles(holes: Hole[]): { sql: string; bindings: number[] } | null {
+  if (holes.length === 0) return null;
+  return {
+    sql: `(${holes.map(() => '(e.seq >= ? AND e.seq <= ?)').join(' OR ')})`,
+    bindings: holes.flatMap((h) => [h.from, h.to]),
+  };
 }
