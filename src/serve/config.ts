@@ -9,6 +9,8 @@ export interface ServeConfig {
   clock: () => number;
   bodyLimitBytes?: number;
   maxBatch?: number;
+  /** Requests handled at once; the rest wait in FIFO order. Default per dialect. */
+  maxConcurrent?: number;
   /** null: no rate limit. */
   rateLimit?: RateLimitConfig | null;
   /** Whole-request deadline (receiving the body and handling it). */
@@ -22,6 +24,8 @@ export interface ServeConfig {
 export const SERVE_DEFAULTS = {
   bodyLimitBytes: 1024 * 1024,
   maxBatch: 1000,
+  // SQLite has one connection; PostgreSQL's pool holds 10 (src/storage/db.ts).
+  maxConcurrent: { sqlite: 4, pg: 10 },
   rateLimit: { perSecond: 500, burst: 1000 } as RateLimitConfig,
   requestTimeoutMs: 30_000,
 };

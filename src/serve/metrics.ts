@@ -19,6 +19,9 @@ export class Metrics {
   private readonly checks = new Map<string, number>(); // reason
   inFlight = 0;
 
+  /** `queueDepth`: requests waiting for a turn (read at scrape time). */
+  constructor(private readonly queueDepth: () => number = () => 0) {}
+
   observeRequest(method: string, route: string, status: number, seconds: number): void {
     const key = `${method}\t${route}\t${status}`;
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
@@ -63,6 +66,9 @@ export class Metrics {
     out.push('# HELP billing_http_requests_in_flight Requests being handled.');
     out.push('# TYPE billing_http_requests_in_flight gauge');
     out.push(`billing_http_requests_in_flight ${this.inFlight}`);
+    out.push('# HELP billing_http_requests_queued Requests waiting for a turn under the concurrency limit.');
+    out.push('# TYPE billing_http_requests_queued gauge');
+    out.push(`billing_http_requests_queued ${this.queueDepth()}`);
     out.push('# HELP billing_usage_events_total Usage events received over HTTP by result.');
     out.push('# TYPE billing_usage_events_total counter');
     for (const [status, n] of [...this.usage].sort()) out.push(`billing_usage_events_total{result="${label(status)}"} ${n}`);

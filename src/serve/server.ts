@@ -2,7 +2,9 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Db } from '../storage/db.js';
 import { authenticate, type Client } from './auth.js';
+import { readBody, readJsonBody } from './body.js';
 import { SERVE_DEFAULTS, type ServeConfig } from './config.js';
+import { Gate } from './gate.js';
 import { HttpError, toHttpError } from './http-error.js';
 import { Metrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -69,24 +71,32 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
   const limiter = rateLimit ? new RateLimiter(rateLimit) : null;
   const log = config.log ?? null;
   const stripeWebhookSecret = config.stripeWebhookSecret ?? null;
-  const metrics = new Metrics();
+  const gate = new Gate(config.maxConcurrent ?? SERVE_DEFAULTS.maxConcurrent[db.dialect]);
+  const metrics = new Metrics(() => gate.queued);
+  const overloaded = () => new HttpError(503, 'timeout', `request not handled within ${timeoutMs} ms; retry later`, { Connection: 'close' });
   const routes = compile(ROUTES);
   const state: ServerState = { closing: false };
 
   async function dispatch(req: IncomingMessage, route: Route, params: Record<string, string>, query: URLSearchParams, now: number, client: Client | null): Promise<Reply> {
-    const ctx: RouteContext = { db, req, params, query, client, now, bodyLimitBytes, maxBatch, stripeWebhookSecret, metrics };
     let timer: NodeJS.Timeout | undefined;
+    let expired = false;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
+        expired = true;
         // A body still arriving is the client's slowness (408); otherwise ours (503).
-        const err = req.complete
-          ? new HttpError(503, 'timeout', `request not handled within ${timeoutMs} ms; retry later`, { Connection: 'close' })
-          : new HttpError(408, 'request_timeout', `request body not received within ${timeoutMs} ms`, { Connection: 'close' });
-        reject(err);
+        reject(req.complete ? overloaded() : new HttpError(408, 'request_timeout', `request body not received within ${timeoutMs} ms`, { Connection: 'close' }));
       }, timeoutMs);
     });
+    const work = async (): Promise<Reply> => {
+      // Bodies are read before queueing, so a slow client never holds a slot.
+      const body = route.body === 'json' ? await readJsonBody(req, bodyLimitBytes) : route.body === 'raw' ? await readBody(req, bodyLimitBytes) : undefined;
+      const ctx: RouteContext = { db, req, params, query, body, client, now, maxBatch, stripeWebhookSecret, metrics };
+      if (!route.queued) return route.handle(ctx);
+      // A request whose deadline passed while queued is not started at all.
+      return gate.run(() => (expired ? Promise.reject(overloaded()) : route.handle(ctx)));
+    };
     try {
-      return await Promise.race([route.handle(ctx), deadline]);
+      return await Promise.race([work(), deadline]);
     } finally {
       clearTimeout(timer);
     }

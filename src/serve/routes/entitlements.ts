@@ -1,6 +1,5 @@
 import { checkEntitlement } from '../../entitlements/check.js';
 import { ALIASES } from '../../ingest/fields.js';
-import { readJsonBody } from '../body.js';
 import { consumeUsage } from '../consume.js';
 import { HttpError } from '../http-error.js';
 import { eventTenant, toUsageInput } from '../usage-input.js';
@@ -17,7 +16,7 @@ function requiredText(o: Record<string, unknown>, names: readonly string[], labe
 
 /** POST /v1/billing/entitlements/check: the same answer as `billing check`. */
 export async function checkRoute(ctx: RouteContext): Promise<Reply> {
-  const body = requireObject(await readJsonBody(ctx.req, ctx.bodyLimitBytes));
+  const body = requireObject(ctx.body);
   const tenantId = requiredText(body, ALIASES.tenant_id, 'tenantId');
   const featureKey = requiredText(body, ALIASES.feature, 'usageType (or featureId)');
   const q = ALIASES.quantity.map((n) => body[n]).find((v) => v !== undefined && v !== null);
@@ -38,8 +37,8 @@ export async function checkRoute(ctx: RouteContext): Promise<Reply> {
  * POST /v1/billing/entitlements/consume (and POST /v1/billing/usage with "enforce": true):
  * check and record one event atomically, so concurrent callers cannot overshoot a hard stop.
  */
-export async function consumeRoute(ctx: RouteContext, preread?: Record<string, unknown>): Promise<Reply> {
-  const body = preread ?? requireObject(await readJsonBody(ctx.req, ctx.bodyLimitBytes));
+export async function consumeRoute(ctx: RouteContext): Promise<Reply> {
+  const body = requireObject(ctx.body);
   assertTenantAllowed(ctx, eventTenant(body));
   const ev = toUsageInput(body);
   if (!ev.ok) {

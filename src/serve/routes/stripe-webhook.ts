@@ -1,4 +1,3 @@
-import { readBody } from '../body.js';
 import { HttpError } from '../http-error.js';
 import type { Reply, RouteContext } from './types.js';
 
@@ -14,7 +13,7 @@ export async function stripeWebhookRoute(ctx: RouteContext): Promise<Reply> {
   if (typeof signature !== 'string' || signature === '') {
     throw new HttpError(400, 'signature_invalid', 'missing Stripe-Signature header; nothing was applied');
   }
-  const payload = await readBody(ctx.req, ctx.bodyLimitBytes);
+  const payload = ctx.body as Buffer;
   // The Stripe SDK loads only when a webhook actually arrives.
   const { verifyWebhook, applyStripeEvent } = await import('../../stripe/webhooks.js');
   const event = await verifyWebhook(payload, signature, { secret: ctx.stripeWebhookSecret, now: ctx.now });

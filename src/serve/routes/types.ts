@@ -8,11 +8,12 @@ export interface RouteContext {
   req: IncomingMessage;
   params: Record<string, string>;
   query: URLSearchParams;
+  /** The request body, read by the server per the route's `body`: parsed JSON, or raw bytes. */
+  body: unknown;
   /** The authenticated caller; null on public routes (health, metrics). */
   client: Client | null;
   /** The billing clock for this request. */
   now: number;
-  bodyLimitBytes: number;
   maxBatch: number;
   /** null: the Stripe webhook route answers 404. */
   stripeWebhookSecret: string | null;
@@ -33,5 +34,9 @@ export interface Route {
   path: string;
   /** Whether the caller must present a service secret or JWT. */
   auth: boolean;
+  /** How the server reads the body before handling: JSON, raw bytes (signed payloads), none. */
+  body: 'json' | 'raw' | 'none';
+  /** Whether the handler waits its turn under the server's concurrency limit (database work). */
+  queued: boolean;
   handle(ctx: RouteContext): Promise<Reply>;
 }

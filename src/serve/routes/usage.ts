@@ -1,6 +1,5 @@
 import { recordUsage, type RecordResult, type UsageInput } from '../../ingest/record.js';
 import { buildReport } from '../../report/report.js';
-import { readJsonBody } from '../body.js';
 import { HttpError } from '../http-error.js';
 import { eventTenant, toUsageInput } from '../usage-input.js';
 import { consumeRoute } from './entitlements.js';
@@ -12,9 +11,9 @@ import type { Reply, RouteContext } from './types.js';
  * result, in order; a bad event never fails the others. Idempotent on the ingest key.
  */
 export async function recordRoute(ctx: RouteContext): Promise<Reply> {
-  const body = await readJsonBody(ctx.req, ctx.bodyLimitBytes);
+  const body = ctx.body;
   const single = !Array.isArray(body);
-  if (single && requireObject(body).enforce === true) return consumeRoute(ctx, body as Record<string, unknown>);
+  if (single && requireObject(body).enforce === true) return consumeRoute(ctx);
   const events: unknown[] = single ? [body] : (body as unknown[]);
   if (events.length === 0) throw new HttpError(400, 'invalid_body', 'the batch is empty; send at least one event');
   if (events.length > ctx.maxBatch) {

@@ -2,6 +2,7 @@ import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { authenticate, mayActFor } from '../src/serve/auth.js';
 import { authConfigFromEnv } from '../src/serve/config.js';
+import { Gate } from '../src/serve/gate.js';
 import { verifyJwt } from '../src/serve/jwt.js';
 import { RateLimiter } from '../src/serve/rate-limit.js';
 
@@ -109,5 +110,46 @@ describe('RateLimiter', () => {
     expect(rl.take('a').ok).toBe(false);
     t = 60_000;
     expect([rl.take('a'), rl.take('a'), rl.take('a'), rl.take('a')].map((r) => r.ok)).toEqual([true, true, true, false]);
+  });
+});
+
+describe('Gate', () => {
+  it('runs at most `max` tasks at once and starts the rest in arrival order', async () => {
+    const gate = new Gate(2);
+    const started: number[] = [];
+    const release: Array<() => void> = [];
+    let active = 0;
+    let peak = 0;
+    const tasks = Array.from({ length: 5 }, (_, i) =>
+      gate.run(async () => {
+        started.push(i);
+        peak = Math.max(peak, ++active);
+        await new Promise<void>((r) => release.push(r));
+        active--;
+        return i;
+      }),
+    );
+    const tick = () => new Promise((r) => setImmediate(r));
+    await tick();
+    expect(started).toEqual([0, 1]);
+    expect(gate.queued).toBe(3);
+    release[1]();
+    await tick();
+    expect(started).toEqual([0, 1, 2]);
+    while (release.length < 5 || started.length < 5) {
+      release.forEach((r) => r());
+      await tick();
+    }
+    release.forEach((r) => r());
+    expect(await Promise.all(tasks)).toEqual([0, 1, 2, 3, 4]);
+    expect(started).toEqual([0, 1, 2, 3, 4]);
+    expect(peak).toBe(2);
+    expect(gate.queued).toBe(0);
+  });
+
+  it('frees the slot when a task fails', async () => {
+    const gate = new Gate(1);
+    await expect(gate.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(await gate.run(async () => 'next')).toBe('next');
   });
 });
