@@ -231,6 +231,26 @@ describeEachDb('billing serve', (t) => {
     expect((await s.call('POST', USAGE, { headers: SVC, body: [] })).status).toBe(400);
   });
 
+  it('consumes: records when allowed, answers denied, rejected and unknown tenant', async () => {
+    const { db } = t();
+    await seed(db);
+    const s = await start(db);
+    const api = (extra: Record<string, unknown>) => ({ ...event(1, { usageType: 'API_CALL' }), ...extra });
+    const ok = await s.call('POST', CONSUME, { headers: SVC, body: api({ quantity: 10 }) });
+    expect(ok.status).toBe(200);
+    expect(ok.json).toMatchObject({ status: 'inserted', idempotencyKey: expect.any(String), allowed: true, used: '0', remaining: '10' });
+    const denied = await s.call('POST', CONSUME, { headers: SVC, body: api({ id: 'other', quantity: 1 }) });
+    expect(denied.json).toMatchObject({ status: 'denied', allowed: false, reason: 'limit_reached', used: '10', remaining: '0' });
+    const future = await s.call('POST', CONSUME, { headers: SVC, body: { ...event(2), timestamp: '2026-01-16T00:00:00Z' } });
+    expect(future.status).toBe(422);
+    expect(future.json).toMatchObject({ status: 'rejected', rejection: { field: 'occurredAt', reason: expect.stringMatching(/future/) } });
+    const nobody = await s.call('POST', CONSUME, { headers: SVC, body: { ...event(3), tenantId: 'nobody' } });
+    expect(nobody.status).toBe(404);
+    expect(nobody.json).toMatchObject({ status: 'denied', reason: 'unknown_tenant' });
+    expect(await recordedUnits(db, 'acme', 'API_CALL')).toBe('10000000');
+    expect(await recordedUnits(db, 'acme', 'OCR_SCAN')).toBe('0');
+  });
+
   it('refuses oversized (413) and malformed (400) bodies and keeps serving', async () => {
     const { db } = t();
     await seed(db);
