@@ -44,6 +44,11 @@ describeEachDb('billing verify', (t) => {
     await db.knex('invoices').where({ id: jan.id }).update({ total: 'NaN' });
     r = await verify(url);
     expect(r.report.violations).toEqual([expect.objectContaining({ check: 'decimal', invoice: 'INV-000001' })]);
+
+    await db.knex('invoices').where({ id: jan.id }).update({ total: '12.50' });
+    await db.knex('invoice_lines').where({ tenant_id: 'acme', invoice_id: jan.id, line_no: 2 }).update({ details: '{not json' });
+    r = await verify(url);
+    expect(r.report.violations).toEqual([expect.objectContaining({ check: 'recompute', invoice: 'INV-000001', line: 2 })]);
   });
 
   it('reports an invoice duplicated behind a dropped unique index, as a duplicate and as double billing', async () => {

@@ -132,15 +132,12 @@ async function createInvoice(
     return await withTx(db, async (trx) => {
       // The counter lock serialises creators, so this check sees every committed invoice.
       const number = await takeInvoiceNumber(trx);
-      const current = await trx('invoices')
+      const earlier = await trx('invoices')
         .where({ tenant_id: sub.tenantId, subscription_id: sub.id, period_start: bp.period.start })
-        .whereNot('status', 'void')
-        .first('id');
-      if (current) throw new AlreadyInvoiced();
-      const voided = await trx('invoices')
-        .where({ tenant_id: sub.tenantId, subscription_id: sub.id, period_start: bp.period.start, status: 'void' })
-        .orderBy('number', 'desc')
-        .first('id');
+        .orderByRaw('created_at, LENGTH(number), number')
+        .select('id', 'status');
+      if (earlier.some((i) => i.status !== 'void')) throw new AlreadyInvoiced();
+      const voided = earlier.at(-1);
       const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal });
       const head: Omit<Invoice, 'lines'> = {
         id: newInvoiceId(),

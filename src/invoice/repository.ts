@@ -6,7 +6,15 @@ import { INVOICE_STATUSES, type Invoice, type InvoiceLine, type InvoiceStatus } 
 type Q = Knex | Knex.Transaction;
 
 const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
-const json = (v: unknown) => (v === null || v === undefined || v === '' ? null : JSON.parse(String(v)));
+/** Stored JSON; unparsable text is handed back as is, for `billing verify` to report. */
+function json(v: unknown): any {
+  if (v === null || v === undefined || v === '') return null;
+  try {
+    return JSON.parse(String(v));
+  } catch {
+    return String(v);
+  }
+}
 
 // Integer money columns come back as text so nothing is squeezed through a JS number.
 function invoiceColumns(q: Q) {
