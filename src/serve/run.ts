@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { BillingError } from '../domain/errors.js';
 import type { Db } from '../storage/db.js';
 import type { ServeConfig } from './config.js';
 import { createServer, stopServer } from './server.js';
@@ -17,9 +18,11 @@ export interface RunOptions {
 export async function runServer(db: Db, config: ServeConfig, opts: RunOptions): Promise<void> {
   const server = createServer(db, config);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (e: NodeJS.ErrnoException) =>
+      reject(new BillingError('conflict', `cannot listen on ${opts.host}:${opts.port} (${e.code ?? e.message}); choose another --port or --host`));
+    server.once('error', fail);
     server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve();
     });
   });

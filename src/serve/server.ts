@@ -167,7 +167,8 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
 
   const server = http.createServer(
     { requestTimeout: timeoutMs, headersTimeout: Math.min(timeoutMs, 60_000), keepAliveTimeout: 5_000 },
-    (req, res) => void handle(req, res),
+    // handle() answers every error itself; this only guards against a throwing log sink.
+    (req, res) => void handle(req, res).catch(() => res.destroy()),
   );
   states.set(server, state);
   return server;
