@@ -91,6 +91,15 @@ describeEachDb('stripe sync', (t) => {
     });
   }
 
+  it('two syncs at once still leave one copy and apply each answer once', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    await Promise.all([stripeSync(db, syncOpts(T0)), stripeSync(db, syncOpts(T0))]);
+    await expectMirrored(db, { paid: true });
+    expect(await db.knex('audit_log').where({ entity: 'stripe', action: 'invoice.finalized' })).toHaveLength(3);
+    expect(await db.knex('audit_log').where({ entity: 'invoice', action: 'paid' })).toHaveLength(3);
+  });
+
   it('records backoff with jitter, gives up after --max-attempts, and revives dead rows on request', async () => {
     const { db } = t();
     await seedScenario(db.knex);

@@ -398,8 +398,7 @@ async function attempt(ctx: Ctx, row: OutboxRow, h: Handler, fn: () => Promise<a
     }
     if (failure.kind === 'card_declined' && h.declined) {
       await withTx(ctx.db, async (trx) => {
-        await markSent(trx, row, null, ctx.now, `payment declined: ${failure.message}`);
-        await h.declined!(ctx, trx, row, failure);
+        if (await markSent(trx, row, null, ctx.now, `payment declined: ${failure.message}`)) await h.declined!(ctx, trx, row, failure);
       });
       return null;
     }
@@ -426,8 +425,8 @@ async function deliverRow(ctx: Ctx, row: OutboxRow): Promise<void> {
     case 'done': {
       const o = outcome;
       await withTx(ctx.db, async (trx) => {
-        await markSent(trx, row, o.stripeId, ctx.now, o.note ?? null);
-        await h.applied?.(ctx, trx, row, o.object ?? null);
+        // Two syncs may deliver the same row (same key, same answer); only the first applies it.
+        if (await markSent(trx, row, o.stripeId, ctx.now, o.note ?? null)) await h.applied?.(ctx, trx, row, o.object ?? null);
       });
       ctx.report.sent[row.kind] = (ctx.report.sent[row.kind] ?? 0) + 1;
       return;

@@ -152,8 +152,9 @@ export async function markAttemptStarted(q: Q, row: OutboxRow, now: Instant): Pr
   row.firstAttemptAt = now;
 }
 
-export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, now: Instant, note: string | null = null): Promise<void> {
-  await where(q, row).update({
+/** Returns false when another process recorded this row first (its effects are already applied). */
+export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, now: Instant, note: string | null = null): Promise<boolean> {
+  const n = await where(q, row).where('status', 'pending').update({
     status: 'sent',
     attempts: row.attempts + 1,
     stripe_id: stripeId,
@@ -161,6 +162,7 @@ export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, no
     first_attempt_at: row.firstAttemptAt ?? now,
     updated_at: now,
   });
+  return n > 0;
 }
 
 /** Exponential backoff from one minute, capped at six hours, with ±25 % jitter. */
