@@ -17,19 +17,26 @@ export const FEB = { start: JAN.end, end: T('2026-03-01T00:00:00Z') };
 export const NOW = T('2026-02-10T12:00:00Z'); // January closed, February open
 const CATALOG = JSON.parse(readFileSync(fileURLToPath(new URL('../seeds/catalog.json', import.meta.url)), 'utf8'));
 
-/** Demo catalog, tenants on starter from 1 Jan (no trial), and January/February summaries. */
+/**
+ * Demo catalog, tenants on starter from 1 Jan (no trial), and raw OCR_SCAN events: tenant i
+ * scans 120 + i in January and 30 + i in February (ingested as they happen).
+ */
 export async function seedWorld(db: Db, tenants: string[] = ['acme', 'globex']): Promise<void> {
   const actor = 'test';
   await applyCatalog(db, CATALOG, { now: JAN.start - 1000, actor });
   for (const [i, id] of tenants.entries()) {
     await createTenant(db, { id, name: id.toUpperCase(), currency: 'USD' }, { now: JAN.start - 1000, actor });
     await subscribe(db, { tenantId: id, planKey: 'starter', start: JAN.start, trialDays: 0 }, { now: JAN.start, actor });
-    for (const [period, used] of [[JAN, 120 + i], [FEB, 30 + i]] as const) {
-      await db.knex('usage_summaries').insert({
-        tenant_id: id, feature_key: 'OCR_SCAN', period_start: period.start, period_end: period.end,
-        subscription_id: `sub_${id}_1`, quantity: decimalToMicro(String(used)), event_count: 3, computed_at: NOW,
-      });
-    }
+    const events = [
+      ...[30, 30, 30, 30 + i].map((q, k) => ({ q, at: JAN.start + (k + 1) * 86_400_000 })),
+      { q: 30 + i, at: FEB.start + 86_400_000 },
+    ];
+    await db.knex('usage_events').insert(
+      events.map((e, k) => ({
+        tenant_id: id, idempotency_key: `${id}-scan-${k}`, feature_key: 'OCR_SCAN', quantity: decimalToMicro(String(e.q)),
+        occurred_at: e.at, ingested_at: e.at + 60_000, event_id: `${id}-scan-${k}`, source_service: 'scanner',
+      })),
+    );
   }
 }
 

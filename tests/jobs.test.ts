@@ -1,11 +1,13 @@
-import { expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
 import { runCli } from './helpers/cli.js';
-import { NOW, seedWorld, snapshot, spawnScript, sleep } from './jobs-support.js';
+import { JAN, NOW, seedWorld, snapshot, spawnScript, sleep } from './jobs-support.js';
+import { FakeStripe } from './support/fake-stripe.js';
 import { withJobLock } from '../src/jobs/lock.js';
 import { runPipeline } from '../src/jobs/pipeline.js';
 import { listJobRuns } from '../src/jobs/runs.js';
-import { STAGES, type Stage } from '../src/jobs/stages.js';
+import { PIPELINE_JOBS, stagesFor, type Stage } from '../src/jobs/stages.js';
+import type { Db } from '../src/storage/db.js';
 import { BillingError } from '../src/domain/errors.js';
 
 const ISO_NOW = new Date(NOW).toISOString();
@@ -104,32 +106,42 @@ describeEachDb('job locks', (t) => {
 });
 
 describeEachDb('pipeline', (t) => {
-  it('runs the stages that exist, records each run, and is idempotent', async () => {
+  const invoices = async (db: Db) =>
+    (await db.knex('invoices').select('tenant_id', 'status', 'total', 'period_start').orderBy('tenant_id')).map((r) => ({ ...r, period_start: Number(r.period_start) }));
+
+  it('runs every stage in order, records each run, and is idempotent', async () => {
     const { db } = t();
     await seedWorld(db);
     const events: string[] = [];
     const first = await runPipeline(db, { now: NOW, actor: 'test', onProgress: (e) => events.push(`${e.type}:${e.job}`) });
     expect(first.ok).toBe(true);
-    expect(first.stages.map((s) => s.job)).toEqual(STAGES.map((s) => s.job));
-    expect(first.stages.every((s) => s.status === 'succeeded' || s.status === 'skipped')).toBe(true);
-    expect(events[0]).toBe(`stage-start:${STAGES[0].job}`);
-    expect(events).toHaveLength(STAGES.length * 2);
-
-    const charges = async () =>
-      (await db.knex('rated_charges').select('tenant_id', 'feature_key', 'period_start', 'amount').orderBy(['tenant_id', 'period_start']))
-        .map((r) => ({ ...r, period_start: Number(r.period_start) }));
+    expect(first.stages.map((s) => [s.job, s.status])).toEqual([
+      ['aggregate', 'succeeded'],
+      ['overage', 'succeeded'],
+      ['invoice', 'succeeded'],
+      ['stripe-sync', 'skipped'],
+      ['dunning', 'skipped'],
+    ]);
+    expect(first.stages[3].reason).toMatch(/STRIPE_SECRET_KEY/);
+    expect(events.slice(0, 3)).toEqual(['stage-start:aggregate', 'stage-end:aggregate', 'stage-start:overage']);
+    expect(events).toHaveLength(PIPELINE_JOBS.length * 2);
+    // January closed: 120 scans on starter (50 included, 0.05 each) = 3.50 on top of 29.00.
+    expect(await invoices(db)).toEqual([
+      { tenant_id: 'acme', status: 'open', total: '32.50', period_start: JAN.start },
+      { tenant_id: 'globex', status: 'open', total: '32.55', period_start: JAN.start },
+    ]);
+    const charges = async () => db.knex('rated_charges').select('tenant_id', 'feature_key', 'period_start', 'amount').orderBy(['tenant_id', 'period_start']);
     const after1 = await charges();
-    expect(after1.length).toBeGreaterThan(0);
-    // January: 120 scans on starter (50 included, 0.05 each) = 3.50
-    expect(after1.find((c) => c.tenant_id === 'acme' && c.feature_key === 'OCR_SCAN' && c.period_start === Date.parse('2026-01-01T00:00:00Z')))
-      .toMatchObject({ amount: '3.50' });
 
     const second = await runPipeline(db, { now: NOW, actor: 'test' });
     expect(second.ok).toBe(true);
+    expect(second.stages.find((s) => s.job === 'invoice')!.counts).toMatchObject({ created: 0 });
     expect(await charges()).toEqual(after1);
-    const runs = await listJobRuns(db, { job: 'overage' });
-    expect(runs.map((r) => r.status)).toEqual(['succeeded', 'succeeded']);
-    expect(runs[1].counts).toMatchObject({ rated: expect.any(Number) });
+    expect(await invoices(db)).toHaveLength(2);
+    const runs = await listJobRuns(db, { job: 'invoice' });
+    expect(runs.map((r) => [r.status, r.trigger])).toEqual([['succeeded', 'run'], ['succeeded', 'run']]);
+    expect(runs[1].counts).toMatchObject({ created: 2, skipped: 0 });
+    expect((await listJobRuns(db, { job: 'stripe-sync' }))[0]).toMatchObject({ status: 'skipped', error: expect.stringMatching(/STRIPE_SECRET_KEY/) });
   });
 
   it('stops at a failed stage, records the error, and the next run resumes', async () => {
@@ -137,26 +149,26 @@ describeEachDb('pipeline', (t) => {
     await seedWorld(db);
     let fail = true;
     const flaky: Stage = {
-      job: 'aggregate',
+      job: 'overage',
       async run() {
         if (fail) throw new BillingError('db_error', 'disk full');
-        return { groups: 0 };
+        return { rated: 0 };
       },
     };
-    const overage = STAGES.find((s) => s.job === 'overage')!;
-    const r1 = await runPipeline(db, { now: NOW, actor: 'test', stages: [flaky, overage] });
+    const stages = [stagesFor(['aggregate'])[0], flaky, stagesFor(['invoice'])[0]];
+    const r1 = await runPipeline(db, { now: NOW, actor: 'test', stages });
     expect(r1.ok).toBe(false);
-    expect(r1.stoppedAt).toMatchObject({ job: 'aggregate', status: 'failed', error: { code: 'db_error', message: 'disk full' } });
-    expect(r1.stages[1]).toMatchObject({ job: 'overage', status: 'not_run' });
-    expect(await db.knex('rated_charges').count('* as n').first()).toMatchObject({ n: 0 });
-    const [failed] = await listJobRuns(db, { job: 'aggregate' });
+    expect(r1.stoppedAt).toMatchObject({ job: 'overage', status: 'failed', error: { code: 'db_error', message: 'disk full' } });
+    expect(r1.stages.map((s) => s.status)).toEqual(['succeeded', 'failed', 'not_run']);
+    expect(await invoices(db)).toEqual([]);
+    const [failed] = await listJobRuns(db, { job: 'overage' });
     expect(failed).toMatchObject({ status: 'failed', error: 'db_error: disk full' });
     expect(failed.finishedAt).not.toBeNull();
 
     fail = false;
-    const r2 = await runPipeline(db, { now: NOW, actor: 'test', stages: [flaky, overage] });
+    const r2 = await runPipeline(db, { now: NOW, actor: 'test', stages });
     expect(r2.ok).toBe(true);
-    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBeGreaterThan(0);
+    expect(await invoices(db)).toHaveLength(2);
   });
 
   it('closes a run left "running" by a process that died, once it holds the lock', async () => {
@@ -170,41 +182,78 @@ describeEachDb('pipeline', (t) => {
 });
 
 describeEachDb('billing run / status (CLI)', (t) => {
-  it('runs end to end, then shows each job in status', async () => {
+  let fake: FakeStripe;
+  beforeEach(async () => {
+    fake = await FakeStripe.start({ now: NOW });
+  });
+  afterEach(async () => {
+    await fake.close();
+  });
+  const stripeEnv = () => ({ STRIPE_SECRET_KEY: 'sk_test_jobs', STRIPE_API_BASE: fake.url });
+
+  it('runs end to end into Stripe, then shows each job in status', async () => {
     const { db, url } = t();
     await seedWorld(db);
-    const r = await runCli(['run', '--json'], { db: url, now: ISO_NOW });
+    const r = await runCli(['run', '--json'], { db: url, now: ISO_NOW, env: stripeEnv() });
+    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.ok).toBe(true);
-    expect(out.stages.find((s: any) => s.job === 'overage')).toMatchObject({ status: 'succeeded', counts: { rated: expect.any(Number) } });
+    expect(out.stages.map((s: any) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded']);
+    expect(out.stages.find((s: any) => s.job === 'stripe-sync').counts).toMatchObject({ 'sent.customer': 2, 'sent.invoice': 2, failed: 0, dead: 0 });
+    expect(fake.customers()).toHaveLength(2);
+    expect(fake.invoices().map((i) => i.amount_due).sort()).toEqual([3250, 3255]);
 
-    const plain = await runCli(['run'], { db: url, now: ISO_NOW });
+    // Rerunning changes nothing: no new invoice, no second Stripe object.
+    const plain = await runCli(['run'], { db: url, now: ISO_NOW, env: stripeEnv() });
     expect(plain.code).toBe(0);
     expect(plain.stdout).toMatch(/^STAGE\s+STATUS\s+TIME\s+DETAIL/m);
+    expect(plain.stdout).toMatch(/^invoice\s+succeeded\s+\S+\s+created=0/m);
     expect(plain.stdout + plain.stderr).not.toMatch(/\x1b\[/);
+    expect(fake.customers()).toHaveLength(2);
+    expect(fake.invoices()).toHaveLength(2);
+    expect(await db.knex('invoices').count('* as n').first()).toMatchObject({ n: 2 });
 
     const s = await runCli(['status', '--json'], { db: url, now: '2026-02-10T12:20:00Z' });
     expect(s.code).toBe(0);
     const status = JSON.parse(s.stdout);
-    const overage = status.jobs.find((j: any) => j.job === 'overage');
-    expect(overage.last).toMatchObject({ status: 'succeeded', trigger: 'run' });
-    expect(overage.nextRunAt).toBe('2026-02-10T13:00:00.000Z'); // hourly at :00
-    expect(status.jobs.find((j: any) => j.job === 'invoice').nextRunAt).toBe('2026-02-11T00:15:00.000Z');
+    const invoice = status.jobs.find((j: any) => j.job === 'invoice');
+    expect(invoice.last).toMatchObject({ status: 'succeeded', trigger: 'run', counts: { created: 0 } });
+    expect(invoice.nextRunAt).toBe('2026-02-11T00:15:00.000Z'); // daily at 00:15
+    expect(status.jobs.find((j: any) => j.job === 'aggregate').nextRunAt).toBe('2026-02-10T13:00:00.000Z'); // hourly
     expect(status.locks).toEqual([]);
+    expect(status.backlog).toMatchObject({ aggregation: { eventsWaiting: 0 }, invoicing: { periodsWaiting: 0 }, stripeOutbox: { pending: 0, failed: 0, dead: 0 } });
+
+    // A new event and a closed February show up as waiting work.
+    await db.knex('usage_events').insert({ tenant_id: 'acme', idempotency_key: 'new', feature_key: 'OCR_SCAN', quantity: 1, occurred_at: NOW, ingested_at: NOW });
+    const later = JSON.parse((await runCli(['status', '--json'], { db: url, now: '2026-03-02T00:00:00Z' })).stdout);
+    expect(later.backlog).toMatchObject({ aggregation: { eventsWaiting: 1 }, invoicing: { periodsWaiting: 2, oldestPeriodEnd: '2026-03-01T00:00:00.000Z' } });
 
     const table = await runCli(['status'], { db: url, now: ISO_NOW });
     expect(table.stdout).toMatch(/^JOB\s+LAST\s+STARTED/m);
-    expect(table.stdout).toMatch(/^overage\s+succeeded/m);
+    expect(table.stdout).toMatch(/^invoice\s+succeeded/m);
+    expect(table.stdout).toMatch(/^events waiting for aggregation: 1$/m);
   });
 
-  it('--dry-run changes nothing at all', async () => {
+  it('--dry-run shows the invoices and Stripe calls it would make, and changes nothing at all', async () => {
     const { db, url } = t();
     await seedWorld(db);
     const before = await snapshot(db);
-    const r = await runCli(['run', '--dry-run', '--json'], { db: url, now: ISO_NOW });
+    const r = await runCli(['run', '--dry-run', '--json'], { db: url, now: ISO_NOW, env: stripeEnv() });
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ dryRun: true, ok: true });
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ dryRun: true, ok: true });
+    const plan = (job: string) => out.stages.find((s: any) => s.job === job);
+    expect(plan('aggregate')).toMatchObject({ status: 'planned', plan: { eventsWaiting: 10 } });
+    expect(plan('invoice').plan.invoices.map((i: any) => [i.tenant, i.total, i.status])).toEqual([['acme', '32.50', 'open'], ['globex', '32.55', 'open']]);
+    expect(plan('stripe-sync').plan.planned.map((c: any) => c.path)).toEqual(['/v1/customers', '/v1/customers']);
+    expect(plan('dunning')).toMatchObject({ status: 'not_run' });
+    expect(await snapshot(db)).toEqual(before);
+    expect(fake.requests).toEqual([]);
+
+    const text = await runCli(['run', '--dry-run'], { db: url, now: ISO_NOW });
+    expect(text.stdout).toMatch(/^dry run: nothing was changed$/m);
+    expect(text.stdout).toMatch(/^invoice: 2 invoice\(s\) would be generated/m);
     expect(await snapshot(db)).toEqual(before);
   });
 

@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
 
 /**
@@ -9,6 +10,30 @@ export interface Backlog {
   /** Events the aggregate stage has not seen yet (above its watermark, or in a hole). */
   aggregation: { eventsWaiting: number; watermark: number | null };
   stripeOutbox: { pending: number; due: number; failed: number; dead: number } | null;
+  /** Subscription periods that have ended without a (non-void) invoice. */
+  invoicing: { periodsWaiting: number; oldestPeriodEnd: string | null } | null;
+}
+
+async function invoicingBacklog(db: Db, now: number): Promise<Backlog['invoicing']> {
+  if (!(await db.knex.schema.hasTable('invoices'))) return null;
+  const { endedPeriods } = await import('../invoice/generate.js');
+  const { subscriptionFromRow } = await import('../subscriptions/repository.js');
+  const invoiced = new Set(
+    (await db.knex('invoices').whereNot('status', 'void').select('tenant_id', 'subscription_id', 'period_start')).map(
+      (r) => `${r.tenant_id}|${r.subscription_id}|${Number(r.period_start)}`,
+    ),
+  );
+  let periodsWaiting = 0;
+  let oldestPeriodEnd: number | null = null;
+  for (const row of await db.knex('subscriptions').select('*')) {
+    const sub = subscriptionFromRow(row);
+    for (const bp of endedPeriods(sub, now)) {
+      if (invoiced.has(`${sub.tenantId}|${sub.id}|${bp.period.start}`)) continue;
+      periodsWaiting++;
+      if (oldestPeriodEnd === null || bp.period.end < oldestPeriodEnd) oldestPeriodEnd = bp.period.end;
+    }
+  }
+  return { periodsWaiting, oldestPeriodEnd: oldestPeriodEnd === null ? null : new Date(oldestPeriodEnd).toISOString() };
 }
 
 // The aggregate stage's state keys in job_state (src/aggregate/watermark.ts).
@@ -16,8 +41,8 @@ const WATERMARK = 'aggregate.watermark';
 const HOLES = 'aggregate.holes';
 
 /** The aggregate stage's progress, read without taking its lock. */
-export async function aggregationState(db: Db): Promise<{ watermark: number | null; holes: Array<{ from: number; to: number }> }> {
-  const rows = await db.knex('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value');
+export async function aggregationState(db: Db, q: Knex | Knex.Transaction = db.knex): Promise<{ watermark: number | null; holes: Array<{ from: number; to: number }> }> {
+  const rows = await q('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value');
   const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
   const w = get(WATERMARK);
   return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') };
@@ -45,5 +70,9 @@ async function stripeOutbox(db: Db, now: number): Promise<Backlog['stripeOutbox'
 }
 
 export async function backlog(db: Db, now: number): Promise<Backlog> {
-  return { aggregation: await aggregationBacklog(db), stripeOutbox: await stripeOutbox(db, now) };
+  return {
+    aggregation: await aggregationBacklog(db),
+    invoicing: await invoicingBacklog(db, now),
+    stripeOutbox: await stripeOutbox(db, now),
+  };
 }

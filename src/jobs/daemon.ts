@@ -1,5 +1,6 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Db } from '../storage/db.js';
+import type { StripeConfig } from '../stripe/config.js';
 import { newOwnerId } from './lock.js';
 import { runStage, type StageReport } from './pipeline.js';
 import { nextRunAfter, type DaemonConfig } from './schedules.js';
@@ -43,7 +44,9 @@ export interface DaemonOptions {
   log: (entry: DaemonLogEntry) => void;
   onState?: (state: DaemonState) => void;
   owner?: string;
-  stripe?: unknown;
+  stripe?: StripeConfig | null;
+  finalizeInvoices?: boolean;
+  dueDays?: number;
   /** Defaults to every stage that exists. */
   stages?: Stage[];
 }
@@ -102,6 +105,8 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
         trigger: 'daemon',
         scheduledAt,
         stripe: opts.stripe,
+        finalizeInvoices: opts.finalizeInvoices,
+        dueDays: opts.dueDays,
         onLeaseLost: () => log('warn', 'lock.lost', { job, reason: 'the lease expired while the job ran and was taken over' }),
       });
     } catch (e) {

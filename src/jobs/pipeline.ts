@@ -2,7 +2,8 @@ import type { Db } from '../storage/db.js';
 import { isBillingError } from '../domain/errors.js';
 import { newOwnerId, withJobLock } from './lock.js';
 import { recordJobRun, recordSkippedRun, tickAlreadyRun, type Counts, type JobTrigger } from './runs.js';
-import { STAGES, stagesFor, type JobName, type Stage, type StageOptions } from './stages.js';
+import { stagesFor, type JobName, type Stage, type StageOptions } from './stages.js';
+import type { StripeConfig } from '../stripe/config.js';
 
 /** `billing run`: every stage in order, each under its job lock and recorded in job_runs. */
 
@@ -28,7 +29,10 @@ export interface RunStageOptions {
   now: number;
   actor: string;
   tenantId?: string;
-  stripe?: unknown;
+  stripe?: StripeConfig | null;
+  /** Issue generated invoices as open (default true) so that Stripe sync sends them. */
+  finalizeInvoices?: boolean;
+  dueDays?: number;
   /** Lock and job_runs owner; one per process (newOwnerId). */
   owner?: string;
   /** Wall clock for leases and job_runs times; defaults to time elapsed since `now`. */
@@ -42,7 +46,7 @@ export interface RunStageOptions {
 
 export interface PipelineOptions extends RunStageOptions {
   dryRun?: boolean;
-  /** Subset or order of stages (names or stage objects); default: every stage in order. */
+  /** Subset or order of stages (names or stage objects); default: PIPELINE_JOBS in order. */
   stages?: Array<JobName | Stage>;
   onProgress?: (e: PipelineEvent) => void;
 }
@@ -62,6 +66,10 @@ function defaultClock(now: number): () => number {
   return () => now + Math.round(performance.now() - t0);
 }
 
+function stageOptions(o: RunStageOptions): StageOptions {
+  return { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe ?? null, finalizeInvoices: o.finalizeInvoices, dueDays: o.dueDays };
+}
+
 function errorInfo(e: unknown): { code: string; message: string } {
   if (isBillingError(e)) return { code: e.code, message: e.message };
   return { code: 'internal', message: (e as Error)?.message ?? String(e) };
@@ -71,12 +79,12 @@ function errorInfo(e: unknown): { code: string; message: string } {
 export async function runStage(db: Db, stage: Stage, opts: RunStageOptions): Promise<StageReport> {
   const owner = opts.owner ?? newOwnerId();
   const clock = opts.clock ?? defaultClock(opts.now);
-  const stageOpts: StageOptions = { now: opts.now, actor: opts.actor, tenantId: opts.tenantId, stripe: opts.stripe ?? null };
+  const stageOpts = stageOptions(opts);
   const meta = { job: stage.job, owner, trigger: opts.trigger ?? 'run', scheduledAt: opts.scheduledAt ?? null, clock } as const;
   const t0 = performance.now();
   const elapsed = () => Math.round(performance.now() - t0);
 
-  const unavailable = stage.unavailable?.(stageOpts) ?? null;
+  const unavailable = stage.unavailable?.(stageOpts, 'run') ?? null;
   if (unavailable) {
     await recordSkippedRun(db, meta, unavailable);
     return { job: stage.job, status: 'skipped', reason: unavailable, durationMs: elapsed() };
@@ -107,7 +115,7 @@ export async function runStage(db: Db, stage: Stage, opts: RunStageOptions): Pro
 async function planStage(db: Db, stage: Stage, opts: StageOptions): Promise<StageReport> {
   const t0 = performance.now();
   const elapsed = () => Math.round(performance.now() - t0);
-  const unavailable = stage.unavailable?.(opts) ?? null;
+  const unavailable = stage.unavailable?.(opts, 'plan') ?? null;
   if (unavailable) return { job: stage.job, status: 'skipped', reason: unavailable, durationMs: elapsed() };
   if (!stage.plan) return { job: stage.job, status: 'not_run', reason: 'no preview for this stage', durationMs: elapsed() };
   try {
@@ -124,9 +132,7 @@ async function planStage(db: Db, stage: Stage, opts: StageOptions): Promise<Stag
  * resumes where this one stopped.
  */
 export async function runPipeline(db: Db, opts: PipelineOptions): Promise<PipelineResult> {
-  const stages = opts.stages
-    ? opts.stages.map((s) => (typeof s === 'string' ? stagesFor([s])[0] : s))
-    : STAGES;
+  const stages = opts.stages ? opts.stages.map((s) => (typeof s === 'string' ? stagesFor([s])[0] : s)) : stagesFor(undefined);
   const dryRun = Boolean(opts.dryRun);
   const runOpts: RunStageOptions = { ...opts, owner: opts.owner ?? newOwnerId(), clock: opts.clock ?? defaultClock(opts.now) };
   const reports: StageReport[] = [];
@@ -138,7 +144,7 @@ export async function runPipeline(db: Db, opts: PipelineOptions): Promise<Pipeli
     }
     opts.onProgress?.({ type: 'stage-start', job: stage.job, index, total: stages.length });
     const report = dryRun
-      ? await planStage(db, stage, { now: opts.now, actor: opts.actor, tenantId: opts.tenantId, stripe: opts.stripe ?? null })
+      ? await planStage(db, stage, stageOptions(opts))
       : await runStage(db, stage, runOpts);
     reports.push(report);
     opts.onProgress?.({ type: 'stage-end', job: stage.job, index, total: stages.length, report });

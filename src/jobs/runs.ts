@@ -49,13 +49,17 @@ function fromRow(r: Record<string, any>): JobRun {
   };
 }
 
-/** A stage's result reduced to what a person wants to see: numbers, flags, list sizes. */
-export function toCounts(result: unknown): Counts {
+/**
+ * A stage's result reduced to what a person wants to see: numbers, flags, list sizes, and
+ * the same one level down ("sent.invoice": 3).
+ */
+export function toCounts(result: unknown, prefix = ''): Counts {
   const out: Counts = {};
   if (!result || typeof result !== 'object') return out;
   for (const [k, v] of Object.entries(result as Record<string, unknown>)) {
-    if (typeof v === 'number' || typeof v === 'boolean') out[k] = v;
-    else if (Array.isArray(v)) out[k] = v.length;
+    if (typeof v === 'number' || typeof v === 'boolean') out[prefix + k] = v;
+    else if (Array.isArray(v)) out[prefix + k] = v.length;
+    else if (v && typeof v === 'object' && prefix === '') Object.assign(out, toCounts(v, `${k}.`));
   }
   return out;
 }

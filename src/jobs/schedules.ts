@@ -20,6 +20,8 @@ export interface DaemonConfig {
   schedules: Partial<Record<JobName, string>>;
   lockTtlMs: number;
   shutdownTimeoutMs: number;
+  /** Leave generated invoices as drafts (an operator finalizes them) instead of open. */
+  draftInvoices: boolean;
 }
 
 export const DEFAULT_DAEMON_CONFIG: DaemonConfig = {
@@ -27,6 +29,7 @@ export const DEFAULT_DAEMON_CONFIG: DaemonConfig = {
   schedules: { ...DEFAULT_SCHEDULES },
   lockTtlMs: 60_000,
   shutdownTimeoutMs: 60_000,
+  draftInvoices: false,
 };
 
 function bad(message: string): never {
@@ -65,9 +68,11 @@ function positiveSeconds(v: unknown, name: string, where: string): number {
   return Math.round(v * 1000);
 }
 
+const SETTINGS = ['timezone', 'schedules', 'lockTtlSeconds', 'shutdownTimeoutSeconds', 'draftInvoices'];
+
 /**
  * The daemon section of a config object (`{ "daemon": { "timezone", "schedules",
- * "lockTtlSeconds", "shutdownTimeoutSeconds" } }`) merged over the defaults.
+ * "lockTtlSeconds", "shutdownTimeoutSeconds", "draftInvoices" } }`) merged over the defaults.
  */
 export function parseDaemonConfig(raw: unknown, where = 'config'): DaemonConfig {
   const config: DaemonConfig = { ...DEFAULT_DAEMON_CONFIG, schedules: { ...DEFAULT_SCHEDULES } };
@@ -78,9 +83,11 @@ export function parseDaemonConfig(raw: unknown, where = 'config'): DaemonConfig 
   if (!section || typeof section !== 'object' || Array.isArray(section)) bad(`${where}: "daemon" must be an object`);
   const d = section as Record<string, unknown>;
   for (const key of Object.keys(d)) {
-    if (!['timezone', 'schedules', 'lockTtlSeconds', 'shutdownTimeoutSeconds'].includes(key)) {
-      bad(`${where}: unknown daemon setting "${key}" (use timezone, schedules, lockTtlSeconds, shutdownTimeoutSeconds)`);
-    }
+    if (!SETTINGS.includes(key)) bad(`${where}: unknown daemon setting "${key}" (use ${SETTINGS.join(', ')})`);
+  }
+  if (d.draftInvoices !== undefined) {
+    if (typeof d.draftInvoices !== 'boolean') bad(`${where}: draftInvoices must be true or false`);
+    config.draftInvoices = d.draftInvoices;
   }
   if (d.timezone !== undefined) config.timezone = checkTimezone(d.timezone, where);
   if (d.lockTtlSeconds !== undefined) config.lockTtlMs = positiveSeconds(d.lockTtlSeconds, 'lockTtlSeconds', where);

@@ -1,21 +1,29 @@
 import { BillingError } from '../domain/errors.js';
 import type { Db } from '../storage/db.js';
+import type { StripeConfig } from '../stripe/config.js';
 
 /**
  * The batch stages `billing run` and the daemon orchestrate, in pipeline order. Each entry
- * only takes its options and calls the stage's own module (lazy-imported, so `billing
- * status` does not load Stripe): cron and the CLI call the same function.
+ * only maps its options onto the stage's own module (lazy-imported, so `billing status`
+ * never loads Stripe): cron and the CLI call the same function.
  */
 
 export const JOB_NAMES = ['aggregate', 'overage', 'invoice', 'stripe-sync', 'stripe-retry', 'dunning'] as const;
 export type JobName = (typeof JOB_NAMES)[number];
 
+/** What `billing run` runs by default; stripe-retry is the daemon's 6-hourly re-drive. */
+export const PIPELINE_JOBS: JobName[] = ['aggregate', 'overage', 'invoice', 'stripe-sync', 'dunning'];
+
 export interface StageOptions {
   now: number;
   actor: string;
   tenantId?: string;
-  /** Stripe settings resolved by the CLI from the environment; null when not configured. */
-  stripe: unknown;
+  /** Resolved by the CLI from the environment (stripeConfigFromEnv); null when absent. */
+  stripe: StripeConfig | null;
+  /** Issue generated invoices as open (default) so Stripe sync sends them; false keeps drafts. */
+  finalizeInvoices?: boolean;
+  /** INVOICE_DUE_DAYS, resolved by the CLI. */
+  dueDays?: number;
 }
 
 export interface Stage {
@@ -24,11 +32,15 @@ export interface Stage {
   run(db: Db, opts: StageOptions): Promise<unknown>;
   /** What the stage would do, changing nothing; absent when it cannot be previewed. */
   plan?(db: Db, opts: StageOptions): Promise<unknown>;
-  /** A reason the stage cannot run in this setup (e.g. Stripe not configured), or null. */
-  unavailable?(opts: StageOptions): string | null;
+  /** Why the stage cannot run in this setup (e.g. Stripe not configured), or null. */
+  unavailable?(opts: StageOptions, mode: 'run' | 'plan'): string | null;
 }
 
-/** The stages whose modules exist, in pipeline order. */
+function needsStripeKey(o: StageOptions, mode: 'run' | 'plan'): string | null {
+  if (mode === 'plan' && o.stripe) return null; // a dry run sends nothing and needs no key
+  return o.stripe?.secretKey ? null : 'Stripe is not configured (set STRIPE_SECRET_KEY)';
+}
+
 export const STAGES: Stage[] = [
   {
     job: 'aggregate',
@@ -48,16 +60,56 @@ export const STAGES: Stage[] = [
       return runOverage(db, { now: o.now, tenantId: o.tenantId });
     },
   },
+  {
+    job: 'invoice',
+    async run(db, o) {
+      const { generateInvoices } = await import('../invoice/generate.js');
+      return generateInvoices(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, finalize: o.finalizeInvoices ?? true, dueDays: o.dueDays });
+    },
+    async plan(db, o) {
+      // Generation aggregates and rates inside a transaction it rolls back: the preview is exact.
+      const { generateInvoices } = await import('../invoice/generate.js');
+      const { invoiceToJson } = await import('../invoice/types.js');
+      const r = await generateInvoices(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, finalize: o.finalizeInvoices ?? true, dueDays: o.dueDays, dryRun: true });
+      return { invoices: r.created.map(invoiceToJson), skipped: r.skipped };
+    },
+  },
+  {
+    job: 'stripe-sync',
+    unavailable: needsStripeKey,
+    async run(db, o) {
+      const { stripeSync } = await import('../stripe/sync.js');
+      return stripeSync(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe! });
+    },
+    async plan(db, o) {
+      const { stripeSync } = await import('../stripe/sync.js');
+      return stripeSync(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe!, dryRun: true });
+    },
+  },
+  {
+    job: 'stripe-retry',
+    unavailable: needsStripeKey,
+    async run(db, o) {
+      const { stripeRetry } = await import('../stripe/sync.js');
+      return stripeRetry(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe! });
+    },
+  },
+  {
+    job: 'dunning',
+    unavailable: needsStripeKey,
+    async run(db, o) {
+      const { runDunning } = await import('../stripe/dunning.js');
+      return runDunning(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe! });
+    },
+  },
 ];
 
+/** Stages by name, in the order given; no names: the default pipeline. */
 export function stagesFor(jobs: readonly string[] | undefined): Stage[] {
-  if (!jobs || jobs.length === 0) return STAGES;
-  return jobs.map((job) => {
+  const wanted = jobs && jobs.length > 0 ? jobs : PIPELINE_JOBS;
+  return wanted.map((job) => {
     const s = STAGES.find((x) => x.job === job);
-    if (!s) {
-      const available = STAGES.map((x) => x.job).join(', ') || 'none yet';
-      throw new BillingError('usage', `no stage "${job}" (available: ${available})`);
-    }
+    if (!s) throw new BillingError('usage', `no stage "${job}" (stages: ${STAGES.map((x) => x.job).join(', ')})`);
     return s;
   });
 }

@@ -48,9 +48,10 @@ export function retentionCutoff(spec: string, now: number): number {
 
 /** The events that may go, as a query (wrapped: a builder is a thenable an await would run). */
 async function deletable(db: Db, q: Knex | Knex.Transaction, cutoff: number): Promise<{ query: Knex.QueryBuilder } | null> {
-  const state = await aggregationState(db);
+  // Everything through q: on SQLite the transaction holds the only connection.
+  const state = await aggregationState(db, q);
   if (state.watermark === null) return null; // nothing has been aggregated yet
-  const hasInvoices = await db.knex.schema.hasTable('invoices');
+  const hasInvoices = await q.schema.hasTable('invoices');
   const b = q('usage_events as e')
     .where('e.occurred_at', '<', cutoff)
     .where('e.seq', '<=', state.watermark)

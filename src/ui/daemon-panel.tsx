@@ -17,6 +17,10 @@ export interface DaemonPanelProps {
 const STATE_COLOR: Record<string, string> = { idle: 'gray', queued: 'yellow', running: 'cyan' };
 const STATUS_COLOR: Record<string, string> = { succeeded: 'green', failed: 'red', skipped: 'yellow' };
 
+const LAST = 34;
+/** A fixed-width cell that always leaves a space before the next one. */
+const col = (s: string, width: number) => (s.length < width ? s.padEnd(width) : `${s} `);
+
 /** `billing daemon` on a TTY: log lines scroll above a live table of the jobs. */
 export function DaemonPanel({ state, now, log }: DaemonPanelProps) {
   return (
@@ -33,15 +37,15 @@ export function DaemonPanel({ state, now, log }: DaemonPanelProps) {
           {`billing daemon · ${state.timezone} · ${state.owner}${state.stopping ? ' · stopping' : ''}`}
         </Text>
         <Box>
-          <Text bold>{'JOB'.padEnd(14)}{'SCHEDULE'.padEnd(16)}{'STATE'.padEnd(9)}{'LAST'.padEnd(26)}NEXT</Text>
+          <Text bold>{col('JOB', 14)}{col('SCHEDULE', 16)}{col('STATE', 9)}{col('LAST', LAST)}NEXT</Text>
         </Box>
         {state.jobs.map((j) => (
           <Box key={j.job}>
-            <Text>{j.job.padEnd(14)}</Text>
-            <Text dimColor>{j.schedule.padEnd(16)}</Text>
-            <Text color={STATE_COLOR[j.state]}>{j.state.padEnd(9)}</Text>
+            <Text>{col(j.job, 14)}</Text>
+            <Text dimColor>{col(j.schedule, 16)}</Text>
+            <Text color={STATE_COLOR[j.state]}>{col(j.state, 9)}</Text>
             <Text color={j.last ? STATUS_COLOR[j.last.status] : 'gray'}>
-              {(j.last ? `${j.last.status} ${relative(j.last.finishedAt, now)} (${formatDuration(j.last.durationMs)})` : '-').padEnd(26)}
+              {col(j.last ? `${j.last.status} ${relative(j.last.finishedAt, now)} (${formatDuration(j.last.durationMs)})` : '-', LAST)}
             </Text>
             <Text>{relative(j.nextRunAt, now)}</Text>
           </Box>

@@ -22,7 +22,8 @@ export function register(program: Command): void {
       const file = opts.config ?? path.resolve('billing.config.json');
       const config = applyScheduleFlags(loadDaemonConfig(file, Boolean(opts.config)), opts.schedule);
       const { startDaemon } = await import('../../jobs/daemon.js');
-      const { stripeFromEnv } = await import('../../jobs/stripe-env.js');
+      const { stageSettingsFromEnv } = await import('../../jobs/env.js');
+      const settings = stageSettingsFromEnv(ctx.env);
       const { isInteractive } = await import('../../ui/live.js');
       const panel = isInteractive(process.stdout, { json: ctx.json, env: ctx.env })
         ? await (await import('../../ui/daemon-view.js')).createDaemonView(process.stdout)
@@ -33,7 +34,8 @@ export function register(program: Command): void {
           config,
           actor: ctx.env.BILLING_ACTOR || 'daemon',
           clock: Date.now,
-          stripe: stripeFromEnv(ctx.env),
+          ...settings,
+          finalizeInvoices: !config.draftInvoices,
           log: panel ? panel.log : (entry) => process.stdout.write(JSON.stringify(entry) + '\n'),
           onState: panel?.state,
         });

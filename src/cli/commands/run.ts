@@ -7,11 +7,13 @@ export function register(program: Command): void {
     .command('run')
     .description('run every batch stage in order (aggregate → overage → invoice → stripe sync → dunning), each under its job lock')
     .option('--dry-run', 'show what the stages would do (invoices, Stripe calls) and change nothing')
-    .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
+    .option('--draft-invoices', 'leave generated invoices as drafts for review (Stripe sync only sends open ones)')
+    .action(async (opts: { dryRun?: boolean; draftInvoices?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { runPipeline } = await import('../../jobs/pipeline.js');
       const { createRunReporter, stageDetail } = await import('../../ui/run-reporter.js');
-      const { stripeFromEnv } = await import('../../jobs/stripe-env.js');
+      const { stageSettingsFromEnv } = await import('../../jobs/env.js');
+      const settings = stageSettingsFromEnv(ctx.env);
       const { BillingError } = await import('../../domain/errors.js');
       const { formatDuration } = await import('../../ui/format.js');
       const reporter = createRunReporter(process.stderr, { json: ctx.json, env: ctx.env });
@@ -21,7 +23,8 @@ export function register(program: Command): void {
             now: ctx.now,
             actor: ctx.actor,
             dryRun: Boolean(opts.dryRun),
-            stripe: stripeFromEnv(ctx.env),
+            ...settings,
+            finalizeInvoices: !opts.draftInvoices,
             // Leases and job_runs times are about real processes, whatever --now says.
             clock: Date.now,
             onProgress: reporter,
@@ -39,11 +42,8 @@ export function register(program: Command): void {
             result.stages.map((s) => [s.job, s.status, formatDuration(s.durationMs), stageDetail(s)]),
           ),
         );
-        for (const s of result.stages) {
-          if (s.plan === undefined) continue;
-          printLine(`\n${s.job} would:`);
-          printLine(JSON.stringify(s.plan, null, 2));
-        }
+        const { planText } = await import('../../ui/plan.js');
+        for (const s of result.stages) for (const line of planText(s)) printLine(line);
       }
       const stop = result.stoppedAt;
       if (stop) {

@@ -37,6 +37,10 @@ export function register(program: Command): void {
         const b = report.backlog;
         printLine('');
         printLine(`events waiting for aggregation: ${b.aggregation.eventsWaiting}`);
+        if (b.invoicing) {
+          const oldest = b.invoicing.oldestPeriodEnd === null ? '' : ` (oldest ended ${b.invoicing.oldestPeriodEnd})`;
+          printLine(`periods waiting for invoicing: ${b.invoicing.periodsWaiting}${oldest}`);
+        }
         if (b.stripeOutbox) {
           const o = b.stripeOutbox;
           printLine(`stripe outbox: ${o.pending} pending (${o.due} due now), ${o.failed} failed, ${o.dead} dead`);
