@@ -80,6 +80,8 @@ interface Ctx extends DeliverOptions {
   db: Db;
   stripe: Stripe;
   report: DeliveryReport;
+  /** Customer ids seen this run (they only ever go from none to one within a run). */
+  customers: Map<string, string>;
 }
 
 type Outcome =
@@ -114,9 +116,12 @@ function quoted(s: string): string {
   return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
-async function customerOf(q: Knex, tenantId: string): Promise<string | null> {
-  const t = await q('tenants').where({ id: tenantId }).first();
-  return t?.stripe_customer_id ?? null;
+async function customerOf(ctx: Ctx, tenantId: string): Promise<string | null> {
+  const known = ctx.customers.get(tenantId);
+  if (known) return known;
+  const id: string | null = (await ctx.db.knex('tenants').where({ id: tenantId }).first())?.stripe_customer_id ?? null;
+  if (id) ctx.customers.set(tenantId, id);
+  return id;
 }
 
 async function mappedInvoice(q: Knex | Knex.Transaction, tenantId: string, invoiceId: string) {
@@ -164,7 +169,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       if (mapped) return done(mapped.stripe_invoice_id);
       const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
       if (!inv || inv.status !== 'open') return dead(`local invoice ${inv?.number ?? row.localRef} is ${inv?.status ?? 'gone'}; not sent to Stripe`);
-      const customer = await customerOf(ctx.db.knex, row.tenantId);
+      const customer = await customerOf(ctx, row.tenantId);
       if (!customer) return BLOCKED;
       return call(async () => {
         if (keyExpired(ctx, row)) {
@@ -205,7 +210,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       if (r.mapped.stripe_status !== 'draft') {
         return dead(`Stripe invoice ${r.mapped.stripe_invoice_id} is already ${r.mapped.stripe_status}; line ${lineNo} cannot be added`);
       }
-      const customer = await customerOf(ctx.db.knex, row.tenantId);
+      const customer = await customerOf(ctx, row.tenantId);
       if (!customer) return BLOCKED;
       const stripeInvoice: string = r.mapped.stripe_invoice_id;
       return call(async () => {
@@ -363,7 +368,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
         return dead(`${what} occurred at ${toIso(at)}, more than 35 days before now: Stripe no longer accepts it as a meter event; bill it on an invoice instead`);
       }
       if (at > ctx.now + METER_WINDOW.futureMs) return { type: 'postpone', until: at - METER_WINDOW.futureMs };
-      const customer = await customerOf(ctx.db.knex, row.tenantId);
+      const customer = await customerOf(ctx, row.tenantId);
       if (!customer) return BLOCKED;
       const params = { event_name: p.event_name, identifier: p.identifier, timestamp: p.timestamp, payload: { stripe_customer_id: customer, value: p.payload.value } };
       return call(() => ctx.stripe.billing.meterEvents.create(params, { idempotencyKey: row.idempotencyKey }));
@@ -449,7 +454,7 @@ async function deliverRow(ctx: Ctx, row: OutboxRow): Promise<void> {
 
 /** Deliver every due row of the given kinds, in dependency order. */
 export async function deliver(db: Db, stripe: Stripe, opts: DeliverOptions, report = emptyDeliveryReport()): Promise<DeliveryReport> {
-  const ctx: Ctx = { ...opts, db, stripe, report };
+  const ctx: Ctx = { ...opts, db, stripe, report, customers: new Map() };
   for (const kind of opts.kinds) {
     let after: OutboxRow | null = null;
     for (;;) {
