@@ -100,6 +100,17 @@ describeEachDb('stripe sync', (t) => {
     expect(await db.knex('audit_log').where({ entity: 'invoice', action: 'paid' })).toHaveLength(3);
   });
 
+  it('stops at a rejected API key without failing the rows', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    await expect(stripeSync(db, syncOpts(T0, { stripe: config({ secretKey: 'rk_wrong' }) }))).rejects.toThrow(/Stripe rejected STRIPE_SECRET_KEY \(401: Invalid API Key provided\.\)/);
+    const rows = await db.knex('stripe_outbox').select('status', 'attempts');
+    expect(rows.length).toBe(19);
+    expect(rows.every((r) => r.status === 'pending' && Number(r.attempts) === 0)).toBe(true);
+    await stripeSync(db, syncOpts(T0));
+    await expectMirrored(db, { paid: true });
+  });
+
   it('records backoff with jitter, gives up after --max-attempts, and revives dead rows on request', async () => {
     const { db } = t();
     await seedScenario(db.knex);

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type Stripe from 'stripe';
+import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
@@ -20,6 +21,7 @@ import {
   type OutboxKind,
   type OutboxRow,
 } from './outbox.js';
+import { settleAll } from './pool.js';
 
 /**
  * Delivery: takes due outbox rows kind by kind (customers before invoices before items …),
@@ -397,6 +399,10 @@ async function attempt(ctx: Ctx, row: OutboxRow, h: Handler, fn: () => Promise<a
     } catch (e) {
       failure = classifyStripeError(e);
     }
+    if (failure.status === 401) {
+      // A bad key fails every call alike: stop, leaving rows pending, instead of failing them all.
+      throw new BillingError('stripe_error', `Stripe rejected STRIPE_SECRET_KEY (${failure.message}); nothing more was sent`);
+    }
     if (failure.kind !== 'retry' && h.recover) {
       const recovered = await h.recover(ctx, row, failure).catch(() => null);
       if (recovered) return recovered;
@@ -461,7 +467,7 @@ export async function deliver(db: Db, stripe: Stripe, opts: DeliverOptions, repo
       const rows = await dueRows(db.knex, kind, opts.now, { tenantId: opts.tenantId, after });
       if (rows.length === 0) break;
       after = rows[rows.length - 1];
-      await Promise.all(rows.map((row) => deliverRow(ctx, row)));
+      await settleAll(rows, (row) => deliverRow(ctx, row));
     }
   }
   return report;

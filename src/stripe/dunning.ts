@@ -10,7 +10,7 @@ import { DUNNING_RETRY_OFFSETS_MS } from './dunning-state.js';
 import { loadTenantInvoice, recordPaid, recordUncollectible } from './local.js';
 import { idempotencyKeys } from './mapper.js';
 import { DEFAULT_MAX_ATTEMPTS, enqueue } from './outbox.js';
-import { createLimiter } from './pool.js';
+import { createLimiter, settleAll } from './pool.js';
 
 export { DUNNING_RETRY_OFFSETS_MS, startDunning } from './dunning-state.js';
 
@@ -141,7 +141,7 @@ export async function runDunning(db: Db, opts: DunningOptions): Promise<DunningR
   const stripe = await createStripeClient(opts.stripe);
   const limit = createLimiter({ concurrency: opts.stripe.concurrency, perSecond: opts.stripe.maxRequestsPerSecond });
   const ctx: Ctx = { db, stripe, opts, report };
-  await Promise.all(due.map((row) => retryPayment(ctx, row, limit)));
+  await settleAll(due, (row) => retryPayment(ctx, row, limit));
   const marks = await deliver(db, stripe, {
     now: opts.now,
     actor: opts.actor,

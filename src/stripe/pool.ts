@@ -36,7 +36,9 @@ export function createLimiter(opts: { concurrency: number; perSecond: number }):
   };
 }
 
-/** Apply fn to every item through the limiter; resolves when all are done. */
-export async function forEachLimited<T>(items: T[], limit: <R>(fn: () => Promise<R>) => Promise<R>, fn: (item: T) => Promise<void>): Promise<void> {
-  await Promise.all(items.map((item) => limit(() => fn(item))));
+/** Run fn on every item and wait for all of them, then rethrow the first failure (none left running). */
+export async function settleAll<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+  const results = await Promise.allSettled(items.map(fn));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

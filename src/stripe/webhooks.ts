@@ -80,7 +80,7 @@ async function apply(db: Db, trx: Knex.Transaction, event: StripeEventLike, opts
       const inv = await localInvoiceFor(trx, obj);
       if (!inv) return { outcome: 'ignored', detail: `Stripe invoice ${obj.id} is not a billing invoice`, tenantId: null };
       if (inv.status !== 'open') return { outcome: 'ignored', detail: `invoice ${inv.number} is ${inv.status}`, tenantId: inv.tenantId };
-      const reason = obj.last_finalization_error?.message ?? 'payment failed (Stripe event)';
+      const reason = `payment failed (Stripe event ${event.id}, attempt ${obj.attempt_count ?? '?'})`;
       const started = await startDunning(trx, { tenantId: inv.tenantId, invoiceId: inv.id, stripeInvoiceId: obj.id, failedAt: at, reason }, opts);
       return started
         ? { outcome: 'applied', detail: `dunning started for invoice ${inv.number}`, tenantId: inv.tenantId }
