@@ -80,7 +80,7 @@ describeEachDb('stripe webhooks', (t) => {
     ];
     for (const c of cases) {
       const r = await spawnBilling(['stripe', 'webhook', '--signature', c.signature], { db: url, now: T0, fake, input: c.payload }).done;
-      expect(r.code, c.name).toBe(2);
+      expect(r.code, `${c.name}: ${r.stderr}`).toBe(2);
       expect(r.stderr).toMatch(/webhook signature check failed .*nothing was applied/);
     }
     expect(await db.knex('stripe_events')).toHaveLength(0);
