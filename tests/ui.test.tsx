@@ -41,6 +41,11 @@ describe('ink components', () => {
     expect(plain(lastFrame())).toBe('ingest 300 events 150 events/s 2.0s');
   });
 
+  it('ProgressBar follows bytes but reports rows per second when given rows', () => {
+    const { lastFrame } = render(<ProgressBar label="usage.csv" done={512} total={2048} unit="bytes" rows={4000} elapsedMs={2000} width={8} />);
+    expect(plain(lastFrame())).toBe('usage.csv ██░░░░░░ 25% 4,000 rows 2,000 rows/s ETA 6.0s');
+  });
+
   it('RunProgress keeps finished stages above the bar', () => {
     const finished = [
       { job: 'aggregate', status: 'succeeded', durationMs: 1200, detail: 'groups=4 events=120' },

@@ -89,7 +89,7 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
   const changed = () => opts.onState?.(snapshot());
   const order = (job: JobName) => JOB_NAMES.indexOf(job);
 
-  const runOne = async (job: JobName, scheduledAt: number) => {
+  const runOne = async (job: JobName, scheduledAt: number): Promise<StageReport> => {
     const j = jobs.get(job)!;
     j.state = 'running';
     changed();
@@ -129,12 +129,25 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
       finishedAt: clock(),
     };
     changed();
+    return report;
   };
 
+  // Ticks another process is working (it won the lock of the tick's first job): the rest of
+  // that tick is left to it too, so its jobs run in pipeline order in one process.
+  const yielded = new Set<number>();
   const work = async () => {
     while (queue.length > 0 && !stopping) {
       const next = queue.shift()!;
-      await runOne(next.job, next.scheduledAt);
+      if (yielded.has(next.scheduledAt)) {
+        const j = jobs.get(next.job)!;
+        j.state = 'idle';
+        log('info', 'job.skipped', { job: next.job, reason: 'another process is running this tick', duration_ms: 0 });
+        changed();
+        continue;
+      }
+      const report = await runOne(next.job, next.scheduledAt);
+      if (report.skipped === 'locked' || report.skipped === 'tick_done') yielded.add(next.scheduledAt);
+      for (const t of yielded) if (t < next.scheduledAt) yielded.delete(t);
     }
     current = null;
   };

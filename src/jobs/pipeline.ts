@@ -18,6 +18,8 @@ export interface StageReport {
   /** failed: what went wrong; skipped / not_run: why. */
   error?: { code: string; message: string };
   reason?: string;
+  /** Why a stage was skipped: not set up, busy in another process, or its tick already ran. */
+  skipped?: 'unavailable' | 'locked' | 'tick_done';
   durationMs: number;
 }
 
@@ -87,7 +89,7 @@ export async function runStage(db: Db, stage: Stage, opts: RunStageOptions): Pro
   const unavailable = stage.unavailable?.(stageOpts, 'run') ?? null;
   if (unavailable) {
     await recordSkippedRun(db, meta, unavailable);
-    return { job: stage.job, status: 'skipped', reason: unavailable, durationMs: elapsed() };
+    return { job: stage.job, status: 'skipped', skipped: 'unavailable', reason: unavailable, durationMs: elapsed() };
   }
 
   const locked = await withJobLock(
@@ -96,7 +98,7 @@ export async function runStage(db: Db, stage: Stage, opts: RunStageOptions): Pro
     { owner, now: opts.now, ttlMs: opts.ttlMs ?? DEFAULT_LOCK_TTL_MS, clock, onLeaseLost: opts.onLeaseLost },
     async (): Promise<StageReport> => {
       if (opts.scheduledAt !== undefined && (await tickAlreadyRun(db, stage.job, opts.scheduledAt))) {
-        return { job: stage.job, status: 'skipped', reason: 'this tick already ran in another process', durationMs: elapsed() };
+        return { job: stage.job, status: 'skipped', skipped: 'tick_done', reason: 'this tick already ran in another process', durationMs: elapsed() };
       }
       const out = await recordJobRun(db, meta, () => stage.run(db, stageOpts));
       if (out.status === 'succeeded') {
@@ -108,7 +110,7 @@ export async function runStage(db: Db, stage: Stage, opts: RunStageOptions): Pro
   if (locked.acquired) return locked.value;
   const reason = `already running in another process${locked.holder ? ` (${locked.holder})` : ''}`;
   if (opts.trigger !== 'daemon') await recordSkippedRun(db, meta, reason);
-  return { job: stage.job, status: 'skipped', reason, error: { code: 'locked', message: reason }, durationMs: elapsed() };
+  return { job: stage.job, status: 'skipped', skipped: 'locked', reason, error: { code: 'locked', message: reason }, durationMs: elapsed() };
 }
 
 /** Preview one stage: its dry-run plan, changing nothing (no lock, no job_runs row). */
@@ -116,7 +118,7 @@ async function planStage(db: Db, stage: Stage, opts: StageOptions): Promise<Stag
   const t0 = performance.now();
   const elapsed = () => Math.round(performance.now() - t0);
   const unavailable = stage.unavailable?.(opts, 'plan') ?? null;
-  if (unavailable) return { job: stage.job, status: 'skipped', reason: unavailable, durationMs: elapsed() };
+  if (unavailable) return { job: stage.job, status: 'skipped', skipped: 'unavailable', reason: unavailable, durationMs: elapsed() };
   if (!stage.plan) return { job: stage.job, status: 'not_run', reason: 'no preview for this stage', durationMs: elapsed() };
   try {
     const plan = await stage.plan(db, opts);
@@ -148,7 +150,7 @@ export async function runPipeline(db: Db, opts: PipelineOptions): Promise<Pipeli
       : await runStage(db, stage, runOpts);
     reports.push(report);
     opts.onProgress?.({ type: 'stage-end', job: stage.job, index, total: stages.length, report });
-    if (report.status === 'failed' || report.error?.code === 'locked') stoppedAt = report;
+    if (report.status === 'failed' || report.skipped === 'locked') stoppedAt = report;
   }
   return { ok: stoppedAt === null, dryRun, stages: reports, stoppedAt };
 }

@@ -1,6 +1,6 @@
 import { Box, Static, Text } from 'ink';
 import type { DaemonState } from '../jobs/daemon.js';
-import { formatDuration, relative } from './format.js';
+import { ago, formatDuration, relative } from './format.js';
 
 export interface LogLine {
   id: number;
@@ -45,9 +45,9 @@ export function DaemonPanel({ state, now, log }: DaemonPanelProps) {
             <Text dimColor>{col(j.schedule, 16)}</Text>
             <Text color={STATE_COLOR[j.state]}>{col(j.state, 9)}</Text>
             <Text color={j.last ? STATUS_COLOR[j.last.status] : 'gray'}>
-              {col(j.last ? `${j.last.status} ${relative(j.last.finishedAt, now)} (${formatDuration(j.last.durationMs)})` : '-', LAST)}
+              {col(j.last ? `${j.last.status} ${ago(j.last.finishedAt, now)} (${formatDuration(j.last.durationMs)})` : '-', LAST)}
             </Text>
-            <Text>{relative(j.nextRunAt, now)}</Text>
+            <Text>{state.stopping ? '-' : relative(j.nextRunAt, now)}</Text>
           </Box>
         ))}
       </Box>

@@ -36,6 +36,11 @@ export function bar(fraction: number, width: number): string {
   return '█'.repeat(full) + '░'.repeat(width - full);
 }
 
+/** "5.0s ago" for a past instant (a clock read a moment after `now` still counts as past). */
+export function ago(at: number, now: number): string {
+  return `${formatDuration(Math.max(0, now - at))} ago`;
+}
+
 /** "in 4m 10s" / "5s ago" relative to now. */
 export function relative(at: number | null, now: number): string {
   if (at === null) return '-';

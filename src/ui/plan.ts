@@ -1,6 +1,16 @@
 import type { StageReport } from '../jobs/pipeline.js';
 import { formatTable } from '../cli/output.js';
 
+/** One cell for the run table: what a previewed stage would do. */
+export function planSummary(r: StageReport): string {
+  const p = r.plan as Record<string, any> | undefined;
+  if (!p) return '';
+  if (r.job === 'aggregate') return `${p.eventsWaiting} event(s) to summarize`;
+  if (r.job === 'invoice') return `${(p.invoices ?? []).length} invoice(s) to generate`;
+  if (r.job === 'stripe-sync') return `${(p.planned ?? []).length} Stripe call(s)`;
+  return '';
+}
+
 /** `billing run --dry-run` for people: each stage's preview as a few plain lines. */
 export function planText(r: StageReport): string[] {
   const p = r.plan as Record<string, any> | undefined;

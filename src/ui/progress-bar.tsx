@@ -7,13 +7,18 @@ export interface ProgressBarProps {
   /** Known total (rows, bytes, stages), or null/undefined when streaming an unknown amount. */
   total?: number | null;
   unit?: string;
+  /** Rows handled, when progress is measured in something else (bytes of a file). */
+  rows?: number;
   elapsedMs: number;
   width?: number;
 }
 
 /** One line: label, bar and percentage when the total is known, count, rate and ETA. */
-export function ProgressBar({ label, done, total, unit = 'rows', elapsedMs, width = 24 }: ProgressBarProps) {
-  const r = rate(done, elapsedMs);
+export function ProgressBar({ label, done, total, unit = 'rows', rows, elapsedMs, width = 24 }: ProgressBarProps) {
+  // The speed people care about is rows/s, even when the bar follows bytes.
+  const counted = rows ?? done;
+  const countUnit = rows === undefined ? unit : 'rows';
+  const r = rate(counted, elapsedMs);
   const left = eta(done, total, elapsedMs);
   const known = typeof total === 'number' && total > 0;
   return (
@@ -23,12 +28,12 @@ export function ProgressBar({ label, done, total, unit = 'rows', elapsedMs, widt
         <>
           <Text color="green">{bar(done / total, width)}</Text>
           <Text>{`${Math.floor((Math.min(done, total) * 100) / total)}%`}</Text>
-          <Text>{`${formatCount(done)}/${formatCount(total)} ${unit}`}</Text>
+          <Text>{rows === undefined ? `${formatCount(done)}/${formatCount(total)} ${unit}` : `${formatCount(rows)} rows`}</Text>
         </>
       ) : (
-        <Text>{`${formatCount(done)} ${unit}`}</Text>
+        <Text>{`${formatCount(counted)} ${countUnit}`}</Text>
       )}
-      <Text dimColor>{r === null ? '' : `${formatCount(r)} ${unit}/s`}</Text>
+      <Text dimColor>{r === null ? '' : `${formatCount(r)} ${countUnit}/s`}</Text>
       <Text dimColor>{left === null ? `${formatDuration(elapsedMs)}` : `ETA ${formatDuration(left)}`}</Text>
     </Box>
   );

@@ -9,6 +9,8 @@ export interface ProgressUpdate {
   total?: number | null;
   label?: string;
   unit?: string;
+  /** Rows handled, when `done`/`total` count something else (bytes): shown as rows and rows/s. */
+  rows?: number;
 }
 
 export type ProgressReporter = ((p: ProgressUpdate) => void) & {
@@ -21,7 +23,10 @@ export type ProgressReporter = ((p: ProgressUpdate) => void) & {
 /**
  * A progress bar with rate and ETA on `stream` (usually process.stderr) when it is a
  * terminal; otherwise a no-op, so pipes and logs get no escape codes. Pass the result as a
- * core function's onProgress.
+ * core function's onProgress, e.g. for ingest:
+ *   const progress = createProgressReporter(process.stderr, { json: ctx.json, env: ctx.env, label: 'ingest' });
+ *   onProgress: (p) => progress({ done: p.bytes, total: p.totalBytes ?? null, rows: p.read, label: p.source, unit: 'bytes' })
+ *   ... then `await progress.finish()` before printing the summary.
  */
 export function createProgressReporter(
   stream: NodeJS.WriteStream,
@@ -38,6 +43,7 @@ export function createProgressReporter(
       done: p.done,
       total: p.total ?? last.total,
       unit: p.unit ?? last.unit,
+      rows: p.rows,
       elapsedMs: performance.now() - started,
     };
     view ??= liveView(async () => (await import('./progress-bar.js')).ProgressBar, stream, last);

@@ -1,11 +1,13 @@
 import type { PipelineEvent, StageReport } from '../jobs/pipeline.js';
 import { isInteractive, liveView, type LiveView } from './live.js';
+import { planSummary } from './plan.js';
 import type { FinishedStage, RunProgressProps } from './run-progress.js';
 
 /** One line describing a finished stage: its counts, why it was skipped, or its error. */
 export function stageDetail(r: StageReport): string {
   if (r.status === 'failed') return `${r.error?.code}: ${r.error?.message}`;
   if (r.reason) return r.reason;
+  if (r.status === 'planned') return planSummary(r);
   if (r.counts) return Object.entries(r.counts).map(([k, v]) => `${k}=${v}`).join(' ');
   return '';
 }

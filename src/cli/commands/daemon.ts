@@ -39,14 +39,17 @@ export function register(program: Command): void {
           log: panel ? panel.log : (entry) => process.stdout.write(JSON.stringify(entry) + '\n'),
           onState: panel?.state,
         });
+        // Listeners stay installed: the first signal stops gracefully, a second one means
+        // "now". (ink's signal-exit re-raises a signal that has no other listener left.)
+        let signals = 0;
         const signal = await new Promise<string>((resolve) => {
-          process.once('SIGTERM', () => resolve('SIGTERM'));
-          process.once('SIGINT', () => resolve('SIGINT'));
+          const onSignal = (name: string) => {
+            if (++signals > 1) process.exit(1);
+            resolve(name);
+          };
+          process.on('SIGTERM', onSignal);
+          process.on('SIGINT', onSignal);
         });
-        // A second signal while waiting for the running job means "now".
-        const force = () => process.exit(1);
-        process.once('SIGTERM', force);
-        process.once('SIGINT', force);
         const { clean } = await handle.stop(signal);
         await panel?.finish();
         if (!clean) process.exit(1); // the job's lock is released by its lease expiring / the closed connection

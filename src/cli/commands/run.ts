@@ -47,7 +47,7 @@ export function register(program: Command): void {
       }
       const stop = result.stoppedAt;
       if (stop) {
-        const locked = stop.error?.code === 'locked';
+        const locked = stop.skipped === 'locked';
         throw new BillingError(
           locked ? 'locked' : 'internal',
           locked
