@@ -10,6 +10,7 @@ const benches: Array<() => Promise<Bench>> = [
   async () => ({ name: 'overage', run: (await import('./overage.js')).run }),
   async () => ({ name: 'serve', run: (await import('./serve.js')).run }),
   async () => ({ name: 'invoice', run: (await import('./invoice.js')).run }),
+  async () => ({ name: 'stripe', run: (await import('./stripe.js')).run }),
 ];
 
 async function main(): Promise<void> {
