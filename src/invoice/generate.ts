@@ -98,22 +98,26 @@ async function generateAll(db: Db, opts: GenerateOptions, dueDays: number): Prom
   const cache = new CatalogCache();
   const created: InvoiceSummary[] = [];
   let skipped = 0;
-  for (const sub of subs) {
-    const due = endedPeriods(sub, opts.now);
-    if (due.length === 0) continue;
+  // Subscriptions in batches: one query finds which of their ended periods are invoiced already.
+  for (let i = 0; i < subs.length; i += 500) {
+    const batch = subs.slice(i, i + 500).map((sub) => ({ sub, due: endedPeriods(sub, opts.now) })).filter((b) => b.due.length > 0);
+    if (batch.length === 0) continue;
     const done = new Set(
       (
         await q('invoices')
-          .select('period_start')
-          .where({ tenant_id: sub.tenantId, subscription_id: sub.id })
+          .select('tenant_id', 'subscription_id', 'period_start')
+          .whereIn('tenant_id', [...new Set(batch.map((b) => b.sub.tenantId))])
+          .whereIn('subscription_id', batch.map((b) => b.sub.id))
           .whereNot('status', 'void')
-      ).map((r) => Number(r.period_start)),
+      ).map((r) => `${r.tenant_id}|${r.subscription_id}|${Number(r.period_start)}`),
     );
-    for (const bp of due) {
-      if (done.has(bp.period.start)) continue;
-      const inv = await createInvoice(db, cache, sub, bp, opts, dueDays);
-      if (inv) created.push(summarize(inv));
-      else skipped++;
+    for (const { sub, due } of batch) {
+      for (const bp of due) {
+        if (done.has(`${sub.tenantId}|${sub.id}|${bp.period.start}`)) continue;
+        const inv = await createInvoice(db, cache, sub, bp, opts, dueDays);
+        if (inv) created.push(summarize(inv));
+        else skipped++;
+      }
     }
   }
   return { created, skipped };
