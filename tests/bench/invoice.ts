@@ -97,7 +97,7 @@ async function benchOne(label: string, db: Db, tenants: number, months: number):
   const [again, againMs] = await time(() => generateInvoices(db, { now: now + 3_600_000, actor: 'bench' }));
   const [ver, verMs] = await time(() => verifyInvoices(db));
   const row = (what: string, ms: number, extra = '') =>
-    console.log(`  ${what.padEnd(44)} ${(ms / 1000).toFixed(2).padStart(7)} s  ${extra}`);
+    console.log(`  ${what.padEnd(44)} ${(ms / 1000).toFixed(2).padStart(7)} s  ${extra}`.trimEnd());
   const ratio = (ms: number) => `${(ms / baseMs).toFixed(2)}× baseline`;
   console.log(`${label}: ${tenants} tenants × ${months} months, ${events} events`);
   row(`baseline: ${tenants * months} bare write transactions`, baseMs);
