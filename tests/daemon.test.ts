@@ -62,7 +62,7 @@ describeEachDb('daemon', (t) => {
 
   it('SIGTERM during a long job lets it finish and commit, then exits 0', async () => {
     const { db, url } = t();
-    await seedBulkSummaries(db, 30_000);
+    await seedBulkSummaries(db, 12_000);
     const d = daemon(url, config());
     await d.waitFor(isEvent('job.start'));
     d.child.kill('SIGTERM');
@@ -71,15 +71,15 @@ describeEachDb('daemon', (t) => {
     const log = events(d);
     const order = log.map((e) => e.event).filter((e) => e !== 'daemon.start' && e !== 'job.overlap');
     expect(order).toEqual(['job.start', 'daemon.stopping', 'job.end', 'daemon.stop']);
-    expect(log.find((e) => e.event === 'job.end')).toMatchObject({ status: 'succeeded', counts: { rated: 30_000 } });
-    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(30_000);
+    expect(log.find((e) => e.event === 'job.end')).toMatchObject({ status: 'succeeded', counts: { rated: 12_000 } });
+    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(12_000);
     expect((await listJobRuns(db)).map((r) => r.status)).toEqual(['succeeded']);
     expect(await db.knex('job_locks').select()).toEqual([]);
   });
 
   it('a daemon killed mid-job leaves a lease the next daemon takes over once it expires', async () => {
     const { db, url, dialect } = t();
-    await seedBulkSummaries(db, 30_000);
+    await seedBulkSummaries(db, 12_000);
     const file = config({ lockTtlSeconds: 4 });
     const a = daemon(url, file);
     await until(async () => Boolean(await db.knex('job_runs').where({ status: 'running' }).first()));
@@ -108,7 +108,7 @@ describeEachDb('daemon', (t) => {
     const runs = await listJobRuns(db);
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'failed']);
     expect(runs[1].error).toMatch(/abandoned/);
-    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(30_000);
+    expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(12_000);
   });
 
   it('refuses a bad schedule with one line naming it, and --now', async () => {

@@ -8,6 +8,7 @@ import { decimalToMicro } from '../src/domain/quantity.js';
 import { discoverTables } from '../src/ops/tables.js';
 import type { Db } from '../src/storage/db.js';
 import { BIN } from './helpers/cli.js';
+import { runPipeline } from '../src/jobs/pipeline.js';
 
 /** Shared by the jobs, daemon and ops tests: a small billing world and process helpers. */
 
@@ -38,6 +39,35 @@ export async function seedWorld(db: Db, tenants: string[] = ['acme', 'globex']):
       })),
     );
   }
+}
+
+/** seedWorld plus many more events (more than a backup page), then every stage run at NOW. */
+export async function opsWorld(db: Db): Promise<void> {
+  await seedWorld(db);
+  const rows = [];
+  for (const tenant of ['acme', 'globex']) {
+    for (let i = 0; i < 40; i++) {
+      const at = (i < 25 ? JAN.start : FEB.start) + i * 3_600_000;
+      rows.push({
+        tenant_id: tenant, idempotency_key: `${tenant}-${i}`, feature_key: i % 4 === 0 ? 'STORAGE_GB' : 'OCR_SCAN',
+        quantity: i === 7 ? '999999999999999999' : String(1_500_000 + i), occurred_at: at, ingested_at: at + 1000,
+        event_id: `${tenant}-${i}`, source_service: 'scanner', user_id: `u${i % 3}`, metadata: JSON.stringify({ page: i, note: 'ünïcode "quoted"' }),
+      });
+    }
+  }
+  // More rows than a backup page (2000), so paging in key order is exercised.
+  for (let i = 0; i < 2100; i++) {
+    rows.push({
+      tenant_id: 'globex', idempotency_key: `bulk-${i}`, feature_key: 'OCR_SCAN', quantity: '1000000',
+      occurred_at: FEB.start + i * 1000, ingested_at: FEB.start + i * 1000 + 5, source_service: 'bulk',
+    });
+  }
+  await db.knex.batchInsert('usage_events', rows, 100);
+  // The last event is gone: the serial counter is past the highest remaining id.
+  const [{ m }] = await db.knex('usage_events').max('seq as m');
+  await db.knex('usage_events').where({ seq: m }).delete();
+  const r = await runPipeline(db, { now: NOW, actor: 'test' });
+  if (!r.ok) throw new Error(`pipeline stopped: ${JSON.stringify(r.stoppedAt)}`);
 }
 
 /** Many summaries for tenants without subscriptions: makes the overage stage take a while. */

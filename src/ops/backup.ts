@@ -64,8 +64,9 @@ function encodeRow(t: TableInfo, r: Record<string, unknown>): Record<string, unk
 }
 
 async function* readTable(db: Db, trx: Knex.Transaction, t: TableInfo, tenant: string | null): AsyncGenerator<Record<string, unknown>> {
-  const select = t.columns.map((c) => (c.kind === 'int' ? trx.raw('CAST(?? AS TEXT) as ??', [c.name, c.name]) : c.name));
-  const key = t.primaryKey.length > 0 ? t.primaryKey : t.columns.map((c) => c.name);
+  const select = t.columns.map((c) => (c.kind === 'int' ? trx.raw('CAST(?? AS TEXT) as ??', [`${t.name}.${c.name}`, c.name]) : c.name));
+  // Order and compare on the table's columns, not on the text aliases of the same name.
+  const key = (t.primaryKey.length > 0 ? t.primaryKey : t.columns.map((c) => c.name)).map((k) => `${t.name}.${k}`);
   const keyed = t.primaryKey.length > 0;
   let after: unknown[] | null = null;
   let offset = 0;
@@ -85,7 +86,7 @@ async function* readTable(db: Db, trx: Knex.Transaction, t: TableInfo, tenant: s
     if (rows.length < PAGE) return;
     offset += rows.length;
     const last = rows[rows.length - 1] as Record<string, unknown>;
-    after = key.map((k) => last[k]);
+    after = key.map((k) => last[k.slice(t.name.length + 1)]);
   }
 }
 

@@ -26,7 +26,10 @@ export interface RestoreSummary {
   rows: number;
 }
 
-const INSERT_PARAMS = 30_000; // below SQLite's and PostgreSQL's bound-parameter limits
+// Rows per INSERT: under the bound-parameter limits, and under SQLite's 500 terms of the
+// compound SELECT knex builds for a multi-row insert.
+const INSERT_PARAMS = 30_000;
+const INSERT_ROWS = 400;
 
 async function isGzip(file: string): Promise<boolean> {
   const fh = await open(file, 'r').catch((e: Error) => {
@@ -182,7 +185,7 @@ export async function restore(
     const flush = async () => {
       if (!batchTable || batch.length === 0) return;
       if (scope === 'tenant' && batchTable.appendOnly) batch = await missingRows(trx, batchTable, batch);
-      const size = Math.max(1, Math.min(1000, Math.floor(INSERT_PARAMS / batchTable.columns.length)));
+      const size = Math.max(1, Math.min(INSERT_ROWS, Math.floor(INSERT_PARAMS / batchTable.columns.length)));
       for (let i = 0; i < batch.length; i += size) await trx(batchTable.name).insert(batch.slice(i, i + size));
       stats.get(batchTable.name)!.inserted += batch.length;
       batch = [];

@@ -11,10 +11,12 @@ export interface ProgressBarProps {
   rows?: number;
   elapsedMs: number;
   width?: number;
+  /** Units per second; off where the units are too coarse to have a rate (stages). */
+  showRate?: boolean;
 }
 
 /** One line: label, bar and percentage when the total is known, count, rate and ETA. */
-export function ProgressBar({ label, done, total, unit = 'rows', rows, elapsedMs, width = 24 }: ProgressBarProps) {
+export function ProgressBar({ label, done, total, unit = 'rows', rows, elapsedMs, width = 24, showRate = true }: ProgressBarProps) {
   // The speed people care about is rows/s, even when the bar follows bytes.
   const counted = rows ?? done;
   const countUnit = rows === undefined ? unit : 'rows';
@@ -33,7 +35,7 @@ export function ProgressBar({ label, done, total, unit = 'rows', rows, elapsedMs
       ) : (
         <Text>{`${formatCount(counted)} ${countUnit}`}</Text>
       )}
-      <Text dimColor>{r === null ? '' : `${formatCount(r)} ${countUnit}/s`}</Text>
+      {showRate && <Text dimColor>{r === null ? '' : `${formatCount(r)} ${countUnit}/s`}</Text>}
       <Text dimColor>{left === null ? `${formatDuration(elapsedMs)}` : `ETA ${formatDuration(left)}`}</Text>
     </Box>
   );

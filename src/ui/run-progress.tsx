@@ -42,7 +42,7 @@ export function RunProgress({ finished, current, total, elapsedMs }: RunProgress
         }}
       </Static>
       {current !== null && (
-        <ProgressBar label={current} done={finished.length} total={total} unit="stages" elapsedMs={elapsedMs} />
+        <ProgressBar label={current} done={finished.length} total={total} unit="stages" elapsedMs={elapsedMs} showRate={false} />
       )}
     </Box>
   );
