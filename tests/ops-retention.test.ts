@@ -4,50 +4,49 @@ import { runCli } from './helpers/cli.js';
 import { FEB, JAN, NOW, T, opsWorld as world, snapshot } from './jobs-support.js';
 import { runRetention, retentionCutoff } from '../src/ops/retention.js';
 import { listAudit } from '../src/ops/audit.js';
+import { runPipeline } from '../src/jobs/pipeline.js';
 
 describeEachDb('retention', (t) => {
-  it('deletes only old events that are aggregated, summarized and invoiced', async () => {
+  it('deletes only whole old periods that are aggregated, summarized and invoiced', async () => {
     const { db, url } = t();
-    await world(db);
+    await world(db); // every stage ran on 10 Feb 2026: January is invoiced, February is not
     const later = T('2033-06-01T00:00:00Z'); // January and February 2026 are more than 7 years back
-    const hasInvoices = await db.knex.schema.hasTable('invoices');
-    // Not yet aggregated: an old event ingested after the last aggregate run.
-    await db.knex('usage_events').insert({ tenant_id: 'acme', idempotency_key: 'unseen', feature_key: 'OCR_SCAN', quantity: 1, occurred_at: JAN.start + 5, ingested_at: NOW + 1 });
+    // An old acme event the aggregate stage has not seen: acme's January must stay whole.
+    await db.knex('usage_events').insert({ tenant_id: 'acme', idempotency_key: 'unseen', feature_key: 'OCR_SCAN', quantity: '10000000', occurred_at: JAN.start + 5, ingested_at: NOW + 1 });
     const before = await snapshot(db);
+    const events = before.usage_events as Array<Record<string, any>>;
+    // What may go: globex's January, every feature of it. Not acme (blocked), not February (not invoiced).
+    const expected = events.filter((e) => e.tenant_id === 'globex' && Number(e.occurred_at) < FEB.start).map((e) => e.idempotency_key).sort();
+    expect(expected.length).toBeGreaterThan(0);
+    expect(new Set(events.filter((e) => expected.includes(e.idempotency_key)).map((e) => e.feature_key))).toEqual(new Set(['OCR_SCAN', 'STORAGE_GB']));
 
     const dry = await runCli(['retention', '--older-than', '7y', '--dry-run', '--json'], { db: url, now: new Date(later).toISOString() });
     expect(dry.stderr).toBe('');
     expect(dry.code).toBe(0);
     const plan = JSON.parse(dry.stdout);
     expect(plan.cutoff).toBe('2026-06-01T00:00:00.000Z');
-    expect(await snapshot(db)).toEqual(before);
-
-    const eligible = (before.usage_events as Array<Record<string, unknown>>).filter((e) => e.idempotency_key !== 'unseen');
-    const invoiced = async (e: Record<string, unknown>) =>
-      !hasInvoices ||
-      Boolean(
-        await db.knex('invoices').where({ tenant_id: e.tenant_id }).whereNot('status', 'void')
-          .where('period_start', '<=', e.occurred_at as number).where('period_end', '>', e.occurred_at as number).first(),
-      );
-    const expected: Array<Record<string, unknown>> = [];
-    for (const e of eligible) if (await invoiced(e)) expected.push(e);
+    expect(plan.groups.map((g: any) => [g.tenantId, g.featureKey])).toEqual([['globex', 'OCR_SCAN'], ['globex', 'STORAGE_GB']]);
     expect(plan.groups.reduce((n: number, g: any) => n + g.events, 0)).toBe(expected.length);
-    // January is invoiced; February (still open at the last run) is not.
-    expect(expected.length).toBeGreaterThan(0);
-    expect(expected.every((e) => (e.occurred_at as number) < FEB.start)).toBe(true);
+    expect(await snapshot(db)).toEqual(before);
 
     const r = await runRetention(db, { olderThan: '7y', now: later, actor: 'test' });
     expect(r.deleted).toBe(expected.length);
     const left = (await db.knex('usage_events').select('idempotency_key')).map((x) => x.idempotency_key).sort();
-    const kept = (before.usage_events as Array<Record<string, string>>).filter((e) => !expected.includes(e)).map((e) => e.idempotency_key).sort();
-    expect(left).toEqual(kept);
-    expect(left).toContain('unseen');
-    // Summaries, charges and the rest of the audit log are untouched.
-    expect((await snapshot(db)).usage_summaries).toEqual(before.usage_summaries);
-    if (r.deleted > 0) expect((await listAudit(db, { entity: 'usage_events' })).map((a) => a.action)).toContain('retention_delete');
+    expect(left).toEqual(events.map((e) => e.idempotency_key).filter((k) => !expected.includes(k)).sort());
+    // Summaries, charges, invoices and the rest of the audit log are untouched; the deletion is audited.
+    const after = await snapshot(db);
+    for (const table of ['usage_summaries', 'rated_charges', 'invoices', 'invoice_lines']) expect(after[table]).toEqual(before[table]);
+    const audit = await listAudit(db, { entity: 'usage_events' });
+    expect(audit).toMatchObject([{ tenantId: 'globex', action: 'retention_delete', after: { events: expected.length } }]);
 
-    // Nothing is young enough... or old enough: a 10-year retention deletes nothing.
+    // A 10-year age keeps everything.
     expect((await runRetention(db, { olderThan: '10y', now: later, actor: 'test' })).deleted).toBe(0);
+    // Once February is invoiced, with the stray event billed as late usage for January,
+    // every event left may go.
+    expect((await runPipeline(db, { now: T('2026-03-02T00:00:00Z'), actor: 'test' })).ok).toBe(true);
+    expect(await db.knex('invoice_lines').where({ tenant_id: 'acme', kind: 'late_usage', period_start: JAN.start }).first()).toBeTruthy();
+    expect((await runRetention(db, { olderThan: '7y', now: later, actor: 'test' })).deleted).toBe(left.length);
+    expect(await db.knex('usage_events').count('* as n').first()).toMatchObject({ n: 0 });
   });
 
   it('parses ages and refuses nonsense', () => {

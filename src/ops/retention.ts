@@ -8,12 +8,16 @@ import { aggregationState } from '../jobs/backlog.js';
 
 /**
  * `billing retention --older-than 7y`: delete raw usage events past retention, but only
- * those whose usage is safe without them (DESIGN.md §11):
+ * those whose usage is safe without them (DESIGN.md §11). An event qualifies when it is
  * - aggregated: at or below the aggregate watermark and not in one of its holes;
  * - summarized: a usage summary covers its tenant, feature and period;
  * - invoiced (once the invoices table exists): a non-void invoice covers the period it
  *   occurred in, and some non-void invoice of the tenant was issued after it was ingested
  *   (generation aggregates first and bills late usage, so its usage reached an invoice).
+ * And only whole periods go, oldest first: a period whose summary ended before the cutoff
+ * and before the tenant's oldest event that does not qualify. A summary is never left
+ * describing events of which only some remain, and what remains is a suffix of the
+ * tenant's history (what the aggregate stage's rebuilds start from).
  * Summaries, invoices and the audit log are never deleted: financial records are kept.
  */
 
@@ -46,42 +50,81 @@ export function retentionCutoff(spec: string, now: number): number {
   return addMonthsClamped(now, -(unit === 'y' ? 12 * n : n));
 }
 
-/** The events that may go, as a query (wrapped: a builder is a thenable an await would run). */
-async function deletable(db: Db, q: Knex | Knex.Transaction, cutoff: number): Promise<{ query: Knex.QueryBuilder } | null> {
-  // Everything through q: on SQLite the transaction holds the only connection.
+type Q = Knex | Knex.Transaction;
+interface Rules {
+  watermark: number;
+  holes: Array<{ from: number; to: number }>;
+  invoices: boolean;
+}
+
+async function rules(db: Db, q: Q): Promise<Rules | null> {
+  // Everything through q: on SQLite a transaction holds the only connection.
   const state = await aggregationState(db, q);
-  if (state.watermark === null) return null; // nothing has been aggregated yet
-  const hasInvoices = await q.schema.hasTable('invoices');
-  const b = q('usage_events as e')
+  if (state.watermark === null) return null; // nothing aggregated yet: nothing qualifies
+  return { watermark: state.watermark, holes: state.holes, invoices: await q.schema.hasTable('invoices') };
+}
+
+/** The conditions an event (alias `e`) must meet, the summary's period end bounded by `periodEndBy`. */
+function qualifies(q: Q, w: Knex.QueryBuilder, r: Rules, periodEndBy: number): void {
+  w.where('e.seq', '<=', r.watermark);
+  for (const h of r.holes) w.whereNot((x) => x.whereBetween('e.seq', [h.from, h.to]));
+  w.whereExists((s) =>
+    s
+      .select(q.raw('1'))
+      .from('usage_summaries as s')
+      .whereRaw('s.tenant_id = e.tenant_id and s.feature_key = e.feature_key')
+      .whereRaw('s.period_start <= e.occurred_at and e.occurred_at < s.period_end')
+      .where('s.period_end', '<=', periodEndBy),
+  );
+  if (!r.invoices) return;
+  w.whereExists((s) =>
+    s
+      .select(q.raw('1'))
+      .from('invoices as i')
+      .whereRaw('i.tenant_id = e.tenant_id')
+      .whereNot('i.status', 'void')
+      .whereRaw('i.period_start <= e.occurred_at and e.occurred_at < i.period_end'),
+  );
+  w.whereExists((s) =>
+    s
+      .select(q.raw('1'))
+      .from('invoices as i2')
+      .whereRaw('i2.tenant_id = e.tenant_id')
+      .whereNot('i2.status', 'void')
+      .whereRaw('i2.issued_at >= e.ingested_at'),
+  );
+}
+
+/** Per tenant: how far back its history may go (the cutoff, or its oldest event that does not qualify). */
+async function horizons(q: Q, r: Rules, cutoff: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const candidates = await q('usage_events as e')
     .where('e.occurred_at', '<', cutoff)
-    .where('e.seq', '<=', state.watermark)
-    .whereExists((s) =>
-      s
-        .select(q.raw('1'))
-        .from('usage_summaries as s')
-        .whereRaw('s.tenant_id = e.tenant_id and s.feature_key = e.feature_key')
-        .whereRaw('s.period_start <= e.occurred_at and e.occurred_at < s.period_end'),
-    );
-  for (const h of state.holes) b.whereNot((w) => w.whereBetween('e.seq', [h.from, h.to]));
-  if (hasInvoices) {
-    b.whereExists((s) =>
-      s
-        .select(q.raw('1'))
-        .from('invoices as i')
-        .whereRaw('i.tenant_id = e.tenant_id')
-        .whereNot('i.status', 'void')
-        .whereRaw('i.period_start <= e.occurred_at and e.occurred_at < i.period_end'),
-    );
-    b.whereExists((s) =>
-      s
-        .select(q.raw('1'))
-        .from('invoices as i2')
-        .whereRaw('i2.tenant_id = e.tenant_id')
-        .whereNot('i2.status', 'void')
-        .whereRaw('i2.issued_at >= e.ingested_at'),
-    );
+    .modify((b) => qualifies(q, b, r, cutoff))
+    .distinct('e.tenant_id');
+  for (const { tenant_id } of candidates) out.set(String(tenant_id), cutoff);
+  if (out.size === 0) return out;
+  const blocked = await q('usage_events as e')
+    .where('e.occurred_at', '<', cutoff)
+    .whereNot((w) => qualifies(q, w, r, cutoff))
+    .select('e.tenant_id')
+    .min('e.occurred_at as first')
+    .groupBy('e.tenant_id');
+  for (const b of blocked) {
+    const t = String(b.tenant_id);
+    if (out.has(t)) out.set(t, Math.min(cutoff, Number(b.first)));
   }
-  return { query: b };
+  return out;
+}
+
+/** The events of one tenant that may go now (as a query; a builder is a thenable, so wrapped). */
+function deletable(q: Q, r: Rules, tenantId: string, horizon: number): { query: Knex.QueryBuilder } {
+  return {
+    query: q('usage_events as e')
+      .where('e.tenant_id', tenantId)
+      .where('e.occurred_at', '<', horizon)
+      .modify((b) => qualifies(q, b, r, horizon)),
+  };
 }
 
 export async function runRetention(
@@ -89,40 +132,38 @@ export async function runRetention(
   opts: { olderThan: string; now: number; actor: string; dryRun?: boolean },
 ): Promise<RetentionResult> {
   const cutoff = retentionCutoff(opts.olderThan, opts.now);
-  const base = await deletable(db, db.knex, cutoff);
-  const groups: RetentionGroup[] = base
-    ? (
-        await base.query
-          .clone()
-          .select('e.tenant_id', 'e.feature_key')
-          .count('* as n')
-          .min('e.occurred_at as oldest')
-          .max('e.occurred_at as newest')
-          .groupBy('e.tenant_id', 'e.feature_key')
-          .orderBy(['e.tenant_id', 'e.feature_key'])
-      ).map((r: Record<string, unknown>) => ({
-        tenantId: String(r.tenant_id),
-        featureKey: String(r.feature_key),
-        events: Number(r.n),
-        oldest: toIso(Number(r.oldest)),
-        newest: toIso(Number(r.newest)),
-      }))
-    : [];
-  const result: RetentionResult = { cutoff: toIso(cutoff), dryRun: Boolean(opts.dryRun), deleted: 0, groups };
-  if (opts.dryRun || groups.length === 0) return result;
+  const result: RetentionResult = { cutoff: toIso(cutoff), dryRun: Boolean(opts.dryRun), deleted: 0, groups: [] };
+  const r = await rules(db, db.knex);
+  if (!r) return result;
+  const bounds = await horizons(db.knex, r, cutoff);
+  for (const [tenantId, horizon] of [...bounds].sort(([a], [b]) => a.localeCompare(b))) {
+    const rows = await deletable(db.knex, r, tenantId, horizon)
+      .query.select('e.feature_key')
+      .count('* as n')
+      .min('e.occurred_at as oldest')
+      .max('e.occurred_at as newest')
+      .groupBy('e.feature_key')
+      .orderBy('e.feature_key');
+    for (const g of rows as Array<Record<string, unknown>>) {
+      result.groups.push({
+        tenantId,
+        featureKey: String(g.feature_key),
+        events: Number(g.n),
+        oldest: toIso(Number(g.oldest)),
+        newest: toIso(Number(g.newest)),
+      });
+    }
+  }
+  if (opts.dryRun || result.groups.length === 0) return result;
 
-  // Small transactions: an hourly aggregate run is never blocked for long.
-  for (;;) {
-    const n = await withTx(db, async (trx) => {
-      const q = await deletable(db, trx, cutoff);
-      const rows: Array<{ seq: unknown; tenant_id: string }> = await q!.query.clone().select('e.seq', 'e.tenant_id').orderBy('e.seq').limit(BATCH);
-      if (rows.length === 0) return 0;
-      for (let i = 0; i < rows.length; i += 500) {
-        await trx('usage_events').whereIn('seq', rows.slice(i, i + 500).map((r) => Number(r.seq))).delete();
-      }
-      const perTenant = new Map<string, number>();
-      for (const r of rows) perTenant.set(r.tenant_id, (perTenant.get(r.tenant_id) ?? 0) + 1);
-      for (const [tenantId, events] of perTenant) {
+  // Small transactions, one tenant at a time: an hourly aggregate run is never blocked long.
+  for (const [tenantId, horizon] of bounds) {
+    for (;;) {
+      const n = await withTx(db, async (trx) => {
+        const rt = (await rules(db, trx))!;
+        const seqs = (await deletable(trx, rt, tenantId, horizon).query.select('e.seq').orderBy('e.seq').limit(BATCH)).map((x: { seq: unknown }) => Number(x.seq));
+        if (seqs.length === 0) return 0;
+        for (let i = 0; i < seqs.length; i += 500) await trx('usage_events').whereIn('seq', seqs.slice(i, i + 500)).delete();
         await writeAudit(trx, {
           at: opts.now,
           actor: opts.actor,
@@ -130,13 +171,13 @@ export async function runRetention(
           entity: 'usage_events',
           entityId: tenantId,
           action: 'retention_delete',
-          after: { events, olderThan: opts.olderThan, cutoff: toIso(cutoff) },
+          after: { events: seqs.length, olderThan: opts.olderThan, cutoff: toIso(cutoff), before: toIso(horizon) },
         });
-      }
-      return rows.length;
-    });
-    result.deleted += n;
-    if (n < BATCH) break;
+        return seqs.length;
+      });
+      result.deleted += n;
+      if (n < BATCH) break;
+    }
   }
   return result;
 }
