@@ -6,7 +6,9 @@ import { describeEachDb } from './helpers/db.js';
 import { runCli } from './helpers/cli.js';
 import { events, seedBulkSummaries, seedWorld, sleep, spawnBilling, until } from './jobs-support.js';
 import { listJobRuns } from '../src/jobs/runs.js';
-import { JOB_NAMES } from '../src/jobs/stages.js';
+import { JOB_NAMES, type Stage } from '../src/jobs/stages.js';
+import { startDaemon, type DaemonLogEntry } from '../src/jobs/daemon.js';
+import { DEFAULT_DAEMON_CONFIG } from '../src/jobs/schedules.js';
 
 /** A config running only the given jobs (default: overage), every second. */
 function config(extra: Record<string, unknown> = {}, jobs: string[] = ['overage']): string {
@@ -109,6 +111,38 @@ describeEachDb('daemon', (t) => {
     expect(runs.map((r) => r.status)).toEqual(['succeeded', 'failed']);
     expect(runs[1].error).toMatch(/abandoned/);
     expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(12_000);
+  });
+
+  it('does not start a job again while its previous tick is still running', async () => {
+    const { db } = t();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let runs = 0;
+    const slow: Stage = {
+      job: 'invoice',
+      async run() {
+        runs++;
+        await gate;
+        return { created: 0 };
+      },
+    };
+    const log: DaemonLogEntry[] = [];
+    const d = startDaemon(db, {
+      config: { ...DEFAULT_DAEMON_CONFIG, schedules: { invoice: '* * * * * *' } },
+      actor: 'test',
+      clock: Date.now,
+      log: (e) => log.push(e),
+      stages: [slow],
+    });
+    await until(async () => log.filter((e) => e.event === 'job.overlap').length >= 2, 10_000);
+    expect(runs).toBe(1);
+    expect(d.state().jobs).toMatchObject([{ job: 'invoice', state: 'running' }]);
+    const stopping = d.stop('test');
+    release();
+    expect(await stopping).toEqual({ clean: true });
+    expect(runs).toBe(1);
+    expect((await listJobRuns(db)).map((r) => [r.job, r.status])).toEqual([['invoice', 'succeeded']]);
+    expect(log.find((e) => e.event === 'job.overlap')).toMatchObject({ level: 'warn', job: 'invoice', reason: 'still running from an earlier tick' });
   });
 
   it('refuses a bad schedule with one line naming it, and --now', async () => {
