@@ -2,6 +2,9 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
 import { NOW_MS, ingestText, seedIngest, storedEvents, totals } from './ingest-support.js';
+import { Readable } from 'node:stream';
+import { ingest } from '../src/ingest/ingest.js';
+import { streamInput } from '../src/ingest/source.js';
 import { recordUsage } from '../src/ingest/record.js';
 import { parseFieldMap } from '../src/ingest/fields.js';
 import { idempotencyKey } from '../src/ingest/idempotency.js';
@@ -108,6 +111,24 @@ describeEachDb('ingest', (t) => {
       ['t1', 'API_CALL', '1000000', 'ent,1', '{"note":"a, b"}'],
       ['t1', 'API_CALL', '2000000', 'ent\r\n2', null],
     ]);
+  });
+
+  it('rejects what cannot be read as a record and goes on: an unclosed quote, an overlong JSON line', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const csv = await ingestText(db, 'c.csv', 'tenant_id,feature,event_id\nt1,API_CALL,a\nt1,API_CALL,"b\n');
+    expect(csv).toMatchObject({ read: 2, inserted: 1, rejected: 1 });
+    expect(csv.messages).toEqual(['c.csv:3: row: malformed CSV: Quote Not Closed']);
+    const long = JSON.stringify({ tenant_id: 't1', feature: 'API_CALL', metadata: { pad: 'x'.repeat(1_100_000) } });
+    const ok = JSON.stringify({ tenant_id: 't2', feature: 'API_CALL', event_id: 'after' });
+    const whole = await ingestText(db, 'l.ndjson', `${long}\n${ok}\n`);
+    expect(whole).toMatchObject({ read: 2, inserted: 1, rejected: 1 });
+    expect(whole.messages).toEqual(['l.ndjson:1: line: longer than 1048576 characters']);
+    // The same when the line arrives in pieces (never buffered whole).
+    const input = streamInput('p.ndjson', Readable.from([long.slice(0, 600_000), long.slice(600_000), `\n${ok.replace('after', 'after-2')}\n`].map((s) => Buffer.from(s))));
+    const pieces = await ingest(db, [input], { now: NOW_MS });
+    expect(pieces).toMatchObject({ read: 2, inserted: 1, rejected: 1 });
+    expect(pieces.messages).toEqual(['p.ndjson:1: line: longer than 1048576 characters']);
   });
 
   it('stores quantities exactly: 0.1 + 0.2 is 0.3', async () => {

@@ -1,19 +1,13 @@
 import type { Knex } from 'knex';
-import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
-import { insertIgnoringConflicts, type BulkTarget } from '../storage/bulk-insert.js';
 import { withTx } from '../storage/sql.js';
-import { ALIASES, type Field, type FieldMap } from './fields.js';
-import { CsvRows, JsonRows } from './formats.js';
+import type { FieldMap } from './fields.js';
+import { ingestInput } from './ingest-input.js';
 import { loadKnownIds } from './known.js';
-import { readCsv } from './readers/csv.js';
-import { readLines } from './readers/lines.js';
-import type { RecordBatch } from './readers/batch.js';
 import { RejectsFile } from './rejects.js';
-import { inputBytes, sniffFormat, type Format, type IngestInput } from './source.js';
-import { EVENT_COLUMNS, validateEvent, type EventRow, type Invalid, type ValidateContext } from './validate.js';
-import { finishRuns, startRuns, updateRun, type RunCounts } from './runs.js';
+import { finishRuns, startRuns, type RunCounts } from './runs.js';
+import type { Format, IngestInput } from './source.js';
 
 export interface IngestProgress extends RunCounts {
   /** The input being read (its label). */
@@ -32,9 +26,9 @@ export interface IngestOptions {
   /** All-or-nothing: any rejected record and nothing is inserted. */
   strict?: boolean;
   rejectsPath?: string;
-  /** Records read and validated at a time (default 5,000, or rowsPerTransaction if smaller). */
+  /** Records between two writes/progress reports (default 5,000, or rowsPerTransaction if smaller). */
   batchSize?: number;
-  /** Rows per transaction, in whole batches (default: SQLite 50,000, PostgreSQL 5,000). */
+  /** Records per transaction, in whole batches (default: SQLite 50,000, PostgreSQL 5,000). */
   rowsPerTransaction?: number;
   /** How many reject messages to return in the summary (default 10). */
   maxMessages?: number;
@@ -60,18 +54,14 @@ export interface IngestSummary extends RunCounts {
   inputs: InputSummary[];
 }
 
-const USAGE_EVENTS: BulkTarget = { table: 'usage_events', columns: EVENT_COLUMNS, conflict: ['tenant_id', 'idempotency_key'] };
-const DEFAULT_BATCH = 5000;
-const DEFAULT_TX_ROWS: Record<Db['dialect'], number> = { sqlite: 50_000, pg: 5000 };
-
 /** Thrown inside the --strict transaction to roll it back; never escapes ingest(). */
 class StrictRollback extends Error {}
 
 /**
- * `billing ingest`: stream each input, validate every record, and insert the valid ones in
- * batches, one transaction per batch (or one for everything with `strict`). Duplicates
- * (same tenant and idempotency key, within the input or from an earlier run) are counted
- * and skipped. Memory stays flat: at most two batches are held at a time.
+ * `billing ingest`: stream each input, validate every record, and insert the valid ones,
+ * committing every `rowsPerTransaction` records (or once for everything with `strict`).
+ * Duplicates (same tenant and idempotency key, within the input or from an earlier run) are
+ * counted and skipped. Memory stays flat whatever the input size.
  */
 export async function ingest(db: Db, inputs: IngestInput[], opts: IngestOptions): Promise<IngestSummary> {
   const elapsed = opts.elapsedMs ?? (() => 0);
@@ -97,7 +87,9 @@ export async function ingest(db: Db, inputs: IngestInput[], opts: IngestOptions)
         ...opts,
         known,
         rejects,
-        onReject: (m) => messages.length < maxMessages && messages.push(m),
+        onReject: (m: string) => {
+          if (messages.length < maxMessages) messages.push(m);
+        },
       });
     }
   };
@@ -144,189 +136,4 @@ export async function ingest(db: Db, inputs: IngestInput[], opts: IngestOptions)
     messages,
     inputs: summaries,
   };
-}
-
-interface InputContext extends IngestOptions {
-  known: ValidateContext['known'];
-  rejects: RejectsFile | null;
-  onReject: (message: string) => void;
-}
-
-async function ingestInput(
-  db: Db,
-  trx: Knex.Transaction | null,
-  input: IngestInput,
-  counts: InputSummary,
-  opts: InputContext,
-): Promise<void> {
-  const counter = { bytes: 0 };
-  const batches = validBatches(input, counts, counter, opts)[Symbol.asyncIterator]();
-  const progress = () => opts.onProgress?.({ ...countsOf(counts), source: input.label, bytes: counter.bytes, totalBytes: input.size });
-  const insert = async (q: Knex.Transaction, rows: EventRow[]) => {
-    const inserted = await insertIgnoringConflicts(db, q, USAGE_EVENTS, rows);
-    counts.inserted += inserted;
-    counts.duplicates += rows.length - inserted;
-  };
-
-  if (trx) {
-    // --strict: everything in the caller's one transaction.
-    for (let b = await batches.next(); !b.done; b = await batches.next()) {
-      await insert(trx, b.value);
-      progress();
-    }
-    await updateRun(trx, counts.runId, counts);
-    return;
-  }
-  // Several batches per transaction: parsing holds one batch in memory at a time, while a
-  // commit (on SQLite: rewriting every index page the batch touched) is paid less often.
-  // A crash loses the open transaction only; a rerun skips whatever was committed.
-  const txRows = opts.rowsPerTransaction ?? DEFAULT_TX_ROWS[db.dialect];
-  for (let done = false; !done; ) {
-    await withTx(db, async (q) => {
-      for (let n = 0; n < txRows; ) {
-        const b = await batches.next();
-        if (b.done) {
-          done = true;
-          break;
-        }
-        await insert(q, b.value);
-        n += b.value.length;
-        progress();
-      }
-      await updateRun(q, counts.runId, counts);
-    });
-  }
-}
-
-/**
- * The input's valid events, one array per batch read; rejected records are counted, reported
- * and written to the rejects file on the way.
- */
-async function* validBatches(
-  input: IngestInput,
-  counts: InputSummary,
-  counter: { bytes: number },
-  opts: InputContext,
-): AsyncGenerator<EventRow[]> {
-  const bytes = inputBytes(input.open(), counter);
-  let format = opts.format ?? input.format;
-  let source: AsyncIterable<Buffer> = bytes;
-  if (!format) {
-    const first = await bytes.next();
-    if (first.done) return;
-    format = sniffFormat(first.value);
-    source = prepend(first.value, bytes);
-  }
-  counts.format = format;
-  const batchSize = opts.batchSize ?? Math.min(DEFAULT_BATCH, opts.rowsPerTransaction ?? DEFAULT_BATCH);
-  const vctx: ValidateContext = { known: opts.known, now: opts.now, runId: counts.runId };
-  const map = opts.map ?? new Map();
-  const label = input.label;
-
-  const reject = (line: number, fieldName: string, reason: string) => {
-    counts.rejected++;
-    opts.onReject(`${label}:${line}: ${fieldName}: ${reason}`);
-    return `${fieldName}: ${reason}`;
-  };
-
-  if (format === 'csv') {
-    let rows: CsvRows | null = null;
-    for await (const batch of readCsv(source, batchSize)) {
-      const valid: EventRow[] = [];
-      readErrors(batch, counts, reject, opts.rejects && ((line, reason) => opts.rejects!.csv([], line, reason)));
-      for (let i = 0; i < batch.items.length; i++) {
-        const fields = batch.items[i];
-        if (!rows) {
-          rows = new CsvRows(fields.map((h) => h.trim()), map);
-          requireColumns(rows, label);
-          opts.rejects?.beginCsv(rows.header, label);
-          continue;
-        }
-        counts.read++;
-        const line = batch.lines[i];
-        const v = rows.checkWidth(fields) ?? validateEvent(rows.event(fields), vctx);
-        if (Array.isArray(v)) valid.push(v);
-        else {
-          const reason = reject(line, v.field === 'row' ? 'row' : rows.fieldName(v.field as Field), v.reason);
-          opts.rejects?.csv(fields, line, reason);
-        }
-      }
-      await opts.rejects?.flush();
-      yield valid;
-    }
-  } else {
-    const json = new JsonRows(map, format === 'cloudevents');
-    opts.rejects?.beginJson();
-    for await (const batch of readLines(source, batchSize)) {
-      const valid: EventRow[] = [];
-      readErrors(batch, counts, reject, opts.rejects && ((line, reason) => opts.rejects!.json(null, line, reason)));
-      for (let i = 0; i < batch.items.length; i++) {
-        counts.read++;
-        const line = batch.lines[i];
-        const { obj, result } = jsonRecord(batch.items[i], json, vctx);
-        if (Array.isArray(result)) {
-          valid.push(result);
-          continue;
-        }
-        const field = obj === null || result.field === 'line' || result.field === 'row' ? result.field : json.fieldName(obj, result.field);
-        const reason = reject(line, field, result.reason);
-        opts.rejects?.json(obj ?? batch.items[i], line, reason);
-      }
-      await opts.rejects?.flush();
-      yield valid;
-    }
-  }
-}
-
-/** Parse one JSON line and validate it; `obj` is null when the line is not a JSON object. */
-function jsonRecord(
-  text: string,
-  json: JsonRows,
-  vctx: ValidateContext,
-): { obj: Record<string, unknown> | null; result: EventRow | Invalid } {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    return { obj: null, result: { field: 'line', reason: `is not valid JSON (${(e as Error).message})` } };
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    return { obj: null, result: { field: 'line', reason: 'is not a JSON object' } };
-  }
-  const obj = parsed as Record<string, unknown>;
-  return { obj, result: validateEvent(json.event(obj), vctx) };
-}
-
-function readErrors(
-  batch: RecordBatch<unknown>,
-  counts: RunCounts,
-  reject: (line: number, field: string, reason: string) => string,
-  keep: ((line: number, reason: string) => void) | null,
-): void {
-  for (const e of batch.errors) {
-    counts.read++;
-    const reason = reject(e.line, 'row', e.message);
-    keep?.(e.line, reason);
-  }
-}
-
-/** Without a tenant or a feature column every row would be rejected: say so once instead. */
-function requireColumns(rows: CsvRows, label: string): void {
-  for (const f of ['tenant_id', 'feature'] as const) {
-    if (!rows.has(f)) {
-      throw new BillingError(
-        'invalid_input',
-        `${label}: the header has no ${f} column (looked for ${ALIASES[f].join(', ')}); name one with --map COLUMN=${f}`,
-      );
-    }
-  }
-}
-
-function countsOf(c: RunCounts): RunCounts {
-  return { read: c.read, inserted: c.inserted, duplicates: c.duplicates, rejected: c.rejected };
-}
-
-async function* prepend(first: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  yield first;
-  yield* rest;
 }

@@ -73,6 +73,9 @@ const QUANTITY_REASON: Record<QuantityError, string> = {
   too_precise: 'has more than 6 decimals',
 };
 
+// The usual export format (toISOString()), parsed without parseInstant's general checks.
+const UTC_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
+
 const isQuantityError = (m: string): m is QuantityError => m in QUANTITY_REASON;
 
 // Plain decimals that need no Decimal arithmetic: the common case on the hot path.
@@ -163,7 +166,8 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   let occurredAt: number | null = null;
   const t = typeof e.occurred_at === 'string' ? e.occurred_at.trim() : e.occurred_at;
   if (t !== undefined && t !== null && t !== '') {
-    occurredAt = parseInstant(t);
+    occurredAt = typeof t === 'string' && UTC_ISO.test(t) ? Date.parse(t) : parseInstant(t);
+    if (Number.isNaN(occurredAt)) occurredAt = null; // e.g. month 13
     if (occurredAt === null) {
       return { field: 'occurred_at', reason: `${show(t)} is not an ISO 8601 time with offset or epoch seconds/milliseconds` };
     }

@@ -73,14 +73,14 @@ export function copyValue(v: unknown): string {
   return s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 }
 
-/** Rows (arrays in column order) as a COPY text payload. */
+/** One row (values in column order) as a line of COPY text format, newline included. */
+export function copyLine(row: readonly unknown[]): string {
+  let line = copyValue(row[0]);
+  for (let j = 1; j < row.length; j++) line += '\t' + copyValue(row[j]);
+  return line + '\n';
+}
+
+/** Rows as a COPY text payload. */
 export function copyText(rows: readonly (readonly unknown[])[]): Buffer {
-  const parts: string[] = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i];
-    let line = copyValue(r[0]);
-    for (let j = 1; j < r.length; j++) line += '\t' + copyValue(r[j]);
-    parts[i] = line;
-  }
-  return Buffer.from(parts.join('\n') + '\n', 'utf8');
+  return Buffer.from(rows.map(copyLine).join(''), 'utf8');
 }

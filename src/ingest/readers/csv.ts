@@ -1,20 +1,24 @@
 import { Readable, pipeline } from 'node:stream';
 import { parse, type CsvError } from 'csv-parse';
-import type { RecordBatch } from './batch.js';
+import type { RecordHandler } from './records.js';
 
 const MAX_RECORD_BYTES = 1 << 20;
 
 /**
- * CSV records in batches, with the line each starts on. The header is the first record (the
- * caller binds it). Parsing is lenient so that one bad row never desynchronises the rest:
- * quotes inside fields are kept (relax_quotes), rows may have any field count (checked by
- * the caller against the header), and a record csv-parse still cannot read becomes an
- * error entry instead of ending the run. Empty lines are skipped but counted.
+ * CSV records (arrays of fields) with the line each starts on; the header is the first one.
+ * Parsing is lenient so that one bad row never desynchronises the rest: quotes inside fields
+ * are kept (relax_quotes), rows may have any field count (the caller checks them against the
+ * header), and what csv-parse still cannot read is reported as unreadable instead of ending
+ * the run. Empty lines are skipped but counted.
  *
- * Line numbers are counted here rather than with csv-parse's `info` option, which copies
- * its whole state object per record and costs more than the rest of the parse.
+ * Line numbers are counted here rather than with csv-parse's `info` option, which copies its
+ * whole state object per record and costs more than the rest of the parse.
  */
-export async function* readCsv(bytes: AsyncIterable<Buffer>, batchSize: number): AsyncGenerator<RecordBatch<string[]>> {
+export async function* readCsv(
+  bytes: AsyncIterable<Buffer>,
+  batchSize: number,
+  handler: RecordHandler<string[]>,
+): AsyncGenerator<void> {
   const parser = parse({
     bom: true,
     ltrim: true, // right-trimming is done per field by the caller: csv-parse's rtrim desyncs on `"a"x`
@@ -24,17 +28,23 @@ export async function* readCsv(bytes: AsyncIterable<Buffer>, batchSize: number):
     max_record_size: MAX_RECORD_BYTES,
   });
   let nextLine = 1;
-  let batch: RecordBatch<string[]> = { items: [], lines: [], errors: [] };
+  let count = 0;
   let done = false;
-  let failure: Error | null = null;
+  let failure: unknown = null;
   let wake: (() => void) | null = null;
   const notify = () => {
     const w = wake;
     wake = null;
     w?.();
   };
+  const fail = (e: unknown) => {
+    failure ??= e;
+    parser.pause();
+    notify();
+  };
 
   parser.on('data', (record: string[]) => {
+    if (failure) return;
     const line = nextLine;
     let extra = 0;
     for (let i = 0; i < record.length; i++) {
@@ -43,15 +53,23 @@ export async function* readCsv(bytes: AsyncIterable<Buffer>, batchSize: number):
     }
     nextLine += 1 + extra;
     if (record.length === 1 && record[0] === '') return; // empty line
-    batch.items.push(record);
-    batch.lines.push(line);
-    if (batch.items.length >= batchSize) {
+    try {
+      handler.record(record, line);
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    if (++count >= batchSize) {
       parser.pause();
       notify();
     }
   });
   parser.on('skip', (err: CsvError) => {
-    batch.errors.push({ line: nextLine, message: `malformed CSV: ${err.message.split(':')[0]}` });
+    try {
+      handler.unreadable(nextLine, `malformed CSV: ${err.message.split(':')[0]}`);
+    } catch (e) {
+      fail(e);
+    }
     const at = (err as CsvError & { lines?: number }).lines;
     if (typeof at === 'number' && at >= nextLine) nextLine = at + 1;
   });
@@ -60,22 +78,16 @@ export async function* readCsv(bytes: AsyncIterable<Buffer>, batchSize: number):
     notify();
   });
   pipeline(Readable.from(bytes, { objectMode: false }), parser, (err) => {
-    if (err) {
-      failure = err;
-      notify();
-    }
+    if (err) fail(err);
   });
 
   try {
     for (;;) {
       if (failure) throw failure;
-      const full = batch.items.length >= batchSize;
-      if (full || (done && (batch.items.length > 0 || batch.errors.length > 0))) {
-        const out = batch;
-        batch = { items: [], lines: [], errors: [] };
-        // Let the parser fill the next batch while the caller validates and writes this one.
-        if (full) parser.resume();
-        yield out;
+      if (count >= batchSize) {
+        count = 0;
+        yield;
+        parser.resume();
         continue;
       }
       if (done) return;

@@ -1,35 +1,37 @@
 import { StringDecoder } from 'node:string_decoder';
-import type { RecordBatch } from './batch.js';
+import type { RecordHandler } from './records.js';
 
-/** A line longer than this is rejected (and skipped) rather than buffered without bound. */
+/** A line longer than this is reported unreadable (and skipped) rather than buffered without bound. */
 const MAX_LINE_CHARS = 1 << 20;
 
 /**
- * Non-blank text lines (JSON lines) in batches with their line numbers. Accepts LF and CRLF,
- * and a UTF-8 byte order mark at the start.
+ * Non-blank text lines (JSON lines) with their line numbers. Accepts LF and CRLF, and a UTF-8
+ * byte order mark at the start.
  */
-export async function* readLines(bytes: AsyncIterable<Buffer>, batchSize: number): AsyncGenerator<RecordBatch<string>> {
+export async function* readLines(
+  bytes: AsyncIterable<Buffer>,
+  batchSize: number,
+  handler: RecordHandler<string>,
+): AsyncGenerator<void> {
   const decoder = new StringDecoder('utf8');
-  let batch: RecordBatch<string> = { items: [], lines: [], errors: [] };
   let partial = '';
   let overlong = false; // inside a line that is being skipped for its length
   let line = 0;
-  let first = true;
+  let count = 0;
 
+  const tooLong = (at: number) => handler.unreadable(at, `longer than ${MAX_LINE_CHARS} characters`);
   const take = (text: string) => {
     line++;
     if (overlong) {
       overlong = false;
       return;
     }
-    if (first) {
-      first = false;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    }
+    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     if (text.endsWith('\r')) text = text.slice(0, -1);
+    if (text.length > MAX_LINE_CHARS) return tooLong(line);
     if (text.trim() === '') return;
-    batch.items.push(text);
-    batch.lines.push(line);
+    handler.record(text, line);
+    count++;
   };
 
   for await (const chunk of bytes) {
@@ -42,16 +44,15 @@ export async function* readLines(bytes: AsyncIterable<Buffer>, batchSize: number
     }
     if (!overlong) partial += s.slice(start);
     if (partial.length > MAX_LINE_CHARS) {
-      batch.errors.push({ line: line + 1, message: `line is longer than ${MAX_LINE_CHARS} characters` });
+      tooLong(line + 1);
       partial = '';
       overlong = true;
     }
-    if (batch.items.length >= batchSize) {
-      yield batch;
-      batch = { items: [], lines: [], errors: [] };
+    if (count >= batchSize) {
+      count = 0;
+      yield;
     }
   }
   const rest = partial + decoder.end();
   if (rest !== '' && !overlong) take(rest);
-  if (batch.items.length > 0 || batch.errors.length > 0) yield batch;
 }
