@@ -7,6 +7,7 @@ type Bench = { name: string; run: (args: string[]) => Promise<void> };
 
 const benches: Array<() => Promise<Bench>> = [
   // each area adds: async () => ({ name: 'x', run: (await import('./x.js')).run }),
+  async () => ({ name: 'ingest', run: (await import('./ingest.js')).run }),
   async () => ({ name: 'overage', run: (await import('./overage.js')).run }),
   async () => ({ name: 'serve', run: (await import('./serve.js')).run }),
   async () => ({ name: 'invoice', run: (await import('./invoice.js')).run }),
