@@ -15,6 +15,7 @@ export async function up(knex: Knex): Promise<void> {
   // into pieces [lo, hi) that each lie in one fixed-width time bucket, so that a full scan of
   // usage_events can find an event's window with an equi-join on (tenant_id, bucket).
   await knex.schema.createTable('aggregate_windows', (t) => {
+    t.integer('window_id').notNullable(); // the same for every piece of one window
     t.string('tenant_id').notNullable();
     t.bigInteger('bucket').notNullable();
     t.bigInteger('lo').notNullable();

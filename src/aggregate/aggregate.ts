@@ -2,10 +2,12 @@ import type { Knex } from 'knex';
 import { loadFeatures } from '../catalog/repository.js';
 import type { Feature } from '../domain/catalog.js';
 import type { Instant } from '../domain/period.js';
-import { insertIgnoringConflicts } from '../storage/bulk-insert.js';
+import { openBulkWriter, type BulkTarget } from '../storage/bulk-insert.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
+import { insertAllSummariesPg } from './full-scan-pg.js';
+import { insertAllSummariesSqlite } from './full-scan-sqlite.js';
 import { selectWindow, type PeriodSpec } from './periods.js';
 import {
   BUCKET_SQL,
@@ -16,7 +18,6 @@ import {
   insertSummaries,
   mergeSummaries,
   usageSelects,
-  windowsScanSource,
   type GroupRow,
   type SqlPart,
   type UsageSource,
@@ -191,25 +192,32 @@ async function clearScratch(run: Run): Promise<void> {
 /** Windows, cut at bucket boundaries (see usage-sql.ts). */
 async function writeWindows(run: Run, windows: Array<{ tenantId: string; window: Window }>): Promise<void> {
   const rs: unknown[][] = [];
-  for (const { tenantId, window: w } of windows) {
+  windows.forEach(({ tenantId, window: w }, id) => {
     for (let b = bucketOf(w.start); bucketStart(b) < w.end; b++) {
-      rs.push([tenantId, b, Math.max(w.start, bucketStart(b)), Math.min(w.end, bucketStart(b + 1)), w.start, w.end, w.subscription?.id ?? null]);
+      rs.push([id, tenantId, b, Math.max(w.start, bucketStart(b)), Math.min(w.end, bucketStart(b + 1)), w.start, w.end, w.subscription?.id ?? null]);
     }
-  }
-  await insertIgnoringConflicts(run.db, run.trx, {
+  });
+  await bulkInsert(run, {
     table: 'aggregate_windows',
-    columns: ['tenant_id', 'bucket', 'lo', 'hi', 'period_start', 'period_end', 'subscription_id'],
+    columns: ['window_id', 'tenant_id', 'bucket', 'lo', 'hi', 'period_start', 'period_end', 'subscription_id'],
     conflict: ['tenant_id', 'bucket', 'lo'],
   }, rs);
 }
 
 /** Groups to recompute whole. */
 async function writeGroups(run: Run, groups: GroupRow[]): Promise<void> {
-  await insertIgnoringConflicts(run.db, run.trx, {
+  await bulkInsert(run, {
     table: 'aggregate_groups',
     columns: ['tenant_id', 'feature_key', 'period_start', 'period_end', 'subscription_id', 'whole'],
     conflict: ['tenant_id', 'feature_key', 'period_start'],
   }, groups.map((g) => [g.tenantId, g.featureKey, g.periodStart, g.periodEnd, g.subscriptionId, 1]));
+}
+
+async function bulkInsert(run: Run, target: BulkTarget, rs: unknown[][]): Promise<void> {
+  const writer = await openBulkWriter(run.db, run.trx, target);
+  for (const r of rs) writer.add(r);
+  await writer.flush();
+  await writer.settle();
 }
 
 async function insertFrom(run: Run, src: UsageSource, features: Feature[] = run.features): Promise<void> {
@@ -260,7 +268,8 @@ async function rebuildTenants(run: Run, tenantIds: string[], how: 'scan' | 'grou
       'AND w.period_start < usage_summaries.period_end AND usage_summaries.period_start < w.period_end)',
   );
   if (how === 'scan') {
-    await hashJoinsOnly(run, () => insertFrom(run, windowsScanSource(run.db, upToSql(run))));
+    if (run.db.dialect === 'pg') await insertAllSummariesPg(run.db, run.trx, run.features, run.upTo, run.now);
+    else await insertAllSummariesSqlite(run.db, run.trx, run.features, run.upTo, run.now);
     return countWritten(run, 'aggregate_windows');
   }
   await writeGroups(run, groups);
@@ -324,7 +333,7 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
   const merged: SqlPart = {
     sql:
       `${fresh.sql} AND NOT EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.tenant_id = w.tenant_id ` +
-      'AND g.feature_key = f.key AND g.period_start = w.period_start AND g.whole = 1)',
+      'AND g.feature_key = e.feature_key AND g.period_start = w.period_start AND g.whole = 1)',
     bindings: fresh.bindings,
   };
   await mergeSummaries(run.trx, eventsSource(merged), run.features, run.now);
@@ -355,19 +364,7 @@ async function recomputeWholeGroups(run: Run): Promise<Counts> {
       'AND g.period_start < usage_summaries.period_end AND usage_summaries.period_start < g.period_end)',
   );
   const whole = { sql: 'w.whole = 1 AND e.seq <= ?', bindings: [run.upTo] };
-  await insertFrom(run, groupsTableSource('aggregate_groups', whole));
+  const keys = new Set((await run.trx('aggregate_groups').distinct('feature_key').where({ whole: 1 })).map((r) => r.feature_key as string));
+  await insertFrom(run, groupsTableSource('aggregate_groups', whole), run.features.filter((f) => keys.has(f.key)));
   return countWritten(run, 'aggregate_groups');
-}
-
-/**
- * PostgreSQL misjudges how many events match a (tenant, bucket) window and would walk the
- * index once per window; for the one full pass, insist on hashing.
- */
-async function hashJoinsOnly(run: Run, fn: () => Promise<void>): Promise<void> {
-  if (run.db.dialect !== 'pg') return fn();
-  await run.trx.raw('SET LOCAL enable_nestloop = off');
-  await run.trx.raw('SET LOCAL enable_mergejoin = off');
-  await fn();
-  await run.trx.raw('SET LOCAL enable_nestloop TO DEFAULT');
-  await run.trx.raw('SET LOCAL enable_mergejoin TO DEFAULT');
 }

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Aggregation, Feature } from '../domain/catalog.js';
+import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { jsonField } from '../storage/sql.js';
@@ -8,14 +8,17 @@ import { jsonField } from '../storage/sql.js';
  * The aggregation semantics, once, as SQL: every reader of usage (the aggregate stage, the
  * entitlement check, reports) selects through these builders, so they cannot disagree.
  *
- * A source is a FROM clause that pairs events `e` with the window `w` (tenant_id,
- * period_start, period_end, subscription_id) they fall in and the feature `f` they count for,
- * plus an optional condition on the events. Each select yields OUT_COLS: the group, quantity
- * (micro-units), event_count, and for `last` the instant and seq of the latest event.
+ * A source pairs events `e` with the window `w` (tenant_id, period_start, period_end,
+ * subscription_id) they fall in, for a given set of feature keys; `feature` is the SQL of an
+ * event's feature key. Each select yields OUT_COLS: the group, quantity (micro-units),
+ * event_count, and for `last` the instant and seq of the latest event.
  */
-export interface UsageSource {
+export type UsageSource = (featureKeys: string[]) => SourceSql;
+
+export interface SourceSql {
   from: string;
   bindings: Knex.RawBinding[];
+  feature: string;
   where?: string;
   whereBindings?: Knex.RawBinding[];
 }
@@ -35,9 +38,9 @@ export interface GroupRow {
   subscriptionId: string | null;
 }
 
-/** Width and offset of the time buckets of aggregate_windows (about 24.8 days). */
-export const BUCKET_MS = 2 ** 31;
-const BUCKET_OFFSET = 2 ** 23; // in buckets: keeps keys positive for any JS Date instant
+/** Width and offset of the time buckets of aggregate_windows (about 6.2 days). */
+export const BUCKET_MS = 2 ** 29;
+const BUCKET_OFFSET = 2 ** 25; // in buckets: keeps keys positive for any JS Date instant
 
 /** The bucket of instant t, as BUCKET_SQL computes it. */
 export function bucketOf(t: number): number {
@@ -56,12 +59,13 @@ const EVENTS_IN_GROUP =
 
 /** The groups of a table shaped like aggregate_groups; their events found by index. */
 export function groupsTableSource(table: string, where?: SqlPart): UsageSource {
-  return {
-    from: `${table} w JOIN features f ON f.key = w.feature_key JOIN usage_events e ON ${EVENTS_IN_GROUP}`,
+  return () => ({
+    from: `${table} w JOIN usage_events e ON ${EVENTS_IN_GROUP}`,
     bindings: [],
+    feature: 'w.feature_key',
     where: where?.sql,
     whereBindings: where?.bindings,
-  };
+  });
 }
 
 /** Groups given as literal rows (one tenant's check, a report's tenants). */
@@ -72,98 +76,96 @@ export function literalGroupsSource(rows: GroupRow[]): UsageSource {
   const groups =
     'SELECT column1 AS tenant_id, column2 AS feature_key, column3 AS period_start, column4 AS period_end, ' +
     `column5 AS subscription_id FROM (VALUES ${rows.map(() => row).join(', ')}) v`;
-  return {
-    from: `(${groups}) w JOIN features f ON f.key = w.feature_key JOIN usage_events e ON ${EVENTS_IN_GROUP}`,
-    bindings: rows.flatMap((r) => [r.tenantId, r.featureKey, r.periodStart, r.periodEnd, r.subscriptionId]),
-  };
+  const bindings = rows.flatMap((r) => [r.tenantId, r.featureKey, r.periodStart, r.periodEnd, r.subscriptionId]);
+  return () => ({ from: `(${groups}) w JOIN usage_events e ON ${EVENTS_IN_GROUP}`, bindings, feature: 'w.feature_key' });
 }
 
-const EVENTS_TO_WINDOWS =
+/** Events `e` joined to their window piece `w` in aggregate_windows, by hash on (tenant_id, bucket). */
+export const EVENTS_TO_WINDOWS =
   `usage_events e JOIN aggregate_windows w ON w.tenant_id = e.tenant_id AND w.bucket = ${BUCKET_SQL} ` +
-  'AND e.occurred_at >= w.lo AND e.occurred_at < w.hi JOIN features f ON f.key = e.feature_key';
+  'AND e.occurred_at >= w.lo AND e.occurred_at < w.hi';
 
 /** Events chosen by a condition (new seqs), each joined to its window in aggregate_windows. */
 export function eventsSource(where: SqlPart): UsageSource {
-  return { from: EVENTS_TO_WINDOWS, bindings: [], where: where.sql, whereBindings: where.bindings };
+  return () => ({ from: EVENTS_TO_WINDOWS, bindings: [], feature: 'e.feature_key', where: where.sql, whereBindings: where.bindings });
 }
 
-/**
- * Every event of the tenants in aggregate_windows (a full rebuild). SQLite walks the windows
- * and reads each (tenant, feature, time range) from the usage_events index; PostgreSQL scans
- * the table once and finds each event's window by hash on (tenant_id, bucket), then [lo, hi).
- */
-export function windowsScanSource(db: Db, where?: SqlPart): UsageSource {
-  const from =
-    db.dialect === 'sqlite'
-      ? 'aggregate_windows w CROSS JOIN features f JOIN usage_events e ON e.tenant_id = w.tenant_id ' +
-        'AND e.feature_key = f.key AND e.occurred_at >= w.lo AND e.occurred_at < w.hi'
-      : EVENTS_TO_WINDOWS;
-  return { from, bindings: [], where: where?.sql, whereBindings: where?.bindings };
-}
-
-const GROUP_COLS = 'w.tenant_id, f.key, w.period_start, w.period_end, w.subscription_id';
-const SELECT_COLS = 'w.tenant_id, f.key AS feature_key, w.period_start, w.period_end, w.subscription_id';
 const OUT_COLS = 'tenant_id, feature_key, period_start, period_end, subscription_id, quantity, event_count, last_at, last_seq';
 const NO_LAST = 'CAST(NULL AS BIGINT) AS last_at, CAST(NULL AS BIGINT) AS last_seq';
 const MICRO = 10 ** QUANTITY_SCALE;
 
-function where(src: UsageSource, filter: string, filterBindings: Knex.RawBinding[] = []): SqlPart {
+const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
+
+/** A source for these features, with its group columns and its full WHERE clause. */
+function frame(source: UsageSource, keys: string[]) {
+  const src = source(keys);
+  const group = `w.tenant_id, ${src.feature}, w.period_start, w.period_end, w.subscription_id`;
   return {
-    sql: `WHERE ${filter}${src.where ? ` AND ${src.where}` : ''}`,
-    bindings: [...filterBindings, ...(src.whereBindings ?? [])],
+    from: src.from,
+    fromBindings: src.bindings,
+    feature: src.feature,
+    group,
+    cols: `w.tenant_id, ${src.feature} AS feature_key, w.period_start, w.period_end, w.subscription_id`,
+    where: `WHERE ${src.feature} IN (${marks(keys)})${src.where ? ` AND ${src.where}` : ''}`,
+    whereBindings: [...keys, ...(src.whereBindings ?? [])],
   };
 }
 
-export type Additive = Extract<Aggregation, 'sum' | 'count' | 'max'>;
-const ADDITIVE: Additive[] = ['sum', 'count', 'max'];
+const keysOf = (fs: Feature[], ...kinds: string[]) => fs.filter((f) => kinds.includes(f.aggregation)).map((f) => f.key);
 
 /** sum, count and max in one pass (count is in events, stored as micro-units like the rest). */
-function additiveSelect(src: UsageSource, kinds: Additive[]): SqlPart {
-  // Boolean features are stored with aggregation 'sum' and have no events.
-  const w = where(src, `f.aggregation IN (${kinds.map((k) => `'${k}'`).join(', ')})`);
+function additiveSelect(source: UsageSource, features: Feature[]): SqlPart {
+  const keys = keysOf(features, 'sum', 'count', 'max');
+  const f = frame(source, keys);
+  const counts = keysOf(features, 'count');
+  const peaks = keysOf(features, 'max');
+  const branches =
+    (counts.length ? `WHEN ${f.feature} IN (${marks(counts)}) THEN COUNT(*) * ${MICRO} ` : '') +
+    (peaks.length ? `WHEN ${f.feature} IN (${marks(peaks)}) THEN MAX(e.quantity) ` : '');
+  const quantity = branches ? `CASE ${branches}ELSE SUM(e.quantity) END` : 'SUM(e.quantity)';
   return {
-    sql:
-      `SELECT ${SELECT_COLS}, CASE f.aggregation WHEN 'count' THEN COUNT(*) * ${MICRO} WHEN 'max' THEN MAX(e.quantity) ` +
-      `ELSE SUM(e.quantity) END AS quantity, COUNT(*) AS event_count, ${NO_LAST} FROM ${src.from} ${w.sql} ` +
-      `GROUP BY ${GROUP_COLS}, f.aggregation`,
-    bindings: [...src.bindings, ...w.bindings],
+    sql: `SELECT ${f.cols}, ${quantity} AS quantity, COUNT(*) AS event_count, ${NO_LAST} FROM ${f.from} ${f.where} GROUP BY ${f.group}`,
+    bindings: [...counts, ...peaks, ...f.fromBindings, ...f.whereBindings],
   };
 }
 
 /** last: the value of the latest event by occurred_at, ties broken by ingest order (seq). */
-function lastSelect(src: UsageSource): SqlPart {
-  const part = 'PARTITION BY w.tenant_id, f.key, w.period_start';
-  const w = where(src, "f.aggregation = 'last'");
+function lastSelect(source: UsageSource, features: Feature[]): SqlPart {
+  const f = frame(source, keysOf(features, 'last'));
+  const part = `PARTITION BY w.tenant_id, ${f.feature}, w.period_start`;
   return {
     sql:
-      `SELECT ${OUT_COLS} FROM (SELECT ${SELECT_COLS}, e.quantity, ` +
-      `COUNT(*) OVER (${part}) AS event_count, e.occurred_at AS last_at, e.seq AS last_seq, ` +
-      `ROW_NUMBER() OVER (${part} ORDER BY e.occurred_at DESC, e.seq DESC) AS rn FROM ${src.from} ${w.sql}) x WHERE rn = 1`,
-    bindings: [...src.bindings, ...w.bindings],
+      `SELECT ${OUT_COLS} FROM (SELECT ${f.cols}, e.quantity, COUNT(*) OVER (${part}) AS event_count, ` +
+      `e.occurred_at AS last_at, e.seq AS last_seq, ROW_NUMBER() OVER (${part} ORDER BY e.occurred_at DESC, e.seq DESC) AS rn ` +
+      `FROM ${f.from} ${f.where}) x WHERE rn = 1`,
+    bindings: [...f.fromBindings, ...f.whereBindings],
   };
 }
 
-/** unique: distinct non-null values of the user_id column or of a metadata field. */
-function uniqueSelect(db: Db, src: UsageSource, feature: Feature): SqlPart {
+/**
+ * unique: distinct non-null values of the user_id column or of a metadata field. Grouped by
+ * value first, then counted: two hash aggregations instead of COUNT(DISTINCT)'s sort.
+ */
+function uniqueSelect(db: Db, source: UsageSource, feature: Feature): SqlPart {
+  const f = frame(source, [feature.key]);
   const by = feature.uniqueBy ?? 'user_id';
   const value = by === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', by);
-  const w = where(src, 'f.key = ?', [feature.key]);
+  const cols = 'tenant_id, feature_key, period_start, period_end, subscription_id';
   return {
     sql:
-      `SELECT ${SELECT_COLS}, COUNT(DISTINCT ?) * ${MICRO} AS quantity, COUNT(*) AS event_count, ${NO_LAST} ` +
-      `FROM ${src.from} ${w.sql} GROUP BY ${GROUP_COLS}`,
-    bindings: [value, ...src.bindings, ...w.bindings],
+      `SELECT ${cols}, COUNT(v) * ${MICRO} AS quantity, SUM(n) AS event_count, ${NO_LAST} FROM (` +
+      `SELECT ${f.cols}, ? AS v, COUNT(*) AS n FROM ${f.from} ${f.where} GROUP BY 1, 2, 3, 4, 5, 6) x GROUP BY ${cols}`,
+    bindings: [value, ...f.fromBindings, ...f.whereBindings],
   };
 }
 
 /** The selects that together compute every group of the source for these features. */
-export function usageSelects(db: Db, src: UsageSource, features: Iterable<Feature>): SqlPart[] {
-  const fs = [...features];
+export function usageSelects(db: Db, source: UsageSource, features: Iterable<Feature>): SqlPart[] {
+  const fs = [...features].filter((f) => f.type !== 'boolean');
   const out: SqlPart[] = [];
-  const kinds = ADDITIVE.filter((k) => fs.some((f) => f.aggregation === k));
-  if (kinds.length > 0) out.push(additiveSelect(src, kinds));
-  if (fs.some((f) => f.aggregation === 'last')) out.push(lastSelect(src));
-  for (const f of fs) if (f.aggregation === 'unique') out.push(uniqueSelect(db, src, f));
+  if (keysOf(fs, 'sum', 'count', 'max').length > 0) out.push(additiveSelect(source, fs));
+  if (keysOf(fs, 'last').length > 0) out.push(lastSelect(source, fs));
+  for (const f of fs) if (f.aggregation === 'unique') out.push(uniqueSelect(db, source, f));
   return out;
 }
 
@@ -175,30 +177,30 @@ export async function insertSummaries(q: Knex | Knex.Transaction, select: SqlPar
   ]);
 }
 
-const KEEP_OR_TAKE = {
-  // sum and count add up; a peak is the larger; the last value is the later event's.
-  add: 'quantity = usage_summaries.quantity + excluded.quantity',
-  max: 'quantity = CASE WHEN excluded.quantity > usage_summaries.quantity THEN excluded.quantity ELSE usage_summaries.quantity END',
-} as const;
-
 const LATER =
   '(usage_summaries.last_at IS NULL OR excluded.last_at > usage_summaries.last_at ' +
   'OR (excluded.last_at = usage_summaries.last_at AND excluded.last_seq > usage_summaries.last_seq))';
 
 /**
  * Fold new events into existing summaries: the selects compute the groups of the new events
- * only, and each is merged into the stored group (or inserted). Exact only for events never
- * folded in before; the caller guarantees that with the seq watermark.
+ * only, and each is merged into the stored group (or inserted): sum and count add up, a peak
+ * is the larger, the last value is the later event's. Exact only for events never folded in
+ * before; the caller guarantees that with the seq watermark.
  */
-export async function mergeSummaries(q: Knex | Knex.Transaction, src: UsageSource, features: Feature[], computedAt: number): Promise<void> {
-  const has = (k: Aggregation) => features.some((f) => f.aggregation === k);
+export async function mergeSummaries(q: Knex | Knex.Transaction, source: UsageSource, features: Feature[], computedAt: number): Promise<void> {
   const merges: Array<{ select: SqlPart; set: string }> = [];
-  const additive = (['sum', 'count'] as Additive[]).filter(has);
-  if (additive.length > 0) merges.push({ select: additiveSelect(src, additive), set: KEEP_OR_TAKE.add });
-  if (has('max')) merges.push({ select: additiveSelect(src, ['max']), set: KEEP_OR_TAKE.max });
-  if (has('last')) {
+  const additive = features.filter((f) => f.aggregation === 'sum' || f.aggregation === 'count');
+  const peaks = features.filter((f) => f.aggregation === 'max');
+  if (additive.length > 0) merges.push({ select: additiveSelect(source, additive), set: 'quantity = usage_summaries.quantity + excluded.quantity' });
+  if (peaks.length > 0) {
     merges.push({
-      select: lastSelect(src),
+      select: additiveSelect(source, peaks),
+      set: 'quantity = CASE WHEN excluded.quantity > usage_summaries.quantity THEN excluded.quantity ELSE usage_summaries.quantity END',
+    });
+  }
+  if (keysOf(features, 'last').length > 0) {
+    merges.push({
+      select: lastSelect(source, features),
       set:
         `quantity = CASE WHEN ${LATER} THEN excluded.quantity ELSE usage_summaries.quantity END, ` +
         `last_seq = CASE WHEN ${LATER} THEN excluded.last_seq ELSE usage_summaries.last_seq END, ` +
