@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
@@ -220,6 +223,40 @@ describeEachDb('ingest', (t) => {
     expect(s.rowsPerSecond).toBe(2);
     const [ev] = await db.knex('usage_events').select('ingest_run_id');
     expect(Number(ev.ingest_run_id)).toBe(s.inputs[0].runId);
+  });
+
+  it('reads several inputs in one run, one ingest_runs row each, one rejects file', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const dir = mkdtempSync(path.join(tmpdir(), 'ingest-multi-'));
+    try {
+      const rejectsPath = path.join(dir, 'rejects.csv');
+      const input = (name: string, text: string) => streamInput(name, Readable.from([Buffer.from(text)]));
+      const s = await ingest(
+        db,
+        [input('a.csv', 'tenant_id,feature,event_id\nt1,API_CALL,a\nt9,API_CALL,b\n'), input('b.csv', 'tenant_id,feature,event_id\nt2,API_CALL,a\nt1,API_CALL,a\n')],
+        { now: NOW_MS, rejectsPath },
+      );
+      expect(s).toMatchObject({ read: 4, inserted: 2, duplicates: 1, rejected: 1 });
+      expect(s.inputs.map((i) => [i.source, i.read, i.inserted, i.duplicates, i.rejected])).toEqual([
+        ['a.csv', 2, 1, 0, 1],
+        ['b.csv', 2, 1, 1, 0],
+      ]);
+      expect(readFileSync(rejectsPath, 'utf8')).toBe('tenant_id,feature,event_id,line,reason\nt9,API_CALL,b,3,"tenant_id: ""t9"" is not a known tenant"\n');
+      expect((await db.knex('ingest_runs').select('source', 'status').orderBy('id')).map((r) => [r.source, r.status])).toEqual([
+        ['a.csv', 'completed'],
+        ['b.csv', 'completed'],
+      ]);
+      await expect(ingest(db, [input('a.csv', ''), input('b.ndjson', '')], { now: NOW_MS, rejectsPath })).rejects.toThrow(
+        /--rejects needs inputs of one kind/,
+      );
+      const other = input('c.csv', 'tenant_id,usage_type\nt1,API_CALL\n');
+      await expect(ingest(db, [input('a.csv', 'tenant_id,feature\n'), other], { now: NOW_MS, rejectsPath })).rejects.toThrow(
+        /c\.csv: its header differs from the previous CSV input's/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads gzip transparently', async () => {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
@@ -66,6 +67,11 @@ class StrictRollback extends Error {}
 export async function ingest(db: Db, inputs: IngestInput[], opts: IngestOptions): Promise<IngestSummary> {
   const elapsed = opts.elapsedMs ?? (() => 0);
   const known = await loadKnownIds(db.knex);
+  if (opts.rejectsPath) {
+    // Caught here when the names tell; otherwise when the second kind of input starts.
+    const kinds = new Set(inputs.map((i) => opts.format ?? i.format).filter((f) => f !== undefined).map((f) => f === 'csv'));
+    if (kinds.size > 1) throw new BillingError('usage', '--rejects needs inputs of one kind: all CSV, or all JSON lines');
+  }
   const rejects = opts.rejectsPath ? new RejectsFile(opts.rejectsPath) : null;
   const runIds = await startRuns(db, inputs.map((i) => i.name), opts.now);
   const summaries: InputSummary[] = inputs.map((input, i) => ({
