@@ -13,6 +13,8 @@ import { JOB_NAMES, STAGES, type JobName, type Stage } from './stages.js';
  * across processes, runStage's lock and tick check keep it to one run per tick.
  */
 
+const SETTLE_MS = 250;
+
 export type LogLevel = 'info' | 'warn' | 'error';
 export interface DaemonLogEntry {
   ts: string;
@@ -132,24 +134,36 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
     return report;
   };
 
-  // Ticks another process is working (it won the lock of the tick's first job): the rest of
-  // that tick is left to it too, so its jobs run in pipeline order in one process.
-  const yielded = new Set<number>();
+  // A tick's jobs form a chain: once one of them does not run here (another process has
+  // it, or this process is still busy with its previous tick), the later jobs of that tick
+  // are not run here either, so no job ever works from a stage that did not run first.
+  const cutAt = new Map<number, number>(); // tick → pipeline index after which jobs are skipped
+  const cut = (tick: number, job: JobName) => cutAt.set(tick, Math.min(cutAt.get(tick) ?? Infinity, order(job)));
   const work = async () => {
     while (queue.length > 0 && !stopping) {
+      // node-cron runs one timer per task: the other jobs of a tick can arrive a few ms
+      // late. Give them SETTLE_MS to take their place in the queue before the tick starts.
+      const wait = queue[0].scheduledAt + SETTLE_MS - clock();
+      if (wait > 0) {
+        await new Promise((r) => setTimeout(r, wait));
+        continue;
+      }
       const next = queue.shift()!;
-      if (yielded.has(next.scheduledAt)) {
-        const j = jobs.get(next.job)!;
-        j.state = 'idle';
-        log('info', 'job.skipped', { job: next.job, reason: 'another process is running this tick', duration_ms: 0 });
+      for (const t of cutAt.keys()) if (t < next.scheduledAt) cutAt.delete(t);
+      if (order(next.job) > (cutAt.get(next.scheduledAt) ?? Infinity)) {
+        jobs.get(next.job)!.state = 'idle';
+        log('info', 'job.skipped', { job: next.job, reason: 'an earlier job of this tick did not run here', duration_ms: 0 });
         changed();
         continue;
       }
       const report = await runOne(next.job, next.scheduledAt);
-      if (report.skipped === 'locked' || report.skipped === 'tick_done') yielded.add(next.scheduledAt);
-      for (const t of yielded) if (t < next.scheduledAt) yielded.delete(t);
+      if (report.skipped === 'locked' || report.skipped === 'tick_done') cut(next.scheduledAt, next.job);
     }
-    current = null;
+  };
+  const kick = () => {
+    current ??= work().finally(() => {
+      current = null;
+    });
   };
 
   const onTick = (job: JobName, date: Date) => {
@@ -158,6 +172,7 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
     const scheduledAt = Math.floor(date.getTime() / 1000) * 1000;
     j.nextRunAt = nextRunAfter(j.schedule, config.timezone, scheduledAt);
     if (j.state !== 'idle') {
+      cut(scheduledAt, job);
       log('warn', 'job.overlap', { job, scheduled_at: new Date(scheduledAt).toISOString(), reason: `still ${j.state} from an earlier tick` });
       changed();
       return;
@@ -166,8 +181,7 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
     queue.push({ job, scheduledAt });
     queue.sort((a, b) => a.scheduledAt - b.scheduledAt || order(a.job) - order(b.job));
     changed();
-    // Let the other tasks firing on this same second enqueue first, then work in order.
-    current ??= new Promise<void>((resolve) => setImmediate(resolve)).then(work);
+    kick();
   };
 
   const tasks: ScheduledTask[] = [...jobs.values()].map((j) =>
