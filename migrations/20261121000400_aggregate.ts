@@ -11,6 +11,16 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('last_seq');
   });
 
+  // The distinct values behind each `unique` summary, so that new events can be merged into
+  // it (a value already seen adds nothing) without re-reading the period.
+  await knex.schema.createTable('usage_unique_values', (t) => {
+    t.string('tenant_id').notNullable();
+    t.string('feature_key').notNullable();
+    t.bigInteger('period_start').notNullable();
+    t.text('value').notNullable();
+    t.primary(['tenant_id', 'feature_key', 'period_start', 'value']);
+  });
+
   // Billing-period windows of the tenants a run looks at (computed in JS, joined in SQL), cut
   // into pieces [lo, hi) that each lie in one fixed-width time bucket, so that a full scan of
   // usage_events can find an event's window with an equi-join on (tenant_id, bucket).
@@ -47,7 +57,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
-  for (const table of ['aggregate_tenants', 'aggregate_groups', 'aggregate_windows']) {
+  for (const table of ['aggregate_tenants', 'aggregate_groups', 'aggregate_windows', 'usage_unique_values']) {
     await knex.schema.dropTableIfExists(table);
   }
   await knex.schema.alterTable('usage_summaries', (t) => {

@@ -164,10 +164,14 @@ describeEachDb('billing aggregate', (t) => {
     }
     await runAggregate(db, { now: NOW });
     const incremental = await summaries(db);
+    const values = () => db.knex('usage_unique_values').orderBy(['tenant_id', 'feature_key', 'period_start', 'value']);
+    const incrementalValues = await values();
     expect(incremental.length).toBeGreaterThan(20);
+    expect(incrementalValues.length).toBeGreaterThan(5);
     const full = await runAggregate(db, { now: NOW, full: true });
     expect(full.full).toBe(true);
     expect(await summaries(db)).toEqual(incremental);
+    expect(await values()).toEqual(incrementalValues);
     expect(full.events).toBe(Number((await db.knex('usage_events').count({ n: '*' }))[0].n));
   });
 

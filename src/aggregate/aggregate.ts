@@ -7,20 +7,16 @@ import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
 import { insertAllSummariesPg } from './full-scan-pg.js';
-import { insertAllSummariesSqlite } from './full-scan-sqlite.js';
+import { insertGroupsByIndex } from './per-group.js';
 import { selectWindow, type PeriodSpec } from './periods.js';
 import {
-  BUCKET_SQL,
+  EVENTS_TO_WINDOWS,
   bucketOf,
   bucketStart,
   eventsSource,
-  groupsTableSource,
-  insertSummaries,
   mergeSummaries,
-  usageSelects,
   type GroupRow,
   type SqlPart,
-  type UsageSource,
 } from './usage-sql.js';
 import { capHoles, findGaps, inHoles, lockState, saveState, seqRange, snapshotXmax, snapshotXmin, type Hole } from './watermark.js';
 import { TenantTimeline, type Window } from './windows.js';
@@ -149,8 +145,6 @@ function rows<T>(run: Run, res: any): T[] {
   return (run.db.dialect === 'pg' ? res.rows : res) as T[];
 }
 
-const upToSql = (run: Run): SqlPart => ({ sql: 'e.seq <= ?', bindings: [run.upTo] });
-
 // ---- tenants whose periods moved (fingerprint of the subscriptions that cut them) ----
 
 function windowsKey(subs: Subscription[] | undefined): string {
@@ -220,10 +214,6 @@ async function bulkInsert(run: Run, target: BulkTarget, rs: unknown[][]): Promis
   await writer.settle();
 }
 
-async function insertFrom(run: Run, src: UsageSource, features: Feature[] = run.features): Promise<void> {
-  for (const select of usageSelects(run.db, src, features)) await insertSummaries(run.trx, select, run.now);
-}
-
 /** Summaries now present for the scratch groups (or windows), and their events. */
 async function countWritten(run: Run, scratch: 'aggregate_groups' | 'aggregate_windows'): Promise<Counts> {
   const match =
@@ -267,13 +257,14 @@ async function rebuildTenants(run: Run, tenantIds: string[], how: 'scan' | 'grou
     'DELETE FROM usage_summaries WHERE EXISTS (SELECT 1 FROM aggregate_windows w WHERE w.tenant_id = usage_summaries.tenant_id ' +
       'AND w.period_start < usage_summaries.period_end AND usage_summaries.period_start < w.period_end)',
   );
+  await deleteOrphanValues(run, 'aggregate_windows');
   if (how === 'scan') {
     if (run.db.dialect === 'pg') await insertAllSummariesPg(run.db, run.trx, run.features, run.upTo, run.now);
-    else await insertAllSummariesSqlite(run.db, run.trx, run.features, run.upTo, run.now);
+    else await insertGroupsByIndex(run.db, run.trx, 'windows', run.features, run.upTo, run.now);
     return countWritten(run, 'aggregate_windows');
   }
   await writeGroups(run, groups);
-  await insertFrom(run, groupsTableSource('aggregate_groups', upToSql(run)));
+  await insertGroupsByIndex(run.db, run.trx, 'whole-groups', run.features, run.upTo, run.now);
   return countWritten(run, 'aggregate_groups');
 }
 
@@ -298,9 +289,9 @@ async function featureRanges(run: Run, tenantIds: string[]): Promise<Map<string,
 }
 
 /**
- * Fold in the events with seq in (seen, upTo]: merged into their summaries, except unique
- * counts (not mergeable without the values) and groups that also received an event in a hole
- * (it may or may not have been folded in already): those are recomputed whole.
+ * Fold in the events with seq in (seen, upTo]: merged into their summaries, except in groups
+ * that also received an event in a hole (it may or may not have been folded in already):
+ * those are recomputed whole.
  */
 async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<string>): Promise<Counts> {
   const fresh = seqRange(seen, run.upTo);
@@ -318,17 +309,15 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
     events += Number(s.n);
     for (const w of timeline(run, tenantId).windowsBetween(Number(s.lo), Number(s.hi) + 1)) windows.push({ tenantId, window: w });
   }
-  if (windows.length === 0) return { groups: 0, events: 0 };
+  if (windows.length === 0 || run.features.length === 0) return { groups: 0, events: 0 };
   await clearScratch(run);
   await writeWindows(run, windows);
-  const whole = late ? `${late.sql} OR f.aggregation = 'unique'` : "f.aggregation = 'unique'";
   await run.trx.raw(
     'INSERT INTO aggregate_groups (tenant_id, feature_key, period_start, period_end, subscription_id, whole) ' +
-      `SELECT w.tenant_id, f.key, w.period_start, w.period_end, w.subscription_id, MAX(CASE WHEN ${whole} THEN 1 ELSE 0 END) ` +
-      `FROM usage_events e JOIN aggregate_windows w ON w.tenant_id = e.tenant_id AND w.bucket = ${BUCKET_SQL} ` +
-      `AND e.occurred_at >= w.lo AND e.occurred_at < w.hi JOIN features f ON f.key = e.feature_key WHERE ${touched.sql} ` +
-      'GROUP BY w.tenant_id, f.key, w.period_start, w.period_end, w.subscription_id',
-    [...(late?.bindings ?? []), ...touched.bindings],
+      `SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, MAX(CASE WHEN ${late?.sql ?? '1 = 0'} THEN 1 ELSE 0 END) ` +
+      `FROM ${EVENTS_TO_WINDOWS} WHERE ${touched.sql} AND e.feature_key IN (${run.features.map(() => '?').join(', ')}) ` +
+      'GROUP BY w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id',
+    [...(late?.bindings ?? []), ...touched.bindings, ...run.features.map((f) => f.key)],
   );
   const merged: SqlPart = {
     sql:
@@ -336,10 +325,19 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
       'AND g.feature_key = e.feature_key AND g.period_start = w.period_start AND g.whole = 1)',
     bindings: fresh.bindings,
   };
-  await mergeSummaries(run.trx, eventsSource(merged), run.features, run.now);
+  await mergeSummaries(run.db, run.trx, eventsSource(merged), run.features, run.now);
   const [{ n }] = rows<{ n: unknown }>(run, await run.trx.raw('SELECT COUNT(*) AS n FROM aggregate_groups WHERE whole = 0'));
   const recomputed = await recomputeWholeGroups(run);
   return { groups: Number(n) + recomputed.groups, events };
+}
+
+/** Drop the unique-value sets of the scratch tenants' summaries that were just deleted. */
+async function deleteOrphanValues(run: Run, scratch: 'aggregate_windows' | 'aggregate_groups'): Promise<void> {
+  await run.trx.raw(
+    `DELETE FROM usage_unique_values WHERE tenant_id IN (SELECT tenant_id FROM ${scratch}) AND NOT EXISTS (` +
+      'SELECT 1 FROM usage_summaries s WHERE s.tenant_id = usage_unique_values.tenant_id ' +
+      'AND s.feature_key = usage_unique_values.feature_key AND s.period_start = usage_unique_values.period_start)',
+  );
 }
 
 /** Recompute one named period (current, previous, YYYY-MM) of each tenant. */
@@ -363,8 +361,8 @@ async function recomputeWholeGroups(run: Run): Promise<Counts> {
       'AND g.tenant_id = usage_summaries.tenant_id AND g.feature_key = usage_summaries.feature_key ' +
       'AND g.period_start < usage_summaries.period_end AND usage_summaries.period_start < g.period_end)',
   );
-  const whole = { sql: 'w.whole = 1 AND e.seq <= ?', bindings: [run.upTo] };
+  await deleteOrphanValues(run, 'aggregate_groups');
   const keys = new Set((await run.trx('aggregate_groups').distinct('feature_key').where({ whole: 1 })).map((r) => r.feature_key as string));
-  await insertFrom(run, groupsTableSource('aggregate_groups', whole), run.features.filter((f) => keys.has(f.key)));
+  await insertGroupsByIndex(run.db, run.trx, 'whole-groups', run.features.filter((f) => keys.has(f.key)), run.upTo, run.now);
   return countWritten(run, 'aggregate_groups');
 }

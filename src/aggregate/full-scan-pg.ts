@@ -8,8 +8,9 @@ import { EVENTS_TO_WINDOWS } from './usage-sql.js';
 /**
  * PostgreSQL's full rebuild of the tenants in aggregate_windows. One parallel pass over
  * usage_events (sequential scan, hash join to the windows on (tenant_id, bucket)) yields
- * count, sum and max per window and feature, split by value for unique features; the small
- * result is then rolled up per group, and `last` takes one index probe per group. The pass is
+ * count, sum and max per window and feature, split by value for unique features (those rows
+ * are also the value sets of usage_unique_values); the small result is then rolled up per
+ * group, and `last` takes one index probe per group. The pass is
  * a CREATE TABLE AS, which PostgreSQL runs in parallel (an INSERT ... SELECT it would not).
  * Same semantics as usage-sql.ts, which the incremental path uses and the tests compare against.
  */
@@ -37,6 +38,14 @@ export async function insertAllSummariesPg(db: Db, trx: Knex.Transaction, featur
       [...value.bindings, ...features.map((f) => f.key), upTo],
     ),
   );
+
+  if (uniques.length) {
+    await trx.raw(
+      'INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT w.tenant_id, p.feature_key, w.period_start, p.v ' +
+        'FROM aggregate_parts p JOIN (SELECT DISTINCT window_id, tenant_id, period_start FROM aggregate_windows) w ON w.window_id = p.window_id ' +
+        'WHERE p.v IS NOT NULL',
+    );
+  }
 
   const quantity =
     'CASE ' +

@@ -57,17 +57,6 @@ export const BUCKET_SQL = `((e.occurred_at + ${BUCKET_OFFSET * BUCKET_MS}) / ${B
 const EVENTS_IN_GROUP =
   'e.tenant_id = w.tenant_id AND e.feature_key = w.feature_key AND e.occurred_at >= w.period_start AND e.occurred_at < w.period_end';
 
-/** The groups of a table shaped like aggregate_groups; their events found by index. */
-export function groupsTableSource(table: string, where?: SqlPart): UsageSource {
-  return () => ({
-    from: `${table} w JOIN usage_events e ON ${EVENTS_IN_GROUP}`,
-    bindings: [],
-    feature: 'w.feature_key',
-    where: where?.sql,
-    whereBindings: where?.bindings,
-  });
-}
-
 /** Groups given as literal rows (one tenant's check, a report's tenants). */
 export function literalGroupsSource(rows: GroupRow[]): UsageSource {
   // VALUES rather than a UNION: SQLite caps compound selects at 500 terms. Both databases
@@ -142,14 +131,19 @@ function lastSelect(source: UsageSource, features: Feature[]): SqlPart {
   };
 }
 
+/** What a unique feature counts for event `e`: its user_id, or a field of its metadata. */
+export function uniqueValue(db: Db, feature: Feature): Knex.Raw {
+  const by = feature.uniqueBy ?? 'user_id';
+  return by === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', by);
+}
+
 /**
  * unique: distinct non-null values of the user_id column or of a metadata field. Grouped by
  * value first, then counted: two hash aggregations instead of COUNT(DISTINCT)'s sort.
  */
 function uniqueSelect(db: Db, source: UsageSource, feature: Feature): SqlPart {
   const f = frame(source, [feature.key]);
-  const by = feature.uniqueBy ?? 'user_id';
-  const value = by === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', by);
+  const value = uniqueValue(db, feature);
   const cols = 'tenant_id, feature_key, period_start, period_end, subscription_id';
   return {
     sql:
@@ -169,14 +163,6 @@ export function usageSelects(db: Db, source: UsageSource, features: Iterable<Fea
   return out;
 }
 
-/** Insert the computed groups into usage_summaries (the caller has deleted the old rows). */
-export async function insertSummaries(q: Knex | Knex.Transaction, select: SqlPart, computedAt: number): Promise<void> {
-  await q.raw(`INSERT INTO usage_summaries (${OUT_COLS}, computed_at) SELECT ${OUT_COLS}, ? FROM (${select.sql}) x`, [
-    computedAt,
-    ...select.bindings,
-  ]);
-}
-
 const LATER =
   '(usage_summaries.last_at IS NULL OR excluded.last_at > usage_summaries.last_at ' +
   'OR (excluded.last_at = usage_summaries.last_at AND excluded.last_seq > usage_summaries.last_seq))';
@@ -184,11 +170,13 @@ const LATER =
 /**
  * Fold new events into existing summaries: the selects compute the groups of the new events
  * only, and each is merged into the stored group (or inserted): sum and count add up, a peak
- * is the larger, the last value is the later event's. Exact only for events never folded in
+ * is the larger, the last value is the later event's, a unique count is the size of the
+ * group's value set after adding the new values. Exact only for events never folded in
  * before; the caller guarantees that with the seq watermark.
  */
-export async function mergeSummaries(q: Knex | Knex.Transaction, source: UsageSource, features: Feature[], computedAt: number): Promise<void> {
+export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source: UsageSource, features: Feature[], computedAt: number): Promise<void> {
   const merges: Array<{ select: SqlPart; set: string }> = [];
+  for (const u of features.filter((f) => f.aggregation === 'unique')) merges.push(await mergeUniqueValues(db, q, source, u));
   const additive = features.filter((f) => f.aggregation === 'sum' || f.aggregation === 'count');
   const peaks = features.filter((f) => f.aggregation === 'max');
   if (additive.length > 0) merges.push({ select: additiveSelect(source, additive), set: 'quantity = usage_summaries.quantity + excluded.quantity' });
@@ -217,6 +205,29 @@ export async function mergeSummaries(q: Knex | Knex.Transaction, source: UsageSo
       [computedAt, ...m.select.bindings],
     );
   }
+}
+
+/**
+ * unique: the new events' values join the group's stored set (usage_unique_values); the
+ * summary is then the size of the set. Returns the summary merge to run.
+ */
+async function mergeUniqueValues(db: Db, q: Knex | Knex.Transaction, source: UsageSource, feature: Feature): Promise<{ select: SqlPart; set: string }> {
+  const f = frame(source, [feature.key]);
+  await q.raw(
+    `INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT w.tenant_id, ${f.feature}, w.period_start, ? ` +
+      `FROM ${f.from} ${f.where} AND ? IS NOT NULL ON CONFLICT DO NOTHING`,
+    [uniqueValue(db, feature), ...f.fromBindings, ...f.whereBindings, uniqueValue(db, feature)],
+  );
+  const size =
+    '(SELECT COUNT(*) FROM usage_unique_values u WHERE u.tenant_id = w.tenant_id AND u.feature_key = ' +
+    `${f.feature} AND u.period_start = w.period_start) * ${MICRO}`;
+  return {
+    select: {
+      sql: `SELECT ${f.cols}, ${size} AS quantity, COUNT(*) AS event_count, ${NO_LAST} FROM ${f.from} ${f.where} GROUP BY ${f.group}`,
+      bindings: [...f.fromBindings, ...f.whereBindings],
+    },
+    set: 'quantity = excluded.quantity',
+  };
 }
 
 export interface UsageRow {
