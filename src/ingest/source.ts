@@ -52,12 +52,9 @@ const isGzip = (b: Buffer) => b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b;
  */
 export async function* inputBytes(raw: Readable, counter: { bytes: number }): AsyncGenerator<Buffer> {
   const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let first = await it.next();
-  while (!first.done && first.value.length === 0) first = await it.next();
-  if (first.done) return;
-  async function* rawChunks(): AsyncGenerator<Buffer> {
-    counter.bytes += first.value.length;
-    yield first.value;
+  async function* rawChunks(first: Buffer): AsyncGenerator<Buffer> {
+    counter.bytes += first.length;
+    yield first;
     for (;;) {
       const n = await it.next();
       if (n.done) return;
@@ -65,16 +62,23 @@ export async function* inputBytes(raw: Readable, counter: { bytes: number }): As
       yield n.value;
     }
   }
-  if (!isGzip(first.value)) {
-    yield* rawChunks();
-    return;
-  }
-  const gunzip = createGunzip();
-  pipeline(Readable.from(rawChunks(), { objectMode: false }), gunzip, () => {}); // errors surface below
   try {
-    for await (const chunk of gunzip) yield chunk as Buffer;
-  } catch (e) {
-    throw new BillingError('invalid_input', `cannot decompress: ${(e as Error).message}`);
+    let first = await it.next();
+    while (!first.done && first.value.length === 0) first = await it.next();
+    if (first.done) return;
+    if (!isGzip(first.value)) {
+      yield* rawChunks(first.value);
+      return;
+    }
+    const gunzip = createGunzip();
+    pipeline(Readable.from(rawChunks(first.value), { objectMode: false }), gunzip, () => {}); // errors surface below
+    try {
+      for await (const chunk of gunzip) yield chunk as Buffer;
+    } catch (e) {
+      throw new BillingError('invalid_input', `cannot decompress: ${(e as Error).message}`);
+    }
+  } finally {
+    raw.destroy(); // also when the caller stops early: release the file
   }
 }
 
