@@ -95,7 +95,21 @@ export async function pendingMigrations(db: Db): Promise<string[]> {
   return pending.map((p) => (typeof p === 'string' ? p : p.file));
 }
 
+/** Every migration file recorded as applied? One query, and no migration module loaded. */
+async function allApplied(db: Db): Promise<boolean> {
+  const source = new MigrationSource();
+  const names = (await source.getMigrations()).map((f) => source.getMigrationName(f));
+  try {
+    const applied = new Set((await db.knex('knex_migrations').select('name')).map((r) => r.name as string));
+    return names.every((n) => applied.has(n));
+  } catch {
+    return false; // no migrations table yet
+  }
+}
+
 async function ensureMigrated(db: Db): Promise<void> {
+  // The fast path keeps `billing check` quick; the migrator settles anything else.
+  if (await allApplied(db)) return;
   const pending = await pendingMigrations(db);
   if (pending.length === 0) return;
   if (db.dialect === 'sqlite') {

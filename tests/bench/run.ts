@@ -10,6 +10,8 @@ const benches: Array<() => Promise<Bench>> = [
   async () => ({ name: 'ingest', run: (await import('./ingest.js')).run }),
   async () => ({ name: 'overage', run: (await import('./overage.js')).run }),
   async () => ({ name: 'serve', run: (await import('./serve.js')).run }),
+  async () => ({ name: 'aggregate', run: (await import('./aggregate.js')).run }),
+  async () => ({ name: 'check', run: (await import('./check.js')).run }),
   async () => ({ name: 'invoice', run: (await import('./invoice.js')).run }),
   async () => ({ name: 'stripe', run: (await import('./stripe.js')).run }),
   async () => ({ name: 'ops', run: (await import('./ops.js')).run }),
