@@ -170,7 +170,7 @@ describeEachDb('billing report', (t) => {
     expect(await buildHistory(db, { now: iso(NOW), tenantId: 'acme', limit: 1 })).toHaveLength(1);
     const r = await runCli(['history', 'acme', '--limit', '5'], { db: url, now: NOW });
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/2026-03-01 → 2026-04-01\s+starter\s+total\s+16\.26 USD/);
+    expect(r.stdout).toMatch(/2026-03-01 → 2026-04-01\s+starter\s+total \(USD\)\s+16\.26\n/);
   });
 
   it('projects usage at period end from the run rate so far', async () => {

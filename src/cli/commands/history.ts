@@ -22,7 +22,7 @@ export function register(program: Command): void {
       for (const p of periods) {
         const period = `${p.period.start.slice(0, 10)} → ${p.period.end.slice(0, 10)}`;
         for (const f of p.features) rows.push([period, p.plan?.key ?? '-', f.featureKey, f.used, f.overage, f.overageAmount]);
-        rows.push([period, p.plan?.key ?? '-', 'total', '', '', `${p.totalOverageAmount} ${p.currency}`]);
+        rows.push([period, p.plan?.key ?? '-', `total (${p.currency})`, '', '', p.totalOverageAmount]);
       }
       printLine(formatTable(['period', 'plan', 'feature', 'used', 'overage', 'amount'], rows));
     });
