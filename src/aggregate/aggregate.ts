@@ -356,13 +356,15 @@ async function recomputePeriod(run: Run, tenantIds: string[], spec: PeriodSpec):
 
 /** Replace the summaries of the whole groups in aggregate_groups (and any stale one overlapping them). */
 async function recomputeWholeGroups(run: Run): Promise<Counts> {
+  const keys = new Set((await run.trx('aggregate_groups').distinct('feature_key').where({ whole: 1 })).map((r) => r.feature_key as string));
+  if (keys.size === 0) return { groups: 0, events: 0 };
   await run.trx.raw(
     'DELETE FROM usage_summaries WHERE EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.whole = 1 ' +
       'AND g.tenant_id = usage_summaries.tenant_id AND g.feature_key = usage_summaries.feature_key ' +
       'AND g.period_start < usage_summaries.period_end AND usage_summaries.period_start < g.period_end)',
   );
-  await deleteOrphanValues(run, 'aggregate_groups');
-  const keys = new Set((await run.trx('aggregate_groups').distinct('feature_key').where({ whole: 1 })).map((r) => r.feature_key as string));
-  await insertGroupsByIndex(run.db, run.trx, 'whole-groups', run.features.filter((f) => keys.has(f.key)), run.upTo, run.now);
+  const features = run.features.filter((f) => keys.has(f.key));
+  if (features.some((f) => f.aggregation === 'unique')) await deleteOrphanValues(run, 'aggregate_groups');
+  await insertGroupsByIndex(run.db, run.trx, 'whole-groups', features, run.upTo, run.now);
   return countWritten(run, 'aggregate_groups');
 }

@@ -175,15 +175,17 @@ const LATER =
  * before; the caller guarantees that with the seq watermark.
  */
 export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source: UsageSource, features: Feature[], computedAt: number): Promise<void> {
-  const merges: Array<{ select: SqlPart; set: string }> = [];
+  const merges: Array<{ select: SqlPart; set: string; setBindings?: Knex.RawBinding[] }> = [];
   for (const u of features.filter((f) => f.aggregation === 'unique')) merges.push(await mergeUniqueValues(db, q, source, u));
-  const additive = features.filter((f) => f.aggregation === 'sum' || f.aggregation === 'count');
-  const peaks = features.filter((f) => f.aggregation === 'max');
-  if (additive.length > 0) merges.push({ select: additiveSelect(source, additive), set: 'quantity = usage_summaries.quantity + excluded.quantity' });
-  if (peaks.length > 0) {
+  const additive = features.filter((f) => f.aggregation === 'sum' || f.aggregation === 'count' || f.aggregation === 'max');
+  const peaks = keysOf(features, 'max');
+  if (additive.length > 0) {
+    const larger = 'CASE WHEN excluded.quantity > usage_summaries.quantity THEN excluded.quantity ELSE usage_summaries.quantity END';
+    const isPeak = peaks.length ? `excluded.feature_key IN (${marks(peaks)})` : 'false';
     merges.push({
-      select: additiveSelect(source, peaks),
-      set: 'quantity = CASE WHEN excluded.quantity > usage_summaries.quantity THEN excluded.quantity ELSE usage_summaries.quantity END',
+      select: additiveSelect(source, additive),
+      set: `quantity = CASE WHEN ${isPeak} THEN ${larger} ELSE usage_summaries.quantity + excluded.quantity END`,
+      setBindings: peaks,
     });
   }
   if (keysOf(features, 'last').length > 0) {
@@ -202,7 +204,7 @@ export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source:
         `ON CONFLICT (tenant_id, feature_key, period_start) DO UPDATE SET ${m.set}, ` +
         'event_count = usage_summaries.event_count + excluded.event_count, period_end = excluded.period_end, ' +
         'subscription_id = excluded.subscription_id, computed_at = excluded.computed_at',
-      [computedAt, ...m.select.bindings],
+      [computedAt, ...m.select.bindings, ...(m.setBindings ?? [])],
     );
   }
 }
