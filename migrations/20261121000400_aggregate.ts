@@ -48,6 +48,18 @@ export async function up(knex: Knex): Promise<void> {
     t.primary(['tenant_id', 'feature_key', 'period_start']);
   });
 
+  // The events a run folds in, each with its window: read once, then merged from here.
+  await knex.schema.createTable('aggregate_delta', (t) => {
+    t.integer('window_id').notNullable();
+    t.string('feature_key').notNullable();
+    t.bigInteger('quantity').notNullable();
+    t.bigInteger('occurred_at').notNullable();
+    t.bigInteger('seq').notNullable();
+    t.string('user_id');
+    t.text('metadata');
+    t.integer('fresh').notNullable(); // 1: above the watermark; 0: found in a hole
+  });
+
   // What each tenant's summaries were cut by: when its subscriptions change (new start,
   // cancellation), its periods move and the tenant is rebuilt.
   await knex.schema.createTable('aggregate_tenants', (t) => {
@@ -57,7 +69,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
-  for (const table of ['aggregate_tenants', 'aggregate_groups', 'aggregate_windows', 'usage_unique_values']) {
+  for (const table of ['aggregate_tenants', 'aggregate_delta', 'aggregate_groups', 'aggregate_windows', 'usage_unique_values']) {
     await knex.schema.dropTableIfExists(table);
   }
   await knex.schema.alterTable('usage_summaries', (t) => {

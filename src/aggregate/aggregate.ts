@@ -13,7 +13,8 @@ import {
   EVENTS_TO_WINDOWS,
   bucketOf,
   bucketStart,
-  eventsSource,
+  DELTA_TO_WINDOWS,
+  deltaSource,
   mergeSummaries,
   type GroupRow,
   type SqlPart,
@@ -179,8 +180,7 @@ async function saveFingerprints(run: Run, tenantIds: string[]): Promise<void> {
 // ---- scratch tables ----
 
 async function clearScratch(run: Run): Promise<void> {
-  await run.trx('aggregate_windows').del();
-  await run.trx('aggregate_groups').del();
+  for (const table of ['aggregate_windows', 'aggregate_groups', 'aggregate_delta']) await run.trx(table).del();
 }
 
 /** Windows, cut at bucket boundaries (see usage-sql.ts). */
@@ -312,20 +312,27 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
   if (windows.length === 0 || run.features.length === 0) return { groups: 0, events: 0 };
   await clearScratch(run);
   await writeWindows(run, windows);
+  // Read the new events once, with their windows; everything below works from this copy.
+  await run.trx.raw(
+    'INSERT INTO aggregate_delta (window_id, feature_key, quantity, occurred_at, seq, user_id, metadata, fresh) ' +
+      `SELECT w.window_id, e.feature_key, e.quantity, e.occurred_at, e.seq, e.user_id, e.metadata, CASE WHEN ${fresh.sql} THEN 1 ELSE 0 END ` +
+      `FROM ${EVENTS_TO_WINDOWS} WHERE ${touched.sql} AND e.feature_key IN (${run.features.map(() => '?').join(', ')})`,
+    [...fresh.bindings, ...touched.bindings, ...run.features.map((f) => f.key)],
+  );
+  // Fresh scratch tables have no statistics: PostgreSQL would plan the merges blind.
+  if (run.db.dialect === 'pg') await run.trx.raw('ANALYZE aggregate_delta, aggregate_windows');
   await run.trx.raw(
     'INSERT INTO aggregate_groups (tenant_id, feature_key, period_start, period_end, subscription_id, whole) ' +
-      `SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, MAX(CASE WHEN ${late?.sql ?? '1 = 0'} THEN 1 ELSE 0 END) ` +
-      `FROM ${EVENTS_TO_WINDOWS} WHERE ${touched.sql} AND e.feature_key IN (${run.features.map(() => '?').join(', ')}) ` +
+      `SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, MAX(1 - e.fresh) FROM ${DELTA_TO_WINDOWS} ` +
       'GROUP BY w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id',
-    [...(late?.bindings ?? []), ...touched.bindings, ...run.features.map((f) => f.key)],
   );
   const merged: SqlPart = {
     sql:
-      `${fresh.sql} AND NOT EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.tenant_id = w.tenant_id ` +
+      'e.fresh = 1 AND NOT EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.tenant_id = w.tenant_id ' +
       'AND g.feature_key = e.feature_key AND g.period_start = w.period_start AND g.whole = 1)',
-    bindings: fresh.bindings,
+    bindings: [],
   };
-  await mergeSummaries(run.db, run.trx, eventsSource(merged), run.features, run.now);
+  await mergeSummaries(run.db, run.trx, deltaSource(merged), run.features, run.now);
   const [{ n }] = rows<{ n: unknown }>(run, await run.trx.raw('SELECT COUNT(*) AS n FROM aggregate_groups WHERE whole = 0'));
   const recomputed = await recomputeWholeGroups(run);
   return { groups: Number(n) + recomputed.groups, events };

@@ -74,9 +74,19 @@ export const EVENTS_TO_WINDOWS =
   `usage_events e JOIN aggregate_windows w ON w.tenant_id = e.tenant_id AND w.bucket = ${BUCKET_SQL} ` +
   'AND e.occurred_at >= w.lo AND e.occurred_at < w.hi';
 
-/** Events chosen by a condition (new seqs), each joined to its window in aggregate_windows. */
-export function eventsSource(where: SqlPart): UsageSource {
-  return () => ({ from: EVENTS_TO_WINDOWS, bindings: [], feature: 'e.feature_key', where: where.sql, whereBindings: where.bindings });
+/** The events of aggregate_delta (a run's new events) `e`, with their windows `w`. */
+export const DELTA_TO_WINDOWS =
+  'aggregate_delta e JOIN (SELECT DISTINCT window_id, tenant_id, period_start, period_end, subscription_id ' +
+  'FROM aggregate_windows) w ON w.window_id = e.window_id';
+
+export function deltaSource(where: SqlPart): UsageSource {
+  return () => ({
+    from: DELTA_TO_WINDOWS,
+    bindings: [],
+    feature: 'e.feature_key',
+    where: where.sql,
+    whereBindings: where.bindings,
+  });
 }
 
 const OUT_COLS = 'tenant_id, feature_key, period_start, period_end, subscription_id, quantity, event_count, last_at, last_seq';
