@@ -30,6 +30,8 @@ export async function insertAllSummariesPg(db: Db, trx: Knex.Transaction, featur
         bindings: uniques.flatMap((f) => [f.key, (f.uniqueBy ?? 'user_id') === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', f.uniqueBy!)]),
       }
     : { sql: 'CAST(NULL AS TEXT)', bindings: [] };
+  // A caller's outer transaction may already hold one from an earlier rebuild.
+  await trx.raw('DROP TABLE IF EXISTS pg_temp.aggregate_parts');
   await withPlannerSettings(trx, () =>
     trx.raw(
       `CREATE TEMP TABLE aggregate_parts ON COMMIT DROP AS SELECT w.window_id, e.feature_key, ${value.sql} AS v, COUNT(*) AS n, ` +
