@@ -43,7 +43,9 @@ export function register(program: Command): void {
       const inputs = names.map((n) => (n === '-' ? streamInput('-', process.stdin) : fileInput(n)));
 
       const t0 = performance.now();
-      const progress = !ctx.json && process.stderr.isTTY ? progressLine() : undefined;
+      // ink progress bar (rows/s, ETA by bytes) on a terminal; nothing on pipes, --json or NO_COLOR.
+      const { createProgressReporter } = await import('../../ui/progress.js');
+      const progress = createProgressReporter(process.stderr, { json: ctx.json, env: ctx.env, label: 'ingest', unit: 'bytes' });
       const summary = await withDb(ctx, (db) =>
         ingest(db, inputs, {
           now: ctx.now,
@@ -52,10 +54,12 @@ export function register(program: Command): void {
           strict: flags.strict,
           rejectsPath: flags.rejects,
           rowsPerTransaction: txRows,
-          onProgress: progress?.update,
+          onProgress: progress.enabled
+            ? (p) => progress({ done: p.bytes, total: p.totalBytes ?? null, rows: p.read, label: p.source, unit: 'bytes' })
+            : undefined,
           elapsedMs: () => performance.now() - t0,
         }),
-      ).finally(() => progress?.clear());
+      ).finally(() => progress.finish());
 
       if (ctx.json) printJson(summary);
       else {
@@ -71,23 +75,4 @@ export function register(program: Command): void {
       }
       process.exitCode = summary.rejected > 0 ? EXIT.partial : EXIT.ok;
     });
-}
-
-/** A single self-overwriting status line on a terminal; plain output elsewhere stays clean. */
-function progressLine() {
-  let last = 0;
-  return {
-    update(p: { read: number; inserted: number; duplicates: number; rejected: number; bytes: number; totalBytes?: number; source: string }) {
-      const t = performance.now();
-      if (t - last < 200) return;
-      last = t;
-      const pct = p.totalBytes ? ` ${Math.min(100, Math.floor((100 * p.bytes) / p.totalBytes))}%` : '';
-      process.stderr.write(
-        `\r\x1b[2K${p.source}${pct}: read ${p.read}, inserted ${p.inserted}, duplicates ${p.duplicates}, rejected ${p.rejected}`,
-      );
-    },
-    clear() {
-      if (last) process.stderr.write('\r\x1b[2K');
-    },
-  };
 }
