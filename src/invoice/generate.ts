@@ -11,7 +11,7 @@ import { CatalogCache, composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
 import { inRolledBackTx, isUniqueViolation } from './tx.js';
-import { summarize, type Invoice, type InvoiceSummary } from './types.js';
+import { summarize, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
 
 export const DEFAULT_DUE_DAYS = 7;
 const DAY_MS = 86_400_000;
@@ -143,28 +143,13 @@ async function createInvoice(
       if (earlier.some((i) => i.status !== 'void')) throw new AlreadyInvoiced();
       const voided = earlier.at(-1);
       const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal });
-      const head: Omit<Invoice, 'lines'> = {
+      const head = draftHead(sub, bp.period, composed, {
         id: newInvoiceId(),
         number,
-        tenantId: sub.tenantId,
-        subscriptionId: sub.id,
-        period: bp.period,
-        status: 'draft',
-        currency: sub.currency,
-        subtotal: composed.subtotal,
-        total: composed.total,
-        totalMinor: minorOf(composed.lines),
-        issuedAt: opts.now,
-        dueAt: opts.now + dueDays * DAY_MS,
-        finalizedAt: null,
-        voidedAt: null,
-        voidReason: null,
-        paidAt: null,
-        paymentRef: null,
-        uncollectibleAt: null,
+        now: opts.now,
+        dueDays,
         supersedes: voided?.id ?? null,
-        createdAt: opts.now,
-      };
+      });
       await trx('invoices').insert(invoiceRow(head, opts.now));
       await insertLines(trx, head.id, composed.lines);
       const invoice: Invoice = { ...head, lines: composed.lines };
@@ -202,6 +187,37 @@ function minorOf(lines: Array<{ amountMinor: string }>): string {
   return lines.reduce((s, l) => s + BigInt(l.amountMinor), 0n).toString();
 }
 
+/** The header of a freshly composed draft invoice (generate and preview build the same one). */
+function draftHead(
+  sub: Subscription,
+  period: Period,
+  composed: { subtotal: string; total: string; lines: InvoiceLine[] },
+  o: { id: string; number: string; now: Instant; dueDays: number; supersedes: string | null },
+): Omit<Invoice, 'lines'> {
+  return {
+    id: o.id,
+    number: o.number,
+    tenantId: sub.tenantId,
+    subscriptionId: sub.id,
+    period,
+    status: 'draft',
+    currency: sub.currency,
+    subtotal: composed.subtotal,
+    total: composed.total,
+    totalMinor: minorOf(composed.lines),
+    issuedAt: o.now,
+    dueAt: o.now + o.dueDays * DAY_MS,
+    finalizedAt: null,
+    voidedAt: null,
+    voidReason: null,
+    paidAt: null,
+    paymentRef: null,
+    uncollectibleAt: null,
+    supersedes: o.supersedes,
+    createdAt: o.now,
+  };
+}
+
 function newInvoiceId(): string {
   return `in_${randomBytes(12).toString('hex')}`;
 }
@@ -221,28 +237,7 @@ export async function previewInvoice(db: Db, opts: { now: Instant; tenantId: str
     await runAggregate(tdb, { now: opts.now, tenantId: opts.tenantId });
     const { period, nominal } = subscriptionPeriodAt(sub, opts.now);
     const composed = await composeInvoice(q, new CatalogCache(), { sub, period, nominal });
-    return {
-      id: 'preview',
-      number: 'PREVIEW',
-      tenantId: sub.tenantId,
-      subscriptionId: sub.id,
-      period,
-      status: 'draft',
-      currency: sub.currency,
-      subtotal: composed.subtotal,
-      total: composed.total,
-      totalMinor: minorOf(composed.lines),
-      issuedAt: opts.now,
-      dueAt: opts.now + dueDays * DAY_MS,
-      finalizedAt: null,
-      voidedAt: null,
-      voidReason: null,
-      paidAt: null,
-      paymentRef: null,
-      uncollectibleAt: null,
-      supersedes: null,
-      createdAt: opts.now,
-      lines: composed.lines,
-    };
+    const head = draftHead(sub, period, composed, { id: 'preview', number: 'PREVIEW', now: opts.now, dueDays, supersedes: null });
+    return { ...head, lines: composed.lines };
   });
 }
