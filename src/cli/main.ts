@@ -33,6 +33,13 @@ export function reportError(e: unknown, debug: boolean): number {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `billing report | head`: the reader went away; stop quietly like other Unix tools.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok);
+      throw e;
+    });
+  }
   const program = buildProgram();
   const debug = argv.includes('--debug');
   try {
