@@ -15,3 +15,20 @@ it('answers an unknown command with a usage error (exit 2), not a stack trace', 
   expect(r.stderr).toMatch(/unknown command 'no-such-command'/);
   expect(r.stderr).not.toMatch(/\n\s+at /);
 });
+
+it('finds the invoked command past global options, so only its file is loaded', async () => {
+  const { invokedCommand } = await import('../src/cli/commands/index.js');
+  expect(invokedCommand(['--db', 'sqlite:x.db', '--now', '2026-01-01', '--json', 'check', 't', 'F'])).toBe('check');
+  expect(invokedCommand(['--db=sqlite:x.db', 'report'])).toBe('report');
+  expect(invokedCommand(['--help'])).toBeUndefined();
+});
+
+it('still lists every command in --help and resolves options given before the command', () => {
+  const help = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
+  for (const c of ['demo', 'ingest', 'aggregate', 'overage', 'invoice', 'stripe', 'check', 'daemon', 'serve']) {
+    expect(help.stdout).toMatch(new RegExp(`\\n  ${c}\\b`));
+  }
+  const sub = spawnSync(process.execPath, [BIN, '--json', 'check', '--help'], { encoding: 'utf8' });
+  expect(sub.status).toBe(0);
+  expect(sub.stdout).toMatch(/Usage: billing check/);
+});

@@ -1,8 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { BillingError, EXIT } from '../domain/errors.js';
-import { registerAll } from './commands/index.js';
+import { registerCommands } from './commands/index.js';
 
-export function buildProgram(): Command {
+/** The program with the invoked command registered (or all of them, for help). */
+export async function buildProgram(args: string[] = []): Promise<Command> {
   const program = new Command('billing')
     .description('Usage metering and billing engine: ingest → aggregate → overage → invoice → stripe')
     .option('--db <url>', 'database URL (sqlite:PATH or postgres://...; env BILLING_DATABASE_URL, DATABASE_URL)')
@@ -11,7 +12,7 @@ export function buildProgram(): Command {
     .option('--debug', 'print stack traces on errors')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerAll(program);
+  await registerCommands(program, args);
   return program;
 }
 
@@ -40,9 +41,9 @@ export async function main(argv: string[]): Promise<void> {
       throw e;
     });
   }
-  const program = buildProgram();
   const debug = argv.includes('--debug');
   try {
+    const program = await buildProgram(argv.slice(2));
     await program.parseAsync(argv);
     if (process.exitCode === undefined) process.exitCode = EXIT.ok;
   } catch (e) {

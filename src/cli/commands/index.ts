@@ -1,35 +1,53 @@
 import type { Command } from 'commander';
-import { register as demo } from './demo.js';
-import { register as migrate } from './migrate.js';
-import { register as ingest } from './ingest.js';
-import { register as record } from './record.js';
-import { register as catalog } from './catalog.js';
-import { register as tenant } from './tenant.js';
-import { register as subscribe } from './subscribe.js';
-import { register as subscription } from './subscription.js';
-import { register as quota } from './quota.js';
-import { register as overage } from './overage.js';
-import { register as invoice } from './invoice.js';
-import { register as verify } from './verify.js';
-import { register as run } from './run.js';
-import { register as daemon } from './daemon.js';
-import { register as status } from './status.js';
-import { register as backup } from './backup.js';
-import { register as restore } from './restore.js';
-import { register as audit } from './audit.js';
-import { register as retention } from './retention.js';
-import { register as check } from './check.js';
-import { register as aggregate } from './aggregate.js';
-import { register as report } from './report.js';
-import { register as history } from './history.js';
-import { register as estimate } from './estimate.js';
-import { register as stripe } from './stripe.js';
-import { register as serve } from './serve.js';
 
-// Each command file defines its options cheaply and lazy-imports its core module, so that
-// `billing check` does not pay for stripe, ink or csv-parse.
-const commands: Array<(program: Command) => void> = [demo, migrate, ingest, record, overage, catalog, tenant, subscribe, subscription, quota, invoice, verify, run, daemon, status, backup, restore, audit, retention, check, aggregate, report, history, estimate, stripe, serve];
+type Register = (program: Command) => void;
 
-export function registerAll(program: Command): void {
-  for (const register of commands) register(program);
+// One entry per command file, in help order. Only the invoked command's file is loaded, so
+// `billing check` pays neither for the other commands nor for what they import.
+const commands: Record<string, () => Promise<{ register: Register }>> = {
+  demo: () => import('./demo.js'),
+  migrate: () => import('./migrate.js'),
+  ingest: () => import('./ingest.js'),
+  record: () => import('./record.js'),
+  overage: () => import('./overage.js'),
+  catalog: () => import('./catalog.js'),
+  tenant: () => import('./tenant.js'),
+  subscribe: () => import('./subscribe.js'),
+  subscription: () => import('./subscription.js'),
+  quota: () => import('./quota.js'),
+  invoice: () => import('./invoice.js'),
+  verify: () => import('./verify.js'),
+  run: () => import('./run.js'),
+  daemon: () => import('./daemon.js'),
+  status: () => import('./status.js'),
+  backup: () => import('./backup.js'),
+  restore: () => import('./restore.js'),
+  audit: () => import('./audit.js'),
+  retention: () => import('./retention.js'),
+  check: () => import('./check.js'),
+  aggregate: () => import('./aggregate.js'),
+  report: () => import('./report.js'),
+  history: () => import('./history.js'),
+  estimate: () => import('./estimate.js'),
+  stripe: () => import('./stripe.js'),
+  serve: () => import('./serve.js'),
+};
+
+const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--db', '--now']);
+
+/** The command named on the command line (skipping global options), if any. */
+export function invokedCommand(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (GLOBAL_OPTIONS_WITH_VALUE.has(a)) i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/** Register the invoked command alone, or every command (help, unknown names). */
+export async function registerCommands(program: Command, args: string[]): Promise<void> {
+  const name = invokedCommand(args);
+  const only = name !== undefined && Object.hasOwn(commands, name) ? [commands[name]] : Object.values(commands);
+  for (const load of await Promise.all(only.map((l) => l()))) load.register(program);
 }
