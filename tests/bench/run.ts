@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: every benchmark prints its figures as ratios against a baseline measured
  * in the same run (never asserted by timed tests). Pass names to run a subset:
- * `npm run bench -- ingest`.
+ * `npm run bench -- ingest`. PostgreSQL: BILLING_BENCH_PG_URL, else BILLING_TEST_PG_URL, else the
+ * local test server; `--sqlite-only` skips it.
  */
 type Bench = { name: string; run: (args: string[]) => Promise<void> };
 
@@ -18,6 +19,10 @@ const benches: Array<() => Promise<Bench>> = [
 ];
 
 async function main(): Promise<void> {
+  // Every bench measures PostgreSQL too (the test server unless told otherwise); --sqlite-only skips it.
+  if (!process.argv.includes('--sqlite-only')) {
+    process.env.BILLING_BENCH_PG_URL ??= process.env.BILLING_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/test';
+  }
   const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
   const loaded = await Promise.all(benches.map((b) => b()));
   for (const b of loaded) {
