@@ -30,6 +30,33 @@ async function configurePgTypes(): Promise<void> {
   pgTypesConfigured = true;
 }
 
+interface SqliteConnection {
+  pragma(s: string): unknown;
+  prepare(sql: string): unknown;
+}
+
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * knex prepares every query anew on better-sqlite3, and preparing costs as much as running a
+ * small indexed query (a third of `checkEntitlement`). Reuse statements per connection, LRU.
+ * Safe because knex runs each with all()/run() to completion and sets no per-statement mode.
+ */
+function cachePreparedStatements(conn: SqliteConnection): void {
+  const prepare = conn.prepare.bind(conn);
+  const cache = new Map<string, unknown>();
+  conn.prepare = (sql: string) => {
+    let stmt = cache.get(sql);
+    if (stmt) cache.delete(sql);
+    else {
+      stmt = prepare(sql);
+      if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+    }
+    cache.set(sql, stmt);
+    return stmt;
+  };
+}
+
 export function knexConfig(target: DbTarget): Knex.Config {
   const migrations = { migrationSource: new MigrationSource(), tableName: 'knex_migrations' };
   if (target.dialect === 'sqlite') {
@@ -39,12 +66,13 @@ export function knexConfig(target: DbTarget): Knex.Config {
       useNullAsDefault: true,
       migrations,
       pool: {
-        afterCreate(conn: { pragma(s: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+        afterCreate(conn: SqliteConnection, done: (err: Error | null, conn: unknown) => void) {
           try {
             conn.pragma('journal_mode = WAL');
             conn.pragma('busy_timeout = 10000');
             conn.pragma('synchronous = NORMAL');
             conn.pragma('foreign_keys = ON');
+            cachePreparedStatements(conn);
             done(null, conn);
           } catch (e) {
             done(e as Error, conn);
