@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { applyCatalog } from '../../src/catalog/apply.js';
+import { chunk, seedSubscribedTenants } from './seed.js';
 import { addMonthsClamped } from '../../src/domain/period.js';
 import { runAggregate } from '../../src/aggregate/aggregate.js';
 import { generateInvoices } from '../../src/invoice/generate.js';
@@ -38,21 +39,9 @@ function arg(args: string[], name: string, dflt: number): number {
   return i >= 0 ? Number(args[i + 1]) : dflt;
 }
 
-const chunk = <T>(xs: T[], n: number) => Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, i * n + n));
-
 async function seed(db: Db, tenants: number, months: number): Promise<number> {
   await applyCatalog(db, CATALOG, { now: START - 1, actor: 'bench' });
-  const ids = Array.from({ length: tenants }, (_, i) => `t${String(i).padStart(6, '0')}`);
-  for (const part of chunk(ids, 200)) {
-    await db.knex('tenants').insert(part.map((id) => ({ id, created_at: START })));
-    await db.knex('subscriptions').insert(part.map((id) => ({
-      tenant_id: id, id: `sub_${id}`, status: 'active', anchor_at: START, interval: 'month', currency: 'USD',
-      started_at: START, created_at: START, updated_at: START,
-    })));
-    await db.knex('subscription_segments').insert(part.map((id) => ({
-      tenant_id: id, subscription_id: `sub_${id}`, seq: 1, plan_key: 'bench', plan_version: 1, starts_at: START, created_at: START,
-    })));
-  }
+  const ids = await seedSubscribedTenants(db, tenants, START, 'bench');
   const events = [];
   for (const [n, id] of ids.entries()) {
     for (let m = 0; m < months; m++) {
