@@ -16,6 +16,7 @@ import {
   DELTA_TO_WINDOWS,
   deltaSource,
   mergeSummaries,
+  uniqueValue,
   type GroupRow,
   type SqlPart,
 } from './usage-sql.js';
@@ -179,8 +180,13 @@ async function saveFingerprints(run: Run, tenantIds: string[]): Promise<void> {
 
 // ---- scratch tables ----
 
+const SCRATCH = ['aggregate_windows', 'aggregate_groups', 'aggregate_delta'];
+
 async function clearScratch(run: Run): Promise<void> {
-  for (const table of ['aggregate_windows', 'aggregate_groups', 'aggregate_delta']) await run.trx(table).del();
+  // PostgreSQL: one statement, and no dead rows left behind (runs hold the state lock, and
+  // nothing else reads these tables).
+  if (run.db.dialect === 'pg') await run.trx.raw(`TRUNCATE ${SCRATCH.join(', ')}`);
+  else for (const table of SCRATCH) await run.trx(table).del();
 }
 
 /** Windows, cut at bucket boundaries (see usage-sql.ts). */
@@ -191,6 +197,16 @@ async function writeWindows(run: Run, windows: Array<{ tenantId: string; window:
       rs.push([id, tenantId, b, Math.max(w.start, bucketStart(b)), Math.min(w.end, bucketStart(b + 1)), w.start, w.end, w.subscription?.id ?? null]);
     }
   });
+  if (run.db.dialect === 'pg') {
+    // One statement, a column per array (the bulk writer's COPY takes four round trips).
+    const types = ['int', 'text', 'bigint', 'bigint', 'bigint', 'bigint', 'bigint', 'text'];
+    await run.trx.raw(
+      'INSERT INTO aggregate_windows (window_id, tenant_id, bucket, lo, hi, period_start, period_end, subscription_id) ' +
+        `SELECT * FROM unnest(${types.map((t) => `CAST(? AS ${t}[])`).join(', ')})`,
+      types.map((_, i) => rs.map((r) => r[i])) as unknown as Knex.RawBinding[],
+    );
+    return;
+  }
   await bulkInsert(run, {
     table: 'aggregate_windows',
     columns: ['window_id', 'tenant_id', 'bucket', 'lo', 'hi', 'period_start', 'period_end', 'subscription_id'],
@@ -259,8 +275,8 @@ async function rebuildTenants(run: Run, tenantIds: string[], how: 'scan' | 'grou
   );
   await deleteOrphanValues(run, 'aggregate_windows');
   if (how === 'scan') {
-    if (run.db.dialect === 'pg') await insertAllSummariesPg(run.db, run.trx, run.features, run.upTo, run.now);
-    else await insertGroupsByIndex(run.db, run.trx, 'windows', run.features, run.upTo, run.now);
+    if (run.db.dialect === 'pg') return insertAllSummariesPg(run.db, run.trx, run.features, run.upTo, run.now);
+    await insertGroupsByIndex(run.db, run.trx, 'windows', run.features, run.upTo, run.now);
     return countWritten(run, 'aggregate_windows');
   }
   await writeGroups(run, groups);
@@ -326,6 +342,7 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
       `SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, MAX(1 - e.fresh) FROM ${DELTA_TO_WINDOWS} ` +
       'GROUP BY w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id',
   );
+  await fillValueSets(run, seen);
   const merged: SqlPart = {
     sql:
       'e.fresh = 1 AND NOT EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.tenant_id = w.tenant_id ' +
@@ -336,6 +353,27 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
   const [{ n }] = rows<{ n: unknown }>(run, await run.trx.raw('SELECT COUNT(*) AS n FROM aggregate_groups WHERE whole = 0'));
   const recomputed = await recomputeWholeGroups(run);
   return { groups: Number(n) + recomputed.groups, events };
+}
+
+/**
+ * A unique summary merges new values into its group's value set, so the set must be whole.
+ * PostgreSQL's full rebuild writes none (full-scan-pg.ts): a merged group with a count but no
+ * set gets it now, from its events already folded in (seq <= seen; groups with a late event
+ * are recomputed whole instead).
+ */
+async function fillValueSets(run: Run, seen: number): Promise<void> {
+  for (const f of run.features.filter((x) => x.aggregation === 'unique')) {
+    const value = uniqueValue(run.db, f);
+    await run.trx.raw(
+      'INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT g.tenant_id, g.feature_key, g.period_start, ? ' +
+        'FROM aggregate_groups g JOIN usage_summaries s ON s.tenant_id = g.tenant_id AND s.feature_key = g.feature_key AND s.period_start = g.period_start ' +
+        'JOIN usage_events e ON e.tenant_id = g.tenant_id AND e.feature_key = g.feature_key AND e.occurred_at >= g.period_start ' +
+        'AND e.occurred_at < g.period_end AND e.seq <= ? WHERE g.whole = 0 AND g.feature_key = ? AND s.quantity > 0 AND ? IS NOT NULL ' +
+        'AND NOT EXISTS (SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = g.tenant_id AND u.feature_key = g.feature_key ' +
+        'AND u.period_start = g.period_start) ON CONFLICT DO NOTHING',
+      [value, seen, f.key, value],
+    );
+  }
 }
 
 /** Drop the unique-value sets of the scratch tenants' summaries that were just deleted. */

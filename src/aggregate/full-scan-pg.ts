@@ -2,86 +2,88 @@ import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { jsonField } from '../storage/sql.js';
-import { EVENTS_TO_WINDOWS } from './usage-sql.js';
+import { EVENTS_TO_WINDOWS, uniqueValue } from './usage-sql.js';
 
 /**
- * PostgreSQL's full rebuild of the tenants in aggregate_windows. One parallel pass over
- * usage_events (sequential scan, hash join to the windows on (tenant_id, bucket)) yields
- * count, sum and max per window and feature, split by value for unique features (those rows
- * are also the value sets of usage_unique_values); the small result is then rolled up per
- * group, and `last` takes one index probe per group. The pass is
- * a CREATE TABLE AS, which PostgreSQL runs in parallel (an INSERT ... SELECT it would not).
- * Same semantics as usage-sql.ts, which the incremental path uses and the tests compare against.
+ * PostgreSQL's full rebuild of the tenants in aggregate_windows, in two statements. One
+ * parallel pass over usage_events (sequential scan, hash join to the windows on
+ * (tenant_id, bucket)) computes every group: count, sum and max; `last` as the largest
+ * [occurred_at, seq, quantity] array (the latest event, ties to the later ingest); unique
+ * counts by grouping on the value first. It is a CREATE TABLE AS, which PostgreSQL runs in
+ * parallel (an INSERT ... SELECT it would not); the few result rows are then inserted.
+ * Unique value sets are not written: the incremental run fills a group's set from its events
+ * the first time it merges into it (see aggregate.ts), which costs that group instead of
+ * every group of the rebuild. Same semantics as usage-sql.ts, which the tests compare against.
+ * Returns the summaries written and the events they count.
  */
-export async function insertAllSummariesPg(db: Db, trx: Knex.Transaction, features: Feature[], upTo: number, computedAt: number): Promise<void> {
-  if (features.length === 0) return;
+export async function insertAllSummariesPg(
+  db: Db,
+  trx: Knex.Transaction,
+  features: Feature[],
+  upTo: number,
+  computedAt: number,
+): Promise<{ groups: number; events: number }> {
+  if (features.length === 0) return { groups: 0, events: 0 };
   const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
   const keys = (kind: string) => features.filter((f) => f.aggregation === kind).map((f) => f.key);
   const [counts, peaks, lasts] = [keys('count'), keys('max'), keys('last')];
   const uniques = features.filter((f) => f.aggregation === 'unique');
   const micro = 10 ** QUANTITY_SCALE;
 
-  // One pass: per window, feature and (for unique features) value; other features have a
-  // NULL value, so their rows are already their groups' totals.
+  // Unique features group by value first (other features have a NULL value, so their inner
+  // rows are already their groups' totals).
   const value = uniques.length
-    ? {
-        sql: `CASE e.feature_key ${uniques.map(() => 'WHEN ? THEN ?').join(' ')} END`,
-        bindings: uniques.flatMap((f) => [f.key, (f.uniqueBy ?? 'user_id') === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', f.uniqueBy!)]),
-      }
+    ? { sql: `CASE e.feature_key ${uniques.map(() => 'WHEN ? THEN ?').join(' ')} END`, bindings: uniques.flatMap((f) => [f.key, uniqueValue(db, f)]) }
     : { sql: 'CAST(NULL AS TEXT)', bindings: [] };
+  const latest = lasts.length
+    ? { sql: `CASE WHEN e.feature_key IN (${marks(lasts)}) THEN ARRAY[e.occurred_at, e.seq, e.quantity] END`, bindings: lasts }
+    : { sql: 'CAST(NULL AS BIGINT[])', bindings: [] };
   // A caller's outer transaction may already hold one from an earlier rebuild.
   await trx.raw('DROP TABLE IF EXISTS pg_temp.aggregate_parts');
   await withPlannerSettings(trx, () =>
     trx.raw(
-      `CREATE TEMP TABLE aggregate_parts ON COMMIT DROP AS SELECT w.window_id, e.feature_key, ${value.sql} AS v, COUNT(*) AS n, ` +
-        `SUM(e.quantity) AS s, MAX(e.quantity) AS m FROM ${EVENTS_TO_WINDOWS} WHERE e.feature_key IN (${marks(features)}) ` +
-        'AND e.seq <= ? GROUP BY 1, 2, 3',
-      [...value.bindings, ...features.map((f) => f.key), upTo],
+      'CREATE TEMP TABLE aggregate_parts ON COMMIT DROP AS SELECT window_id, feature_key, SUM(n) AS n, SUM(s) AS s, MAX(m) AS m, ' +
+        `COUNT(v) AS d, MAX(l) AS l FROM (SELECT w.window_id, e.feature_key, ${value.sql} AS v, COUNT(*) AS n, SUM(e.quantity) AS s, ` +
+        `MAX(e.quantity) AS m, MAX(${latest.sql}) AS l FROM ${EVENTS_TO_WINDOWS} WHERE e.feature_key IN (${marks(features)}) ` +
+        'AND e.seq <= ? GROUP BY 1, 2, 3) x GROUP BY 1, 2',
+      [...value.bindings, ...latest.bindings, ...features.map((f) => f.key), upTo],
     ),
   );
-
-  if (uniques.length) {
-    await trx.raw(
-      'INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT w.tenant_id, p.feature_key, w.period_start, p.v ' +
-        'FROM aggregate_parts p JOIN (SELECT DISTINCT window_id, tenant_id, period_start FROM aggregate_windows) w ON w.window_id = p.window_id ' +
-        'WHERE p.v IS NOT NULL',
-    );
-  }
 
   const quantity =
     'CASE ' +
     (counts.length ? `WHEN t.feature_key IN (${marks(counts)}) THEN t.n * ${micro} ` : '') +
     (peaks.length ? `WHEN t.feature_key IN (${marks(peaks)}) THEN t.m ` : '') +
     (uniques.length ? `WHEN t.feature_key IN (${marks(uniques)}) THEN t.d * ${micro} ` : '') +
-    (lasts.length ? `WHEN t.feature_key IN (${marks(lasts)}) THEN l.quantity ` : '') +
+    (lasts.length ? `WHEN t.feature_key IN (${marks(lasts)}) THEN t.l[3] ` : '') +
     'ELSE t.s END';
-  const latest = lasts.length
-    ? `LEFT JOIN LATERAL (SELECT e.quantity, e.occurred_at, e.seq FROM usage_events e WHERE t.feature_key IN (${marks(lasts)}) ` +
-      'AND e.tenant_id = w.tenant_id AND e.feature_key = t.feature_key AND e.occurred_at >= w.period_start ' +
-      'AND e.occurred_at < w.period_end AND e.seq <= ? ORDER BY e.occurred_at DESC, e.seq DESC LIMIT 1) l ON true'
-    : 'LEFT JOIN (SELECT CAST(NULL AS BIGINT) AS quantity, CAST(NULL AS BIGINT) AS occurred_at, CAST(NULL AS BIGINT) AS seq) l ON true';
-  await trx.raw(
-    'INSERT INTO usage_summaries (tenant_id, feature_key, period_start, period_end, subscription_id, quantity, event_count, last_at, last_seq, computed_at) ' +
-      `SELECT w.tenant_id, t.feature_key, w.period_start, w.period_end, w.subscription_id, ${quantity}, t.n, l.occurred_at, l.seq, ? ` +
-      'FROM (SELECT window_id, feature_key, SUM(n) AS n, SUM(s) AS s, MAX(m) AS m, COUNT(v) AS d FROM aggregate_parts GROUP BY 1, 2) t ' +
+  const res = await trx.raw(
+    'WITH ins AS (INSERT INTO usage_summaries (tenant_id, feature_key, period_start, period_end, subscription_id, quantity, ' +
+      `event_count, last_at, last_seq, computed_at) SELECT w.tenant_id, t.feature_key, w.period_start, w.period_end, w.subscription_id, ${quantity}, ` +
+      't.n, t.l[1], t.l[2], ? FROM aggregate_parts t ' +
       'JOIN (SELECT DISTINCT window_id, tenant_id, period_start, period_end, subscription_id FROM aggregate_windows) w ' +
-      'ON w.window_id = t.window_id ' +
-      latest,
-    [...counts, ...peaks, ...uniques.map((f) => f.key), ...lasts, computedAt, ...(lasts.length ? [...lasts, upTo] : [])],
+      'ON w.window_id = t.window_id RETURNING event_count) SELECT COUNT(*) AS n, CAST(SUM(event_count) AS TEXT) AS events FROM ins',
+    [...counts, ...peaks, ...uniques.map((f) => f.key), ...lasts, computedAt],
   );
+  const row = res.rows[0] as { n: unknown; events: unknown };
+  return { groups: Number(row.n), events: Number(row.events ?? 0) };
 }
 
 /**
  * The planner misjudges how many events match a (tenant, bucket) window: it would walk the
- * index once per window, or sort a million joined rows to group them. For the full passes,
+ * index once per window, or sort a million joined rows to group them. For the full pass,
  * insist on hashing; and skip JIT, which those penalised costs would otherwise trigger.
+ * One round trip each way (set_config with is_local, then back to the session's values).
  */
 async function withPlannerSettings(trx: Knex.Transaction, fn: () => Promise<unknown>): Promise<void> {
-  const off = ['enable_nestloop', 'enable_mergejoin', 'enable_sort', 'jit'];
-  await trx.raw('ANALYZE aggregate_windows');
-  for (const k of off) await trx.raw(`SET LOCAL ${k} = off`);
-  await trx.raw(`SET LOCAL work_mem = '64MB'`);
+  const settings: Array<[string, string]> = [
+    ['enable_nestloop', 'off'],
+    ['enable_mergejoin', 'off'],
+    ['enable_sort', 'off'],
+    ['jit', 'off'],
+    ['work_mem', '64MB'],
+  ];
+  const saved = (await trx.raw(`SELECT ${settings.map(([k], i) => `current_setting('${k}') AS s${i}, set_config('${k}', '${settings[i][1]}', true) AS x${i}`).join(', ')}`)).rows[0] as Record<string, string>;
   await fn();
-  for (const k of [...off, 'work_mem']) await trx.raw(`SET LOCAL ${k} TO DEFAULT`);
+  await trx.raw(`SELECT ${settings.map(([k], i) => `set_config('${k}', ?, true)`).join(', ')}`, settings.map((_, i) => saved[`s${i}`]));
 }
