@@ -7,6 +7,7 @@ import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
 import { insertAllSummariesPg } from './full-scan-pg.js';
+import { mergeNewEventsPg } from './incremental-pg.js';
 import { insertGroupsByIndex } from './per-group.js';
 import { selectWindow, type PeriodSpec } from './periods.js';
 import {
@@ -326,6 +327,9 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
     for (const w of timeline(run, tenantId).windowsBetween(Number(s.lo), Number(s.hi) + 1)) windows.push({ tenantId, window: w });
   }
   if (windows.length === 0 || run.features.length === 0) return { groups: 0, events: 0 };
+  if (run.db.dialect === 'pg' && late === null) {
+    return { groups: await mergeNewEventsPg(run.db, run.trx, run.features, windows, seen, run.upTo, run.now), events };
+  }
   await clearScratch(run);
   await writeWindows(run, windows);
   // Read the new events once, with their windows; everything below works from this copy.

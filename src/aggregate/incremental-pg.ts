@@ -1,0 +1,127 @@
+import type { Knex } from 'knex';
+import type { Feature } from '../domain/catalog.js';
+import { QUANTITY_SCALE } from '../domain/quantity.js';
+import type { Db } from '../storage/db.js';
+import { uniqueValue } from './usage-sql.js';
+import type { Window } from './windows.js';
+
+/**
+ * PostgreSQL's incremental fold when no hole is open (the usual case): one statement merges
+ * the events with seq in (seen, upTo] into their summaries. It reads them once with their
+ * windows (given as arrays: no scratch table to write, truncate or analyze), adds the new
+ * unique values to the groups' sets and upserts every group: sums and counts add up, a unique
+ * count grows by the values its set did not have, a peak keeps the larger, `last` the later
+ * [occurred_at, seq]. A unique group with no set yet (a full rebuild writes none) gets the
+ * values of its events already folded in as well, and its count is then the size of the new
+ * set. Same semantics as mergeSummaries (usage-sql.ts). Returns the summaries written.
+ */
+export async function mergeNewEventsPg(
+  db: Db,
+  trx: Knex.Transaction,
+  features: Feature[],
+  windows: Array<{ tenantId: string; window: Window }>,
+  seen: number,
+  upTo: number,
+  computedAt: number,
+): Promise<number> {
+  const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
+  const keys = (kind: string) => features.filter((f) => f.aggregation === kind).map((f) => f.key);
+  const [counts, peaks, lasts] = [keys('count'), keys('max'), keys('last')];
+  const uniques = features.filter((f) => f.aggregation === 'unique');
+  const micro = 10 ** QUANTITY_SCALE;
+  const w = {
+    sql:
+      'SELECT * FROM unnest(CAST(? AS text[]), CAST(? AS bigint[]), CAST(? AS bigint[]), CAST(? AS text[])) ' +
+      'AS w(tenant_id, period_start, period_end, subscription_id)',
+    bindings: [
+      windows.map((x) => x.tenantId),
+      windows.map((x) => x.window.start),
+      windows.map((x) => x.window.end),
+      windows.map((x) => x.window.subscription?.id ?? null),
+    ] as unknown as Knex.RawBinding[],
+  };
+  const inWindow = 'e.tenant_id = w.tenant_id AND e.occurred_at >= w.period_start AND e.occurred_at < w.period_end';
+  const value = uniques.length
+    ? { sql: `CASE e.feature_key ${uniques.map(() => 'WHEN ? THEN ?').join(' ')} END`, bindings: uniques.flatMap((f) => [f.key, uniqueValue(db, f)]) }
+    : { sql: 'CAST(NULL AS TEXT)', bindings: [] };
+
+  const latest = lasts.length
+    ? { sql: `CASE WHEN e.feature_key IN (${marks(lasts)}) THEN ARRAY[e.occurred_at, e.seq, e.quantity] END`, bindings: lasts }
+    : { sql: 'CAST(NULL AS BIGINT[])', bindings: [] };
+  const quantity =
+    'CASE ' +
+    (counts.length ? `WHEN g.feature_key IN (${marks(counts)}) THEN g.n * ${micro} ` : '') +
+    (peaks.length ? `WHEN g.feature_key IN (${marks(peaks)}) THEN g.m ` : '') +
+    (uniques.length ? `WHEN g.feature_key IN (${marks(uniques)}) THEN COALESCE(a.n, 0) * ${micro} ` : '') +
+    (lasts.length ? `WHEN g.feature_key IN (${marks(lasts)}) THEN g.l[3] ` : '') +
+    'ELSE g.s END';
+  const later =
+    '(usage_summaries.last_at IS NULL OR excluded.last_at > usage_summaries.last_at ' +
+    'OR (excluded.last_at = usage_summaries.last_at AND excluded.last_seq > usage_summaries.last_seq))';
+  const isLast = lasts.length ? `excluded.feature_key IN (${marks(lasts)})` : 'false';
+  const merge =
+    'CASE ' +
+    (peaks.length ? `WHEN excluded.feature_key IN (${marks(peaks)}) THEN GREATEST(excluded.quantity, usage_summaries.quantity) ` : '') +
+    (lasts.length ? `WHEN ${isLast} THEN CASE WHEN ${later} THEN excluded.quantity ELSE usage_summaries.quantity END ` : '') +
+    // A unique count grows by the values its set did not have; a set filled just now had none (the statement's snapshot predates its inserts).
+    (uniques.length
+      ? `WHEN excluded.feature_key IN (${marks(uniques)}) THEN excluded.quantity + CASE WHEN EXISTS (SELECT 1 FROM usage_unique_values u ` +
+        'WHERE u.tenant_id = excluded.tenant_id AND u.feature_key = excluded.feature_key AND u.period_start = excluded.period_start) ' +
+        'THEN usage_summaries.quantity ELSE 0 END '
+      : '') +
+    'ELSE usage_summaries.quantity + excluded.quantity END';
+  // Unique groups with no set yet (a count from a full rebuild, or new): their values so far join the set too.
+  const sets = uniques.length
+    ? {
+        sql:
+          `lack AS (SELECT DISTINCT tenant_id, feature_key, period_start, period_end FROM d WHERE feature_key IN (${marks(uniques)}) AND NOT EXISTS (` +
+          'SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = d.tenant_id AND u.feature_key = d.feature_key AND u.period_start = d.period_start)), ' +
+          'vals AS (INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT tenant_id, feature_key, period_start, v ' +
+          'FROM (SELECT tenant_id, feature_key, period_start, v FROM d UNION ALL SELECT l.tenant_id, l.feature_key, l.period_start, o.v FROM lack l ' +
+          `CROSS JOIN LATERAL (SELECT ${value.sql} AS v FROM usage_events e WHERE e.tenant_id = l.tenant_id AND e.feature_key = l.feature_key ` +
+          'AND e.occurred_at >= l.period_start AND e.occurred_at < l.period_end AND e.seq <= ?) o) x ' +
+          'WHERE v IS NOT NULL ON CONFLICT DO NOTHING RETURNING tenant_id, feature_key, period_start), ' +
+          'added AS (SELECT tenant_id, feature_key, period_start, COUNT(*) AS n FROM vals GROUP BY 1, 2, 3), ',
+        bindings: [...uniques.map((f) => f.key), ...value.bindings, seen],
+      }
+    : {
+        sql: 'added AS (SELECT CAST(NULL AS TEXT) AS tenant_id, CAST(NULL AS TEXT) AS feature_key, CAST(NULL AS BIGINT) AS period_start, 0 AS n WHERE false), ',
+        bindings: [],
+      };
+  const res = await trx.raw(
+    `WITH w AS (${w.sql}), d AS MATERIALIZED (SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, ` +
+      `e.quantity, ${latest.sql} AS l, ${value.sql} AS v FROM usage_events e JOIN w ON ${inWindow} ` +
+      `WHERE e.seq > ? AND e.seq <= ? AND e.feature_key IN (${marks(features)})), ` +
+      `${sets.sql}` +
+      'g AS (SELECT tenant_id, feature_key, period_start, period_end, subscription_id, COUNT(*) AS n, SUM(quantity) AS s, ' +
+      'MAX(quantity) AS m, MAX(l) AS l FROM d GROUP BY 1, 2, 3, 4, 5) ' +
+      'INSERT INTO usage_summaries (tenant_id, feature_key, period_start, period_end, subscription_id, quantity, event_count, last_at, last_seq, computed_at) ' +
+      `SELECT g.tenant_id, g.feature_key, g.period_start, g.period_end, g.subscription_id, ${quantity}, g.n, g.l[1], g.l[2], ? ` +
+      'FROM g LEFT JOIN added a ON a.tenant_id = g.tenant_id AND a.feature_key = g.feature_key AND a.period_start = g.period_start ' +
+      `ON CONFLICT (tenant_id, feature_key, period_start) DO UPDATE SET quantity = ${merge}, ` +
+      `last_at = CASE WHEN ${isLast} AND ${later} THEN excluded.last_at ELSE usage_summaries.last_at END, ` +
+      `last_seq = CASE WHEN ${isLast} AND ${later} THEN excluded.last_seq ELSE usage_summaries.last_seq END, ` +
+      'event_count = usage_summaries.event_count + excluded.event_count, period_end = excluded.period_end, ' +
+      'subscription_id = excluded.subscription_id, computed_at = excluded.computed_at',
+    [
+      ...w.bindings,
+      ...latest.bindings,
+      ...value.bindings,
+      seen,
+      upTo,
+      ...features.map((f) => f.key),
+      ...sets.bindings,
+      ...counts,
+      ...peaks,
+      ...uniques.map((f) => f.key),
+      ...lasts,
+      computedAt,
+      ...peaks,
+      ...lasts,
+      ...uniques.map((f) => f.key),
+      ...lasts,
+      ...lasts,
+    ],
+  );
+  return res.rowCount ?? 0;
+}
