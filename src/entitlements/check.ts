@@ -1,14 +1,16 @@
 import type { Knex } from 'knex';
-import { applyOverride, loadFeature, loadPlanVersion, loadQuotaOverride } from '../catalog/repository.js';
+import { applyOverride } from '../catalog/repository.js';
+import type { Feature, PlanFeature } from '../domain/catalog.js';
 import { dec, decStr, Decimal, ZERO } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { microToDecimal, parseQuantity } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
-import { listSegments, listSubscriptions, loadTenant, segmentAt } from '../subscriptions/repository.js';
-import { tenantUsage } from '../aggregate/usage.js';
-import { TenantTimeline } from '../aggregate/windows.js';
+import { segmentAt } from '../subscriptions/repository.js';
+import type { Window } from '../aggregate/windows.js';
+import { windowQuantitySql } from './window-usage.js';
+import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';
 
 export type CheckReason =
   | 'within_plan'
@@ -51,40 +53,44 @@ function parseRequested(raw: string | undefined): Decimal {
   return dec(p.value);
 }
 
-/**
- * Can this tenant use this feature now (DESIGN.md §6)? Usage is the current period's, read
- * from usage_events so that events not yet aggregated count. The plan is the segment in force
- * now, after the tenant's quota override. Denials are results, not errors.
- */
-export async function checkEntitlement(
-  db: Db,
-  input: CheckInput,
-  opts: { now: Instant; trx?: Knex.Transaction },
-): Promise<CheckResult> {
-  const q = opts.trx ?? db.knex;
-  const requested = parseRequested(input.quantity);
-  const [tenant, feature] = await Promise.all([loadTenant(q, input.tenantId), loadFeature(q, input.featureKey)]);
-  if (!tenant) return denied('unknown_tenant');
-  if (!feature) return denied('unknown_feature');
+type Resolved =
+  | { denial: CheckResult }
+  | { feature: Feature; window: Window; terms: PlanFeature };
 
-  const timeline = new TenantTimeline(await listSubscriptions(q, tenant.id));
-  const window = timeline.windowAt(opts.now);
+/** The terms in force for this tenant and feature now, or the denial that precedes usage. */
+async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, input: CheckInput, now: Instant): Promise<Resolved> {
+  const [tenant, feature] = await Promise.all([gen.tenant(q, input.tenantId), gen.feature(q, input.featureKey)]);
+  if (!tenant) return { denial: denied('unknown_tenant') };
+  if (!feature) return { denial: denied('unknown_feature') };
+  const window = tenant.timeline.windowAt(now);
   const sub = window.subscription;
   // Trialing and past-due subscriptions keep their plan's terms; only a live one grants any.
-  if (!sub || effectiveStatus(sub, opts.now) === 'canceled') return denied('no_active_subscription');
-  const segment = segmentAt(await listSegments(q, tenant.id, sub.id), opts.now);
-  const plan = segment ? await loadPlanVersion(q, segment.planKey, segment.planVersion) : null;
-  if (!plan) return denied('no_active_subscription');
+  if (!sub || effectiveStatus(sub, now) === 'canceled') return { denial: denied('no_active_subscription') };
+  const segment = segmentAt(tenant.segments.get(sub.id) ?? [], now);
+  const plan = segment ? await gen.plan(q, segment.planKey, segment.planVersion) : null;
+  if (!plan) return { denial: denied('no_active_subscription') };
   const planFeature = plan.features[feature.key];
-  if (!planFeature) return denied('feature_not_in_plan');
-  const terms = applyOverride(planFeature, await loadQuotaOverride(q, tenant.id, feature.key));
-  if (!terms.enabled) return { ...denied('feature_disabled'), hardStop: terms.hardStop };
+  if (!planFeature) return { denial: denied('feature_not_in_plan') };
+  const terms = applyOverride(planFeature, tenant.overrides.get(feature.key));
+  if (!terms.enabled) return { denial: { ...denied('feature_disabled'), hardStop: terms.hardStop } };
   if (feature.type === 'boolean') {
-    return { allowed: true, remaining: null, reason: 'within_plan', hardStop: false, used: '0', included: null, limit: null };
+    return { denial: { allowed: true, remaining: null, reason: 'within_plan', hardStop: false, used: '0', included: null, limit: null } };
   }
+  return { feature, window, terms };
+}
 
-  const usage = await tenantUsage(db, q, tenant.id, [window], [feature]);
-  const used = microToDecimal(usage.get(window.start)?.get(feature.key)?.quantity ?? '0');
+/**
+ * The window's usage of the feature, straight from usage_events (so events not yet
+ * aggregated count), and the terms epoch, in one statement.
+ */
+async function readUsed(db: Db, q: Knex | Knex.Transaction, tenantId: string, r: { feature: Feature; window: Window }): Promise<{ used: Decimal; epoch: number }> {
+  const usage = windowQuantitySql(db, r.feature, { tenantId, start: r.window.start, end: r.window.end });
+  const res = await q.raw(`SELECT ${TERMS_EPOCH_SQL} AS epoch, (${usage.sql}) AS quantity`, usage.bindings);
+  const row: { epoch: number | string; quantity: string | null } = (db.dialect === 'pg' ? res.rows : res)[0];
+  return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
+}
+
+function decide(terms: PlanFeature, used: Decimal, requested: Decimal): CheckResult {
   const included = terms.included === null ? null : dec(terms.included);
   // The limit defaults to the allowance (DESIGN.md §3); it denies only under a hard stop.
   const limit = terms.limit !== null ? dec(terms.limit) : included;
@@ -106,4 +112,42 @@ export async function checkEntitlement(
     included: included === null ? null : decStr(included),
     limit: limit === null ? null : decStr(limit),
   };
+}
+
+/** Past this many epoch changes during one check, answer from the last read (see below). */
+const MAX_ATTEMPTS = 3;
+
+/**
+ * Can this tenant use this feature now (DESIGN.md §6)? Usage is the current period's, read
+ * from usage_events so that events not yet aggregated count. The plan is the segment in force
+ * now, after the tenant's quota override. Denials are results, not errors.
+ *
+ * Terms (tenant, subscriptions, plan, overrides, features) come from a per-handle cache that
+ * is exact: every change to them moves terms_epoch (by trigger), and each check reads the
+ * epoch in its usage query; a different epoch drops the cache and the check runs again. So
+ * a steady-state check is one statement. Inside a caller's transaction nothing is cached
+ * (the transaction may see terms no one else does).
+ */
+export async function checkEntitlement(
+  db: Db,
+  input: CheckInput,
+  opts: { now: Instant; trx?: Knex.Transaction },
+): Promise<CheckResult> {
+  const requested = parseRequested(input.quantity);
+  if (opts.trx) {
+    const r = await resolveTerms(new TermsGeneration(null), opts.trx, input, opts.now);
+    return 'denial' in r ? r.denial : decide(r.terms, (await readUsed(db, opts.trx, input.tenantId, r)).used, requested);
+  }
+  const cache = termsCache(db);
+  for (let attempt = 1; ; attempt++) {
+    const gen = await cache.current();
+    const r = await resolveTerms(gen, db.knex, input, opts.now);
+    const read = 'denial' in r ? { used: null, epoch: await readTermsEpoch(db, db.knex) } : await readUsed(db, db.knex, input.tenantId, r);
+    // Terms changing under every attempt: the last answer is as good as any taken during
+    // those changes, which a caller could not order against this check anyway.
+    if (read.epoch === gen.epoch || attempt >= MAX_ATTEMPTS) {
+      return 'denial' in r ? r.denial : decide(r.terms, read.used!, requested);
+    }
+    cache.advance(read.epoch);
+  }
 }

@@ -16,6 +16,8 @@ const REGISTRY: Record<string, Entry> = {
   knex_migrations: { skip: 'migration bookkeeping: the target has its own' },
   knex_migrations_lock: { skip: 'migration bookkeeping' },
   db_meta: { skip: 'holds the SQLite write-lock row, seeded by the migration' },
+  // Only ever moves forward; restoring an old value could make a stale cache look current.
+  terms_epoch: { skip: 'cache counter moved by triggers; the target keeps its own' },
   job_locks: { skip: 'leases of live processes, meaningless elsewhere' },
   aggregate_windows: { skip: 'aggregation scratch, cleared by every run' },
   aggregate_groups: { skip: 'aggregation scratch, cleared by every run' },

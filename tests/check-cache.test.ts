@@ -1,0 +1,145 @@
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { applyCatalog } from '../src/catalog/apply.js';
+import { setQuota } from '../src/catalog/quota.js';
+import { checkEntitlement } from '../src/entitlements/check.js';
+import { readTermsEpoch } from '../src/entitlements/terms-cache.js';
+import { recordUsage } from '../src/ingest/record.js';
+import { openDb, type Db } from '../src/storage/db.js';
+import { cancelSubscription, changePlan } from '../src/subscriptions/lifecycle.js';
+import { runAggregate } from '../src/aggregate/aggregate.js';
+import { describeEachDb } from './helpers/db.js';
+import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
+import { microToDecimal } from '../src/domain/quantity.js';
+import { decStr } from '../src/domain/decimal.js';
+
+const NOW = iso('2026-03-20T12:00:00Z');
+const opts = { now: NOW, actor: ACTOR };
+
+// A serving process keeps one handle and its terms cache for hours, while operators change
+// plans, quotas and subscriptions from other processes. Every change must show at once.
+describeEachDb('entitlement terms cache', (t) => {
+  let other: Db;
+
+  beforeEach(async () => {
+    const { db, url } = t();
+    await applyTestCatalog(db, iso('2026-01-01T00:00:00Z'));
+    await tenant(db, 'acme', { planKey: 'starter', start: '2026-01-10T00:00:00Z' });
+    other = await openDb(url); // stands in for another process
+  });
+  afterEach(async () => {
+    await other?.close();
+  });
+
+  const check = (tenantId: string, featureKey: string, quantity = '1') =>
+    checkEntitlement(t().db, { tenantId, featureKey, quantity }, { now: NOW });
+
+  /** The statements one check sends, counted on the handle's knex. */
+  async function statementsOf(fn: () => Promise<unknown>): Promise<number> {
+    let n = 0;
+    const count = () => n++;
+    t().db.knex.on('query', count);
+    try {
+      await fn();
+    } finally {
+      t().db.knex.off('query', count);
+    }
+    return n;
+  }
+
+  it('answers a repeated check in one statement, usage included', async () => {
+    expect(await statementsOf(() => check('acme', 'OCR_SCAN'))).toBeGreaterThan(1);
+    expect(await statementsOf(() => check('acme', 'OCR_SCAN'))).toBe(1);
+    // Usage is read live, never cached: a new event shows in the next answer.
+    await recordUsage(other, [{ tenantId: 'acme', featureKey: 'OCR_SCAN', quantity: '49.5', eventId: 'e1', occurredAt: NOW - 1000 }], { now: NOW });
+    expect(await check('acme', 'OCR_SCAN')).toMatchObject({ used: '49.5', remaining: '0.5', reason: 'overage' });
+    expect(await statementsOf(() => check('acme', 'OCR_SCAN'))).toBe(1);
+  });
+
+  it('sees quota, plan, cancellation and new tenants changed by another process', async () => {
+    expect(await check('acme', 'API_CALL', '101')).toMatchObject({ allowed: false, reason: 'limit_reached', limit: '100' });
+    expect(await check('newco', 'API_CALL')).toMatchObject({ reason: 'unknown_tenant' });
+
+    await setQuota(other, { tenantId: 'acme', featureKey: 'API_CALL', included: '500', limit: '500' }, opts);
+    expect(await check('acme', 'API_CALL', '101')).toMatchObject({ allowed: true, included: '500', limit: '500' });
+
+    await changePlan(other, { tenantId: 'acme', planKey: 'pro', at: 'now' }, opts);
+    expect(await check('acme', 'PREMIUM_VOICE')).toMatchObject({ allowed: true, reason: 'within_plan' });
+
+    await tenant(other, 'newco', { planKey: 'starter', start: '2026-03-01T00:00:00Z' });
+    expect(await check('newco', 'API_CALL')).toMatchObject({ allowed: true, limit: '100' });
+
+    await cancelSubscription(other, { tenantId: 'acme', at: 'now' }, opts);
+    expect(await check('acme', 'API_CALL')).toMatchObject({ allowed: false, reason: 'no_active_subscription' });
+  });
+
+  it('sees a new plan version and a hand-written UPDATE, whoever the writer is', async () => {
+    await tenant(t().db, 'beta', { planKey: 'starter', start: '2026-03-01T00:00:00Z' });
+    expect(await check('beta', 'OCR_SCAN', '60')).toMatchObject({ included: '50', reason: 'overage', hardStop: false });
+
+    // A raw UPDATE bypassing every function of this codebase still moves the epoch.
+    await other.knex('plan_features').where({ plan_key: 'starter', feature_key: 'OCR_SCAN' }).update({ hard_stop: true });
+    expect(await check('beta', 'OCR_SCAN', '60')).toMatchObject({ allowed: false, reason: 'limit_reached', hardStop: true });
+
+    // A price change makes a new version; the subscriber keeps its version's terms.
+    const changed = structuredClone(CATALOG);
+    changed.plans[0].features.OCR_SCAN = { included: 5000, overage: { model: 'per_unit', unitPrice: '0.05' } };
+    await applyCatalog(other, changed, opts);
+    expect(await check('beta', 'OCR_SCAN', '60')).toMatchObject({ included: '50', hardStop: true });
+    await tenant(other, 'gamma', { planKey: 'starter', start: '2026-03-01T00:00:00Z' });
+    expect(await check('gamma', 'OCR_SCAN', '60')).toMatchObject({ included: '5000', reason: 'within_plan' });
+  });
+
+  it('moves the epoch on committed term changes only, not on usage or aggregation', async () => {
+    const { db } = t();
+    const before = await readTermsEpoch(db, db.knex);
+    await recordUsage(other, [{ tenantId: 'acme', featureKey: 'OCR_SCAN', quantity: '1', eventId: 'e1', occurredAt: NOW - 1000 }], { now: NOW });
+    await runAggregate(other, { now: NOW });
+    expect(await readTermsEpoch(db, db.knex)).toBe(before);
+
+    // A rolled-back change leaves it where it was.
+    await other.knex
+      .transaction(async (trx) => {
+        await trx('quota_overrides').insert({ tenant_id: 'acme', feature_key: 'API_CALL', included: '7', included_set: true, updated_at: NOW });
+        throw new Error('roll back');
+      })
+      .catch(() => {});
+    expect(await readTermsEpoch(db, db.knex)).toBe(before);
+    expect(await check('acme', 'API_CALL')).toMatchObject({ limit: '100' });
+
+    await setQuota(other, { tenantId: 'acme', featureKey: 'API_CALL', included: '7' }, opts);
+    expect(await readTermsEpoch(db, db.knex)).toBeGreaterThan(before);
+  });
+
+  it('reads the same usage as the aggregate stage, for every aggregation', async () => {
+    const { db } = t();
+    // pro anchored on the 10th: the current window is [10 Mar, 10 Apr).
+    await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
+    let seed = 7; // mulberry32: a fixed, well-mixed sequence
+    const rnd = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+      return ((x ^ (x >>> 14)) >>> 0) % n;
+    };
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const events: Ev[] = Array.from({ length: 400 }, () => ({
+      tenant: 'pro1',
+      feature: features[rnd(features.length)],
+      qty: `${rnd(1000)}.${rnd(1000)}`,
+      // a few days around both window edges, and equal instants, so `last` breaks ties by seq
+      at: iso('2026-03-08T00:00:00Z') + rnd(12) * 86_400_000,
+      user: rnd(4) ? `u${rnd(30)}` : undefined,
+      meta: rnd(3) ? { region: `r${rnd(5)}` } : undefined,
+    }));
+    await insertEvents(db, events);
+    await runAggregate(db, { now: NOW });
+    const window = iso('2026-03-10T00:00:00Z');
+    for (const feature of features) {
+      const row = await db.knex('usage_summaries').where({ tenant_id: 'pro1', feature_key: feature, period_start: window }).first();
+      expect(row, feature).toBeDefined();
+      const r = await check('pro1', feature);
+      expect(r.used, feature).toBe(decStr(microToDecimal(String(row.quantity))));
+    }
+    expect((await check('pro1', 'REGIONS')).used).toBe('5');
+  });
+});
