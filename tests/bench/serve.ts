@@ -5,7 +5,8 @@
  * (this thread) does not share its event loop. Options: --requests N (per scenario, default
  * 20000), --seconds S (cap per scenario, default 15), --concurrency C (default 200),
  * --db URL (an empty database, e.g. postgres://…?schema=bench1; default: a fresh SQLite file),
- * --max-concurrent N (the server's limit).
+ * --max-concurrent N (the server's limit), --rates R1,R2 (open-loop offered rates at C
+ * connections, default 1000,2000,3000 req/s), --rate-seconds S (per rate, default 3).
  */
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -184,6 +185,39 @@ async function load(port: number, make: MakeRequest, total: number, seconds: num
   return summarize(latencies, elapsed, errors);
 }
 
+/**
+ * Open-loop load at a fixed offered rate over `connections` keep-alive connections (all opened
+ * first and used in turn): latency counts from when each request was due, not when it was
+ * sent, so a stalled server cannot hide its backlog (no coordinated omission).
+ */
+async function openLoop(port: number, make: MakeRequest, rate: number, seconds: number, connections: number, offset = 0): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections, scheduling: 'fifo' });
+  await Promise.all(Array.from({ length: connections }, (_, i) => send(agent, port, make(offset + i))));
+  const latencies: number[] = [];
+  const total = Math.round(rate * seconds);
+  let errors = 0;
+  const t0 = performance.now();
+  const inFlight: Promise<void>[] = [];
+  for (let i = 0; i < total; ) {
+    const now = performance.now();
+    for (; i < total && t0 + (i * 1000) / rate <= now; i++) {
+      const due = t0 + (i * 1000) / rate;
+      inFlight.push(
+        send(agent, port, make(offset + connections + i)).then((status) => {
+          latencies.push(performance.now() - due);
+          if (status !== 200) errors++;
+        }),
+      );
+    }
+    // setImmediate, not a 1 ms timer: requests leave on time instead of in late bursts.
+    await new Promise((r) => setImmediate(r));
+  }
+  await Promise.all(inFlight);
+  const elapsed = (performance.now() - t0) / 1000;
+  agent.destroy();
+  return summarize(latencies, elapsed, errors);
+}
+
 /** The same core calls without HTTP, one at a time: the floor under the c=1 HTTP rows. */
 async function direct(dbUrl: string, kind: 'check' | 'usage', total: number): Promise<LoadResult> {
   const { openDb } = await import('../../src/storage/db.js');
@@ -225,6 +259,8 @@ export async function run(args: string[]): Promise<void> {
   const total = Number(arg(args, '--requests', '20000'));
   const seconds = Number(arg(args, '--seconds', '15'));
   const concurrency = Number(arg(args, '--concurrency', '200'));
+  const rates = arg(args, '--rates', '1000,2000,3000').split(',').map(Number);
+  const rateSeconds = Number(arg(args, '--rate-seconds', '3'));
   const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-serve-'));
   const dbUrl = arg(args, '--db', `sqlite:${path.join(dir, 'bench.db')}`);
   try {
@@ -232,9 +268,11 @@ export async function run(args: string[]): Promise<void> {
     const rows: Array<[string, number, LoadResult]> = [];
     const warm = Math.min(2000, total);
 
+    const paced: Array<[string, number, LoadResult]> = [];
     const bare = await startWorker('bare', dbUrl);
     await load(bare.port, checkRequest, warm, seconds, concurrency);
     rows.push(['bare http (constant JSON)', concurrency, await load(bare.port, checkRequest, total, seconds, concurrency)]);
+    for (const rate of rates) paced.push(['bare http (constant JSON)', rate, await openLoop(bare.port, checkRequest, rate, rateSeconds, concurrency)]);
     await bare.stop();
 
     const maxConcurrent = args.includes('--max-concurrent') ? Number(arg(args, '--max-concurrent', '4')) : undefined;
@@ -242,6 +280,7 @@ export async function run(args: string[]): Promise<void> {
     await load(billing.port, checkRequest, warm, seconds, concurrency);
     rows.push(['entitlements/check', concurrency, await load(billing.port, checkRequest, total, seconds, concurrency)]);
     rows.push(['entitlements/check', 1, await load(billing.port, checkRequest, Math.min(total, 3000), seconds, 1)]);
+    for (const rate of rates) paced.push(['entitlements/check', rate, await openLoop(billing.port, checkRequest, rate, rateSeconds, concurrency)]);
     rows.push(['usage (1 event)', concurrency, await load(billing.port, usageRequest, total, seconds, concurrency)]);
     rows.push(['usage (1 event)', 1, await load(billing.port, usageRequest, Math.min(total, 3000), seconds, 1, 10_000_000)]);
     await billing.stop();
@@ -257,6 +296,13 @@ export async function run(args: string[]): Promise<void> {
       );
     }
     console.log('(closed loop: at concurrency C, latency ≈ C / throughput, so p99 at 200 is mostly queueing)');
+    console.log(`\nopen loop: ${concurrency} keep-alive connections, fixed offered rate, latency from each request's due time`);
+    console.log('scenario                      rate/s   requests  errors   p50 ms   p99 ms');
+    for (const [name, rate, r] of paced) {
+      console.log(
+        `${name.padEnd(28)} ${String(rate).padStart(7)} ${String(r.requests).padStart(10)} ${String(r.errors).padStart(7)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)}`,
+      );
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
