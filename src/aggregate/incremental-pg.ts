@@ -63,11 +63,13 @@ export async function mergeNewEventsPg(
     'CASE ' +
     (peaks.length ? `WHEN excluded.feature_key IN (${marks(peaks)}) THEN GREATEST(excluded.quantity, usage_summaries.quantity) ` : '') +
     (lasts.length ? `WHEN ${isLast} THEN CASE WHEN ${later} THEN excluded.quantity ELSE usage_summaries.quantity END ` : '') +
-    // A unique count grows by the values its set did not have; a set filled just now had none (the statement's snapshot predates its inserts).
+    // A unique count grows by the values its set did not have. A set filled just now (the
+    // statement's snapshot predates its inserts) holds them all; never below the stored count,
+    // which events past retention may still back.
     (uniques.length
-      ? `WHEN excluded.feature_key IN (${marks(uniques)}) THEN excluded.quantity + CASE WHEN EXISTS (SELECT 1 FROM usage_unique_values u ` +
+      ? `WHEN excluded.feature_key IN (${marks(uniques)}) THEN CASE WHEN EXISTS (SELECT 1 FROM usage_unique_values u ` +
         'WHERE u.tenant_id = excluded.tenant_id AND u.feature_key = excluded.feature_key AND u.period_start = excluded.period_start) ' +
-        'THEN usage_summaries.quantity ELSE 0 END '
+        'THEN usage_summaries.quantity + excluded.quantity ELSE GREATEST(usage_summaries.quantity, excluded.quantity) END '
       : '') +
     'ELSE usage_summaries.quantity + excluded.quantity END';
   // Unique groups with no set yet (a count from a full rebuild, or new): their values so far join the set too.

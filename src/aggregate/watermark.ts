@@ -36,29 +36,48 @@ const MAX_HOLES = 200;
 
 /** Read the state and hold it for this transaction (a second run waits for the first). */
 export async function lockState(db: Db, trx: Knex.Transaction, now: number): Promise<AggregateState> {
-  await trx('job_state')
-    .insert([
-      { key: WATERMARK, value: null, updated_at: now },
-      { key: HOLES, value: '[]', updated_at: now },
-    ])
-    .onConflict('key')
-    .ignore();
-  const q = trx('job_state').whereIn('key', [WATERMARK, HOLES]);
   // SQLite: withTx already holds the database's write lock.
-  const rows: Array<{ key: string; value: string | null }> = await (db.dialect === 'pg' ? q.forUpdate() : q);
+  const read = async (): Promise<Array<{ key: string; value: string | null }>> => {
+    const q = trx('job_state').whereIn('key', [WATERMARK, HOLES]);
+    return db.dialect === 'pg' ? q.forUpdate() : q;
+  };
+  let rows = await read();
+  if (rows.length < 2) {
+    // First run only (one round trip less on every other).
+    await trx('job_state')
+      .insert([
+        { key: WATERMARK, value: null, updated_at: now },
+        { key: HOLES, value: '[]', updated_at: now },
+      ])
+      .onConflict('key')
+      .ignore();
+    rows = await read();
+  }
   const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
   const w = get(WATERMARK);
   return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') as Hole[] };
 }
 
 export async function saveState(trx: Knex.Transaction, state: AggregateState, now: number): Promise<void> {
-  await trx('job_state').where({ key: WATERMARK }).update({ value: state.watermark === null ? null : String(state.watermark), updated_at: now });
-  await trx('job_state').where({ key: HOLES }).update({ value: JSON.stringify(state.holes), updated_at: now });
+  // One statement for both rows.
+  await trx.raw('UPDATE job_state SET value = CASE key WHEN ? THEN ? ELSE ? END, updated_at = ? WHERE key IN (?, ?)', [
+    WATERMARK,
+    state.watermark === null ? null : String(state.watermark),
+    JSON.stringify(state.holes),
+    now,
+    WATERMARK,
+    HOLES,
+  ]);
 }
 
-/** PostgreSQL: the oldest transaction still running (call before this transaction writes). */
+/**
+ * PostgreSQL: the oldest transaction still running (call before this transaction writes).
+ * Also commits this transaction asynchronously: a run lost to a crash leaves the watermark
+ * where it was, so the next run redoes it, and any later synchronous commit (one that read
+ * these summaries) flushes this one first.
+ */
 export async function snapshotXmin(trx: Knex.Transaction): Promise<bigint> {
-  const r = await trx.raw('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x');
+  const r = await trx.raw("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x, set_config('synchronous_commit', 'off', true) AS c");
   return BigInt(r.rows[0].x);
 }
 
