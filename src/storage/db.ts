@@ -21,9 +21,25 @@ export type MigrationPolicy =
 
 let pgTypesConfigured = false;
 
+/**
+ * pg probes for a Cloudflare Worker when it loads: without `navigator` (Node < 21) it builds
+ * a fetch Response, which loads Node's whole fetch stack — a fifth of `billing check`'s
+ * startup on PostgreSQL. For the duration of the import, a navigator that says "Node.js"
+ * answers the probe first; it is gone again once pg is loaded.
+ */
+async function importPg(): Promise<typeof import('pg').default> {
+  if ('navigator' in globalThis) return (await import('pg')).default;
+  Object.defineProperty(globalThis, 'navigator', { value: { userAgent: 'Node.js' }, configurable: true });
+  try {
+    return (await import('pg')).default;
+  } finally {
+    delete (globalThis as { navigator?: unknown }).navigator;
+  }
+}
+
 async function configurePgTypes(): Promise<void> {
   if (pgTypesConfigured) return;
-  const pg = (await import('pg')).default;
+  const pg = await importPg();
   // int8 (counts, epoch-ms instants) as JS numbers. Quantities that may exceed 2^53 are
   // always selected as text (see sql.ts), never through this parser.
   pg.types.setTypeParser(20, (v: string) => Number(v));
