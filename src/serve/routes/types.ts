@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Db } from '../../storage/db.js';
 import type { Client } from '../auth.js';
+import type { UsageGroupCommit } from '../group-commit.js';
 import type { Metrics } from '../metrics.js';
 
 export interface RouteContext {
@@ -18,6 +19,8 @@ export interface RouteContext {
   /** null: the Stripe webhook route answers 404. */
   stripeWebhookSecret: string | null;
   metrics: Metrics;
+  /** Records usage, sharing transactions between concurrent requests. */
+  usage: UsageGroupCommit;
 }
 
 export interface Reply {

@@ -1,4 +1,4 @@
-import { recordUsage, type RecordResult, type UsageInput } from '../../ingest/record.js';
+import type { RecordResult, UsageInput } from '../../ingest/record.js';
 import { buildReport } from '../../report/report.js';
 import { HttpError } from '../http-error.js';
 import { eventTenant, toUsageInput } from '../usage-input.js';
@@ -37,7 +37,7 @@ export async function recordRoute(ctx: RouteContext): Promise<Reply> {
     }
   });
   if (inputs.length) {
-    const recorded = await recordUsage(ctx.db, inputs, { now: ctx.now });
+    const recorded = await ctx.usage.record(inputs, ctx.now);
     recorded.forEach((r, j) => (results[slots[j]] = r));
   }
   const count = (s: RecordResult['status']) => results.filter((r) => r.status === s).length;
