@@ -306,6 +306,28 @@ describeEachDb('ingest', (t) => {
     expect((await totals(db)).count).toBe(3);
   });
 
+  it('refuses NUL characters, which PostgreSQL cannot store, alike on both databases', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const results = await recordUsage(
+      db,
+      [
+        { tenantId: 't1', featureKey: 'API_CALL', sourceService: 'api', sourceEntityId: 'req\u00001' },
+        { tenantId: 't1', featureKey: 'API_CALL', metadata: { note: { deep: 'a\u0000b' } } },
+        { tenantId: 't1', featureKey: 'API_CALL', metadata: '{"k\\u0000":1}' },
+        { tenantId: 't1', featureKey: 'API_CALL', metadata: '{"path":"C:\\\\u0000"}' }, // an escaped backslash, then "u0000": no NUL
+      ],
+      { now: NOW_MS },
+    );
+    const nul = 'contains a NUL character (U+0000), which cannot be stored';
+    expect(results.map((r) => (r.status === 'rejected' ? `${r.field}: ${r.reason}` : r.status))).toEqual([
+      `sourceEntityId: ${nul}`,
+      `metadata: ${nul}`,
+      `metadata: ${nul}`,
+      'inserted',
+    ]);
+  });
+
   it('produces the same key for the same event through recordUsage and file ingest', async () => {
     const { db } = t();
     await seedIngest(db);

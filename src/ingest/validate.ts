@@ -113,7 +113,17 @@ function text(v: unknown, field: Field): string | null | Invalid {
   else return { field, reason: `${show(v)} is not text` };
   if (s === '') return null;
   if (s.length > MAX_TEXT) return { field, reason: `is longer than ${MAX_TEXT} characters` };
+  if (s.includes('\0')) return { field, reason: NUL_REASON };
   return s;
+}
+
+// PostgreSQL text and jsonb cannot hold U+0000 (SQLite can): refused alike on both.
+const NUL_REASON = 'contains a NUL character (U+0000), which cannot be stored';
+
+function hasNul(v: unknown): boolean {
+  if (typeof v === 'string') return v.includes('\0');
+  if (typeof v !== 'object' || v === null) return false;
+  return Object.entries(v).some(([k, x]) => k.includes('\0') || hasNul(x));
 }
 
 const isInvalid = (v: unknown): v is Invalid => typeof v === 'object' && v !== null;
@@ -132,9 +142,10 @@ function metadataText(v: unknown): string | null | Invalid {
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       return { field: 'metadata', reason: `${show(s)} is not a JSON object` };
     }
+    if (hasNul(parsed)) return { field: 'metadata', reason: NUL_REASON };
     return s; // stored as given: already valid JSON, no need to re-serialize
   }
-  if (typeof v === 'object' && !Array.isArray(v)) return JSON.stringify(v);
+  if (typeof v === 'object' && !Array.isArray(v)) return hasNul(v) ? { field: 'metadata', reason: NUL_REASON } : JSON.stringify(v);
   return { field: 'metadata', reason: `${show(v)} is not a JSON object` };
 }
 
