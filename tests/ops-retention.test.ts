@@ -5,6 +5,8 @@ import { FEB, JAN, NOW, T, opsWorld as world, snapshot } from './jobs-support.js
 import { runRetention, retentionCutoff } from '../src/ops/retention.js';
 import { listAudit } from '../src/ops/audit.js';
 import { runPipeline } from '../src/jobs/pipeline.js';
+import { runAggregate } from '../src/aggregate/aggregate.js';
+import { applyTestCatalog, insertEvents, tenant } from './aggregate-support.js';
 
 describeEachDb('retention', (t) => {
   it('deletes only whole old periods that are aggregated, summarized and invoiced', async () => {
@@ -47,6 +49,22 @@ describeEachDb('retention', (t) => {
     expect(await db.knex('invoice_lines').where({ tenant_id: 'acme', kind: 'late_usage', period_start: JAN.start }).first()).toBeTruthy();
     expect((await runRetention(db, { olderThan: '7y', now: later, actor: 'test' })).deleted).toBe(left.length);
     expect(await db.knex('usage_events').count('* as n').first()).toMatchObject({ n: 0 });
+  });
+
+  it('keeps a unique count exact for late events after its period went past retention', async () => {
+    const { db } = t();
+    await applyTestCatalog(db, T('2026-01-01T00:00:00Z'));
+    await tenant(db, 'acme', { planKey: 'starter', start: '2026-01-10T00:00:00Z' }); // periods from the 10th
+    await insertEvents(db, ['u1', 'u2', 'u3', 'u1', 'u2'].map((user, i) => ({ tenant: 'acme', feature: 'ACTIVE_USERS', user, at: T('2026-01-12T00:00:00Z') + i })));
+    await runAggregate(db, { now: T('2026-02-11T00:00:00Z'), full: true }); // PostgreSQL's full rebuild writes no value sets
+    expect((await runPipeline(db, { now: T('2026-02-11T00:00:00Z'), actor: 'test' })).ok).toBe(true);
+    expect((await runRetention(db, { olderThan: '7y', now: T('2033-06-01T00:00:00Z'), actor: 'test' })).deleted).toBe(5);
+
+    // Years later, a late event of that period: u3 was counted already, u4 is new.
+    await insertEvents(db, ['u3', 'u4'].map((user) => ({ tenant: 'acme', feature: 'ACTIVE_USERS', user, at: T('2026-01-20T00:00:00Z') })));
+    await runAggregate(db, { now: T('2033-06-01T00:00:00Z') });
+    const s = await db.knex('usage_summaries').where({ tenant_id: 'acme', feature_key: 'ACTIVE_USERS', period_start: T('2026-01-10T00:00:00Z') }).first();
+    expect(Number(s.quantity)).toBe(4_000_000);
   });
 
   it('parses ages and refuses nonsense', () => {

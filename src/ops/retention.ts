@@ -5,6 +5,9 @@ import { addMonthsClamped, toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import { withTx } from '../storage/sql.js';
 import { aggregationState } from '../jobs/backlog.js';
+import { loadFeatures } from '../catalog/repository.js';
+import type { Feature } from '../domain/catalog.js';
+import { uniqueValue } from '../aggregate/usage-sql.js';
 
 /**
  * `billing retention --older-than 7y`: delete raw usage events past retention, but only
@@ -127,6 +130,29 @@ function deletable(q: Q, r: Rules, tenantId: string, horizon: number): { query: 
   };
 }
 
+/**
+ * A unique count merges late values into its period's value set, which must be whole.
+ * PostgreSQL's full rebuild leaves sets to be filled from the events on first merge
+ * (aggregate/README.md); events about to go fill their periods' missing sets first.
+ */
+async function fillValueSets(db: Db, trx: Knex.Transaction, r: Rules, tenantId: string, horizon: number, uniques: Feature[]): Promise<void> {
+  for (const f of uniques) {
+    const value = uniqueValue(db, f);
+    const { sql, bindings } = deletable(trx, r, tenantId, horizon)
+      .query.join('usage_summaries as s', (j) =>
+        j.on('s.tenant_id', 'e.tenant_id').andOn('s.feature_key', 'e.feature_key').andOn('s.period_start', '<=', 'e.occurred_at').andOn('e.occurred_at', '<', 's.period_end'),
+      )
+      .where('e.feature_key', f.key)
+      .whereRaw('? IS NOT NULL', [value])
+      .whereNotExists((x) =>
+        x.select(trx.raw('1')).from('usage_unique_values as u').whereRaw('u.tenant_id = s.tenant_id and u.feature_key = s.feature_key and u.period_start = s.period_start'),
+      )
+      .distinct('s.tenant_id', 's.feature_key', 's.period_start', trx.raw('? as value', [value]))
+      .toSQL();
+    await trx.raw(`INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) ${sql} ON CONFLICT DO NOTHING`, [...bindings]);
+  }
+}
+
 export async function runRetention(
   db: Db,
   opts: { olderThan: string; now: number; actor: string; dryRun?: boolean },
@@ -156,8 +182,10 @@ export async function runRetention(
   }
   if (opts.dryRun || result.groups.length === 0) return result;
 
+  const uniques = [...(await loadFeatures(db.knex)).values()].filter((f) => f.aggregation === 'unique');
   // Small transactions, one tenant at a time: an hourly aggregate run is never blocked long.
   for (const [tenantId, horizon] of bounds) {
+    if (uniques.length > 0) await withTx(db, async (trx) => fillValueSets(db, trx, (await rules(db, trx))!, tenantId, horizon, uniques));
     for (;;) {
       const n = await withTx(db, async (trx) => {
         const rt = (await rules(db, trx))!;
