@@ -59,7 +59,8 @@ type Resolved =
 
 /** The terms in force for this tenant and feature now, or the denial that precedes usage. */
 async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, input: CheckInput, now: Instant): Promise<Resolved> {
-  const [tenant, feature] = await Promise.all([gen.tenant(q, input.tenantId), gen.feature(q, input.featureKey)]);
+  const tenant = await gen.tenant(q, input.tenantId);
+  const feature = await gen.feature(q, input.featureKey);
   if (!tenant) return { denial: denied('unknown_tenant') };
   if (!feature) return { denial: denied('unknown_feature') };
   const window = tenant.timeline.windowAt(now);

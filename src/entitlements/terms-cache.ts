@@ -61,11 +61,10 @@ export class TermsGeneration {
 async function loadTenantTerms(q: Q, tenantId: string): Promise<TenantTerms | null> {
   const tenant = await loadTenant(q, tenantId);
   if (!tenant) return null;
-  const [subscriptions, segmentRows, overrides] = await Promise.all([
-    listSubscriptions(q, tenantId),
-    q('subscription_segments').where({ tenant_id: tenantId }).orderBy('seq'),
-    loadQuotaOverrides(q, tenantId),
-  ]);
+  // One after another: in parallel, a cold PostgreSQL pool would open a connection for each.
+  const subscriptions = await listSubscriptions(q, tenantId);
+  const segmentRows = await q('subscription_segments').where({ tenant_id: tenantId }).orderBy('seq');
+  const overrides = await loadQuotaOverrides(q, tenantId);
   const segments = new Map<string, Segment[]>();
   for (const s of segmentRows.map(segmentFromRow)) {
     const list = segments.get(s.subscriptionId) ?? [];
