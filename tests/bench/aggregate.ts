@@ -4,7 +4,7 @@
  * SQLite and PostgreSQL, against the bare `SELECT tenant_id, feature_key, SUM(quantity) ...
  * GROUP BY` over the same table in the same run. Then K new events (default 10,000) land in
  * the current period and the incremental run is timed against the full rebuild.
- * Options: --events N, --new K, --rounds R (incremental rounds, default 3), --sqlite-only.
+ * Options: --events N, --new K, --rounds R (incremental rounds, default 3), --sqlite-only, --trace (print each statement of one full and one incremental run).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -88,7 +88,22 @@ async function fingerprint(db: Db): Promise<string> {
   return `${r.n}/${r.q}/${r.e}`;
 }
 
-async function benchOne(label: string, db: Db, events: number, fresh: number, rounds: number): Promise<void> {
+/** Runs fn, then prints each statement it sent with its duration, slowest first. */
+async function traced(db: Db, fn: () => Promise<unknown>): Promise<void> {
+  const started = new Map<string, number>();
+  const done: Array<{ ms: number; sql: string }> = [];
+  const onQuery = (q: { __knexQueryUid: string }) => started.set(q.__knexQueryUid, performance.now());
+  const onResponse = (_: unknown, q: { __knexQueryUid: string; sql: string }) =>
+    done.push({ ms: performance.now() - (started.get(q.__knexQueryUid) ?? performance.now()), sql: q.sql });
+  db.knex.on('query', onQuery).on('query-response', onResponse);
+  const t = await timed(fn);
+  db.knex.off('query', onQuery).off('query-response', onResponse);
+  const inSql = done.reduce((n, d) => n + d.ms, 0);
+  console.log(`    ${Math.round(t.ms)} ms in all, ${done.length} statements taking ${Math.round(inSql)} ms`);
+  for (const d of done.sort((a, b) => b.ms - a.ms).slice(0, 12)) console.log(`    ${d.ms.toFixed(1).padStart(8)} ms  ${d.sql.replace(/\s+/g, ' ').slice(0, 150)}`);
+}
+
+async function benchOne(label: string, db: Db, events: number, fresh: number, rounds: number, trace = false): Promise<void> {
   const { runAggregate } = await import('../../src/aggregate/aggregate.js');
   const t0 = performance.now();
   await seed(db, events);
@@ -106,6 +121,14 @@ async function benchOne(label: string, db: Db, events: number, fresh: number, ro
     await insertEvents(db, total, fresh, CURRENT, TO);
     total += fresh;
     incremental.push((await timed(() => runAggregate(db, { now: NOW }))).ms);
+  }
+  if (trace) {
+    console.log(`  trace of one full rebuild:`);
+    await traced(db, () => runAggregate(db, { now: NOW, full: true }));
+    await insertEvents(db, total, fresh, CURRENT, TO);
+    total += fresh;
+    console.log(`  trace of one incremental run:`);
+    await traced(db, () => runAggregate(db, { now: NOW }));
   }
   const afterIncremental = await fingerprint(db);
   await runAggregate(db, { now: NOW, full: true });
@@ -130,7 +153,7 @@ export async function run(args: string[]): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-aggregate-'));
   const sqlite = await openDb(`sqlite:${path.join(dir, 'bench.db')}`);
   try {
-    await benchOne('sqlite', sqlite, events, fresh, rounds);
+    await benchOne('sqlite', sqlite, events, fresh, rounds, args.includes('--trace'));
   } finally {
     await sqlite.close();
     rmSync(dir, { recursive: true, force: true });
@@ -148,7 +171,7 @@ export async function run(args: string[]): Promise<void> {
   }
   try {
     await pg.knex.migrate.latest();
-    await benchOne('postgres', pg, events, fresh, rounds);
+    await benchOne('postgres', pg, events, fresh, rounds, args.includes('--trace'));
   } finally {
     await pg.knex.raw('DROP SCHEMA IF EXISTS ?? CASCADE', [schema]);
     await pg.close();
