@@ -8,7 +8,7 @@ import { NOW_MS, ingestText, seedIngest, storedEvents, totals } from './ingest-s
 import { Readable } from 'node:stream';
 import { ingest } from '../src/ingest/ingest.js';
 import { streamInput } from '../src/ingest/source.js';
-import { recordUsage } from '../src/ingest/record.js';
+import { recordUsage, recordUsageBatches } from '../src/ingest/record.js';
 import { parseFieldMap } from '../src/ingest/fields.js';
 import { idempotencyKey } from '../src/ingest/idempotency.js';
 import { quantityMicro } from '../src/ingest/validate.js';
@@ -304,6 +304,24 @@ describeEachDb('ingest', (t) => {
       })
       .catch(() => {});
     expect((await totals(db)).count).toBe(3);
+  });
+
+  it('recordUsageBatches: one transaction, each batch at its own clock, duplicates in batch order', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const later = NOW_MS + 10 * 60_000;
+    const [first, second] = await recordUsageBatches(db, [
+      { now: NOW_MS, inputs: [{ tenantId: 't1', featureKey: 'API_CALL', eventId: 'a' }, { tenantId: 't1', featureKey: 'API_CALL', occurredAt: later }] },
+      { now: later, inputs: [{ tenantId: 't1', featureKey: 'API_CALL', eventId: 'a' }, { tenantId: 't1', featureKey: 'API_CALL', eventId: 'b', occurredAt: later }] },
+    ]);
+    // 10 minutes ahead of the first batch's clock is in the future; at the second's it is now.
+    expect(first.map((r) => r.status)).toEqual(['inserted', 'rejected']);
+    expect(second).toEqual([{ status: 'duplicate', idempotencyKey: 'e:a' }, { status: 'inserted', idempotencyKey: 'e:b' }]);
+    const rows = await db.knex('usage_events').orderBy('idempotency_key').select('idempotency_key', 'occurred_at', 'ingested_at');
+    expect(rows.map((r) => [r.idempotency_key, Number(r.occurred_at), Number(r.ingested_at)])).toEqual([
+      ['e:a', NOW_MS, NOW_MS],
+      ['e:b', later, later],
+    ]);
   });
 
   it('refuses NUL characters, which PostgreSQL cannot store, alike on both databases', async () => {

@@ -41,6 +41,12 @@ const INPUT_NAME: Record<Field, keyof UsageInput> = {
 
 const CHUNK = 500; // rows per INSERT: well under SQLite's bound-parameter limit
 
+/** Events received together at one instant (one API request, one `billing record`). */
+export interface UsageBatch {
+  inputs: UsageInput[];
+  now: Instant;
+}
+
 /**
  * Record events with the same validation and idempotency key as file ingest, one result per
  * input in order. A key seen earlier (in the database or earlier in `inputs`) is a duplicate.
@@ -50,31 +56,27 @@ export async function recordUsage(
   inputs: UsageInput[],
   opts: { now: Instant; trx?: Knex.Transaction },
 ): Promise<RecordResult[]> {
-  const run = async (q: Knex.Transaction): Promise<RecordResult[]> => {
+  return (await recordUsageBatches(db, [{ inputs, now: opts.now }], opts))[0];
+}
+
+/**
+ * Several batches in one transaction and one INSERT: each validated at its own `now`, with
+ * its own results; duplicates as if the batches were recorded one after another, in order.
+ */
+export async function recordUsageBatches(
+  db: Db,
+  batches: UsageBatch[],
+  opts: { trx?: Knex.Transaction } = {},
+): Promise<RecordResult[][]> {
+  const all = batches.flatMap((b) => b.inputs);
+  const run = async (q: Knex.Transaction): Promise<RecordResult[][]> => {
     const known = await loadKnownIdsFor(
       q,
-      [...new Set(inputs.map((i) => i.tenantId).filter((t): t is string => typeof t === 'string'))],
-      [...new Set(inputs.map((i) => i.featureKey).filter((f): f is string => typeof f === 'string'))],
+      [...new Set(all.map((i) => i.tenantId).filter((t): t is string => typeof t === 'string'))],
+      [...new Set(all.map((i) => i.featureKey).filter((f): f is string => typeof f === 'string'))],
     );
-    const ctx = { known, now: opts.now, runId: null };
-    const verdicts = inputs.map((input) =>
-      validateEvent(
-        {
-          tenant_id: input.tenantId,
-          feature: input.featureKey,
-          quantity: input.quantity,
-          occurred_at: input.occurredAt,
-          event_id: input.eventId,
-          source_service: input.sourceService,
-          source_entity_id: input.sourceEntityId,
-          user_id: input.userId,
-          metadata: input.metadata,
-        },
-        ctx,
-      ),
-    );
-    const rows = verdicts.filter((v): v is EventRow => Array.isArray(v));
-    // RETURNING lists the rows actually inserted; keys are per tenant, so match on both.
+    const verdicts = batches.map((b) => b.inputs.map((input) => validateEvent(rawEvent(input), { known, now: b.now, runId: null })));
+    const rows = verdicts.flat().filter((v): v is EventRow => Array.isArray(v));
     const pair = (r: { 0: string; 1: string }) => `${r[0]}\u0000${r[1]}`;
     const inserted = new Set<string>();
     for (let i = 0; i < rows.length; i += CHUNK) {
@@ -86,13 +88,28 @@ export async function recordUsage(
         .returning(['tenant_id', 'idempotency_key']);
       for (const r of returned) inserted.add(pair([r.tenant_id, r.idempotency_key]));
     }
-    // The first input carrying an inserted (tenant, key) is "inserted"; any repeat is a duplicate.
-    return verdicts.map((v): RecordResult => {
-      if (!Array.isArray(v)) {
-        return { status: 'rejected', field: v.field in INPUT_NAME ? INPUT_NAME[v.field as Field] : v.field, reason: v.reason };
-      }
-      return { status: inserted.delete(pair(v)) ? 'inserted' : 'duplicate', idempotencyKey: v[1] };
-    });
+    return verdicts.map((vs) =>
+      vs.map((v): RecordResult => {
+        if (!Array.isArray(v)) {
+          return { status: 'rejected', field: v.field in INPUT_NAME ? INPUT_NAME[v.field as Field] : v.field, reason: v.reason };
+        }
+        return { status: inserted.delete(pair(v)) ? 'inserted' : 'duplicate', idempotencyKey: v[1] };
+      }),
+    );
   };
   return opts.trx ? run(opts.trx) : withTx(db, run);
+}
+
+function rawEvent(input: UsageInput) {
+  return {
+    tenant_id: input.tenantId,
+    feature: input.featureKey,
+    quantity: input.quantity,
+    occurred_at: input.occurredAt,
+    event_id: input.eventId,
+    source_service: input.sourceService,
+    source_entity_id: input.sourceEntityId,
+    user_id: input.userId,
+    metadata: input.metadata,
+  };
 }

@@ -1,6 +1,5 @@
-import { recordUsage, type RecordResult, type UsageInput } from '../ingest/record.js';
+import { recordUsage, recordUsageBatches, type RecordResult, type UsageInput } from '../ingest/record.js';
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
 
 interface Pending {
   inputs: UsageInput[];
@@ -12,8 +11,8 @@ interface Pending {
 /**
  * Group commit for recorded usage: requests that arrive while a transaction is being written
  * go into the next one together, so one commit (and, on SQLite, one turn of the write lock)
- * serves many requests. Each request is still recorded by recordUsage with its own clock and
- * gets its own results. An idle server writes a lone request at once: no added latency.
+ * and one INSERT serve many requests. Each request is still validated at its own clock and
+ * gets its own results (recordUsageBatches). An idle server writes a lone request at once: no added latency.
  * A transaction that fails is retried request by request, so one cannot fail another.
  */
 export class UsageGroupCommit {
@@ -65,11 +64,7 @@ export class UsageGroupCommit {
     let results: RecordResult[][];
     this.stats.transactions++;
     try {
-      results = await withTx(this.db, async (trx) => {
-        const out: RecordResult[][] = [];
-        for (const p of group) out.push(await recordUsage(this.db, p.inputs, { now: p.now, trx }));
-        return out;
-      });
+      results = await recordUsageBatches(this.db, group);
     } catch (e) {
       // Alone, the error is the request's own; together, each finds out for itself.
       if (group.length === 1) {
