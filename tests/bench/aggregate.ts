@@ -4,7 +4,7 @@
  * SQLite and PostgreSQL, against the bare `SELECT tenant_id, feature_key, SUM(quantity) ...
  * GROUP BY` over the same table in the same run. Then K new events (default 10,000) land in
  * the current period and the incremental run is timed against the full rebuild.
- * Options: --events N, --new K, --rounds R (incremental rounds, default 3), --sqlite-only, --trace (print each statement of one full and one incremental run).
+ * Options: --events N, --new K, --rounds R (incremental rounds, default 3), --sqlite-only, --pg-only, --trace (print each statement of one full and one incremental run).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -150,13 +150,15 @@ export async function run(args: string[]): Promise<void> {
   const fresh = arg(args, '--new', 10_000);
   const rounds = arg(args, '--rounds', 3);
 
-  const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-aggregate-'));
-  const sqlite = await openDb(`sqlite:${path.join(dir, 'bench.db')}`);
-  try {
-    await benchOne('sqlite', sqlite, events, fresh, rounds, args.includes('--trace'));
-  } finally {
-    await sqlite.close();
-    rmSync(dir, { recursive: true, force: true });
+  if (!args.includes('--pg-only')) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-aggregate-'));
+    const sqlite = await openDb(`sqlite:${path.join(dir, 'bench.db')}`);
+    try {
+      await benchOne('sqlite', sqlite, events, fresh, rounds, args.includes('--trace'));
+    } finally {
+      await sqlite.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
   if (args.includes('--sqlite-only')) return;
 
