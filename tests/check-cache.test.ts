@@ -142,4 +142,26 @@ describeEachDb('entitlement terms cache', (t) => {
     }
     expect((await check('pro1', 'REGIONS')).used).toBe('5');
   });
+  it('keeps its usage statement prepared per connection on PostgreSQL, with the same answers', async () => {
+    const { db } = t();
+    await recordUsage(db, [{ tenantId: 'acme', featureKey: 'OCR_SCAN', quantity: '7', eventId: 'p1', occurredAt: NOW - 1000 }], { now: NOW });
+    // One transaction is one connection: the second check reuses what the first prepared.
+    const { answers, prepared } = await db.knex.transaction(async (trx) => {
+      const answers = [];
+      for (let i = 0; i < 3; i++) answers.push(await checkEntitlement(db, { tenantId: 'acme', featureKey: 'OCR_SCAN', quantity: '1' }, { now: NOW, trx }));
+      const prepared =
+        db.dialect === 'pg'
+          ? (await trx.raw("SELECT statement FROM pg_prepared_statements WHERE name LIKE 'billing_%'")).rows.map((r: { statement: string }) => r.statement)
+          : [];
+      return { answers, prepared };
+    });
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[2]).toEqual(answers[0]);
+    expect(answers[0]).toMatchObject({ used: '7', allowed: true });
+    expect(await check('acme', 'OCR_SCAN')).toEqual(answers[0]);
+    if (db.dialect === 'pg') {
+      expect(prepared).toHaveLength(1);
+      expect(prepared[0]).toContain('FROM usage_events e WHERE');
+    }
+  });
 });

@@ -6,6 +6,7 @@ import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { microToDecimal, parseQuantity } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
+import { preparedRaw } from '../storage/sql.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt } from '../subscriptions/repository.js';
 import type { Window } from '../aggregate/windows.js';
@@ -86,7 +87,7 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
  */
 async function readUsed(db: Db, q: Knex | Knex.Transaction, tenantId: string, r: { feature: Feature; window: Window }): Promise<{ used: Decimal; epoch: number }> {
   const usage = windowQuantitySql(db, r.feature, { tenantId, start: r.window.start, end: r.window.end });
-  const res = await q.raw(`SELECT ${TERMS_EPOCH_SQL} AS epoch, (${usage.sql}) AS quantity`, usage.bindings);
+  const res = await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, (${usage.sql}) AS quantity`, usage.bindings);
   const row: { epoch: number | string; quantity: string | null } = (db.dialect === 'pg' ? res.rows : res)[0];
   return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
 }
