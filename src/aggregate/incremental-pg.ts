@@ -76,8 +76,9 @@ export async function mergeNewEventsPg(
   const sets = uniques.length
     ? {
         sql:
-          `lack AS (SELECT DISTINCT tenant_id, feature_key, period_start, period_end FROM d WHERE feature_key IN (${marks(uniques)}) AND NOT EXISTS (` +
-          'SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = d.tenant_id AND u.feature_key = d.feature_key AND u.period_start = d.period_start)), ' +
+          // Distinct groups first, then one set lookup each (not one per new event).
+          `lack AS (SELECT * FROM (SELECT DISTINCT tenant_id, feature_key, period_start, period_end FROM d WHERE feature_key IN (${marks(uniques)})) dg ` +
+          'WHERE NOT EXISTS (SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = dg.tenant_id AND u.feature_key = dg.feature_key AND u.period_start = dg.period_start)), ' +
           'vals AS (INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT tenant_id, feature_key, period_start, v ' +
           'FROM (SELECT tenant_id, feature_key, period_start, v FROM d UNION ALL SELECT l.tenant_id, l.feature_key, l.period_start, o.v FROM lack l ' +
           `CROSS JOIN LATERAL (SELECT ${value.sql} AS v FROM usage_events e WHERE e.tenant_id = l.tenant_id AND e.feature_key = l.feature_key ` +
