@@ -341,22 +341,30 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
   );
   // Fresh scratch tables have no statistics: PostgreSQL would plan the merges blind.
   if (run.db.dialect === 'pg') await run.trx.raw('ANALYZE aggregate_delta, aggregate_windows');
-  await run.trx.raw(
-    'INSERT INTO aggregate_groups (tenant_id, feature_key, period_start, period_end, subscription_id, whole) ' +
-      `SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, MAX(1 - e.fresh) FROM ${DELTA_TO_WINDOWS} ` +
-      'GROUP BY w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id',
-  );
+  // The groups touched, `whole` when one got a late event. With no late event (SQLite's only
+  // case) every group merges, and only the unique ones need a row, for fillValueSets.
+  const uniques = run.features.filter((f) => f.aggregation === 'unique').map((f) => f.key);
+  const noted = late ? null : uniques;
+  if (noted === null || noted.length > 0) {
+    await run.trx.raw(
+      'INSERT INTO aggregate_groups (tenant_id, feature_key, period_start, period_end, subscription_id, whole) ' +
+        `SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, MAX(1 - e.fresh) FROM ${DELTA_TO_WINDOWS} ` +
+        (noted ? `WHERE e.feature_key IN (${noted.map(() => '?').join(', ')}) ` : '') +
+        'GROUP BY w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id',
+      noted ?? [],
+    );
+  }
   await fillValueSets(run, seen);
   const merged: SqlPart = {
-    sql:
-      'e.fresh = 1 AND NOT EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.tenant_id = w.tenant_id ' +
-      'AND g.feature_key = e.feature_key AND g.period_start = w.period_start AND g.whole = 1)',
+    sql: late
+      ? 'e.fresh = 1 AND NOT EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.tenant_id = w.tenant_id ' +
+        'AND g.feature_key = e.feature_key AND g.period_start = w.period_start AND g.whole = 1)'
+      : 'e.fresh = 1',
     bindings: [],
   };
-  await mergeSummaries(run.db, run.trx, deltaSource(merged), run.features, run.now);
-  const [{ n }] = rows<{ n: unknown }>(run, await run.trx.raw('SELECT COUNT(*) AS n FROM aggregate_groups WHERE whole = 0'));
-  const recomputed = await recomputeWholeGroups(run);
-  return { groups: Number(n) + recomputed.groups, events };
+  const written = await mergeSummaries(run.db, run.trx, deltaSource(merged), run.features, run.now);
+  const recomputed = late ? await recomputeWholeGroups(run) : { groups: 0, events: 0 };
+  return { groups: written + recomputed.groups, events };
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { jsonField } from '../storage/sql.js';
+import { jsonField, rowsWritten } from '../storage/sql.js';
 
 /**
  * The aggregation semantics, once, as SQL: every reader of usage (the aggregate stage, the
@@ -184,7 +184,8 @@ const LATER =
  * group's value set after adding the new values. Exact only for events never folded in
  * before; the caller guarantees that with the seq watermark.
  */
-export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source: UsageSource, features: Feature[], computedAt: number): Promise<void> {
+/** Returns the summaries written: each group is in one merge, its feature's. */
+export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source: UsageSource, features: Feature[], computedAt: number): Promise<number> {
   const merges: Array<{ select: SqlPart; set: string; setBindings?: Knex.RawBinding[] }> = [];
   for (const u of features.filter((f) => f.aggregation === 'unique')) merges.push(await mergeUniqueValues(db, q, source, u));
   const additive = features.filter((f) => f.aggregation === 'sum' || f.aggregation === 'count' || f.aggregation === 'max');
@@ -207,16 +208,19 @@ export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source:
         `last_at = CASE WHEN ${LATER} THEN excluded.last_at ELSE usage_summaries.last_at END`,
     });
   }
+  let written = 0;
   for (const m of merges) {
     // `WHERE true`: SQLite's documented way to tell an upsert's ON CONFLICT from a join's ON.
-    await q.raw(
+    const res = await q.raw(
       `INSERT INTO usage_summaries (${OUT_COLS}, computed_at) SELECT ${OUT_COLS}, ? FROM (${m.select.sql}) x WHERE true ` +
         `ON CONFLICT (tenant_id, feature_key, period_start) DO UPDATE SET ${m.set}, ` +
         'event_count = usage_summaries.event_count + excluded.event_count, period_end = excluded.period_end, ' +
         'subscription_id = excluded.subscription_id, computed_at = excluded.computed_at',
       [computedAt, ...m.select.bindings, ...(m.setBindings ?? [])],
     );
+    written += rowsWritten(db, res);
   }
+  return written;
 }
 
 /**

@@ -15,6 +15,12 @@ export function jsonField(db: Db, column: string, field: string): Knex.Raw {
   return db.knex.raw(`json_extract(??, ?)`, [column, `$."${field.replace(/"/g, '')}"`]);
 }
 
+/** Rows a raw INSERT / UPDATE / DELETE wrote (an upsert's updates included). */
+export function rowsWritten(db: Db, res: unknown): number {
+  const r = res as { rowCount?: number | null; changes?: number };
+  return Number((db.dialect === 'pg' ? r.rowCount : r.changes) ?? 0);
+}
+
 /** Booleans: SQLite returns 0/1. */
 export function bool(v: unknown): boolean {
   return v === true || v === 1 || v === '1' || v === 't';
