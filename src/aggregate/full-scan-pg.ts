@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { EVENTS_TO_WINDOWS, uniqueValue } from './usage-sql.js';
+import { caseOf, EVENTS_TO_WINDOWS, uniqueValue } from './usage-sql.js';
 
 /**
  * PostgreSQL's full rebuild of the tenants in aggregate_windows, in two statements. One
@@ -68,13 +68,15 @@ export async function insertAllSummariesPg(
     ),
   );
 
-  const quantity =
-    'CASE ' +
-    (counts.length ? `WHEN t.feature_key IN (${marks(counts)}) THEN t.n * ${micro} ` : '') +
-    (peaks.length ? `WHEN t.feature_key IN (${marks(peaks)}) THEN t.m ` : '') +
-    (uniques.length ? `WHEN t.feature_key IN (${marks(uniques)}) THEN t.d * ${micro} ` : '') +
-    (lasts.length ? `WHEN t.feature_key IN (${marks(lasts)}) THEN t.l[3] ` : '') +
-    'ELSE t.s END';
+  const quantity = caseOf(
+    [
+      counts.length ? `WHEN t.feature_key IN (${marks(counts)}) THEN t.n * ${micro} ` : '',
+      peaks.length ? `WHEN t.feature_key IN (${marks(peaks)}) THEN t.m ` : '',
+      uniques.length ? `WHEN t.feature_key IN (${marks(uniques)}) THEN t.d * ${micro} ` : '',
+      lasts.length ? `WHEN t.feature_key IN (${marks(lasts)}) THEN t.l[3] ` : '',
+    ],
+    't.s',
+  );
   const res = await trx.raw(
     'WITH ins AS (INSERT INTO usage_summaries (tenant_id, feature_key, period_start, period_end, subscription_id, quantity, ' +
       `event_count, last_at, last_seq, computed_at) SELECT w.tenant_id, t.feature_key, w.period_start, w.period_end, w.subscription_id, ${quantity}, ` +

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { uniqueValue } from './usage-sql.js';
+import { caseOf, uniqueValue } from './usage-sql.js';
 import type { Window } from './windows.js';
 
 /**
@@ -48,30 +48,34 @@ export async function mergeNewEventsPg(
   const latest = lasts.length
     ? { sql: `CASE WHEN e.feature_key IN (${marks(lasts)}) THEN ARRAY[e.occurred_at, e.seq, e.quantity] END`, bindings: lasts }
     : { sql: 'CAST(NULL AS BIGINT[])', bindings: [] };
-  const quantity =
-    'CASE ' +
-    (counts.length ? `WHEN g.feature_key IN (${marks(counts)}) THEN g.n * ${micro} ` : '') +
-    (peaks.length ? `WHEN g.feature_key IN (${marks(peaks)}) THEN g.m ` : '') +
-    (uniques.length ? `WHEN g.feature_key IN (${marks(uniques)}) THEN COALESCE(a.n, 0) * ${micro} ` : '') +
-    (lasts.length ? `WHEN g.feature_key IN (${marks(lasts)}) THEN g.l[3] ` : '') +
-    'ELSE g.s END';
+  const quantity = caseOf(
+    [
+      counts.length ? `WHEN g.feature_key IN (${marks(counts)}) THEN g.n * ${micro} ` : '',
+      peaks.length ? `WHEN g.feature_key IN (${marks(peaks)}) THEN g.m ` : '',
+      uniques.length ? `WHEN g.feature_key IN (${marks(uniques)}) THEN COALESCE(a.n, 0) * ${micro} ` : '',
+      lasts.length ? `WHEN g.feature_key IN (${marks(lasts)}) THEN g.l[3] ` : '',
+    ],
+    'g.s',
+  );
   const later =
     '(usage_summaries.last_at IS NULL OR excluded.last_at > usage_summaries.last_at ' +
     'OR (excluded.last_at = usage_summaries.last_at AND excluded.last_seq > usage_summaries.last_seq))';
   const isLast = lasts.length ? `excluded.feature_key IN (${marks(lasts)})` : 'false';
-  const merge =
-    'CASE ' +
-    (peaks.length ? `WHEN excluded.feature_key IN (${marks(peaks)}) THEN GREATEST(excluded.quantity, usage_summaries.quantity) ` : '') +
-    (lasts.length ? `WHEN ${isLast} THEN CASE WHEN ${later} THEN excluded.quantity ELSE usage_summaries.quantity END ` : '') +
-    // A unique count grows by the values its set did not have. A set filled just now (the
-    // statement's snapshot predates its inserts) holds them all; never below the stored count,
-    // which events past retention may still back.
-    (uniques.length
-      ? `WHEN excluded.feature_key IN (${marks(uniques)}) THEN CASE WHEN EXISTS (SELECT 1 FROM usage_unique_values u ` +
-        'WHERE u.tenant_id = excluded.tenant_id AND u.feature_key = excluded.feature_key AND u.period_start = excluded.period_start) ' +
-        'THEN usage_summaries.quantity + excluded.quantity ELSE GREATEST(usage_summaries.quantity, excluded.quantity) END '
-      : '') +
-    'ELSE usage_summaries.quantity + excluded.quantity END';
+  const merge = caseOf(
+    [
+      peaks.length ? `WHEN excluded.feature_key IN (${marks(peaks)}) THEN GREATEST(excluded.quantity, usage_summaries.quantity) ` : '',
+      lasts.length ? `WHEN ${isLast} THEN CASE WHEN ${later} THEN excluded.quantity ELSE usage_summaries.quantity END ` : '',
+      // A unique count grows by the values its set did not have. A set filled just now (the
+      // statement's snapshot predates its inserts) holds them all; never below the stored
+      // count, which events past retention may still back.
+      uniques.length
+        ? `WHEN excluded.feature_key IN (${marks(uniques)}) THEN CASE WHEN EXISTS (SELECT 1 FROM usage_unique_values u ` +
+          'WHERE u.tenant_id = excluded.tenant_id AND u.feature_key = excluded.feature_key AND u.period_start = excluded.period_start) ' +
+          'THEN usage_summaries.quantity + excluded.quantity ELSE GREATEST(usage_summaries.quantity, excluded.quantity) END '
+        : '',
+    ],
+    'usage_summaries.quantity + excluded.quantity',
+  );
   // Unique groups with no set yet (a count from a full rebuild, or new): their values so far join the set too.
   const sets = uniques.length
     ? {

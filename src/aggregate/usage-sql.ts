@@ -70,6 +70,12 @@ export function literalGroupsSource(rows: GroupRow[]): UsageSource {
 }
 
 /** Events `e` joined to their window piece `w` in aggregate_windows, by hash on (tenant_id, bucket). */
+/** `CASE <whens> ELSE otherwise END`, or `otherwise` alone when there is no WHEN (a CASE needs one). */
+export function caseOf(whens: string[], otherwise: string): string {
+  const used = whens.filter((w) => w !== '');
+  return used.length ? `CASE ${used.join('')}ELSE ${otherwise} END` : `(${otherwise})`;
+}
+
 export const EVENTS_TO_WINDOWS =
   `usage_events e JOIN aggregate_windows w ON w.tenant_id = e.tenant_id AND w.bucket = ${BUCKET_SQL} ` +
   'AND e.occurred_at >= w.lo AND e.occurred_at < w.hi';
