@@ -10,6 +10,8 @@ import { runAggregate } from '../src/aggregate/aggregate.js';
 import { describeEachDb } from './helpers/db.js';
 import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
 import { microToDecimal } from '../src/domain/quantity.js';
+import { featureFromRow } from '../src/catalog/repository.js';
+import { windowQuantitySql } from '../src/entitlements/window-usage.js';
 import { decStr } from '../src/domain/decimal.js';
 
 const NOW = iso('2026-03-20T12:00:00Z');
@@ -162,6 +164,83 @@ describeEachDb('entitlement terms cache', (t) => {
     if (db.dialect === 'pg') {
       expect(prepared).toHaveLength(1);
       expect(prepared[0]).toContain('FROM usage_events e WHERE');
+    }
+  });
+  // A check reads the window's summary plus the events since the last aggregate run, so its
+  // cost does not grow with the tenant's volume — but only while that sum is exact.
+  it('answers from the summary plus the new events, and from the events when the summary cannot be trusted', async () => {
+    const { db } = t();
+    const rec = (id: string, quantity: string, via = db) =>
+      recordUsage(via, [{ tenantId: 'acme', featureKey: 'OCR_SCAN', quantity, eventId: id, occurredAt: NOW - 1000 }], { now: NOW });
+    await rec('a', '10');
+    await runAggregate(db, { now: NOW });
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('10');
+    // Proof that the summary is read: a changed summary shows.
+    const window = { tenant_id: 'acme', feature_key: 'OCR_SCAN', period_start: iso('2026-03-10T00:00:00Z') };
+    await db.knex('usage_summaries').where(window).increment('quantity', 1_000_000);
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('11');
+    await rec('b', '2');
+    expect(await statementsOf(() => check('acme', 'OCR_SCAN'))).toBe(1);
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('13'); // summary + the new event
+
+    // A hole (a seq below the watermark not yet visible) makes the summary untrustworthy.
+    await db.knex('job_state').where({ key: 'aggregate.holes' }).update({ value: '[{"from":1,"to":1,"xid":"1"}]' });
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('12'); // the events themselves
+    await db.knex('job_state').where({ key: 'aggregate.holes' }).update({ value: '[]' });
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('13');
+
+    // Subscriptions changed since the summaries were cut: the events, until the next run.
+    await cancelSubscription(other, { tenantId: 'acme', at: iso('2026-05-01T00:00:00Z') }, { now: NOW, actor: ACTOR });
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('12');
+    await runAggregate(other, { now: NOW });
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('12');
+    await db.knex('usage_summaries').where(window).increment('quantity', 1_000_000);
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('13'); // trusted again
+    await db.knex('usage_summaries').where(window).decrement('quantity', 1_000_000);
+
+    // Another process aggregated since this handle's last check: still exact, one retry.
+    await rec('c', '5', other);
+    await runAggregate(other, { now: NOW });
+    expect(await statementsOf(() => check('acme', 'OCR_SCAN'))).toBe(2);
+    expect((await check('acme', 'OCR_SCAN')).used).toBe('17');
+    expect(await statementsOf(() => check('acme', 'OCR_SCAN'))).toBe(1);
+  });
+
+  it('equals a read of every event of the window after random interleavings of usage, aggregate runs and cancellations', async () => {
+    const { db } = t();
+    await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
+    let seed = 11; // mulberry32
+    const rnd = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+      return ((x ^ (x >>> 14)) >>> 0) % n;
+    };
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const byKey = new Map((await db.knex('features')).map((r) => [r.key as string, featureFromRow(r)]));
+    const window = { tenantId: 'pro1', start: iso('2026-03-10T00:00:00Z'), end: iso('2026-04-10T00:00:00Z') };
+    for (let step = 0; step < 12; step++) {
+      const events: Ev[] = Array.from({ length: 1 + rnd(40) }, () => ({
+        tenant: 'pro1',
+        feature: features[rnd(features.length)],
+        qty: `${rnd(100)}.${rnd(10)}`,
+        // around the window's start, on a few instants so `last` breaks ties by seq
+        at: iso('2026-03-08T00:00:00Z') + rnd(5) * 86_400_000,
+        user: rnd(4) ? `u${rnd(9)}` : undefined,
+        meta: rnd(3) ? { region: `r${rnd(4)}` } : undefined,
+      }));
+      await insertEvents(db, events);
+      const move = rnd(4);
+      if (move === 0) await runAggregate(db, { now: NOW });
+      if (move === 1) await runAggregate(db, { now: NOW, full: true });
+      // Re-cuts the tenant's windows (a later end) without moving the current one.
+      if (step === 6) await cancelSubscription(other, { tenantId: 'pro1', at: iso('2026-06-01T00:00:00Z') }, { now: NOW, actor: ACTOR });
+      for (const key of features) {
+        const whole = windowQuantitySql(db, byKey.get(key)!, window);
+        const res = await db.knex.raw(`SELECT (${whole.sql}) AS q`, whole.bindings);
+        const expected = decStr(microToDecimal(String((db.dialect === 'pg' ? res.rows : res)[0].q ?? '0')));
+        expect((await check('pro1', key)).used, `step ${step} ${key}`).toBe(expected);
+      }
     }
   });
 });

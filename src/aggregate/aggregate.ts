@@ -22,7 +22,7 @@ import {
   type SqlPart,
 } from './usage-sql.js';
 import { capHoles, findGaps, inHoles, lockState, saveState, seqRange, snapshotXmax, snapshotXmin, type Hole } from './watermark.js';
-import { TenantTimeline, type Window } from './windows.js';
+import { TenantTimeline, windowsKey, type Window } from './windows.js';
 
 export interface AggregateOptions {
   now: Instant;
@@ -149,10 +149,6 @@ function rows<T>(run: Run, res: any): T[] {
 }
 
 // ---- tenants whose periods moved (fingerprint of the subscriptions that cut them) ----
-
-function windowsKey(subs: Subscription[] | undefined): string {
-  return (subs ?? []).map((s) => `${s.id}@${s.anchorAt}/${s.interval}/${s.startedAt}-${s.cancelAt ?? ''}`).join(',');
-}
 
 async function storedKeys(run: Run): Promise<Map<string, string>> {
   const rs = await run.trx('aggregate_tenants').select('tenant_id', 'windows_key');

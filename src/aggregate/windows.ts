@@ -65,3 +65,12 @@ export class TenantTimeline {
     return out;
   }
 }
+
+/**
+ * What cut a tenant's windows: its subscriptions' starts, ends, anchors and intervals. The
+ * aggregate stage stores it per tenant (aggregate_tenants) with the summaries it cut; equal
+ * keys mean equal windows. A tenant without subscriptions has the empty key (and no row).
+ */
+export function windowsKey(subs: Subscription[] | undefined): string {
+  return (subs ?? []).map((s) => `${s.id}@${s.anchorAt}/${s.interval}/${s.startedAt}-${s.cancelAt ?? ''}`).join(',');
+}

@@ -10,7 +10,7 @@ import { preparedRaw } from '../storage/sql.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt } from '../subscriptions/repository.js';
 import type { Window } from '../aggregate/windows.js';
-import { windowQuantitySql } from './window-usage.js';
+import { summaryPlusNewSql, WATERMARK_SQL, windowQuantitySql } from './window-usage.js';
 import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';
 
 export type CheckReason =
@@ -56,7 +56,7 @@ function parseRequested(raw: string | undefined): Decimal {
 
 type Resolved =
   | { denial: CheckResult }
-  | { feature: Feature; window: Window; terms: PlanFeature };
+  | { feature: Feature; window: Window; terms: PlanFeature; windowsKey: string };
 
 /** The terms in force for this tenant and feature now, or the denial that precedes usage. */
 async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, input: CheckInput, now: Instant): Promise<Resolved> {
@@ -78,17 +78,50 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
   if (feature.type === 'boolean') {
     return { denial: { allowed: true, remaining: null, reason: 'within_plan', hardStop: false, used: '0', included: null, limit: null } };
   }
-  return { feature, window, terms };
+  return { feature, window, terms, windowsKey: tenant.windowsKey };
 }
 
+/** The aggregate watermark each handle saw last (-1: none): the next check's guess. */
+const watermarks = new WeakMap<Db, number>();
+
+type UsedRow = { epoch: number | string; watermark: number | string | null; quantity: string | null };
+
 /**
- * The window's usage of the feature, straight from usage_events (so events not yet
- * aggregated count), and the terms epoch, in one statement.
+ * The window's usage of the feature and the terms epoch, in one statement: the summary plus
+ * the events not aggregated yet when it can be trusted (window-usage.ts), else every event of
+ * the window. A second statement when an aggregate run moved the watermark since this
+ * handle's last check, or the tenant's summaries are being re-cut.
  */
-async function readUsed(db: Db, q: Knex | Knex.Transaction, tenantId: string, r: { feature: Feature; window: Window }): Promise<{ used: Decimal; epoch: number }> {
-  const usage = windowQuantitySql(db, r.feature, { tenantId, start: r.window.start, end: r.window.end });
-  const res = await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, (${usage.sql}) AS quantity`, usage.bindings);
-  const row: { epoch: number | string; quantity: string | null } = (db.dialect === 'pg' ? res.rows : res)[0];
+async function readUsed(
+  db: Db,
+  q: Knex | Knex.Transaction,
+  tenantId: string,
+  r: { feature: Feature; window: Window; windowsKey: string },
+): Promise<{ used: Decimal; epoch: number }> {
+  const group = { tenantId, start: r.window.start, end: r.window.end };
+  const first = <T>(res: any): T => (db.dialect === 'pg' ? res.rows : res)[0];
+  const seen = (row: UsedRow) => {
+    const w = row.watermark === null ? -1 : Number(row.watermark);
+    watermarks.set(db, w);
+    return w;
+  };
+  let guess = watermarks.get(db) ?? -1;
+  for (let attempt = 0; guess >= 0 && attempt < 2; attempt++) {
+    const fast = summaryPlusNewSql(r.feature, group, { windowsKey: r.windowsKey, watermark: guess });
+    if (!fast) break;
+    const row = first<UsedRow & { ok: number | string }>(
+      await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, u.* FROM (${fast.sql}) u`, fast.bindings),
+    );
+    if (Number(row.ok) === 1) return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
+    const now = seen(row);
+    if (now === guess) break; // trusted no more for another reason: read the whole window
+    guess = now;
+  }
+  const whole = windowQuantitySql(db, r.feature, group);
+  const row = first<UsedRow>(
+    await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, ${WATERMARK_SQL} AS watermark, (${whole.sql}) AS quantity`, whole.bindings),
+  );
+  seen(row);
   return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
 }
 

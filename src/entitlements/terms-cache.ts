@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { featureFromRow, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
 import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import type { Db } from '../storage/db.js';
-import { TenantTimeline } from '../aggregate/windows.js';
+import { TenantTimeline, windowsKey } from '../aggregate/windows.js';
 import { listSubscriptions, loadTenant, segmentFromRow, type Segment, type Tenant } from '../subscriptions/repository.js';
 
 type Q = Knex | Knex.Transaction;
@@ -11,6 +11,8 @@ type Q = Knex | Knex.Transaction;
 export interface TenantTerms {
   tenant: Tenant;
   timeline: TenantTimeline;
+  /** What cut the tenant's windows, as the aggregate stage records it (windows.ts). */
+  windowsKey: string;
   /** Segments by subscription id, in order. */
   segments: Map<string, Segment[]>;
   overrides: Map<string, QuotaOverride>;
@@ -71,7 +73,7 @@ async function loadTenantTerms(q: Q, tenantId: string): Promise<TenantTerms | nu
     list.push(s);
     segments.set(s.subscriptionId, list);
   }
-  return { tenant, timeline: new TenantTimeline(subscriptions), segments, overrides };
+  return { tenant, timeline: new TenantTimeline(subscriptions), windowsKey: windowsKey(subscriptions), segments, overrides };
 }
 
 /** The counter's current value, as this connection or transaction sees it. */
