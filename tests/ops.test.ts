@@ -8,6 +8,8 @@ import { runCli } from './helpers/cli.js';
 import { FEB, NOW, opsWorld as world, snapshot } from './jobs-support.js';
 import { listAudit } from '../src/ops/audit.js';
 import type { Db } from '../src/storage/db.js';
+import { RESTORED_CUT } from '../src/ops/restore.js';
+import { runAggregate } from '../src/aggregate/aggregate.js';
 
 const ISO_NOW = new Date(NOW).toISOString();
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'billing-ops-'));
@@ -107,6 +109,17 @@ describeEachDb('backup and restore', (t) => {
       ...only(changed, 'acme', 'audit_log').map((a: any) => a.action),
       'restore_tenant',
     ]);
+
+    // Its summaries were cut against the backup's watermark: the next run rebuilds the tenant
+    // from its events, and no other.
+    expect(await db.knex('aggregate_tenants').where({ tenant_id: 'acme' }).first()).toMatchObject({ windows_key: RESTORED_CUT });
+    await db.knex('usage_summaries').where({ tenant_id: 'acme' }).update({ quantity: 0 });
+    await runAggregate(db, { now: NOW });
+    const rebuilt = await snapshot(db);
+    expect(only(rebuilt, 'acme', 'usage_summaries').map((r: any) => [r.feature_key, r.period_start, r.quantity])).toEqual(
+      only(before, 'acme', 'usage_summaries').map((r: any) => [r.feature_key, r.period_start, r.quantity]),
+    );
+    expect((await db.knex('aggregate_tenants').where({ tenant_id: 'acme' }).first())?.windows_key).not.toBe(RESTORED_CUT);
   });
 
   it('verifies the whole file before writing anything', async () => {

@@ -215,6 +215,7 @@ export async function restore(
     if (!sawTenant) throw new BillingError('not_found', `backup ${file} has no tenant "${tenant}"; nothing was restored`);
 
     await bumpSequences(db, trx, order, scope === 'full' ? (header.sequences ?? {}) : {});
+    if (scope === 'tenant') await markRecut(trx, tenant!);
     const tables = [...stats.values()];
     const rows = tables.reduce((n, t) => n + t.inserted, 0);
     await writeAudit(trx, {
@@ -229,3 +230,16 @@ export async function restore(
     return { file, scope, tenant, checksum: header.checksum, tables, rows };
   });
 }
+
+/**
+ * A tenant's summaries in its backup were cut against the source database's aggregate
+ * watermark, while its events keep their seqs, on either side of this database's: mark the
+ * tenant re-cut, so that the next aggregate run rebuilds it from its events and `billing
+ * check` reads its events until then (window-usage.ts). No subscription key looks like this.
+ */
+async function markRecut(trx: Knex.Transaction, tenantId: string): Promise<void> {
+  await trx('aggregate_tenants').where({ tenant_id: tenantId }).delete();
+  await trx('aggregate_tenants').insert({ tenant_id: tenantId, windows_key: RESTORED_CUT });
+}
+
+export const RESTORED_CUT = '(restored)';
