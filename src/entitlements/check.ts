@@ -10,7 +10,7 @@ import { preparedRaw } from '../storage/sql.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt } from '../subscriptions/repository.js';
 import type { Window } from '../aggregate/windows.js';
-import { summaryPlusNewSql, WATERMARK_SQL, windowQuantitySql } from './window-usage.js';
+import { summaryPlusNewSql, wholeWindowSql } from './window-usage.js';
 import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';
 
 export type CheckReason =
@@ -81,8 +81,13 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
   return { feature, window, terms, windowsKey: tenant.windowsKey };
 }
 
-/** The aggregate watermark each handle saw last (-1: none): the next check's guess. */
-const watermarks = new WeakMap<Db, number>();
+/**
+ * Per handle: the aggregate watermark it saw last (-1: none), the next check's guess, and the
+ * tenants whose summaries could not be trusted at that watermark (re-cut since, or new), which
+ * read their events directly until the watermark moves.
+ */
+const aggregateSeen = new WeakMap<Db, { watermark: number; untrusted: Set<string> }>();
+const MAX_UNTRUSTED = 10_000;
 
 type UsedRow = { epoch: number | string; watermark: number | string | null; quantity: string | null };
 
@@ -100,12 +105,15 @@ async function readUsed(
 ): Promise<{ used: Decimal; epoch: number }> {
   const group = { tenantId, start: r.window.start, end: r.window.end };
   const first = <T>(res: any): T => (db.dialect === 'pg' ? res.rows : res)[0];
+  let state = aggregateSeen.get(db);
+  if (!state) aggregateSeen.set(db, (state = { watermark: -1, untrusted: new Set() }));
   const seen = (row: UsedRow) => {
     const w = row.watermark === null ? -1 : Number(row.watermark);
-    watermarks.set(db, w);
+    if (w !== state.watermark) state.untrusted.clear();
+    state.watermark = w;
     return w;
   };
-  let guess = watermarks.get(db) ?? -1;
+  let guess = state.untrusted.has(tenantId) ? -1 : state.watermark;
   for (let attempt = 0; guess >= 0 && attempt < 2; attempt++) {
     const fast = summaryPlusNewSql(r.feature, group, { windowsKey: r.windowsKey, watermark: guess });
     if (!fast) break;
@@ -114,14 +122,20 @@ async function readUsed(
     );
     if (Number(row.ok) === 1) return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
     const now = seen(row);
-    if (now === guess) break; // trusted no more for another reason: read the whole window
+    if (now === guess) {
+      // Not for another reason (a re-cut tenant, a hole): its events, until the next run.
+      if (state.untrusted.size >= MAX_UNTRUSTED) state.untrusted.clear();
+      state.untrusted.add(tenantId);
+      break;
+    }
     guess = now;
   }
-  const whole = windowQuantitySql(db, r.feature, group);
-  const row = first<UsedRow>(
-    await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, ${WATERMARK_SQL} AS watermark, (${whole.sql}) AS quantity`, whole.bindings),
+  const whole = wholeWindowSql(db, r.feature, group, r.windowsKey);
+  const row = first<UsedRow & { trusted: number | string }>(
+    await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, u.* FROM (${whole.sql}) u`, whole.bindings),
   );
   seen(row);
+  if (Number(row.trusted) === 1) state.untrusted.delete(tenantId);
   return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
 }
 

@@ -42,8 +42,6 @@ export function windowQuantitySql(
   }
 }
 
-export const WATERMARK_SQL = "(SELECT CAST(value AS BIGINT) FROM job_state WHERE key = 'aggregate.watermark')";
-
 /**
  * The window's quantity as its summary plus the events not aggregated yet (seq above the
  * watermark), with `ok` = 1 when that sum can be trusted: the stored watermark is the one
@@ -91,17 +89,47 @@ export function summaryPlusNewSql(
     case 'unique':
       return null;
   }
-  // One row: the aggregate state, the window's summary (if any) and the tenant's cut (if any).
-  const state =
-    "SELECT CAST(MAX(CASE WHEN key = 'aggregate.watermark' THEN value END) AS BIGINT) AS w, " +
-    "MAX(CASE WHEN key = 'aggregate.holes' THEN value END) AS holes FROM job_state WHERE key IN ('aggregate.watermark', 'aggregate.holes')";
-  const ok = "CASE WHEN x.w = ? AND x.holes = '[]' AND COALESCE(x.cut, '') = ? AND (x.s_end IS NULL OR x.s_end = ?) THEN 1 ELSE 0 END";
+  const ok = `CASE WHEN x.w = ? AND ${TRUSTED} THEN 1 ELSE 0 END`;
   return {
     sql:
       `SELECT ${ok} AS ok, x.w AS watermark, CAST(${merged} AS TEXT) AS quantity FROM (` +
-      `SELECT j.w, j.holes, a.windows_key AS cut, s.quantity AS s, s.last_at AS s_at, s.period_end AS s_end, ${cols} FROM (${state}) j ` +
-      'LEFT JOIN usage_summaries s ON s.tenant_id = ? AND s.feature_key = ? AND s.period_start = ? ' +
-      'LEFT JOIN aggregate_tenants a ON a.tenant_id = ?) x',
+      `SELECT ${STATE_COLS}, s.quantity AS s, s.last_at AS s_at, ${cols} ${STATE_FROM}) x`,
     bindings: [trust.watermark, trust.windowsKey, end, ...bindings, tenantId, feature.key, start, tenantId],
+  };
+}
+
+// One row: the aggregate state, the window's summary (if any) and the tenant's cut (if any).
+const STATE_COLS = 'j.w, j.holes, a.windows_key AS cut, s.period_end AS s_end';
+const STATE_FROM =
+  "FROM (SELECT CAST(MAX(CASE WHEN key = 'aggregate.watermark' THEN value END) AS BIGINT) AS w, " +
+  "MAX(CASE WHEN key = 'aggregate.holes' THEN value END) AS holes FROM job_state WHERE key IN ('aggregate.watermark', 'aggregate.holes')) j " +
+  'LEFT JOIN usage_summaries s ON s.tenant_id = ? AND s.feature_key = ? AND s.period_start = ? ' +
+  'LEFT JOIN aggregate_tenants a ON a.tenant_id = ?';
+// Bindings: the tenant's windows key now, the window's end.
+const TRUSTED = "x.holes = '[]' AND COALESCE(x.cut, '') = ? AND (x.s_end IS NULL OR x.s_end = ?)";
+
+/**
+ * Every event of the window (windowQuantitySql), with the aggregate watermark and whether
+ * summaryPlusNewSql could be trusted at it (`trusted` 0/1), for a caller that reads the whole
+ * window until it can. Columns: trusted, watermark, quantity.
+ */
+export function wholeWindowSql(
+  db: Db,
+  feature: Feature,
+  group: { tenantId: string; start: number; end: number },
+  windowsKey: string,
+): { sql: string; bindings: Knex.RawBinding[] } {
+  const whole = windowQuantitySql(db, feature, group);
+  const trusted = feature.aggregation === 'unique' ? '0' : `CASE WHEN x.w IS NOT NULL AND ${TRUSTED} THEN 1 ELSE 0 END`;
+  return {
+    sql: `SELECT ${trusted} AS trusted, x.w AS watermark, (${whole.sql}) AS quantity FROM (SELECT ${STATE_COLS} ${STATE_FROM}) x`,
+    bindings: [
+      ...(feature.aggregation === 'unique' ? [] : [windowsKey, group.end]),
+      ...whole.bindings,
+      group.tenantId,
+      feature.key,
+      group.start,
+      group.tenantId,
+    ],
   };
 }

@@ -2,7 +2,11 @@
  * `npm run bench -- check`: whole-process latency of `billing check TENANT FEATURE` (spawn,
  * load, open the database, answer, exit) against `node -e 0` in the same run, alternating the
  * two so that machine load hits both alike. The tenant has 10,000 events in its current
- * period. Options: --runs N (default 30), --sqlite-only.
+ * period. Options: --runs N (default 30), --sqlite-only, --volume N (default 300,000).
+ *
+ * Then, in-process, `checkEntitlement()` on a tenant with N events this period: read from every
+ * event (before any aggregate run, as every check did until the summaries were used) against
+ * the period's summary plus 1,000 events not aggregated yet, and against a tenant with 100.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -66,6 +70,54 @@ function measure(label: string, url: string, runs: number): void {
   console.log(`${label}: node -e 0 ${b.toFixed(0)} ms, billing check ${c.toFixed(0)} ms (median of ${runs}) = ${(c / b).toFixed(2)}× (target ≤ 3×)`);
 }
 
+/** N events for a new tenant in the current period, generated inside the database. */
+async function seedVolume(db: Db, tenantId: string, n: number, first: number): Promise<void> {
+  const { createTenant } = await import('../../src/subscriptions/tenants.js');
+  const { subscribe } = await import('../../src/subscriptions/lifecycle.js');
+  const opts = { now: Date.parse('2026-01-01T00:00:00Z'), actor: 'bench' };
+  await createTenant(db, { id: tenantId }, opts);
+  await subscribe(db, { tenantId, planKey: 'starter', start: opts.now, trialDays: 0 }, opts);
+  await insertGenerated(db, tenantId, first, n);
+}
+
+async function insertGenerated(db: Db, tenantId: string, first: number, n: number): Promise<void> {
+  const start = Date.parse('2026-03-01T00:00:00Z');
+  const cols = 'tenant_id, idempotency_key, feature_key, quantity, occurred_at, ingested_at';
+  const row = `'${tenantId}', 'v' || i, 'OCR_SCAN', 1000000, ${start} + i, ${start}`;
+  await db.knex.raw(
+    db.dialect === 'pg'
+      ? `INSERT INTO usage_events (${cols}) SELECT ${row} FROM generate_series(${first}, ${first + n - 1}) i`
+      : `WITH RECURSIVE c(i) AS (SELECT ${first} UNION ALL SELECT i + 1 FROM c WHERE i < ${first + n - 1}) INSERT INTO usage_events (${cols}) SELECT ${row} FROM c`,
+  );
+  await db.knex.raw('ANALYZE');
+}
+
+async function volume(label: string, db: Db, n: number): Promise<void> {
+  const { checkEntitlement } = await import('../../src/entitlements/check.js');
+  const { runAggregate } = await import('../../src/aggregate/aggregate.js');
+  await seedVolume(db, 'big', n, 1);
+  await seedVolume(db, 'small', 100, 1);
+  const now = Date.parse(NOW);
+  const perCheck = async (tenantId: string, times: number) => {
+    await checkEntitlement(db, { tenantId, featureKey: 'OCR_SCAN' }, { now });
+    const t0 = performance.now();
+    for (let i = 0; i < times; i++) await checkEntitlement(db, { tenantId, featureKey: 'OCR_SCAN' }, { now });
+    return ((performance.now() - t0) / times) * 1000;
+  };
+  const us = (x: number) => `${Math.round(x).toLocaleString('en')} µs`;
+  const everyEvent = await perCheck('big', 20);
+  const smallEveryEvent = await perCheck('small', 300);
+  await runAggregate(db, { now });
+  await insertGenerated(db, 'big', n + 1, 1000);
+  const summaryPlusNew = await perCheck('big', 300);
+  const small = await perCheck('small', 300);
+  console.log(
+    `${label}: checkEntitlement(), ${n.toLocaleString('en')} events this period — every event read ${us(everyEvent)}; ` +
+      `summary + 1,000 new ${us(summaryPlusNew)} (${(everyEvent / summaryPlusNew).toFixed(0)}× faster); a tenant with 100 events ${us(small)} ` +
+      `(${us(smallEveryEvent)} from every event; the big tenant costs ${(summaryPlusNew / small).toFixed(1)}× it)`,
+  );
+}
+
 export async function run(args: string[]): Promise<void> {
   const { openDb } = await import('../../src/storage/db.js');
   const runs = arg(args, '--runs', 30);
@@ -76,6 +128,8 @@ export async function run(args: string[]): Promise<void> {
     await seed(db);
     await db.close();
     measure('sqlite', url, runs);
+    const again = await openDb(url);
+    await volume('sqlite', again, arg(args, '--volume', 300_000)).finally(() => again.close());
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -95,6 +149,7 @@ export async function run(args: string[]): Promise<void> {
     await pg.knex.migrate.latest();
     await seed(pg);
     measure('postgres', pgUrl, runs);
+    await volume('postgres', pg, arg(args, '--volume', 300_000));
   } finally {
     await pg.knex.raw('DROP SCHEMA IF EXISTS ?? CASCADE', [schema]);
     await pg.close();
