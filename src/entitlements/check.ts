@@ -130,7 +130,7 @@ async function readUsed(
     }
     guess = now;
   }
-  const whole = wholeWindowSql(db, r.feature, group, r.windowsKey);
+  const whole = wholeWindowSql(db, r.feature, group, state.watermark < 0 ? null : r.windowsKey);
   const row = first<UsedRow & { trusted: number | string }>(
     await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, u.* FROM (${whole.sql}) u`, whole.bindings),
   );

@@ -108,18 +108,25 @@ const STATE_FROM =
 // Bindings: the tenant's windows key now, the window's end.
 const TRUSTED = "x.holes = '[]' AND COALESCE(x.cut, '') = ? AND (x.s_end IS NULL OR x.s_end = ?)";
 
+const WATERMARK_SQL = "(SELECT CAST(value AS BIGINT) FROM job_state WHERE key = 'aggregate.watermark')";
+
 /**
  * Every event of the window (windowQuantitySql), with the aggregate watermark and whether
- * summaryPlusNewSql could be trusted at it (`trusted` 0/1), for a caller that reads the whole
- * window until it can. Columns: trusted, watermark, quantity.
+ * summaryPlusNewSql could be trusted at it (`trusted` 0/1) for the tenant's windows key, for a
+ * caller that reads the whole window until it can. A null key skips that question (no
+ * aggregate run seen yet: the watermark alone tells when there is one). Columns: trusted,
+ * watermark, quantity.
  */
 export function wholeWindowSql(
   db: Db,
   feature: Feature,
   group: { tenantId: string; start: number; end: number },
-  windowsKey: string,
+  windowsKey: string | null,
 ): { sql: string; bindings: Knex.RawBinding[] } {
   const whole = windowQuantitySql(db, feature, group);
+  if (windowsKey === null) {
+    return { sql: `SELECT 0 AS trusted, ${WATERMARK_SQL} AS watermark, (${whole.sql}) AS quantity`, bindings: whole.bindings };
+  }
   const trusted = feature.aggregation === 'unique' ? '0' : `CASE WHEN x.w IS NOT NULL AND ${TRUSTED} THEN 1 ELSE 0 END`;
   return {
     sql: `SELECT ${trusted} AS trusted, x.w AS watermark, (${whole.sql}) AS quantity FROM (SELECT ${STATE_COLS} ${STATE_FROM}) x`,
