@@ -95,3 +95,21 @@ export async function insertEvents(db: Db, events: Ev[]): Promise<void> {
   }));
   for (let i = 0; i < rows.length; i += 500) await db.knex('usage_events').insert(rows.slice(i, i + 500));
 }
+
+/** Small deterministic PRNG (mulberry32) so property tests replay exactly: floats in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Whole numbers in [0, n) from prng(seed). */
+export function randomInts(seed: number): (n: number) => number {
+  const next = prng(seed);
+  return (n) => Math.floor(next() * n);
+}

@@ -5,7 +5,7 @@ import { asText } from '../src/storage/sql.js';
 import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
 import { runCli } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
-import { ACTOR, applyTestCatalog, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
+import { ACTOR, applyTestCatalog, insertEvents, iso, prng, tenant, type Ev } from './aggregate-support.js';
 
 const NOW = iso('2026-04-20T00:00:00Z');
 
@@ -62,18 +62,6 @@ async function eventValues(db: Db, key: string): Promise<string[]> {
 }
 
 const M = (units: string) => `${units}000000`; // whole units in micro-units
-
-/** Small deterministic PRNG (mulberry32) so the property test replays exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describeEachDb('billing aggregate', (t) => {
   beforeEach(async () => {

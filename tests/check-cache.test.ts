@@ -8,7 +8,7 @@ import { openDb, type Db } from '../src/storage/db.js';
 import { cancelSubscription, changePlan } from '../src/subscriptions/lifecycle.js';
 import { runAggregate } from '../src/aggregate/aggregate.js';
 import { describeEachDb } from './helpers/db.js';
-import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
+import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, randomInts, tenant, type Ev } from './aggregate-support.js';
 import { microToDecimal } from '../src/domain/quantity.js';
 import { featureFromRow } from '../src/catalog/repository.js';
 import { windowQuantitySql } from '../src/entitlements/window-usage.js';
@@ -116,13 +116,7 @@ describeEachDb('entitlement terms cache', (t) => {
     const { db } = t();
     // pro anchored on the 10th: the current window is [10 Mar, 10 Apr).
     await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
-    let seed = 7; // mulberry32: a fixed, well-mixed sequence
-    const rnd = (n: number) => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-      return ((x ^ (x >>> 14)) >>> 0) % n;
-    };
+    const rnd = randomInts(7);
     const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
     const events: Ev[] = Array.from({ length: 400 }, () => ({
       tenant: 'pro1',
@@ -210,13 +204,7 @@ describeEachDb('entitlement terms cache', (t) => {
   it('equals a read of every event of the window after random interleavings of usage, aggregate runs and cancellations', async () => {
     const { db } = t();
     await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
-    let seed = 11; // mulberry32
-    const rnd = (n: number) => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-      return ((x ^ (x >>> 14)) >>> 0) % n;
-    };
+    const rnd = randomInts(11);
     const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
     const byKey = new Map((await db.knex('features')).map((r) => [r.key as string, featureFromRow(r)]));
     const window = { tenantId: 'pro1', start: iso('2026-03-10T00:00:00Z'), end: iso('2026-04-10T00:00:00Z') };
