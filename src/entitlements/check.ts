@@ -106,7 +106,12 @@ async function readUsed(
   const group = { tenantId, start: r.window.start, end: r.window.end };
   const first = <T>(res: any): T => (db.dialect === 'pg' ? res.rows : res)[0];
   let state = aggregateSeen.get(db);
-  if (!state) aggregateSeen.set(db, (state = { watermark: -1, untrusted: new Set() }));
+  if (!state) {
+    // A handle's first check (every `billing check` process): ask for the watermark first,
+    // so that even the first answer can come from the summary.
+    const [w] = await q('job_state').where({ key: 'aggregate.watermark' }).pluck('value');
+    aggregateSeen.set(db, (state = { watermark: w === undefined || w === null ? -1 : Number(w), untrusted: new Set() }));
+  }
   const seen = (row: UsedRow) => {
     const w = row.watermark === null ? -1 : Number(row.watermark);
     if (w !== state.watermark) state.untrusted.clear();
