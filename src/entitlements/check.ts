@@ -83,8 +83,8 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
 
 /**
  * Per handle: the aggregate watermark it saw last (-1: none), the next check's guess, and the
- * tenants whose summaries could not be trusted at that watermark (re-cut since, or new), which
- * read their events directly until the watermark moves.
+ * tenants whose summaries could not be trusted at it (re-cut since, new, a hole open), which
+ * read their events directly until such a read finds them trusted or the watermark moves.
  */
 const aggregateSeen = new WeakMap<Db, { watermark: number; untrusted: Set<string> }>();
 const MAX_UNTRUSTED = 10_000;
@@ -128,7 +128,7 @@ async function readUsed(
     if (Number(row.ok) === 1) return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
     const now = seen(row);
     if (now === guess) {
-      // Not for another reason (a re-cut tenant, a hole): its events, until the next run.
+      // The watermark held, so something else is untrusted: read the events from now on.
       if (state.untrusted.size >= MAX_UNTRUSTED) state.untrusted.clear();
       state.untrusted.add(tenantId);
       break;
