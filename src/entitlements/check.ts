@@ -120,8 +120,7 @@ async function readUsed(
   };
   let guess = state.untrusted.has(tenantId) ? -1 : state.watermark;
   for (let attempt = 0; guess >= 0 && attempt < 2; attempt++) {
-    const fast = summaryPlusNewSql(r.feature, group, { windowsKey: r.windowsKey, watermark: guess });
-    if (!fast) break;
+    const fast = summaryPlusNewSql(db, r.feature, group, { windowsKey: r.windowsKey, watermark: guess });
     const row = first<UsedRow & { ok: number | string }>(
       await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, u.* FROM (${fast.sql}) u`, fast.bindings),
     );

@@ -50,15 +50,16 @@ export function windowQuantitySql(
  * cut the tenant's summaries by the windows of `windowsKey` (its subscriptions now).
  * Summaries and watermark are written in one transaction and read here in one statement, so
  * the summary holds exactly the window's events up to the watermark: a check costs the events
- * since the last run, not the tenant's whole period. Columns: ok, watermark (the stored one),
- * quantity (micro-units as text). Unique counts have none (null): a PostgreSQL rebuild leaves
- * their value sets to fill later, so they read the whole window.
+ * since the last run, not the tenant's whole period. A unique count adds the new values its
+ * group's value set lacks, so it also needs the set, which a PostgreSQL rebuild leaves to fill
+ * later. Columns: ok, watermark (the stored one), quantity (micro-units as text).
  */
 export function summaryPlusNewSql(
+  db: Db,
   feature: Feature,
   group: { tenantId: string; start: number; end: number },
   trust: { windowsKey: string; watermark: number },
-): { sql: string; bindings: Knex.RawBinding[] } | null {
+): { sql: string; bindings: Knex.RawBinding[] } {
   const { tenantId, start, end } = group;
   // By the (tenant, feature, seq) index: `+` keeps the occurred_at range off the other one.
   // The seq range is bounded on both sides so that PostgreSQL, planning the prepared statement
@@ -67,6 +68,7 @@ export function summaryPlusNewSql(
   const fresh =
     'FROM usage_events e WHERE e.tenant_id = ? AND e.feature_key = ? AND e.seq > ? AND e.seq <= ? AND +e.occurred_at >= ? AND +e.occurred_at < ?';
   const newer = [tenantId, feature.key, trust.watermark, Number.MAX_SAFE_INTEGER, start, end];
+  const aggregation = extra(db, feature, group);
   let cols: string;
   let merged: string;
   let bindings: Knex.RawBinding[];
@@ -87,19 +89,24 @@ export function summaryPlusNewSql(
       merged = 'CASE WHEN x.d_at IS NOT NULL AND (x.s_at IS NULL OR x.d_at >= x.s_at) THEN x.d ELSE x.s END';
       break;
     case 'unique':
-      return null;
+      cols =
+        `(SELECT COUNT(DISTINCT n.v) FROM (SELECT ? AS v ${fresh}) n WHERE n.v IS NOT NULL AND NOT EXISTS (` +
+        'SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = ? AND u.feature_key = ? AND u.period_start = ? AND u.value = n.v)) AS d';
+      bindings = [uniqueValue(db, feature), ...newer, tenantId, feature.key, start];
+      merged = `COALESCE(x.s, 0) + x.d * ${MICRO}`;
+      break;
   }
-  const ok = `CASE WHEN x.w = ? AND ${TRUSTED} THEN 1 ELSE 0 END`;
+  const ok = `CASE WHEN x.w = ? AND ${TRUSTED}${aggregation.trusted} THEN 1 ELSE 0 END`;
   return {
     sql:
       `SELECT ${ok} AS ok, x.w AS watermark, CAST(${merged} AS TEXT) AS quantity FROM (` +
-      `SELECT ${STATE_COLS}, s.quantity AS s, s.last_at AS s_at, ${cols} ${STATE_FROM}) x`,
-    bindings: [trust.watermark, trust.windowsKey, end, ...bindings, tenantId, feature.key, start, tenantId],
+      `SELECT ${STATE_COLS}, s.last_at AS s_at${aggregation.cols}, ${cols} ${STATE_FROM}) x`,
+    bindings: [trust.watermark, trust.windowsKey, end, ...aggregation.bindings, ...bindings, tenantId, feature.key, start, tenantId],
   };
 }
 
 // One row: the aggregate state, the window's summary (if any) and the tenant's cut (if any).
-const STATE_COLS = 'j.w, j.holes, a.windows_key AS cut, s.period_end AS s_end';
+const STATE_COLS = 'j.w, j.holes, a.windows_key AS cut, s.period_end AS s_end, s.quantity AS s';
 const STATE_FROM =
   "FROM (SELECT CAST(MAX(CASE WHEN key = 'aggregate.watermark' THEN value END) AS BIGINT) AS w, " +
   "MAX(CASE WHEN key = 'aggregate.holes' THEN value END) AS holes FROM job_state WHERE key IN ('aggregate.watermark', 'aggregate.holes')) j " +
@@ -107,6 +114,16 @@ const STATE_FROM =
   'LEFT JOIN aggregate_tenants a ON a.tenant_id = ?';
 // Bindings: the tenant's windows key now, the window's end.
 const TRUSTED = "x.holes = '[]' AND COALESCE(x.cut, '') = ? AND (x.s_end IS NULL OR x.s_end = ?)";
+
+/** What one aggregation adds to the trust test: a unique count with a count needs its value set. */
+function extra(db: Db, feature: Feature, group: { tenantId: string; start: number }): { cols: string; bindings: Knex.RawBinding[]; trusted: string } {
+  if (feature.aggregation !== 'unique') return { cols: '', bindings: [], trusted: '' };
+  return {
+    cols: ', (SELECT COUNT(*) FROM usage_unique_values u WHERE u.tenant_id = ? AND u.feature_key = ? AND u.period_start = ?) AS set_n',
+    bindings: [group.tenantId, feature.key, group.start],
+    trusted: ` AND (x.s IS NULL OR x.s = 0 OR x.set_n * ${MICRO} = x.s)`,
+  };
+}
 
 const WATERMARK_SQL = "(SELECT CAST(value AS BIGINT) FROM job_state WHERE key = 'aggregate.watermark')";
 
@@ -127,16 +144,11 @@ export function wholeWindowSql(
   if (windowsKey === null) {
     return { sql: `SELECT 0 AS trusted, ${WATERMARK_SQL} AS watermark, (${whole.sql}) AS quantity`, bindings: whole.bindings };
   }
-  const trusted = feature.aggregation === 'unique' ? '0' : `CASE WHEN x.w IS NOT NULL AND ${TRUSTED} THEN 1 ELSE 0 END`;
+  const aggregation = extra(db, feature, group);
   return {
-    sql: `SELECT ${trusted} AS trusted, x.w AS watermark, (${whole.sql}) AS quantity FROM (SELECT ${STATE_COLS} ${STATE_FROM}) x`,
-    bindings: [
-      ...(feature.aggregation === 'unique' ? [] : [windowsKey, group.end]),
-      ...whole.bindings,
-      group.tenantId,
-      feature.key,
-      group.start,
-      group.tenantId,
-    ],
+    sql:
+      `SELECT CASE WHEN x.w IS NOT NULL AND ${TRUSTED}${aggregation.trusted} THEN 1 ELSE 0 END AS trusted, x.w AS watermark, ` +
+      `(${whole.sql}) AS quantity FROM (SELECT ${STATE_COLS}${aggregation.cols} ${STATE_FROM}) x`,
+    bindings: [windowsKey, group.end, ...whole.bindings, ...aggregation.bindings, group.tenantId, feature.key, group.start, group.tenantId],
   };
 }
