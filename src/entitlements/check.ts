@@ -83,8 +83,9 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
 
 /**
  * Per handle: the aggregate watermark it saw last (-1: none), the next check's guess, and the
- * tenants whose summaries could not be trusted at it (re-cut since, new, a hole open), which
- * read their events directly until such a read finds them trusted or the watermark moves.
+ * tenant × feature pairs whose summaries could not be trusted at it (re-cut since, new, a hole
+ * open, a unique set not filled yet), which read their events directly until such a read
+ * finds them trusted or the watermark moves.
  */
 const aggregateSeen = new WeakMap<Db, { watermark: number; untrusted: Set<string> }>();
 const MAX_UNTRUSTED = 10_000;
@@ -118,7 +119,8 @@ async function readUsed(
     state.watermark = w;
     return w;
   };
-  let guess = state.untrusted.has(tenantId) ? -1 : state.watermark;
+  const groupKey = `${tenantId}\u0000${r.feature.key}`;
+  let guess = state.untrusted.has(groupKey) ? -1 : state.watermark;
   for (let attempt = 0; guess >= 0 && attempt < 2; attempt++) {
     const fast = summaryPlusNewSql(db, r.feature, group, { windowsKey: r.windowsKey, watermark: guess });
     const row = first<UsedRow & { ok: number | string }>(
@@ -129,7 +131,7 @@ async function readUsed(
     if (now === guess) {
       // The watermark held, so something else is untrusted: read the events from now on.
       if (state.untrusted.size >= MAX_UNTRUSTED) state.untrusted.clear();
-      state.untrusted.add(tenantId);
+      state.untrusted.add(groupKey);
       break;
     }
     guess = now;
@@ -139,7 +141,7 @@ async function readUsed(
     await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, u.* FROM (${whole.sql}) u`, whole.bindings),
   );
   seen(row);
-  if (Number(row.trusted) === 1) state.untrusted.delete(tenantId);
+  if (Number(row.trusted) === 1) state.untrusted.delete(groupKey);
   return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
 }
 
