@@ -173,6 +173,13 @@ describeEachDb('entitlement terms cache', (t) => {
     const window = { tenant_id: 'acme', feature_key: 'OCR_SCAN', period_start: iso('2026-03-10T00:00:00Z') };
     await db.knex('usage_summaries').where(window).increment('quantity', 1_000_000);
     expect((await check('acme', 'OCR_SCAN')).used).toBe('11');
+    // A handle's first check (a `billing check` process) reads the summary too.
+    const first = await openDb(t().url);
+    try {
+      expect((await checkEntitlement(first, { tenantId: 'acme', featureKey: 'OCR_SCAN' }, { now: NOW })).used).toBe('11');
+    } finally {
+      await first.close();
+    }
     await rec('b', '2');
     expect(await statementsOf(() => check('acme', 'OCR_SCAN'))).toBe(1);
     expect((await check('acme', 'OCR_SCAN')).used).toBe('13'); // summary + the new event
