@@ -29,8 +29,9 @@ export interface AggregateState {
   holes: Hole[];
 }
 
-const WATERMARK = 'aggregate.watermark';
-const HOLES = 'aggregate.holes';
+/** job_state keys of the state (plain words: readers embed them in SQL). */
+export const WATERMARK = 'aggregate.watermark';
+export const HOLES = 'aggregate.holes';
 /** More holes than this are merged into covering ranges (re-reading extra seqs only recomputes). */
 const MAX_HOLES = 200;
 
@@ -53,6 +54,14 @@ export async function lockState(db: Db, trx: Knex.Transaction, now: number): Pro
       .ignore();
     rows = await read();
   }
+  const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
+  const w = get(WATERMARK);
+  return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') as Hole[] };
+}
+
+/** The state as a reader sees it, without taking the run's lock. */
+export async function readState(q: Knex | Knex.Transaction): Promise<AggregateState> {
+  const rows = await q('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value');
   const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
   const w = get(WATERMARK);
   return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') as Hole[] };

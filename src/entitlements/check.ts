@@ -9,6 +9,7 @@ import type { Db } from '../storage/db.js';
 import { preparedRaw } from '../storage/sql.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt } from '../subscriptions/repository.js';
+import { readState } from '../aggregate/watermark.js';
 import type { Window } from '../aggregate/windows.js';
 import { summaryPlusNewSql, wholeWindowSql } from './window-usage.js';
 import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';
@@ -110,8 +111,7 @@ async function readUsed(
   if (!state) {
     // A handle's first check (every `billing check` process): ask for the watermark first,
     // so that even the first answer can come from the summary.
-    const [w] = await q('job_state').where({ key: 'aggregate.watermark' }).pluck('value');
-    aggregateSeen.set(db, (state = { watermark: w === undefined || w === null ? -1 : Number(w), untrusted: new Set() }));
+    aggregateSeen.set(db, (state = { watermark: (await readState(q)).watermark ?? -1, untrusted: new Set() }));
   }
   const seen = (row: UsedRow) => {
     const w = row.watermark === null ? -1 : Number(row.watermark);

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { uniqueValue } from '../aggregate/usage-sql.js';
+import { HOLES, WATERMARK } from '../aggregate/watermark.js';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
@@ -68,7 +69,7 @@ export function summaryPlusNewSql(
   const fresh =
     'FROM usage_events e WHERE e.tenant_id = ? AND e.feature_key = ? AND e.seq > ? AND e.seq <= ? AND +e.occurred_at >= ? AND +e.occurred_at < ?';
   const newer = [tenantId, feature.key, trust.watermark, Number.MAX_SAFE_INTEGER, start, end];
-  const aggregation = extra(db, feature, group);
+  const aggregation = uniqueSetTrust(db, feature, group);
   let cols: string;
   let merged: string;
   let bindings: Knex.RawBinding[];
@@ -108,15 +109,15 @@ export function summaryPlusNewSql(
 // One row: the aggregate state, the window's summary (if any) and the tenant's cut (if any).
 const STATE_COLS = 'j.w, j.holes, a.windows_key AS cut, s.period_end AS s_end, s.quantity AS s';
 const STATE_FROM =
-  "FROM (SELECT CAST(MAX(CASE WHEN key = 'aggregate.watermark' THEN value END) AS BIGINT) AS w, " +
-  "MAX(CASE WHEN key = 'aggregate.holes' THEN value END) AS holes FROM job_state WHERE key IN ('aggregate.watermark', 'aggregate.holes')) j " +
+  `FROM (SELECT CAST(MAX(CASE WHEN key = '${WATERMARK}' THEN value END) AS BIGINT) AS w, ` +
+  `MAX(CASE WHEN key = '${HOLES}' THEN value END) AS holes FROM job_state WHERE key IN ('${WATERMARK}', '${HOLES}')) j ` +
   'LEFT JOIN usage_summaries s ON s.tenant_id = ? AND s.feature_key = ? AND s.period_start = ? ' +
   'LEFT JOIN aggregate_tenants a ON a.tenant_id = ?';
 // Bindings: the tenant's windows key now, the window's end.
 const TRUSTED = "x.holes = '[]' AND COALESCE(x.cut, '') = ? AND (x.s_end IS NULL OR x.s_end = ?)";
 
-/** What one aggregation adds to the trust test: a unique count with a count needs its value set. */
-function extra(db: Db, feature: Feature, group: { tenantId: string; start: number }): { cols: string; bindings: Knex.RawBinding[]; trusted: string } {
+/** What a unique count adds to the trust test: a count needs its whole value set (nothing for the others). */
+function uniqueSetTrust(db: Db, feature: Feature, group: { tenantId: string; start: number }): { cols: string; bindings: Knex.RawBinding[]; trusted: string } {
   if (feature.aggregation !== 'unique') return { cols: '', bindings: [], trusted: '' };
   return {
     cols: ', (SELECT COUNT(*) FROM usage_unique_values u WHERE u.tenant_id = ? AND u.feature_key = ? AND u.period_start = ?) AS set_n',
@@ -125,7 +126,7 @@ function extra(db: Db, feature: Feature, group: { tenantId: string; start: numbe
   };
 }
 
-const WATERMARK_SQL = "(SELECT CAST(value AS BIGINT) FROM job_state WHERE key = 'aggregate.watermark')";
+const WATERMARK_SQL = `(SELECT CAST(value AS BIGINT) FROM job_state WHERE key = '${WATERMARK}')`;
 
 /**
  * Every event of the window (windowQuantitySql), with the aggregate watermark and whether
@@ -144,7 +145,7 @@ export function wholeWindowSql(
   if (windowsKey === null) {
     return { sql: `SELECT 0 AS trusted, ${WATERMARK_SQL} AS watermark, (${whole.sql}) AS quantity`, bindings: whole.bindings };
   }
-  const aggregation = extra(db, feature, group);
+  const aggregation = uniqueSetTrust(db, feature, group);
   return {
     sql:
       `SELECT CASE WHEN x.w IS NOT NULL AND ${TRUSTED}${aggregation.trusted} THEN 1 ELSE 0 END AS trusted, x.w AS watermark, ` +

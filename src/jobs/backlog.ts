@@ -1,5 +1,5 @@
-import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
+import { readState } from '../aggregate/watermark.js';
 
 /**
  * What is waiting for the next stages, for `billing status`. Each part is read only when
@@ -36,20 +36,8 @@ async function invoicingBacklog(db: Db, now: number): Promise<Backlog['invoicing
   return { periodsWaiting, oldestPeriodEnd: oldestPeriodEnd === null ? null : new Date(oldestPeriodEnd).toISOString() };
 }
 
-// The aggregate stage's state keys in job_state (src/aggregate/watermark.ts).
-const WATERMARK = 'aggregate.watermark';
-const HOLES = 'aggregate.holes';
-
-/** The aggregate stage's progress, read without taking its lock. */
-export async function aggregationState(db: Db, q: Knex | Knex.Transaction = db.knex): Promise<{ watermark: number | null; holes: Array<{ from: number; to: number }> }> {
-  const rows = await q('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value');
-  const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
-  const w = get(WATERMARK);
-  return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') };
-}
-
 export async function aggregationBacklog(db: Db): Promise<Backlog['aggregation']> {
-  const { watermark, holes } = await aggregationState(db);
+  const { watermark, holes } = await readState(db.knex);
   const q = db.knex('usage_events').count('* as n');
   if (watermark !== null) {
     q.where((w) => {

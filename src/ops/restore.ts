@@ -238,8 +238,7 @@ export async function restore(
  * check` reads its events until then (window-usage.ts). No subscription key looks like this.
  */
 async function markRecut(trx: Knex.Transaction, tenantId: string): Promise<void> {
-  await trx('aggregate_tenants').where({ tenant_id: tenantId }).delete();
-  await trx('aggregate_tenants').insert({ tenant_id: tenantId, windows_key: RESTORED_CUT });
+  await trx('aggregate_tenants').insert({ tenant_id: tenantId, windows_key: RESTORED_CUT }).onConflict('tenant_id').merge();
 }
 
 export const RESTORED_CUT = '(restored)';

@@ -4,7 +4,7 @@ import { BillingError } from '../domain/errors.js';
 import { addMonthsClamped, toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import { withTx } from '../storage/sql.js';
-import { aggregationState } from '../jobs/backlog.js';
+import { readState } from '../aggregate/watermark.js';
 import { loadFeatures } from '../catalog/repository.js';
 import type { Feature } from '../domain/catalog.js';
 import { uniqueValue } from '../aggregate/usage-sql.js';
@@ -62,7 +62,7 @@ interface Rules {
 
 async function rules(db: Db, q: Q): Promise<Rules | null> {
   // Everything through q: on SQLite a transaction holds the only connection.
-  const state = await aggregationState(db, q);
+  const state = await readState(q);
   if (state.watermark === null) return null; // nothing aggregated yet: nothing qualifies
   return { watermark: state.watermark, holes: state.holes, invoices: await q.schema.hasTable('invoices') };
 }
