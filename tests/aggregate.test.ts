@@ -227,21 +227,26 @@ describeEachDb('billing aggregate', (t) => {
 
 // PostgreSQL's one-statement passes pick a quantity per aggregation with a CASE: with only
 // sums there is no branch to pick, which once made them invalid SQL.
-describeEachDb('billing aggregate, a catalog of sums only', (t) => {
-  it('rebuilds and merges', async () => {
+describeEachDb('billing aggregate, a catalog of one aggregation', (t) => {
+  // PostgreSQL's rebuild builds its SQL from the aggregations present: each branch must stand alone.
+  it.each([
+    { aggregation: 'sum', users: [null, null], first: '2', merged: '5' },
+    { aggregation: 'unique', users: ['ann', 'bob'], first: '1', merged: '2' },
+  ] as const)('$aggregation: rebuilds and merges', async ({ aggregation, users, first, merged }) => {
     const { db } = t();
     const { applyCatalog } = await import('../src/catalog/apply.js');
     const now = iso('2026-01-01T00:00:00Z');
     await applyCatalog(db, {
-      features: [{ key: 'API_CALL', name: 'API calls', aggregation: 'sum' }],
+      features: [{ key: 'API_CALL', name: 'API calls', aggregation, ...(aggregation === 'unique' ? { uniqueBy: 'user_id' } : {}) }],
       plans: [{ key: 'basic', name: 'Basic', currency: 'USD', price: '1.00', interval: 'month', features: { API_CALL: { included: 10 } } }],
     }, { now, actor: ACTOR });
     await tenant(db, 'acme', { planKey: 'basic', start: '2026-01-01T00:00:00Z' });
-    await insertEvents(db, [{ tenant: 'acme', feature: 'API_CALL', qty: '2', at: '2026-04-02T00:00:00Z' }]);
+    await insertEvents(db, [{ tenant: 'acme', feature: 'API_CALL', qty: '2', at: '2026-04-02T00:00:00Z', user: users[0] ?? undefined }]);
     expect(await runAggregate(db, { now: NOW, full: true })).toMatchObject({ full: true, groups: 1, events: 1 });
-    await insertEvents(db, [{ tenant: 'acme', feature: 'API_CALL', qty: '3', at: '2026-04-03T00:00:00Z' }]);
+    expect((await summaries(db)).map((r) => r.qty)).toEqual([M(first)]);
+    await insertEvents(db, [{ tenant: 'acme', feature: 'API_CALL', qty: '3', at: '2026-04-03T00:00:00Z', user: users[1] ?? undefined }]);
     expect(await runAggregate(db, { now: NOW })).toMatchObject({ full: false, groups: 1, events: 1 });
-    expect((await summaries(db)).map((r) => [r.feature, r.qty, r.events])).toEqual([['API_CALL', M('5'), 2]]);
+    expect((await summaries(db)).map((r) => [r.feature, r.qty, r.events])).toEqual([['API_CALL', M(merged), 2]]);
   });
 });
 

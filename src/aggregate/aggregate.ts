@@ -14,6 +14,8 @@ import {
   EVENTS_TO_WINDOWS,
   bucketOf,
   bucketStart,
+  bucketSql,
+  bucketStartSql,
   DELTA_TO_WINDOWS,
   deltaSource,
   mergeSummaries,
@@ -188,22 +190,29 @@ async function clearScratch(run: Run): Promise<void> {
 
 /** Windows, cut at bucket boundaries (see usage-sql.ts). */
 async function writeWindows(run: Run, windows: Array<{ tenantId: string; window: Window }>): Promise<void> {
+  if (run.db.dialect === 'pg') {
+    // One statement, a column per array, a row per window: the server cuts them into buckets
+    // (five times fewer values to send and parse than the pieces).
+    await run.trx.raw(
+      'INSERT INTO aggregate_windows (window_id, tenant_id, bucket, lo, hi, period_start, period_end, subscription_id) ' +
+        `SELECT CAST(w.id AS INT), w.tenant_id, b, GREATEST(w.s, ${bucketStartSql('b')}), LEAST(w.e, ${bucketStartSql('b + 1')}), w.s, w.e, w.sub ` +
+        'FROM unnest(CAST(? AS text[]), CAST(? AS bigint[]), CAST(? AS bigint[]), CAST(? AS text[])) WITH ORDINALITY AS w(tenant_id, s, e, sub, id) ' +
+        `CROSS JOIN LATERAL generate_series(${bucketSql('w.s')}, ${bucketSql('w.e - 1')}) AS b`,
+      [
+        windows.map((x) => x.tenantId),
+        windows.map((x) => x.window.start),
+        windows.map((x) => x.window.end),
+        windows.map((x) => x.window.subscription?.id ?? null),
+      ] as unknown as Knex.RawBinding[],
+    );
+    return;
+  }
   const rs: unknown[][] = [];
   windows.forEach(({ tenantId, window: w }, id) => {
     for (let b = bucketOf(w.start); bucketStart(b) < w.end; b++) {
       rs.push([id, tenantId, b, Math.max(w.start, bucketStart(b)), Math.min(w.end, bucketStart(b + 1)), w.start, w.end, w.subscription?.id ?? null]);
     }
   });
-  if (run.db.dialect === 'pg') {
-    // One statement, a column per array (the bulk writer's COPY takes four round trips).
-    const types = ['int', 'text', 'bigint', 'bigint', 'bigint', 'bigint', 'bigint', 'text'];
-    await run.trx.raw(
-      'INSERT INTO aggregate_windows (window_id, tenant_id, bucket, lo, hi, period_start, period_end, subscription_id) ' +
-        `SELECT * FROM unnest(${types.map((t) => `CAST(? AS ${t}[])`).join(', ')})`,
-      types.map((_, i) => rs.map((r) => r[i])) as unknown as Knex.RawBinding[],
-    );
-    return;
-  }
   await bulkInsert(run, {
     table: 'aggregate_windows',
     columns: ['window_id', 'tenant_id', 'bucket', 'lo', 'hi', 'period_start', 'period_end', 'subscription_id'],

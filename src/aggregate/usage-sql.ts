@@ -51,8 +51,18 @@ export function bucketStart(bucket: number): number {
   return (bucket - BUCKET_OFFSET) * BUCKET_MS;
 }
 
-/** The bucket of event `e`, in SQL (integer division: positive operands on both databases). */
-export const BUCKET_SQL = `((e.occurred_at + ${BUCKET_OFFSET * BUCKET_MS}) / ${BUCKET_MS})`;
+/** The bucket of an instant, in SQL (integer division: positive operands on both databases). */
+export function bucketSql(instant: string): string {
+  return `((${instant} + ${BUCKET_OFFSET * BUCKET_MS}) / ${BUCKET_MS})`;
+}
+
+/** bucketStart in SQL. */
+export function bucketStartSql(bucket: string): string {
+  return `((${bucket} - ${BUCKET_OFFSET}) * ${BUCKET_MS})`;
+}
+
+/** The bucket of event `e`. */
+export const BUCKET_SQL = bucketSql('e.occurred_at');
 
 const EVENTS_IN_GROUP =
   'e.tenant_id = w.tenant_id AND e.feature_key = w.feature_key AND e.occurred_at >= w.period_start AND e.occurred_at < w.period_end';
