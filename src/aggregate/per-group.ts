@@ -28,7 +28,8 @@ export async function insertGroupsByIndex(
 ): Promise<void> {
   if (features.length === 0) return;
   const micro = 10 ** QUANTITY_SCALE;
-  const range = 'FROM usage_events e WHERE e.tenant_id = g.tenant_id AND e.feature_key = g.feature_key AND e.occurred_at >= g.period_start AND e.occurred_at < g.period_end AND e.seq <= ?';
+  // `+e.seq`: each group is a range of (tenant, feature, occurred_at), never of the seq index.
+  const range = 'FROM usage_events e WHERE e.tenant_id = g.tenant_id AND e.feature_key = g.feature_key AND e.occurred_at >= g.period_start AND e.occurred_at < g.period_end AND +e.seq <= ?';
   const bindings: Knex.RawBinding[] = [];
   const branches: string[] = [];
   for (const f of features) {
@@ -65,7 +66,7 @@ export async function insertGroupsByIndex(
       'INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) ' +
         `SELECT DISTINCT g.tenant_id, g.feature_key, g.period_start, ? FROM (${pairs([f.key])}) g JOIN usage_events e ` +
         'ON e.tenant_id = g.tenant_id AND e.feature_key = g.feature_key AND e.occurred_at >= g.period_start ' +
-        'AND e.occurred_at < g.period_end AND e.seq <= ? WHERE ? IS NOT NULL ON CONFLICT DO NOTHING',
+        'AND e.occurred_at < g.period_end AND +e.seq <= ? WHERE ? IS NOT NULL ON CONFLICT DO NOTHING',
       [value, f.key, upTo, value],
     );
   }
