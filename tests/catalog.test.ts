@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyCatalog } from '../src/catalog/apply.js';
@@ -8,6 +7,7 @@ import { loadCurrentPlanVersion, loadFeature, loadPlanVersion } from '../src/cat
 import { validateCatalog } from '../src/catalog/validate.js';
 import { BillingError } from '../src/domain/errors.js';
 import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/temp.js';
 import { describeEachDb } from './helpers/db.js';
 
 const NOW = Date.parse('2026-01-15T00:00:00Z');
@@ -250,7 +250,7 @@ describeEachDb('catalog apply', (t) => {
 
   it('CLI: applies JSON and YAML files, prints the diff, says unchanged, and lists every problem', async () => {
     const { url } = t();
-    const dir = mkdtempSync(path.join(tmpdir(), 'billing-catalog-'));
+    const dir = tempDir('billing-catalog-');
     const yamlFile = path.join(dir, 'catalog.yaml');
     writeFileSync(
       yamlFile,

@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
+import { tempDir } from './helpers/temp.js';
 import { runCli } from './helpers/cli.js';
 import { events, seedBulkSummaries, seedWorld, sleep, spawnBilling, until } from './jobs-support.js';
 import { listJobRuns } from '../src/jobs/runs.js';
@@ -12,7 +12,7 @@ import { DEFAULT_DAEMON_CONFIG } from '../src/jobs/schedules.js';
 
 /** A config running only the given jobs (default: overage), every second. */
 function config(extra: Record<string, unknown> = {}, jobs: string[] = ['overage']): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'billing-daemon-'));
+  const dir = tempDir('billing-daemon-');
   const schedules: Record<string, string | null> = Object.fromEntries(JOB_NAMES.map((j) => [j, null]));
   for (const j of jobs) schedules[j] = '* * * * * *';
   const file = path.join(dir, 'billing.config.json');

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
+import { tempDir } from './helpers/temp.js';
 import { runCli } from './helpers/cli.js';
 import { JAN, NOW, seedWorld, snapshot, spawnScript, sleep } from './jobs-support.js';
 import { FakeStripe } from './support/fake-stripe.js';
@@ -266,9 +267,8 @@ describeEachDb('billing run / status (CLI)', (t) => {
   it('status --strict exits 3 when a job last failed; a config file moves the schedules', async () => {
     const { db, url } = t();
     await db.knex('job_runs').insert({ job: 'invoice', owner: 'x', trigger: 'daemon', started_at: NOW - 5000, finished_at: NOW - 4000, status: 'failed', error: 'db_error: gone' });
-    const { mkdtempSync, writeFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const dir = mkdtempSync(`${tmpdir()}/billing-cfg-`);
+    const { writeFileSync } = await import('node:fs');
+    const dir = tempDir('billing-cfg-');
     writeFileSync(`${dir}/billing.config.json`, JSON.stringify({ daemon: { schedules: { invoice: '0 3 * * *', dunning: null } } }));
     const r = await runCli(['status', '--strict', '--json'], { db: url, now: ISO_NOW, cwd: dir });
     expect(r.code).toBe(3);

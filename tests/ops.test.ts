@@ -1,9 +1,9 @@
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect, it } from 'vitest';
 import { describeEachDb, freshDb, type TestDb } from './helpers/db.js';
+import { tempDir } from './helpers/temp.js';
 import { runCli } from './helpers/cli.js';
 import { FEB, NOW, opsWorld as world, snapshot } from './jobs-support.js';
 import { listAudit } from '../src/ops/audit.js';
@@ -12,7 +12,7 @@ import { RESTORED_CUT } from '../src/ops/restore.js';
 import { runAggregate } from '../src/aggregate/aggregate.js';
 
 const ISO_NOW = new Date(NOW).toISOString();
-const tmp = () => mkdtempSync(path.join(tmpdir(), 'billing-ops-'));
+const tmp = () => tempDir('billing-ops-');
 
 async function withFresh<T>(dialect: TestDb['dialect'], fn: (t: TestDb) => Promise<T>): Promise<T> {
   const t = await freshDb(dialect);
