@@ -1,15 +1,20 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { runAggregate } from '../src/aggregate/aggregate.js';
 import { selectWindow } from '../src/aggregate/periods.js';
-import { TenantTimeline } from '../src/aggregate/windows.js';
+import { TenantTimeline, windowsKey } from '../src/aggregate/windows.js';
+import { tenantUsage, usageByTenant } from '../src/aggregate/usage.js';
+import { loadFeatures } from '../src/catalog/repository.js';
+import { loadTenantTerms } from '../src/rate/tenant-terms.js';
+import type { Db } from '../src/storage/db.js';
 import { runOverage } from '../src/rate/overage.js';
 import { buildEstimate } from '../src/report/estimate.js';
 import { buildHistory } from '../src/report/history.js';
-import { buildReport } from '../src/report/report.js';
+import { buildReport, type TenantReport } from '../src/report/report.js';
 import type { Subscription } from '../src/subscriptions/repository.js';
 import { runCli } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
-import { applyTestCatalog, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
+import { ACTOR, applyTestCatalog, insertEvents, iso, randomInts, tenant, type Ev } from './aggregate-support.js';
+import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
 
 const times = (n: number, e: Omit<Ev, 'at'>, at: string): Ev[] => Array.from({ length: n }, () => ({ ...e, at }));
 
@@ -214,5 +219,71 @@ describe('period selection', () => {
   it('current and previous follow the anchor, clamped to month ends', () => {
     expect(pick([sub('2026-01-31T00:00:00Z')], 'current', '2026-03-05T00:00:00Z')).toEqual(['2026-02-28', '2026-03-31']);
     expect(pick([sub('2026-01-31T00:00:00Z')], 'previous', '2026-03-05T00:00:00Z')).toEqual(['2026-01-31', '2026-02-28']);
+  });
+});
+
+// A tenant's report and history read its summaries plus the events not aggregated yet (when
+// it has many events); every other read takes every event. Both must always agree.
+describeEachDb('billing report from summaries', (t) => {
+  beforeEach(async () => {
+    await month(t().db);
+  });
+
+  const now = iso(NOW);
+  const OCR_MARCH = { tenant_id: 'acme', feature_key: 'OCR_SCAN', period_start: iso('2026-03-01T00:00:00Z') };
+
+  /** The tenant's windows: March, and the current and previous periods, by its subscriptions now. */
+  async function windowsOf(db: Db, tenantId: string) {
+    const terms = (await loadTenantTerms(db.knex, [tenantId])).get(tenantId)!;
+    const timeline = new TenantTimeline(terms.subscriptions);
+    const ws = [selectWindow(timeline, '2026-03', now), selectWindow(timeline, 'previous', now), selectWindow(timeline, 'current', now)];
+    return { windows: ws.filter((w, i) => ws.findIndex((x) => x.start === w.start) === i), key: windowsKey(terms.subscriptions) };
+  }
+
+  it('a tenant with many events: its report and history read the summary (a changed summary shows)', async () => {
+    const { db } = t();
+    // acme's history is 2 periods × 6 metered features: past 500 events a group, summaries are read.
+    await insertEvents(db, times(6000, { tenant: 'acme', feature: 'API_CALL' }, '2026-03-10T00:00:00Z'));
+    await runAggregate(db, { now });
+    await insertEvents(db, [{ tenant: 'acme', feature: 'OCR_SCAN', qty: '1', at: '2026-03-20T00:00:00Z' }]);
+    await db.knex('usage_summaries').where(OCR_MARCH).update({ quantity: 10_000_000 });
+    const used = (r: TenantReport) => r.features.find((f) => f.featureKey === 'OCR_SCAN')!.used;
+    expect(used((await buildReport(db, { now, tenantId: 'acme', period: '2026-03' }))[0])).toBe('11'); // the summary's 10 plus the new event
+    expect(used((await buildHistory(db, { now, tenantId: 'acme' }))[1])).toBe('11');
+    // Every tenant's report reads every event; so does a tenant with few (bigco).
+    expect(used((await buildReport(db, { now, period: '2026-03' })).find((r) => r.tenantId === 'acme')!)).toBe('76');
+    await db.knex('usage_summaries').where({ tenant_id: 'bigco', feature_key: 'OCR_SCAN' }).update({ quantity: 10_000_000 });
+    expect(used((await buildReport(db, { now, tenantId: 'bigco', period: '2026-03' }))[0])).toBe('0.3'); // 15 Mar – 15 Apr: 0.1 + 0.2
+  });
+
+  it('equals a read of every event after random interleavings of usage, aggregate runs and a cancellation', async () => {
+    const { db } = t();
+    const rnd = randomInts(7);
+    const features = [...(await loadFeatures(db.knex)).values()];
+    const keys = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const tenants = ['acme', 'bigco'];
+    for (let step = 0; step < 10; step++) {
+      const events: Ev[] = Array.from({ length: 1 + rnd(30) }, () => ({
+        tenant: tenants[rnd(2)],
+        feature: keys[rnd(keys.length)],
+        qty: `${rnd(100)}.${rnd(10)}`,
+        // March and April, on a few instants so `last` breaks ties by seq
+        at: iso('2026-03-01T00:00:00Z') + rnd(61) * 86_400_000,
+        user: rnd(4) ? `u${rnd(9)}` : undefined,
+        meta: rnd(3) ? { region: `r${rnd(4)}` } : undefined,
+      }));
+      await insertEvents(db, events);
+      const move = rnd(4);
+      if (move === 0) await runAggregate(db, { now });
+      if (move === 1) await runAggregate(db, { now, full: true });
+      // Ends bigco's current window early: its summaries cannot be trusted until the next run.
+      if (step === 5) await cancelSubscription(db, { tenantId: 'bigco', at: iso('2026-04-25T00:00:00Z') }, { now, actor: ACTOR });
+      for (const tenantId of tenants) {
+        const { windows, key } = await windowsOf(db, tenantId);
+        const fromSummaries = await tenantUsage(db, db.knex, tenantId, windows, features, key, 0);
+        const fromEvents = (await usageByTenant(db, db.knex, new Map([[tenantId, windows]]), features)).get(tenantId);
+        expect(fromSummaries, `step ${step} ${tenantId}`).toEqual(fromEvents);
+      }
+    }
   });
 });

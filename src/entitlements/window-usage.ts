@@ -53,13 +53,15 @@ export function windowQuantitySql(
  * the summary holds exactly the window's events up to the watermark: a check costs the events
  * since the last run, not the tenant's whole period. A unique count adds the new values its
  * group's value set lacks, so it also needs the set, which a PostgreSQL rebuild leaves to fill
- * later. Columns: ok, watermark (the stored one), quantity (micro-units as text).
+ * later. Columns: ok, watermark (the stored one), quantity (micro-units as text), and with
+ * `withEvents` the window's event count.
  */
 export function summaryPlusNewSql(
   db: Db,
   feature: Feature,
   group: { tenantId: string; start: number; end: number },
   trust: { windowsKey: string; watermark: number },
+  withEvents = false,
 ): { sql: string; bindings: Knex.RawBinding[] } {
   const { tenantId, start, end } = group;
   // By the (tenant, feature, seq) index: `+` keeps the occurred_at range off the other one.
@@ -97,17 +99,23 @@ export function summaryPlusNewSql(
       merged = `COALESCE(x.s, 0) + x.d * ${MICRO}`;
       break;
   }
+  // The window's events, summarized and new (a report lists a feature only when it has some).
+  if (withEvents) {
+    cols += `, (SELECT COUNT(*) ${fresh}) AS d_n`;
+    bindings = [...bindings, ...newer];
+  }
+  const events = withEvents ? ', COALESCE(x.s_n, 0) + x.d_n AS events' : '';
   const ok = `CASE WHEN x.w = ? AND ${TRUSTED}${aggregation.trusted} THEN 1 ELSE 0 END`;
   return {
     sql:
-      `SELECT ${ok} AS ok, x.w AS watermark, CAST(${merged} AS TEXT) AS quantity FROM (` +
+      `SELECT ${ok} AS ok, x.w AS watermark, CAST(${merged} AS TEXT) AS quantity${events} FROM (` +
       `SELECT ${STATE_COLS}, s.last_at AS s_at${aggregation.cols}, ${cols} ${STATE_FROM}) x`,
     bindings: [trust.watermark, trust.windowsKey, end, ...aggregation.bindings, ...bindings, tenantId, feature.key, start, tenantId],
   };
 }
 
 // One row: the aggregate state, the window's summary (if any) and the tenant's cut (if any).
-const STATE_COLS = 'j.w, j.holes, a.windows_key AS cut, s.period_end AS s_end, s.quantity AS s';
+const STATE_COLS = 'j.w, j.holes, a.windows_key AS cut, s.period_end AS s_end, s.quantity AS s, s.event_count AS s_n';
 const STATE_FROM =
   `FROM (SELECT CAST(MAX(CASE WHEN key = '${WATERMARK}' THEN value END) AS BIGINT) AS w, ` +
   `MAX(CASE WHEN key = '${HOLES}' THEN value END) AS holes FROM job_state WHERE key IN ('${WATERMARK}', '${HOLES}')) j ` +

@@ -8,8 +8,9 @@ import { rateCharge, type PeriodTerms, type RatedCharge } from '../rate/charge.j
 import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import type { Db } from '../storage/db.js';
 import { checkPeriodSpec, selectWindow } from '../aggregate/periods.js';
-import { usageByTenant } from '../aggregate/usage.js';
-import { TenantTimeline, type Window } from '../aggregate/windows.js';
+import { tenantUsage, usageByTenant, type UsageByWindow } from '../aggregate/usage.js';
+import { TenantTimeline, windowsKey, type Window } from '../aggregate/windows.js';
+import type { Feature } from '../domain/catalog.js';
 
 /** One feature's line of a report (DESIGN.md §7). Decimal strings; amounts in major units. */
 export interface FeatureReport {
@@ -45,8 +46,8 @@ export interface ReportOptions {
 
 /**
  * What each tenant owes for usage in a period, rated exactly as the overage stage rates it
- * (src/rate/charge.ts). Usage is read from usage_events, not from usage_summaries, so the
- * current period includes events not aggregated yet; after `billing aggregate` both agree.
+ * (src/rate/charge.ts). Usage includes the events not aggregated yet: a tenant's summaries
+ * plus its newer events where that is exact, every event of the period otherwise.
  * Without --tenant, tenants with neither a subscription nor usage in the period are left out.
  */
 export async function buildReport(db: Db, opts: ReportOptions): Promise<TenantReport[]> {
@@ -91,7 +92,7 @@ export async function rateWindows(
     usageUntil === undefined
       ? windows
       : new Map([...windows].map(([id, ws]) => [id, ws.map((w) => ({ ...w, end: Math.max(w.start, Math.min(w.end, usageUntil + 1)) }))]));
-  const usage = await usageByTenant(db, q, measured, [...features.values()]);
+  const usage = await windowUsage(db, q, terms, measured, [...features.values()], usageUntil === undefined);
   const plans = planVersionCache(q);
   const out: RatedWindow[] = [];
   for (const [tenantId, ws] of windows) {
@@ -105,7 +106,7 @@ export async function rateWindows(
           if (pf.enabled && features.get(key)?.type !== 'boolean') keys.add(key);
         }
       }
-      const usedMicro = new Map([...used].map(([k, r]) => [k, r.quantity]));
+      const usedMicro: Map<string, string> = used;
       const charges = [...keys].sort().map((featureKey) =>
         rateCharge({ tenantId, featureKey, periodStart: w.start, periodEnd: w.end }, usedMicro.get(featureKey) ?? null, pt, t.overrides.get(featureKey), now),
       );
@@ -113,6 +114,23 @@ export async function rateWindows(
     }
   }
   return out;
+}
+
+/**
+ * One tenant's whole windows (a tenant's report, its history): from its summaries plus the
+ * events not aggregated yet, where exact. Several tenants, or windows cut short: every event.
+ */
+async function windowUsage(
+  db: Db,
+  q: Knex | Knex.Transaction,
+  terms: Map<string, TenantTerms>,
+  windows: Map<string, Window[]>,
+  features: Feature[],
+  whole: boolean,
+): Promise<Map<string, UsageByWindow>> {
+  if (!whole || windows.size !== 1) return usageByTenant(db, q, windows, features);
+  const [[tenantId, ws]] = [...windows];
+  return new Map([[tenantId, await tenantUsage(db, q, tenantId, ws, features, windowsKey(terms.get(tenantId)?.subscriptions))]]);
 }
 
 export function currencyOf(r: RatedWindow): string {
