@@ -6,6 +6,7 @@ import { decimalToMicro } from '../src/domain/quantity.js';
 import type { Db } from '../src/storage/db.js';
 import { subscribe } from '../src/subscriptions/lifecycle.js';
 import { createTenant } from '../src/subscriptions/tenants.js';
+import { runAggregate } from '../src/aggregate/aggregate.js';
 
 export const ACTOR = 'test';
 
@@ -112,4 +113,27 @@ export function prng(seed: number): () => number {
 export function randomInts(seed: number): (n: number) => number {
   const next = prng(seed);
   return (n) => Math.floor(next() * n);
+}
+
+/**
+ * A random batch of usage for the property tests: up to `max` events of the tenants and
+ * features, on whole days from `from` (a few instants, so `last` breaks ties by seq), with
+ * and without user ids and metadata for the unique counts.
+ */
+export function randomEvents(rnd: (n: number) => number, o: { tenants: string[]; features: string[]; from: string; days: number; max: number }): Ev[] {
+  return Array.from({ length: 1 + rnd(o.max) }, () => ({
+    tenant: o.tenants[rnd(o.tenants.length)],
+    feature: o.features[rnd(o.features.length)],
+    qty: `${rnd(100)}.${rnd(10)}`,
+    at: iso(o.from) + rnd(o.days) * 86_400_000,
+    user: rnd(4) ? `u${rnd(9)}` : undefined,
+    meta: rnd(3) ? { region: `r${rnd(4)}` } : undefined,
+  }));
+}
+
+/** One in four: an incremental run; one in four: a full rebuild; else nothing. */
+export async function maybeAggregate(db: Db, rnd: (n: number) => number, now: number): Promise<void> {
+  const move = rnd(4);
+  if (move === 0) await runAggregate(db, { now });
+  if (move === 1) await runAggregate(db, { now, full: true });
 }

@@ -8,7 +8,7 @@ import { openDb, type Db } from '../src/storage/db.js';
 import { cancelSubscription, changePlan } from '../src/subscriptions/lifecycle.js';
 import { runAggregate } from '../src/aggregate/aggregate.js';
 import { describeEachDb } from './helpers/db.js';
-import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, randomInts, tenant, type Ev } from './aggregate-support.js';
+import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, maybeAggregate, randomEvents, randomInts, tenant, type Ev } from './aggregate-support.js';
 import { microToDecimal } from '../src/domain/quantity.js';
 import { featureFromRow } from '../src/catalog/repository.js';
 import { windowQuantitySql } from '../src/entitlements/window-usage.js';
@@ -216,19 +216,9 @@ describeEachDb('entitlement terms cache', (t) => {
     const byKey = new Map((await db.knex('features')).map((r) => [r.key as string, featureFromRow(r)]));
     const window = { tenantId: 'pro1', start: iso('2026-03-10T00:00:00Z'), end: iso('2026-04-10T00:00:00Z') };
     for (let step = 0; step < 12; step++) {
-      const events: Ev[] = Array.from({ length: 1 + rnd(40) }, () => ({
-        tenant: 'pro1',
-        feature: features[rnd(features.length)],
-        qty: `${rnd(100)}.${rnd(10)}`,
-        // around the window's start, on a few instants so `last` breaks ties by seq
-        at: iso('2026-03-08T00:00:00Z') + rnd(5) * 86_400_000,
-        user: rnd(4) ? `u${rnd(9)}` : undefined,
-        meta: rnd(3) ? { region: `r${rnd(4)}` } : undefined,
-      }));
-      await insertEvents(db, events);
-      const move = rnd(4);
-      if (move === 0) await runAggregate(db, { now: NOW });
-      if (move === 1) await runAggregate(db, { now: NOW, full: true });
+      // around the window's start
+      await insertEvents(db, randomEvents(rnd, { tenants: ['pro1'], features, from: '2026-03-08T00:00:00Z', days: 5, max: 40 }));
+      await maybeAggregate(db, rnd, NOW);
       // Re-cuts the tenant's windows (a later end) without moving the current one.
       if (step === 6) await cancelSubscription(other, { tenantId: 'pro1', at: iso('2026-06-01T00:00:00Z') }, { now: NOW, actor: ACTOR });
       for (const key of features) {

@@ -13,7 +13,7 @@ import { buildReport, type TenantReport } from '../src/report/report.js';
 import type { Subscription } from '../src/subscriptions/repository.js';
 import { runCli } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
-import { ACTOR, applyTestCatalog, insertEvents, iso, randomInts, tenant, type Ev } from './aggregate-support.js';
+import { ACTOR, applyTestCatalog, insertEvents, iso, maybeAggregate, randomEvents, randomInts, tenant, type Ev } from './aggregate-support.js';
 import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
 
 const times = (n: number, e: Omit<Ev, 'at'>, at: string): Ev[] => Array.from({ length: n }, () => ({ ...e, at }));
@@ -263,19 +263,9 @@ describeEachDb('billing report from summaries', (t) => {
     const keys = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
     const tenants = ['acme', 'bigco'];
     for (let step = 0; step < 10; step++) {
-      const events: Ev[] = Array.from({ length: 1 + rnd(30) }, () => ({
-        tenant: tenants[rnd(2)],
-        feature: keys[rnd(keys.length)],
-        qty: `${rnd(100)}.${rnd(10)}`,
-        // March and April, on a few instants so `last` breaks ties by seq
-        at: iso('2026-03-01T00:00:00Z') + rnd(61) * 86_400_000,
-        user: rnd(4) ? `u${rnd(9)}` : undefined,
-        meta: rnd(3) ? { region: `r${rnd(4)}` } : undefined,
-      }));
-      await insertEvents(db, events);
-      const move = rnd(4);
-      if (move === 0) await runAggregate(db, { now });
-      if (move === 1) await runAggregate(db, { now, full: true });
+      // March and April
+      await insertEvents(db, randomEvents(rnd, { tenants, features: keys, from: '2026-03-01T00:00:00Z', days: 61, max: 30 }));
+      await maybeAggregate(db, rnd, now);
       // Ends bigco's current window early: its summaries cannot be trusted until the next run.
       if (step === 5) await cancelSubscription(db, { tenantId: 'bigco', at: iso('2026-04-25T00:00:00Z') }, { now, actor: ACTOR });
       for (const tenantId of tenants) {

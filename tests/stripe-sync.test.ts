@@ -21,7 +21,7 @@ function config(overrides: Partial<StripeConfig> = {}): StripeConfig {
   return { secretKey: 'sk_test_fake', apiBase: fake.url, webhookSecret: null, timeoutMs: 2000, concurrency: 4, maxRequestsPerSecond: 0, ...overrides };
 }
 
-function syncOpts(now: number, extra: Partial<SyncOptions> = {}): SyncOptions {
+function syncOpts<T extends Partial<SyncOptions>>(now: number, extra: T = {} as T): SyncOptions & T {
   return { now, actor: 'test', stripe: config(), random: () => 0.5, sleep: async () => {}, ...extra };
 }
 
