@@ -84,14 +84,15 @@ export async function mergeNewEventsPg(
           `lack AS (SELECT * FROM (SELECT DISTINCT tenant_id, feature_key, period_start, period_end FROM d WHERE feature_key IN (${marks(uniques)})) dg ` +
           'WHERE NOT EXISTS (SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = dg.tenant_id AND u.feature_key = dg.feature_key AND u.period_start = dg.period_start)), ' +
           'vals AS (INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT tenant_id, feature_key, period_start, v ' +
-          'FROM (SELECT tenant_id, feature_key, period_start, v FROM d UNION ALL SELECT l.tenant_id, l.feature_key, l.period_start, o.v FROM lack l ' +
+          // The new values, less those their set already holds: an index probe skips them for
+          // less than the insert's own conflict check (27 -> 24 ms for 10,000 events). Not the
+          // values filling a missing set, which has none (a probe each cost 253 -> 176 ms).
+          'FROM (SELECT tenant_id, feature_key, period_start, v FROM d WHERE v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_unique_values u ' +
+          'WHERE u.tenant_id = d.tenant_id AND u.feature_key = d.feature_key AND u.period_start = d.period_start AND u.value = d.v) ' +
+          'UNION ALL SELECT l.tenant_id, l.feature_key, l.period_start, o.v FROM lack l ' +
           `CROSS JOIN LATERAL (SELECT ${value.sql} AS v FROM usage_events e WHERE e.tenant_id = l.tenant_id AND e.feature_key = l.feature_key ` +
           'AND e.occurred_at >= l.period_start AND e.occurred_at < l.period_end AND e.seq <= ?) o) x ' +
-          // Most values are in the set already: an index probe skips them for less than the
-          // insert's own conflict check (27 -> 24 ms for the statement of 10,000 events).
-          'WHERE v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = x.tenant_id ' +
-          'AND u.feature_key = x.feature_key AND u.period_start = x.period_start AND u.value = x.v) ' +
-          'ON CONFLICT DO NOTHING RETURNING tenant_id, feature_key, period_start), ' +
+          'WHERE v IS NOT NULL ON CONFLICT DO NOTHING RETURNING tenant_id, feature_key, period_start), ' +
           'added AS (SELECT tenant_id, feature_key, period_start, COUNT(*) AS n FROM vals GROUP BY 1, 2, 3), ',
         bindings: [...uniques.map((f) => f.key), ...value.bindings, seen],
       }
