@@ -54,10 +54,31 @@ async function readGroups(db: Db, q: Knex | Knex.Transaction, groups: GroupRow[]
 }
 
 /**
+ * Tenants' usage of whole windows, as usageByTenant. A tenant with many events (more than
+ * FAST_MIN_EVENTS_PER_GROUP summarized a window × feature) is read from its summaries
+ * (tenantUsage); the others in one read of every event of their windows. `windowsKeys`: each
+ * tenant's windowsKey now.
+ */
+export async function wholeWindowsUsage(
+  db: Db,
+  q: Knex | Knex.Transaction,
+  windows: Map<string, Window[]>,
+  features: Feature[],
+  windowsKeys: Map<string, string>,
+): Promise<Map<string, UsageByWindow>> {
+  const sizes = await summarizedEvents(q, windows);
+  const groupsOf = (ws: Window[]) => ws.length * metered(features).length;
+  const big = [...windows].filter(([id, ws]) => (sizes.get(id) ?? 0) >= FAST_MIN_EVENTS_PER_GROUP * groupsOf(ws));
+  const out = await usageByTenant(db, q, new Map([...windows].filter(([id]) => !big.some(([b]) => b === id))), features);
+  for (const [id, ws] of big) out.set(id, await tenantUsage(db, q, id, ws, features, windowsKeys.get(id) ?? ''));
+  return out;
+}
+
+/**
  * One tenant's usage, as usageByTenant, read per window and feature from its summary plus the
  * events not aggregated yet wherever that is exact (entitlements/window-usage.ts: the tenant
  * cut by `windowsKey`, its subscriptions now; no hole; the watermark unmoved), and from the
- * window's events elsewhere. A tenant's history then costs its new events, not its months.
+ * window's events elsewhere: a statement per group, which costs its new events, not its months.
  */
 export async function tenantUsage(
   db: Db,
@@ -66,7 +87,6 @@ export async function tenantUsage(
   windows: Window[],
   features: Feature[],
   windowsKey: string,
-  minEventsPerGroup = FAST_MIN_EVENTS_PER_GROUP,
 ): Promise<UsageByWindow> {
   const usage: UsageByWindow = new Map(windows.map((w) => [w.start, new Map()]));
   const { watermark } = await readState(q);
@@ -76,13 +96,13 @@ export async function tenantUsage(
       groups.push({ tenantId, featureKey: f.key, periodStart: w.start, periodEnd: w.end, subscriptionId: w.subscription?.id ?? null });
     }
   }
-  if (watermark === null || (await summarizedEvents(q, tenantId, windows)) < minEventsPerGroup * groups.length) {
-    await readGroups(db, q, groups, features, new Map([[tenantId, usage]]));
-    return usage;
-  }
   const byKey = new Map(features.map((f) => [f.key, f]));
   const rest: GroupRow[] = [];
   for (const g of groups) {
+    if (watermark === null) {
+      rest.push(g);
+      continue;
+    }
     const fast = summaryPlusNewSql(db, byKey.get(g.featureKey)!, { tenantId, start: g.periodStart, end: g.periodEnd }, { windowsKey, watermark }, true);
     // Prepared on PostgreSQL: a feature's windows share the statement.
     const res = await preparedRaw(db, q, fast.sql, fast.bindings);
@@ -94,14 +114,25 @@ export async function tenantUsage(
   return usage;
 }
 
-/** The events the tenant's summaries hold in these windows (what reading every event would cost). */
-async function summarizedEvents(q: Knex | Knex.Transaction, tenantId: string, windows: Window[]): Promise<number> {
-  if (windows.length === 0) return 0;
-  const r = await q('usage_summaries')
-    .where('tenant_id', tenantId)
-    .where('period_start', '>=', Math.min(...windows.map((w) => w.start)))
-    .where('period_start', '<', Math.max(...windows.map((w) => w.end)))
-    .sum({ n: 'event_count' })
-    .first();
-  return Number(r?.n ?? 0);
+/**
+ * The events the tenants' summaries hold around these windows (what reading every event would
+ * cost): summaries starting between the earliest window start and the latest end, a cost
+ * estimate only.
+ */
+async function summarizedEvents(q: Knex | Knex.Transaction, windows: Map<string, Window[]>): Promise<Map<string, number>> {
+  const all = [...windows.values()].flat();
+  const out = new Map<string, number>();
+  if (all.length === 0) return out;
+  const [from, to] = [Math.min(...all.map((w) => w.start)), Math.max(...all.map((w) => w.end))];
+  const ids = [...windows.keys()];
+  for (let i = 0; i < ids.length; i += 500) {
+    const rs = await q('usage_summaries')
+      .whereIn('tenant_id', ids.slice(i, i + 500))
+      .where('period_start', '>=', from)
+      .where('period_start', '<', to)
+      .groupBy('tenant_id')
+      .select<Array<{ tenant_id: string; n: unknown }>>('tenant_id', q.raw('SUM(event_count) AS n'));
+    for (const r of rs) out.set(String(r.tenant_id), Number(r.n ?? 0));
+  }
+  return out;
 }

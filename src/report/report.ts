@@ -8,7 +8,7 @@ import { rateCharge, type PeriodTerms, type RatedCharge } from '../rate/charge.j
 import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import type { Db } from '../storage/db.js';
 import { checkPeriodSpec, selectWindow } from '../aggregate/periods.js';
-import { tenantUsage, usageByTenant, type UsageByWindow } from '../aggregate/usage.js';
+import { usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
 import { TenantTimeline, windowsKey, type Window } from '../aggregate/windows.js';
 import type { Feature } from '../domain/catalog.js';
 
@@ -116,10 +116,7 @@ export async function rateWindows(
   return out;
 }
 
-/**
- * One tenant's whole windows (a tenant's report, its history): from its summaries plus the
- * events not aggregated yet, where exact. Several tenants, or windows cut short: every event.
- */
+/** Whole windows: tenants with many events from their summaries (aggregate/usage.ts). Windows cut short: every event. */
 async function windowUsage(
   db: Db,
   q: Knex | Knex.Transaction,
@@ -128,9 +125,9 @@ async function windowUsage(
   features: Feature[],
   whole: boolean,
 ): Promise<Map<string, UsageByWindow>> {
-  if (!whole || windows.size !== 1) return usageByTenant(db, q, windows, features);
-  const [[tenantId, ws]] = [...windows];
-  return new Map([[tenantId, await tenantUsage(db, q, tenantId, ws, features, windowsKey(terms.get(tenantId)?.subscriptions))]]);
+  if (!whole) return usageByTenant(db, q, windows, features);
+  const keys = new Map([...windows.keys()].map((id) => [id, windowsKey(terms.get(id)?.subscriptions)]));
+  return wholeWindowsUsage(db, q, windows, features, keys);
 }
 
 export function currencyOf(r: RatedWindow): string {
