@@ -76,7 +76,9 @@ export function literalGroupsSource(rows: GroupRow[]): UsageSource {
     'SELECT column1 AS tenant_id, column2 AS feature_key, column3 AS period_start, column4 AS period_end, ' +
     `column5 AS subscription_id FROM (VALUES ${rows.map(() => row).join(', ')}) v`;
   const bindings = rows.flatMap((r) => [r.tenantId, r.featureKey, r.periodStart, r.periodEnd, r.subscriptionId]);
-  return () => ({ from: `(${groups}) w JOIN usage_events e ON ${EVENTS_IN_GROUP}`, bindings, feature: 'w.feature_key' });
+  // CROSS JOIN: SQLite keeps the groups outside, each an index range of its events. Given
+  // statistics and a thousand groups, it scanned the whole table instead, once per select.
+  return () => ({ from: `(${groups}) w CROSS JOIN usage_events e`, bindings, feature: 'w.feature_key', where: EVENTS_IN_GROUP });
 }
 
 /** Events `e` joined to their window piece `w` in aggregate_windows, by hash on (tenant_id, bucket). */
