@@ -64,9 +64,11 @@ export async function insertGroupsByIndex(
     const value = (f.uniqueBy ?? 'user_id') === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', f.uniqueBy!);
     await trx.raw(
       'INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) ' +
-        `SELECT DISTINCT g.tenant_id, g.feature_key, g.period_start, ? FROM (${pairs([f.key])}) g JOIN usage_events e ` +
-        'ON e.tenant_id = g.tenant_id AND e.feature_key = g.feature_key AND e.occurred_at >= g.period_start ' +
-        'AND e.occurred_at < g.period_end AND +e.seq <= ? WHERE ? IS NOT NULL ON CONFLICT DO NOTHING',
+        // CROSS JOIN: the groups outside, each an index range (SQLite, given statistics, scanned
+        // every event to recompute a re-cut tenant's few groups).
+        `SELECT DISTINCT g.tenant_id, g.feature_key, g.period_start, ? FROM (${pairs([f.key])}) g CROSS JOIN usage_events e ` +
+        'WHERE e.tenant_id = g.tenant_id AND e.feature_key = g.feature_key AND e.occurred_at >= g.period_start ' +
+        'AND e.occurred_at < g.period_end AND +e.seq <= ? AND ? IS NOT NULL ON CONFLICT DO NOTHING',
       [value, f.key, upTo, value],
     );
   }
