@@ -103,14 +103,16 @@ export async function insertAllSummariesPg(
  * insist on hashing; and skip JIT, which those penalised costs would otherwise trigger.
  * One round trip each way (set_config with is_local, then back to the session's values).
  */
+export const REBUILD_PLANNER_SETTINGS: ReadonlyArray<readonly [string, string]> = [
+  ['enable_nestloop', 'off'],
+  ['enable_mergejoin', 'off'],
+  ['enable_sort', 'off'],
+  ['jit', 'off'],
+  ['work_mem', '64MB'],
+];
+
 async function withPlannerSettings(trx: Knex.Transaction, fn: () => Promise<unknown>): Promise<void> {
-  const settings: Array<[string, string]> = [
-    ['enable_nestloop', 'off'],
-    ['enable_mergejoin', 'off'],
-    ['enable_sort', 'off'],
-    ['jit', 'off'],
-    ['work_mem', '64MB'],
-  ];
+  const settings = REBUILD_PLANNER_SETTINGS;
   const saved = (await trx.raw(`SELECT ${settings.map(([k], i) => `current_setting('${k}') AS s${i}, set_config('${k}', '${settings[i][1]}', true) AS x${i}`).join(', ')}`)).rows[0] as Record<string, string>;
   await fn();
   await trx.raw(`SELECT ${settings.map(([k], i) => `set_config('${k}', ?, true)`).join(', ')}`, settings.map((_, i) => saved[`s${i}`]));

@@ -22,6 +22,13 @@ const FAST_MIN_EVENTS_PER_GROUP = 500;
 
 const metered = (features: Feature[]) => features.filter((f) => f.type !== 'boolean');
 
+/** A tenant's groups: each window × metered feature. */
+function groupsOf(tenantId: string, windows: Window[], features: Feature[]): GroupRow[] {
+  return windows.flatMap((w) =>
+    metered(features).map((f) => ({ tenantId, featureKey: f.key, periodStart: w.start, periodEnd: w.end, subscriptionId: w.subscription?.id ?? null })),
+  );
+}
+
 /**
  * Tenants' usage of these features in these windows, straight from usage_events (so it
  * includes events the aggregate stage has not summarized yet). Reads the indexed ranges only.
@@ -33,16 +40,8 @@ export async function usageByTenant(
   features: Feature[],
 ): Promise<Map<string, UsageByWindow>> {
   const out = new Map<string, UsageByWindow>();
-  const groups: GroupRow[] = [];
-  for (const [tenantId, ws] of windows) {
-    out.set(tenantId, new Map(ws.map((w) => [w.start, new Map()])));
-    for (const w of ws) {
-      for (const f of metered(features)) {
-        groups.push({ tenantId, featureKey: f.key, periodStart: w.start, periodEnd: w.end, subscriptionId: w.subscription?.id ?? null });
-      }
-    }
-  }
-  await readGroups(db, q, groups, features, out);
+  for (const [tenantId, ws] of windows) out.set(tenantId, new Map(ws.map((w) => [w.start, new Map()])));
+  await readGroups(db, q, [...windows].flatMap(([tenantId, ws]) => groupsOf(tenantId, ws, features)), features, out);
   return out;
 }
 
@@ -67,10 +66,12 @@ export async function wholeWindowsUsage(
   windowsKeys: Map<string, string>,
 ): Promise<Map<string, UsageByWindow>> {
   const sizes = await summarizedEvents(q, windows);
-  const groupsOf = (ws: Window[]) => ws.length * metered(features).length;
-  const big = [...windows].filter(([id, ws]) => (sizes.get(id) ?? 0) >= FAST_MIN_EVENTS_PER_GROUP * groupsOf(ws));
-  const out = await usageByTenant(db, q, new Map([...windows].filter(([id]) => !big.some(([b]) => b === id))), features);
-  for (const [id, ws] of big) out.set(id, await tenantUsage(db, q, id, ws, features, windowsKeys.get(id) ?? ''));
+  const perWindow = metered(features).length;
+  const big = new Set([...windows].filter(([id, ws]) => (sizes.get(id) ?? 0) >= FAST_MIN_EVENTS_PER_GROUP * ws.length * perWindow).map(([id]) => id));
+  const out = await usageByTenant(db, q, new Map([...windows].filter(([id]) => !big.has(id))), features);
+  if (big.size === 0) return out;
+  const { watermark } = await readState(q);
+  for (const id of big) out.set(id, await fromSummaries(db, q, id, windows.get(id)!, features, windowsKeys.get(id) ?? '', watermark));
   return out;
 }
 
@@ -88,21 +89,29 @@ export async function tenantUsage(
   features: Feature[],
   windowsKey: string,
 ): Promise<UsageByWindow> {
+  return fromSummaries(db, q, tenantId, windows, features, windowsKey, (await readState(q)).watermark);
+}
+
+async function fromSummaries(
+  db: Db,
+  q: Knex | Knex.Transaction,
+  tenantId: string,
+  windows: Window[],
+  features: Feature[],
+  windowsKey: string,
+  watermark: number | null,
+): Promise<UsageByWindow> {
   const usage: UsageByWindow = new Map(windows.map((w) => [w.start, new Map()]));
-  const { watermark } = await readState(q);
-  const groups: GroupRow[] = [];
-  for (const w of windows) {
-    for (const f of metered(features)) {
-      groups.push({ tenantId, featureKey: f.key, periodStart: w.start, periodEnd: w.end, subscriptionId: w.subscription?.id ?? null });
-    }
+  const groups = groupsOf(tenantId, windows, features);
+  const into = new Map([[tenantId, usage]]);
+  if (watermark === null) {
+    // Nothing aggregated yet: every group reads its events.
+    await readGroups(db, q, groups, features, into);
+    return usage;
   }
   const byKey = new Map(features.map((f) => [f.key, f]));
   const rest: GroupRow[] = [];
   for (const g of groups) {
-    if (watermark === null) {
-      rest.push(g);
-      continue;
-    }
     const fast = summaryPlusNewSql(db, byKey.get(g.featureKey)!, { tenantId, start: g.periodStart, end: g.periodEnd }, { windowsKey, watermark }, true);
     // Prepared on PostgreSQL: a feature's windows share the statement.
     const res = await preparedRaw(db, q, fast.sql, fast.bindings);
@@ -110,7 +119,7 @@ export async function tenantUsage(
     if (Number(row.ok) !== 1) rest.push(g);
     else if (Number(row.events) > 0) usage.get(g.periodStart)!.set(g.featureKey, String(row.quantity));
   }
-  await readGroups(db, q, rest, features, new Map([[tenantId, usage]]));
+  await readGroups(db, q, rest, features, into);
   return usage;
 }
 

@@ -54,14 +54,15 @@ export async function lockState(db: Db, trx: Knex.Transaction, now: number): Pro
       .ignore();
     rows = await read();
   }
-  const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
-  const w = get(WATERMARK);
-  return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') as Hole[] };
+  return stateOf(rows);
 }
 
 /** The state as a reader sees it, without taking the run's lock. */
 export async function readState(q: Knex | Knex.Transaction): Promise<AggregateState> {
-  const rows = await q('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value');
+  return stateOf(await q('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value'));
+}
+
+function stateOf(rows: Array<{ key: string; value: string | null }>): AggregateState {
   const get = (k: string) => rows.find((r) => r.key === k)?.value ?? null;
   const w = get(WATERMARK);
   return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') as Hole[] };

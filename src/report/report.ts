@@ -98,15 +98,14 @@ export async function rateWindows(
   for (const [tenantId, ws] of windows) {
     const t = terms.get(tenantId)!;
     for (const w of ws) {
-      const used = usage.get(tenantId)?.get(w.start) ?? new Map();
+      const usedMicro = usage.get(tenantId)?.get(w.start) ?? new Map<string, string>();
       const pt = await termsForPeriod(t, w.subscription, w, plans);
-      const keys = new Set([...used.keys()]);
+      const keys = new Set([...usedMicro.keys()]);
       if (pt.ok) {
         for (const [key, pf] of Object.entries(pt.plan.features)) {
           if (pf.enabled && features.get(key)?.type !== 'boolean') keys.add(key);
         }
       }
-      const usedMicro: Map<string, string> = used;
       const charges = [...keys].sort().map((featureKey) =>
         rateCharge({ tenantId, featureKey, periodStart: w.start, periodEnd: w.end }, usedMicro.get(featureKey) ?? null, pt, t.overrides.get(featureKey), now),
       );

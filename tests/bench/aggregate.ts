@@ -120,12 +120,12 @@ async function benchOne(label: string, db: Db, events: number, fresh: number, ro
   const joined: number[] = [];
   if (db.dialect === 'pg') {
     const { EVENTS_TO_WINDOWS } = await import('../../src/aggregate/usage-sql.js');
+    const { REBUILD_PLANNER_SETTINGS } = await import('../../src/aggregate/full-scan-pg.js');
     const sql = `SELECT w.window_id, e.feature_key, SUM(e.quantity) FROM ${EVENTS_TO_WINDOWS} GROUP BY 1, 2`;
-    const settings = ['enable_nestloop = off', 'enable_mergejoin = off', 'enable_sort = off', 'jit = off', "work_mem = '64MB'"];
     for (let i = 0; i < 3; i++) {
       await db.knex.transaction(async (trx) => {
-        // The rebuild's planner settings (full-scan-pg.ts), without which the join is walked per window.
-        for (const s of settings) await trx.raw(`SET LOCAL ${s}`);
+        // The rebuild's planner settings, without which the join is walked per window.
+        for (const [k, v] of REBUILD_PLANNER_SETTINGS) await trx.raw("SELECT set_config(?, ?, true)", [k, v]);
         joined.push((await timed(() => trx.raw(sql))).ms);
       });
     }
