@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Scheduler } from '../src/jobs/daemon.js';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { applyCatalog } from '../src/catalog/apply.js';
@@ -182,4 +183,20 @@ export async function until(cond: () => Promise<boolean>, timeoutMs = 15_000): P
 /** JSON log lines of a daemon. */
 export function events(p: Proc): Array<Record<string, any>> {
   return p.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+}
+
+/** A scheduler the test fires by hand: the daemon's ticks without waiting for node-cron. */
+export class ManualScheduler implements Scheduler {
+  private readonly tasks: Array<{ job: string; onTick: (date: Date) => void; live: boolean }> = [];
+
+  schedule(_expression: string, _timezone: string, name: string, onTick: (date: Date) => void) {
+    const task = { job: name.replace(/^billing-/, ''), onTick, live: true };
+    this.tasks.push(task);
+    return { destroy: () => void (task.live = false) };
+  }
+
+  /** Fire the tick at `at` for every scheduled job (or only `jobs`), in scheduling order. */
+  tick(at: number, jobs?: string[]): void {
+    for (const t of this.tasks) if (t.live && (!jobs || jobs.includes(t.job))) t.onTick(new Date(at));
+  }
 }

@@ -1,8 +1,8 @@
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { describeEachDb } from './helpers/db.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describeEachDb, freshDb, type TestDb } from './helpers/db.js';
 import { tempDir } from './helpers/temp.js';
 import { runCli } from './helpers/cli.js';
-import { JAN, NOW, seedWorld, snapshot, spawnScript, sleep } from './jobs-support.js';
+import { JAN, NOW, seedWorld, snapshot, spawnScript, until } from './jobs-support.js';
 import { FakeStripe } from './support/fake-stripe.js';
 import { withJobLock } from '../src/jobs/lock.js';
 import { runPipeline } from '../src/jobs/pipeline.js';
@@ -78,37 +78,52 @@ describeEachDb('job locks', (t) => {
 
   it('lets the next process take over the lock of a process killed while holding it', async () => {
     const { db, url, dialect } = t();
-    const ttl = 800;
-    const holder = holdLock(url, 'overage', ttl);
+    const holder = holdLock(url, 'overage', 60_000);
     await holder.waitFor((l) => l === 'locked');
     holder.child.kill('SIGKILL');
     await holder.exited;
-    const take = () => withJobLock(db, 'overage', { owner: 'me', now: Date.now(), ttlMs: 5000, clock: Date.now }, async () => 'ran');
+    const take = (at: number) => withJobLock(db, 'overage', { owner: 'me', now: at, ttlMs: 5000, clock: () => at }, async () => 'ran');
     if (dialect === 'sqlite') {
-      // The lease outlives its owner until it expires...
+      // The lease outlives its owner until it expires (a clock just before, then just after it).
       const lease = await db.knex('job_locks').first();
       expect(lease).toMatchObject({ owner: 'holder' });
-      if (Number(lease.expires_at) > Date.now() + 100) expect((await take()).acquired).toBe(false);
-      await sleep(Math.max(0, Number(lease.expires_at) - Date.now()) + 50);
+      expect((await take(Number(lease.expires_at) - 1)).acquired).toBe(false);
+      expect(await take(Number(lease.expires_at))).toEqual({ acquired: true, value: 'ran' });
+    } else {
+      // PostgreSQL drops an advisory lock with its session, once the server notices the dead
+      // connection (asynchronous: poll rather than assume it is instant).
+      await until(async () => (await take(Date.now())).acquired);
     }
-    // ...PostgreSQL drops an advisory lock with its session, once the server notices the
-    // dead connection (asynchronous: poll briefly rather than assume it is instant).
-    let got = await take();
-    for (let i = 0; i < 50 && !got.acquired; i++) {
-      await sleep(100);
-      got = await take();
-    }
-    expect(got).toEqual({ acquired: true, value: 'ran' });
+  });
+});
+
+describe('job lease [sqlite]', () => {
+  let current: TestDb | undefined;
+  beforeEach(async () => {
+    current = await freshDb('sqlite');
+  });
+  afterEach(async () => {
+    await current?.cleanup();
   });
 
-  it('renews the lease while a long job runs, so it is not taken over', async () => {
-    const { db, dialect } = t();
-    if (dialect !== 'sqlite') return; // advisory locks have no lease
-    const r = await withJobLock(db, 'overage', { owner: 'a', now: Date.now(), ttlMs: 300, clock: Date.now }, async () => {
-      await sleep(700); // more than two lease lengths
-      return withJobLock(db, 'overage', { owner: 'b', now: Date.now(), ttlMs: 300, clock: Date.now }, async () => 'stolen');
+  /** Hold a lease with a hand-driven clock and renewal timer; at ttl x 2, maybe renew, then let b try. */
+  async function takeOverAfterTwoLeases(renew: boolean) {
+    const db = current!.db;
+    let now = NOW;
+    let tick: () => Promise<void> = async () => {};
+    const clock = () => now;
+    const every = (fn: () => Promise<void>) => ((tick = fn), () => {});
+    return withJobLock(db, 'overage', { owner: 'a', now, ttlMs: 300, clock, every }, async () => {
+      now += 700; // more than two lease lengths
+      if (renew) await tick();
+      return withJobLock(db, 'overage', { owner: 'b', now, ttlMs: 300, clock }, async () => 'stolen');
     });
-    expect(r).toMatchObject({ acquired: true, value: { acquired: false, holder: 'a' } });
+  }
+
+  it('renews the lease while a long job runs, so it is not taken over', async () => {
+    expect(await takeOverAfterTwoLeases(true)).toMatchObject({ acquired: true, value: { acquired: false, holder: 'a' } });
+    // Without the renewal the lease would have been taken over.
+    expect(await takeOverAfterTwoLeases(false)).toMatchObject({ acquired: true, value: { acquired: true, value: 'stolen' } });
   });
 });
 

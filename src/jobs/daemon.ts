@@ -1,4 +1,4 @@
-import cron, { type ScheduledTask } from 'node-cron';
+import cron from 'node-cron';
 import type { Db } from '../storage/db.js';
 import type { StripeConfig } from '../stripe/config.js';
 import { newOwnerId } from './lock.js';
@@ -38,6 +38,15 @@ export interface DaemonState {
   jobs: DaemonJobState[];
 }
 
+/** What fires the ticks: node-cron in production, a hand-driven one in tests. */
+export interface Scheduler {
+  schedule(expression: string, timezone: string, name: string, onTick: (date: Date) => void): { destroy(): unknown };
+}
+
+export const cronScheduler: Scheduler = {
+  schedule: (expression, timezone, name, onTick) => cron.schedule(expression, (ctx) => onTick(ctx.date), { timezone, name }),
+};
+
 export interface DaemonOptions {
   config: DaemonConfig;
   actor: string;
@@ -51,10 +60,14 @@ export interface DaemonOptions {
   dueDays?: number;
   /** Defaults to every stage that exists. */
   stages?: Stage[];
+  /** Defaults to node-cron. */
+  scheduler?: Scheduler;
 }
 
 export interface DaemonHandle {
   state(): DaemonState;
+  /** Resolves once nothing is queued or running (ticks fired meanwhile are waited for too). */
+  idle(): Promise<void>;
   /** Stop scheduling, drop queued ticks, wait for the running job (bounded by the config). */
   stop(reason: string): Promise<{ clean: boolean }>;
 }
@@ -184,8 +197,9 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
     kick();
   };
 
-  const tasks: ScheduledTask[] = [...jobs.values()].map((j) =>
-    cron.schedule(j.schedule, (ctx) => onTick(j.job, ctx.date), { timezone: config.timezone, name: `billing-${j.job}` }),
+  const scheduler = opts.scheduler ?? cronScheduler;
+  const tasks = [...jobs.values()].map((j) =>
+    scheduler.schedule(j.schedule, config.timezone, `billing-${j.job}`, (date) => onTick(j.job, date)),
   );
 
   log('info', 'daemon.start', {
@@ -199,6 +213,9 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
 
   return {
     state: snapshot,
+    async idle() {
+      while (current) await current;
+    },
     async stop(reason: string) {
       if (!stopping) {
         stopping = true;

@@ -24,7 +24,15 @@ export interface LockOptions {
   clock?: () => number;
   /** Called once if a renewal finds the lease was taken over (the job ran past its lease). */
   onLeaseLost?: () => void;
+  /** Calls `renew` every `ms` until the returned stop is called (setInterval; tests drive it). */
+  every?: (renew: () => Promise<void>, ms: number) => () => void;
 }
+
+const everyInterval = (renew: () => Promise<void>, ms: number) => {
+  const timer = setInterval(() => void renew(), ms);
+  timer.unref();
+  return () => clearInterval(timer);
+};
 
 export type LockResult<T> =
   | { acquired: true; value: T }
@@ -123,14 +131,14 @@ async function withLease<T>(db: Db, jobName: string, opts: LockOptions, fn: () =
       // A busy database delays a renewal; the next one (or the release) catches up.
     }
   };
-  const timer = setInterval(() => {
-    renewing = renewing.then(renew);
-  }, Math.max(50, Math.floor(opts.ttlMs / 3)));
-  timer.unref();
+  const stopRenewing = (opts.every ?? everyInterval)(
+    () => (renewing = renewing.then(renew)),
+    Math.max(50, Math.floor(opts.ttlMs / 3)),
+  );
   try {
     return { acquired: true, value: await fn() };
   } finally {
-    clearInterval(timer);
+    stopRenewing();
     await renewing;
     await db.knex('job_locks').where({ job, owner: opts.owner }).delete();
   }
