@@ -25,7 +25,8 @@ describe('ISO 4217 minor units (local rounding)', () => {
 
   it('refuses codes outside the table', () => {
     expect(isKnownCurrency('usd')).toBe(true);
-    for (const c of ['XYZ', 'XAU', 'HRK', 'US', '']) expect(isKnownCurrency(c), c).toBe(false);
+    for (const c of ['XYZ', 'XAU', 'HRK', 'XXX', 'US', '']) expect(isKnownCurrency(c), c).toBe(false);
+    expect(currencyDigits('XXX')).toBe(2); // "no currency", on unrated zero charges only
     expect(() => currencyDigits('XYZ')).toThrow(/"XYZ" is not an ISO 4217 currency code/);
   });
 

@@ -39,9 +39,16 @@ const ISO_4217_DIGITS: Readonly<Record<string, number>> = Object.freeze({
   ZAR: 2, ZMW: 2, ZWG: 2, ZWL: 2,
 });
 
+/**
+ * ISO 4217 "no currency": only the zero charges of unrated usage carry it (src/rate), shown
+ * with two digits. Never accepted as a plan or tenant currency.
+ */
+export const NO_CURRENCY = 'XXX';
+
 /** Number of ISO 4217 minor-unit digits of a currency (USD 2, JPY 0, KWD 3); unknown codes throw. */
 export function currencyDigits(currency: string): number {
-  const digits = ISO_4217_DIGITS[currency.toUpperCase()];
+  const code = currency.toUpperCase();
+  const digits = code === NO_CURRENCY ? 2 : ISO_4217_DIGITS[code];
   if (digits === undefined) throw new RangeError(`"${currency}" is not an ISO 4217 currency code`);
   return digits;
 }
