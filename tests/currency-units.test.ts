@@ -141,6 +141,9 @@ describeEachDb('currency units end to end', (t) => {
   it('fails the outbox row of an amount Stripe units cannot carry (10.50 MGA), by invoice and line', async () => {
     const { db } = t();
     await invoiceEach(db, [['MGA', '10.50']]);
+    const dry = await stripeSync(db, { ...syncOpts(), dryRun: true });
+    expect(dry.errors).toEqual([expect.objectContaining({ kind: 'invoice_item', outcome: 'failed', message: expect.stringContaining('invoice INV-000001 line 1: 10.50 MGA cannot be sent') })]);
+    expect(dry.planned.map((c) => c.kind)).not.toContain('invoice_item');
     const r = await stripeSync(db, syncOpts());
     expect(r.errors).toEqual([
       expect.objectContaining({ kind: 'invoice_item', outcome: 'failed', message: 'invoice INV-000001 line 1: 10.50 MGA cannot be sent to Stripe: Stripe counts MGA in units of 1' }),
