@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
 import { toStripeUnits } from './currency.js';
