@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Feature, PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import { applyOverride, loadFeatures, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
 import { dec } from '../domain/decimal.js';
-import { formatMoney } from '../domain/money.js';
+import { cashRoundingMinor, formatMoney, minorToMajor } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
 import { listSegments, segmentAt, type Segment, type Subscription } from '../subscriptions/repository.js';
@@ -160,10 +160,39 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
 
   drafts.push(...(await lateUsageLines(q, cache, sub, state)));
 
+  const rounding = roundingLine(drafts, sub.currency, period);
+  if (rounding) drafts.push(rounding);
+
   const lines = drafts.map((d, i) => ({ lineNo: i + 1, ...d }));
   const sum = lines.reduce((s, l) => s.plus(l.amount), dec(0));
   const subtotal = formatMoney(sum, sub.currency);
   return { lines, subtotal, total: subtotal };
+}
+
+/**
+ * The cash-rounding line of an invoice whose currency is collected in steps of 10 minor units
+ * (BHD JOD KWD OMR TND), or null when the total is already collectible. The other lines stay exact.
+ */
+export function roundingLine(lines: Array<{ amountMinor: string }>, currency: string, period: Period): DraftLine | null {
+  const totalMinor = lines.reduce((s, l) => s + BigInt(l.amountMinor), 0n);
+  const adjust = cashRoundingMinor(totalMinor, currency);
+  if (adjust === '0') return null;
+  const amount = minorToMajor(adjust, currency);
+  return {
+    kind: 'rounding',
+    featureKey: null,
+    description: `Rounding to a collectible amount (multiples of ${minorToMajor(10, currency)} ${currency.toUpperCase()})`,
+    quantity: null,
+    unitPrice: null,
+    amountPrecise: amount,
+    amount,
+    amountMinor: adjust,
+    period,
+    planKey: null,
+    planVersion: null,
+    priceSnapshot: null,
+    details: null,
+  };
 }
 
 async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, state: TenantState): Promise<DraftLine[]> {

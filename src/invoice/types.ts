@@ -4,9 +4,12 @@ import { periodToJson, toIso, type Instant, type Period } from '../domain/period
 export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
 export const INVOICE_STATUSES: InvoiceStatus[] = ['draft', 'open', 'paid', 'void', 'uncollectible'];
 
-/** credit: a negative correction (late usage revised down), always with a reason. */
-export type LineKind = 'base_fee' | 'overage' | 'late_usage' | 'credit' | 'minimum';
-export const LINE_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum'];
+/**
+ * credit: a negative correction (late usage revised down), always with a reason.
+ * rounding: brings the total of a BHD/JOD/KWD/OMR/TND invoice to a collectible multiple of 10 minor units.
+ */
+export type LineKind = 'base_fee' | 'overage' | 'late_usage' | 'credit' | 'minimum' | 'rounding';
+export const LINE_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum', 'rounding'];
 
 /** Usage-derived kinds: together they are what was billed for a (tenant, feature, period). */
 export const USAGE_KINDS: LineKind[] = ['overage', 'minimum', 'late_usage', 'credit'];

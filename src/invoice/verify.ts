@@ -1,6 +1,6 @@
 import type { PlanFeature } from '../domain/catalog.js';
 import { dec, isDecimalString } from '../domain/decimal.js';
-import { roundMoney } from '../domain/money.js';
+import { cashRoundingMinor, cashStepMinor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
@@ -76,6 +76,35 @@ function checkInvoice(inv: Invoice, out: Violation[]): void {
   if (roundMoney(inv.total, inv.currency).minor !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} does not match total ${inv.total}`);
   if (minor.toString() !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} but line amounts in minor units sum to ${minor}`);
   if (dec(inv.total).isNegative() && !inv.lines.some((l) => l.kind === 'credit')) v('sign', `total ${inv.total} is negative without a credit line`);
+  checkCashRounding(inv, v);
+}
+
+/**
+ * BHD JOD KWD OMR TND are collected in multiples of 10 minor units: the total must be one,
+ * through at most one rounding line equal to what the rule computes from the other lines.
+ * Other currencies never carry a rounding line.
+ */
+function checkCashRounding(inv: Invoice, v: (check: string, message: string, line?: number) => void): void {
+  const step = cashStepMinor(inv.currency);
+  const rounding = inv.lines.filter((l) => l.kind === 'rounding');
+  if (step === 1) {
+    for (const l of rounding) v('rounding', `${inv.currency} is collected to the minor unit: a rounding line does not belong here`, l.lineNo);
+    return;
+  }
+  if (BigInt(inv.totalMinor) % BigInt(step) !== 0n) {
+    v('rounding', `total ${inv.total} ${inv.currency} is not collectible: ${inv.currency} is collected in multiples of ${step} minor units`);
+  }
+  if (rounding.length > 1) v('rounding', `${rounding.length} rounding lines (${rounding.map((l) => `#${l.lineNo}`).join(', ')}); at most one is allowed`);
+  const others = inv.lines.filter((l) => l.kind !== 'rounding').reduce((s, l) => s + BigInt(l.amountMinor), 0n);
+  const want = cashRoundingMinor(others, inv.currency);
+  const got = rounding.reduce((s, l) => s + BigInt(l.amountMinor), 0n).toString();
+  if (got !== want) {
+    v('rounding', `rounding of ${got} minor units but the other lines total ${others} minor units, which round by ${want}`, rounding[0]?.lineNo);
+  }
+  for (const l of rounding) {
+    const m = BigInt(l.amountMinor);
+    if (m === 0n || (m < 0n ? -m : m) * 2n > BigInt(step)) v('rounding', `rounding line of ${l.amountMinor} minor units is not a nonzero adjustment of at most half a step (${step / 2})`, l.lineNo);
+  }
 }
 
 function moneyOk(s: string, currency: string): boolean {
@@ -98,6 +127,7 @@ function checkLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: str
   if (roundMoney(l.amountPrecise, inv.currency).amount !== l.amount) {
     v('rounding', `amount ${l.amount} is not amount_precise ${l.amountPrecise} rounded once`);
   }
+  if (l.kind === 'rounding') return true; // checked against the whole invoice (checkCashRounding)
   const amt = dec(l.amount);
   if (l.kind === 'credit' ? !amt.isNegative() || amt.isZero() : amt.isNegative()) {
     v('sign', `${l.kind} line has amount ${l.amount}`);

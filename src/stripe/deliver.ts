@@ -8,6 +8,7 @@ import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { classifyStripeError, type CallFailure } from './client.js';
 import { startDunning } from './dunning-state.js';
+import { invoiceDrift } from './reconcile.js';
 import { loadTenantInvoice, recordPaid } from './local.js';
 import { METER_WINDOW } from './mapper.js';
 import {
@@ -91,6 +92,8 @@ type Outcome =
   | { type: 'done'; stripeId: string | null; object?: any; note?: string }
   | { type: 'blocked' }
   | { type: 'dead'; reason: string }
+  /** Refused before calling (Stripe would refuse it too): failed, like a 4xx. */
+  | { type: 'refused'; reason: string }
   | { type: 'postpone'; until: Instant };
 
 interface Handler {
@@ -204,6 +207,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
 
   invoice_item: {
     async prepare(ctx, row) {
+      if (row.payload.unsendable) return { type: 'refused', reason: row.payload.unsendable };
       const cut = row.localRef.lastIndexOf(':');
       const invoiceId = row.localRef.slice(0, cut);
       const lineNo = row.localRef.slice(cut + 1);
@@ -258,10 +262,11 @@ const HANDLERS: Record<OutboxKind, Handler> = {
         .update({ stripe_status: si.status, stripe_number: si.number ?? null, amount_due: si.amount_due, updated_at: ctx.now });
       const inv = await loadTenantInvoice(trx, row.tenantId, row.localRef);
       await audit(ctx, trx, row, row.localRef, 'invoice.finalized', { stripeInvoiceId: si.id, number: si.number, total: si.total, currency: si.currency });
-      if (inv && String(si.total) !== inv.totalMinor) {
-        const msg = `Stripe invoice ${si.id} totals ${si.total} ${si.currency} but local invoice ${inv.number} totals ${inv.totalMinor} (minor units)`;
-        ctx.report.warnings.push(msg);
-        await audit(ctx, trx, row, row.localRef, 'invoice.total_mismatch', { stripeTotal: si.total, localTotalMinor: inv.totalMinor });
+      if (inv) {
+        for (const d of invoiceDrift(inv, si, si.lines && !si.lines.has_more ? si.lines.data : undefined)) {
+          ctx.report.warnings.push(`Stripe invoice ${si.id}: ${d.message}`);
+          await audit(ctx, trx, row, row.localRef, `invoice.${d.field}_mismatch`, { field: d.field, ours: d.ours, stripe: d.stripe, currency: inv.currency });
+        }
       }
       // Stripe settles an invoice with nothing due on finalization.
       if (inv && si.status === 'paid' && inv.status === 'open') {
@@ -446,6 +451,11 @@ async function deliverRow(ctx: Ctx, row: OutboxRow): Promise<void> {
       await markDead(ctx.db.knex, row, outcome.reason, ctx.now);
       fail(ctx, row, 'dead', outcome.reason);
       return;
+    case 'refused': {
+      const result = await markFailed(ctx.db.knex, row, { retryable: false, message: outcome.reason }, ctx.now, ctx);
+      fail(ctx, row, result, outcome.reason);
+      return;
+    }
     case 'postpone':
       await postpone(ctx.db.knex, row, outcome.until, ctx.now);
       ctx.report.postponed++;

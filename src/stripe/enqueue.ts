@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import type { Invoice } from '../invoice/types.js';
 import { findInvoice } from '../invoice/repository.js';
@@ -31,6 +32,19 @@ const METER_CURSOR_KEY = 'stripe.meter_events.scanned_seq';
 const METER_RESCAN_SEQS = 100_000;
 const METER_BATCH = 2000;
 
+/**
+ * An item's parameters, or, for an amount Stripe's units cannot carry, a payload naming the
+ * problem: the row is queued anyway so delivery fails it by name instead of it vanishing.
+ */
+function itemPayload(ref: InvoiceRef, line: Invoice['lines'][number]): unknown {
+  try {
+    return invoiceItemParams(ref, line);
+  } catch (e) {
+    if (!(e instanceof BillingError)) throw e;
+    return { unsendable: `invoice ${ref.number} line ${line.lineNo}: ${e.message}` };
+  }
+}
+
 /** The outbox rows for one open invoice: create, one item per line, finalize, first payment attempt. */
 export function invoiceRows(inv: Invoice): NewOutboxRow[] {
   const ref: InvoiceRef = { tenantId: inv.tenantId, id: inv.id, number: inv.number, currency: inv.currency };
@@ -42,7 +56,7 @@ export function invoiceRows(inv: Invoice): NewOutboxRow[] {
       idempotencyKey: idempotencyKeys.invoiceItem(t, inv.id, line.lineNo),
       kind: 'invoice_item' as const,
       localRef: `${inv.id}:${line.lineNo}`,
-      payload: invoiceItemParams(ref, line),
+      payload: itemPayload(ref, line),
     })),
     { tenantId: t, idempotencyKey: idempotencyKeys.finalize(t, inv.id), kind: 'invoice_finalize', localRef: inv.id, payload: { auto_advance: false } },
     { tenantId: t, idempotencyKey: idempotencyKeys.pay(t, inv.id), kind: 'invoice_pay', localRef: inv.id, payload: {} },

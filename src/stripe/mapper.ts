@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
+import { toStripeUnits } from './currency.js';
 
 /**
  * Local objects → Stripe parameters and deterministic idempotency keys (pure). Amounts are
- * taken straight from the integer minor units the invoice stored (JPY 0 digits, KWD 3):
- * this is the only place money becomes a Stripe integer.
+ * converted from the exact major-unit amount the invoice stored into Stripe's units for the
+ * currency (stripe/currency.ts), never by reusing the local minor-unit integer: ISO and
+ * Stripe disagree on some currencies (ISK, MGA).
  */
 
 const MAX_KEY = 255; // Stripe's limit on Idempotency-Key
@@ -38,14 +39,6 @@ export function meterIdentifier(tenantId: string, seq: string): string {
 }
 
 export const toUnixSeconds = (t: Instant): number => Math.floor(t / 1000);
-
-/** Integer minor units (as stored) → the integer Stripe expects. */
-export function toStripeAmount(minor: string): number {
-  if (!/^-?\d+$/.test(minor)) throw new BillingError('internal', `amount "${minor}" is not an integer count of minor units`);
-  const n = Number(minor);
-  if (!Number.isSafeInteger(n)) throw new BillingError('invalid_input', `amount ${minor} (minor units) is too large for Stripe`);
-  return n;
-}
 
 function clip(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
@@ -95,7 +88,8 @@ export function invoiceParams(inv: InvoiceRef): InvoiceParams {
 export interface LineRef {
   lineNo: number;
   description: string;
-  amountMinor: string;
+  /** Major units, exact, in the invoice's currency. */
+  amount: string;
   period: { start: Instant; end: Instant };
 }
 
@@ -107,10 +101,11 @@ export interface InvoiceItemParams {
   metadata: { tenant_id: string; billing_invoice_id: string; billing_line_no: string };
 }
 
+/** Throws a BillingError when the line's amount cannot be carried in Stripe's units. */
 export function invoiceItemParams(inv: InvoiceRef, line: LineRef): InvoiceItemParams {
   const start = toUnixSeconds(line.period.start);
   return {
-    amount: toStripeAmount(line.amountMinor),
+    amount: toStripeUnits(line.amount, inv.currency),
     currency: inv.currency.toLowerCase(),
     description: clip(line.description, 5000),
     period: { start, end: Math.max(start, toUnixSeconds(line.period.end)) },

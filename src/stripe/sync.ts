@@ -173,6 +173,11 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
         params = { ...params, customer: await customerOf(r.tenantId) };
         break;
       case 'invoice_item':
+        if (r.payload.unsendable) {
+          out.errors.push({ tenantId: r.tenantId, kind: r.kind, ref: r.localRef, idempotencyKey: r.idempotencyKey, outcome: 'failed', message: r.payload.unsendable });
+          out.failed++;
+          continue;
+        }
         params = { ...params, customer: await customerOf(r.tenantId), invoice: await invoiceOf(r.tenantId, invoiceId) };
         break;
       case 'invoice_finalize':

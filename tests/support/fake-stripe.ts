@@ -276,6 +276,20 @@ export class FakeStripe {
     return this.customers().find((c) => c.metadata?.[key] === value) ?? null;
   }
 
+  /**
+   * Change a stored invoice behind billing's back (as a dashboard edit or a bug would):
+   * top-level fields, and line amounts by `metadata.billing_line_no`.
+   */
+  tamperInvoice(id: string, patch: { fields?: Obj; lineAmounts?: Record<string, number> }): void {
+    const inv = this.invoice(id);
+    Object.assign(inv, patch.fields ?? {});
+    for (const [no, amount] of Object.entries(patch.lineAmounts ?? {})) {
+      const line = inv.lines.data.find((l: Obj) => l.metadata?.billing_line_no === no);
+      if (!line) throw new Error(`invoice ${id} has no line ${no}`);
+      Object.assign(line, { amount, subtotal: amount });
+    }
+  }
+
   /** Delete a customer as the dashboard would (emits customer.deleted). */
   deleteCustomer(id: string): Obj {
     return this.doDeleteCustomer(id, null, null);
@@ -472,6 +486,8 @@ export class FakeStripe {
           params,
         )],
       ['GET', new RegExp(`^/v1/invoices/${id}$`), ({ m }) => clone(this.invoice(m[1]))],
+      ['GET', new RegExp(`^/v1/invoices/${id}/lines$`), ({ m, params }) =>
+        this.list(`/v1/invoices/${m[1]}/lines`, [...this.invoice(m[1]).lines.data].reverse().map(clone), params)],
       ['DELETE', new RegExp(`^/v1/invoices/${id}$`), ({ m }) => this.deleteDraft(m[1])],
       ['POST', new RegExp(`^/v1/invoices/${id}/finalize$`), ({ m, params, requestId, key, apiVersion }) => this.finalize(m[1], params, { id: requestId, key }, apiVersion)],
       ['POST', new RegExp(`^/v1/invoices/${id}/pay$`), ({ m, params, requestId, key, apiVersion }) => this.pay(m[1], params, { id: requestId, key }, apiVersion)],

@@ -7,25 +7,42 @@ export function register(program: Command): void {
   program
     .command('verify')
     .description('check the money invariants of every invoice; exit 1 listing the violations')
-    .action(async (_opts, cmd: Command) => {
+    .option('--stripe', "also compare every invoice synced to Stripe (lines, total, amount due) with Stripe's copy")
+    .action(async (opts: { stripe?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { verifyInvoices } = await import('../../invoice/verify.js');
-      const r = await withDb(ctx, (db) => verifyInvoices(db));
+      const r = await withDb(ctx, async (db) => {
+        const local = await verifyInvoices(db);
+        if (!opts.stripe) return { ...local, stripe: undefined };
+        const { stripeConfigFromEnv } = await import('../../stripe/config.js');
+        const { verifyAgainstStripe } = await import('../../stripe/reconcile.js');
+        const stripe = await verifyAgainstStripe(db, stripeConfigFromEnv(ctx.env));
+        return { ...local, ok: local.ok && stripe.drift.length === 0, stripe };
+      });
       if (!r.ok) process.exitCode = EXIT.failure;
       if (ctx.json) {
         printJson(r);
         return;
       }
-      if (r.ok) {
-        printLine(`ok: ${r.invoices} invoice(s), ${r.lines} line(s) checked, no violations`);
-        return;
+      const drift = r.stripe?.drift ?? [];
+      const against = r.stripe ? `; ${r.stripe.invoices} invoice(s) compared with Stripe` : '';
+      if (r.violations.length === 0) {
+        if (drift.length === 0) {
+          printLine(`ok: ${r.invoices} invoice(s), ${r.lines} line(s) checked, no violations${against ? `${against}, no drift` : ''}`);
+          return;
+        }
+      } else {
+        printLine(
+          formatTable(
+            ['check', 'tenant', 'invoice', 'line', 'problem'],
+            r.violations.map((v) => [v.check, v.tenantId ?? '', v.invoice ?? '', v.line ?? '', v.message]),
+          ),
+        );
+        printLine(`${r.violations.length} violation(s) in ${r.invoices} invoice(s), ${r.lines} line(s)`);
       }
-      printLine(
-        formatTable(
-          ['check', 'tenant', 'invoice', 'line', 'problem'],
-          r.violations.map((v) => [v.check, v.tenantId ?? '', v.invoice ?? '', v.line ?? '', v.message]),
-        ),
-      );
-      printLine(`${r.violations.length} violation(s) in ${r.invoices} invoice(s), ${r.lines} line(s)`);
+      if (r.stripe) {
+        for (const d of drift) printLine(`drift: ${d.message}`);
+        printLine(`${drift.length} difference(s) from Stripe in ${r.stripe.invoices} invoice(s)`);
+      }
     });
 }
