@@ -152,6 +152,12 @@ export async function markAttemptStarted(q: Q, row: OutboxRow, now: Instant): Pr
   row.firstAttemptAt = now;
 }
 
+/** The key's 24 h at Stripe start again with this call (every earlier answer was a refusal, so nothing was saved). */
+export async function restartKeyWindow(q: Q, row: OutboxRow, now: Instant): Promise<void> {
+  await where(q, row).update({ first_attempt_at: now });
+  row.firstAttemptAt = now;
+}
+
 /** Returns false when another process recorded this row first (its effects are already applied). */
 export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, now: Instant, note: string | null = null): Promise<boolean> {
   const n = await where(q, row).where('status', 'pending').update({
