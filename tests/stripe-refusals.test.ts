@@ -56,6 +56,33 @@ describeEachDb('stripe refusals', (t) => {
     expect((await db.knex('invoices').where({ id: 'in_tokyo_2026_02' }).first()).status).toBe('paid');
   });
 
+  it('a payment whose invoice is known as a Stripe draft after its finalize was sent looks first and never pays a draft', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    fake.inject({ method: 'POST', path: /\/pay$/, times: 1000, fault: { kind: 'status', status: 500 } });
+    await stripeSync(db, syncOpts(T0, { tenantId: 'tokyo' }));
+    fake.clearFaults();
+    const mapping = db.knex('stripe_invoices').where({ tenant_id: 'tokyo', invoice_id: 'in_tokyo_2026_02' });
+    const sid = (await mapping.clone().first()).stripe_invoice_id;
+    // Seen as a draft since (e.g. by dunning), while Stripe still answers so.
+    await mapping.clone().update({ stripe_status: 'draft' });
+    fake.inject({ method: 'GET', path: `/v1/invoices/${sid}`, times: 1000, fault: { kind: 'canned', body: { id: sid, object: 'invoice', status: 'draft', metadata: {} } } });
+    const pays = () => fake.requests.filter((q) => /\/pay$/.test(q.path)).length;
+    const before = pays();
+    const r = await stripeSync(db, syncOpts(T0 + HOUR, { tenantId: 'tokyo' }));
+    expect(r.errors.map((e) => [e.kind, e.outcome, e.message])).toEqual([
+      ['invoice_pay', 'failed', `Stripe invoice ${sid} is still a draft although its finalize call was sent: no payment attempt; finalize it at Stripe, then run \`billing stripe retry\``],
+    ]);
+    expect(pays()).toBe(before);
+    expect(r.outstanding).toEqual({ failed: 1, dead: 0, stalledDrafts: 1 });
+
+    // Stripe has it open after all: the retry reads that, pays, and records what Stripe holds.
+    fake.clearFaults();
+    const again = await stripeRetry(db, syncOpts(T0 + 2 * HOUR, { tenantId: 'tokyo' }));
+    expect(again).toMatchObject({ paid: 1, errors: [], outstanding: { failed: 0, dead: 0, stalledDrafts: 0 } });
+    expect((await mapping.clone().first()).stripe_status).toBe('paid');
+  });
+
   it('a dunning retry that finds the Stripe invoice a draft keeps dunning open and never pays the draft', async () => {
     const { db } = t();
     await seedScenario(db.knex);
