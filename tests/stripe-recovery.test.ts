@@ -2,7 +2,7 @@ import Stripe from 'stripe';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
 import { FakeStripe } from './support/fake-stripe.js';
-import { HOUR, SCENARIO, T0, mirrorProblems, seedOpenInvoice, seedScenario, seedTenant } from './support/stripe-scenario.js';
+import { HOUR, SCENARIO, T0, mirrorProblems, seedMeteredUsage, seedOpenInvoice, seedScenario, seedTenant } from './support/stripe-scenario.js';
 import type { StripeConfig } from '../src/stripe/config.js';
 import { stripeRetry, stripeSync, type SyncOptions } from '../src/stripe/sync.js';
 
@@ -135,4 +135,22 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     expect(fake.customers()).toHaveLength(1);
     expect((await db.knex('tenants').where({ id: 'acme' }).first()).stripe_customer_id).toBe(fake.customers()[0].id);
   });
+
+  it('re-sends a meter event Stripe only ever refused, even past 24 h (nothing was recorded)', async () => {
+    const { db } = t();
+    await seedTenant(db.knex, 'acme', 'USD', 'sub_acme');
+    await seedMeteredUsage(db.knex, [{ tenantId: 'acme', eventId: 'ev-1', quantity: '5', occurredAt: T0 - HOUR }]);
+    fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 1000, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'No active meter found' } });
+    const first = await stripeSync(db, syncOpts(T0));
+    expect(first.errors.map((e) => [e.kind, e.outcome])).toEqual([['meter_event', 'failed']]);
+    fake.clearFaults();
+    fake.setNow(LATER);
+    const again = await stripeRetry(db, syncOpts(LATER));
+    expect(again.errors).toEqual([]);
+    expect(again.sent).toEqual({ meter_event: 1 });
+    expect(fake.meterEvents()).toHaveLength(1);
+    const row = await db.knex('stripe_outbox').where({ tenant_id: 'acme', kind: 'meter_event' }).first();
+    expect(Number(row.first_attempt_at)).toBe(LATER); // the key's window restarted with the re-send
+  });
+
 });
