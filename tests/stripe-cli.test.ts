@@ -113,18 +113,32 @@ describeEachDb('stripe CLI', (t) => {
     expect(fake.meterEvents().map((e) => e.payload.value).sort()).toEqual(['2', '3']);
   });
 
-  it('counts "already exists with identifier" as delivered', async () => {
+  it('does not re-send a meter event whose outcome is unknown past Stripe\'s 24 h window: it goes to the dead letters', async () => {
     const { db, url } = t();
     await seedTenant(db.knex, 'acme', 'USD', 'sub_acme');
     await seedMeteredUsage(db.knex, [{ tenantId: 'acme', eventId: 'ev-1', quantity: '5', occurredAt: T0 - HOUR }]);
-    // First run: Stripe records the event, the answer is lost and the key then expires.
-    fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 3, fault: { kind: 'hang', after: 'process' } });
+    // First run: Stripe records the event, every answer is lost.
+    fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 100, fault: { kind: 'hang', after: 'process' } });
     const lost = JSON.parse((await spawnBilling(['stripe', 'sync', '--json', '--rate', '1000', '--timeout', '300'], { db: url, now: T0, fake }).done).stdout);
+    fake.clearFaults();
     expect(lost.retryLater).toBe(1);
+    const sends = () => fake.requests.filter((q) => q.path === '/v1/billing/meter_events').length;
+    const before = sends();
+
     fake.setNow(T0 + 25 * HOUR);
-    const healed = await spawnBilling(['stripe', 'sync', '--json', ...FAST], { db: url, now: T0 + 25 * HOUR, fake }).done;
-    expect(healed.code).toBe(0);
-    expect(JSON.parse(healed.stdout).sent).toEqual({ meter_event: 1 });
+    const late = await spawnBilling(['stripe', 'sync', '--json', ...FAST], { db: url, now: T0 + 25 * HOUR, fake }).done;
+    expect(late.code).toBe(3);
+    expect(JSON.parse(late.stdout).errors).toEqual([
+      expect.objectContaining({ kind: 'meter_event', outcome: 'dead', message: expect.stringMatching(/event_id ev-1\) of tenant acme: outcome unknown past Stripe's 24 h idempotency window \(first sent 2026-03-01T00:30:00\.000Z; last error: network: /) }),
+    ]);
+    expect(sends()).toBe(before);
+    const status = JSON.parse((await spawnBilling(['stripe', 'status', '--json'], { db: url, now: T0 + 25 * HOUR, fake }).done).stdout);
+    expect(status.counts).toMatchObject({ dead: 1, pending: 0 });
+
+    // The operator revives it: Stripe answers that it has the identifier, which counts as delivered.
+    const revived = await spawnBilling(['stripe', 'retry', '--dead', '--json', ...FAST], { db: url, now: T0 + 26 * HOUR, fake }).done;
+    expect(revived.code).toBe(0);
+    expect(JSON.parse(revived.stdout).sent).toEqual({ meter_event: 1 });
     expect(fake.meterEvents()).toHaveLength(1);
     const last = fake.requests.filter((q) => q.path === '/v1/billing/meter_events').pop()!;
     expect(last.status).toBe(400);

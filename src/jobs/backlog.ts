@@ -9,7 +9,8 @@ import { readState } from '../aggregate/watermark.js';
 export interface Backlog {
   /** Events the aggregate stage has not seen yet (above its watermark, or in a hole). */
   aggregation: { eventsWaiting: number; watermark: number | null };
-  stripeOutbox: { pending: number; due: number; failed: number; dead: number } | null;
+  /** stalledDrafts: open invoices whose Stripe copy is a draft with no finalize call left to send. */
+  stripeOutbox: { pending: number; due: number; failed: number; dead: number; stalledDrafts: number } | null;
   /** Subscription periods that have ended without a (non-void) invoice. */
   invoicing: { periodsWaiting: number; oldestPeriodEnd: string | null } | null;
 }
@@ -54,7 +55,9 @@ async function stripeOutbox(db: Db, now: number): Promise<Backlog['stripeOutbox'
   const rows = await db.knex('stripe_outbox').whereIn('status', ['pending', 'failed', 'dead']).select('status').count('* as n').groupBy('status');
   const by = new Map(rows.map((r) => [String(r.status), Number(r.n)]));
   const [due] = await db.knex('stripe_outbox').whereIn('status', ['pending', 'failed']).where('next_attempt_at', '<=', now).count('* as n');
-  return { pending: by.get('pending') ?? 0, due: Number(due?.n ?? 0), failed: by.get('failed') ?? 0, dead: by.get('dead') ?? 0 };
+  const { outboxProblems } = await import('../stripe/outbox.js');
+  const { stalledDrafts } = await outboxProblems(db.knex);
+  return { pending: by.get('pending') ?? 0, due: Number(due?.n ?? 0), failed: by.get('failed') ?? 0, dead: by.get('dead') ?? 0, stalledDrafts };
 }
 
 export async function backlog(db: Db, now: number): Promise<Backlog> {

@@ -20,6 +20,8 @@ export interface StageReport {
   reason?: string;
   /** Why a stage was skipped: not set up, busy in another process, or its tick already ran. */
   skipped?: 'unavailable' | 'locked' | 'tick_done';
+  /** Succeeded, but left something for a person (e.g. Stripe calls refused): `billing run` exits 3. */
+  attention?: string;
   durationMs: number;
 }
 
@@ -102,7 +104,8 @@ export async function runStage(db: Db, stage: Stage, opts: RunStageOptions): Pro
       }
       const out = await recordJobRun(db, meta, () => stage.run(db, stageOpts));
       if (out.status === 'succeeded') {
-        return { job: stage.job, status: 'succeeded', counts: out.counts, durationMs: out.durationMs };
+        const attention = (await stage.attention?.(out.value)) ?? null;
+        return { job: stage.job, status: 'succeeded', counts: out.counts, ...(attention ? { attention } : {}), durationMs: out.durationMs };
       }
       return { job: stage.job, status: 'failed', error: errorInfo(out.error), durationMs: out.durationMs };
     },

@@ -34,6 +34,14 @@ export interface Stage {
   plan?(db: Db, opts: StageOptions): Promise<unknown>;
   /** Why the stage cannot run in this setup (e.g. Stripe not configured), or null. */
   unavailable?(opts: StageOptions, mode: 'run' | 'plan'): string | null;
+  /** What a finished run left for a person (e.g. Stripe calls refused), or null: `billing run` then exits 3. */
+  attention?(result: any): Promise<string | null>;
+}
+
+async function stripeAttention(result: { outstanding?: import('../stripe/outbox.js').OutboxProblems }): Promise<string | null> {
+  if (!result?.outstanding) return null;
+  const { problemsText } = await import('../stripe/outbox.js');
+  return problemsText(result.outstanding);
 }
 
 function needsStripeKey(o: StageOptions, mode: 'run' | 'plan'): string | null {
@@ -81,6 +89,7 @@ export const STAGES: Stage[] = [
       const { stripeSync } = await import('../stripe/sync.js');
       return stripeSync(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe! });
     },
+    attention: stripeAttention,
     async plan(db, o) {
       const { stripeSync } = await import('../stripe/sync.js');
       return stripeSync(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe!, dryRun: true });
@@ -93,6 +102,7 @@ export const STAGES: Stage[] = [
       const { stripeRetry } = await import('../stripe/sync.js');
       return stripeRetry(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe! });
     },
+    attention: stripeAttention,
   },
   {
     job: 'dunning',
@@ -100,6 +110,9 @@ export const STAGES: Stage[] = [
     async run(db, o) {
       const { runDunning } = await import('../stripe/dunning.js');
       return runDunning(db, { now: o.now, actor: o.actor, tenantId: o.tenantId, stripe: o.stripe! });
+    },
+    async attention(r: { errors: Array<{ tenantId: string; invoiceId: string; message: string }> }) {
+      return r.errors.length ? `dunning: ${r.errors.length} error(s), e.g. ${r.errors[0].tenantId} ${r.errors[0].invoiceId}: ${r.errors[0].message}` : null;
     },
   },
 ];

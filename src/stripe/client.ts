@@ -55,6 +55,17 @@ export function isStripeError(e: unknown): boolean {
   return typeof (e as StripeLikeError | null)?.type === 'string' && /^Stripe/.test((e as StripeLikeError).type!);
 }
 
+/**
+ * Whether Stripe may have executed the row's last call: no answer at all (network, timeout, a
+ * run killed mid-call), a 409 (the key's first request still running) or a 5xx. Read from the
+ * row's last_error, which holds the `message` built below.
+ */
+export function outcomeUnknown(row: { firstAttemptAt: number | null; lastError: string | null }): boolean {
+  if (row.firstAttemptAt === null) return false;
+  if (row.lastError === null) return true;
+  return /^(network:|409\b|5\d\d\b)/.test(row.lastError);
+}
+
 export function classifyStripeError(e: unknown): CallFailure {
   if (!isStripeError(e)) throw e;
   const err = e as StripeLikeError;

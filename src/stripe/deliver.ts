@@ -6,7 +6,7 @@ import { toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
-import { classifyStripeError, type CallFailure } from './client.js';
+import { classifyStripeError, outcomeUnknown, type CallFailure } from './client.js';
 import { startDunning } from './dunning-state.js';
 import { invoiceDrift } from './reconcile.js';
 import { loadTenantInvoice, recordPaid } from './local.js';
@@ -18,6 +18,7 @@ import {
   markFailed,
   markSent,
   postpone,
+  restartKeyWindow,
   type FailureOutcome,
   type OutboxKind,
   type OutboxRow,
@@ -92,8 +93,8 @@ type Outcome =
   | { type: 'done'; stripeId: string | null; object?: any; note?: string }
   | { type: 'blocked' }
   | { type: 'dead'; reason: string }
-  /** Refused before calling (Stripe would refuse it too): failed, like a 4xx. */
-  | { type: 'refused'; reason: string }
+  /** Refused here (not by Stripe): failed with this reason, re-driven by `billing stripe retry`. */
+  | { type: 'failed'; reason: string }
   | { type: 'postpone'; until: Instant };
 
 interface Handler {
@@ -110,7 +111,24 @@ interface Handler {
 const call = (fn: () => Promise<any>): Outcome => ({ type: 'call', call: fn });
 const done = (stripeId: string | null, object?: any, note?: string): Outcome => ({ type: 'done', stripeId, object, note });
 const dead = (reason: string): Outcome => ({ type: 'dead', reason });
+const failed = (reason: string): Outcome => ({ type: 'failed', reason });
 const BLOCKED: Outcome = { type: 'blocked' };
+
+/** Thrown inside a call when this side cannot safely go on (e.g. an ambiguous recovery): the row fails with the message. */
+class Refusal extends Error {}
+
+/**
+ * Of the objects a search or list returned, the one that is ours by metadata: a search may
+ * return anything (stale, canned or another tenant's), so a result is never taken on trust.
+ * None: not found (create anew). Several: refuse rather than guess.
+ */
+function exactlyOurs<T extends { id: string; metadata?: Record<string, string> | null }>(found: T[], want: Record<string, string>, what: string): T | null {
+  const mine = found.filter((o) => Object.entries(want).every(([k, v]) => o.metadata?.[k] === v));
+  if (mine.length > 1) {
+    throw new Refusal(`${mine.length} Stripe ${what}s carry metadata ${JSON.stringify(want)} (${mine.map((o) => o.id).join(', ')}): cannot tell which is ours; remove the extra one at Stripe, then run \`billing stripe retry\``);
+  }
+  return mine[0] ?? null;
+}
 
 function keyExpired(ctx: Ctx, row: OutboxRow): boolean {
   return row.firstAttemptAt !== null && ctx.now - row.firstAttemptAt >= KEY_TTL_MS;
@@ -154,8 +172,9 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       if (tenant.stripe_customer_id) return done(tenant.stripe_customer_id, undefined, 'tenant already had a Stripe customer');
       return call(async () => {
         if (keyExpired(ctx, row)) {
-          const found = await ctx.stripe.customers.search({ query: `metadata['tenant_id']:${quoted(row.tenantId)}`, limit: 1 });
-          if (found.data[0]) return found.data[0];
+          const found = await ctx.stripe.customers.search({ query: `metadata['tenant_id']:${quoted(row.tenantId)}`, limit: 10 });
+          const mine = exactlyOurs(found.data, { tenant_id: row.tenantId }, 'customer');
+          if (mine) return mine;
         }
         return ctx.stripe.customers.create(row.payload, { idempotencyKey: row.idempotencyKey });
       });
@@ -179,8 +198,9 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       return call(async () => {
         if (keyExpired(ctx, row)) {
           const query = `metadata['billing_invoice_id']:${quoted(inv.id)} AND metadata['tenant_id']:${quoted(row.tenantId)}`;
-          const found = await ctx.stripe.invoices.search({ query, limit: 1 });
-          if (found.data[0]) return found.data[0];
+          const found = await ctx.stripe.invoices.search({ query, limit: 10 });
+          const mine = exactlyOurs(found.data, { tenant_id: row.tenantId, billing_invoice_id: inv.id }, 'invoice');
+          if (mine) return mine;
         }
         return ctx.stripe.invoices.create({ ...row.payload, customer }, { idempotencyKey: row.idempotencyKey });
       });
@@ -207,7 +227,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
 
   invoice_item: {
     async prepare(ctx, row) {
-      if (row.payload.unsendable) return { type: 'refused', reason: row.payload.unsendable };
+      if (row.payload.unsendable) return failed(row.payload.unsendable);
       const cut = row.localRef.lastIndexOf(':');
       const invoiceId = row.localRef.slice(0, cut);
       const lineNo = row.localRef.slice(cut + 1);
@@ -221,9 +241,10 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       const stripeInvoice: string = r.mapped.stripe_invoice_id;
       return call(async () => {
         if (keyExpired(ctx, row)) {
-          for await (const ii of ctx.stripe.invoiceItems.list({ invoice: stripeInvoice, limit: 100 })) {
-            if (ii.metadata?.billing_invoice_id === invoiceId && ii.metadata?.billing_line_no === lineNo) return ii;
-          }
+          const listed: Stripe.InvoiceItem[] = [];
+          for await (const ii of ctx.stripe.invoiceItems.list({ invoice: stripeInvoice, limit: 100 })) listed.push(ii);
+          const mine = exactlyOurs(listed, { tenant_id: row.tenantId, billing_invoice_id: invoiceId, billing_line_no: lineNo }, 'invoice item');
+          if (mine) return mine;
         }
         return ctx.stripe.invoiceItems.create({ ...row.payload, customer, invoice: stripeInvoice }, { idempotencyKey: row.idempotencyKey });
       });
@@ -284,10 +305,26 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       const sid: string = r.mapped.stripe_invoice_id;
       const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
       if (!inv || inv.status !== 'open') return done(sid, undefined, `local invoice is ${inv?.status ?? 'gone'}; no payment attempt`);
-      if (r.mapped.stripe_status === 'draft') return BLOCKED;
-      if (r.mapped.stripe_status !== 'open') return done(sid, undefined, `Stripe invoice is ${r.mapped.stripe_status}; no payment attempt`);
+      let draft = false;
+      if (r.mapped.stripe_status === 'draft') {
+        // Stripe finalizes a draft it is asked to charge: never pay one, or lines still missing would never be billed.
+        const fin = await ctx.db.knex('stripe_outbox').where({ tenant_id: row.tenantId, kind: 'invoice_finalize', local_ref: row.localRef }).first();
+        if (fin?.status === 'pending') return BLOCKED;
+        if (fin?.status !== 'sent') {
+          const why = fin ? `its finalize call is ${fin.status}${fin.last_error ? ` (${fin.last_error})` : ''}` : 'no finalize call is queued';
+          return failed(`Stripe invoice ${sid} is still a draft and ${why}: no payment attempt; fix the cause, then run \`billing stripe retry\``);
+        }
+        draft = true;
+      } else if (r.mapped.stripe_status !== 'open') {
+        return done(sid, undefined, `Stripe invoice is ${r.mapped.stripe_status}; no payment attempt`);
+      }
       return call(async () => {
-        if (keyExpired(ctx, row)) {
+        if (draft) {
+          // Finalized as far as the outbox knows: ask Stripe what it really holds.
+          const si = await ctx.stripe.invoices.retrieve(sid);
+          if (si.status === 'draft') throw new Refusal(`Stripe invoice ${sid} is still a draft although its finalize call was sent: no payment attempt; finalize it at Stripe, then run \`billing stripe retry\``);
+          if (si.status !== 'open') return si;
+        } else if (keyExpired(ctx, row)) {
           const si = await ctx.stripe.invoices.retrieve(sid);
           if (si.status !== 'open') return si;
         }
@@ -377,11 +414,20 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       if (at > ctx.now + METER_WINDOW.futureMs) return { type: 'postpone', until: at - METER_WINDOW.futureMs };
       const customer = await customerOf(ctx, row.tenantId);
       if (!customer) return BLOCKED;
+      if (keyExpired(ctx, row)) {
+        // Stripe dedupes identifiers, like keys, for "at least 24 hours" only: past that a resend may count twice.
+        if (outcomeUnknown(row)) {
+          const last = row.lastError ?? 'the run stopped mid-call';
+          return dead(`${what}: outcome unknown past Stripe's 24 h idempotency window (first sent ${toIso(row.firstAttemptAt!)}; last error: ${last}); not re-sent, as Stripe may already count it: check the meter at Stripe, and only if the event is missing run \`billing stripe retry --dead\``);
+        }
+        // Every earlier answer was a refusal (nothing recorded): this call opens a new window.
+        await restartKeyWindow(ctx.db.knex, row, ctx.now);
+      }
       const params = { event_name: p.event_name, identifier: p.identifier, timestamp: p.timestamp, payload: { stripe_customer_id: customer, value: p.payload.value } };
       return call(() => ctx.stripe.billing.meterEvents.create(params, { idempotencyKey: row.idempotencyKey }));
     },
     async recover(_ctx, row, failure) {
-      // Stripe keeps identifiers longer than idempotency keys: a duplicate means it was delivered.
+      // A duplicate identifier means Stripe has it.
       return failure.kind === 'rejected' && /already exists with identifier/i.test(failure.message) ? done(row.payload.identifier, undefined, 'already delivered') : null;
     },
     idOf: (e) => e.identifier,
@@ -402,6 +448,7 @@ async function attempt(ctx: Ctx, row: OutboxRow, h: Handler, fn: () => Promise<a
       const object = await ctx.limit(fn);
       return done(h.idOf(object), object);
     } catch (e) {
+      if (e instanceof Refusal) return failed(e.message);
       failure = classifyStripeError(e);
     }
     if (failure.status === 401) {
@@ -432,8 +479,7 @@ async function deliverRow(ctx: Ctx, row: OutboxRow): Promise<void> {
   const h = HANDLERS[row.kind];
   let outcome: Outcome | null = await h.prepare(ctx, row);
   if (outcome.type === 'call') {
-    // Meter events need no note: Stripe's duplicate-identifier answer covers expired keys.
-    if (row.kind !== 'meter_event') await markAttemptStarted(ctx.db.knex, row, ctx.now);
+    await markAttemptStarted(ctx.db.knex, row, ctx.now);
     outcome = await attempt(ctx, row, h, outcome.call);
     if (!outcome) return;
   }
@@ -451,7 +497,7 @@ async function deliverRow(ctx: Ctx, row: OutboxRow): Promise<void> {
       await markDead(ctx.db.knex, row, outcome.reason, ctx.now);
       fail(ctx, row, 'dead', outcome.reason);
       return;
-    case 'refused': {
+    case 'failed': {
       const result = await markFailed(ctx.db.knex, row, { retryable: false, message: outcome.reason }, ctx.now, ctx);
       fail(ctx, row, result, outcome.reason);
       return;

@@ -77,8 +77,16 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
   report.attempted++;
   let invoice: { id: string; status: string | null; status_transitions?: { paid_at?: number | null } } | null = null;
   let failure: string | null = null;
+  const mapped = await db.knex('stripe_invoices').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).first();
   try {
-    invoice = await limit(() => ctx.stripe.invoices.pay(row.stripe_invoice_id, {}, { idempotencyKey: idempotencyKeys.dunning(inv.tenantId, inv.id, retry) }));
+    // Stripe finalizes a draft it is asked to charge: look before paying one that was seen as a draft.
+    if (mapped?.stripe_status === 'draft') {
+      invoice = await limit(() => ctx.stripe.invoices.retrieve(row.stripe_invoice_id));
+      if (invoice.status !== 'draft') {
+        await db.knex('stripe_invoices').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ stripe_status: invoice.status, updated_at: opts.now });
+      }
+    }
+    if (invoice?.status !== 'draft') invoice = await limit(() => ctx.stripe.invoices.pay(row.stripe_invoice_id, {}, { idempotencyKey: idempotencyKeys.dunning(inv.tenantId, inv.id, retry) }));
   } catch (e) {
     const f = classifyStripeError(e);
     if (f.kind === 'retry') {
@@ -97,6 +105,17 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
     const paidAt = invoice.status_transitions?.paid_at ? Number(invoice.status_transitions.paid_at) * 1000 : opts.now;
     await withTx(db, (trx) => recordPaid(db, trx, inv, { now: opts.now, actor: opts.actor, paidAt, reference: invoice!.id }));
     report.recovered++;
+    return;
+  }
+  if (invoice?.status === 'draft') {
+    // Nothing was charged and the invoice is still owed: dunning stays open (same retry, next run);
+    // the draft shows in `billing status --strict` until it is finalized.
+    const message = `Stripe invoice ${row.stripe_invoice_id} is a draft: it must be finalized before its payment can be retried; dunning stays open`;
+    await withTx(db, async (trx) => {
+      await trx('stripe_dunning').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ last_error: message, updated_at: opts.now });
+      await trx('stripe_invoices').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ stripe_status: 'draft', updated_at: opts.now });
+    });
+    report.errors.push({ tenantId: inv.tenantId, invoiceId: inv.id, message });
     return;
   }
   if (invoice && invoice.status !== 'open') {

@@ -152,6 +152,12 @@ export async function markAttemptStarted(q: Q, row: OutboxRow, now: Instant): Pr
   row.firstAttemptAt = now;
 }
 
+/** The key's 24 h at Stripe start again with this call (every earlier answer was a refusal, so nothing was saved). */
+export async function restartKeyWindow(q: Q, row: OutboxRow, now: Instant): Promise<void> {
+  await where(q, row).update({ first_attempt_at: now });
+  row.firstAttemptAt = now;
+}
+
 /** Returns false when another process recorded this row first (its effects are already applied). */
 export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, now: Instant, note: string | null = null): Promise<boolean> {
   const n = await where(q, row).where('status', 'pending').update({
@@ -207,6 +213,49 @@ export async function markDead(q: Q, row: OutboxRow, reason: string, now: Instan
 /** Move a row's next attempt (e.g. usage not yet inside Stripe's timestamp window). */
 export async function postpone(q: Q, row: OutboxRow, until: Instant, now: Instant): Promise<void> {
   await where(q, row).update({ next_attempt_at: until, updated_at: now });
+}
+
+export interface OutboxProblems {
+  /** Rows Stripe (or recovery) refused, waiting for `billing stripe retry`. */
+  failed: number;
+  /** Rows given up on, waiting for an operator (`billing stripe retry --dead`). */
+  dead: number;
+  /** Open invoices whose Stripe copy is a draft with no finalize call left to send (lines missing or refused). */
+  stalledDrafts: number;
+}
+
+/** What needs a person, for exit codes and `billing status --strict`. */
+export async function outboxProblems(q: Q, tenantId?: string): Promise<OutboxProblems> {
+  const rows = q('stripe_outbox').whereIn('status', ['failed', 'dead']).select('status').count({ n: '*' }).groupBy('status');
+  if (tenantId) rows.andWhere('tenant_id', tenantId);
+  const by = new Map((await rows).map((r: any) => [String(r.status), Number(r.n)]));
+  const drafts = q('stripe_invoices as s')
+    .join('invoices as i', (j) => j.on('i.tenant_id', 's.tenant_id').andOn('i.id', 's.invoice_id'))
+    .where('i.status', 'open')
+    .andWhere('s.stripe_status', 'draft')
+    .whereNotExists(
+      q('stripe_outbox as o')
+        .select(q.raw('1'))
+        .whereRaw('o.tenant_id = s.tenant_id')
+        .andWhere('o.kind', 'invoice_finalize')
+        .andWhere('o.status', 'pending')
+        .andWhereRaw('o.local_ref = s.invoice_id'),
+    )
+    .count({ n: '*' });
+  if (tenantId) drafts.andWhere('s.tenant_id', tenantId);
+  const [d] = await drafts;
+  return { failed: by.get('failed') ?? 0, dead: by.get('dead') ?? 0, stalledDrafts: Number((d as any)?.n ?? 0) };
+}
+
+/** One line naming what needs a person, or null when nothing does. */
+export function problemsText(p: OutboxProblems): string | null {
+  if (p.failed + p.dead + p.stalledDrafts === 0) return null;
+  const parts = [
+    p.failed ? `${p.failed} call(s) refused (failed)` : '',
+    p.dead ? `${p.dead} call(s) given up on (dead)` : '',
+    p.stalledDrafts ? `${p.stalledDrafts} open invoice(s) left as drafts at Stripe` : '',
+  ].filter(Boolean);
+  return `Stripe: ${parts.join(', ')}; see \`billing stripe status\``;
 }
 
 /** Make failed (and optionally dead) rows pending and due now; returns how many. */

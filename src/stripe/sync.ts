@@ -8,7 +8,19 @@ import type { StripeConfig } from './config.js';
 import { deliver, emptyDeliveryReport, type DeliveryError, type DeliveryReport } from './deliver.js';
 import { enqueueMissing, findPending, invoiceRows } from './enqueue.js';
 import { METER_WINDOW } from './mapper.js';
-import { DEFAULT_MAX_ATTEMPTS, KIND_ORDER, dueRows, requeue, rowFromDb, type NewOutboxRow, type OutboxKind, type OutboxRow, type OutboxStatus } from './outbox.js';
+import {
+  DEFAULT_MAX_ATTEMPTS,
+  KIND_ORDER,
+  dueRows,
+  outboxProblems,
+  requeue,
+  rowFromDb,
+  type NewOutboxRow,
+  type OutboxKind,
+  type OutboxProblems,
+  type OutboxRow,
+  type OutboxStatus,
+} from './outbox.js';
 import { createLimiter } from './pool.js';
 
 export type { StripeConfig } from './config.js';
@@ -51,12 +63,21 @@ export interface SyncReport extends DeliveryReport {
   requeued: number;
   /** Dry run: the calls that would be made, in order. */
   planned: PlannedCall[];
+  /** After this run, in its scope: what still needs a person (any of it makes the CLI exit 3). */
+  outstanding: OutboxProblems;
 }
 
 const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function report(dryRun: boolean): SyncReport {
-  return { ...emptyDeliveryReport(), dryRun, queued: { customers: 0, invoices: 0, voids: 0, meterEvents: 0, rows: 0 }, requeued: 0, planned: [] };
+  return {
+    ...emptyDeliveryReport(),
+    dryRun,
+    queued: { customers: 0, invoices: 0, voids: 0, meterEvents: 0, rows: 0 },
+    requeued: 0,
+    planned: [],
+    outstanding: { failed: 0, dead: 0, stalledDrafts: 0 },
+  };
 }
 
 async function checkMeters(db: Db, stripe: StripeClient, tenantId: string | undefined, warnings: string[]): Promise<void> {
@@ -100,6 +121,7 @@ export async function stripeSync(db: Db, opts: SyncOptions): Promise<SyncReport>
   out.queued = { customers: queued.customers, invoices: queued.invoices, voids: queued.voids, meterEvents: queued.meterEvents, rows: queued.rows };
   await checkMeters(db, stripe, opts.tenantId, out.warnings);
   await deliver(db, stripe, deliverOptions(opts, KIND_ORDER), out);
+  out.outstanding = await outboxProblems(db.knex, opts.tenantId);
   return out;
 }
 
@@ -115,6 +137,7 @@ export async function stripeRetry(db: Db, opts: SyncOptions & { includeDead?: bo
     return n;
   });
   await deliver(db, stripe, deliverOptions(opts, KIND_ORDER), out);
+  out.outstanding = await outboxProblems(db.knex, opts.tenantId);
   return out;
 }
 
@@ -162,6 +185,7 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
     out.dead++;
   };
 
+  out.outstanding = await outboxProblems(db.knex, opts.tenantId);
   for (const r of rows) {
     const invoiceId = r.kind === 'invoice_item' ? r.localRef.slice(0, r.localRef.lastIndexOf(':')) : r.localRef;
     let sid = '';

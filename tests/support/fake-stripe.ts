@@ -33,7 +33,9 @@ export type Fault =
   /** Hold the request for `ms` with its key "in use" (409 to a concurrent retry), then execute. */
   | { kind: 'delay'; ms: number }
   /** Execute and save, then await `notify` (e.g. SIGKILL the client) before answering. */
-  | { kind: 'accepted'; notify: (info: AcceptedInfo) => void | Promise<void> };
+  | { kind: 'accepted'; notify: (info: AcceptedInfo) => void | Promise<void> }
+  /** Answer 200 with this body, executing nothing (e.g. a search returning someone else's objects). */
+  | { kind: 'canned'; body: unknown };
 
 export interface FaultRule {
   method?: string;
@@ -373,6 +375,10 @@ export class FakeStripe {
       const code = fault.code ?? (fault.status === 429 ? 'rate_limit' : undefined);
       const message = fault.message ?? (fault.status === 429 ? 'Too many requests hit the API too quickly.' : 'An unknown error occurred.');
       sendError(new ApiError(fault.status, { type, message, ...(code ? { code } : {}) }, retry));
+      return;
+    }
+    if (fault?.kind === 'canned') {
+      send(200, fault.body);
       return;
     }
     if ((fault?.kind === 'hang' || fault?.kind === 'reset') && (fault.after ?? 'receive') === 'receive') {

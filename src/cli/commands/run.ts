@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { formatTable, printErr, printJson, printLine } from '../output.js';
 
 export function register(program: Command): void {
   program
@@ -45,6 +45,10 @@ export function register(program: Command): void {
         const { planText } = await import('../../ui/plan.js');
         for (const s of result.stages) for (const line of planText(s)) printLine(line);
       }
+      // Every stage ran, yet something needs a person (refused Stripe calls, a stuck draft): partial.
+      const attention = result.stages.filter((s) => s.attention);
+      for (const s of attention) printErr(`error: ${s.job}: ${s.attention}`);
+      if (attention.length > 0) process.exitCode = 3;
       const stop = result.stoppedAt;
       if (stop) {
         const locked = stop.skipped === 'locked';

@@ -7,7 +7,7 @@ export function register(program: Command): void {
     .command('status')
     .description('last run of each job, next scheduled run, and what is waiting (events, invoices, Stripe outbox)')
     .option('--config <file>', 'daemon config to compute next runs from (default: ./billing.config.json when present)')
-    .option('--strict', 'exit 3 when a job\'s last run failed or Stripe calls are dead (for monitoring)')
+    .option('--strict', 'exit 3 when a job\'s last run failed, Stripe calls are failed or dead, or an open invoice is stuck as a Stripe draft (for monitoring)')
     .action(async (opts: { config?: string; strict?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const path = await import('node:path');
@@ -44,9 +44,11 @@ export function register(program: Command): void {
         if (b.stripeOutbox) {
           const o = b.stripeOutbox;
           printLine(`stripe outbox: ${o.pending} pending (${o.due} due now), ${o.failed} failed, ${o.dead} dead`);
+          if (o.stalledDrafts) printLine(`open invoices left as drafts at Stripe (not finalized): ${o.stalledDrafts}`);
         }
       }
-      const failing = report.jobs.some((j) => j.last?.status === 'failed') || (report.backlog.stripeOutbox?.dead ?? 0) > 0;
+      const o = report.backlog.stripeOutbox;
+      const failing = report.jobs.some((j) => j.last?.status === 'failed') || (o !== null && o.failed + o.dead + o.stalledDrafts > 0);
       if (opts.strict && failing) process.exitCode = 3;
     });
 }

@@ -68,6 +68,14 @@ function printSyncReport(r: SyncReport): void {
   for (const w of r.warnings) printErr(`warning: ${w}`);
 }
 
+/** Exit 3 (partial) when a call failed this run or anything still needs a person; the reason goes to stderr. */
+async function syncExit(r: SyncReport): Promise<void> {
+  const { problemsText } = await import('../../stripe/outbox.js');
+  const text = problemsText(r.outstanding);
+  if (text) printErr(`error: ${text}`);
+  process.exitCode = r.errors.length > 0 || text ? 3 : 0;
+}
+
 async function readInput(file: string | undefined): Promise<Buffer> {
   const chunks: Buffer[] = [];
   if (!file || file === '-') {
@@ -105,7 +113,7 @@ export function register(program: Command): void {
     );
     if (ctx.json) printJson(r);
     else printSyncReport(r);
-    process.exitCode = r.errors.length > 0 ? 3 : 0;
+    await syncExit(r);
   });
 
   withClientOptions(
@@ -125,7 +133,7 @@ export function register(program: Command): void {
     );
     if (ctx.json) printJson(r);
     else printSyncReport(r);
-    process.exitCode = r.errors.length > 0 ? 3 : 0;
+    await syncExit(r);
   });
 
   stripe
