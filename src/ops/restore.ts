@@ -8,7 +8,7 @@ import type { Db } from '../storage/db.js';
 import { BillingError } from '../domain/errors.js';
 import { writeAudit } from '../storage/audit.js';
 import { withTx } from '../storage/sql.js';
-import { BACKUP_FORMAT, BACKUP_VERSION, type BackupHeader, type BackupTable } from './backup.js';
+import { BACKUP_FORMAT, BACKUP_VERSION, backupChecksum, type BackupHeader, type BackupTable } from './backup.js';
 import { bumpSequences, discoverTables, type TableInfo } from './tables.js';
 
 /**
@@ -24,6 +24,8 @@ export interface RestoreSummary {
   checksum: string;
   tables: Array<{ name: string; deleted: number; inserted: number }>;
   rows: number;
+  /** Things the operator should know (an old format read), for stderr. */
+  warnings: string[];
 }
 
 // Rows per INSERT: under the bound-parameter limits, and under SQLite's 500 terms of the
@@ -62,7 +64,16 @@ function corrupt(file: string, why: string): BillingError {
   return new BillingError('invalid_input', `backup ${file} is not usable: ${why}; nothing was restored`);
 }
 
-function parseHeader(file: string, line: string | undefined): BackupHeader {
+/** A version 2 header line: its text up to the checksum field, then the checksum, last. */
+const CHECKSUM_FIELD = /^(.*),"checksum":"(sha256:[0-9a-f]{64})"\}$/s;
+
+interface ParsedHeader {
+  header: BackupHeader;
+  /** The header line's bytes the checksum covers (version 2). */
+  text: string;
+}
+
+function parseHeader(file: string, line: string | undefined): ParsedHeader {
   let h: BackupHeader;
   try {
     h = JSON.parse(line ?? '') as BackupHeader;
@@ -70,9 +81,13 @@ function parseHeader(file: string, line: string | undefined): BackupHeader {
     throw corrupt(file, 'the first line is not a backup header');
   }
   if (h?.format !== BACKUP_FORMAT) throw corrupt(file, 'the first line is not a billing backup header');
-  if (h.version !== BACKUP_VERSION) throw corrupt(file, `format version ${h.version} is not supported (this build reads ${BACKUP_VERSION})`);
+  if (h.version !== BACKUP_VERSION && h.version !== 1) {
+    throw corrupt(file, `format version ${String(h.version)} is not supported (this build reads 1 and ${BACKUP_VERSION})`);
+  }
   if (!Array.isArray(h.tables) || typeof h.checksum !== 'string') throw corrupt(file, 'the header has no table list or checksum');
-  return h;
+  const m = CHECKSUM_FIELD.exec(line!);
+  if (h.version !== 1 && (!m || m[2] !== h.checksum)) throw corrupt(file, 'the header does not end with its checksum');
+  return { header: h, text: m ? m[1] : '' };
 }
 
 const TABLE_PREFIX = /^\{"t":"((?:[^"\\]|\\.)*)",/;
@@ -81,7 +96,7 @@ const TABLE_PREFIX = /^\{"t":"((?:[^"\\]|\\.)*)",/;
 async function verify(file: string, gzip: boolean): Promise<BackupHeader> {
   const it = lines(file, gzip);
   const first = await it.next();
-  const header = parseHeader(file, first.done ? undefined : first.value);
+  const { header, text } = parseHeader(file, first.done ? undefined : first.value);
   const expected = new Map(header.tables.map((t) => [t.name, t.count]));
   const counts = new Map<string, number>();
   const hash = createHash('sha256');
@@ -97,8 +112,8 @@ async function verify(file: string, gzip: boolean): Promise<BackupHeader> {
     const got = counts.get(name) ?? 0;
     if (got !== n) throw corrupt(file, `table ${name} has ${got} rows, the header says ${n}`);
   }
-  const checksum = `sha256:${hash.digest('hex')}`;
-  if (checksum !== header.checksum) throw corrupt(file, `checksum mismatch (header ${header.checksum}, data ${checksum})`);
+  const checksum = backupChecksum(header.version, text, hash.digest('hex'));
+  if (checksum !== header.checksum) throw corrupt(file, `checksum mismatch (header ${header.checksum}, file ${checksum})`);
   return header;
 }
 
@@ -180,6 +195,7 @@ export async function restore(
     }
 
     const hash = createHash('sha256');
+    let headerText = '';
     let batch: Record<string, unknown>[] = [];
     let batchTable: TableInfo | null = null;
     const flush = async () => {
@@ -195,6 +211,7 @@ export async function restore(
     for await (const line of lines(file, gzip)) {
       if (first) {
         first = false;
+        headerText = parseHeader(file, line).text;
         continue;
       }
       hash.update(line + '\n');
@@ -211,7 +228,9 @@ export async function restore(
       if (batch.length >= 5000) await flush();
     }
     await flush();
-    if (`sha256:${hash.digest('hex')}` !== header.checksum) throw corrupt(file, 'the file changed while it was being restored');
+    if (backupChecksum(header.version, headerText, hash.digest('hex')) !== header.checksum) {
+      throw corrupt(file, 'the file changed while it was being restored');
+    }
     if (!sawTenant) throw new BillingError('not_found', `backup ${file} has no tenant "${tenant}"; nothing was restored`);
 
     await bumpSequences(db, trx, order, scope === 'full' ? (header.sequences ?? {}) : {});
@@ -227,7 +246,9 @@ export async function restore(
       action: scope === 'full' ? 'restore' : 'restore_tenant',
       after: { file, createdAt: header.createdAt, rows },
     });
-    return { file, scope, tenant, checksum: header.checksum, tables, rows };
+    const warnings =
+      header.version === 1 ? [`backup ${file} has format version 1, whose checksum covers the data lines only, not the header; back up again with this build`] : [];
+    return { file, scope, tenant, checksum: header.checksum, tables, rows, warnings };
   });
 }
 
