@@ -73,7 +73,7 @@ export interface BackupSummary {
   checksum: string;
 }
 
-/** Row as stored in the file: integers as strings (exact beyond 2^53), booleans as booleans. */
+/** Row as stored in the file (and as a restore compares it): integers as strings (exact beyond 2^53), booleans as booleans. */
 function encodeRow(t: TableInfo, r: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const c of t.columns) {
@@ -85,7 +85,7 @@ function encodeRow(t: TableInfo, r: Record<string, unknown>): Record<string, unk
   return out;
 }
 
-async function* readTable(db: Db, trx: Knex.Transaction, t: TableInfo, tenant: string | null): AsyncGenerator<Record<string, unknown>> {
+export async function* readTable(db: Db, trx: Knex.Transaction, t: TableInfo, tenant: string | null): AsyncGenerator<Record<string, unknown>> {
   const select = t.columns.map((c) => (c.kind === 'int' ? trx.raw('CAST(?? AS TEXT) as ??', [`${t.name}.${c.name}`, c.name]) : c.name));
   // Order and compare on the table's columns, not on the text aliases of the same name.
   const key = (t.primaryKey.length > 0 ? t.primaryKey : t.columns.map((c) => c.name)).map((k) => `${t.name}.${k}`);

@@ -5,16 +5,18 @@ import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
-import { BillingError } from '../domain/errors.js';
+import { BillingError, isBillingError } from '../domain/errors.js';
 import { writeAudit } from '../storage/audit.js';
 import { withTx } from '../storage/sql.js';
 import { BACKUP_FORMAT, BACKUP_VERSION, backupChecksum, type BackupHeader, type BackupTable } from './backup.js';
 import { bumpSequences, discoverTables, type TableInfo } from './tables.js';
+import { checkTenantRestore, GUARDED_TABLES } from './restore-guard.js';
 
 /**
  * `billing restore`: verify the whole file (header, per-table counts, checksum) first, then
  * in ONE transaction replace either everything (full restore, into an empty database unless
  * forced) or only one tenant's rows. Ids are preserved and serial counters moved past them.
+ * A tenant restore first checks that it rolls back no invoice or Stripe state (restore-guard.ts).
  */
 
 export interface RestoreSummary {
@@ -179,7 +181,12 @@ export async function restore(
   const wantedNames = new Set(wanted.map((t) => t.name));
   const order = target.filter((t) => wantedNames.has(t.name)); // this database's foreign-key order
 
+  const guarded = scope === 'tenant' ? await guardedRows(file, gzip, tenant!, order) : new Map<string, Record<string, unknown>[]>();
+
   return withTx(db, async (trx) => {
+    if (scope === 'tenant') {
+      await checkTenantRestore(db, trx, { file, tenant: tenant!, target: order, backupRows: guarded });
+    }
     if (scope === 'full' && !opts.force) {
       const busy = await hasBusinessData(trx, target);
       if (busy) {
@@ -202,7 +209,18 @@ export async function restore(
       if (!batchTable || batch.length === 0) return;
       if (scope === 'tenant' && batchTable.appendOnly) batch = await missingRows(trx, batchTable, batch);
       const size = Math.max(1, Math.min(INSERT_ROWS, Math.floor(INSERT_PARAMS / batchTable.columns.length)));
-      for (let i = 0; i < batch.length; i += size) await trx(batchTable.name).insert(batch.slice(i, i + size));
+      for (let i = 0; i < batch.length; i += size) {
+        try {
+          await trx(batchTable.name).insert(batch.slice(i, i + size));
+        } catch (e) {
+          // The driver's message holds the statement and its values: name the table only.
+          if (isBillingError(e)) throw e;
+          throw new BillingError(
+            'invalid_input',
+            `backup ${file} cannot be restored: a row of ${batchTable.name} clashes with a row of this database (a key another tenant holds, or a missing parent row); nothing was restored`,
+          );
+        }
+      }
       stats.get(batchTable.name)!.inserted += batch.length;
       batch = [];
     };
@@ -250,6 +268,29 @@ export async function restore(
       header.version === 1 ? [`backup ${file} has format version 1, whose checksum covers the data lines only, not the header; back up again with this build`] : [];
     return { file, scope, tenant, checksum: header.checksum, tables, rows, warnings };
   });
+}
+
+/** The backup's rows of the tenant in the tables a tenant restore must not roll back. */
+async function guardedRows(file: string, gzip: boolean, tenant: string, order: TableInfo[]): Promise<Map<string, Record<string, unknown>[]>> {
+  const out = new Map<string, Record<string, unknown>[]>();
+  const infos = new Map(order.filter((t) => GUARDED_TABLES.has(t.name)).map((t) => [t.name, t]));
+  if (infos.size === 0) return out;
+  let first = true;
+  for await (const line of lines(file, gzip)) {
+    if (first) {
+      first = false;
+      continue;
+    }
+    const m = TABLE_PREFIX.exec(line);
+    const info = m ? infos.get(m[1]) : undefined;
+    if (!info) continue;
+    const row = (JSON.parse(line) as { r: Record<string, unknown> }).r;
+    if (row[info.tenantColumn!] !== tenant) continue;
+    const rows = out.get(info.name);
+    if (rows) rows.push(row);
+    else out.set(info.name, [row]);
+  }
+  return out;
 }
 
 /**
