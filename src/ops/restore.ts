@@ -5,9 +5,9 @@ import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
-import { BillingError, isBillingError } from '../domain/errors.js';
+import { BillingError } from '../domain/errors.js';
 import { writeAudit } from '../storage/audit.js';
-import { withTx } from '../storage/sql.js';
+import { isConstraintViolation, withTx } from '../storage/sql.js';
 import { BACKUP_FORMAT, BACKUP_VERSION, backupChecksum, type BackupHeader, type BackupTable } from './backup.js';
 import { bumpSequences, discoverTables, type TableInfo } from './tables.js';
 import { checkTenantRestore, GUARDED_TABLES } from './restore-guard.js';
@@ -214,10 +214,10 @@ export async function restore(
           await trx(batchTable.name).insert(batch.slice(i, i + size));
         } catch (e) {
           // The driver's message holds the statement and its values: name the table only.
-          if (isBillingError(e)) throw e;
+          if (!isConstraintViolation(e)) throw e;
           throw new BillingError(
             'invalid_input',
-            `backup ${file} cannot be restored: a row of ${batchTable.name} clashes with a row of this database (a key another tenant holds, or a missing parent row); nothing was restored`,
+            `backup ${file} cannot be restored: a row of ${batchTable.name} clashes with a row of this database (a key held by another row here, e.g. another tenant's, or a missing parent row); nothing was restored`,
           );
         }
       }
