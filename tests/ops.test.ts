@@ -39,7 +39,7 @@ describeEachDb('backup and restore', (t) => {
     expect(summary).toMatchObject({ scope: 'full', rows: expect.any(Number) });
     const lines = gunzipSync(readFileSync(file)).toString('utf8').trimEnd().split('\n');
     const header = JSON.parse(lines[0]);
-    expect(header).toMatchObject({ format: 'billing-backup', version: 1, scope: 'full', checksum: summary.checksum });
+    expect(header).toMatchObject({ format: 'billing-backup', version: 2, scope: 'full', checksum: summary.checksum });
     expect(lines.length - 1).toBe(summary.rows);
     expect(header.tables.find((x: any) => x.name === 'usage_events').count).toBe(2189);
     expect(lines.some((l) => l.includes('"quantity":"999999999999999999"'))).toBe(true);

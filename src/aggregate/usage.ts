@@ -61,6 +61,52 @@ async function readGroups(db: Db, q: Knex | Knex.Transaction, groups: GroupRow[]
 export async function wholeWindowsUsage(
   db: Db,
   q: Knex | Knex.Transaction,
+  all: Map<string, Window[]>,
+  features: Feature[],
+  windowsKeys: Map<string, string>,
+): Promise<Map<string, UsageByWindow>> {
+  const { purged, windows } = await splitPurged(q, all);
+  const out = await liveWindowsUsage(db, q, windows, features, windowsKeys);
+  if (purged.size === 0) return out;
+  const { watermark } = await readState(q);
+  for (const [id, ws] of purged) {
+    const usage = await fromSummaries(db, q, id, ws, features, windowsKeys.get(id) ?? '', watermark, true);
+    const into = out.get(id) ?? new Map();
+    for (const [start, m] of usage) into.set(start, m);
+    out.set(id, into);
+  }
+  return out;
+}
+
+/**
+ * Windows whose raw events retention deleted (they ended at or before the tenant's
+ * retention horizon) apart from the others: their summaries are all that is left of them.
+ */
+async function splitPurged(
+  q: Knex | Knex.Transaction,
+  windows: Map<string, Window[]>,
+): Promise<{ purged: Map<string, Window[]>; windows: Map<string, Window[]> }> {
+  const horizons = new Map<string, number>();
+  const ids = [...windows.keys()];
+  for (let i = 0; i < ids.length; i += 500) {
+    const rows = await q('retention_horizons').whereIn('tenant_id', ids.slice(i, i + 500)).select('tenant_id', 'purged_before');
+    for (const r of rows) horizons.set(String(r.tenant_id), Number(r.purged_before));
+  }
+  if (horizons.size === 0) return { purged: new Map(), windows };
+  const purged = new Map<string, Window[]>();
+  const rest = new Map<string, Window[]>();
+  for (const [id, ws] of windows) {
+    const h = horizons.get(id);
+    const gone = h === undefined ? [] : ws.filter((w) => w.end <= h);
+    if (gone.length > 0) purged.set(id, gone);
+    rest.set(id, gone.length > 0 ? ws.filter((w) => w.end > h!) : ws);
+  }
+  return { purged, windows: rest };
+}
+
+async function liveWindowsUsage(
+  db: Db,
+  q: Knex | Knex.Transaction,
   windows: Map<string, Window[]>,
   features: Feature[],
   windowsKeys: Map<string, string>,
@@ -92,6 +138,10 @@ export async function tenantUsage(
   return fromSummaries(db, q, tenantId, windows, features, windowsKey, (await readState(q)).watermark);
 }
 
+/**
+ * `purged`: the windows' events before the watermark are gone (retention), so each is its
+ * summary plus its events not aggregated yet even where reading every event would be exact.
+ */
 async function fromSummaries(
   db: Db,
   q: Knex | Knex.Transaction,
@@ -100,6 +150,7 @@ async function fromSummaries(
   features: Feature[],
   windowsKey: string,
   watermark: number | null,
+  purged = false,
 ): Promise<UsageByWindow> {
   const usage: UsageByWindow = new Map(windows.map((w) => [w.start, new Map()]));
   const groups = groupsOf(tenantId, windows, features);
@@ -112,11 +163,18 @@ async function fromSummaries(
   const byKey = new Map(features.map((f) => [f.key, f]));
   const rest: GroupRow[] = [];
   for (const g of groups) {
-    const fast = summaryPlusNewSql(db, byKey.get(g.featureKey)!, { tenantId, start: g.periodStart, end: g.periodEnd }, { windowsKey, watermark }, true);
-    // Prepared on PostgreSQL: a feature's windows share the statement.
-    const res = await preparedRaw(db, q, fast.sql, fast.bindings);
-    const row = (db.dialect === 'pg' ? res.rows : res)[0] as { ok: unknown; quantity: string | null; events: unknown };
-    if (Number(row.ok) !== 1) rest.push(g);
+    let row: { ok: unknown; watermark: unknown; quantity: string | null; events: unknown };
+    let trust = watermark;
+    for (let attempt = 0; ; attempt++) {
+      const fast = summaryPlusNewSql(db, byKey.get(g.featureKey)!, { tenantId, start: g.periodStart, end: g.periodEnd }, { windowsKey, watermark: trust }, true);
+      // Prepared on PostgreSQL: a feature's windows share the statement.
+      const res = await preparedRaw(db, q, fast.sql, fast.bindings);
+      row = (db.dialect === 'pg' ? res.rows : res)[0] as typeof row;
+      // An aggregate run committed in between: ask again at its watermark (not counting its events twice).
+      if (!purged || row.watermark === null || Number(row.watermark) === trust || attempt === 3) break;
+      trust = Number(row.watermark);
+    }
+    if (Number(row.ok) !== 1 && !purged) rest.push(g);
     else if (Number(row.events) > 0) usage.get(g.periodStart)!.set(g.featureKey, String(row.quantity));
   }
   await readGroups(db, q, rest, features, into);

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Knex } from 'knex';
@@ -12,13 +14,15 @@ import { discoverTables, readSequences, type TableInfo } from './tables.js';
 /**
  * `billing backup`: NDJSON, one header line then one line per row ({"t": table, "r": row}).
  * The header carries the format version, the tables (columns, tenant column, row count),
- * serial counters and a sha256 over the data lines, so restore can verify the whole file
- * before it writes anything. Rows are read in one snapshot transaction, page by page in
- * primary-key order (bounded memory, byte-identical output for identical data).
+ * serial counters and, as its last field, a checksum over the rest of the header line and
+ * the data lines (backupChecksum), so restore can verify the whole file before it writes
+ * anything. Rows are read in one snapshot transaction, page by page in primary-key order
+ * (bounded memory, byte-identical output for identical data).
  */
 
 export const BACKUP_FORMAT = 'billing-backup';
-export const BACKUP_VERSION = 1;
+/** 2: the checksum covers the header too. 1: the data lines only (still read, with a warning). */
+export const BACKUP_VERSION = 2;
 const PAGE = 2000;
 
 export interface BackupTable {
@@ -42,7 +46,25 @@ export interface BackupHeader {
   checksum: string;
 }
 
+/**
+ * The header's checksum field. Version 2: sha256 over the header line up to its checksum
+ * field (`headerText`, the exact bytes in the file) and the data lines' sha256, so a changed
+ * byte anywhere in the file is refused. Version 1: the data lines' sha256 alone.
+ */
+export function backupChecksum(version: number, headerText: string, dataDigest: string): string {
+  if (version === 1) return `sha256:${dataDigest}`;
+  return `sha256:${createHash('sha256').update(headerText).update('\n').update(dataDigest).digest('hex')}`;
+}
+
+/** The header line: every field but the checksum, then the checksum over them (always last). */
+export function headerLine(h: Omit<BackupHeader, 'checksum'>, dataDigest: string): { line: string; checksum: string } {
+  const text = JSON.stringify(h).slice(0, -1); // without the closing brace
+  const checksum = backupChecksum(h.version, text, dataDigest);
+  return { line: `${text},"checksum":${JSON.stringify(checksum)}}`, checksum };
+}
+
 export interface BackupSummary {
+  /** The file written, or "-" for stdout. */
   file: string;
   scope: 'full' | 'tenant';
   tenant: string | null;
@@ -51,7 +73,7 @@ export interface BackupSummary {
   checksum: string;
 }
 
-/** Row as stored in the file: integers as strings (exact beyond 2^53), booleans as booleans. */
+/** Row as stored in the file (and as a restore compares it): integers as strings (exact beyond 2^53), booleans as booleans. */
 function encodeRow(t: TableInfo, r: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const c of t.columns) {
@@ -63,7 +85,7 @@ function encodeRow(t: TableInfo, r: Record<string, unknown>): Record<string, unk
   return out;
 }
 
-async function* readTable(db: Db, trx: Knex.Transaction, t: TableInfo, tenant: string | null): AsyncGenerator<Record<string, unknown>> {
+export async function* readTable(db: Db, trx: Knex.Transaction, t: TableInfo, tenant: string | null): AsyncGenerator<Record<string, unknown>> {
   const select = t.columns.map((c) => (c.kind === 'int' ? trx.raw('CAST(?? AS TEXT) as ??', [`${t.name}.${c.name}`, c.name]) : c.name));
   // Order and compare on the table's columns, not on the text aliases of the same name.
   const key = (t.primaryKey.length > 0 ? t.primaryKey : t.columns.map((c) => c.name)).map((k) => `${t.name}.${k}`);
@@ -106,20 +128,28 @@ async function write(stream: Writable & { check(): void }, chunk: string | Buffe
   if (!stream.write(chunk)) await once(stream, 'drain');
 }
 
+/**
+ * Write a backup to `opts.out`, or to `opts.stream` (stdout for `--out -`, plain NDJSON, left
+ * open). A file appears under its name only once complete.
+ */
 export async function backup(
   db: Db,
-  opts: { out: string; tenantId?: string; now: number },
+  opts: { out: string; stream?: Writable; tenantId?: string; now: number },
 ): Promise<BackupSummary> {
   const tenant = opts.tenantId ?? null;
-  const dataFile = `${opts.out}.data-${process.pid}.tmp`;
-  const partial = `${opts.out}.partial-${process.pid}.tmp`;
-  try {
-    writeFileSync(partial, ''); // fail early, with the path, if the directory is not writable
-  } catch (e) {
-    throw new BillingError('usage', `cannot write ${opts.out}: ${(e as Error).message}`);
+  const toStream = opts.stream !== undefined;
+  const base = toStream ? path.join(tmpdir(), 'billing-backup') : opts.out;
+  const dataFile = `${base}.data-${process.pid}.tmp`;
+  const partial = `${base}.partial-${process.pid}.tmp`;
+  if (!toStream) {
+    try {
+      writeFileSync(partial, ''); // fail early, with the path, if the directory is not writable
+    } catch (e) {
+      throw new BillingError('usage', `cannot write ${opts.out}: ${(e as Error).message}`);
+    }
   }
   try {
-    const { tables, sequences, migrations, checksum } = await db.knex.transaction(
+    const { tables, sequences, migrations, dataDigest } = await db.knex.transaction(
       async (trx) => {
         if (tenant !== null) {
           const exists = await trx('tenants').where({ id: tenant }).first('id');
@@ -144,12 +174,12 @@ export async function backup(
         data.check();
         const sequences = tenant === null ? await readSequences(db, trx, infos) : {};
         const migrations = (await trx('knex_migrations').select('name').orderBy('id')).map((r) => r.name as string);
-        return { tables, sequences, migrations, checksum: `sha256:${hash.digest('hex')}` };
+        return { tables, sequences, migrations, dataDigest: hash.digest('hex') };
       },
       db.dialect === 'pg' ? { isolationLevel: 'repeatable read', readOnly: true } : undefined,
     );
 
-    const header: BackupHeader = {
+    const header: Omit<BackupHeader, 'checksum'> = {
       format: BACKUP_FORMAT,
       version: BACKUP_VERSION,
       createdAt: new Date(opts.now).toISOString(),
@@ -159,21 +189,30 @@ export async function backup(
       migrations,
       tables,
       sequences,
-      checksum,
     };
-    const out = guarded(createWriteStream(partial));
-    const gzip = opts.out.endsWith('.gz');
-    const zip = gzip ? guarded(createGzip()) : null;
-    const sink = zip ?? out;
-    const done = zip ? pipeline(zip, out) : once(out, 'finish');
-    await write(sink, JSON.stringify(header) + '\n');
-    for await (const chunk of createReadStream(dataFile)) await write(sink, chunk as Buffer);
-    sink.end();
-    await done;
-    out.check();
-    renameSync(partial, opts.out);
+    const { line, checksum } = headerLine(header, dataDigest);
+    if (opts.stream) {
+      const out = guarded(opts.stream);
+      await write(out, line + '\n');
+      for await (const chunk of createReadStream(dataFile)) await write(out, chunk as Buffer);
+      // Not ended (stdout stays open): wait until the last chunk is flushed.
+      await new Promise<void>((resolve, reject) => out.write('', (e) => (e ? reject(e) : resolve())));
+      out.check();
+    } else {
+      const out = guarded(createWriteStream(partial));
+      const gzip = opts.out.endsWith('.gz');
+      const zip = gzip ? guarded(createGzip()) : null;
+      const sink = zip ?? out;
+      const done = zip ? pipeline(zip, out) : once(out, 'finish');
+      await write(sink, line + '\n');
+      for await (const chunk of createReadStream(dataFile)) await write(sink, chunk as Buffer);
+      sink.end();
+      await done;
+      out.check();
+      renameSync(partial, opts.out);
+    }
     return {
-      file: opts.out,
+      file: toStream ? '-' : opts.out,
       scope: header.scope,
       tenant,
       tables: tables.map((t) => ({ name: t.name, count: t.count })),

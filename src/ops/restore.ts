@@ -7,14 +7,16 @@ import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
 import { BillingError } from '../domain/errors.js';
 import { writeAudit } from '../storage/audit.js';
-import { withTx } from '../storage/sql.js';
-import { BACKUP_FORMAT, BACKUP_VERSION, type BackupHeader, type BackupTable } from './backup.js';
+import { isConstraintViolation, withTx } from '../storage/sql.js';
+import { BACKUP_FORMAT, BACKUP_VERSION, backupChecksum, type BackupHeader, type BackupTable } from './backup.js';
 import { bumpSequences, discoverTables, type TableInfo } from './tables.js';
+import { checkTenantRestore, GUARDED_TABLES } from './restore-guard.js';
 
 /**
  * `billing restore`: verify the whole file (header, per-table counts, checksum) first, then
  * in ONE transaction replace either everything (full restore, into an empty database unless
  * forced) or only one tenant's rows. Ids are preserved and serial counters moved past them.
+ * A tenant restore first checks that it rolls back no invoice or Stripe state (restore-guard.ts).
  */
 
 export interface RestoreSummary {
@@ -24,6 +26,8 @@ export interface RestoreSummary {
   checksum: string;
   tables: Array<{ name: string; deleted: number; inserted: number }>;
   rows: number;
+  /** Things the operator should know (an old format read), for stderr. */
+  warnings: string[];
 }
 
 // Rows per INSERT: under the bound-parameter limits, and under SQLite's 500 terms of the
@@ -62,7 +66,16 @@ function corrupt(file: string, why: string): BillingError {
   return new BillingError('invalid_input', `backup ${file} is not usable: ${why}; nothing was restored`);
 }
 
-function parseHeader(file: string, line: string | undefined): BackupHeader {
+/** A version 2 header line: its text up to the checksum field, then the checksum, last. */
+const CHECKSUM_FIELD = /^(.*),"checksum":"(sha256:[0-9a-f]{64})"\}$/s;
+
+interface ParsedHeader {
+  header: BackupHeader;
+  /** The header line's bytes the checksum covers (version 2). */
+  text: string;
+}
+
+function parseHeader(file: string, line: string | undefined): ParsedHeader {
   let h: BackupHeader;
   try {
     h = JSON.parse(line ?? '') as BackupHeader;
@@ -70,9 +83,13 @@ function parseHeader(file: string, line: string | undefined): BackupHeader {
     throw corrupt(file, 'the first line is not a backup header');
   }
   if (h?.format !== BACKUP_FORMAT) throw corrupt(file, 'the first line is not a billing backup header');
-  if (h.version !== BACKUP_VERSION) throw corrupt(file, `format version ${h.version} is not supported (this build reads ${BACKUP_VERSION})`);
+  if (h.version !== BACKUP_VERSION && h.version !== 1) {
+    throw corrupt(file, `format version ${String(h.version)} is not supported (this build reads 1 and ${BACKUP_VERSION})`);
+  }
   if (!Array.isArray(h.tables) || typeof h.checksum !== 'string') throw corrupt(file, 'the header has no table list or checksum');
-  return h;
+  const m = CHECKSUM_FIELD.exec(line!);
+  if (h.version !== 1 && (!m || m[2] !== h.checksum)) throw corrupt(file, 'the header does not end with its checksum');
+  return { header: h, text: m ? m[1] : '' };
 }
 
 const TABLE_PREFIX = /^\{"t":"((?:[^"\\]|\\.)*)",/;
@@ -81,7 +98,7 @@ const TABLE_PREFIX = /^\{"t":"((?:[^"\\]|\\.)*)",/;
 async function verify(file: string, gzip: boolean): Promise<BackupHeader> {
   const it = lines(file, gzip);
   const first = await it.next();
-  const header = parseHeader(file, first.done ? undefined : first.value);
+  const { header, text } = parseHeader(file, first.done ? undefined : first.value);
   const expected = new Map(header.tables.map((t) => [t.name, t.count]));
   const counts = new Map<string, number>();
   const hash = createHash('sha256');
@@ -97,8 +114,8 @@ async function verify(file: string, gzip: boolean): Promise<BackupHeader> {
     const got = counts.get(name) ?? 0;
     if (got !== n) throw corrupt(file, `table ${name} has ${got} rows, the header says ${n}`);
   }
-  const checksum = `sha256:${hash.digest('hex')}`;
-  if (checksum !== header.checksum) throw corrupt(file, `checksum mismatch (header ${header.checksum}, data ${checksum})`);
+  const checksum = backupChecksum(header.version, text, hash.digest('hex'));
+  if (checksum !== header.checksum) throw corrupt(file, `checksum mismatch (header ${header.checksum}, file ${checksum})`);
   return header;
 }
 
@@ -164,7 +181,12 @@ export async function restore(
   const wantedNames = new Set(wanted.map((t) => t.name));
   const order = target.filter((t) => wantedNames.has(t.name)); // this database's foreign-key order
 
+  const guarded = scope === 'tenant' ? await guardedRows(file, gzip, tenant!, order) : new Map<string, Record<string, unknown>[]>();
+
   return withTx(db, async (trx) => {
+    if (scope === 'tenant') {
+      await checkTenantRestore(db, trx, { file, tenant: tenant!, target: order, backupRows: guarded });
+    }
     if (scope === 'full' && !opts.force) {
       const busy = await hasBusinessData(trx, target);
       if (busy) {
@@ -180,13 +202,25 @@ export async function restore(
     }
 
     const hash = createHash('sha256');
+    let headerText = '';
     let batch: Record<string, unknown>[] = [];
     let batchTable: TableInfo | null = null;
     const flush = async () => {
       if (!batchTable || batch.length === 0) return;
       if (scope === 'tenant' && batchTable.appendOnly) batch = await missingRows(trx, batchTable, batch);
       const size = Math.max(1, Math.min(INSERT_ROWS, Math.floor(INSERT_PARAMS / batchTable.columns.length)));
-      for (let i = 0; i < batch.length; i += size) await trx(batchTable.name).insert(batch.slice(i, i + size));
+      for (let i = 0; i < batch.length; i += size) {
+        try {
+          await trx(batchTable.name).insert(batch.slice(i, i + size));
+        } catch (e) {
+          // The driver's message holds the statement and its values: name the table only.
+          if (!isConstraintViolation(e)) throw e;
+          throw new BillingError(
+            'invalid_input',
+            `backup ${file} cannot be restored: a row of ${batchTable.name} clashes with a row of this database (a key held by another row here, e.g. another tenant's, or a missing parent row); nothing was restored`,
+          );
+        }
+      }
       stats.get(batchTable.name)!.inserted += batch.length;
       batch = [];
     };
@@ -195,6 +229,7 @@ export async function restore(
     for await (const line of lines(file, gzip)) {
       if (first) {
         first = false;
+        headerText = parseHeader(file, line).text;
         continue;
       }
       hash.update(line + '\n');
@@ -211,7 +246,9 @@ export async function restore(
       if (batch.length >= 5000) await flush();
     }
     await flush();
-    if (`sha256:${hash.digest('hex')}` !== header.checksum) throw corrupt(file, 'the file changed while it was being restored');
+    if (backupChecksum(header.version, headerText, hash.digest('hex')) !== header.checksum) {
+      throw corrupt(file, 'the file changed while it was being restored');
+    }
     if (!sawTenant) throw new BillingError('not_found', `backup ${file} has no tenant "${tenant}"; nothing was restored`);
 
     await bumpSequences(db, trx, order, scope === 'full' ? (header.sequences ?? {}) : {});
@@ -227,8 +264,33 @@ export async function restore(
       action: scope === 'full' ? 'restore' : 'restore_tenant',
       after: { file, createdAt: header.createdAt, rows },
     });
-    return { file, scope, tenant, checksum: header.checksum, tables, rows };
+    const warnings =
+      header.version === 1 ? [`backup ${file} has format version 1, whose checksum covers the data lines only, not the header; back up again with this build`] : [];
+    return { file, scope, tenant, checksum: header.checksum, tables, rows, warnings };
   });
+}
+
+/** The backup's rows of the tenant in the tables a tenant restore must not roll back. */
+async function guardedRows(file: string, gzip: boolean, tenant: string, order: TableInfo[]): Promise<Map<string, Record<string, unknown>[]>> {
+  const out = new Map<string, Record<string, unknown>[]>();
+  const infos = new Map(order.filter((t) => GUARDED_TABLES.has(t.name)).map((t) => [t.name, t]));
+  if (infos.size === 0) return out;
+  let first = true;
+  for await (const line of lines(file, gzip)) {
+    if (first) {
+      first = false;
+      continue;
+    }
+    const m = TABLE_PREFIX.exec(line);
+    const info = m ? infos.get(m[1]) : undefined;
+    if (!info) continue;
+    const row = (JSON.parse(line) as { r: Record<string, unknown> }).r;
+    if (row[info.tenantColumn!] !== tenant) continue;
+    const rows = out.get(info.name);
+    if (rows) rows.push(row);
+    else out.set(info.name, [row]);
+  }
+  return out;
 }
 
 /**

@@ -22,6 +22,8 @@ import { uniqueValue } from '../aggregate/usage-sql.js';
  * describing events of which only some remain, and what remains is a suffix of the
  * tenant's history (what the aggregate stage's rebuilds start from).
  * Summaries, invoices and the audit log are never deleted: financial records are kept.
+ * Each tenant's horizon is recorded (retention_horizons): its periods that ended by then
+ * are read from their summaries by reports (aggregate/usage.ts), not recounted from events.
  */
 
 export interface RetentionGroup {
@@ -192,6 +194,7 @@ export async function runRetention(
         const seqs = (await deletable(trx, rt, tenantId, horizon).query.select('e.seq').orderBy('e.seq').limit(BATCH)).map((x: { seq: unknown }) => Number(x.seq));
         if (seqs.length === 0) return 0;
         for (let i = 0; i < seqs.length; i += 500) await trx('usage_events').whereIn('seq', seqs.slice(i, i + 500)).delete();
+        await recordHorizon(trx, tenantId, horizon, opts.now);
         await writeAudit(trx, {
           at: opts.now,
           actor: opts.actor,
@@ -208,4 +211,13 @@ export async function runRetention(
     }
   }
   return result;
+}
+
+/** Only moves forward: periods already purged stay purged. */
+async function recordHorizon(trx: Knex.Transaction, tenantId: string, horizon: number, now: number): Promise<void> {
+  const cur = await trx('retention_horizons').where({ tenant_id: tenantId }).first('purged_before');
+  if (!cur) await trx('retention_horizons').insert({ tenant_id: tenantId, purged_before: horizon, updated_at: now });
+  else if (Number(cur.purged_before) < horizon) {
+    await trx('retention_horizons').where({ tenant_id: tenantId }).update({ purged_before: horizon, updated_at: now });
+  }
 }

@@ -24,6 +24,8 @@ const REGISTRY: Record<string, Entry> = {
   tenants: { tenantColumn: 'id' },
   // Never rewritten: a tenant restore adds the backup's missing entries and keeps the rest.
   audit_log: { appendOnly: true },
+  // Each Stripe event applies once: forgetting one applied since the backup would apply it twice.
+  stripe_events: { appendOnly: true },
 };
 
 export type ColumnKind = 'int' | 'bool' | 'other';

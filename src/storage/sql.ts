@@ -57,3 +57,9 @@ function statementName(sql: string): string {
   if (!name) names.set(sql, (name = `billing_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`));
   return name;
 }
+
+/** An integrity-constraint violation (unique, foreign key, not null, check) on either database. */
+export function isConstraintViolation(e: unknown): boolean {
+  const code = String((e as { code?: unknown })?.code ?? '');
+  return /^23\d{3}$/.test(code) || code.startsWith('SQLITE_CONSTRAINT');
+}

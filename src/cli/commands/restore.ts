@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { formatTable, printErr, printJson, printLine } from '../output.js';
 
 export function register(program: Command): void {
   program
@@ -15,6 +15,7 @@ export function register(program: Command): void {
       const summary = await withDb(ctx, (db) =>
         restore(db, { file, tenantId: opts.tenant, force: opts.force, now: ctx.now, actor: ctx.actor }),
       );
+      for (const w of summary.warnings) printErr(`warning: ${w}`);
       if (ctx.json) return printJson(summary);
       printLine(formatTable(['TABLE', 'DELETED', 'RESTORED'], summary.tables.map((t) => [t.name, t.deleted, t.inserted])));
       printLine(`\nrestored ${summary.rows} row(s) from ${summary.file} (${summary.scope}${summary.tenant ? ` ${summary.tenant}` : ''}, checksum verified)`);
