@@ -91,7 +91,12 @@ export class RejectsFile {
   }
 }
 
-function csvCell(s: string): string {
+/**
+ * A cell a spreadsheet would run as a formula (= + - @, tab, CR first; numbers aside) gets a
+ * leading ' as in `billing report --format csv`: rejects files are fixed in spreadsheets.
+ */
+function csvCell(cell: string): string {
+  const s = /^[=+\-@\t\r]/.test(cell) && !/^-?\d+(\.\d+)?$/.test(cell) ? `'${cell}` : cell;
   return /[",\n\r]/.test(s) || /^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
