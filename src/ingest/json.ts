@@ -16,6 +16,10 @@ export class JsonNumber {
   toString(): string {
     return this.text;
   }
+  /** In messages (JSON.stringify): the text as a string. stringifyJson writes it as a number. */
+  toJSON(): string {
+    return this.text;
+  }
 }
 
 export class JsonSyntaxError extends Error {}
