@@ -221,6 +221,28 @@ describeEachDb('ingest', (t) => {
     expect(JSON.parse(rejects[2])).toMatchObject({ line: 8, reason: 'line: nests deeper than 64 levels', raw: text.split('\n')[7] });
   });
 
+  it('recordUsage (HTTP API, billing record): metadata nested too deep is rejected, not a crash', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    let deep: Record<string, unknown> = { leaf: 1 };
+    for (let i = 0; i < 150_000; i++) deep = { a: deep };
+    const text = `${'{"a":'.repeat(150_000)}1${'}'.repeat(150_000)}`;
+    const results = await recordUsage(
+      db,
+      [
+        { tenantId: 't1', featureKey: 'API_CALL', eventId: 'obj', metadata: deep },
+        { tenantId: 't1', featureKey: 'API_CALL', eventId: 'text', metadata: text },
+        { tenantId: 't1', featureKey: 'API_CALL', eventId: 'ok', metadata: { a: { b: 1 } } },
+      ],
+      { now: NOW_MS },
+    );
+    expect(results.map((r) => (r.status === 'rejected' ? `${r.field}: ${r.reason}` : r.status))).toEqual([
+      'metadata: nests deeper than 64 levels',
+      'metadata: nests deeper than 64 levels',
+      'inserted',
+    ]);
+  });
+
   it('rejects records that are not valid UTF-8, naming the line (and the CSV column), instead of storing U+FFFD', async () => {
     const { db } = t();
     await seedIngest(db);
