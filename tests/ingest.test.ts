@@ -4,6 +4,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
+import { tempDir } from './helpers/temp.js';
 import { NOW_MS, ingestText, seedIngest, storedEvents, totals } from './ingest-support.js';
 import { Readable } from 'node:stream';
 import { ingest } from '../src/ingest/ingest.js';
@@ -121,17 +122,148 @@ describeEachDb('ingest', (t) => {
     await seedIngest(db);
     const csv = await ingestText(db, 'c.csv', 'tenant_id,feature,event_id\nt1,API_CALL,a\nt1,API_CALL,"b\n');
     expect(csv).toMatchObject({ read: 2, inserted: 1, rejected: 1 });
-    expect(csv.messages).toEqual(['c.csv:3: row: malformed CSV: Quote Not Closed']);
+    expect(csv.messages).toEqual(['c.csv:3: row: has a quote that is never closed']);
     const long = JSON.stringify({ tenant_id: 't1', feature: 'API_CALL', metadata: { pad: 'x'.repeat(1_100_000) } });
     const ok = JSON.stringify({ tenant_id: 't2', feature: 'API_CALL', event_id: 'after' });
     const whole = await ingestText(db, 'l.ndjson', `${long}\n${ok}\n`);
     expect(whole).toMatchObject({ read: 2, inserted: 1, rejected: 1 });
-    expect(whole.messages).toEqual(['l.ndjson:1: line: longer than 1048576 characters']);
+    expect(whole.messages).toEqual(['l.ndjson:1: line: is longer than 1048576 bytes']);
     // The same when the line arrives in pieces (never buffered whole).
     const input = streamInput('p.ndjson', Readable.from([long.slice(0, 600_000), long.slice(600_000), `\n${ok.replace('after', 'after-2')}\n`].map((s) => Buffer.from(s))));
     const pieces = await ingest(db, [input], { now: NOW_MS });
     expect(pieces).toMatchObject({ read: 2, inserted: 1, rejected: 1 });
-    expect(pieces.messages).toEqual(['p.ndjson:1: line: longer than 1048576 characters']);
+    expect(pieces.messages).toEqual(['p.ndjson:1: line: is longer than 1048576 bytes']);
+  });
+
+  it('an oversized CSV record or an unclosed quote is one reject with its text, and every other row lands', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const dir = tempDir('ingest-recover-');
+    const rows = (n: number, p: string) => Array.from({ length: n }, (_, i) => `t1,API_CALL,1,${p}${i}`).join('\n');
+    const head = 'tenant_id,feature,quantity,event_id';
+    const big = 'x'.repeat(1_100_000);
+    // Whole in one chunk, and in 64 KiB pieces (the record spans many reads).
+    const cases: Array<[string, string, string]> = [
+      ['quoted.csv', `t1,API_CALL,1,"${big}"`, 'row: is longer than 1048576 bytes'],
+      ['plain.csv', `t1,API_CALL,1,${big}`, 'row: is longer than 1048576 bytes'],
+      ['open.csv', 't1,API_CALL,1,"oops', 'row: has a quote that is never closed'],
+    ];
+    for (const [name, bad, reason] of cases) {
+      for (const chunk of [Infinity, 65_536]) {
+        const text = Buffer.from(`${head}\n${rows(50, `${name}-${chunk}-a`)}\n${bad}\n${rows(50, `${name}-${chunk}-b`)}\n`);
+        const pieces: Buffer[] = [];
+        for (let i = 0; i < text.length; i += Math.min(chunk, text.length)) pieces.push(text.subarray(i, i + chunk));
+        const rejectsPath = path.join(dir, `rejects-${name}`);
+        const s = await ingest(db, [streamInput(name, Readable.from(pieces))], { now: NOW_MS, rejectsPath });
+        expect(s, `${name} in chunks of ${chunk}`).toMatchObject({ read: 101, inserted: 100, duplicates: 0, rejected: 1 });
+        expect(s.messages).toEqual([`${name}:52: ${reason}`]);
+        const [header, rejected, ...rest] = readFileSync(rejectsPath, 'utf8').split('\n');
+        expect(header).toBe(`${head},line,reason`);
+        expect(rest).toEqual(['']);
+        if (name === 'open.csv') {
+          expect(rejected).toBe(`t1,API_CALL,1,"""oops",52,${reason}`);
+        } else {
+          const start = `t1,API_CALL,1,${name === 'quoted.csv' ? '"""' : '"'}${'x'.repeat(1000)}`; // quoted: the note has a comma
+          expect(rejected.slice(0, start.length)).toBe(start);
+          expect(rejected.length).toBeLessThan(1200);
+          expect(rejected).toContain(`... (truncated, ${bad.length} bytes)`);
+        }
+      }
+    }
+    // A stray quote that only a quote more than 1 MiB further closes: one reject, not the rows in between.
+    const spill = `${head}\nt1,API_CALL,1,"open\n${rows(45_000, 'spill-')}\nt1,API_CALL,1,"closed"\n${rows(3, 'after-')}\n`;
+    const s = await ingestText(db, 'spill.csv', spill);
+    expect(s).toMatchObject({ read: 45_005, inserted: 45_004, duplicates: 0, rejected: 1 });
+    expect(s.messages).toEqual(['spill.csv:2: row: has a quote that is not closed within 1048576 bytes']);
+  });
+
+  it('reads JSON numbers from their text: exact quantities and ids, what cannot be stored exactly is rejected as written', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const dir = tempDir('ingest-numbers-');
+    const rejectsPath = path.join(dir, 'rejects.ndjson');
+    const line = (rest: string) => `{"tenant_id":"t1","feature":"API_CALL",${rest}}`;
+    const deep = `${'{"a":'.repeat(150_000)}1${'}'.repeat(150_000)}`;
+    const text = [
+      line('"quantity":123456789012.123456,"event_id":"exact"'),
+      line('"quantity":999999999999.9999999,"event_id":"seven"'),
+      line('"quantity":1e400,"event_id":"huge"'),
+      line('"quantity":1e3,"event_id":"exp"'),
+      line('"user_id":12345678901234567890,"event_id":"uid"'),
+      line('"event_id":12345678901234567891'),
+      line(`"metadata":{"n":12345678901234567890,"f":0.1000000000000000055511151231257827},"event_id":"meta"`),
+      line(`"metadata":${deep},"event_id":"deep"`),
+      line('"quantity":-1e-7,"event_id":"neg"'),
+      line('"quantity":1e-999999999,"event_id":"tiny"'),
+      line('"occurred_at":1e400,"event_id":"time"'),
+    ].join('\n');
+    const s = await ingestText(db, 'n.ndjson', text, { rejectsPath, maxMessages: 100 });
+    expect(s.messages).toEqual([
+      'n.ndjson:2: quantity: "999999999999.9999999" has more than 6 decimals',
+      'n.ndjson:3: quantity: "1e400" is more than 1e12',
+      'n.ndjson:8: line: nests deeper than 64 levels',
+      'n.ndjson:9: quantity: "-1e-7" is negative',
+      'n.ndjson:10: quantity: "1e-999999999" has more than 6 decimals',
+      'n.ndjson:11: occurred_at: "1e400" is not an ISO 8601 time with offset or epoch seconds/milliseconds',
+    ]);
+    expect(s).toMatchObject({ read: 11, inserted: 5, rejected: 6 });
+    const events = await storedEvents(db);
+    expect(events.map((e) => [e.event_id, e.quantity, e.user_id, e.metadata])).toEqual([
+      ['exact', '123456789012123456', null, null],
+      ['exp', '1000000000', null, null],
+      ['uid', '1000000', '12345678901234567890', null],
+      ['12345678901234567891', '1000000', null, null],
+      ['meta', '1000000', null, '{"n":12345678901234567890,"f":0.1000000000000000055511151231257827}'],
+    ]);
+    const rejects = readFileSync(rejectsPath, 'utf8').trim().split('\n');
+    expect(rejects[0]).toBe(`${line('"quantity":999999999999.9999999,"event_id":"seven"').slice(0, -1)},"line":2,"reason":"quantity: \\"999999999999.9999999\\" has more than 6 decimals"}`);
+    expect(rejects[1]).toContain('"quantity":1e400,');
+    expect(JSON.parse(rejects[2])).toMatchObject({ line: 8, reason: 'line: nests deeper than 64 levels', raw: text.split('\n')[7] });
+  });
+
+  it('recordUsage (HTTP API, billing record): metadata nested too deep is rejected, not a crash', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    let deep: Record<string, unknown> = { leaf: 1 };
+    for (let i = 0; i < 150_000; i++) deep = { a: deep };
+    const text = `${'{"a":'.repeat(150_000)}1${'}'.repeat(150_000)}`;
+    const results = await recordUsage(
+      db,
+      [
+        { tenantId: 't1', featureKey: 'API_CALL', eventId: 'obj', metadata: deep },
+        { tenantId: 't1', featureKey: 'API_CALL', eventId: 'text', metadata: text },
+        { tenantId: 't1', featureKey: 'API_CALL', eventId: 'ok', metadata: { a: { b: 1 } } },
+      ],
+      { now: NOW_MS },
+    );
+    expect(results.map((r) => (r.status === 'rejected' ? `${r.field}: ${r.reason}` : r.status))).toEqual([
+      'metadata: nests deeper than 64 levels',
+      'metadata: nests deeper than 64 levels',
+      'inserted',
+    ]);
+  });
+
+  it('rejects records that are not valid UTF-8, naming the line (and the CSV column), instead of storing U+FFFD', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const bytes = (...parts: Array<string | number[]>) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+    // Three distinct entities whose bytes differ only where they are not UTF-8.
+    const csv = bytes(
+      'tenant_id,feature,source_service,source_entity_id\n',
+      't1,API_CALL,ocr,doc-', [0xff], '\n',
+      't1,API_CALL,ocr,doc-', [0xfe], '\n',
+      't1,API_CALL,ocr,doc-', [0xc3, 0x28], '\n',
+      't1,API_CALL,ocr,doc-\u00e9\n',
+    );
+    const c = await ingestText(db, 'u.csv', csv, { maxMessages: 10 });
+    expect(c).toMatchObject({ read: 4, inserted: 1, duplicates: 0, rejected: 3 });
+    expect(c.messages).toEqual([2, 3, 4].map((n) => `u.csv:${n}: source_entity_id: is not valid UTF-8`));
+    const ndjson = bytes('{"tenant_id":"t1","feature":"API_CALL","user_id":"u-', [0xff], '"}\n{"tenant_id":"t1","feature":"API_CALL","user_id":"u-\u00e9"}\n');
+    const n = await ingestText(db, 'u.ndjson', ndjson);
+    expect(n).toMatchObject({ read: 2, inserted: 1, rejected: 1 });
+    expect(n.messages).toEqual(['u.ndjson:1: line: is not valid UTF-8']);
+    const events = await storedEvents(db);
+    expect(events.map((e) => e.source_entity_id ?? e.user_id)).toEqual(['doc-\u00e9', 'u-\u00e9']);
   });
 
   it('stores quantities exactly: 0.1 + 0.2 is 0.3', async () => {

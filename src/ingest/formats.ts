@@ -1,4 +1,5 @@
 import { FIELDS, bindHeader, lookupOrder, type Field, type FieldMap, type HeaderBinding } from './fields.js';
+import { JsonNumber } from './json.js';
 import type { Invalid, RawEvent } from './validate.js';
 
 /**
@@ -56,7 +57,8 @@ function cell(fields: readonly string[], i: number): string | undefined {
   return n !== 0 && v.charCodeAt(n - 1) <= 32 ? v.trimEnd() : v;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonNumber);
 
 /** CloudEvents context attributes that carry a field (DESIGN.md §4). */
 const CE_ATTRIBUTE: Partial<Record<Field, string>> = {

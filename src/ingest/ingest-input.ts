@@ -4,6 +4,7 @@ import type { Db } from '../storage/db.js';
 import { openBulkWriter, type BulkTarget, type BulkWriter } from '../storage/bulk-insert.js';
 import { withTx } from '../storage/sql.js';
 import { ALIASES, type Field } from './fields.js';
+import { JsonNumber, JsonSyntaxError, JsonTooDeep, parseJson } from './json.js';
 import { CsvRows, JsonRows } from './formats.js';
 import type { IngestOptions, InputSummary } from './ingest.js';
 import { readCsv } from './readers/csv.js';
@@ -128,10 +129,11 @@ async function openRecords(
         const reason = reject(line, v.field === 'row' ? 'row' : rows.fieldName(v.field as Field), v.reason);
         rejects?.csv(fields, line, reason);
       },
-      unreadable(line, message) {
+      unreadable(line, message, cells, field) {
+        if (!rows) throw new BillingError('invalid_input', `${label}:${line}: the header row ${message}`);
         counts.read++;
-        const reason = reject(line, 'row', message);
-        rejects?.csv([], line, reason);
+        const reason = reject(line, field === undefined ? 'row' : (rows.header[field] ?? 'row'), message);
+        rejects?.csv(cells, line, reason);
       },
     });
   }
@@ -147,10 +149,10 @@ async function openRecords(
       const reason = reject(line, field, result.reason);
       rejects?.json(obj ?? text, line, reason);
     },
-    unreadable(line, message) {
+    unreadable(line, message, raw) {
       counts.read++;
       const reason = reject(line, 'line', message);
-      rejects?.json(null, line, reason);
+      rejects?.json(raw, line, reason);
     },
   });
 }
@@ -159,11 +161,12 @@ async function openRecords(
 function jsonRecord(text: string, json: JsonRows, vctx: ValidateContext): { obj: Record<string, unknown> | null; result: EventRow | Invalid } {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = parseJson(text);
   } catch (e) {
-    return { obj: null, result: { field: 'line', reason: `is not valid JSON (${(e as Error).message})` } };
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    return { obj: null, result: { field: 'line', reason: e instanceof JsonTooDeep ? e.message : `is not valid JSON (${e.message})` } };
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || parsed instanceof JsonNumber) {
     return { obj: null, result: { field: 'line', reason: 'is not a JSON object' } };
   }
   const obj = parsed as Record<string, unknown>;

@@ -1,6 +1,7 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { BillingError } from '../domain/errors.js';
+import { stringifyJson } from './json.js';
 
 /**
  * The `--rejects FILE`: every rejected record as it came in, plus its line and the reason,
@@ -61,7 +62,8 @@ export class RejectsFile {
       typeof original === 'object' && original !== null && !Array.isArray(original)
         ? { ...(original as Record<string, unknown>), line, reason }
         : { line, reason, raw: original };
-    this.pending.push(JSON.stringify(rec) + '\n');
+    this.pending.push(stringifyJson(rec) + '\n'); // numbers as written in the input
+
   }
 
   /** Write what was collected; waits when the disk is slower than the input. */
@@ -89,7 +91,12 @@ export class RejectsFile {
   }
 }
 
-function csvCell(s: string): string {
+/**
+ * A cell a spreadsheet would run as a formula (= + - @, tab, CR first; numbers aside) gets a
+ * leading ' as in `billing report --format csv`: rejects files are fixed in spreadsheets.
+ */
+function csvCell(cell: string): string {
+  const s = /^[=+\-@\t\r]/.test(cell) && !/^-?\d+(\.\d+)?$/.test(cell) ? `'${cell}` : cell;
   return /[",\n\r]/.test(s) || /^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

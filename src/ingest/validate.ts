@@ -1,8 +1,10 @@
 import type { FeatureType } from '../domain/catalog.js';
 import { parseInstant, type Instant } from '../domain/period.js';
-import { parseQuantity, type QuantityError } from '../domain/quantity.js';
+import { Decimal } from '../domain/decimal.js';
+import { MAX_QUANTITY, QUANTITY_SCALE, parseQuantity, type QuantityError } from '../domain/quantity.js';
 import type { Field } from './fields.js';
 import { idempotencyKey } from './idempotency.js';
+import { JsonNumber, MAX_JSON_DEPTH, hasJsonNumber, nestsDeeper, scanJson, stringifyJson } from './json.js';
 
 /** An event as read, before validation: one loosely typed value per field. */
 export type RawEvent = Record<Field, unknown>;
@@ -62,7 +64,7 @@ const MAX_TEXT = 255;
 
 /** A value quoted for a message, cut short so one bad row cannot flood the output. */
 export function show(v: unknown): string {
-  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  const s = typeof v === 'string' ? v : v instanceof JsonNumber ? v.text : JSON.stringify(v) ?? String(v);
   return JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s);
 }
 
@@ -90,6 +92,7 @@ function stripLeadingZeros(s: string): string {
 
 /** Quantity as integer micro-units, or why not. */
 export function quantityMicro(raw: unknown): string | QuantityError {
+  if (raw instanceof JsonNumber) return exactQuantityMicro(raw.text);
   if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 && raw <= 1e12) {
     return raw === 0 ? '0' : `${raw}000000`;
   }
@@ -104,12 +107,28 @@ export function quantityMicro(raw: unknown): string | QuantityError {
   return q.ok ? q.micro : q.error;
 }
 
+/** A JSON number's text (exponents allowed), exactly; its size is checked before it is expanded. */
+function exactQuantityMicro(text: string): string | QuantityError {
+  let d: Decimal;
+  try {
+    d = new Decimal(text);
+  } catch {
+    return 'not_a_number';
+  }
+  if (!d.isFinite()) return 'not_a_number';
+  if (d.isNegative() && !d.isZero()) return 'negative';
+  if (d.gt(MAX_QUANTITY)) return 'too_large';
+  if (d.decimalPlaces() > QUANTITY_SCALE) return 'too_precise';
+  const q = parseQuantity(d.toFixed());
+  return q.ok ? q.micro : q.error;
+}
+
 /** Text field: trimmed string or null when absent/empty; an Invalid when not text or too long. */
 function text(v: unknown, field: Field): string | null | Invalid {
   if (v === undefined || v === null) return null;
   let s: string;
   if (typeof v === 'string') s = v.trim();
-  else if (typeof v === 'number' || typeof v === 'bigint') s = String(v);
+  else if (typeof v === 'number' || typeof v === 'bigint' || v instanceof JsonNumber) s = String(v);
   else return { field, reason: `${show(v)} is not text` };
   if (s === '') return null;
   if (s.length > MAX_TEXT) return { field, reason: `is longer than ${MAX_TEXT} characters` };
@@ -128,11 +147,14 @@ function hasNul(v: unknown): boolean {
 
 const isInvalid = (v: unknown): v is Invalid => typeof v === 'object' && v !== null;
 
+const DEPTH_REASON = `nests deeper than ${MAX_JSON_DEPTH} levels`;
+
 function metadataText(v: unknown): string | null | Invalid {
   if (v === undefined || v === null) return null;
   if (typeof v === 'string') {
     const s = v.trim();
     if (s === '') return null;
+    if (scanJson(s).depth > MAX_JSON_DEPTH) return { field: 'metadata', reason: DEPTH_REASON };
     let parsed: unknown;
     try {
       parsed = JSON.parse(s);
@@ -145,7 +167,11 @@ function metadataText(v: unknown): string | null | Invalid {
     if (hasNul(parsed)) return { field: 'metadata', reason: NUL_REASON };
     return s; // stored as given: already valid JSON, no need to re-serialize
   }
-  if (typeof v === 'object' && !Array.isArray(v)) return hasNul(v) ? { field: 'metadata', reason: NUL_REASON } : JSON.stringify(v);
+  if (typeof v === 'object' && nestsDeeper(v)) return { field: 'metadata', reason: DEPTH_REASON };
+  if (typeof v === 'object' && !Array.isArray(v) && !(v instanceof JsonNumber)) {
+    if (hasNul(v)) return { field: 'metadata', reason: NUL_REASON };
+    return hasJsonNumber(v) ? stringifyJson(v) : JSON.stringify(v);
+  }
   return { field: 'metadata', reason: `${show(v)} is not a JSON object` };
 }
 
@@ -177,7 +203,7 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   let occurredAt: number | null = null;
   const t = typeof e.occurred_at === 'string' ? e.occurred_at.trim() : e.occurred_at;
   if (t !== undefined && t !== null && t !== '') {
-    occurredAt = typeof t === 'string' && UTC_ISO.test(t) ? Date.parse(t) : parseInstant(t);
+    occurredAt = typeof t === 'string' && UTC_ISO.test(t) ? Date.parse(t) : parseInstant(t instanceof JsonNumber ? Number(t.text) : t);
     if (Number.isNaN(occurredAt)) occurredAt = null; // e.g. month 13
     if (occurredAt === null) {
       return { field: 'occurred_at', reason: `${show(t)} is not an ISO 8601 time with offset or epoch seconds/milliseconds` };

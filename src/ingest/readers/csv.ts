@@ -1,99 +1,280 @@
-import { Readable, pipeline } from 'node:stream';
-import { parse, type CsvError } from 'csv-parse';
-import type { RecordHandler } from './records.js';
+import { isUtf8 } from 'node:buffer';
+import { RAW_KEPT_BYTES, type RecordHandler } from './records.js';
 
-const MAX_RECORD_BYTES = 1 << 20;
+/** A record may span this many bytes; a quote still open after that is taken as never closed. */
+export const MAX_RECORD_BYTES = 1 << 20;
 
 /**
  * CSV records (arrays of fields) with the line each starts on; the header is the first one.
- * Parsing is lenient so that one bad row never desynchronises the rest: quotes inside fields
- * are kept (relax_quotes), rows may have any field count (the caller checks them against the
- * header), and what csv-parse still cannot read is reported as unreadable instead of ending
- * the run. Empty lines are skipped but counted.
  *
- * Line numbers are counted here rather than with csv-parse's `info` option, which copies its
- * whole state object per record and costs more than the rest of the parse.
+ * Records are split as bytes, so that one bad record is reported with its text and never takes
+ * the rest of the file with it (csv-parse can only drop what follows an error, it cannot
+ * resume at the next line):
+ * - a quote not closed by the end of the input or within MAX_RECORD_BYTES is reported, and
+ *   reading resumes at the line after the one it opened on;
+ * - a longer record is reported (its first KiB kept) and skipped to the end of its line;
+ * - a record that is not valid UTF-8 is reported with the field at fault.
+ * Otherwise lenient as before: leading blanks of a field are dropped (the caller trims the
+ * right side), a quote inside an unquoted field or text after a closing quote is kept as is,
+ * rows may have any field count (the caller checks them against the header), LF, CRLF or CR
+ * end a record, a UTF-8 BOM is skipped, and empty lines are skipped but counted.
  */
 export async function* readCsv(
   bytes: AsyncIterable<Buffer>,
   batchSize: number,
   handler: RecordHandler<string[]>,
 ): AsyncGenerator<void> {
-  const parser = parse({
-    bom: true,
-    ltrim: true, // right-trimming is done per field by the caller: csv-parse's rtrim desyncs on `"a"x`
-    relax_quotes: true,
-    relax_column_count: true,
-    skip_records_with_error: true,
-    max_record_size: MAX_RECORD_BYTES,
-  });
-  let nextLine = 1;
+  const scanner = new Scanner();
+  let buf: Buffer = Buffer.alloc(0);
+  let line = 1;
   let count = 0;
-  let done = false;
-  let failure: unknown = null;
-  let wake: (() => void) | null = null;
-  const notify = () => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-  const fail = (e: unknown) => {
-    failure ??= e;
-    parser.pause();
-    notify();
+  let bomChecked = false;
+  // Skipping the rest of an overlong record's line: its line, first bytes and size so far.
+  let skip: { line: number; head: Buffer; bytes: number } | null = null;
+
+  const unreadable = (at: number, message: string, raw: Buffer, total: number, field?: number) => {
+    const cells = scanner.lenient(raw.subarray(0, RAW_KEPT_BYTES));
+    if (total > RAW_KEPT_BYTES) cells[cells.length - 1] += `... (truncated, ${total} bytes)`;
+    handler.unreadable(at, message, cells, field);
   };
 
-  parser.on('data', (record: string[]) => {
-    if (failure) return;
-    const line = nextLine;
-    let extra = 0;
-    for (let i = 0; i < record.length; i++) {
-      const f = record[i];
-      if (f.length !== 0 && f.indexOf('\n') !== -1) extra += f.split('\n').length - 1;
-    }
-    nextLine += 1 + extra;
-    if (record.length === 1 && record[0] === '') return; // empty line
-    try {
-      handler.record(record, line);
-    } catch (e) {
-      fail(e);
-      return;
-    }
-    if (++count >= batchSize) {
-      parser.pause();
-      notify();
-    }
-  });
-  parser.on('skip', (err: CsvError) => {
-    try {
-      handler.unreadable(nextLine, `malformed CSV: ${err.message.split(':')[0]}`);
-    } catch (e) {
-      fail(e);
-    }
-    const at = (err as CsvError & { lines?: number }).lines;
-    if (typeof at === 'number' && at >= nextLine) nextLine = at + 1;
-  });
-  parser.on('end', () => {
-    done = true;
-    notify();
-  });
-  pipeline(Readable.from(bytes, { objectMode: false }), parser, (err) => {
-    if (err) fail(err);
-  });
-
-  try {
+  const consume = function* (final: boolean): Generator<void> {
+    let p = 0;
     for (;;) {
-      if (failure) throw failure;
-      if (count >= batchSize) {
-        count = 0;
-        yield;
-        parser.resume();
+      if (skip) {
+        const nl = buf.indexOf(10, p);
+        skip.bytes += (nl === -1 ? buf.length : nl) - p;
+        if (nl === -1 && !final) {
+          p = buf.length;
+          break;
+        }
+        unreadable(skip.line, `is longer than ${MAX_RECORD_BYTES} bytes`, trimCr(skip.head), skip.bytes);
+        skip = null;
+        line++;
+        p = nl === -1 ? buf.length : nl + 1;
+        if (++count >= batchSize) {
+          count = 0;
+          yield;
+        }
         continue;
       }
-      if (done) return;
-      await new Promise<void>((resolve) => (wake = resolve));
+      if (p >= buf.length) break;
+      const r = scanner.scan(buf, p, final);
+      if (r === MORE) break;
+      if (r === TOO_LONG) {
+        const q = scanner.quoteAt;
+        const eol = q >= 0 ? buf.indexOf(10, q) : -1;
+        if (eol !== -1 && eol - p <= MAX_RECORD_BYTES) {
+          // Most likely a stray quote: report up to the end of its line and read on from there.
+          unreadable(line, `has a quote that is not closed within ${MAX_RECORD_BYTES} bytes`, trimCr(buf.subarray(p, eol)), eol - p);
+          line += 1 + countLf(buf, p, q);
+          p = eol + 1;
+        } else {
+          // A line too long to be a record: skipped to its end.
+          const from = q >= 0 ? q : p + MAX_RECORD_BYTES;
+          skip = { line, head: Buffer.from(buf.subarray(p, p + RAW_KEPT_BYTES)), bytes: from - p };
+          line += countLf(buf, p, from); // line breaks inside its quoted fields
+          p = from;
+          continue;
+        }
+      } else if (r === UNCLOSED) {
+        const q = scanner.quoteAt;
+        const nl = buf.indexOf(10, q);
+        const eol = nl === -1 ? buf.length : nl;
+        unreadable(line, 'has a quote that is never closed', trimCr(buf.subarray(p, eol)), eol - p);
+        line += 1 + countLf(buf, p, q);
+        p = eol + 1;
+      } else {
+        const start = line;
+        const end = scanner.end;
+        line += scanner.lines;
+        const fields = scanner.fields;
+        const from = p;
+        p = end;
+        if (fields.length === 1 && fields[0] === '') continue; // empty line
+        if (!isUtf8(buf.subarray(from, end))) {
+          const raw = withoutEol(buf.subarray(from, end));
+          unreadable(start, 'is not valid UTF-8', raw, raw.length, scanner.invalidField(buf));
+        } else {
+          handler.record(fields, start);
+        }
+      }
+      if (++count >= batchSize) {
+        count = 0;
+        yield;
+      }
     }
-  } finally {
-    parser.destroy(); // the caller may stop early (an error): release the input
+    buf = p >= buf.length ? Buffer.alloc(0) : buf.subarray(p);
+  };
+
+  for await (const chunk of bytes) {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    if (!bomChecked) {
+      if (buf.length < 3) continue;
+      bomChecked = true;
+      if (buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) buf = buf.subarray(3);
+    }
+    yield* consume(false);
+  }
+  yield* consume(true);
+}
+
+const RECORD = 0;
+const MORE = 1;
+const UNCLOSED = 2;
+const TOO_LONG = 3;
+
+function countLf(buf: Buffer, from: number, to: number): number {
+  let n = 0;
+  for (let i = buf.indexOf(10, from); i !== -1 && i < to; i = buf.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+const trimCr = (b: Buffer) => (b.length > 0 && b[b.length - 1] === 13 ? b.subarray(0, b.length - 1) : b);
+const withoutEol = (b: Buffer) => trimCr(b.length > 0 && b[b.length - 1] === 10 ? b.subarray(0, b.length - 1) : b);
+
+/** Reads one record at a time from a buffer; the results are left in its fields. */
+class Scanner {
+  fields: string[] = [];
+  /** Just after the record's terminator. */
+  end = 0;
+  /** Line breaks the record spans, its terminator included. */
+  lines = 0;
+  /** Where the quote that was still open (MORE or UNCLOSED) began. */
+  quoteAt = -1;
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+
+  /**
+   * One record starting at `p`: RECORD, MORE (it may continue past the end of `buf`),
+   * TOO_LONG (not ended within MAX_RECORD_BYTES, wherever the chunks of input end), or, when
+   * `final`, UNCLOSED (a quote open at the end of the input).
+   */
+  scan(buf: Buffer, p: number, final: boolean, lenient = false): number {
+    const n = buf.length;
+    const limit = p + MAX_RECORD_BYTES;
+    const stop = Math.min(n, limit);
+    const fields: string[] = [];
+    this.starts.length = 0;
+    this.ends.length = 0;
+    let lines = 0;
+    let i = p;
+    for (;;) {
+      while (i < n && (buf[i] === 32 || buf[i] === 9)) i++;
+      let value: string;
+      let start = i;
+      let j = i;
+      if (i < n && buf[i] === 34) {
+        // Quoted: up to a quote that is not doubled.
+        let k = i + 1;
+        let escaped = false;
+        let closed = -1;
+        for (;;) {
+          const qi = buf.indexOf(34, k);
+          if (qi >= limit || (qi === -1 && n > limit)) {
+            this.quoteAt = i;
+            return TOO_LONG;
+          }
+          if (qi === -1 || (qi + 1 >= n && !final)) break;
+          if (qi + 1 < n && buf[qi + 1] === 34) {
+            escaped = true;
+            k = qi + 2;
+            continue;
+          }
+          closed = qi;
+          break;
+        }
+        if (closed === -1) {
+          if (!final) {
+            this.quoteAt = i;
+            return MORE;
+          }
+          if (!lenient) {
+            this.quoteAt = i;
+            return UNCLOSED;
+          }
+          j = i; // lenient: the quote is text, like any other
+        } else {
+          lines += countLf(buf, i, closed);
+          const c = closed + 1 < n ? buf[closed + 1] : -1;
+          if (c === -1 || c === 44 || c === 10 || c === 13) {
+            value = buf.toString('utf8', i + 1, closed);
+            if (escaped) value = value.replaceAll('""', '"');
+            start = i + 1;
+            j = closed + 1;
+            this.starts.push(start);
+            this.ends.push(closed);
+            fields.push(value);
+            const t = this.terminator(buf, j, final, fields, lines);
+            if (t === MORE) {
+              this.quoteAt = -1;
+              return MORE;
+            }
+            if (t !== -1) return RECORD;
+            i = j + 1;
+            continue;
+          }
+          j = closed + 1; // text after the closing quote: the whole field is taken as written
+        }
+      }
+      while (j < stop) {
+        const c = buf[j];
+        if (c === 44 || c === 10 || c === 13) break;
+        j++;
+      }
+      if (j >= limit) {
+        this.quoteAt = -1;
+        return TOO_LONG;
+      }
+      if (j >= n && !final) {
+        this.quoteAt = -1;
+        return MORE;
+      }
+      this.starts.push(start);
+      this.ends.push(j);
+      fields.push(buf.toString('utf8', start, j));
+      const t = this.terminator(buf, j, final, fields, lines);
+      if (t === MORE) {
+        this.quoteAt = -1;
+        return MORE;
+      }
+      if (t !== -1) return RECORD;
+      i = j + 1;
+    }
+  }
+
+  /** At `j` (after a field): -1 for a comma, MORE, or RECORD with the results set. */
+  private terminator(buf: Buffer, j: number, final: boolean, fields: string[], lines: number): number {
+    const n = buf.length;
+    if (j < n && buf[j] === 44) return -1;
+    let end = j;
+    if (j < n) {
+      if (buf[j] === 13) {
+        if (j + 1 >= n && !final) return MORE;
+        end = j + 1 < n && buf[j + 1] === 10 ? j + 2 : j + 1;
+      } else {
+        end = j + 1;
+      }
+      lines++;
+    }
+    this.fields = fields;
+    this.end = end;
+    this.lines = lines;
+    return RECORD;
+  }
+
+  /** The fields of a record's text read as far as possible: an open quote is kept as text. */
+  lenient(raw: Buffer): string[] {
+    if (raw.length === 0) return [''];
+    const r = this.scan(raw, 0, true, true);
+    return r === RECORD ? this.fields : [raw.toString('utf8')];
+  }
+
+  /** After a RECORD that is not valid UTF-8: the index of the first field that is not. */
+  invalidField(buf: Buffer): number | undefined {
+    for (let f = 0; f < this.starts.length; f++) {
+      if (!isUtf8(buf.subarray(this.starts[f], this.ends[f]))) return f;
+    }
+    return undefined;
   }
 }
