@@ -198,7 +198,7 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   const metadata = metadataText(e.metadata);
   if (isInvalid(metadata)) return metadata;
 
-  const key = idempotencyKey({ featureKey, micro, occurredAt, eventId, sourceService, sourceEntityId, userId, metadata });
+  const key = idempotencyKey({ featureKey, micro, occurredAt, ingestedAt: ctx.now, eventId, sourceService, sourceEntityId, userId, metadata });
   return [
     tenantId,
     key,
