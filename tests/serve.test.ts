@@ -189,6 +189,21 @@ describeEachDb('billing serve', (t) => {
     expect(s.logs.every((l) => typeof l.duration_ms === 'number')).toBe(true);
   });
 
+  it('refuses impossible and out-of-range times from a tenant\'s own JWT, and billing goes on', async () => {
+    const { db } = t();
+    await seed(db);
+    const s = await start(db);
+    const headers = bearer(jwt({ sub: 'acme-app', tenant_id: 'acme', exp: Math.floor(NOW / 1000) + 600 }));
+    const times = [-8640000000000001, -1e17, '2026-02-30T10:00:00Z', '2025-02-29', '0000-01-01T00:00:00Z', '1900-01-01T00:00:00Z', '2026-01-10T00:00:00Z'];
+    const r = await s.call('POST', USAGE, { headers, body: times.map((time, i) => event(i, { time })) });
+    expect(r.json.results.map((x: { status: string; field?: string }) => `${x.status}${x.field ? ` ${x.field}` : ''}`)).toEqual([
+      ...Array(6).fill('rejected occurredAt'),
+      'inserted',
+    ]);
+    const [min] = await db.knex('usage_events').min({ t: 'occurred_at' });
+    expect(Number(min.t)).toBe(Date.parse('2026-01-10T00:00:00Z'));
+  });
+
   it('records usage once per idempotency key and answers each event of a mixed batch', async () => {
     const { db } = t();
     await seed(db);
