@@ -100,7 +100,7 @@ describeEachDb('billing check', (t) => {
     expect(await check('acme', 'OCR_SCAN')).toMatchObject({ reason: 'overage', remaining: '0' });
     await setQuota(db, { tenantId: 'acme', featureKey: 'OCR_SCAN', included: '100' }, { now: NOW, actor: ACTOR });
     expect(await check('acme', 'OCR_SCAN')).toMatchObject({ reason: 'within_plan', remaining: '40', included: '100' });
-    await setQuota(db, { tenantId: 'acme', featureKey: 'OCR_SCAN', hardStop: true, limit: '61' }, { now: NOW, actor: ACTOR });
+    await setQuota(db, { tenantId: 'acme', featureKey: 'OCR_SCAN', included: '55', hardStop: true, limit: '61' }, { now: NOW, actor: ACTOR });
     expect(await check('acme', 'OCR_SCAN', '2')).toMatchObject({ allowed: false, reason: 'limit_reached', limit: '61', remaining: '1' });
     await setQuota(db, { tenantId: 'acme', featureKey: 'OCR_SCAN', included: null, limit: null, hardStop: false }, { now: NOW, actor: ACTOR });
     expect(await check('acme', 'OCR_SCAN', '5000')).toMatchObject({ allowed: true, reason: 'within_plan', remaining: null });

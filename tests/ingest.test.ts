@@ -98,6 +98,23 @@ describeEachDb('ingest', (t) => {
     expect(events[4].occurred_at).toBe(NOW_MS);
   });
 
+  it('counts an id-less, time-less row again on a later day; a same-day rerun stays a no-op', async () => {
+    const { db } = t();
+    await seedIngest(db);
+    const csv = 'tenant_id,feature,quantity\nt1,API_CALL,7\n';
+    const day = 86_400_000;
+    const runs = [NOW_MS, NOW_MS + 3_600_000, NOW_MS + day, Date.parse('2026-12-21T12:00:00Z')];
+    const inserted = [];
+    for (const now of runs) inserted.push((await ingestText(db, 'u.csv', csv, { now })).inserted);
+    expect(inserted).toEqual([1, 0, 1, 1]);
+    // recordUsage keys the same row the same way: a duplicate on a day already counted.
+    const again = await recordUsage(db, [{ tenantId: 't1', featureKey: 'API_CALL', quantity: '7' }], { now: NOW_MS + day + 60_000 });
+    expect(again).toEqual([{ status: 'duplicate', idempotencyKey: expect.stringMatching(/^h:/) }]);
+    const fresh = await recordUsage(db, [{ tenantId: 't1', featureKey: 'API_CALL', quantity: '7' }], { now: NOW_MS + 2 * day });
+    expect(fresh.map((r) => r.status)).toEqual(['inserted']);
+    expect((await totals(db)).count).toBe(4);
+  });
+
   it('reads CSV with BOM, CRLF, quoted fields, embedded newlines, extra whitespace and blank lines', async () => {
     const { db } = t();
     await seedIngest(db);
@@ -503,7 +520,7 @@ describe('ingest pieces', () => {
   });
 
   it('keeps source keys unambiguous and short enough for the column', () => {
-    const base = { featureKey: 'F', micro: '1', occurredAt: null, eventId: null, userId: null, metadata: null };
+    const base = { featureKey: 'F', micro: '1', occurredAt: null, ingestedAt: 0, eventId: null, userId: null, metadata: null };
     const a = idempotencyKey({ ...base, sourceService: 'a:b', sourceEntityId: 'c' });
     const b = idempotencyKey({ ...base, sourceService: 'a', sourceEntityId: 'b:c' });
     expect(a).toBe('s:a%3Ab:c:F');

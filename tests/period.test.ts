@@ -98,4 +98,13 @@ describe('anniversary periods (DESIGN.md §5)', () => {
     expect(parseInstant('2026-01-31')).toBe(t('2026-01-31T00:00:00Z'));
     expect(parseInstant('2026-01-31T10:00:00')).toBeNull();
   });
+
+  it('refuses dates that do not exist and instants outside a Date, instead of rolling them over', () => {
+    for (const bad of ['2026-02-30T10:00:00Z', '2026-02-29', '2100-02-29', '2026-04-31', '2026-13-01', '2026-01-01T24:00:00Z', '2026-01-01T10:60:00Z', -8640000000000001, '-8640000000000001', -1e17]) {
+      expect([bad, parseInstant(bad)]).toEqual([bad, null]);
+    }
+    expect(parseInstant('2028-02-29')).toBe(t('2028-02-29T00:00:00Z'));
+    expect(parseInstant('2000-02-29T23:59:59.999Z')).toBe(t('2000-02-29T23:59:59.999Z'));
+    expect(parseInstant(8640000000000000)).toBe(8.64e15);
+  });
 });

@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { applyCatalog } from '../src/catalog/apply.js';
+import { setQuota } from '../src/catalog/quota.js';
 import type { ServeConfig } from '../src/serve/config.js';
 import { createServer, stopServer } from '../src/serve/server.js';
 import type { Db } from '../src/storage/db.js';
@@ -189,6 +190,21 @@ describeEachDb('billing serve', (t) => {
     expect(s.logs.every((l) => typeof l.duration_ms === 'number')).toBe(true);
   });
 
+  it('refuses impossible and out-of-range times from a tenant\'s own JWT, and billing goes on', async () => {
+    const { db } = t();
+    await seed(db);
+    const s = await start(db);
+    const headers = bearer(jwt({ sub: 'acme-app', tenant_id: 'acme', exp: Math.floor(NOW / 1000) + 600 }));
+    const times = [-8640000000000001, -1e17, '2026-02-30T10:00:00Z', '2025-02-29', '0000-01-01T00:00:00Z', '1900-01-01T00:00:00Z', '2026-01-10T00:00:00Z'];
+    const r = await s.call('POST', USAGE, { headers, body: times.map((time, i) => event(i, { time })) });
+    expect(r.json.results.map((x: { status: string; field?: string }) => `${x.status}${x.field ? ` ${x.field}` : ''}`)).toEqual([
+      ...Array(6).fill('rejected occurredAt'),
+      'inserted',
+    ]);
+    const [min] = await db.knex('usage_events').min({ t: 'occurred_at' });
+    expect(Number(min.t)).toBe(Date.parse('2026-01-10T00:00:00Z'));
+  });
+
   it('records usage once per idempotency key and answers each event of a mixed batch', async () => {
     const { db } = t();
     await seed(db);
@@ -249,6 +265,20 @@ describeEachDb('billing serve', (t) => {
     expect(nobody.json).toMatchObject({ status: 'denied', reason: 'unknown_tenant' });
     expect(await recordedUnits(db, 'acme', 'API_CALL')).toBe('10000000');
     expect(await recordedUnits(db, 'acme', 'OCR_SCAN')).toBe('0');
+  });
+
+  it('consumes in parallel up to an overridden included, where a defaulted hard-stop limit now stops', async () => {
+    const { db } = t();
+    await seed(db);
+    // API_CALL: included 10 with a hard stop; the tenant pays for 20.
+    await setQuota(db, { tenantId: 'acme', featureKey: 'API_CALL', included: '20' }, { now: START, actor: 'test' });
+    const s = await start(db);
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => s.call('POST', CONSUME, { headers: SVC, body: { ...event(i), usageType: 'API_CALL', quantity: 1 } })),
+    );
+    const statuses = results.map((r) => r.json.status);
+    expect([statuses.filter((x) => x === 'inserted').length, statuses.filter((x) => x === 'denied').length]).toEqual([20, 30]);
+    expect(await recordedUnits(db, 'acme', 'API_CALL')).toBe('20000000');
   });
 
   it('refuses oversized (413) and malformed (400) bodies and keeps serving', async () => {

@@ -247,7 +247,7 @@ describeEachDb('subscriptions', (ctx) => {
     await subscribe(db, { tenantId: 'a', planKey: 'basic', start: t(START) }, at(START));
     await changePlan(db, { tenantId: 'a', planKey: 'premium' }, at('2026-02-05T00:00:00Z'));
     await changePlan(db, { tenantId: 'a', planKey: 'basic' }, at('2026-02-06T00:00:00Z'));
-    await setQuota(db, { tenantId: 'a', featureKey: 'OCR_SCAN', included: null, hardStop: true }, at('2026-02-06T00:00:00Z'));
+    await setQuota(db, { tenantId: 'a', featureKey: 'OCR_SCAN', included: null, hardStop: true, limit: '500' }, at('2026-02-06T00:00:00Z'));
     await cancelSubscription(db, { tenantId: 'a', at: 'now' }, at('2026-02-07T00:00:00Z'));
     expect(await snapshot()).toEqual(before);
     expect(await loadQuotaOverride(db.knex, 'b', 'OCR_SCAN')).toEqual({ tenantId: 'b', featureKey: 'OCR_SCAN', included: '5' });

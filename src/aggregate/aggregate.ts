@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { loadFeatures } from '../catalog/repository.js';
 import type { Feature } from '../domain/catalog.js';
-import type { Instant } from '../domain/period.js';
+import { EVENT_TIMES, type Instant } from '../domain/period.js';
 import { openBulkWriter, type BulkTarget } from '../storage/bulk-insert.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
@@ -45,6 +45,8 @@ export interface AggregateResult {
   full: boolean;
   /** Highest usage_events.seq folded in. */
   watermark: number | null;
+  /** Events read whose time lies outside EVENT_TIMES, per tenant: in no period, so not counted. */
+  outOfRange: Array<{ tenantId: string; events: number }>;
 }
 
 interface Run {
@@ -56,9 +58,14 @@ interface Run {
   timelines: Map<string, TenantTimeline>;
   /** Only events with seq <= upTo are read (see watermark.ts). */
   upTo: number;
+  /** Out-of-range events met, per tenant. */
+  outOfRange: Map<string, number>;
 }
 
 type Counts = { groups: number; events: number };
+
+// Events outside EVENT_TIMES belong to no period (and may have no calendar date at all).
+const IN_RANGE = `e.occurred_at >= ${EVENT_TIMES.start} AND e.occurred_at < ${EVENT_TIMES.end}`;
 
 /**
  * The `billing aggregate` stage: usage_summaries per tenant × feature × billing period
@@ -79,6 +86,7 @@ export async function runAggregate(db: Db, opts: AggregateOptions): Promise<Aggr
       features: [...(await loadFeatures(trx)).values()].filter((f) => f.type !== 'boolean'),
       subs: await loadSubscriptions(trx),
       timelines: new Map(),
+      outOfRange: new Map(),
       upTo: Math.max(seen, await maxSeq(trx)),
     };
     // PostgreSQL: seqs not visible yet are noted before any event is read, so that one
@@ -117,7 +125,8 @@ export async function runAggregate(db: Db, opts: AggregateOptions): Promise<Aggr
     // A hole stays until every transaction that could still fill it had ended when this run began.
     const kept = xmin === null ? [] : [...state.holes, ...fresh].filter((h) => BigInt(h.xid) > xmin);
     await saveState(trx, { watermark: run.upTo, holes: capHoles(kept) }, opts.now);
-    return { ...counts, full: full || state.watermark === null, watermark: run.upTo };
+    const outOfRange = [...run.outOfRange].map(([tenantId, events]) => ({ tenantId, events }));
+    return { ...counts, full: full || state.watermark === null, watermark: run.upTo, outOfRange };
   });
 }
 
@@ -293,21 +302,29 @@ async function rebuildTenants(run: Run, tenantIds: string[], how: 'scan' | 'grou
 /** First and last event instant per tenant and feature, by index seeks (no table scan). */
 async function featureRanges(run: Run, tenantIds: string[]): Promise<Map<string, Map<string, { min: number; max: number }>>> {
   const out = new Map<string, Map<string, { min: number; max: number }>>();
-  const seek = (fn: string) => `(SELECT ${fn}(e.occurred_at) FROM usage_events e WHERE e.tenant_id = t.id AND e.feature_key = f.key)`;
+  const seek = (fn: string) => `(SELECT ${fn}(e.occurred_at) FROM usage_events e WHERE e.tenant_id = t.id AND e.feature_key = f.key AND ${IN_RANGE})`;
+  const outside = '(SELECT COUNT(*) FROM usage_events e WHERE e.tenant_id = t.id AND e.feature_key = f.key ' +
+    `AND (e.occurred_at < ${EVENT_TIMES.start} OR e.occurred_at >= ${EVENT_TIMES.end}))`;
   for (let i = 0; i < tenantIds.length; i += 500) {
     const ids = tenantIds.slice(i, i + 500);
     const res = await run.trx.raw(
-      `SELECT tenant_id, feature_key, lo, hi FROM (SELECT t.id AS tenant_id, f.key AS feature_key, ${seek('MIN')} AS lo, ${seek('MAX')} AS hi ` +
-        `FROM tenants t CROSS JOIN features f WHERE t.id IN (${ids.map(() => '?').join(', ')})) x WHERE lo IS NOT NULL`,
+      `SELECT tenant_id, feature_key, lo, hi, outside FROM (SELECT t.id AS tenant_id, f.key AS feature_key, ${seek('MIN')} AS lo, ${seek('MAX')} AS hi, ` +
+        `${outside} AS outside FROM tenants t CROSS JOIN features f WHERE t.id IN (${ids.map(() => '?').join(', ')})) x WHERE lo IS NOT NULL OR outside > 0`,
       ids,
     );
     for (const r of rows<Record<string, unknown>>(run, res)) {
       const tenantId = String(r.tenant_id);
+      noteOutOfRange(run, tenantId, Number(r.outside));
+      if (r.lo === null) continue;
       if (!out.has(tenantId)) out.set(tenantId, new Map());
       out.get(tenantId)!.set(String(r.feature_key), { min: Number(r.lo), max: Number(r.hi) });
     }
   }
   return out;
+}
+
+function noteOutOfRange(run: Run, tenantId: string, events: number): void {
+  if (events > 0) run.outOfRange.set(tenantId, (run.outOfRange.get(tenantId) ?? 0) + events);
 }
 
 /**
@@ -323,7 +340,8 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
   // slow as reading the seq range of the table.
   const newEvents = run.db.dialect === 'sqlite' ? 'usage_events e NOT INDEXED' : 'usage_events e';
   const spans = rows<Record<string, unknown>>(run, await run.trx.raw(
-    `SELECT e.tenant_id, MIN(e.occurred_at) AS lo, MAX(e.occurred_at) AS hi, COUNT(*) AS n FROM ${newEvents} WHERE ${touched.sql} GROUP BY e.tenant_id`,
+    `SELECT e.tenant_id, MIN(CASE WHEN ${IN_RANGE} THEN e.occurred_at END) AS lo, MAX(CASE WHEN ${IN_RANGE} THEN e.occurred_at END) AS hi, ` +
+      `COUNT(*) AS n, SUM(CASE WHEN ${IN_RANGE} THEN 0 ELSE 1 END) AS outside FROM ${newEvents} WHERE ${touched.sql} GROUP BY e.tenant_id`,
     touched.bindings,
   ));
   const windows: Array<{ tenantId: string; window: Window }> = [];
@@ -331,7 +349,9 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
   for (const s of spans) {
     const tenantId = String(s.tenant_id);
     if (skip.has(tenantId)) continue;
-    events += Number(s.n);
+    noteOutOfRange(run, tenantId, Number(s.outside));
+    if (s.lo === null) continue;
+    events += Number(s.n) - Number(s.outside);
     for (const w of timeline(run, tenantId).windowsBetween(Number(s.lo), Number(s.hi) + 1)) windows.push({ tenantId, window: w });
   }
   if (windows.length === 0 || run.features.length === 0) return { groups: 0, events: 0 };

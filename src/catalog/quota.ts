@@ -1,12 +1,14 @@
-import type { QuotaOverride } from '../domain/catalog.js';
+import type { Knex } from 'knex';
+import type { PlanFeature, QuotaOverride } from '../domain/catalog.js';
+import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { parseQuantity } from '../domain/quantity.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
-import { loadTenant } from '../subscriptions/repository.js';
-import { loadFeature, loadQuotaOverride, loadQuotaOverrides } from './repository.js';
+import { listSegments, loadTenant, segmentAt, subscriptionAt } from '../subscriptions/repository.js';
+import { limitFollowsIncluded, loadFeature, loadPlanVersion, loadQuotaOverride, loadQuotaOverrides } from './repository.js';
 
 export interface QuotaInput {
   tenantId: string;
@@ -16,7 +18,7 @@ export interface QuotaInput {
   /** undefined: keep; null: back to the plan's pricing. */
   unitPrice?: string | null;
   hardStop?: boolean;
-  /** undefined: keep; null: back to the default (included when hard-stopped). */
+  /** undefined: keep; null: back to the plan's limit rule (see effectiveLimit). */
   limit?: string | null;
 }
 
@@ -63,6 +65,7 @@ export async function setQuota(db: Db, input: QuotaInput, opts: { now: Instant; 
     if (before) await trx('quota_overrides').where(key).update(row);
     else await trx('quota_overrides').insert({ ...key, included_set: false, ...row });
     const after = (await loadQuotaOverride(trx, input.tenantId, input.featureKey))!;
+    refuseInconsistent(await planFeatureAt(trx, input.tenantId, input.featureKey, opts.now), after);
     await writeAudit(trx, {
       at: opts.now,
       actor: opts.actor,
@@ -75,6 +78,38 @@ export async function setQuota(db: Db, input: QuotaInput, opts: { now: Instant; 
     });
     return after;
   });
+}
+
+/** The plan's terms for the feature under the tenant's subscription at `now`, if any. */
+async function planFeatureAt(trx: Knex.Transaction, tenantId: string, featureKey: string, now: Instant): Promise<PlanFeature | null> {
+  const sub = await subscriptionAt(trx, tenantId, now);
+  const seg = sub ? segmentAt(await listSegments(trx, tenantId, sub.id), now) : null;
+  const plan = seg ? await loadPlanVersion(trx, seg.planKey, seg.planVersion) : null;
+  return plan?.features[featureKey] ?? null;
+}
+
+/**
+ * Refuse terms that cut a tenant off short of what it pays for (a limit below included), or
+ * a hard stop with nothing to stop at. Judged against the plan in force now; without one,
+ * against the override alone.
+ */
+function refuseInconsistent(pf: PlanFeature | null, o: QuotaOverride): void {
+  const included = o.included !== undefined ? o.included : pf ? pf.included : undefined;
+  const hardStop = o.hardStop ?? pf?.hardStop ?? false;
+  let limit: string | null = null;
+  let whose = '';
+  if (o.limit !== undefined && o.limit !== null) [limit, whose] = [o.limit, 'limit'];
+  else if (pf && !limitFollowsIncluded(pf)) [limit, whose] = [pf.limit, "the plan's limit"];
+  if (limit !== null && typeof included === 'string' && dec(limit).lt(dec(included))) {
+    throw new BillingError(
+      'invalid_input',
+      `${whose} ${limit} is below included ${included}: the tenant would be cut off short of what it pays for; ` +
+        `give --limit of at least ${included}${whose === 'limit' ? ' or --limit default' : ''}`,
+    );
+  }
+  if (hardStop && included === null && limit === null) {
+    throw new BillingError('invalid_input', 'a hard stop needs a limit when included is unlimited: give --limit');
+  }
 }
 
 /** A tenant's overrides, by feature key. */

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { Feature, PlanFeature, PlanVersion, Pricing, QuotaOverride } from '../domain/catalog.js';
+import { dec } from '../domain/decimal.js';
 import { bool } from '../storage/sql.js';
 
 type Q = Knex | Knex.Transaction;
@@ -81,13 +82,32 @@ function quotaFromRow(r: Record<string, any>): QuotaOverride {
   return o;
 }
 
+/** Whether a plan feature's limit is its included amount (given so, or defaulted to it). */
+export function limitFollowsIncluded(pf: PlanFeature): boolean {
+  return pf.limit === null || (pf.included !== null && dec(pf.limit).eq(dec(pf.included)));
+}
+
+/**
+ * The limit in force after an override: the override's own limit; else the plan's limit, where
+ * a plan limit equal to (or defaulted to) included follows the overridden included. Never
+ * below included: a tenant is not cut off short of what it pays for.
+ */
+export function effectiveLimit(pf: PlanFeature, o: QuotaOverride | null | undefined): string | null {
+  const included = o?.included !== undefined ? o.included : pf.included;
+  let limit: string | null;
+  if (o?.limit !== undefined && o.limit !== null) limit = o.limit;
+  else if (limitFollowsIncluded(pf)) limit = pf.limit === null ? null : included;
+  else limit = pf.limit;
+  return limit !== null && included !== null && dec(limit).lt(dec(included)) ? included : limit;
+}
+
 /** A plan feature's terms after a tenant's override (included, price, hard stop, limit). */
 export function applyOverride(pf: PlanFeature, o: QuotaOverride | null | undefined): PlanFeature {
   if (!o) return pf;
   const out: PlanFeature = { ...pf };
   if (o.included !== undefined) out.included = o.included;
   if (o.hardStop !== undefined && o.hardStop !== null) out.hardStop = o.hardStop;
-  if (o.limit !== undefined) out.limit = o.limit;
+  out.limit = effectiveLimit(pf, o);
   if (o.unitPrice !== undefined && o.unitPrice !== null) {
     const base = pf.overage;
     out.overage = {

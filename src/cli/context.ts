@@ -12,6 +12,8 @@ export interface CliContext {
   debug: boolean;
   /** Actor written to the audit log. */
   actor: string;
+  /** BILLING_BACKFILL_DAYS: how far before its tenant's creation an event may lie. */
+  backfillDays: number | undefined;
   env: NodeJS.ProcessEnv;
   openDb(policy?: MigrationPolicy): Promise<Db>;
 }
@@ -31,6 +33,13 @@ export function resolveNow(flag: string | undefined, env: NodeJS.ProcessEnv, clo
   return t;
 }
 
+export function resolveBackfillDays(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env.BILLING_BACKFILL_DAYS?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d{1,6}$/.test(raw)) throw new BillingError('usage', `BILLING_BACKFILL_DAYS "${raw}" must be a whole number of days`);
+  return Number(raw);
+}
+
 export function buildContext(cmd: Command, env: NodeJS.ProcessEnv = process.env): CliContext {
   const opts = cmd.optsWithGlobals() as GlobalOptions;
   const dbUrl = resolveDbUrl(opts.db, env);
@@ -40,6 +49,7 @@ export function buildContext(cmd: Command, env: NodeJS.ProcessEnv = process.env)
     json: Boolean(opts.json),
     debug: Boolean(opts.debug),
     actor: env.BILLING_ACTOR || `cli:${env.USER || 'unknown'}`,
+    backfillDays: resolveBackfillDays(env),
     env,
     async openDb(policy: MigrationPolicy = 'auto') {
       const { openDb } = await import('../storage/db.js');

@@ -112,22 +112,47 @@ export function periodsBetween(anchor: Instant, interval: Interval, from: Instan
 }
 
 /**
+ * When an event may have occurred: 1970-01-01 to the end of 9999. Ingest refuses times
+ * outside it and aggregation skips (and reports) any such event already stored.
+ */
+export const EVENT_TIMES: Period = { start: 0, end: Date.UTC(10000, 0, 1) };
+
+/** The range of a JavaScript Date: an instant outside it has no calendar date. */
+export const MAX_INSTANT = 8.64e15;
+
+const isLeap = (y: number) => y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Whether the fields name a real date and time of day (Date.parse rolls 30 Feb over to 2 Mar). */
+export function isCalendarDate(y: number, month: number, day: number, hour = 0, minute = 0, second = 0): boolean {
+  if (month < 1 || month > 12 || day < 1) return false;
+  const days = month === 2 && isLeap(y) ? 29 : MONTH_DAYS[month - 1];
+  return day <= days && hour <= 23 && minute <= 59 && second <= 59;
+}
+
+// Require an explicit offset on date-times: a local time would depend on the machine.
+const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-](\d{2}):?(\d{2})))?$/i;
+
+/**
  * Parse an instant: ISO 8601 with an offset (or a bare date, taken as UTC midnight), or epoch
- * seconds / milliseconds (numbers below 1e11 are seconds). Returns null when unparseable.
+ * seconds / milliseconds (numbers below 1e11 are seconds). Returns null when unparseable,
+ * when the date does not exist (30 February, hour 24) or when it is outside a Date's range.
  */
 export function parseInstant(raw: unknown): Instant | null {
   if (typeof raw === 'number') {
     if (!Number.isFinite(raw)) return null;
-    return Math.abs(raw) < 1e11 ? Math.round(raw * 1000) : Math.round(raw);
+    const t = Math.abs(raw) < 1e11 ? Math.round(raw * 1000) : Math.round(raw);
+    return Math.abs(t) <= MAX_INSTANT ? t : null;
   }
   if (typeof raw !== 'string') return null;
   const s = raw.trim();
   if (s === '') return null;
   if (/^-?\d+(\.\d+)?$/.test(s)) return parseInstant(Number(s));
-  // Require an explicit offset on date-times: a local time would depend on the machine.
-  const isoDateTime = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/i;
-  const isoDate = /^\d{4}-\d{2}-\d{2}$/;
-  if (!isoDateTime.test(s) && !isoDate.test(s)) return null;
-  const t = Date.parse(isoDate.test(s) ? `${s}T00:00:00Z` : s.replace(' ', 'T'));
+  const m = ISO.exec(s);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, sec, , oh, om] = m;
+  if (!isCalendarDate(+y, +mo, +d, h === undefined ? 0 : +h, +mi || 0, sec === undefined ? 0 : +sec)) return null;
+  if (oh !== undefined && (+oh > 23 || +om > 59)) return null;
+  const t = Date.parse(h === undefined ? `${s}T00:00:00Z` : s.replace(' ', 'T'));
   return Number.isNaN(t) ? null : t;
 }

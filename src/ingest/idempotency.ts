@@ -8,6 +8,8 @@ export interface KeyParts {
   micro: string;
   /** The instant as given in the input; null when it defaulted to ingest time. */
   occurredAt: number | null;
+  /** Ingest time: only its UTC date counts, and only when occurredAt is null. */
+  ingestedAt: number;
   eventId: string | null;
   sourceService: string | null;
   sourceEntityId: string | null;
@@ -27,8 +29,9 @@ const escapePart = (s: string) => (s.includes('%') || s.includes(':') ? s.replac
 
 /**
  * The per-tenant idempotency key (DESIGN.md §4): the event id if given; else source service
- * + source entity + feature; else a hash of the event's content. Content excludes the ingest
- * time, so a rerun of the same file produces the same keys even for rows without a time.
+ * + source entity + feature; else a hash of the event's content. A row without a time counts
+ * the UTC date of ingest instead: a same-day rerun matches, the same row on a later day is new
+ * usage (otherwise a repeating id-less row would be a duplicate forever).
  */
 export function idempotencyKey(p: KeyParts): string {
   if (p.eventId !== null) return fit('e', p.eventId);
@@ -38,7 +41,7 @@ export function idempotencyKey(p: KeyParts): string {
   const content = [
     p.featureKey,
     p.micro,
-    p.occurredAt === null ? '' : String(p.occurredAt),
+    p.occurredAt === null ? `d:${new Date(p.ingestedAt).toISOString().slice(0, 10)}` : String(p.occurredAt),
     p.sourceService ?? '',
     p.sourceEntityId ?? '',
     p.userId ?? '',

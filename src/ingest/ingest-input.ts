@@ -99,7 +99,7 @@ async function openRecords(
   }
   counts.format = format;
   const batchSize = opts.batchSize ?? Math.min(DEFAULT_BATCH, opts.rowsPerTransaction ?? DEFAULT_BATCH);
-  const vctx: ValidateContext = { known: opts.known, now: opts.now, runId: counts.runId };
+  const vctx: ValidateContext = { known: opts.known, now: opts.now, runId: counts.runId, backfillDays: opts.backfillDays };
   const map = opts.map ?? new Map();
   const label = input.label;
   const rejects = opts.rejects;

@@ -33,6 +33,8 @@ export interface IngestOptions {
   rowsPerTransaction?: number;
   /** How many reject messages to return in the summary (default 10). */
   maxMessages?: number;
+  /** Days an event may lie before its tenant's creation (default DEFAULT_BACKFILL_DAYS). */
+  backfillDays?: number;
   onProgress?: (p: IngestProgress) => void;
   /** Milliseconds since the run started, for seconds / rows per second and finished_at. */
   elapsedMs?: () => number;

@@ -54,7 +54,7 @@ export interface UsageBatch {
 export async function recordUsage(
   db: Db,
   inputs: UsageInput[],
-  opts: { now: Instant; trx?: Knex.Transaction },
+  opts: { now: Instant; trx?: Knex.Transaction; backfillDays?: number },
 ): Promise<RecordResult[]> {
   return (await recordUsageBatches(db, [{ inputs, now: opts.now }], opts))[0];
 }
@@ -66,7 +66,7 @@ export async function recordUsage(
 export async function recordUsageBatches(
   db: Db,
   batches: UsageBatch[],
-  opts: { trx?: Knex.Transaction } = {},
+  opts: { trx?: Knex.Transaction; backfillDays?: number } = {},
 ): Promise<RecordResult[][]> {
   const all = batches.flatMap((b) => b.inputs);
   const run = async (q: Knex.Transaction): Promise<RecordResult[][]> => {
@@ -75,7 +75,7 @@ export async function recordUsageBatches(
       [...new Set(all.map((i) => i.tenantId).filter((t): t is string => typeof t === 'string'))],
       [...new Set(all.map((i) => i.featureKey).filter((f): f is string => typeof f === 'string'))],
     );
-    const verdicts = batches.map((b) => b.inputs.map((input) => validateEvent(rawEvent(input), { known, now: b.now, runId: null })));
+    const verdicts = batches.map((b) => b.inputs.map((input) => validateEvent(rawEvent(input), { known, now: b.now, runId: null, backfillDays: opts.backfillDays })));
     const rows = verdicts.flat().filter((v): v is EventRow => Array.isArray(v));
     const pair = (r: { 0: string; 1: string }) => `${r[0]}\u0000${r[1]}`;
     const inserted = new Set<string>();

@@ -1,5 +1,5 @@
 import type { FeatureType } from '../domain/catalog.js';
-import { parseInstant, type Instant } from '../domain/period.js';
+import { EVENT_TIMES, parseInstant, toIso, type Instant } from '../domain/period.js';
 import { Decimal } from '../domain/decimal.js';
 import { MAX_QUANTITY, QUANTITY_SCALE, parseQuantity, type QuantityError } from '../domain/quantity.js';
 import type { Field } from './fields.js';
@@ -11,7 +11,8 @@ export type RawEvent = Record<Field, unknown>;
 
 /** What validation needs to know about the world, loaded once per run. */
 export interface KnownIds {
-  tenants: ReadonlySet<string>;
+  /** Tenant id -> created_at. */
+  tenants: ReadonlyMap<string, Instant>;
   features: ReadonlyMap<string, FeatureType>;
 }
 
@@ -20,7 +21,13 @@ export interface ValidateContext {
   /** Ingest time: the default occurred time and the reference for "in the future". */
   now: Instant;
   runId: number | null;
+  /** How far before its tenant's creation an event may lie (default DEFAULT_BACKFILL_DAYS). */
+  backfillDays?: number;
 }
+
+/** Events may be backdated this far before their tenant was created (BILLING_BACKFILL_DAYS). */
+export const DEFAULT_BACKFILL_DAYS = 400;
+const DAY_MS = 86_400_000;
 
 /** Column order of an event row, as written by the batch writer. */
 export const EVENT_COLUMNS = [
@@ -75,8 +82,20 @@ const QUANTITY_REASON: Record<QuantityError, string> = {
   too_precise: 'has more than 6 decimals',
 };
 
-// The usual export format (toISOString()), parsed without parseInstant's general checks.
-const UTC_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
+// The usual export format (toISOString()), parsed without parseInstant's general checks when
+// the day (at most 28) and hour (not 24) cannot roll over into the next month or day.
+const UTC_ISO = /^\d{4}-\d{2}-(?:[01]\d|2[0-8])T(?:[01]\d|2[0-3]):\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
+
+/** Why parseInstant refused a time. */
+function timeProblem(t: unknown): string {
+  if ((typeof t === 'number' && Number.isFinite(t)) || (typeof t === 'string' && /^-?\d+(\.\d+)?$/.test(t.trim()))) {
+    return 'is outside the range of dates';
+  }
+  if (typeof t === 'string' && /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i.test(t.trim())) {
+    return 'is not a real date and time (no such day, hour, minute or offset)';
+  }
+  return 'is not an ISO 8601 time with offset or epoch seconds/milliseconds';
+}
 
 const isQuantityError = (m: string): m is QuantityError => m in QUANTITY_REASON;
 
@@ -183,7 +202,8 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   const tenantId = text(e.tenant_id, 'tenant_id');
   if (isInvalid(tenantId)) return tenantId;
   if (tenantId === null) return { field: 'tenant_id', reason: 'is missing' };
-  if (!ctx.known.tenants.has(tenantId)) return { field: 'tenant_id', reason: `${show(tenantId)} is not a known tenant` };
+  const createdAt = ctx.known.tenants.get(tenantId);
+  if (createdAt === undefined) return { field: 'tenant_id', reason: `${show(tenantId)} is not a known tenant` };
 
   const featureKey = text(e.feature, 'feature');
   if (isInvalid(featureKey)) return featureKey;
@@ -205,11 +225,19 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   if (t !== undefined && t !== null && t !== '') {
     occurredAt = typeof t === 'string' && UTC_ISO.test(t) ? Date.parse(t) : parseInstant(t instanceof JsonNumber ? Number(t.text) : t);
     if (Number.isNaN(occurredAt)) occurredAt = null; // e.g. month 13
-    if (occurredAt === null) {
-      return { field: 'occurred_at', reason: `${show(t)} is not an ISO 8601 time with offset or epoch seconds/milliseconds` };
-    }
+    if (occurredAt === null) return { field: 'occurred_at', reason: `${show(t)} ${timeProblem(t)}` };
     if (occurredAt > ctx.now + MAX_FUTURE_MS) {
       return { field: 'occurred_at', reason: `${show(t)} is more than 5 minutes in the future` };
+    }
+    if (occurredAt < EVENT_TIMES.start || occurredAt >= EVENT_TIMES.end) {
+      return { field: 'occurred_at', reason: `${show(t)} is outside 1970-01-01..9999-12-31` };
+    }
+    const days = ctx.backfillDays ?? DEFAULT_BACKFILL_DAYS;
+    if (occurredAt < createdAt - days * DAY_MS) {
+      return {
+        field: 'occurred_at',
+        reason: `${show(t)} is before ${toIso(createdAt - days * DAY_MS)}, ${days} days before the tenant was created (BILLING_BACKFILL_DAYS)`,
+      };
     }
   }
 
@@ -224,7 +252,7 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   const metadata = metadataText(e.metadata);
   if (isInvalid(metadata)) return metadata;
 
-  const key = idempotencyKey({ featureKey, micro, occurredAt, eventId, sourceService, sourceEntityId, userId, metadata });
+  const key = idempotencyKey({ featureKey, micro, occurredAt, ingestedAt: ctx.now, eventId, sourceService, sourceEntityId, userId, metadata });
   return [
     tenantId,
     key,

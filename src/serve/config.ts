@@ -17,6 +17,8 @@ export interface ServeConfig {
   requestTimeoutMs?: number;
   /** Signing secret (whsec_…) for POST /v1/billing/webhooks/stripe; null/absent: route off. */
   stripeWebhookSecret?: string | null;
+  /** Days an event may lie before its tenant's creation (default DEFAULT_BACKFILL_DAYS). */
+  backfillDays?: number;
   /** One structured access-log entry per request; null: no log. Never receives credentials. */
   log?: ((entry: Record<string, unknown>) => void) | null;
 }

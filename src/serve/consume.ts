@@ -18,19 +18,19 @@ class NotADuplicate extends Error {}
  * A denied event that was already recorded (a retry of an earlier success) reports the
  * duplicate instead of the denial, so retries stay idempotent.
  */
-export async function consumeUsage(db: Db, input: UsageInput, opts: { now: number }): Promise<ConsumeResult> {
+export async function consumeUsage(db: Db, input: UsageInput, opts: { now: number; backfillDays?: number }): Promise<ConsumeResult> {
   return withTx(db, async (trx) => {
     await lockForTransaction(db, trx, 'billing.consume', JSON.stringify([input.tenantId, input.featureKey]));
     const quantity = input.quantity === undefined ? undefined : String(input.quantity);
     const check = await checkEntitlement(db, { tenantId: input.tenantId, featureKey: input.featureKey, quantity }, { now: opts.now, trx });
     if (check.allowed) {
-      const [record] = await recordUsage(db, [input], { now: opts.now, trx });
+      const [record] = await recordUsage(db, [input], { now: opts.now, trx, backfillDays: opts.backfillDays });
       return { check, record };
     }
     // Probe inside a savepoint: keep nothing unless the event turns out to be a duplicate.
     try {
       const record = await trx.transaction(async (sp) => {
-        const [r] = await recordUsage(db, [input], { now: opts.now, trx: sp });
+        const [r] = await recordUsage(db, [input], { now: opts.now, trx: sp, backfillDays: opts.backfillDays });
         if (r.status !== 'duplicate') throw new NotADuplicate();
         return r;
       });

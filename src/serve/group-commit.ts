@@ -25,6 +25,8 @@ export class UsageGroupCommit {
     private readonly db: Db,
     /** Events per transaction, at most (a request's batch is never split). */
     private readonly maxEvents = 2000,
+    /** Passed to recordUsage: how far events may predate their tenant. */
+    private readonly backfillDays?: number,
   ) {}
 
   record(inputs: UsageInput[], now: number): Promise<RecordResult[]> {
@@ -64,7 +66,7 @@ export class UsageGroupCommit {
     let results: RecordResult[][];
     this.stats.transactions++;
     try {
-      results = await recordUsageBatches(this.db, group);
+      results = await recordUsageBatches(this.db, group, { backfillDays: this.backfillDays });
     } catch (e) {
       // Alone, the error is the request's own; together, each finds out for itself.
       if (group.length === 1) {
@@ -72,7 +74,7 @@ export class UsageGroupCommit {
         return;
       }
       this.stats.retriedGroups++;
-      for (const p of group) await recordUsage(this.db, p.inputs, { now: p.now }).then(p.resolve, p.reject);
+      for (const p of group) await recordUsage(this.db, p.inputs, { now: p.now, backfillDays: this.backfillDays }).then(p.resolve, p.reject);
       return;
     }
     group.forEach((p, i) => p.resolve(results[i]));

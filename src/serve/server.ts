@@ -74,7 +74,7 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
   const stripeWebhookSecret = config.stripeWebhookSecret ?? null;
   const gate = new Gate(config.maxConcurrent ?? SERVE_DEFAULTS.maxConcurrent[db.dialect]);
   const metrics = new Metrics(() => gate.queued);
-  const usage = new UsageGroupCommit(db);
+  const usage = new UsageGroupCommit(db, undefined, config.backfillDays);
   const overloaded = () => new HttpError(503, 'timeout', `request not handled within ${timeoutMs} ms; retry later`, { Connection: 'close' });
   const routes = compile(ROUTES);
   const state: ServerState = { closing: false };
@@ -92,7 +92,7 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
     const work = async (): Promise<Reply> => {
       // Bodies are read before queueing, so a slow client never holds a slot.
       const body = route.body === 'json' ? await readJsonBody(req, bodyLimitBytes) : route.body === 'raw' ? await readBody(req, bodyLimitBytes) : undefined;
-      const ctx: RouteContext = { db, req, params, query, body, client, now, maxBatch, stripeWebhookSecret, metrics, usage };
+      const ctx: RouteContext = { db, req, params, query, body, client, now, maxBatch, stripeWebhookSecret, metrics, usage, backfillDays: config.backfillDays };
       if (!route.queued) return route.handle(ctx);
       // A request whose deadline passed while queued is not started at all.
       return gate.run(() => (expired ? Promise.reject(overloaded()) : route.handle(ctx)));

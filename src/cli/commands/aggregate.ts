@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { buildContext, withDb } from '../context.js';
-import { printJson, printLine } from '../output.js';
+import { printErr, printJson, printLine } from '../output.js';
 
 interface AggregateFlags {
   tenant?: string;
@@ -29,6 +29,9 @@ export function register(program: Command): void {
       else {
         const scope = period ? `period ${period}` : flags.tenant ? `tenant ${flags.tenant}` : r.full ? 'full rebuild' : 'incremental';
         printLine(`aggregated (${scope}): ${r.groups} summaries from ${r.events} events in ${seconds.toFixed(2)}s; watermark seq ${r.watermark ?? 'none'}`);
+      }
+      for (const o of r.outOfRange) {
+        printErr(`warning: tenant ${o.tenantId}: skipped ${o.events} event(s) dated outside 1970-01-01..9999-12-31 and counted in no period; delete or fix them`);
       }
     });
 }

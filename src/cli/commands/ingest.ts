@@ -54,6 +54,7 @@ export function register(program: Command): void {
           strict: flags.strict,
           rejectsPath: flags.rejects,
           rowsPerTransaction: txRows,
+          backfillDays: ctx.backfillDays,
           onProgress: progress.enabled
             ? (p) => progress({ done: p.bytes, total: p.totalBytes ?? null, rows: p.read, label: p.source, unit: 'bytes' })
             : undefined,

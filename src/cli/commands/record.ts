@@ -46,7 +46,7 @@ export function register(program: Command): void {
               metadata: f.metadata, // validated like a CSV cell: must be a JSON object
             },
           ],
-          { now: ctx.now },
+          { now: ctx.now, backfillDays: ctx.backfillDays },
         ),
       );
       if (ctx.json) printJson(result);

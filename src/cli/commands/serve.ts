@@ -54,6 +54,7 @@ export function register(program: Command): void {
           {
             auth,
             clock: fixedNow ? () => ctx.now : Date.now,
+            backfillDays: ctx.backfillDays,
             bodyLimitBytes,
             requestTimeoutMs,
             rateLimit: rate > 0 ? { perSecond: rate, burst } : null,

@@ -45,7 +45,7 @@ export async function consumeRoute(ctx: RouteContext): Promise<Reply> {
     ctx.metrics.countUsage('rejected');
     return { status: 422, body: { status: 'rejected', rejection: { field: ev.field, reason: ev.reason } } };
   }
-  const { check, record } = await consumeUsage(ctx.db, ev.input, { now: ctx.now });
+  const { check, record } = await consumeUsage(ctx.db, ev.input, { now: ctx.now, backfillDays: ctx.backfillDays });
   ctx.metrics.countCheck(check.reason);
   ctx.metrics.countUsage(record ? record.status : 'denied');
   if (!record) return { status: check.reason === 'unknown_tenant' ? 404 : 200, body: { status: 'denied', ...check } };

@@ -19,6 +19,8 @@ export interface RouteContext {
   /** null: the Stripe webhook route answers 404. */
   stripeWebhookSecret: string | null;
   metrics: Metrics;
+  /** Days an event may lie before its tenant's creation (ServeConfig.backfillDays). */
+  backfillDays: number | undefined;
   /** Records usage, sharing transactions between concurrent requests. */
   usage: UsageGroupCommit;
 }
