@@ -17,7 +17,9 @@ export type MigrationPolicy =
   /** SQLite: run pending migrations; PostgreSQL: fail with a hint to run `billing migrate`. */
   | 'auto'
   /** Open without looking at migrations (the `migrate` command itself). */
-  | 'none';
+  | 'none'
+  /** As 'auto', and PostgreSQL with no migration applied yet is migrated too (`billing demo`). */
+  | 'fresh';
 
 let pgTypesConfigured = false;
 
@@ -73,6 +75,19 @@ function cachePreparedStatements(conn: SqliteConnection): void {
   };
 }
 
+/**
+ * knex's logger writes to stdout (console.log), which would break `--json`. Its warnings go to
+ * stderr instead; the connect failure it logs with a stack is dropped because openDb reports it
+ * as one line.
+ */
+function stderrLog(msg: unknown): void {
+  const text = typeof msg === 'string' ? msg : msg instanceof Error ? msg.message : String(msg);
+  if (text.startsWith('Acquire connection error')) return;
+  process.stderr.write(`billing: knex: ${text.split('\n')[0]}\n`);
+}
+
+export const knexLog = { warn: stderrLog, error: stderrLog, deprecate: stderrLog, debug: stderrLog };
+
 export function knexConfig(target: DbTarget): Knex.Config {
   const migrations = { migrationSource: new MigrationSource(), tableName: 'knex_migrations' };
   if (target.dialect === 'sqlite') {
@@ -80,6 +95,7 @@ export function knexConfig(target: DbTarget): Knex.Config {
       client: 'better-sqlite3',
       connection: { filename: target.filename },
       useNullAsDefault: true,
+      log: knexLog,
       migrations,
       pool: {
         afterCreate(conn: SqliteConnection, done: (err: Error | null, conn: unknown) => void) {
@@ -102,6 +118,7 @@ export function knexConfig(target: DbTarget): Knex.Config {
     connection: { connectionString: target.connectionString },
     searchPath: target.schema ? [target.schema] : undefined,
     pool: { min: 0, max: 10 },
+    log: knexLog,
     migrations: { ...migrations, schemaName: target.schema ?? undefined },
   };
 }
@@ -123,9 +140,9 @@ export async function openDb(url: string, policy: MigrationPolicy = 'auto'): Pro
       `cannot open database ${redactUrl(url)}: ${(e as Error).message.split('\n')[0]}`,
     );
   }
-  if (policy === 'auto') {
+  if (policy !== 'none') {
     try {
-      await ensureMigrated(db);
+      await ensureMigrated(db, policy === 'fresh');
     } catch (e) {
       await knex.destroy().catch(() => {});
       throw e;
@@ -151,17 +168,18 @@ async function allApplied(db: Db): Promise<boolean> {
   }
 }
 
-async function ensureMigrated(db: Db): Promise<void> {
+async function ensureMigrated(db: Db, migrateEmpty: boolean): Promise<void> {
   // The fast path keeps `billing check` quick; the migrator settles anything else.
   if (await allApplied(db)) return;
-  const pending = await pendingMigrations(db);
-  if (pending.length === 0) return;
-  if (db.dialect === 'sqlite') {
+  const [applied, pendingList] = (await db.knex.migrate.list()) as [unknown[], unknown[]];
+  const pending = pendingList.length;
+  if (pending === 0) return;
+  if (db.dialect === 'sqlite' || (migrateEmpty && applied.length === 0)) {
     await db.knex.migrate.latest();
     return;
   }
   throw new BillingError(
     'db_not_migrated',
-    `database ${db.display} has ${pending.length} pending migration(s); run \`billing migrate\` first`,
+    `database ${db.display} has ${pending} pending migration(s); run \`billing migrate\` first`,
   );
 }

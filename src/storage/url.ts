@@ -13,7 +13,8 @@ export function resolveDbUrl(flag: string | undefined, env: NodeJS.ProcessEnv): 
 
 /** The URL with any password replaced, safe to print in errors and logs. */
 export function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+  // Greedy up to the last "@" before the host: a password may itself contain "@".
+  return url.replace(/(\/\/[^:/@\s]*:)[^/\s]*@/g, '$1***@');
 }
 
 export function parseDbUrl(url: string): DbTarget {
