@@ -393,6 +393,13 @@ describeEachDb('billing serve', (t) => {
     expect(forged.status).toBe(400);
     expect(forged.json.error).toBe('signature_invalid');
     expect((await s.call('POST', path, { raw: payload })).status).toBe(400);
+    const aheadTs = ts + 365 * 24 * 3600;
+    const ahead = { id: 'evt_2', object: 'event', type: 'customer.created', created: ts, data: { object: { id: 'cus_2' } } };
+    const aheadPayload = JSON.stringify(ahead);
+    const aheadSig = `t=${aheadTs},v1=${createHmac('sha256', 'whsec_test_secret').update(`${aheadTs}.${aheadPayload}`).digest('hex')}`;
+    const future = await s.call('POST', path, { raw: aheadPayload, headers: { 'stripe-signature': aheadSig } });
+    expect(future.status).toBe(400);
+    expect(future.json).toMatchObject({ error: 'signature_invalid', message: expect.stringMatching(/in the future/) });
     expect(Number((await db.knex('stripe_events').count({ n: '*' }).first())!.n)).toBe(1);
   });
 
