@@ -7,7 +7,7 @@ export function register(program: Command): void {
     .command('status')
     .description('last run of each job, next scheduled run, and what is waiting (events, invoices, Stripe outbox)')
     .option('--config <file>', 'daemon config to compute next runs from (default: ./billing.config.json when present)')
-    .option('--strict', 'exit 3 when a job\'s last run failed or Stripe calls are dead (for monitoring)')
+    .option('--strict', 'exit 3 when a job\'s last run failed, Stripe calls are dead or an ingest run is stale (for monitoring)')
     .action(async (opts: { config?: string; strict?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const path = await import('node:path');
@@ -45,8 +45,18 @@ export function register(program: Command): void {
           const o = b.stripeOutbox;
           printLine(`stripe outbox: ${o.pending} pending (${o.due} due now), ${o.failed} failed, ${o.dead} dead`);
         }
+        for (const r of report.ingestRuns) {
+          printLine(
+            r.stale
+              ? `ingest run ${r.id} (${r.source}) stale: "running" since ${r.startedAt} with ${r.inserted} rows committed; its process died. Rerun the same ingest to finish it`
+              : `ingest run ${r.id} (${r.source}) running since ${r.startedAt}: ${r.inserted} rows committed so far`,
+          );
+        }
       }
-      const failing = report.jobs.some((j) => j.last?.status === 'failed') || (report.backlog.stripeOutbox?.dead ?? 0) > 0;
+      const failing =
+        report.jobs.some((j) => j.last?.status === 'failed') ||
+        (report.backlog.stripeOutbox?.dead ?? 0) > 0 ||
+        report.ingestRuns.some((r) => r.stale);
       if (opts.strict && failing) process.exitCode = 3;
     });
 }
