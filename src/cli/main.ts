@@ -42,6 +42,11 @@ export function reportError(e: unknown, debug: boolean): number {
     return e.exitCode;
   }
   const err = e as Error;
+  if (String((e as { code?: unknown })?.code ?? '').startsWith('SQLITE_READONLY')) {
+    process.stderr.write('billing: the database is read-only (sqlite:PATH?mode=ro, or a file or directory this user cannot write): this command writes to it\n');
+    if (debug && err?.stack) process.stderr.write(err.stack + '\n');
+    return EXIT.failure;
+  }
   process.stderr.write(`billing: unexpected error: ${redactUrl(String(err?.message ?? e).split('\n')[0])}${debug ? '' : ' (run with --debug for details)'}\n`);
   if (debug && err?.stack) process.stderr.write(err.stack + '\n');
   return EXIT.failure;
