@@ -1,4 +1,4 @@
-import { accessSync, constants as fsConstants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
@@ -114,7 +114,13 @@ function sqliteMode(target: Extract<DbTarget, { dialect: 'sqlite' }>): 'rw' | 'r
 
 /** Bytes 18-19 of the header are 2 for WAL. */
 function walMode(file: string): boolean {
-  const b = readFileSync(file).subarray(18, 20);
+  const b = Buffer.alloc(2);
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, b, 0, 2, 18);
+  } finally {
+    closeSync(fd);
+  }
   return b[0] === 2 && b[1] === 2;
 }
 
