@@ -302,4 +302,30 @@ describeEachDb('catalog apply', (t) => {
     expect(r5.code).toBe(2);
     expect(r5.stderr).toMatch(/cannot read catalog file .*missing\.json: ENOENT/);
   });
+  it('CLI: a YAML alias bomb is refused as invalid input (exit 2, one line); a JSON or YAML catalog with a BOM applies', async () => {
+    const { url } = t();
+    const dir = tempDir('billing-catalog-');
+    const bomb = path.join(dir, 'bomb.yaml');
+    const lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
+    for (let i = 1; i < 9; i++) lines.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill('*' + String.fromCharCode(96 + i)).join(',')}]`);
+    lines.push('features: *i');
+    writeFileSync(bomb, lines.join('\n'));
+    const r1 = await runCli(['catalog', 'apply', bomb], { db: url });
+    expect(r1.code).toBe(2);
+    expect(r1.stdout).toBe('');
+    expect(r1.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r1.stderr).toMatch(/^billing: cannot parse .*bomb\.yaml as YAML: .*alias/i);
+
+    const json = path.join(dir, 'bom.json');
+    writeFileSync(json, '\ufeff' + JSON.stringify(catalog()));
+    const r2 = await runCli(['catalog', 'apply', json], { db: url });
+    expect(r2.stderr).toBe('');
+    expect(r2.code).toBe(0);
+    expect(r2.stdout).toMatch(/plan\s+starter\s+create \(version 1\)/);
+    const yamlFile = path.join(dir, 'bom.yaml');
+    writeFileSync(yamlFile, '\ufeff' + 'features:\n  - { key: NEW_ONE, name: New, unit: x }\n');
+    const r3 = await runCli(['catalog', 'apply', yamlFile], { db: url });
+    expect(r3.stderr).toBe('');
+    expect(r3.code).toBe(0);
+  });
 });

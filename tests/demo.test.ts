@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.js';
-import { describeEachDb } from './helpers/db.js';
+import pg from 'pg';
+import { describeEachDb, isPgReachable, PG_URL } from './helpers/db.js';
 
 describe('billing demo (default: fresh SQLite file in the cwd)', () => {
   it('runs the whole pipeline twice in a row with identical results, and the result verifies', async () => {
@@ -61,5 +63,44 @@ describeEachDb('billing demo --db', (t) => {
     const again = await runCli(['demo'], { db: url });
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/already has tenants/);
+  });
+});
+
+describe('billing demo on an empty PostgreSQL schema, with a password in the URL', () => {
+  it('migrates it itself, reports what SQLite reports, and never prints the password', async () => {
+    if (!(await isPgReachable())) throw new Error('PostgreSQL is needed for this test');
+    const schema = `t_${randomBytes(6).toString('hex')}`;
+    const withPassword = PG_URL.replace(/^postgres(ql)?:\/\/([^:@/]+)(:[^@/]*)?@/, 'postgres://$2:SECRETPW@');
+    expect(withPassword).toContain('SECRETPW@');
+    const url = `${withPassword}${withPassword.includes('?') ? '&' : '?'}schema=${schema}`;
+    const cwd = mkdtempSync(path.join(tmpdir(), 'billing-demo-'));
+    try {
+      const pgJson = await runCli(['demo', '--json'], { db: url });
+      expect(pgJson.stderr).toBe('');
+      expect(pgJson.code).toBe(0);
+      const sqliteJson = await runCli(['demo', '--json'], { cwd });
+      expect(sqliteJson.code).toBe(0);
+      const pick = (out: string) => {
+        const r = JSON.parse(out);
+        return { report: r.report, invoices: r.invoices.map((i: { number: string; total: string }) => [i.number, i.total]) };
+      };
+      expect(pick(pgJson.stdout)).toEqual(pick(sqliteJson.stdout));
+
+      const refused = await runCli(['demo'], { db: url });
+      expect(refused.code).toBe(2);
+      for (const r of [pgJson, refused]) expect(r.stdout + r.stderr).not.toContain('SECRETPW');
+
+      const text = await runCli(['demo'], { db: url.replace(schema, `${schema}b`) });
+      expect(text.code).toBe(0);
+      expect(text.stdout).toContain('postgres://postgres:***@');
+      expect(text.stdout + text.stderr).not.toContain('SECRETPW');
+      await runCli(['verify'], { db: url.replace(schema, `${schema}b`) }).then((v) => expect(v.stdout + v.stderr).not.toContain('SECRETPW'));
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      await admin.query(`drop schema if exists ${schema} cascade; drop schema if exists ${schema}b cascade`);
+      await admin.end();
+    }
   });
 });

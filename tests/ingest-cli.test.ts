@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, runCli } from './helpers/cli.js';
 import { describeEachDb, freshDb } from './helpers/db.js';
 import { NOW, seedIngest, storedEvents, totals } from './ingest-support.js';
+import type { Db } from '../src/storage/db.js';
 
 let dir: string;
 beforeAll(() => {
@@ -170,5 +171,62 @@ describeEachDb('billing ingest / record (CLI)', (t) => {
     } finally {
       await clean.cleanup();
     }
+  });
+  /** `billing ingest -` fed `first` rows on stdin that stay open, once they are committed. */
+  async function ingestWaitingOnStdin(db: Db, url: string, first: number) {
+    const child = spawn(process.execPath, [BIN, 'ingest', '-', '--format', 'csv', '--batch-size', '100', '--db', url, '--now', NOW], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    const lines = ['tenant_id,feature,quantity,source_service,source_entity_id'];
+    for (let i = 0; i < first; i++) lines.push(`t1,API_CALL,1,svc,e-${i}`);
+    child.stdin.write(lines.join('\n') + '\n');
+    let ended = false;
+    void exited.then(() => (ended = true));
+    // Poll the database (not the clock) until a first batch is committed.
+    while ((await totals(db)).count === 0) {
+      if (ended) throw new Error(`ingest ended before committing anything: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return { child, exited, out: () => ({ stdout, stderr }) };
+  }
+
+  it.each([['SIGTERM', 143], ['SIGINT', 130]] as const)('%s commits what was read, marks the run interrupted, says so on stderr and exits %i', async (signal, code) => {
+    const { db, url } = t();
+    await seedIngest(db);
+    const run = await ingestWaitingOnStdin(db, url, 250);
+    run.child.kill(signal);
+    expect(await run.exited).toEqual({ code, signal: null });
+    const committed = (await totals(db)).count;
+    expect(committed).toBeGreaterThan(0);
+    expect(committed).toBeLessThan(250);
+    expect(run.out().stdout).toBe('');
+    expect(run.out().stderr).toBe(`interrupted by ${signal}: ${committed} rows committed; rerun the same command to finish (committed rows count as duplicates)\n`);
+    const [row] = await db.knex('ingest_runs').select('status', 'inserted', 'finished_at');
+    expect(row).toMatchObject({ status: 'interrupted', inserted: committed });
+    expect(row.finished_at).not.toBeNull();
+    const status = await runCli(['status', '--json'], { db: url, now: NOW });
+    expect(JSON.parse(status.stdout).ingestRuns).toEqual([]);
+  });
+
+  it('after a SIGKILL the run stays "running"; status shows it, and stale (--strict exit 3) an hour later', async () => {
+    const { db, url } = t();
+    await seedIngest(db);
+    const run = await ingestWaitingOnStdin(db, url, 250);
+    run.child.kill('SIGKILL');
+    expect(await run.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    const n = (await totals(db)).count;
+    const fresh = await runCli(['status', '--strict'], { db: url, now: NOW });
+    expect(fresh.code).toBe(0);
+    expect(fresh.stdout).toMatch(/ingest run \d+ \(-\) running since 2026-11-21T12:00:00.000Z: \d+ rows committed so far/);
+    const later = await runCli(['status', '--strict'], { db: url, now: '2026-11-21T13:00:01Z' });
+    expect(later.code).toBe(3);
+    expect(later.stdout).toMatch(/ingest run \d+ \(-\) stale: "running" since 2026-11-21T12:00:00.000Z with \d+ rows committed; its process died/);
+    const json = await runCli(['status', '--json'], { db: url, now: '2026-11-21T13:00:01Z' });
+    expect(JSON.parse(json.stdout).ingestRuns).toEqual([
+      { id: expect.any(Number), source: '-', startedAt: '2026-11-21T12:00:00.000Z', read: n, inserted: n, stale: true },
+    ]);
   });
 });

@@ -25,13 +25,21 @@ describe('verifyJwt', () => {
   it('rejects a wrong signature, expiry, nbf, alg none and algorithm confusion', () => {
     expect(verifyJwt(hs256({ tenant_id: 'acme' }, 'other'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'invalid signature' });
     expect(verifyJwt(hs256({ tenant_id: 'acme', exp: NOW_SEC }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token expired' });
-    expect(verifyJwt(hs256({ tenant_id: 'acme', nbf: NOW_SEC + 10 }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token not yet valid' });
+    expect(verifyJwt(hs256({ tenant_id: 'acme', nbf: NOW_SEC + 10, exp: NOW_SEC + 60 }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token not yet valid' });
     const none = `${b64({ alg: 'none' })}.${b64({ tenant_id: 'acme' })}.`;
     expect(verifyJwt(none, keys, NOW_SEC)).toEqual({ ok: false, reason: 'algorithm "none" is not accepted' });
     // An RS256 header must not be checked against the HMAC secret (or vice versa).
     expect(verifyJwt(hs256({ tenant_id: 'acme' }, 'jwt-secret', { alg: 'RS256' }), keys, NOW_SEC).ok).toBe(false);
     expect(verifyJwt('a.b', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
     expect(verifyJwt('e30.!!!.x', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
+  });
+
+  it('refuses a token without exp (it would never expire) or with a non-numeric exp', () => {
+    expect(verifyJwt(hs256({ sub: 'svc', tenant_id: 'acme' }, 'jwt-secret'), keys, NOW_SEC)).toEqual({
+      ok: false,
+      reason: 'token has no exp claim (expiry is required)',
+    });
+    expect(verifyJwt(hs256({ tenant_id: 'acme', exp: String(NOW_SEC + 60) }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed exp claim' });
   });
 
   it('honours the clock tolerance, issuer and audience', () => {
@@ -75,14 +83,14 @@ describe('authenticate', () => {
 
   it('binds a bearer token to its tenant claim', () => {
     for (const claim of ['tenant_id', 'tenantId', 'org_id']) {
-      const r = authenticate({ authorization: `Bearer ${hs256({ sub: 'svc-a', [claim]: 'acme' }, 'jwt-secret')}` }, config, nowMs);
+      const r = authenticate({ authorization: `Bearer ${hs256({ sub: 'svc-a', [claim]: 'acme', exp: NOW_SEC + 60 }, 'jwt-secret')}` }, config, nowMs);
       expect(r).toEqual({ ok: true, client: { id: 'jwt:svc-a', tenantId: 'acme' } });
       if (r.ok) {
         expect(mayActFor(r.client, 'acme')).toBe(true);
         expect(mayActFor(r.client, 'globex')).toBe(false);
       }
     }
-    const noTenant = authenticate({ authorization: `Bearer ${hs256({ sub: 'x' }, 'jwt-secret')}` }, config, nowMs);
+    const noTenant = authenticate({ authorization: `Bearer ${hs256({ sub: 'x', exp: NOW_SEC + 60 }, 'jwt-secret')}` }, config, nowMs);
     expect(noTenant.ok).toBe(false);
     expect(authenticate({ authorization: 'Basic abc' }, config, nowMs).ok).toBe(false);
     expect(authenticate({ authorization: `Bearer ${hs256({ tenant_id: 'a' }, 'jwt-secret')}` }, { serviceSecrets: ['s'] }, nowMs)).toEqual({

@@ -281,6 +281,48 @@ describeEachDb('billing serve', (t) => {
     expect(await recordedUnits(db, 'acme', 'API_CALL')).toBe('20000000');
   });
 
+  it('answers consume, check and usage bodies with a missing or non-string tenantId/usageType/quantity with 400 or 422, never 500', async () => {
+    const { db } = t();
+    await seed(db);
+    const s = await start(db);
+    const bad: Array<[string, Record<string, unknown>]> = [
+      ['missing tenantId', { usageType: 'API_CALL', quantity: 1 }],
+      ['object tenantId', { tenantId: { $gt: '' }, usageType: 'API_CALL', quantity: 1 }],
+      ['array tenantId', { tenantId: ['acme'], usageType: 'API_CALL', quantity: 1 }],
+      ['empty tenantId', { tenantId: '', usageType: 'API_CALL', quantity: 1 }],
+      ['array usageType', { tenantId: 'acme', usageType: ['API_CALL'], quantity: 1 }],
+      ['object usageType', { tenantId: 'acme', usageType: { a: 1 }, quantity: 1 }],
+      ['object quantity', { tenantId: 'acme', usageType: 'API_CALL', quantity: { n: 1 } }],
+      ['array quantity', { tenantId: 'acme', usageType: 'API_CALL', quantity: [1] }],
+    ];
+    for (const [name, body] of bad) {
+      const full = { sourceService: 'svc', sourceEntityId: `e-${name}`, ...body };
+      const consumed = await s.call('POST', CONSUME, { headers: SVC, body: full });
+      const checked = await s.call('POST', CHECK, { headers: SVC, body: full });
+      expect([consumed.status, consumed.json.error], name).toEqual([400, 'invalid_body']);
+      expect(consumed.json, name).toEqual(checked.json);
+      const enforced = await s.call('POST', USAGE, { headers: SVC, body: { ...full, enforce: true } });
+      expect(enforced.status, name).toBe(400);
+      const recorded = await s.call('POST', USAGE, { headers: SVC, body: full });
+      expect(recorded.status, name).toBe(422);
+    }
+    expect(await recordedUnits(db, 'acme', 'API_CALL')).toBe('0');
+    expect(s.logs.filter((l) => l.status === 500)).toEqual([]);
+  });
+
+  it('logs an unexpected database failure by kind and code, never its SQL or the submitted values', async () => {
+    const { db } = t();
+    await seed(db);
+    const s = await start(db);
+    await db.knex.schema.dropTable('usage_events');
+    const r = await s.call('POST', CONSUME, { headers: SVC, body: event(1, { usageType: 'API_CALL', sourceEntityId: 'doc-SENTINEL-42' }) });
+    expect(r.status).toBe(500);
+    expect(r.json).toEqual({ error: 'internal', message: 'internal error' });
+    const entry = s.logs.find((l) => l.status === 500)!;
+    expect(entry).toMatchObject({ level: 'error', path: CONSUME, error: expect.any(String) });
+    expect(JSON.stringify(s.logs)).not.toMatch(/select|insert|usage_events|SENTINEL|acme/i);
+  });
+
   it('refuses oversized (413) and malformed (400) bodies and keeps serving', async () => {
     const { db } = t();
     await seed(db);
@@ -381,6 +423,13 @@ describeEachDb('billing serve', (t) => {
     expect(forged.status).toBe(400);
     expect(forged.json.error).toBe('signature_invalid');
     expect((await s.call('POST', path, { raw: payload })).status).toBe(400);
+    const aheadTs = ts + 365 * 24 * 3600;
+    const ahead = { id: 'evt_2', object: 'event', type: 'customer.created', created: ts, data: { object: { id: 'cus_2' } } };
+    const aheadPayload = JSON.stringify(ahead);
+    const aheadSig = `t=${aheadTs},v1=${createHmac('sha256', 'whsec_test_secret').update(`${aheadTs}.${aheadPayload}`).digest('hex')}`;
+    const future = await s.call('POST', path, { raw: aheadPayload, headers: { 'stripe-signature': aheadSig } });
+    expect(future.status).toBe(400);
+    expect(future.json).toMatchObject({ error: 'signature_invalid', message: expect.stringMatching(/in the future/) });
     expect(Number((await db.knex('stripe_events').count({ n: '*' }).first())!.n)).toBe(1);
   });
 

@@ -77,6 +77,8 @@ describeEachDb('stripe webhooks', (t) => {
       { name: 'wrong secret', payload, signature: stripeSignature(payload, 'whsec_other', T0 / 1000) },
       { name: 'tampered body', payload: payload.replace('"paid"', '"open"'), signature },
       { name: 'stale timestamp', payload, signature: stripeSignature(payload, SECRET, T0 / 1000 - 3600) },
+      { name: 'timestamp a year ahead', payload, signature: stripeSignature(payload, SECRET, T0 / 1000 + 365 * 24 * 3600) },
+      { name: 'timestamp an hour ahead', payload, signature: stripeSignature(payload, SECRET, T0 / 1000 + 3600) },
     ];
     for (const c of cases) {
       const r = await spawnBilling(['stripe', 'webhook', '--signature', c.signature], { db: url, now: T0, fake, input: c.payload }).done;
@@ -88,6 +90,46 @@ describeEachDb('stripe webhooks', (t) => {
     const noSecret = await spawnBilling(['stripe', 'webhook', '--signature', signature], { db: url, now: T0, fake, input: payload, env: { STRIPE_WEBHOOK_SECRET: '' } }).done;
     expect(noSecret.code).toBe(2);
     expect(noSecret.stderr).toMatch(/STRIPE_WEBHOOK_SECRET is not set/);
+  });
+
+  it('refuses a signed invoice.paid whose paid_at or created is not a sane time (exit 2), and applies nothing', async () => {
+    const { db, url } = t();
+    await seedScenario(db.knex);
+    await syncDeclined(db);
+    const stripeInvoice = fake.invoices().find((i) => i.metadata.billing_invoice_id === acme.id)!;
+    await sdk().invoices.pay(stripeInvoice.id, { paid_out_of_band: true });
+    const event = fake.events.filter((e) => e.type === 'invoice.paid').pop()! as any;
+    const cases: Array<[string, any]> = [
+      ['paid_at 1e20', { ...event, data: { object: { ...event.data.object, status_transitions: { paid_at: 1e20 } } } }],
+      ['paid_at negative', { ...event, data: { object: { ...event.data.object, status_transitions: { paid_at: -5 } } } }],
+      ['paid_at a fraction', { ...event, data: { object: { ...event.data.object, status_transitions: { paid_at: T0 / 1000 + 0.5 } } } }],
+      ['paid_at text', { ...event, data: { object: { ...event.data.object, status_transitions: { paid_at: 'yesterday' } } } }],
+      ['created 1e20', { ...event, created: 1e20 }],
+    ];
+    for (const [name, ev] of cases) {
+      const { payload, signature } = fake.signedWebhook(ev, SECRET);
+      const r = await spawnBilling(['stripe', 'webhook', '--signature', signature], { db: url, now: T0, fake, input: payload }).done;
+      expect(r.code, `${name}: ${r.stderr}`).toBe(2);
+      expect(r.stderr.trimEnd().split('\n'), name).toHaveLength(1);
+      expect(r.stderr, name).toMatch(/^billing: Stripe event evt_\w+: (data\.object\.status_transitions\.paid_at|created) .* is not a time in epoch seconds .*nothing was applied/);
+    }
+    expect(await db.knex('stripe_events')).toHaveLength(0);
+    expect((await db.knex('invoices').where({ id: acme.id }).first()).status).toBe('open');
+  });
+
+  it('invoice show prints a stored out-of-range time instead of crashing', async () => {
+    const { db, url } = t();
+    await seedScenario(db.knex);
+    const inv = await db.knex('invoices').where({ id: acme.id }).first();
+    // 9e18 ms fits a bigint but is far past what a Date can hold (8.64e15).
+    await db.knex('invoices').where({ id: acme.id }).update({ status: 'paid', paid_at: 9e18 });
+    const shown = await spawnBilling(['invoice', 'show', inv.number], { db: url, now: T0, fake }).done;
+    expect(shown.stderr).toBe('');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/paid invalid time \(9000000000000000000\)/);
+    const json = await spawnBilling(['invoice', 'show', inv.number, '--json'], { db: url, now: T0, fake }).done;
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout).paidAt).toBe('invalid time (9000000000000000000)');
   });
 
   it('customer.deleted clears the mapping; the next sync creates a fresh customer', async () => {

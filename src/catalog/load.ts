@@ -3,6 +3,8 @@ import { BillingError } from '../domain/errors.js';
 
 /** Parse catalog text: YAML for .yaml/.yml names, JSON otherwise. */
 export async function parseCatalogText(text: string, name: string): Promise<unknown> {
+  // Editors on Windows save UTF-8 with a BOM; ingest accepts it, so catalogs do too.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (/\.ya?ml$/i.test(name)) {
     const YAML = await import('yaml');
     const doc = YAML.parseDocument(text, { prettyErrors: false });
@@ -11,7 +13,12 @@ export async function parseCatalogText(text: string, name: string): Promise<unkn
       const where = e.linePos ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '';
       throw new BillingError('catalog_invalid', `cannot parse ${name} as YAML${where}: ${e.message.split('\n')[0]}`);
     }
-    return doc.toJS();
+    try {
+      // yaml refuses documents whose aliases expand past maxAliasCount (an "alias bomb").
+      return doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      throw new BillingError('catalog_invalid', `cannot parse ${name} as YAML: ${(e as Error).message.split('\n')[0]}`);
+    }
   }
   try {
     return JSON.parse(text);

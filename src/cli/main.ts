@@ -1,6 +1,18 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BillingError, EXIT } from '../domain/errors.js';
-import { registerCommands } from './commands/index.js';
+import { redactUrl } from '../storage/url.js';
+import { invokedCommand, registerCommands } from './commands/index.js';
+
+/** package.json sits three levels up from both dist/src/cli/main.js and the bundle's main.js. */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 /** The program with the invoked command registered (or all of them, for help). */
 export async function buildProgram(args: string[] = []): Promise<Command> {
@@ -12,6 +24,8 @@ export async function buildProgram(args: string[] = []): Promise<Command> {
     .option('--debug', 'print stack traces on errors')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  // Only before a command: commander would otherwise take a command's own --version (catalog show).
+  if (invokedCommand(args) === undefined) program.version(packageVersion(), '-V, --version', 'print the version and exit');
   await registerCommands(program, args);
   return program;
 }
@@ -23,12 +37,17 @@ export function reportError(e: unknown, debug: boolean): number {
     return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (e instanceof BillingError) {
-    process.stderr.write(`billing: ${e.message}\n`);
+    process.stderr.write(`billing: ${redactUrl(e.message)}\n`);
     if (debug && e.stack) process.stderr.write(e.stack + '\n');
     return e.exitCode;
   }
   const err = e as Error;
-  process.stderr.write(`billing: unexpected error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for details)'}\n`);
+  if (String((e as { code?: unknown })?.code ?? '').startsWith('SQLITE_READONLY')) {
+    process.stderr.write('billing: the database is read-only (sqlite:PATH?mode=ro, or a file or directory this user cannot write): this command writes to it\n');
+    if (debug && err?.stack) process.stderr.write(err.stack + '\n');
+    return EXIT.failure;
+  }
+  process.stderr.write(`billing: unexpected error: ${redactUrl(String(err?.message ?? e).split('\n')[0])}${debug ? '' : ' (run with --debug for details)'}\n`);
   if (debug && err?.stack) process.stderr.write(err.stack + '\n');
   return EXIT.failure;
 }

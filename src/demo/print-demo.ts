@@ -3,7 +3,7 @@ import { toIso, type Instant } from '../domain/period.js';
 import type { DemoResult } from './run-demo.js';
 
 /** The demo's closing part: the report, a few entitlement checks, and where to go next. */
-export function printDemo(r: DemoResult, opts: { dbUrl: string; now: Instant; out: (s: string) => void }): void {
+export function printDemo(r: DemoResult, opts: { /** Printed: pass the redacted form. */ dbUrl: string; now: Instant; out: (s: string) => void }): void {
   const { out } = opts;
   const flags = `--db ${opts.dbUrl} --now ${toIso(opts.now)}`;
   out(`\n$ billing report --period current`);

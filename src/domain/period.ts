@@ -32,6 +32,13 @@ export function toIso(t: Instant): string {
   return new Date(t).toISOString();
 }
 
+/** toIso for printing stored times: one out of Date's range is shown, not thrown. */
+export function displayInstant(t: Instant): string {
+  const d = new Date(t);
+  if (!Number.isNaN(d.getTime())) return d.toISOString();
+  return `invalid time (${Number.isFinite(t) ? BigInt(Math.trunc(t)).toString() : String(t)})`;
+}
+
 export function periodToJson(p: Period): { start: string; end: string } {
   return { start: toIso(p.start), end: toIso(p.end) };
 }

@@ -10,7 +10,7 @@ import type { IngestOptions, InputSummary } from './ingest.js';
 import { readCsv } from './readers/csv.js';
 import { readLines } from './readers/lines.js';
 import type { RejectsFile } from './rejects.js';
-import { updateRun } from './runs.js';
+import { IngestInterrupted, updateRun } from './runs.js';
 import { inputBytes, sniffFormat, type IngestInput } from './source.js';
 import { EVENT_COLUMNS, validateEvent, type EventRow, type Invalid, type KnownIds, type ValidateContext } from './validate.js';
 
@@ -60,7 +60,7 @@ export async function ingestInput(
     const w = (writer = await openBulkWriter(db, q, USAGE_EVENTS));
     const start = counts.read;
     let done = false;
-    while (!done && counts.read - start < perTx) {
+    while (!done && counts.read - start < perTx && !opts.signal?.aborted) {
       done = (await batches.next()).done === true;
       await opts.rejects?.flush();
       await w.flush();
@@ -73,8 +73,17 @@ export async function ingestInput(
     await updateRun(q, counts.runId, counts);
     return done;
   };
-  if (trx) await step(trx);
-  else while (!(await withTx(db, step)));
+  // Checked once the batch is committed (or, under --strict, before its one commit).
+  const stopIfAborted = async () => {
+    if (!opts.signal?.aborted) return;
+    await batches.return(undefined); // closes the input
+    throw new IngestInterrupted(0);
+  };
+  if (trx) {
+    await step(trx);
+    await stopIfAborted();
+  } else while (!(await withTx(db, step))) await stopIfAborted();
+  await stopIfAborted();
 }
 
 /**

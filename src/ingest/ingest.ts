@@ -7,8 +7,10 @@ import type { FieldMap } from './fields.js';
 import { ingestInput } from './ingest-input.js';
 import { loadKnownIds } from './known.js';
 import { RejectsFile } from './rejects.js';
-import { finishRuns, startRuns, type RunCounts } from './runs.js';
+import { finishRuns, IngestInterrupted, startRuns, type RunCounts } from './runs.js';
 import type { Format, IngestInput } from './source.js';
+
+export { IngestInterrupted };
 
 export interface IngestProgress extends RunCounts {
   /** The input being read (its label). */
@@ -38,7 +40,11 @@ export interface IngestOptions {
   onProgress?: (p: IngestProgress) => void;
   /** Milliseconds since the run started, for seconds / rows per second and finished_at. */
   elapsedMs?: () => number;
+  /** Aborted (the CLI on SIGINT/SIGTERM): commit what was read, stop, throw IngestInterrupted. */
+  signal?: AbortSignal;
 }
+
+
 
 export interface InputSummary extends RunCounts {
   source: string;
@@ -120,6 +126,12 @@ export async function ingest(db: Db, inputs: IngestInput[], opts: IngestOptions)
     await rejects?.close();
   } catch (e) {
     await rejects?.close().catch(() => {});
+    // Aborting may also end a reader with an error (stdin closed under it): still an interruption.
+    if (e instanceof IngestInterrupted || opts.signal?.aborted) {
+      if (opts.strict) for (const s of summaries) s.inserted = 0; // its one transaction rolled back
+      await finishRuns(db, summaries, 'interrupted', opts.now + Math.round(elapsed())).catch(() => {});
+      throw new IngestInterrupted(summaries.reduce((n, s) => n + s.inserted, 0));
+    }
     await finishRuns(db, summaries, 'failed', opts.now + Math.round(elapsed())).catch(() => {});
     throw e;
   }

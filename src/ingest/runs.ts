@@ -9,7 +9,15 @@ export interface RunCounts {
   rejected: number;
 }
 
-/** One ingest_runs row per input, status "running" until the run ends. */
+/** The run stopped on its signal; `committed` rows are kept and a rerun skips them as duplicates. */
+export class IngestInterrupted extends Error {
+  constructor(readonly committed: number) {
+    super(`ingest interrupted: ${committed} rows committed`);
+    this.name = 'IngestInterrupted';
+  }
+}
+
+/** One ingest_runs row per input, status "running" until the run ends (completed, failed or interrupted). */
 export async function startRuns(db: Db, sources: string[], now: Instant): Promise<number[]> {
   const ids: number[] = [];
   for (const source of sources) {
@@ -27,7 +35,7 @@ export async function updateRun(q: Knex.Transaction, id: number, c: RunCounts): 
 export async function finishRuns(
   db: Db,
   runs: Array<RunCounts & { runId: number }>,
-  status: 'completed' | 'failed',
+  status: 'completed' | 'failed' | 'interrupted',
   at: Instant,
 ): Promise<void> {
   for (const r of runs) {

@@ -1,6 +1,6 @@
 import { toCsv } from '../cli/output.js';
 import { BillingError } from '../domain/errors.js';
-import { toIso } from '../domain/period.js';
+import { displayInstant, toIso } from '../domain/period.js';
 import { invoiceToJson, type Invoice } from './types.js';
 
 export type ExportFormat = 'json' | 'csv' | 'html';
@@ -19,7 +19,7 @@ export function renderInvoice(inv: Invoice, format: string): string {
   }
 }
 
-const day = (t: number) => toIso(t).slice(0, 10);
+const day = (t: number) => displayInstant(t).replace(/T.*/, '');
 
 /** One row per line with the invoice's identity on each, then a total row. Formula-safe cells. */
 function renderCsv(inv: Invoice): string {

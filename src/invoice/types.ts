@@ -1,5 +1,5 @@
 import type { PlanFeature } from '../domain/catalog.js';
-import { periodToJson, toIso, type Instant, type Period } from '../domain/period.js';
+import { displayInstant, periodToJson, toIso, type Instant, type Period } from '../domain/period.js';
 
 export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
 export const INVOICE_STATUSES: InvoiceStatus[] = ['draft', 'open', 'paid', 'void', 'uncollectible'];
@@ -90,7 +90,7 @@ export function summarize(inv: Invoice): InvoiceSummary {
   return { ...head, lineCount: lines.length };
 }
 
-const iso = (t: Instant | null) => (t === null ? null : toIso(t));
+const iso = (t: Instant | null) => (t === null ? null : displayInstant(t));
 
 /** The one JSON shape of an invoice (list, show, export, generate --json): ISO instants, decimal strings. */
 export function invoiceToJson(inv: Invoice | InvoiceSummary) {

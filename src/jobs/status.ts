@@ -31,7 +31,15 @@ export interface StatusReport {
   /** SQLite leases currently held (PostgreSQL advisory locks are not listed). */
   locks: Array<{ job: string; owner: string; acquiredAt: string; expiresAt: string; expired: boolean }>;
   backlog: Backlog;
+  /**
+   * ingest_runs still "running". One started more than STALE_INGEST_MS ago is `stale`: its
+   * process most likely died (SIGKILL, crash) before it could record how it ended.
+   */
+  ingestRuns: Array<{ id: number; source: string; startedAt: string; read: number; inserted: number; stale: boolean }>;
 }
+
+/** A running ingest older than this is reported stale (no ingest of ours runs that long). */
+export const STALE_INGEST_MS = 60 * 60 * 1000;
 
 /** `wallNow`: the real time, to tell live leases from expired ones (`now` may be --now). */
 export async function getStatus(db: Db, opts: { now: number; wallNow?: number; config: DaemonConfig }): Promise<StatusReport> {
@@ -73,5 +81,13 @@ export async function getStatus(db: Db, opts: { now: number; wallNow?: number; c
       expired: Number(l.expires_at) <= (opts.wallNow ?? opts.now),
     })),
     backlog: await backlog(db, opts.now),
+    ingestRuns: (await db.knex('ingest_runs').where({ status: 'running' }).orderBy('id')).map((r) => ({
+      id: Number(r.id),
+      source: r.source,
+      startedAt: toIso(Number(r.started_at)),
+      read: Number(r.read),
+      inserted: Number(r.inserted),
+      stale: opts.now - Number(r.started_at) > STALE_INGEST_MS,
+    })),
   };
 }

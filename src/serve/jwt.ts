@@ -54,7 +54,7 @@ function decodeJson(segment: string): Record<string, unknown> | null {
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 
-/** Verify a compact JWS (HS256 / RS256 / ES256) and its time and issuer/audience claims. */
+/** Verify a compact JWS (HS256 / RS256 / ES256), its exp (required), nbf and issuer/audience claims. */
 export function verifyJwt(token: string, keys: JwtKeys, nowSec: number): JwtResult {
   const parts = token.split('.');
   if (parts.length !== 3 || !parts.every((s) => B64URL.test(s))) return { ok: false, reason: 'malformed token' };
@@ -81,10 +81,10 @@ export function verifyJwt(token: string, keys: JwtKeys, nowSec: number): JwtResu
   if (!valid) return { ok: false, reason: 'invalid signature' };
 
   const tolerance = keys.clockToleranceSec ?? 0;
-  if (claims.exp !== undefined) {
-    if (typeof claims.exp !== 'number') return { ok: false, reason: 'malformed exp claim' };
-    if (nowSec >= claims.exp + tolerance) return { ok: false, reason: 'token expired' };
-  }
+  // A token without exp would be valid forever once leaked: exp is required.
+  if (claims.exp === undefined) return { ok: false, reason: 'token has no exp claim (expiry is required)' };
+  if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) return { ok: false, reason: 'malformed exp claim' };
+  if (nowSec >= claims.exp + tolerance) return { ok: false, reason: 'token expired' };
   if (claims.nbf !== undefined) {
     if (typeof claims.nbf !== 'number') return { ok: false, reason: 'malformed nbf claim' };
     if (nowSec < claims.nbf - tolerance) return { ok: false, reason: 'token not yet valid' };

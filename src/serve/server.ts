@@ -162,7 +162,7 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
         duration_ms: Math.round(seconds * 1e6) / 1e3,
         client: clientId,
       };
-      if (failure) entry.error = (failure as Error)?.message ?? String(failure);
+      if (failure) entry.error = errorKind(failure);
       log(entry);
     }
   }
@@ -174,6 +174,16 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
   );
   states.set(server, state);
   return server;
+}
+
+/**
+ * What the log says about an unexpected failure: its kind and code. Not its message: a
+ * database error's message carries the SQL and the submitted values.
+ */
+export function errorKind(e: unknown): string {
+  if (!(e instanceof Error)) return typeof e;
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' || typeof code === 'number' ? `${e.name} ${code}` : e.name;
 }
 
 function send(res: ServerResponse, reply: Reply, headers: Record<string, string>, closing: boolean): void {

@@ -1,3 +1,5 @@
+import { accessSync, closeSync, constants as fsConstants, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { dirname } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
 import { MigrationSource } from './migrations.js';
@@ -8,6 +10,8 @@ export type Dialect = 'sqlite' | 'pg';
 export interface Db {
   knex: Knex;
   dialect: Dialect;
+  /** SQLite opened read-only (sqlite:PATH?mode=ro, or a file or directory we cannot write). */
+  readonly?: boolean;
   /** URL safe to print (password removed). */
   display: string;
   close(): Promise<void>;
@@ -17,7 +21,9 @@ export type MigrationPolicy =
   /** SQLite: run pending migrations; PostgreSQL: fail with a hint to run `billing migrate`. */
   | 'auto'
   /** Open without looking at migrations (the `migrate` command itself). */
-  | 'none';
+  | 'none'
+  /** As 'auto', and PostgreSQL with no migration applied yet is migrated too (`billing demo`). */
+  | 'fresh';
 
 let pgTypesConfigured = false;
 
@@ -73,20 +79,78 @@ function cachePreparedStatements(conn: SqliteConnection): void {
   };
 }
 
+/**
+ * knex's logger writes to stdout (console.log), which would break `--json`. Its warnings go to
+ * stderr instead; the connect failure it logs with a stack is dropped because openDb reports it
+ * as one line.
+ */
+function stderrLog(msg: unknown): void {
+  const text = typeof msg === 'string' ? msg : msg instanceof Error ? msg.message : String(msg);
+  if (text.startsWith('Acquire connection error')) return;
+  process.stderr.write(`billing: knex: ${text.split('\n')[0]}\n`);
+}
+
+export const knexLog = { warn: stderrLog, error: stderrLog, deprecate: stderrLog, debug: stderrLog };
+
+function writable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** How to open a SQLite file: read-write, read-only, or (read-only in a read-only directory) a snapshot. */
+function sqliteMode(target: Extract<DbTarget, { dialect: 'sqlite' }>): 'rw' | 'ro' | 'snapshot' {
+  if (!existsSync(target.filename)) return 'rw'; // created (or refused) by the driver
+  const dir = dirname(target.filename);
+  if (!target.readonly && writable(target.filename) && writable(dir)) return 'rw';
+  // A WAL database is read through its -shm file; in a directory we cannot write, and without
+  // one already there, SQLite cannot open it at all: read a copy in memory instead.
+  if (!writable(dir) && !existsSync(`${target.filename}-shm`) && walMode(target.filename)) return 'snapshot';
+  return 'ro';
+}
+
+/** Bytes 18-19 of the header are 2 for WAL. */
+function walMode(file: string): boolean {
+  const b = Buffer.alloc(2);
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, b, 0, 2, 18);
+  } finally {
+    closeSync(fd);
+  }
+  return b[0] === 2 && b[1] === 2;
+}
+
+/** The file's bytes as a rollback-journal database (memory cannot hold a WAL database). */
+function snapshot(file: string): Buffer {
+  const b = readFileSync(file);
+  b[18] = 1;
+  b[19] = 1;
+  return b;
+}
+
 export function knexConfig(target: DbTarget): Knex.Config {
   const migrations = { migrationSource: new MigrationSource(), tableName: 'knex_migrations' };
   if (target.dialect === 'sqlite') {
+    const mode = sqliteMode(target);
     return {
       client: 'better-sqlite3',
-      connection: { filename: target.filename },
+      // knex hands the filename to better-sqlite3, which also opens a Buffer (the snapshot).
+      connection: { filename: (mode === 'snapshot' ? snapshot(target.filename) : target.filename) as string, options: { readonly: mode !== 'rw' } },
       useNullAsDefault: true,
+      log: knexLog,
       migrations,
       pool: {
         afterCreate(conn: SqliteConnection, done: (err: Error | null, conn: unknown) => void) {
           try {
-            conn.pragma('journal_mode = WAL');
+            if (mode === 'rw') {
+              conn.pragma('journal_mode = WAL');
+              conn.pragma('synchronous = NORMAL');
+            }
             conn.pragma('busy_timeout = 10000');
-            conn.pragma('synchronous = NORMAL');
             conn.pragma('foreign_keys = ON');
             cachePreparedStatements(conn);
             done(null, conn);
@@ -102,6 +166,7 @@ export function knexConfig(target: DbTarget): Knex.Config {
     connection: { connectionString: target.connectionString },
     searchPath: target.schema ? [target.schema] : undefined,
     pool: { min: 0, max: 10 },
+    log: knexLog,
     migrations: { ...migrations, schemaName: target.schema ?? undefined },
   };
 }
@@ -109,8 +174,10 @@ export function knexConfig(target: DbTarget): Knex.Config {
 export async function openDb(url: string, policy: MigrationPolicy = 'auto'): Promise<Db> {
   const target = parseDbUrl(url);
   if (target.dialect === 'pg') await configurePgTypes();
-  const knex = knexFactory(knexConfig(target));
-  const db: Db = { knex, dialect: target.dialect, display: target.display, close: () => knex.destroy() };
+  const config = knexConfig(target);
+  const knex = knexFactory(config);
+  const readonly = Boolean((config.connection as { options?: { readonly?: boolean } }).options?.readonly);
+  const db: Db = { knex, dialect: target.dialect, display: target.display, readonly, close: () => knex.destroy() };
   try {
     await knex.raw('select 1');
     if (target.dialect === 'pg' && target.schema) {
@@ -123,9 +190,9 @@ export async function openDb(url: string, policy: MigrationPolicy = 'auto'): Pro
       `cannot open database ${redactUrl(url)}: ${(e as Error).message.split('\n')[0]}`,
     );
   }
-  if (policy === 'auto') {
+  if (policy !== 'none') {
     try {
-      await ensureMigrated(db);
+      await ensureMigrated(db, policy === 'fresh');
     } catch (e) {
       await knex.destroy().catch(() => {});
       throw e;
@@ -151,17 +218,21 @@ async function allApplied(db: Db): Promise<boolean> {
   }
 }
 
-async function ensureMigrated(db: Db): Promise<void> {
+async function ensureMigrated(db: Db, migrateEmpty: boolean): Promise<void> {
   // The fast path keeps `billing check` quick; the migrator settles anything else.
   if (await allApplied(db)) return;
-  const pending = await pendingMigrations(db);
-  if (pending.length === 0) return;
-  if (db.dialect === 'sqlite') {
+  if (db.readonly) {
+    throw new BillingError('db_not_migrated', `database ${db.display} is read-only and has pending migrations; run \`billing migrate\` with write access first`);
+  }
+  const [applied, pendingList] = (await db.knex.migrate.list()) as [unknown[], unknown[]];
+  const pending = pendingList.length;
+  if (pending === 0) return;
+  if (db.dialect === 'sqlite' || (migrateEmpty && applied.length === 0)) {
     await db.knex.migrate.latest();
     return;
   }
   throw new BillingError(
     'db_not_migrated',
-    `database ${db.display} has ${pending.length} pending migration(s); run \`billing migrate\` first`,
+    `database ${db.display} has ${pending} pending migration(s); run \`billing migrate\` first`,
   );
 }

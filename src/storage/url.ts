@@ -1,7 +1,7 @@
 import { BillingError } from '../domain/errors.js';
 
 export type DbTarget =
-  | { dialect: 'sqlite'; filename: string; display: string }
+  | { dialect: 'sqlite'; filename: string; display: string; readonly: boolean }
   | { dialect: 'pg'; connectionString: string; schema: string | null; display: string };
 
 export const DEFAULT_DB_URL = 'sqlite:./billing.db';
@@ -13,15 +13,19 @@ export function resolveDbUrl(flag: string | undefined, env: NodeJS.ProcessEnv): 
 
 /** The URL with any password replaced, safe to print in errors and logs. */
 export function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+  // Greedy up to the last "@" before the host: a password may itself contain "@".
+  return url.replace(/(\/\/[^:/@\s]*:)[^/\s]*@/g, '$1***@');
 }
 
 export function parseDbUrl(url: string): DbTarget {
   if (url.startsWith('sqlite:')) {
     let filename = url.slice('sqlite:'.length);
     if (filename.startsWith('//')) filename = filename.slice(2); // sqlite:///abs/path or sqlite://rel
+    // sqlite:PATH?mode=ro opens the file read-only (as does a file or directory we cannot write).
+    const readonly = filename.endsWith('?mode=ro');
+    if (readonly) filename = filename.slice(0, -'?mode=ro'.length);
     if (!filename) throw new BillingError('usage', `database URL "${url}" has no file path (e.g. sqlite:./billing.db)`);
-    return { dialect: 'sqlite', filename, display: url };
+    return { dialect: 'sqlite', filename, display: url, readonly };
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
     let parsed: URL;

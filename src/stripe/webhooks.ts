@@ -42,13 +42,51 @@ export async function verifyWebhook(
 ): Promise<StripeEventLike> {
   if (!opts.secret) throw new BillingError('usage', 'STRIPE_WEBHOOK_SECRET is not set: export the signing secret (whsec_…) of the webhook endpoint');
   const { default: StripeSdk } = await import('stripe');
+  const tolerance = opts.toleranceSec ?? DEFAULT_TOLERANCE_SEC;
+  let event: StripeEventLike;
   try {
-    const event = StripeSdk.webhooks.constructEvent(payload, signature, opts.secret, opts.toleranceSec ?? DEFAULT_TOLERANCE_SEC, undefined, opts.now);
-    return event as unknown as StripeEventLike;
+    event = StripeSdk.webhooks.constructEvent(payload, signature, opts.secret, tolerance, undefined, opts.now) as unknown as StripeEventLike;
   } catch (e) {
     const reason = ((e as Error).message ?? 'invalid signature').split('\n')[0].trim();
     throw new BillingError('signature_invalid', `webhook signature check failed (${reason}); nothing was applied`);
   }
+  // The SDK refuses only old timestamps; one far ahead would let a captured delivery be replayed until then.
+  const signedAt = signatureTimestamp(signature);
+  if (signedAt !== null && signedAt - Math.floor(opts.now / 1000) > tolerance) {
+    throw new BillingError('signature_invalid', `webhook signature check failed (timestamp is more than ${tolerance} s in the future); nothing was applied`);
+  }
+  return event;
+}
+
+/** The t= of a Stripe-Signature header (the last one, as the SDK reads it). */
+function signatureTimestamp(header: string): number | null {
+  let t: number | null = null;
+  for (const item of header.split(',')) {
+    const [k, v] = item.split('=');
+    if (k?.trim() === 't' && v !== undefined && /^\d+$/.test(v.trim())) t = Number(v.trim());
+  }
+  return t;
+}
+
+/** Earliest time a Stripe event may carry: Stripe did not exist before 2010. */
+const EARLIEST_STRIPE_SEC = Date.UTC(2010, 0, 1) / 1000;
+/** How far ahead of our clock a Stripe time may be (clock skew). */
+const MAX_AHEAD_SEC = 24 * 3600;
+
+/**
+ * A time from an event payload (epoch seconds) as an Instant, refused unless it is an
+ * integer between 2010 and a day from now: a wild value would be stored and break every
+ * later reader of it.
+ */
+function eventTime(v: unknown, field: string, event: StripeEventLike, now: Instant): Instant {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < EARLIEST_STRIPE_SEC || n > now / 1000 + MAX_AHEAD_SEC) {
+    throw new BillingError(
+      'invalid_input',
+      `Stripe event ${event.id}: ${field} ${JSON.stringify(v)} is not a time in epoch seconds between 2010 and a day from now; nothing was applied`,
+    );
+  }
+  return n * 1000;
 }
 
 type Result = { outcome: 'applied' | 'ignored'; detail: string; tenantId: string | null };
@@ -64,7 +102,7 @@ async function localInvoiceFor(trx: Knex.Transaction, si: any) {
 
 async function apply(db: Db, trx: Knex.Transaction, event: StripeEventLike, opts: { now: Instant; actor: string }): Promise<Result> {
   const obj = event.data?.object ?? {};
-  const at = typeof event.created === 'number' ? event.created * 1000 : opts.now;
+  const at = event.created === undefined ? opts.now : eventTime(event.created, 'created', event, opts.now);
   switch (event.type) {
     case 'invoice.paid': {
       const inv = await localInvoiceFor(trx, obj);
@@ -72,7 +110,8 @@ async function apply(db: Db, trx: Knex.Transaction, event: StripeEventLike, opts
       if (inv.status !== 'open' && inv.status !== 'uncollectible') {
         return { outcome: 'ignored', detail: `invoice ${inv.number} is already ${inv.status}`, tenantId: inv.tenantId };
       }
-      const paidAt = obj.status_transitions?.paid_at ? Number(obj.status_transitions.paid_at) * 1000 : at;
+      const rawPaidAt = obj.status_transitions?.paid_at;
+      const paidAt = rawPaidAt === undefined || rawPaidAt === null ? at : eventTime(rawPaidAt, 'data.object.status_transitions.paid_at', event, opts.now);
       await recordPaid(db, trx, inv, { ...opts, paidAt, reference: obj.id });
       return { outcome: 'applied', detail: `invoice ${inv.number} paid`, tenantId: inv.tenantId };
     }
@@ -113,7 +152,7 @@ export async function applyStripeEvent(db: Db, event: StripeEventLike, opts: { n
         event_id: event.id,
         type: event.type,
         tenant_id: null,
-        created_at: typeof event.created === 'number' ? event.created * 1000 : opts.now,
+        created_at: event.created === undefined ? opts.now : eventTime(event.created, 'created', event, opts.now),
         received_at: opts.now,
         outcome: 'applied',
         detail: null,

@@ -22,7 +22,7 @@ export function register(program: Command): void {
       const { openDb } = await import('../../storage/db.js');
       const { resolveNow } = await import('../context.js');
       const now = resolveNow(cmd.optsWithGlobals().now, process.env, () => demoNow(loadDemoSeeds()));
-      const db = await openDb(dbUrl);
+      const db = await openDb(dbUrl, 'fresh');
       try {
         const out = (s: string) => process.stdout.write(s + '\n');
         const result = await runDemo(db, {
@@ -34,7 +34,7 @@ export function register(program: Command): void {
           },
         });
         if (ctx.json) out(JSON.stringify(result, null, 2));
-        else printDemo(result, { dbUrl, now, out });
+        else printDemo(result, { dbUrl: db.display, now, out });
       } finally {
         await db.close();
       }

@@ -24,7 +24,7 @@ export function register(program: Command): void {
     .option('--batch-size <rows>', 'rows per transaction (default: 50000 on SQLite, 5000 on PostgreSQL)')
     .action(async (files: string[], flags: IngestFlags, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const [{ BillingError, EXIT }, { parseFieldMap }, { fileInput, streamInput }, { ingest }] = await Promise.all([
+      const [{ BillingError, EXIT }, { parseFieldMap }, { fileInput, streamInput }, { ingest, IngestInterrupted }] = await Promise.all([
         import('../../domain/errors.js'),
         import('../../ingest/fields.js'),
         import('../../ingest/source.js'),
@@ -46,8 +46,21 @@ export function register(program: Command): void {
       // ink progress bar (rows/s, ETA by bytes) on a terminal; nothing on pipes, --json or NO_COLOR.
       const { createProgressReporter } = await import('../../ui/progress.js');
       const progress = createProgressReporter(process.stderr, { json: ctx.json, env: ctx.env, label: 'ingest', unit: 'bytes' });
+      // The first SIGINT/SIGTERM commits what was read and marks the runs interrupted; a second
+      // one gets Node's default (immediate exit, the runs stay "running": `billing status` flags them).
+      const stop = new AbortController();
+      let stoppedBy: NodeJS.Signals | null = null;
+      const onSignal = (sig: NodeJS.Signals) => {
+        stoppedBy = sig;
+        stop.abort();
+        // A reader waiting on stdin would not see the abort until more data came.
+        if (names.includes('-')) process.stdin.destroy();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       const summary = await withDb(ctx, (db) =>
         ingest(db, inputs, {
+          signal: stop.signal,
           now: ctx.now,
           format: flags.format,
           map,
@@ -60,7 +73,21 @@ export function register(program: Command): void {
             : undefined,
           elapsedMs: () => performance.now() - t0,
         }),
-      ).finally(() => progress.finish());
+      )
+        .catch((e: unknown) => {
+          if (!(e instanceof IngestInterrupted)) throw e;
+          return e;
+        })
+        .finally(() => {
+          progress.finish();
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        });
+      if (summary instanceof IngestInterrupted) {
+        printErr(`interrupted by ${stoppedBy ?? 'a signal'}: ${summary.committed} rows committed; rerun the same command to finish (committed rows count as duplicates)`);
+        process.exitCode = stoppedBy === 'SIGTERM' ? 143 : 130;
+        return;
+      }
 
       if (ctx.json) printJson(summary);
       else {

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { BillingError } from '../../domain/errors.js';
-import { toIso } from '../../domain/period.js';
+import { displayInstant } from '../../domain/period.js';
 import type { Invoice, InvoiceStatus, InvoiceSummary } from '../../invoice/types.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
 import { formatTable, printJson, printLine } from '../output.js';
 
-const day = (t: number) => toIso(t).slice(0, 10);
+const day = (t: number) => displayInstant(t).replace(/T.*/, '');
 
 /** INVOICE_DUE_DAYS (DESIGN.md §8); undefined lets the core apply its default of 7. */
 function dueDays(ctx: CliContext): number | undefined {
@@ -28,11 +28,11 @@ function invoicesTable(list: Array<Invoice | InvoiceSummary>): string {
 function printInvoice(inv: Invoice): void {
   printLine(`${inv.number}  ${inv.status}  ${inv.total} ${inv.currency}`);
   printLine(`  id ${inv.id}, tenant ${inv.tenantId}, subscription ${inv.subscriptionId}`);
-  printLine(`  period ${toIso(inv.period.start)} → ${toIso(inv.period.end)}`);
+  printLine(`  period ${displayInstant(inv.period.start)} → ${displayInstant(inv.period.end)}`);
   printLine(`  issued ${day(inv.issuedAt)}, due ${day(inv.dueAt)}`);
-  if (inv.voidedAt !== null) printLine(`  voided ${toIso(inv.voidedAt)}: ${inv.voidReason ?? ''}`);
-  if (inv.paidAt !== null) printLine(`  paid ${toIso(inv.paidAt)}${inv.paymentRef ? ` (${inv.paymentRef})` : ''}`);
-  if (inv.uncollectibleAt !== null) printLine(`  uncollectible since ${toIso(inv.uncollectibleAt)}`);
+  if (inv.voidedAt !== null) printLine(`  voided ${displayInstant(inv.voidedAt)}: ${inv.voidReason ?? ''}`);
+  if (inv.paidAt !== null) printLine(`  paid ${displayInstant(inv.paidAt)}${inv.paymentRef ? ` (${inv.paymentRef})` : ''}`);
+  if (inv.uncollectibleAt !== null) printLine(`  uncollectible since ${displayInstant(inv.uncollectibleAt)}`);
   if (inv.supersedes) printLine(`  reissues ${inv.supersedes}`);
   printLine('');
   printLine(
@@ -118,7 +118,7 @@ export function register(program: Command): void {
       if (ctx.json) {
         const { invoiceToJson } = await import('../../invoice/types.js');
         printJson(inv && invoiceToJson(inv));
-      } else if (!inv) printLine(`tenant ${tenantId} has no subscription at ${toIso(ctx.now)}: nothing to invoice`);
+      } else if (!inv) printLine(`tenant ${tenantId} has no subscription at ${displayInstant(ctx.now)}: nothing to invoice`);
       else printInvoice(inv);
     });
 

@@ -7,7 +7,7 @@ export function register(program: Command): void {
     .command('status')
     .description('last run of each job, next scheduled run, and what is waiting (events, invoices, Stripe outbox)')
     .option('--config <file>', 'daemon config to compute next runs from (default: ./billing.config.json when present)')
-    .option('--strict', 'exit 3 when a job\'s last run failed, Stripe calls are failed or dead, or an open invoice is stuck as a Stripe draft (for monitoring)')
+    .option('--strict', 'exit 3 when a job\'s last run failed, Stripe calls are failed or dead, an open invoice is stuck as a Stripe draft, or an ingest run is stale (for monitoring)')
     .action(async (opts: { config?: string; strict?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const path = await import('node:path');
@@ -46,9 +46,19 @@ export function register(program: Command): void {
           printLine(`stripe outbox: ${o.pending} pending (${o.due} due now), ${o.failed} failed, ${o.dead} dead`);
           if (o.stalledDrafts) printLine(`open invoices left as drafts at Stripe (not finalized): ${o.stalledDrafts}`);
         }
+        for (const r of report.ingestRuns) {
+          printLine(
+            r.stale
+              ? `ingest run ${r.id} (${r.source}) stale: "running" since ${r.startedAt} with ${r.inserted} rows committed; its process died. Rerun the same ingest to finish it`
+              : `ingest run ${r.id} (${r.source}) running since ${r.startedAt}: ${r.inserted} rows committed so far`,
+          );
+        }
       }
       const o = report.backlog.stripeOutbox;
-      const failing = report.jobs.some((j) => j.last?.status === 'failed') || (o !== null && o.failed + o.dead + o.stalledDrafts > 0);
+      const failing =
+        report.jobs.some((j) => j.last?.status === 'failed') ||
+        (o !== null && o.failed + o.dead + o.stalledDrafts > 0) ||
+        report.ingestRuns.some((r) => r.stale);
       if (opts.strict && failing) process.exitCode = 3;
     });
 }

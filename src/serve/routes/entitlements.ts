@@ -2,7 +2,7 @@ import { checkEntitlement } from '../../entitlements/check.js';
 import { ALIASES } from '../../ingest/fields.js';
 import { consumeUsage } from '../consume.js';
 import { HttpError } from '../http-error.js';
-import { eventTenant, toUsageInput } from '../usage-input.js';
+import { toUsageInput } from '../usage-input.js';
 import { assertTenantAllowed, requireObject } from './guard.js';
 import type { Reply, RouteContext } from './types.js';
 
@@ -14,15 +14,21 @@ function requiredText(o: Record<string, unknown>, names: readonly string[], labe
   throw new HttpError(400, 'invalid_body', `${label} is required (a non-empty string)`);
 }
 
-/** POST /v1/billing/entitlements/check: the same answer as `billing check`. */
-export async function checkRoute(ctx: RouteContext): Promise<Reply> {
-  const body = requireObject(ctx.body);
+/** The fields check and consume share, with the same 400s for both. */
+function checkFields(body: Record<string, unknown>): { tenantId: string; featureKey: string; quantity: string | number | undefined } {
   const tenantId = requiredText(body, ALIASES.tenant_id, 'tenantId');
   const featureKey = requiredText(body, ALIASES.feature, 'usageType (or featureId)');
   const q = ALIASES.quantity.map((n) => body[n]).find((v) => v !== undefined && v !== null);
   if (q !== undefined && typeof q !== 'string' && typeof q !== 'number') {
     throw new HttpError(400, 'invalid_body', 'quantity must be a number or a decimal string');
   }
+  return { tenantId, featureKey, quantity: q };
+}
+
+/** POST /v1/billing/entitlements/check: the same answer as `billing check`. */
+export async function checkRoute(ctx: RouteContext): Promise<Reply> {
+  const body = requireObject(ctx.body);
+  const { tenantId, featureKey, quantity: q } = checkFields(body);
   assertTenantAllowed(ctx, tenantId);
   const result = await checkEntitlement(
     ctx.db,
@@ -39,13 +45,16 @@ export async function checkRoute(ctx: RouteContext): Promise<Reply> {
  */
 export async function consumeRoute(ctx: RouteContext): Promise<Reply> {
   const body = requireObject(ctx.body);
-  assertTenantAllowed(ctx, eventTenant(body));
+  const fields = checkFields(body);
+  assertTenantAllowed(ctx, fields.tenantId);
   const ev = toUsageInput(body);
   if (!ev.ok) {
     ctx.metrics.countUsage('rejected');
     return { status: 422, body: { status: 'rejected', rejection: { field: ev.field, reason: ev.reason } } };
   }
-  const { check, record } = await consumeUsage(ctx.db, ev.input, { now: ctx.now, backfillDays: ctx.backfillDays });
+  // The checked values are the recorded ones (an alias may hold a second, different value).
+  const input = { ...ev.input, tenantId: fields.tenantId, featureKey: fields.featureKey, quantity: fields.quantity };
+  const { check, record } = await consumeUsage(ctx.db, input, { now: ctx.now, backfillDays: ctx.backfillDays });
   ctx.metrics.countCheck(check.reason);
   ctx.metrics.countUsage(record ? record.status : 'denied');
   if (!record) return { status: check.reason === 'unknown_tenant' ? 404 : 200, body: { status: 'denied', ...check } };
