@@ -216,8 +216,8 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
         if (r.chance(0.04) && cancelAt !== null && cancelAt < END) occurred = cancelAt + r.int(Math.max(1, END - cancelAt));
         if (occurred < EPOCH || seen.has(occurred)) continue;
         seen.add(occurred);
-        // Ingested at the next full hour (on time), or 10–50 days on (late), never after the end.
-        const onTime = Math.ceil((occurred + 1) / HOUR) * HOUR;
+        // Ingested at the next 6-hour tick (on time), or 10–50 days on (late), never after the end.
+        const onTime = Math.ceil((occurred + 1) / (6 * HOUR)) * 6 * HOUR;
         const ingestAt = Math.min(r.chance(0.2) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
         const ev: RefEvent = { tenant: id, feature: f.key, quantity: f.aggregation === 'count' ? '1' : decimal(r, 40, 3), occurredAt: occurred };
         if (f.aggregation === 'unique') {
@@ -236,7 +236,7 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
   }
   actions.push({ t: END, kind: 'generate' });
 
-  // One usage action per instant: ingest receives each hour's events together.
+  // One usage action per instant: ingest receives each tick's events together.
   const merged: Action[] = [];
   actions.sort((a, b) => a.t - b.t || ORDER[a.kind] - ORDER[b.kind]);
   for (const a of actions) {
