@@ -229,6 +229,8 @@ export class ReferenceBilling {
   readonly invoices = new Map<string, RefInvoice[]>();
   /** `${tenant}|${feature}|${periodStart}` → what invoices billed for it so far. */
   private readonly billed = new Map<string, Billed>();
+  /** `${tenant}|${periodStart}` → each feature's terms when the period was invoiced. */
+  private readonly invoicedTerms = new Map<string, Map<string, Terms | null>>();
 
   constructor(catalog: RefCatalog) {
     for (const f of catalog.features) this.features.set(f.key, f);
@@ -388,6 +390,7 @@ export class ReferenceBilling {
 
     // Usage of this period, rated on the plan in force at its last instant.
     const endPlan = this.planAt(tenant, period.end - 1);
+    this.invoicedTerms.set(`${tenant}|${period.start}`, new Map([...this.features.keys()].map((f) => [f, this.terms(tenant, endPlan, f)])));
     for (const feature of Object.keys(this.plan(endPlan).features).sort()) {
       if (this.features.get(feature)?.type === 'boolean') continue;
       const terms = this.terms(tenant, endPlan, feature)!;
@@ -417,7 +420,8 @@ export class ReferenceBilling {
         if (used === undefined) continue;
         const key = `${tenant}|${feature}|${inv.start}`;
         const before = this.billed.get(key);
-        const terms = before?.terms ?? this.terms(tenant, this.planAt(tenant, inv.end - 1), feature);
+        // Rated on the terms the period was invoiced with (a quota override may have changed since).
+        const terms = before?.terms ?? this.invoicedTerms.get(`${tenant}|${inv.start}`)!.get(feature) ?? null;
         if (!terms) continue;
         const r = rate(terms, used, currency);
         const amount = r.minor - (before?.minor ?? 0n);

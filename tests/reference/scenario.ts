@@ -154,7 +154,7 @@ function startInstant(r: Rnd): number {
 }
 
 /** `ns` (like "s3_") prefixes every key, so many scenarios share one database. */
-export function generateScenario(seed: number, currencies: string[], ns = ''): Scenario {
+export function generateScenario(seed: number, currencies: string[], ns = '', opts: { lateOverrides?: boolean } = {}): Scenario {
   const r = rng(seed);
   const scenarioCurrencies = currencies.filter((_, i) => i === seed % currencies.length || r.chance(0.4));
   const cat = catalog(r, scenarioCurrencies, ns);
@@ -164,6 +164,7 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
   // The lifecycle is replayed on a reference as it is drawn, so changes always target another plan.
   const life = new ReferenceBilling(cat);
   const nTenants = 1 + r.int(4);
+  const lateQuota: Action[] = [];
   for (let i = 0; i < nTenants; i++) {
     const id = `${ns}t${i}`;
     const currency = i === 0 ? scenarioCurrencies[0] : r.pick(scenarioCurrencies);
@@ -181,6 +182,16 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
       if (!('included' in o) || r.chance(0.5)) o.unitPrice = price(r, currency, 4);
       actions.push(o);
     }
+    // With lateOverrides, an override now and then changes mid-life, after some periods were
+    // invoiced. Off by default: the pipeline rates late usage of a feature that had no line
+    // when its period was invoiced with the override of today, not the one it was invoiced
+    // under (reported; the invoice keeps no terms for features it has no line for).
+    if (r.chance(0.3) && opts.lateOverrides) {
+      const o: Action = { t: instant(r, start + 20 * DAY, 80), kind: 'quota', tenant: id, feature: r.pick(metered).key };
+      if (r.chance(0.6)) o.included = r.pick(['0', '1.5', '40', null]);
+      if (!('included' in o) || r.chance(0.5)) o.unitPrice = price(r, currency, 4);
+      lateQuota.push(o);
+    }
     // Changes, then maybe a cancellation, at increasing instants.
     let t = start;
     const nChanges = r.int(3);
@@ -194,6 +205,7 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
       life.change(t, id, target, at);
     }
     let cancelAt: number | null = null;
+    for (const q of lateQuota.splice(0)) if (q.t < END - DAY) actions.push(q);
     if (r.chance(0.4)) {
       t = instant(r, t + DAY, 40);
       if (t < END - 5 * DAY) {
@@ -218,7 +230,7 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
         seen.add(occurred);
         // Ingested at the next 6-hour tick (on time), or 10–50 days on (late), never after the end.
         const onTime = Math.ceil((occurred + 1) / (6 * HOUR)) * 6 * HOUR;
-        const ingestAt = Math.min(r.chance(0.2) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
+        const ingestAt = Math.min(r.chance(0.25) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
         const ev: RefEvent = { tenant: id, feature: f.key, quantity: f.aggregation === 'count' ? '1' : decimal(r, 40, 3), occurredAt: occurred };
         if (f.aggregation === 'unique') {
           if (r.chance(0.85)) ev.userId = `u${r.int(12)}`;
