@@ -220,7 +220,9 @@ interface Billed { minor: bigint; used: Decimal; terms: Terms }
  * instant, in order. One subscription per tenant; every plan has one version.
  */
 export class ReferenceBilling {
-  private readonly plans = new Map<string, RefPlan>();
+  /** `${key}@${version}` → that plan version; every change to a plan's terms is a new version. */
+  private readonly versions = new Map<string, RefPlan>();
+  private readonly latest = new Map<string, number>();
   private readonly features = new Map<string, RefFeature>();
   private readonly subs = new Map<string, Sub>();
   private readonly overrides = new Map<string, Map<string, Override>>();
@@ -233,45 +235,67 @@ export class ReferenceBilling {
   private readonly invoicedTerms = new Map<string, Map<string, Terms | null>>();
 
   constructor(catalog: RefCatalog) {
-    for (const f of catalog.features) this.features.set(f.key, f);
-    for (const p of catalog.plans) this.plans.set(p.key, p);
+    this.applyCatalog(catalog);
   }
 
-  plan(key: string): RefPlan {
-    const p = this.plans.get(key);
-    if (!p) throw new Error(`reference rater: unknown plan ${key}`);
+  /** `catalog apply`: a plan whose terms differ from its latest version gets a new version. */
+  applyCatalog(catalog: RefCatalog): void {
+    for (const f of catalog.features) this.features.set(f.key, f);
+    const terms = (p: RefPlan) => JSON.stringify([p.currency, D(p.price).toFixed(), p.interval, p.trialDays ?? 0, p.features]);
+    for (const p of catalog.plans) {
+      const v = this.latest.get(p.key);
+      if (v !== undefined && terms(this.versions.get(`${p.key}@${v}`)!) === terms(p)) continue;
+      const next = (v ?? 0) + 1;
+      this.latest.set(p.key, next);
+      this.versions.set(`${p.key}@${next}`, p);
+    }
+  }
+
+  /** A plan version by `key@version`, or a plan's latest version by key. */
+  plan(id: string): RefPlan {
+    const p = this.versions.get(id.includes('@') ? id : `${id}@${this.latest.get(id)}`);
+    if (!p) throw new Error(`reference rater: unknown plan ${id}`);
     return p;
+  }
+
+  /** `key@version` of a plan's latest version. */
+  latestVersion(key: string): string {
+    return `${key}@${this.latest.get(key)}`;
   }
 
   subscribe(t: number, tenant: string, planKey: string, trialDays?: number): void {
     const days = trialDays ?? this.plan(planKey).trialDays ?? 0;
-    this.subs.set(tenant, { start: t, trialEnd: days > 0 ? t + days * DAY : null, cancelAt: null, segments: [{ plan: planKey, start: t, end: null }] });
+    this.subs.set(tenant, { start: t, trialEnd: days > 0 ? t + days * DAY : null, cancelAt: null, segments: [{ plan: this.latestVersion(planKey), start: t, end: null }] });
     this.invoices.set(tenant, []);
   }
 
-  /** The plan in force at t. */
+  /** The plan version (`key@version`) in force at t. */
   planAt(tenant: string, t: number): string {
     const s = this.sub(tenant);
     const seg = s.segments.find((g) => g.start <= t && (g.end === null || t < g.end));
     return (seg ?? s.segments[s.segments.length - 1]).plan;
   }
 
-  /** A plan change: a higher base price takes effect now, anything else at period end, unless `at` says. */
+  /**
+   * A move to a plan's latest version: a higher base price takes effect now, anything else at
+   * period end, unless `at` says.
+   */
   change(t: number, tenant: string, planKey: string, at?: 'now' | 'period-end'): void {
     const s = this.sub(tenant);
     const current = this.planAt(tenant, t);
-    if (planKey === current) {
+    const target = this.latestVersion(planKey);
+    if (target === current) {
       // Back to the plan in force: the scheduled change is dropped.
       s.segments = s.segments.filter((g) => g.start <= t);
       s.segments[s.segments.length - 1].end = s.cancelAt;
       return;
     }
-    const upgrade = D(this.plan(planKey).price).gt(D(this.plan(current).price));
+    const upgrade = D(this.plan(target).price).gt(D(this.plan(current).price));
     const when = at ?? (upgrade ? 'now' : 'period-end');
     const effective = when === 'now' ? t : anniversaryAt(s.start, t).end;
     s.segments = s.segments.filter((g) => g.start < effective);
     s.segments[s.segments.length - 1].end = effective;
-    s.segments.push({ plan: planKey, start: effective, end: s.cancelAt });
+    s.segments.push({ plan: target, start: effective, end: s.cancelAt });
   }
 
   cancel(t: number, tenant: string, at: 'now' | 'period-end'): void {
@@ -299,8 +323,8 @@ export class ReferenceBilling {
   }
 
   /** The plan's terms for a feature with the tenant's override, or null when the plan lacks it. */
-  terms(tenant: string, planKey: string, feature: string): Terms | null {
-    const pf = this.plan(planKey).features[feature];
+  terms(tenant: string, planId: string, feature: string): Terms | null {
+    const pf = this.plan(planId).features[feature];
     if (!pf) return null;
     const o = this.overrides.get(tenant)?.get(feature);
     // A disabled feature includes nothing: its usage is all billable (and priced at 0).

@@ -21,6 +21,7 @@ export type Action =
   | { t: number; kind: 'change'; tenant: string; plan: string; at?: 'now' | 'period-end' }
   | { t: number; kind: 'cancel'; tenant: string; at: 'now' | 'period-end' }
   | { t: number; kind: 'usage'; events: RefEvent[] }
+  | { t: number; kind: 'catalog'; catalog: RefCatalog }
   | { t: number; kind: 'generate' };
 
 export interface Scenario {
@@ -35,7 +36,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 export const EPOCH = Date.UTC(2026, 0, 1);
 const END = Date.UTC(2026, 4, 20, 6); // 20 May 2026: four to five months of periods
-const ORDER: Record<Action['kind'], number> = { subscribe: 0, quota: 1, change: 2, cancel: 3, usage: 4, generate: 5 };
+const ORDER: Record<Action['kind'], number> = { catalog: 0, subscribe: 1, quota: 2, change: 3, cancel: 4, usage: 5, generate: 6 };
 
 /** Default currencies; RATER_CURRENCIES=USD,JPY narrows them. */
 export const DEFAULT_CURRENCIES = ['USD', 'JPY', 'HUF', 'KWD', 'ISK'];
@@ -160,9 +161,23 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
   const cat = catalog(r, scenarioCurrencies, ns);
   const metered = cat.features.filter((f) => f.type !== 'boolean');
   const actions: Action[] = [];
+  // Half the scenarios reprice a plan or two mid-way: a new version that existing
+  // subscriptions keep off until they change plans.
+  const repricings: Array<{ t: number; catalog: RefCatalog }> = [];
+  if (r.chance(0.5)) {
+    const plans = cat.plans.map((p) => {
+      if (!r.chance(0.4)) return p;
+      const features = { ...p.features };
+      const f = r.pick(metered).key;
+      if (r.chance(0.5)) features[f] = planFeature(r, p.currency);
+      return { ...p, price: (Number(p.price) + 1 + r.int(20)).toFixed(isoDigits(p.currency)), features };
+    });
+    repricings.push({ t: instant(r, Date.UTC(2026, 0, 20), 40), catalog: { features: cat.features, plans } });
+  }
   const tenants: Scenario['tenants'] = [];
   // The lifecycle is replayed on a reference as it is drawn, so changes always target another plan.
-  const life = new ReferenceBilling(cat);
+  for (const c of repricings) actions.push({ t: c.t, kind: 'catalog', catalog: c.catalog });
+  const repricedAt = repricings[0]?.t ?? Infinity;
   const nTenants = 1 + r.int(4);
   const lateQuota: Action[] = [];
   for (let i = 0; i < nTenants; i++) {
@@ -171,6 +186,14 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
     tenants.push({ id, currency });
     const plans = cat.plans.filter((p) => p.currency === currency);
     const start = startInstant(r);
+    // This tenant's lifecycle on a reference of its own, the repricing applied when its time comes.
+    const life = new ReferenceBilling(cat);
+    let repriced = false;
+    const upTo = (t: number) => {
+      if (t >= repricedAt && !repriced) life.applyCatalog(repricings[0].catalog);
+      repriced ||= t >= repricedAt;
+    };
+    upTo(start);
     const trialDays = r.pick([undefined, undefined, 0, 3, 15, 40]);
     const sub: Action = { t: start, kind: 'subscribe', tenant: id, plan: r.pick(plans).key, ...(trialDays === undefined ? {} : { trialDays }) };
     actions.push(sub);
@@ -198,8 +221,10 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
     for (let c = 0; c < nChanges; c++) {
       t = instant(r, t + DAY, 35);
       if (t > END - 20 * DAY) break;
+      upTo(t);
+      // Another plan, or the current plan's newer version.
       const current = life.planAt(id, t);
-      const target = r.pick(plans.filter((p) => p.key !== current)).key;
+      const target = r.pick(plans.filter((p) => life.latestVersion(p.key) !== current)).key;
       const at = r.pick([undefined, undefined, undefined, 'now', 'period-end'] as const);
       actions.push({ t, kind: 'change', tenant: id, plan: target, ...(at ? { at } : {}) });
       life.change(t, id, target, at);
