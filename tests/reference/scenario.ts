@@ -241,18 +241,22 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
     }
 
     // Usage: per feature a few events a month; some before the start or after the end (never
-    // billed), most on time, some ingested weeks late. Distinct instants, so `last` is defined.
+    // billed), some exactly on a period boundary (the later period's) or on the instant of an
+    // earlier event (a `last` tie: the later ingest wins); most on time, some weeks late.
     const lifeEnd = Math.min(cancelAt ?? END, END);
-    const seen = new Set<number>();
     for (const f of metered) {
       if (r.chance(0.2)) continue;
+      const seen: number[] = [];
       const n = r.int(Math.max(1, Math.round((lifeEnd - start) / DAY / 5)));
       for (let e = 0; e < n; e++) {
         let occurred = start + r.int(Math.max(1, lifeEnd - start));
         if (r.chance(0.04)) occurred = start - 1 - r.int(5 * DAY);
         if (r.chance(0.04) && cancelAt !== null && cancelAt < END) occurred = cancelAt + r.int(Math.max(1, END - cancelAt));
-        if (occurred < EPOCH || seen.has(occurred)) continue;
-        seen.add(occurred);
+        if (r.chance(0.05)) occurred = addMonths(start, r.int(5));
+        if (r.chance(0.03) && cancelAt !== null) occurred = cancelAt;
+        if (r.chance(0.05) && seen.length > 0) occurred = r.pick(seen);
+        if (occurred < EPOCH || occurred >= END) continue;
+        seen.push(occurred);
         // Ingested at the next 6-hour tick (on time), or 10–50 days on (late), never after the end.
         const onTime = Math.ceil((occurred + 1) / (6 * HOUR)) * 6 * HOUR;
         const ingestAt = Math.min(r.chance(0.25) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
