@@ -224,7 +224,8 @@ export class ReferenceBilling {
   private readonly versions = new Map<string, RefPlan>();
   private readonly latest = new Map<string, number>();
   private readonly features = new Map<string, RefFeature>();
-  private readonly subs = new Map<string, Sub>();
+  /** tenant → its subscriptions, oldest first (a new one starts once the previous has ended). */
+  private readonly subs = new Map<string, Sub[]>();
   private readonly overrides = new Map<string, Map<string, Override>>();
   private readonly events: RefEvent[] = [];
   /** tenant → invoices, oldest first. */
@@ -265,13 +266,17 @@ export class ReferenceBilling {
 
   subscribe(t: number, tenant: string, planKey: string, trialDays?: number): void {
     const days = trialDays ?? this.plan(planKey).trialDays ?? 0;
-    this.subs.set(tenant, { start: t, trialEnd: days > 0 ? t + days * DAY : null, cancelAt: null, segments: [{ plan: this.latestVersion(planKey), start: t, end: null }] });
-    this.invoices.set(tenant, []);
+    const sub: Sub = { start: t, trialEnd: days > 0 ? t + days * DAY : null, cancelAt: null, segments: [{ plan: this.latestVersion(planKey), start: t, end: null }] };
+    this.subs.set(tenant, [...(this.subs.get(tenant) ?? []), sub]);
+    if (!this.invoices.has(tenant)) this.invoices.set(tenant, []);
   }
 
-  /** The plan version (`key@version`) in force at t. */
+  /** The plan version (`key@version`) of the tenant's latest subscription in force at t. */
   planAt(tenant: string, t: number): string {
-    const s = this.sub(tenant);
+    return this.planOf(this.sub(tenant), t);
+  }
+
+  private planOf(s: Sub, t: number): string {
     const seg = s.segments.find((g) => g.start <= t && (g.end === null || t < g.end));
     return (seg ?? s.segments[s.segments.length - 1]).plan;
   }
@@ -282,7 +287,7 @@ export class ReferenceBilling {
    */
   change(t: number, tenant: string, planKey: string, at?: 'now' | 'period-end'): void {
     const s = this.sub(tenant);
-    const current = this.planAt(tenant, t);
+    const current = this.planOf(s, t);
     const target = this.latestVersion(planKey);
     if (target === current) {
       // Back to the plan in force: the scheduled change is dropped.
@@ -316,8 +321,9 @@ export class ReferenceBilling {
     this.events.push(...events);
   }
 
+  /** The tenant's latest subscription: the one changes and cancellations apply to. */
   private sub(tenant: string): Sub {
-    const s = this.subs.get(tenant);
+    const s = this.subs.get(tenant)?.at(-1);
     if (!s) throw new Error(`reference rater: ${tenant} has no subscription`);
     return s;
   }
@@ -379,13 +385,14 @@ export class ReferenceBilling {
   generate(now: number): RefInvoice[] {
     const created: RefInvoice[] = [];
     for (const tenant of [...this.subs.keys()].sort()) {
-      const s = this.sub(tenant);
       const done = this.invoices.get(tenant)!;
-      for (const { period, nominal } of this.periods(s, now)) {
-        if (period.end > now || done.some((i) => i.start === period.start)) continue;
-        const inv = this.compose(tenant, s, period, nominal);
-        done.push(inv);
-        created.push(inv);
+      for (const s of this.subs.get(tenant)!) {
+        for (const { period, nominal } of this.periods(s, now)) {
+          if (period.end > now || done.some((i) => i.start === period.start)) continue;
+          const inv = this.compose(tenant, s, period, nominal);
+          done.push(inv);
+          created.push(inv);
+        }
       }
     }
     return created;
@@ -413,7 +420,7 @@ export class ReferenceBilling {
     }
 
     // Usage of this period, rated on the plan in force at its last instant.
-    const endPlan = this.planAt(tenant, period.end - 1);
+    const endPlan = this.planOf(s, period.end - 1);
     this.invoicedTerms.set(`${tenant}|${period.start}`, new Map([...this.features.keys()].map((f) => [f, this.terms(tenant, endPlan, f)])));
     for (const feature of Object.keys(this.plan(endPlan).features).sort()) {
       if (this.features.get(feature)?.type === 'boolean') continue;
@@ -435,8 +442,9 @@ export class ReferenceBilling {
       this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used: r.used, terms });
     }
 
-    // Late usage: invoiced earlier periods whose usage changed since they were billed.
-    const earlier = this.invoices.get(tenant)!.filter((i) => i.start < period.start).sort((a, b) => a.start - b.start);
+    // Late usage: invoiced earlier periods whose usage changed since they were billed, in this
+    // invoice's currency (another currency's wait for an invoice of their own: never converted).
+    const earlier = this.invoices.get(tenant)!.filter((i) => i.start < period.start && i.currency === currency).sort((a, b) => a.start - b.start);
     for (const inv of earlier) {
       const span = { start: inv.start, end: inv.end };
       for (const feature of [...this.features.keys()].sort()) {

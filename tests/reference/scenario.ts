@@ -240,32 +240,49 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
       }
     }
 
-    // Usage: per feature a few events a month; some before the start or after the end (never
-    // billed), some exactly on a period boundary (the later period's) or on the instant of an
-    // earlier event (a `last` tie: the later ingest wins); most on time, some weeks late.
-    const lifeEnd = Math.min(cancelAt ?? END, END);
-    for (const f of metered) {
-      if (r.chance(0.2)) continue;
-      const seen: number[] = [];
-      const n = r.int(Math.max(1, Math.round((lifeEnd - start) / DAY / 5)));
-      for (let e = 0; e < n; e++) {
-        let occurred = start + r.int(Math.max(1, lifeEnd - start));
-        if (r.chance(0.04)) occurred = start - 1 - r.int(5 * DAY);
-        if (r.chance(0.04) && cancelAt !== null && cancelAt < END) occurred = cancelAt + r.int(Math.max(1, END - cancelAt));
-        if (r.chance(0.05)) occurred = addMonths(start, r.int(5));
-        if (r.chance(0.03) && cancelAt !== null) occurred = cancelAt;
-        if (r.chance(0.05) && seen.length > 0) occurred = r.pick(seen);
-        if (occurred < EPOCH || occurred >= END) continue;
-        seen.push(occurred);
-        // Ingested at the next 6-hour tick (on time), or 10–50 days on (late), never after the end.
-        const onTime = Math.ceil((occurred + 1) / (6 * HOUR)) * 6 * HOUR;
-        const ingestAt = Math.min(r.chance(0.25) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
-        const ev: RefEvent = { tenant: id, feature: f.key, quantity: f.aggregation === 'count' ? '1' : decimal(r, 40, 3), occurredAt: occurred };
-        if (f.aggregation === 'unique') {
-          if (r.chance(0.85)) ev.userId = `u${r.int(12)}`;
-          if (r.chance(0.85)) ev.metadata = { region: `r${r.int(6)}` };
+    const usage = (from: number, endAt: number | null) => {
+      const lifeEnd = Math.min(endAt ?? END, END);
+      // Usage: per feature a few events a month; some before the start or after the end (never
+      // billed), some exactly on a period boundary (the later period's) or on the instant of an
+      // earlier event (a `last` tie: the later ingest wins); most on time, some weeks late.
+      for (const f of metered) {
+        if (r.chance(0.2)) continue;
+        const seen: number[] = [];
+        const n = r.int(Math.max(1, Math.round((lifeEnd - from) / DAY / 5)));
+        for (let e = 0; e < n; e++) {
+          let occurred = from + r.int(Math.max(1, lifeEnd - from));
+          if (r.chance(0.04)) occurred = from - 1 - r.int(5 * DAY);
+          if (r.chance(0.04) && endAt !== null && endAt < END) occurred = endAt + r.int(Math.max(1, END - endAt));
+          if (r.chance(0.05)) occurred = addMonths(from, r.int(5));
+          if (r.chance(0.03) && endAt !== null) occurred = endAt;
+          if (r.chance(0.05) && seen.length > 0) occurred = r.pick(seen);
+          if (occurred < EPOCH || occurred >= END) continue;
+          seen.push(occurred);
+          // Ingested at the next 6-hour tick (on time), or 10–50 days on (late), never after the end.
+          const onTime = Math.ceil((occurred + 1) / (6 * HOUR)) * 6 * HOUR;
+          const ingestAt = Math.min(r.chance(0.25) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
+          const ev: RefEvent = { tenant: id, feature: f.key, quantity: f.aggregation === 'count' ? '1' : decimal(r, 40, 3), occurredAt: occurred };
+          if (f.aggregation === 'unique') {
+            if (r.chance(0.85)) ev.userId = `u${r.int(12)}`;
+            if (r.chance(0.85)) ev.metadata = { region: `r${r.int(6)}` };
+          }
+          actions.push({ t: Math.max(ingestAt, occurred), kind: 'usage', events: [ev] });
         }
-        actions.push({ t: Math.max(ingestAt, occurred), kind: 'usage', events: [ev] });
+      }
+    };
+    usage(start, cancelAt);
+
+    // Some canceled tenants subscribe again later, now and then in another currency: late
+    // usage of the old subscription's periods then waits for an invoice in their currency.
+    if (cancelAt !== null && cancelAt < END - 10 * DAY && r.chance(0.4)) {
+      const again = cancelAt + HOUR + r.int(20) * DAY;
+      if (again < END - 5 * DAY) {
+        upTo(again);
+        const currency2 = r.chance(0.7) ? currency : r.pick(scenarioCurrencies);
+        const plan = r.pick(cat.plans.filter((p) => p.currency === currency2)).key;
+        actions.push({ t: again, kind: 'subscribe', tenant: id, plan });
+        life.subscribe(again, id, plan);
+        usage(again, null);
       }
     }
   }
