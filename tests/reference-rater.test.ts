@@ -14,6 +14,8 @@ import { generateInvoices } from '../src/invoice/generate.js';
 import { listInvoices } from '../src/invoice/repository.js';
 import type { Invoice } from '../src/invoice/types.js';
 import { stripeSync } from '../src/stripe/sync.js';
+import { runOverage } from '../src/rate/overage.js';
+import { runAggregate } from '../src/aggregate/aggregate.js';
 import { describeEachDb } from './helpers/db.js';
 import { FakeStripe } from './support/fake-stripe.js';
 import {
@@ -139,8 +141,12 @@ async function runReal(db: Db, s: Scenario): Promise<void> {
     else if (a.kind === 'quota') await setQuota(db, { tenantId: a.tenant, featureKey: a.feature, included: a.included, unitPrice: a.unitPrice }, o);
     else if (a.kind === 'change') await changePlan(db, { tenantId: a.tenant, planKey: a.plan, at: a.at }, o);
     else if (a.kind === 'cancel') await cancelSubscription(db, { tenantId: a.tenant, at: a.at }, o);
-    else if (a.kind === 'generate') await generateInvoices(db, { now: a.t, actor: ACTOR, finalize: true });
-    else if (a.kind === 'catalog') await applyCatalog(db, a.catalog, o);
+    else if (a.kind === 'generate') {
+      // The stages in `billing run` order: aggregate, overage, invoice.
+      await runAggregate(db, { now: a.t });
+      await runOverage(db, { now: a.t });
+      await generateInvoices(db, { now: a.t, actor: ACTOR, finalize: true });
+    } else if (a.kind === 'catalog') await applyCatalog(db, a.catalog, o);
     else {
       const results = await recordUsage(
         db,
@@ -153,7 +159,7 @@ async function runReal(db: Db, s: Scenario): Promise<void> {
   }
 }
 
-function runReference(s: Scenario): Map<string, RefInvoice[]> {
+function runReference(s: Scenario): ReferenceBilling {
   const ref = new ReferenceBilling(s.catalog);
   for (const a of s.actions) {
     if (a.kind === 'subscribe') ref.subscribe(a.t, a.tenant, a.plan, a.trialDays);
@@ -164,7 +170,24 @@ function runReference(s: Scenario): Map<string, RefInvoice[]> {
     else if (a.kind === 'catalog') ref.applyCatalog(a.catalog);
     else ref.ingest(a.events);
   }
-  return ref.invoices;
+  return ref;
+}
+
+/** rated_charges (the overage stage) against the reference, to the minor unit. */
+async function chargeProblems(db: Db, s: Scenario, ref: ReferenceBilling): Promise<string[]> {
+  const problems: string[] = [];
+  for (const { id } of s.tenants) {
+    const want = ref.expectedCharges(id, s.end);
+    const rows = await db.knex('rated_charges').where({ tenant_id: id }).select('feature_key', 'period_start', 'amount_minor');
+    const got = new Map(rows.map((r) => [`${r.feature_key}|${Number(r.period_start)}`, BigInt(r.amount_minor)]));
+    for (const [k, minor] of want) {
+      if (got.get(k) !== minor) problems.push(`rated charge ${id} ${k.replace(/\|(\d+)$/, (_, t) => ` ${day(Number(t))}`)}: overage stage has ${got.get(k) ?? 'no row'}, reference ${minor} minor units`);
+    }
+    for (const [k, minor] of got) {
+      if (!want.has(k) && minor !== 0n) problems.push(`rated charge ${id} ${k}: ${minor} minor units outside any subscription period`);
+    }
+  }
+  return problems;
 }
 
 const day = (t: number) => new Date(t).toISOString().replace(':00.000Z', 'Z');
@@ -244,12 +267,15 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       const problems: string[] = [];
       let real: Invoice[] = [];
       try {
+        const t0 = Date.now();
         await runReal(db, s);
+        if (process.env.RATER_DEBUG) console.log(`scenario ${i}: ${s.actions.length} actions, ${Date.now() - t0} ms`);
         real = (await listInvoices(db)).filter((inv) => inv.tenantId.startsWith(ns));
       } catch (e) {
         problems.push(`the pipeline failed: ${(e as Error).stack}`);
       }
-      const refInvoices = [...runReference(s).values()].flat();
+      const ref = runReference(s);
+      const refInvoices = [...ref.invoices.values()].flat();
       for (const l of refInvoices.flatMap((x) => x.lines)) {
         const k = l.kind === 'base_fee' && !l.plan!.endsWith('@1') ? 'base_fee (newer version)' : l.kind;
         kinds.set(k, (kinds.get(k) ?? 0) + 1);
@@ -258,6 +284,7 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       const got = real.sort((a, b) => a.tenantId.localeCompare(b.tenantId) || a.period.start - b.period.start).map(realInvoice);
       if (problems.length === 0 && JSON.stringify(got) !== JSON.stringify(expected)) problems.push(diff(expected, got));
       for (const inv of real) problems.push(...minorProblems(inv));
+      if (problems.length === 0) problems.push(...(await chargeProblems(db, s, ref)));
       if (problems.length === 0 && i % STRIPE_EVERY === 0) problems.push(...(await stripeProblems(db, s, real)));
       if (problems.length > 0) {
         const report = [

@@ -381,6 +381,28 @@ export class ReferenceBilling {
     return new Decimal(values.size);
   }
 
+  /**
+   * What `billing overage` holds at `now` for a tenant's subscription periods started by then,
+   * by `${feature}|${periodStart}`: each usage rated on the plan in force at period end (a
+   * feature the plan lacks: 0), and a minimum spend owed without usage.
+   */
+  expectedCharges(tenant: string, now: number): Map<string, bigint> {
+    const out = new Map<string, bigint>();
+    for (const s of this.subs.get(tenant) ?? []) {
+      for (const { period } of this.periods(s, now)) {
+        const endPlan = this.planOf(s, period.end - 1);
+        for (const [feature, f] of this.features) {
+          if (f.type === 'boolean') continue;
+          const used = this.usage(tenant, feature, period);
+          const terms = this.terms(tenant, endPlan, feature);
+          const minor = terms ? rate(terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
+          if (used !== undefined || minor !== 0n) out.set(`${feature}|${period.start}`, minor);
+        }
+      }
+    }
+    return out;
+  }
+
   /** `billing invoice generate --now t`: every ended, uninvoiced period, tenants in id order. */
   generate(now: number): RefInvoice[] {
     const created: RefInvoice[] = [];
