@@ -123,7 +123,7 @@ describe('reference rater: hand-checked cases', () => {
 // ---- the property test -------------------------------------------------------------------
 
 const SEED = process.env.RATER_SEED ? Number(process.env.RATER_SEED) : Math.floor(Math.random() * 2 ** 31);
-const SCENARIOS = Number(process.env.RATER_SCENARIOS ?? 12);
+const SCENARIOS = Number(process.env.RATER_SCENARIOS ?? 8);
 /** RATER_LATE_OVERRIDES=1: quota overrides also change mid-life (see scenario.ts for the known disagreement). */
 const LATE_OVERRIDES = process.env.RATER_LATE_OVERRIDES === '1';
 const CURRENCIES = (process.env.RATER_CURRENCIES ?? DEFAULT_CURRENCIES.join(',')).split(',').map((c) => c.trim().toUpperCase()).filter(Boolean);

@@ -258,8 +258,8 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
           if (r.chance(0.05) && seen.length > 0) occurred = r.pick(seen);
           if (occurred < EPOCH || occurred >= END) continue;
           seen.push(occurred);
-          // Ingested at the next 6-hour tick (on time), or 10–50 days on (late), never after the end.
-          const onTime = Math.ceil((occurred + 1) / (6 * HOUR)) * 6 * HOUR;
+          // Ingested at the next midnight (on time), or 10–50 days on (late), never after the end.
+          const onTime = Math.ceil((occurred + 1) / DAY) * DAY;
           const ingestAt = Math.min(r.chance(0.25) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
           const ev: RefEvent = { tenant: id, feature: f.key, quantity: f.aggregation === 'count' ? '1' : decimal(r, 40, 3), occurredAt: occurred };
           if (f.aggregation === 'unique') {
@@ -294,7 +294,7 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
   }
   actions.push({ t: END, kind: 'generate' });
 
-  // One usage action per instant: ingest receives each tick's events together.
+  // One usage action per instant: ingest receives each day's events together.
   const merged: Action[] = [];
   actions.sort((a, b) => a.t - b.t || ORDER[a.kind] - ORDER[b.kind]);
   for (const a of actions) {
