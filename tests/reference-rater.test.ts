@@ -267,9 +267,7 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       const problems: string[] = [];
       let real: Invoice[] = [];
       try {
-        const t0 = Date.now();
         await runReal(db, s);
-        if (process.env.RATER_DEBUG) console.log(`scenario ${i}: ${s.actions.length} actions, ${Date.now() - t0} ms`);
         real = (await listInvoices(db)).filter((inv) => inv.tenantId.startsWith(ns));
       } catch (e) {
         problems.push(`the pipeline failed: ${(e as Error).stack}`);
