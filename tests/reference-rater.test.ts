@@ -282,7 +282,9 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       const got = real.sort((a, b) => a.tenantId.localeCompare(b.tenantId) || a.period.start - b.period.start).map(realInvoice);
       if (problems.length === 0 && JSON.stringify(got) !== JSON.stringify(expected)) problems.push(diff(expected, got));
       for (const inv of real) problems.push(...minorProblems(inv));
-      if (problems.length === 0) problems.push(...(await chargeProblems(db, s, ref)));
+      // rated_charges keep the override of when a period was last rated: with overrides changing
+      // mid-life the reference (current override) would not say what they should hold.
+      if (problems.length === 0 && !LATE_OVERRIDES) problems.push(...(await chargeProblems(db, s, ref)));
       if (problems.length === 0 && i % STRIPE_EVERY === 0) problems.push(...(await stripeProblems(db, s, real)));
       if (problems.length > 0) {
         const report = [

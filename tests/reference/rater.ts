@@ -436,7 +436,8 @@ export class ReferenceBilling {
         feature: null,
         plan: g.plan,
         quantity: share.toDecimalPlaces(6, Decimal.ROUND_HALF_UP),
-        amountMinor: toMinor(D(this.plan(g.plan).price).times(share), currency),
+        // Multiply before dividing: a share like 19/28 is not a finite decimal, the product may be.
+        amountMinor: toMinor(D(this.plan(g.plan).price).times(billed.end - billed.start).div(nominal.end - nominal.start), currency),
         periodStart: period.start,
       });
     }
