@@ -22,7 +22,7 @@ export interface OverageResult {
   minimums: number;
   /** Of which: zero charges for usage with no plan to price it (no subscription, feature not in plan). */
   unrated: number;
-  /** Minimum charges of open periods no longer owed (the plan at period end has none). */
+  /** Minimum charges no longer owed (the plan at period end has none), open or not yet final. */
   removed: number;
 }
 

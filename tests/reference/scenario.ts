@@ -320,4 +320,3 @@ export function describeScenario(s: Scenario): string {
   return lines.join('\n');
 }
 
-export { addMonths };
