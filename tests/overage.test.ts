@@ -148,6 +148,23 @@ describeEachDb('overage stage', (t) => {
     expect(jan.REPORT_RUN).toBeUndefined();
   });
 
+  it('rates a period once more after it closes when it was last rated open: a plan change before its end counts', async () => {
+    const { db } = t();
+    await setup(db);
+    await summary(db, 'acme', 'OCR_SCAN', JAN, '75');
+    // January rated while open, on starter: 25 × 0.05 and the REPORT_RUN minimum.
+    await runOverage(db, { now: T('2026-01-10T00:00:00Z') });
+    expect((await byFeature(db, 'acme', JAN.start)).OCR_SCAN).toMatchObject({ planKey: 'starter', amount: '1.25' });
+    // An upgrade before January ends, and no run until it has closed.
+    await changePlan(db, { tenantId: 'acme', planKey: 'pro', at: 'now' }, { now: T('2026-01-20T00:00:00Z'), actor });
+    await runOverage(db, { now: NOW });
+    const jan = await byFeature(db, 'acme', JAN.start);
+    expect(jan.OCR_SCAN).toMatchObject({ planKey: 'pro', billable: '0', amount: '0.00' });
+    expect(jan.REPORT_RUN).toBeUndefined();
+    // Rated after its end, January is final: the next run leaves it alone.
+    expect(await runOverage(db, { now: NOW + 3_600_000 })).toEqual({ rated: 0, minimums: 0, unrated: 0, removed: 0 });
+  });
+
   it('stores a zero charge saying why when there is no plan to price usage', async () => {
     const { db } = t();
     await setup(db);

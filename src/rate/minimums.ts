@@ -39,8 +39,8 @@ function startedPeriods(sub: Subscription, now: Instant): Period[] {
 
 /**
  * Charges for features with a minimum spend in periods without any usage (the summary pass
- * never sees them). A period already charged stays as it is once closed; the open period is
- * re-rated so it follows the current terms, like every open summary.
+ * never sees them). A period charged after its end stays as it is; the open period, and a
+ * closed one last charged while open, is re-rated so it follows the terms it ends with.
  */
 export async function rateMinimums(
   q: Q,
@@ -72,14 +72,17 @@ export async function rateMinimums(
       loadTenantTerms(q, batch),
       q('usage_summaries').select('tenant_id', 'feature_key', 'period_start').whereIn('tenant_id', batch).whereIn('feature_key', features),
       q('rated_charges')
-        .select('tenant_id', 'feature_key', 'period_start', 'period_end')
+        .select('tenant_id', 'feature_key', 'period_start', 'period_end', 'rated_at')
         .whereIn('tenant_id', batch)
         .whereIn('feature_key', features)
         .whereNull('summary_quantity'),
     ]);
     const key = (t: string, f: string, start: unknown) => `${t}\u0000${f}\u0000${Number(start)}`;
     const withUsage = new Set(summaries.map((r) => key(r.tenant_id, r.feature_key, r.period_start)));
-    const charged = new Map(charges.map((r) => [key(r.tenant_id, r.feature_key, r.period_start), Number(r.period_end)]));
+    // Charges that are final: rated after their period ended.
+    const final = new Map(
+      charges.filter((r) => Number(r.rated_at) >= Number(r.period_end)).map((r) => [key(r.tenant_id, r.feature_key, r.period_start), Number(r.period_end)]),
+    );
     const out: RatedCharge[] = [];
     const expected = new Set<string>();
     for (const tenantId of batch) {
@@ -93,7 +96,7 @@ export async function rateMinimums(
             const k = key(tenantId, featureKey, period.start);
             expected.add(k);
             if (withUsage.has(k)) continue;
-            const closedAndCharged = charged.get(k) === period.end && period.end <= opts.now;
+            const closedAndCharged = final.get(k) === period.end && period.end <= opts.now;
             if (closedAndCharged) continue;
             const chargeKey = { tenantId, featureKey, periodStart: period.start, periodEnd: period.end };
             out.push(rateCharge(chargeKey, null, pt, t.overrides.get(featureKey), opts.now));
@@ -101,10 +104,10 @@ export async function rateMinimums(
         }
       }
     }
-    // An open period's minimum charge no longer owed (moved to a plan without one) goes away;
-    // closed periods keep theirs (their terms can no longer change).
+    // A minimum charge no longer owed (moved to a plan without one before the period ended)
+    // goes away; final charges stay (their terms can no longer change).
     const stale = charges
-      .filter((r) => Number(r.period_end) > opts.now && !expected.has(key(r.tenant_id, r.feature_key, r.period_start)))
+      .filter((r) => Number(r.rated_at) < Number(r.period_end) && !expected.has(key(r.tenant_id, r.feature_key, r.period_start)))
       .map((r) => ({ tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: Number(r.period_start) }));
     await write(out, stale);
   }

@@ -22,7 +22,7 @@ export interface OverageResult {
   minimums: number;
   /** Of which: zero charges for usage with no plan to price it (no subscription, feature not in plan). */
   unrated: number;
-  /** Minimum charges of open periods no longer owed (the plan at period end has none). */
+  /** Minimum charges no longer owed (the plan at period end has none), open or not yet final. */
   removed: number;
 }
 
@@ -37,8 +37,9 @@ interface PendingSummary {
 
 /**
  * Summaries to (re)rate: never rated, still open at `now` (terms may change until the period
- * ends), or changed since rated (late usage, a period cut short). Closed, unchanged periods
- * keep their charge, so an hourly run only touches what moved.
+ * ends), last rated before the period ended (a plan change may have come after that run),
+ * or changed since rated (late usage, a period cut short). Closed, unchanged periods rated
+ * after their end keep their charge, so an hourly run only touches what moved.
  */
 function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, number] | null, limit: number) {
   return db
@@ -52,6 +53,7 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
       w
         .whereNull('c.tenant_id')
         .orWhere('s.period_end', '>', opts.now)
+        .orWhereRaw('c.rated_at < s.period_end')
         .orWhereRaw('c.period_end <> s.period_end')
         .orWhereNull('c.summary_quantity')
         .orWhereRaw('c.summary_quantity <> s.quantity'),

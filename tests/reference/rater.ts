@@ -1,0 +1,507 @@
+// A deliberately simple, slow re-implementation of the billing rules (DESIGN.md §3, §5, §8;
+// README "Catalog", "Invoices"), written from the spec and not from src/: plain loops over
+// every event, exact decimals, its own month arithmetic, tier walk and rounding. The property
+// test (tests/reference-rater.test.ts) requires the real pipeline to agree with it.
+import { Decimal } from '../../src/domain/decimal.js';
+
+// ---- currencies -------------------------------------------------------------------------
+
+/** ISO 4217 minor-unit digits of the currencies the tests use. */
+export const ISO_DIGITS: Record<string, number> = { USD: 2, EUR: 2, JPY: 0, HUF: 2, ISK: 0, KWD: 3, BHD: 3 };
+
+/** Currencies whose invoice totals are rounded to 10 minor units by a `rounding` line. */
+const ROUND_TO_TEN = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
+
+/** Stripe's decimal places per currency (its API, not ISO: ISK, HUF and TWD are 2 there). */
+const STRIPE_ZERO = new Set(['BIF', 'CLP', 'DJF', 'GNF', 'JPY', 'KMF', 'KRW', 'MGA', 'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF']);
+const STRIPE_THREE = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
+
+export function isoDigits(currency: string): number {
+  const d = ISO_DIGITS[currency];
+  if (d === undefined) throw new Error(`reference rater: no ISO digits for ${currency}`);
+  return d;
+}
+
+const TEN = new Decimal(10);
+
+/** Half away from zero, to an integer. */
+function roundHalfAwayToInteger(x: Decimal): bigint {
+  const magnitude = x.abs().plus('0.5').floor();
+  return BigInt((x.isNegative() ? magnitude.neg() : magnitude).toFixed(0));
+}
+
+/** A major-unit amount rounded once to the currency's minor unit, as an integer of minor units. */
+export function toMinor(major: Decimal, currency: string): bigint {
+  return roundHalfAwayToInteger(major.times(TEN.pow(isoDigits(currency))));
+}
+
+/** Minor units as a major-unit string with exactly the currency's digits ("-1.50"). */
+export function minorToMajor(minor: bigint, currency: string): string {
+  const d = isoDigits(currency);
+  const neg = minor < 0n;
+  const s = (neg ? -minor : minor).toString().padStart(d + 1, '0');
+  const whole = d === 0 ? s : s.slice(0, s.length - d);
+  const frac = d === 0 ? '' : `.${s.slice(s.length - d)}`;
+  return `${neg ? '-' : ''}${whole}${frac}`;
+}
+
+/** The integer Stripe expects for a major-unit amount: amount × 10^(Stripe's decimals). */
+export function stripeUnits(amountMajor: string, currency: string): bigint {
+  const c = currency.toUpperCase();
+  const d = STRIPE_ZERO.has(c) ? 0 : STRIPE_THREE.has(c) ? 3 : 2;
+  const x = new Decimal(amountMajor).times(TEN.pow(d));
+  if (!x.isInteger()) throw new Error(`reference rater: ${amountMajor} ${c} is not a whole number of Stripe units`);
+  return BigInt(x.toFixed(0));
+}
+
+// ---- catalog (the JSON of DESIGN.md §3) ---------------------------------------------------
+
+export type Num = string | number;
+export interface RefTier { upTo: Num | null; unitPrice: string; flatPrice?: string }
+export type RefPricing = {
+  model: 'per_unit' | 'package' | 'graduated' | 'volume';
+  unitPrice?: string;
+  size?: Num;
+  packagePrice?: string;
+  tiers?: RefTier[];
+  minimum?: string;
+  maximum?: string;
+};
+export interface RefPlanFeature { included?: Num | null; overage?: RefPricing | null; enabled?: boolean }
+export interface RefPlan {
+  key: string;
+  name: string;
+  currency: string;
+  price: string;
+  interval: 'month';
+  trialDays?: number;
+  features: Record<string, RefPlanFeature>;
+}
+export interface RefFeature { key: string; name: string; type?: 'boolean'; aggregation?: 'sum' | 'count' | 'max' | 'last' | 'unique'; uniqueBy?: string }
+export interface RefCatalog { features: RefFeature[]; plans: RefPlan[] }
+
+/** Terms of one feature as rated: the plan's, after the tenant's override. */
+export interface Terms { enabled: boolean; included: Decimal | null; pricing: RefPricing | null }
+
+// ---- time (DESIGN.md §5) ----------------------------------------------------------------
+
+const DAY = 86_400_000;
+
+function lastDayOfMonth(year: number, month0: number): number {
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  return [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month0];
+}
+
+/** The anchor moved n months on, its day of month clamped to the month's end, same time of day. */
+export function addMonths(anchor: number, n: number): number {
+  const a = new Date(anchor);
+  let year = a.getUTCFullYear();
+  let month0 = a.getUTCMonth() + n;
+  while (month0 > 11) { month0 -= 12; year++; }
+  while (month0 < 0) { month0 += 12; year--; }
+  const day = Math.min(a.getUTCDate(), lastDayOfMonth(year, month0));
+  const timeOfDay = anchor - Date.UTC(a.getUTCFullYear(), a.getUTCMonth(), a.getUTCDate());
+  return Date.UTC(year, month0, day) + timeOfDay;
+}
+
+export interface Span { start: number; end: number }
+
+/** The monthly anniversary period of `anchor` containing t (t at or after the anchor). */
+export function anniversaryAt(anchor: number, t: number): Span {
+  for (let k = 0; ; k++) {
+    const start = addMonths(anchor, k);
+    const end = addMonths(anchor, k + 1);
+    if (t >= start && t < end) return { start, end };
+    if (start > t) throw new Error('reference rater: instant before the anchor');
+  }
+}
+
+function overlap(a: Span, b: Span): Span | null {
+  const start = Math.max(a.start, b.start);
+  const end = Math.min(a.end, b.end);
+  return start < end ? { start, end } : null;
+}
+
+// ---- pricing (DESIGN.md §3) ---------------------------------------------------------------
+
+const D = (x: Num) => new Decimal(String(x));
+
+/** The pricing model's amount for a billable quantity, before minimum and maximum. */
+export function modelAmount(p: RefPricing, billable: Decimal): Decimal {
+  if (billable.lte(0)) return new Decimal(0);
+  if (p.model === 'per_unit') return billable.times(D(p.unitPrice!));
+  if (p.model === 'package') {
+    let packages = new Decimal(0);
+    while (packages.times(D(p.size!)).lt(billable)) packages = packages.plus(1);
+    return packages.times(D(p.packagePrice!));
+  }
+  const tiers = p.tiers!;
+  if (p.model === 'graduated') {
+    let total = new Decimal(0);
+    let lower = new Decimal(0);
+    for (const tier of tiers) {
+      if (billable.lte(lower)) break;
+      const upper = tier.upTo === null ? billable : Decimal.min(billable, D(tier.upTo));
+      total = total.plus(upper.minus(lower).times(D(tier.unitPrice))).plus(D(tier.flatPrice ?? '0'));
+      if (tier.upTo === null) break;
+      lower = D(tier.upTo);
+    }
+    return total;
+  }
+  // volume: every unit at the first tier whose (inclusive) upTo holds the whole quantity
+  for (const tier of tiers) {
+    if (tier.upTo === null || billable.lte(D(tier.upTo))) {
+      return billable.times(D(tier.unitPrice)).plus(D(tier.flatPrice ?? '0'));
+    }
+  }
+  throw new Error('reference rater: tiers without a last upTo null');
+}
+
+export interface Rated { used: Decimal; billable: Decimal; precise: Decimal; minor: bigint }
+
+/** One feature's usage for a period: billable = max(0, used − included), priced, capped, rounded once. */
+export function rate(terms: Terms, used: Decimal, currency: string): Rated {
+  const billable = terms.included === null ? new Decimal(0) : Decimal.max(0, used.minus(terms.included));
+  let precise = new Decimal(0);
+  if (terms.enabled && terms.pricing) {
+    const p = terms.pricing;
+    precise = modelAmount(p, billable);
+    if (p.minimum !== undefined && precise.lt(D(p.minimum))) precise = D(p.minimum);
+    if (p.maximum !== undefined && precise.gt(D(p.maximum))) precise = D(p.maximum);
+  }
+  return { used, billable, precise, minor: toMinor(precise, currency) };
+}
+
+// ---- the billing world --------------------------------------------------------------------
+
+export interface RefEvent {
+  tenant: string;
+  feature: string;
+  quantity: string;
+  occurredAt: number;
+  userId?: string;
+  metadata?: Record<string, string>;
+}
+
+interface Segment { plan: string; start: number; end: number | null }
+
+interface Sub {
+  start: number;
+  trialEnd: number | null;
+  cancelAt: number | null;
+  segments: Segment[];
+}
+
+interface Override { included?: string | null; unitPrice?: string }
+
+export interface RefLine {
+  kind: 'base_fee' | 'overage' | 'minimum' | 'late_usage' | 'credit' | 'rounding';
+  feature: string | null;
+  plan: string | null;
+  quantity: Decimal | null;
+  amountMinor: bigint;
+  /** The period the line bills (a late line: the earlier period). */
+  periodStart: number;
+}
+
+export interface RefInvoice {
+  tenant: string;
+  start: number;
+  end: number;
+  currency: string;
+  lines: RefLine[];
+  totalMinor: bigint;
+}
+
+interface Billed { minor: bigint; used: Decimal; terms: Terms }
+
+/**
+ * The whole billing world, replayed from the same actions the real pipeline gets, each at its
+ * instant, in order. One subscription per tenant; every plan has one version.
+ */
+export class ReferenceBilling {
+  /** `${key}@${version}` → that plan version; every change to a plan's terms is a new version. */
+  private readonly versions = new Map<string, RefPlan>();
+  private readonly latest = new Map<string, number>();
+  private readonly features = new Map<string, RefFeature>();
+  /** tenant → its subscriptions, oldest first (a new one starts once the previous has ended). */
+  private readonly subs = new Map<string, Sub[]>();
+  private readonly overrides = new Map<string, Map<string, Override>>();
+  private readonly events: RefEvent[] = [];
+  /** tenant → invoices, oldest first. */
+  readonly invoices = new Map<string, RefInvoice[]>();
+  /** `${tenant}|${feature}|${periodStart}` → what invoices billed for it so far. */
+  private readonly billed = new Map<string, Billed>();
+  /** `${tenant}|${periodStart}` → each feature's terms when the period was invoiced. */
+  private readonly invoicedTerms = new Map<string, Map<string, Terms | null>>();
+
+  constructor(catalog: RefCatalog) {
+    this.applyCatalog(catalog);
+  }
+
+  /** `catalog apply`: a plan whose terms differ from its latest version gets a new version. */
+  applyCatalog(catalog: RefCatalog): void {
+    for (const f of catalog.features) this.features.set(f.key, f);
+    const terms = (p: RefPlan) => JSON.stringify([p.currency, D(p.price).toFixed(), p.interval, p.trialDays ?? 0, p.features]);
+    for (const p of catalog.plans) {
+      const v = this.latest.get(p.key);
+      if (v !== undefined && terms(this.versions.get(`${p.key}@${v}`)!) === terms(p)) continue;
+      const next = (v ?? 0) + 1;
+      this.latest.set(p.key, next);
+      this.versions.set(`${p.key}@${next}`, p);
+    }
+  }
+
+  /** A plan version by `key@version`, or a plan's latest version by key. */
+  plan(id: string): RefPlan {
+    const p = this.versions.get(id.includes('@') ? id : `${id}@${this.latest.get(id)}`);
+    if (!p) throw new Error(`reference rater: unknown plan ${id}`);
+    return p;
+  }
+
+  /** `key@version` of a plan's latest version. */
+  latestVersion(key: string): string {
+    return `${key}@${this.latest.get(key)}`;
+  }
+
+  subscribe(t: number, tenant: string, planKey: string, trialDays?: number): void {
+    const days = trialDays ?? this.plan(planKey).trialDays ?? 0;
+    const sub: Sub = { start: t, trialEnd: days > 0 ? t + days * DAY : null, cancelAt: null, segments: [{ plan: this.latestVersion(planKey), start: t, end: null }] };
+    this.subs.set(tenant, [...(this.subs.get(tenant) ?? []), sub]);
+    if (!this.invoices.has(tenant)) this.invoices.set(tenant, []);
+  }
+
+  /** The plan version (`key@version`) of the tenant's latest subscription in force at t. */
+  planAt(tenant: string, t: number): string {
+    return this.planOf(this.sub(tenant), t);
+  }
+
+  private planOf(s: Sub, t: number): string {
+    const seg = s.segments.find((g) => g.start <= t && (g.end === null || t < g.end));
+    return (seg ?? s.segments[s.segments.length - 1]).plan;
+  }
+
+  /**
+   * A move to a plan's latest version: a higher base price takes effect now, anything else at
+   * period end, unless `at` says.
+   */
+  change(t: number, tenant: string, planKey: string, at?: 'now' | 'period-end'): void {
+    const s = this.sub(tenant);
+    const current = this.planOf(s, t);
+    const target = this.latestVersion(planKey);
+    if (target === current) {
+      // Back to the plan in force: the scheduled change is dropped.
+      s.segments = s.segments.filter((g) => g.start <= t);
+      s.segments[s.segments.length - 1].end = s.cancelAt;
+      return;
+    }
+    const upgrade = D(this.plan(target).price).gt(D(this.plan(current).price));
+    const when = at ?? (upgrade ? 'now' : 'period-end');
+    const effective = when === 'now' ? t : anniversaryAt(s.start, t).end;
+    s.segments = s.segments.filter((g) => g.start < effective);
+    s.segments[s.segments.length - 1].end = effective;
+    s.segments.push({ plan: target, start: effective, end: s.cancelAt });
+  }
+
+  cancel(t: number, tenant: string, at: 'now' | 'period-end'): void {
+    const s = this.sub(tenant);
+    const end = at === 'now' ? t : anniversaryAt(s.start, t).end;
+    s.cancelAt = end;
+    s.segments = s.segments.filter((g, i) => i === 0 || g.start < end);
+    s.segments[s.segments.length - 1].end = end;
+  }
+
+  quota(tenant: string, feature: string, o: Override): void {
+    const m = this.overrides.get(tenant) ?? new Map<string, Override>();
+    m.set(feature, { ...m.get(feature), ...o });
+    this.overrides.set(tenant, m);
+  }
+
+  ingest(events: RefEvent[]): void {
+    this.events.push(...events);
+  }
+
+  /** The tenant's latest subscription: the one changes and cancellations apply to. */
+  private sub(tenant: string): Sub {
+    const s = this.subs.get(tenant)?.at(-1);
+    if (!s) throw new Error(`reference rater: ${tenant} has no subscription`);
+    return s;
+  }
+
+  /** The plan's terms for a feature with the tenant's override, or null when the plan lacks it. */
+  terms(tenant: string, planId: string, feature: string): Terms | null {
+    const pf = this.plan(planId).features[feature];
+    if (!pf) return null;
+    const o = this.overrides.get(tenant)?.get(feature);
+    // A disabled feature includes nothing: its usage is all billable (and priced at 0).
+    let included = pf.included === undefined ? new Decimal(0) : pf.included === null ? null : D(pf.included);
+    let pricing = pf.overage ?? null;
+    if (o?.included !== undefined) included = o.included === null ? null : D(o.included);
+    if (o?.unitPrice !== undefined) {
+      pricing = { model: 'per_unit', unitPrice: o.unitPrice, minimum: pricing?.minimum, maximum: pricing?.maximum };
+    }
+    return { enabled: pf.enabled !== false, included, pricing };
+  }
+
+  /** The subscription's periods: anniversary periods clipped to [start, cancelAt). */
+  private periods(s: Sub, until: number): Array<{ period: Span; nominal: Span }> {
+    const out: Array<{ period: Span; nominal: Span }> = [];
+    for (let k = 0; ; k++) {
+      const nominal = { start: addMonths(s.start, k), end: addMonths(s.start, k + 1) };
+      if (nominal.start >= until || (s.cancelAt !== null && nominal.start >= s.cancelAt)) break;
+      out.push({ period: { start: nominal.start, end: Math.min(nominal.end, s.cancelAt ?? Infinity) }, nominal });
+    }
+    return out;
+  }
+
+  /**
+   * Usage of a feature in a period from every event ingested so far: undefined when no event
+   * (no summary), else per the feature's aggregation. `last` takes the latest occurrence,
+   * ties to the later ingest.
+   */
+  usage(tenant: string, feature: string, p: Span): Decimal | undefined {
+    const f = this.features.get(feature);
+    if (!f) return undefined;
+    const evs = this.events.filter((e) => e.tenant === tenant && e.feature === feature && e.occurredAt >= p.start && e.occurredAt < p.end);
+    if (evs.length === 0) return undefined;
+    const agg = f.aggregation ?? 'sum';
+    if (agg === 'count') return new Decimal(evs.length);
+    if (agg === 'sum') return evs.reduce((s, e) => s.plus(D(e.quantity)), new Decimal(0));
+    if (agg === 'max') return evs.reduce((m, e) => Decimal.max(m, D(e.quantity)), D(evs[0].quantity));
+    if (agg === 'last') {
+      let latest = evs[0];
+      for (const e of evs) if (e.occurredAt >= latest.occurredAt) latest = e;
+      return D(latest.quantity);
+    }
+    const values = new Set<string>();
+    for (const e of evs) {
+      const v = f.uniqueBy === 'user_id' ? e.userId : e.metadata?.[f.uniqueBy!];
+      if (v !== undefined && v !== null) values.add(v);
+    }
+    return new Decimal(values.size);
+  }
+
+  /**
+   * What `billing overage` holds at `now` for a tenant's subscription periods started by then,
+   * by `${feature}|${periodStart}`: each usage rated on the plan in force at period end (a
+   * feature the plan lacks: 0), and a minimum spend owed without usage.
+   */
+  expectedCharges(tenant: string, now: number): Map<string, bigint> {
+    const out = new Map<string, bigint>();
+    for (const s of this.subs.get(tenant) ?? []) {
+      for (const { period } of this.periods(s, now)) {
+        const endPlan = this.planOf(s, period.end - 1);
+        for (const [feature, f] of this.features) {
+          if (f.type === 'boolean') continue;
+          const used = this.usage(tenant, feature, period);
+          const terms = this.terms(tenant, endPlan, feature);
+          const minor = terms ? rate(terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
+          if (used !== undefined || minor !== 0n) out.set(`${feature}|${period.start}`, minor);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** `billing invoice generate --now t`: every ended, uninvoiced period, tenants in id order. */
+  generate(now: number): RefInvoice[] {
+    const created: RefInvoice[] = [];
+    for (const tenant of [...this.subs.keys()].sort()) {
+      const done = this.invoices.get(tenant)!;
+      for (const s of this.subs.get(tenant)!) {
+        for (const { period, nominal } of this.periods(s, now)) {
+          if (period.end > now || done.some((i) => i.start === period.start)) continue;
+          const inv = this.compose(tenant, s, period, nominal);
+          done.push(inv);
+          created.push(inv);
+        }
+      }
+    }
+    return created;
+  }
+
+  private compose(tenant: string, s: Sub, period: Span, nominal: Span): RefInvoice {
+    const currency = this.plan(s.segments[0].plan).currency;
+    const lines: RefLine[] = [];
+
+    // Base fee in arrears, per plan segment, prorated over the nominal period; trial time is free.
+    const paying = { start: Math.max(s.start, s.trialEnd ?? s.start), end: Infinity };
+    for (const g of s.segments) {
+      const inPeriod = overlap(period, { start: g.start, end: g.end ?? Infinity });
+      const billed = inPeriod && overlap(inPeriod, paying);
+      if (!billed) continue;
+      const share = new Decimal(billed.end - billed.start).div(nominal.end - nominal.start);
+      lines.push({
+        kind: 'base_fee',
+        feature: null,
+        plan: g.plan,
+        quantity: share.toDecimalPlaces(6, Decimal.ROUND_HALF_UP),
+        // Multiply before dividing: a share like 19/28 is not a finite decimal, the product may be.
+        amountMinor: toMinor(D(this.plan(g.plan).price).times(billed.end - billed.start).div(nominal.end - nominal.start), currency),
+        periodStart: period.start,
+      });
+    }
+
+    // Usage of this period, rated on the plan in force at its last instant.
+    const endPlan = this.planOf(s, period.end - 1);
+    this.invoicedTerms.set(`${tenant}|${period.start}`, new Map([...this.features.keys()].map((f) => [f, this.terms(tenant, endPlan, f)])));
+    for (const feature of Object.keys(this.plan(endPlan).features).sort()) {
+      if (this.features.get(feature)?.type === 'boolean') continue;
+      const terms = this.terms(tenant, endPlan, feature)!;
+      const used = this.usage(tenant, feature, period);
+      const key = `${tenant}|${feature}|${period.start}`;
+      const before = this.billed.get(key);
+      const r = rate(terms, used ?? new Decimal(0), currency);
+      const amount = r.minor - (before?.minor ?? 0n);
+      if (r.used.isZero() && amount === 0n && !before) continue;
+      lines.push({
+        kind: r.billable.isZero() && amount > 0n ? 'minimum' : 'overage',
+        feature,
+        plan: null,
+        quantity: r.billable,
+        amountMinor: amount,
+        periodStart: period.start,
+      });
+      this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used: r.used, terms });
+    }
+
+    // Late usage: invoiced earlier periods whose usage changed since they were billed, in this
+    // invoice's currency (another currency's wait for an invoice of their own: never converted).
+    const earlier = this.invoices.get(tenant)!.filter((i) => i.start < period.start && i.currency === currency).sort((a, b) => a.start - b.start);
+    for (const inv of earlier) {
+      const span = { start: inv.start, end: inv.end };
+      for (const feature of [...this.features.keys()].sort()) {
+        const used = this.usage(tenant, feature, span);
+        if (used === undefined) continue;
+        const key = `${tenant}|${feature}|${inv.start}`;
+        const before = this.billed.get(key);
+        // Rated on the terms the period was invoiced with (a quota override may have changed since).
+        const terms = before?.terms ?? this.invoicedTerms.get(`${tenant}|${inv.start}`)!.get(feature) ?? null;
+        if (!terms) continue;
+        const r = rate(terms, used, currency);
+        const amount = r.minor - (before?.minor ?? 0n);
+        if (amount === 0n) continue;
+        const billableBefore = before ? rate(before.terms, before.used, currency).billable : new Decimal(0);
+        lines.push({
+          kind: amount < 0n ? 'credit' : 'late_usage',
+          feature,
+          plan: null,
+          quantity: r.billable.minus(billableBefore),
+          amountMinor: amount,
+          periodStart: inv.start,
+        });
+        this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used, terms });
+      }
+    }
+
+    let total = lines.reduce((sum, l) => sum + l.amountMinor, 0n);
+    if (ROUND_TO_TEN.has(currency)) {
+      const rounded = roundHalfAwayToInteger(new Decimal(total.toString()).div(10)) * 10n;
+      if (rounded !== total) {
+        lines.push({ kind: 'rounding', feature: null, plan: null, quantity: null, amountMinor: rounded - total, periodStart: period.start });
+        total = rounded;
+      }
+    }
+    return { tenant, start: period.start, end: period.end, currency, lines, totalMinor: total };
+  }
+}
