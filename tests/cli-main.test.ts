@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BIN, runCli } from './helpers/cli.js';
+import { describeEachDb } from './helpers/db.js';
+import { seedWorld } from './jobs-support.js';
 
 it('exits quietly when its reader goes away (billing --help | a reader that closed its input)', () => {
   // The reader closes stdin at once, so the CLI's first write hits a closed pipe (EPIPE).
@@ -132,5 +134,21 @@ describe('a read-only SQLite database', () => {
     const refused = await runCli(['report'], { db: `sqlite:${pending}?mode=ro`, now: NOW });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^billing: database sqlite:.*pending\.db\?mode=ro is read-only and has pending migrations; run `billing migrate` with write access first\n$/);
+  });
+});
+
+describeEachDb('a database error', (t) => {
+  it('is one line with the driver message, never the statement or the values it carried', async () => {
+    const { db, url } = t();
+    await seedWorld(db, ['acme']);
+    // A table gone from under the command: the insert fails in the database itself.
+    await db.knex.schema.dropTable('usage_events');
+    const r = await runCli(['record', '--tenant', 'acme', '--feature', 'OCR_SCAN', '--source-service', 'scanner', '--source-entity', 'doc-SENTINEL-42'], { db: url, now: '2026-02-10T12:00:00Z' });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^billing: database error: .*usage_events.* \((SQLITE_ERROR|42P01)\) \(run with --debug for details\)$/);
+    expect(r.stderr).not.toMatch(/SENTINEL|insert into|select /i);
   });
 });

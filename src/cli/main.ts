@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { BillingError, EXIT } from '../domain/errors.js';
+import { databaseErrorMessage } from '../storage/sql.js';
 import { redactUrl } from '../storage/url.js';
 import { invokedCommand, registerCommands } from './commands/index.js';
 
@@ -44,6 +45,12 @@ export function reportError(e: unknown, debug: boolean): number {
   const err = e as Error;
   if (String((e as { code?: unknown })?.code ?? '').startsWith('SQLITE_READONLY')) {
     process.stderr.write('billing: the database is read-only (sqlite:PATH?mode=ro, or a file or directory this user cannot write): this command writes to it\n');
+    if (debug && err?.stack) process.stderr.write(err.stack + '\n');
+    return EXIT.failure;
+  }
+  const dbMessage = databaseErrorMessage(e);
+  if (dbMessage !== null) {
+    process.stderr.write(`billing: database error: ${redactUrl(dbMessage.split('\n')[0])}${debug ? '' : ' (run with --debug for details)'}\n`);
     if (debug && err?.stack) process.stderr.write(err.stack + '\n');
     return EXIT.failure;
   }

@@ -88,7 +88,7 @@ const UTC_ISO = /^\d{4}-\d{2}-(?:[01]\d|2[0-8])T(?:[01]\d|2[0-3]):\d{2}:\d{2}(?:
 
 /** Why parseInstant refused a time. */
 function timeProblem(t: unknown): string {
-  if ((typeof t === 'number' && Number.isFinite(t)) || (typeof t === 'string' && /^-?\d+(\.\d+)?$/.test(t.trim()))) {
+  if ((typeof t === 'number' && Number.isFinite(t)) || (typeof t === 'string' && /^-?\d+(\.\d+)?(e[+-]?\d+)?$/i.test(t.trim()))) {
     return 'is outside the range of dates';
   }
   if (typeof t === 'string' && /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2}))?$/i.test(t.trim())) {
@@ -225,7 +225,7 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   if (t !== undefined && t !== null && t !== '') {
     occurredAt = typeof t === 'string' && UTC_ISO.test(t) ? Date.parse(t) : parseInstant(t instanceof JsonNumber ? Number(t.text) : t);
     if (Number.isNaN(occurredAt)) occurredAt = null; // e.g. month 13
-    if (occurredAt === null) return { field: 'occurred_at', reason: `${show(t)} ${timeProblem(t)}` };
+    if (occurredAt === null) return { field: 'occurred_at', reason: `${show(t)} ${timeProblem(t instanceof JsonNumber ? t.text : t)}` };
     if (occurredAt > ctx.now + MAX_FUTURE_MS) {
       return { field: 'occurred_at', reason: `${show(t)} is more than 5 minutes in the future` };
     }

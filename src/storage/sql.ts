@@ -63,3 +63,16 @@ export function isConstraintViolation(e: unknown): boolean {
   const code = String((e as { code?: unknown })?.code ?? '');
   return /^23\d{3}$/.test(code) || code.startsWith('SQLITE_CONSTRAINT');
 }
+
+/**
+ * A driver error's own message without the statement knex prefixes to it ("insert into ...
+ * - UNIQUE constraint failed"): statements carry tenant data and never belong in a one-line
+ * error. Null when `e` is not a database error.
+ */
+export function databaseErrorMessage(e: unknown): string | null {
+  const code = String((e as { code?: unknown })?.code ?? '');
+  if (!code.startsWith('SQLITE_') && !/^[0-9A-Z]{5}$/.test(code)) return null;
+  const message = String((e as { message?: unknown }).message ?? '');
+  const cut = message.lastIndexOf(' - ');
+  return `${cut >= 0 ? message.slice(cut + 3) : message} (${code})`;
+}
