@@ -11,7 +11,7 @@ import { describeEachDb } from './helpers/db.js';
 import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, maybeAggregate, randomEvents, randomInts, tenant, type Ev } from './aggregate-support.js';
 import { microToDecimal } from '../src/domain/quantity.js';
 import { featureFromRow } from '../src/catalog/repository.js';
-import { windowQuantitySql } from '../src/entitlements/window-usage.js';
+import { windowQuantitySql } from '../src/aggregate/usage-read.js';
 import { decStr } from '../src/domain/decimal.js';
 
 const NOW = iso('2026-03-20T12:00:00Z');

@@ -275,8 +275,8 @@ describeEachDb('billing report from summaries', (t) => {
       if (step === 5) await cancelSubscription(db, { tenantId: 'bigco', at: iso('2026-04-25T00:00:00Z') }, { now, actor: ACTOR });
       for (const tenantId of tenants) {
         const { windows, key } = await windowsOf(db, tenantId);
-        const fromSummaries = await tenantUsage(db, db.knex, tenantId, windows, features, key);
-        const fromEvents = (await usageByTenant(db, db.knex, new Map([[tenantId, windows]]), features)).get(tenantId);
+        const fromSummaries = await tenantUsage(db, tenantId, windows, features, key);
+        const fromEvents = (await usageByTenant(db, new Map([[tenantId, windows]]), features)).get(tenantId);
         expect(fromSummaries, `step ${step} ${tenantId}`).toEqual(fromEvents);
       }
     }

@@ -2,20 +2,16 @@ import type { Knex } from 'knex';
 import { loadFeatures } from '../catalog/repository.js';
 import type { Feature } from '../domain/catalog.js';
 import { EVENT_TIMES, type Instant } from '../domain/period.js';
-import { openBulkWriter, type BulkTarget } from '../storage/bulk-insert.js';
-import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
+import { forDialect, type Db } from '../storage/db.js';
 import { subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
-import { insertAllSummariesPg } from './full-scan-pg.js';
-import { mergeNewEventsPg } from './incremental-pg.js';
+import { pgAggregate } from './aggregate-pg.js';
+import { sqliteAggregate } from './aggregate-sqlite.js';
+import type { AggregateDialect, Counts, TenantWindow } from './dialect.js';
 import { insertGroupsByIndex } from './per-group.js';
 import { selectWindow, type PeriodSpec } from './periods.js';
+import { bulkInsert, countWritten } from './scratch.js';
 import {
   EVENTS_TO_WINDOWS,
-  bucketOf,
-  bucketStart,
-  bucketSql,
-  bucketStartSql,
   DELTA_TO_WINDOWS,
   deltaSource,
   mergeSummaries,
@@ -23,7 +19,7 @@ import {
   type GroupRow,
   type SqlPart,
 } from './usage-sql.js';
-import { capHoles, findGaps, inHoles, lockState, saveState, seqRange, snapshotXmax, snapshotXmin, type Hole } from './watermark.js';
+import { capHoles, inHoles, lockState, saveState, seqRange, type Hole } from './watermark.js';
 import { TenantTimeline, windowsKey, type Window } from './windows.js';
 
 export interface AggregateOptions {
@@ -50,8 +46,9 @@ export interface AggregateResult {
 }
 
 interface Run {
+  /** The run's transaction. */
   db: Db;
-  trx: Knex.Transaction;
+  sql: AggregateDialect;
   now: Instant;
   features: Feature[];
   subs: Map<string, Subscription[]>;
@@ -61,8 +58,6 @@ interface Run {
   /** Out-of-range events met, per tenant. */
   outOfRange: Map<string, number>;
 }
-
-type Counts = { groups: number; events: number };
 
 // Events outside EVENT_TIMES belong to no period (and may have no calendar date at all).
 const IN_RANGE = `e.occurred_at >= ${EVENT_TIMES.start} AND e.occurred_at < ${EVENT_TIMES.end}`;
@@ -74,14 +69,15 @@ const IN_RANGE = `e.occurred_at >= ${EVENT_TIMES.start} AND e.occurred_at < ${EV
  * late-committed events are recomputed from all their events. Runs are serialized and atomic.
  */
 export async function runAggregate(db: Db, opts: AggregateOptions): Promise<AggregateResult> {
-  return withTx(db, async (trx) => {
-    // Before this transaction writes anything, so that it is not its own oldest transaction.
-    const xmin = db.dialect === 'pg' ? await snapshotXmin(trx) : null;
-    const state = await lockState(db, trx, opts.now);
+  const sql = forDialect(db, { pg: pgAggregate, sqlite: sqliteAggregate });
+  return db.tx(async (t) => {
+    const trx = t.knex;
+    const xmin = await sql.oldestRunning(t);
+    const state = await lockState(t, opts.now);
     const seen = state.watermark ?? 0;
     const run: Run = {
-      db,
-      trx,
+      db: t,
+      sql,
       now: opts.now,
       features: [...(await loadFeatures(trx)).values()].filter((f) => f.type !== 'boolean'),
       subs: await loadSubscriptions(trx),
@@ -89,14 +85,7 @@ export async function runAggregate(db: Db, opts: AggregateOptions): Promise<Aggr
       outOfRange: new Map(),
       upTo: Math.max(seen, await maxSeq(trx)),
     };
-    // PostgreSQL: seqs not visible yet are noted before any event is read, so that one
-    // committing meanwhile is either read now or recomputed later, never merged twice.
-    const fresh: Hole[] = [];
-    if (db.dialect === 'pg') {
-      const gaps = await findGaps(trx, seen, run.upTo);
-      const xid = gaps.length > 0 ? await snapshotXmax(trx) : '0';
-      for (const g of gaps) fresh.push({ ...g, xid });
-    }
+    const fresh = await sql.newHoles(t, seen, run.upTo);
     const counts: Counts = { groups: 0, events: 0 };
     const add = (c: Counts) => {
       counts.groups += c.groups;
@@ -124,13 +113,13 @@ export async function runAggregate(db: Db, opts: AggregateOptions): Promise<Aggr
 
     // A hole stays until every transaction that could still fill it had ended when this run began.
     const kept = xmin === null ? [] : [...state.holes, ...fresh].filter((h) => BigInt(h.xid) > xmin);
-    await saveState(trx, { watermark: run.upTo, holes: capHoles(kept) }, opts.now);
+    await saveState(t, { watermark: run.upTo, holes: capHoles(kept) }, opts.now);
     const outOfRange = [...run.outOfRange].map(([tenantId, events]) => ({ tenantId, events }));
     return { ...counts, full: full || state.watermark === null, watermark: run.upTo, outOfRange };
   });
 }
 
-async function loadSubscriptions(trx: Knex.Transaction): Promise<Map<string, Subscription[]>> {
+async function loadSubscriptions(trx: Knex): Promise<Map<string, Subscription[]>> {
   const out = new Map<string, Subscription[]>();
   for (const r of await trx('subscriptions').orderBy(['tenant_id', 'started_at', 'id'])) {
     const s = subscriptionFromRow(r);
@@ -140,11 +129,11 @@ async function loadSubscriptions(trx: Knex.Transaction): Promise<Map<string, Sub
   return out;
 }
 
-async function allTenantIds(trx: Knex.Transaction): Promise<string[]> {
+async function allTenantIds(trx: Knex): Promise<string[]> {
   return (await trx('tenants').select('id').orderBy('id')).map((r) => r.id as string);
 }
 
-async function maxSeq(trx: Knex.Transaction): Promise<number> {
+async function maxSeq(trx: Knex): Promise<number> {
   const r = await trx('usage_events').max({ m: 'seq' }).first();
   return r?.m === null || r?.m === undefined ? 0 : Number(r.m);
 }
@@ -155,14 +144,10 @@ function timeline(run: Run, tenantId: string): TenantTimeline {
   return t;
 }
 
-function rows<T>(run: Run, res: any): T[] {
-  return (run.db.dialect === 'pg' ? res.rows : res) as T[];
-}
-
 // ---- tenants whose periods moved (fingerprint of the subscriptions that cut them) ----
 
 async function storedKeys(run: Run): Promise<Map<string, string>> {
-  const rs = await run.trx('aggregate_tenants').select('tenant_id', 'windows_key');
+  const rs = await run.db.knex('aggregate_tenants').select('tenant_id', 'windows_key');
   return new Map(rs.map((r) => [r.tenant_id as string, r.windows_key as string]));
 }
 
@@ -180,82 +165,21 @@ async function fingerprintedTenants(run: Run): Promise<string[]> {
 async function saveFingerprints(run: Run, tenantIds: string[]): Promise<void> {
   for (let i = 0; i < tenantIds.length; i += 500) {
     const ids = tenantIds.slice(i, i + 500);
-    await run.trx('aggregate_tenants').whereIn('tenant_id', ids).del();
+    await run.db.knex('aggregate_tenants').whereIn('tenant_id', ids).del();
     const rs = ids.map((id) => ({ tenant_id: id, windows_key: windowsKey(run.subs.get(id)) })).filter((r) => r.windows_key !== '');
-    if (rs.length > 0) await run.trx('aggregate_tenants').insert(rs);
+    if (rs.length > 0) await run.db.knex('aggregate_tenants').insert(rs);
   }
 }
 
 // ---- scratch tables ----
 
-const SCRATCH = ['aggregate_windows', 'aggregate_groups', 'aggregate_delta'];
-
-async function clearScratch(run: Run): Promise<void> {
-  // PostgreSQL: one statement, and no dead rows left behind (runs hold the state lock, and
-  // nothing else reads these tables).
-  if (run.db.dialect === 'pg') await run.trx.raw(`TRUNCATE ${SCRATCH.join(', ')}`);
-  else for (const table of SCRATCH) await run.trx(table).del();
-}
-
-/** Windows, cut at bucket boundaries (see usage-sql.ts). */
-async function writeWindows(run: Run, windows: Array<{ tenantId: string; window: Window }>): Promise<void> {
-  if (run.db.dialect === 'pg') {
-    // One statement, a column per array, a row per window: the server cuts them into buckets
-    // (five times fewer values to send and parse than the pieces).
-    await run.trx.raw(
-      'INSERT INTO aggregate_windows (window_id, tenant_id, bucket, lo, hi, period_start, period_end, subscription_id) ' +
-        `SELECT CAST(w.id AS INT), w.tenant_id, b, GREATEST(w.s, ${bucketStartSql('b')}), LEAST(w.e, ${bucketStartSql('b + 1')}), w.s, w.e, w.sub ` +
-        'FROM unnest(CAST(? AS text[]), CAST(? AS bigint[]), CAST(? AS bigint[]), CAST(? AS text[])) WITH ORDINALITY AS w(tenant_id, s, e, sub, id) ' +
-        `CROSS JOIN LATERAL generate_series(${bucketSql('w.s')}, ${bucketSql('w.e - 1')}) AS b`,
-      [
-        windows.map((x) => x.tenantId),
-        windows.map((x) => x.window.start),
-        windows.map((x) => x.window.end),
-        windows.map((x) => x.window.subscription?.id ?? null),
-      ] as unknown as Knex.RawBinding[],
-    );
-    return;
-  }
-  const rs: unknown[][] = [];
-  windows.forEach(({ tenantId, window: w }, id) => {
-    for (let b = bucketOf(w.start); bucketStart(b) < w.end; b++) {
-      rs.push([id, tenantId, b, Math.max(w.start, bucketStart(b)), Math.min(w.end, bucketStart(b + 1)), w.start, w.end, w.subscription?.id ?? null]);
-    }
-  });
-  await bulkInsert(run, {
-    table: 'aggregate_windows',
-    columns: ['window_id', 'tenant_id', 'bucket', 'lo', 'hi', 'period_start', 'period_end', 'subscription_id'],
-    conflict: ['tenant_id', 'bucket', 'lo'],
-  }, rs);
-}
-
 /** Groups to recompute whole. */
 async function writeGroups(run: Run, groups: GroupRow[]): Promise<void> {
-  await bulkInsert(run, {
+  await bulkInsert(run.db, {
     table: 'aggregate_groups',
     columns: ['tenant_id', 'feature_key', 'period_start', 'period_end', 'subscription_id', 'whole'],
     conflict: ['tenant_id', 'feature_key', 'period_start'],
   }, groups.map((g) => [g.tenantId, g.featureKey, g.periodStart, g.periodEnd, g.subscriptionId, 1]));
-}
-
-async function bulkInsert(run: Run, target: BulkTarget, rs: unknown[][]): Promise<void> {
-  const writer = await openBulkWriter(run.db, run.trx, target);
-  for (const r of rs) writer.add(r);
-  await writer.flush();
-  await writer.settle();
-}
-
-/** Summaries now present for the scratch groups (or windows), and their events. */
-async function countWritten(run: Run, scratch: 'aggregate_groups' | 'aggregate_windows'): Promise<Counts> {
-  const match =
-    scratch === 'aggregate_groups'
-      ? 'g.whole = 1 AND g.tenant_id = s.tenant_id AND g.feature_key = s.feature_key AND g.period_start = s.period_start'
-      : 'g.tenant_id = s.tenant_id AND g.period_start = s.period_start';
-  const [row] = rows<{ n: unknown; events: unknown }>(run, await run.trx.raw(
-    `SELECT COUNT(*) AS n, CAST(SUM(s.event_count) AS TEXT) AS events FROM usage_summaries s ` +
-      `WHERE EXISTS (SELECT 1 FROM ${scratch} g WHERE ${match})`,
-  ));
-  return { groups: Number(row.n), events: Number(row.events ?? 0) };
 }
 
 // ---- the ways of choosing what to compute ----
@@ -267,7 +191,7 @@ async function countWritten(run: Run, scratch: 'aggregate_groups' | 'aggregate_w
  */
 async function rebuildTenants(run: Run, tenantIds: string[], how: 'scan' | 'groups'): Promise<Counts> {
   const ranges = await featureRanges(run, tenantIds);
-  const windows: Array<{ tenantId: string; window: Window }> = [];
+  const windows: TenantWindow[] = [];
   const groups: GroupRow[] = [];
   for (const [tenantId, byFeature] of ranges) {
     const spans = [...byFeature.values()];
@@ -282,21 +206,17 @@ async function rebuildTenants(run: Run, tenantIds: string[], how: 'scan' | 'grou
       }
     }
   }
-  await clearScratch(run);
-  await writeWindows(run, windows);
-  await run.trx.raw(
+  await run.sql.clearScratch(run.db);
+  await run.sql.writeWindows(run.db, windows);
+  await run.db.knex.raw(
     'DELETE FROM usage_summaries WHERE EXISTS (SELECT 1 FROM aggregate_windows w WHERE w.tenant_id = usage_summaries.tenant_id ' +
       'AND w.period_start < usage_summaries.period_end AND usage_summaries.period_start < w.period_end)',
   );
   await deleteOrphanValues(run, 'aggregate_windows');
-  if (how === 'scan') {
-    if (run.db.dialect === 'pg') return insertAllSummariesPg(run.db, run.trx, run.features, run.upTo, run.now);
-    await insertGroupsByIndex(run.db, run.trx, 'windows', run.features, run.upTo, run.now);
-    return countWritten(run, 'aggregate_windows');
-  }
+  if (how === 'scan') return run.sql.rebuildWindows(run.db, run.features, run.upTo, run.now);
   await writeGroups(run, groups);
-  await insertGroupsByIndex(run.db, run.trx, 'whole-groups', run.features, run.upTo, run.now);
-  return countWritten(run, 'aggregate_groups');
+  await insertGroupsByIndex(run.db, 'whole-groups', run.features, run.upTo, run.now);
+  return countWritten(run.db, 'aggregate_groups');
 }
 
 /** First and last event instant per tenant and feature, by index seeks (no table scan). */
@@ -307,12 +227,12 @@ async function featureRanges(run: Run, tenantIds: string[]): Promise<Map<string,
     `AND (e.occurred_at < ${EVENT_TIMES.start} OR e.occurred_at >= ${EVENT_TIMES.end}))`;
   for (let i = 0; i < tenantIds.length; i += 500) {
     const ids = tenantIds.slice(i, i + 500);
-    const res = await run.trx.raw(
+    const res = await run.db.rows<Record<string, unknown>>(
       `SELECT tenant_id, feature_key, lo, hi, outside FROM (SELECT t.id AS tenant_id, f.key AS feature_key, ${seek('MIN')} AS lo, ${seek('MAX')} AS hi, ` +
         `${outside} AS outside FROM tenants t CROSS JOIN features f WHERE t.id IN (${ids.map(() => '?').join(', ')})) x WHERE lo IS NOT NULL OR outside > 0`,
       ids,
     );
-    for (const r of rows<Record<string, unknown>>(run, res)) {
+    for (const r of res) {
       const tenantId = String(r.tenant_id);
       noteOutOfRange(run, tenantId, Number(r.outside));
       if (r.lo === null) continue;
@@ -336,15 +256,12 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
   const fresh = seqRange(seen, run.upTo);
   const late = inHoles(holes);
   const touched: SqlPart = late ? { sql: `(${fresh.sql} OR ${late.sql})`, bindings: [...fresh.bindings, ...late.bindings] } : fresh;
-  // SQLite, given statistics, would skip-scan (tenant, feature, seq) once per pair, twice as
-  // slow as reading the seq range of the table.
-  const newEvents = run.db.dialect === 'sqlite' ? 'usage_events e NOT INDEXED' : 'usage_events e';
-  const spans = rows<Record<string, unknown>>(run, await run.trx.raw(
+  const spans = await run.db.rows<Record<string, unknown>>(
     `SELECT e.tenant_id, MIN(CASE WHEN ${IN_RANGE} THEN e.occurred_at END) AS lo, MAX(CASE WHEN ${IN_RANGE} THEN e.occurred_at END) AS hi, ` +
-      `COUNT(*) AS n, SUM(CASE WHEN ${IN_RANGE} THEN 0 ELSE 1 END) AS outside FROM ${newEvents} WHERE ${touched.sql} GROUP BY e.tenant_id`,
+      `COUNT(*) AS n, SUM(CASE WHEN ${IN_RANGE} THEN 0 ELSE 1 END) AS outside FROM ${run.sql.newEvents} WHERE ${touched.sql} GROUP BY e.tenant_id`,
     touched.bindings,
-  ));
-  const windows: Array<{ tenantId: string; window: Window }> = [];
+  );
+  const windows: TenantWindow[] = [];
   let events = 0;
   for (const s of spans) {
     const tenantId = String(s.tenant_id);
@@ -355,26 +272,25 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
     for (const w of timeline(run, tenantId).windowsBetween(Number(s.lo), Number(s.hi) + 1)) windows.push({ tenantId, window: w });
   }
   if (windows.length === 0 || run.features.length === 0) return { groups: 0, events: 0 };
-  if (run.db.dialect === 'pg' && late === null) {
-    return { groups: await mergeNewEventsPg(run.db, run.trx, run.features, windows, seen, run.upTo, run.now), events };
+  if (run.sql.mergeFresh && late === null) {
+    return { groups: await run.sql.mergeFresh(run.db, run.features, windows, seen, run.upTo, run.now), events };
   }
-  await clearScratch(run);
-  await writeWindows(run, windows);
+  await run.sql.clearScratch(run.db);
+  await run.sql.writeWindows(run.db, windows);
   // Read the new events once, with their windows; everything below works from this copy.
-  await run.trx.raw(
+  await run.db.knex.raw(
     'INSERT INTO aggregate_delta (window_id, feature_key, quantity, occurred_at, seq, user_id, metadata, fresh) ' +
       `SELECT w.window_id, e.feature_key, e.quantity, e.occurred_at, e.seq, e.user_id, e.metadata, CASE WHEN ${fresh.sql} THEN 1 ELSE 0 END ` +
       `FROM ${EVENTS_TO_WINDOWS} WHERE ${touched.sql} AND e.feature_key IN (${run.features.map(() => '?').join(', ')})`,
     [...fresh.bindings, ...touched.bindings, ...run.features.map((f) => f.key)],
   );
-  // Fresh scratch tables have no statistics: PostgreSQL would plan the merges blind.
-  if (run.db.dialect === 'pg') await run.trx.raw('ANALYZE aggregate_delta, aggregate_windows');
+  await run.sql.analyzeScratch(run.db);
   // The groups touched, `whole` when one got a late event. With no late event (SQLite's only
   // case) every group merges, and only the unique ones need a row, for fillValueSets.
   const uniques = run.features.filter((f) => f.aggregation === 'unique').map((f) => f.key);
   const noted = late ? null : uniques;
   if (noted === null || noted.length > 0) {
-    await run.trx.raw(
+    await run.db.knex.raw(
       'INSERT INTO aggregate_groups (tenant_id, feature_key, period_start, period_end, subscription_id, whole) ' +
         `SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, MAX(1 - e.fresh) FROM ${DELTA_TO_WINDOWS} ` +
         (noted ? `WHERE e.feature_key IN (${noted.map(() => '?').join(', ')}) ` : '') +
@@ -390,7 +306,7 @@ async function foldNewEvents(run: Run, seen: number, holes: Hole[], skip: Set<st
       : 'e.fresh = 1',
     bindings: [],
   };
-  const written = await mergeSummaries(run.db, run.trx, deltaSource(merged), run.features, run.now);
+  const written = await mergeSummaries(run.db, deltaSource(merged), run.features, run.now);
   const recomputed = late ? await recomputeWholeGroups(run) : { groups: 0, events: 0 };
   return { groups: written + recomputed.groups, events };
 }
@@ -406,7 +322,7 @@ async function fillValueSets(run: Run, seen: number): Promise<void> {
     const value = uniqueValue(run.db, f);
     // Driven from the groups (SQLite keeps a CROSS JOIN's order), each group's events by their
     // time range: SQLite would otherwise walk every event of the feature by (tenant, feature, seq).
-    await run.trx.raw(
+    await run.db.knex.raw(
       'INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT g.tenant_id, g.feature_key, g.period_start, ? ' +
         'FROM aggregate_groups g CROSS JOIN usage_summaries s CROSS JOIN usage_events e ' +
         'WHERE s.tenant_id = g.tenant_id AND s.feature_key = g.feature_key AND s.period_start = g.period_start ' +
@@ -421,7 +337,7 @@ async function fillValueSets(run: Run, seen: number): Promise<void> {
 
 /** Drop the unique-value sets of the scratch tenants' summaries that were just deleted. */
 async function deleteOrphanValues(run: Run, scratch: 'aggregate_windows' | 'aggregate_groups'): Promise<void> {
-  await run.trx.raw(
+  await run.db.knex.raw(
     `DELETE FROM usage_unique_values WHERE tenant_id IN (SELECT tenant_id FROM ${scratch}) AND NOT EXISTS (` +
       'SELECT 1 FROM usage_summaries s WHERE s.tenant_id = usage_unique_values.tenant_id ' +
       'AND s.feature_key = usage_unique_values.feature_key AND s.period_start = usage_unique_values.period_start)',
@@ -437,22 +353,22 @@ async function recomputePeriod(run: Run, tenantIds: string[], spec: PeriodSpec):
       groups.push({ tenantId, featureKey: f.key, periodStart: w.start, periodEnd: w.end, subscriptionId: w.subscription?.id ?? null });
     }
   }
-  await clearScratch(run);
+  await run.sql.clearScratch(run.db);
   await writeGroups(run, groups);
   return recomputeWholeGroups(run);
 }
 
 /** Replace the summaries of the whole groups in aggregate_groups (and any stale one overlapping them). */
 async function recomputeWholeGroups(run: Run): Promise<Counts> {
-  const keys = new Set((await run.trx('aggregate_groups').distinct('feature_key').where({ whole: 1 })).map((r) => r.feature_key as string));
+  const keys = new Set((await run.db.knex('aggregate_groups').distinct('feature_key').where({ whole: 1 })).map((r) => r.feature_key as string));
   if (keys.size === 0) return { groups: 0, events: 0 };
-  await run.trx.raw(
+  await run.db.knex.raw(
     'DELETE FROM usage_summaries WHERE EXISTS (SELECT 1 FROM aggregate_groups g WHERE g.whole = 1 ' +
       'AND g.tenant_id = usage_summaries.tenant_id AND g.feature_key = usage_summaries.feature_key ' +
       'AND g.period_start < usage_summaries.period_end AND usage_summaries.period_start < g.period_end)',
   );
   const features = run.features.filter((f) => keys.has(f.key));
   if (features.some((f) => f.aggregation === 'unique')) await deleteOrphanValues(run, 'aggregate_groups');
-  await insertGroupsByIndex(run.db, run.trx, 'whole-groups', features, run.upTo, run.now);
-  return countWritten(run, 'aggregate_groups');
+  await insertGroupsByIndex(run.db, 'whole-groups', features, run.upTo, run.now);
+  return countWritten(run.db, 'aggregate_groups');
 }

@@ -18,7 +18,6 @@ import { caseOf, EVENTS_TO_WINDOWS, uniqueValue } from './usage-sql.js';
  */
 export async function insertAllSummariesPg(
   db: Db,
-  trx: Knex.Transaction,
   features: Feature[],
   upTo: number,
   computedAt: number,
@@ -66,14 +65,14 @@ export async function insertAllSummariesPg(
   // A caller's outer transaction may already hold one from an earlier rebuild. The windows
   // were just written: without statistics the planner hashes the million events instead of
   // the few thousand windows, twice as slow.
-  await trx.raw('DROP TABLE IF EXISTS pg_temp.aggregate_parts');
-  await trx.raw('ANALYZE aggregate_windows');
+  await db.knex.raw('DROP TABLE IF EXISTS pg_temp.aggregate_parts');
+  await db.knex.raw('ANALYZE aggregate_windows');
   const [first, ...rest] = parts;
-  await withPlannerSettings(trx, async () => {
-    await trx.raw(`CREATE TEMP TABLE aggregate_parts ON COMMIT DROP AS ${first.sql}`, first.bindings);
+  await withPlannerSettings(db.trx!, async () => {
+    await db.knex.raw(`CREATE TEMP TABLE aggregate_parts ON COMMIT DROP AS ${first.sql}`, first.bindings);
     // The unique branch runs serially (an INSERT ... SELECT): its (window, value) groups
     // barely shrink per worker, and gathering them cost more than the second core saved.
-    for (const p of rest) await trx.raw(`INSERT INTO aggregate_parts ${p.sql}`, p.bindings);
+    for (const p of rest) await db.knex.raw(`INSERT INTO aggregate_parts ${p.sql}`, p.bindings);
   });
 
   const quantity = caseOf(
@@ -85,7 +84,7 @@ export async function insertAllSummariesPg(
     ],
     't.s',
   );
-  const res = await trx.raw(
+  const res = await db.knex.raw(
     'WITH ins AS (INSERT INTO usage_summaries (tenant_id, feature_key, period_start, period_end, subscription_id, quantity, ' +
       `event_count, last_at, last_seq, computed_at) SELECT w.tenant_id, t.feature_key, w.period_start, w.period_end, w.subscription_id, ${quantity}, ` +
       't.n, t.l[1], t.l[2], ? FROM aggregate_parts t ' +

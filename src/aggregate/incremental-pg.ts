@@ -2,8 +2,8 @@ import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { caseOf, uniqueValue } from './usage-sql.js';
-import type { Window } from './windows.js';
+import type { TenantWindow } from './dialect.js';
+import { caseOf, uniqueValue, type SqlPart } from './usage-sql.js';
 
 /**
  * PostgreSQL's incremental fold when no hole is open (the usual case): one statement merges
@@ -17,42 +17,125 @@ import type { Window } from './windows.js';
  */
 export async function mergeNewEventsPg(
   db: Db,
-  trx: Knex.Transaction,
   features: Feature[],
-  windows: Array<{ tenantId: string; window: Window }>,
+  windows: TenantWindow[],
   seen: number,
   upTo: number,
   computedAt: number,
 ): Promise<number> {
-  const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
-  const keys = (kind: string) => features.filter((f) => f.aggregation === kind).map((f) => f.key);
-  const [counts, peaks, lasts] = [keys('count'), keys('max'), keys('last')];
-  const uniques = features.filter((f) => f.aggregation === 'unique');
-  const micro = 10 ** QUANTITY_SCALE;
-  const w = {
-    sql:
-      'SELECT * FROM unnest(CAST(? AS text[]), CAST(? AS bigint[]), CAST(? AS bigint[]), CAST(? AS text[])) ' +
-      'AS w(tenant_id, period_start, period_end, subscription_id)',
-    bindings: [
-      windows.map((x) => x.tenantId),
-      windows.map((x) => x.window.start),
-      windows.map((x) => x.window.end),
-      windows.map((x) => x.window.subscription?.id ?? null),
-    ] as unknown as Knex.RawBinding[],
-  };
-  const inWindow = 'e.tenant_id = w.tenant_id AND e.occurred_at >= w.period_start AND e.occurred_at < w.period_end';
-  const value = uniques.length
-    ? { sql: `CASE e.feature_key ${uniques.map(() => 'WHEN ? THEN ?').join(' ')} END`, bindings: uniques.flatMap((f) => [f.key, uniqueValue(db, f)]) }
-    : { sql: 'CAST(NULL AS TEXT)', bindings: [] };
+  const k = byAggregation(features);
+  const value = uniqueValueSql(db, k.uniqueFeatures);
+  const statement = concat([
+    newEventsCte(windows, features, value, k.lasts, seen, upTo),
+    valueSetsCte(k.uniques, value, seen),
+    groupsCte(),
+    upsertSummaries(k, computedAt),
+  ]);
+  const res = await db.knex.raw(statement.sql, statement.bindings);
+  return res.rowCount ?? 0;
+}
 
+type Kinds = { counts: string[]; peaks: string[]; lasts: string[]; uniques: string[]; uniqueFeatures: Feature[] };
+
+const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
+const MICRO = 10 ** QUANTITY_SCALE;
+
+function byAggregation(features: Feature[]): Kinds {
+  const keys = (kind: string) => features.filter((f) => f.aggregation === kind).map((f) => f.key);
+  return { counts: keys('count'), peaks: keys('max'), lasts: keys('last'), uniques: keys('unique'), uniqueFeatures: features.filter((f) => f.aggregation === 'unique') };
+}
+
+function concat(parts: SqlPart[]): SqlPart {
+  return { sql: parts.map((p) => p.sql).join(''), bindings: parts.flatMap((p) => p.bindings) };
+}
+
+/** An event's value for its unique feature (NULL for the others). */
+function uniqueValueSql(db: Db, uniques: Feature[]): SqlPart {
+  if (uniques.length === 0) return { sql: 'CAST(NULL AS TEXT)', bindings: [] };
+  return {
+    sql: `CASE e.feature_key ${uniques.map(() => 'WHEN ? THEN ?').join(' ')} END`,
+    bindings: uniques.flatMap((f) => [f.key, uniqueValue(db, f)]),
+  };
+}
+
+/** `w`: the windows as arrays; `d`: the new events, each with its window, `last` array and unique value. */
+function newEventsCte(windows: TenantWindow[], features: Feature[], value: SqlPart, lasts: string[], seen: number, upTo: number): SqlPart {
   const latest = lasts.length
     ? { sql: `CASE WHEN e.feature_key IN (${marks(lasts)}) THEN ARRAY[e.occurred_at, e.seq, e.quantity] END`, bindings: lasts }
     : { sql: 'CAST(NULL AS BIGINT[])', bindings: [] };
+  const inWindow = 'e.tenant_id = w.tenant_id AND e.occurred_at >= w.period_start AND e.occurred_at < w.period_end';
+  return {
+    sql:
+      'WITH w AS (SELECT * FROM unnest(CAST(? AS text[]), CAST(? AS bigint[]), CAST(? AS bigint[]), CAST(? AS text[])) ' +
+      'AS w(tenant_id, period_start, period_end, subscription_id)), ' +
+      'd AS MATERIALIZED (SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, ' +
+      `e.quantity, ${latest.sql} AS l, ${value.sql} AS v FROM usage_events e JOIN w ON ${inWindow} ` +
+      `WHERE e.seq > ? AND e.seq <= ? AND e.feature_key IN (${marks(features)})), `,
+    bindings: [
+      ...([
+        windows.map((x) => x.tenantId),
+        windows.map((x) => x.window.start),
+        windows.map((x) => x.window.end),
+        windows.map((x) => x.window.subscription?.id ?? null),
+      ] as unknown as Knex.RawBinding[]),
+      ...latest.bindings,
+      ...value.bindings,
+      seen,
+      upTo,
+      ...features.map((f) => f.key),
+    ],
+  };
+}
+
+/**
+ * `added`: per unique group, the values its set gained. The new values go into the sets;
+ * a group with no set yet (a count from a full rebuild, or new) also gets its values so far.
+ */
+function valueSetsCte(uniques: string[], value: SqlPart, seen: number): SqlPart {
+  if (uniques.length === 0) {
+    return {
+      sql: 'added AS (SELECT CAST(NULL AS TEXT) AS tenant_id, CAST(NULL AS TEXT) AS feature_key, CAST(NULL AS BIGINT) AS period_start, 0 AS n WHERE false), ',
+      bindings: [],
+    };
+  }
+  return {
+    sql:
+      // Distinct groups first, then one set lookup each (not one per new event).
+      `lack AS (SELECT * FROM (SELECT DISTINCT tenant_id, feature_key, period_start, period_end FROM d WHERE feature_key IN (${marks(uniques)})) dg ` +
+      'WHERE NOT EXISTS (SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = dg.tenant_id AND u.feature_key = dg.feature_key AND u.period_start = dg.period_start)), ' +
+      'vals AS (INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT tenant_id, feature_key, period_start, v ' +
+      // The new values, less those their set already holds: an index probe skips them for
+      // less than the insert's own conflict check. Not the values filling a missing set,
+      // which has none to skip.
+      'FROM (SELECT tenant_id, feature_key, period_start, v FROM d WHERE v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_unique_values u ' +
+      'WHERE u.tenant_id = d.tenant_id AND u.feature_key = d.feature_key AND u.period_start = d.period_start AND u.value = d.v) ' +
+      'UNION ALL SELECT l.tenant_id, l.feature_key, l.period_start, o.v FROM lack l ' +
+      `CROSS JOIN LATERAL (SELECT ${value.sql} AS v FROM usage_events e WHERE e.tenant_id = l.tenant_id AND e.feature_key = l.feature_key ` +
+      'AND e.occurred_at >= l.period_start AND e.occurred_at < l.period_end AND e.seq <= ?) o) x ' +
+      'WHERE v IS NOT NULL ON CONFLICT DO NOTHING RETURNING tenant_id, feature_key, period_start), ' +
+      'added AS (SELECT tenant_id, feature_key, period_start, COUNT(*) AS n FROM vals GROUP BY 1, 2, 3), ',
+    bindings: [...uniques, ...value.bindings, seen],
+  };
+}
+
+/** `g`: the new events per group (count, sum, peak, latest). */
+function groupsCte(): SqlPart {
+  return {
+    sql:
+      'g AS (SELECT tenant_id, feature_key, period_start, period_end, subscription_id, COUNT(*) AS n, SUM(quantity) AS s, ' +
+      'MAX(quantity) AS m, MAX(l) AS l FROM d GROUP BY 1, 2, 3, 4, 5) ',
+    bindings: [],
+  };
+}
+
+/** Each group's new summary, upserted into the stored one by its aggregation. */
+function upsertSummaries(k: Kinds, computedAt: number): SqlPart {
+  const { counts, peaks, lasts, uniques } = k;
   const quantity = caseOf(
     [
-      counts.length ? `WHEN g.feature_key IN (${marks(counts)}) THEN g.n * ${micro} ` : '',
+      counts.length ? `WHEN g.feature_key IN (${marks(counts)}) THEN g.n * ${MICRO} ` : '',
       peaks.length ? `WHEN g.feature_key IN (${marks(peaks)}) THEN g.m ` : '',
-      uniques.length ? `WHEN g.feature_key IN (${marks(uniques)}) THEN COALESCE(a.n, 0) * ${micro} ` : '',
+      uniques.length ? `WHEN g.feature_key IN (${marks(uniques)}) THEN COALESCE(a.n, 0) * ${MICRO} ` : '',
       lasts.length ? `WHEN g.feature_key IN (${marks(lasts)}) THEN g.l[3] ` : '',
     ],
     'g.s',
@@ -76,37 +159,8 @@ export async function mergeNewEventsPg(
     ],
     'usage_summaries.quantity + excluded.quantity',
   );
-  // Unique groups with no set yet (a count from a full rebuild, or new): their values so far join the set too.
-  const sets = uniques.length
-    ? {
-        sql:
-          // Distinct groups first, then one set lookup each (not one per new event).
-          `lack AS (SELECT * FROM (SELECT DISTINCT tenant_id, feature_key, period_start, period_end FROM d WHERE feature_key IN (${marks(uniques)})) dg ` +
-          'WHERE NOT EXISTS (SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = dg.tenant_id AND u.feature_key = dg.feature_key AND u.period_start = dg.period_start)), ' +
-          'vals AS (INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT tenant_id, feature_key, period_start, v ' +
-          // The new values, less those their set already holds: an index probe skips them for
-          // less than the insert's own conflict check (27 -> 24 ms for 10,000 events). Not the
-          // values filling a missing set, which has none (a probe each cost 253 -> 176 ms).
-          'FROM (SELECT tenant_id, feature_key, period_start, v FROM d WHERE v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_unique_values u ' +
-          'WHERE u.tenant_id = d.tenant_id AND u.feature_key = d.feature_key AND u.period_start = d.period_start AND u.value = d.v) ' +
-          'UNION ALL SELECT l.tenant_id, l.feature_key, l.period_start, o.v FROM lack l ' +
-          `CROSS JOIN LATERAL (SELECT ${value.sql} AS v FROM usage_events e WHERE e.tenant_id = l.tenant_id AND e.feature_key = l.feature_key ` +
-          'AND e.occurred_at >= l.period_start AND e.occurred_at < l.period_end AND e.seq <= ?) o) x ' +
-          'WHERE v IS NOT NULL ON CONFLICT DO NOTHING RETURNING tenant_id, feature_key, period_start), ' +
-          'added AS (SELECT tenant_id, feature_key, period_start, COUNT(*) AS n FROM vals GROUP BY 1, 2, 3), ',
-        bindings: [...uniques.map((f) => f.key), ...value.bindings, seen],
-      }
-    : {
-        sql: 'added AS (SELECT CAST(NULL AS TEXT) AS tenant_id, CAST(NULL AS TEXT) AS feature_key, CAST(NULL AS BIGINT) AS period_start, 0 AS n WHERE false), ',
-        bindings: [],
-      };
-  const res = await trx.raw(
-    `WITH w AS (${w.sql}), d AS MATERIALIZED (SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, ` +
-      `e.quantity, ${latest.sql} AS l, ${value.sql} AS v FROM usage_events e JOIN w ON ${inWindow} ` +
-      `WHERE e.seq > ? AND e.seq <= ? AND e.feature_key IN (${marks(features)})), ` +
-      `${sets.sql}` +
-      'g AS (SELECT tenant_id, feature_key, period_start, period_end, subscription_id, COUNT(*) AS n, SUM(quantity) AS s, ' +
-      'MAX(quantity) AS m, MAX(l) AS l FROM d GROUP BY 1, 2, 3, 4, 5) ' +
+  return {
+    sql:
       'INSERT INTO usage_summaries (tenant_id, feature_key, period_start, period_end, subscription_id, quantity, event_count, last_at, last_seq, computed_at) ' +
       `SELECT g.tenant_id, g.feature_key, g.period_start, g.period_end, g.subscription_id, ${quantity}, g.n, g.l[1], g.l[2], ? ` +
       'FROM g LEFT JOIN added a ON a.tenant_id = g.tenant_id AND a.feature_key = g.feature_key AND a.period_start = g.period_start ' +
@@ -115,25 +169,17 @@ export async function mergeNewEventsPg(
       `last_seq = CASE WHEN ${isLast} AND ${later} THEN excluded.last_seq ELSE usage_summaries.last_seq END, ` +
       'event_count = usage_summaries.event_count + excluded.event_count, period_end = excluded.period_end, ' +
       'subscription_id = excluded.subscription_id, computed_at = excluded.computed_at',
-    [
-      ...w.bindings,
-      ...latest.bindings,
-      ...value.bindings,
-      seen,
-      upTo,
-      ...features.map((f) => f.key),
-      ...sets.bindings,
+    bindings: [
       ...counts,
       ...peaks,
-      ...uniques.map((f) => f.key),
+      ...uniques,
       ...lasts,
       computedAt,
       ...peaks,
       ...lasts,
-      ...uniques.map((f) => f.key),
+      ...uniques,
       ...lasts,
       ...lasts,
     ],
-  );
-  return res.rowCount ?? 0;
+  };
 }

@@ -20,7 +20,6 @@ export type GroupSet = 'windows' | 'whole-groups';
  */
 export async function insertGroupsByIndex(
   db: Db,
-  trx: Knex.Transaction,
   groups: GroupSet,
   features: Feature[],
   upTo: number,
@@ -62,7 +61,7 @@ export async function insertGroupsByIndex(
         `WHERE whole = 1 AND feature_key IN (${keys.map(() => '?').join(', ')})`;
   for (const f of features.filter((x) => x.aggregation === 'unique')) {
     const value = (f.uniqueBy ?? 'user_id') === 'user_id' ? db.knex.raw('e.user_id') : jsonField(db, 'e.metadata', f.uniqueBy!);
-    await trx.raw(
+    await db.knex.raw(
       'INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) ' +
         // CROSS JOIN: the groups outside, each an index range (SQLite, given statistics, scanned
         // every event to recompute a re-cut tenant's few groups).
@@ -72,7 +71,7 @@ export async function insertGroupsByIndex(
       [value, f.key, upTo, value],
     );
   }
-  await trx.raw(
+  await db.knex.raw(
     'INSERT INTO usage_summaries (tenant_id, feature_key, period_start, period_end, subscription_id, quantity, event_count, last_at, last_seq, computed_at) ' +
       'SELECT x.tenant_id, x.feature_key, x.period_start, x.period_end, x.subscription_id, ' +
       `CASE WHEN x.feature_key IN (${marks(counts)}) THEN x.event_count * ${micro} WHEN x.feature_key IN (${marks(lasts)}) THEN l.quantity ELSE x.quantity END, ` +

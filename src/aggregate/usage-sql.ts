@@ -203,9 +203,9 @@ const LATER =
  * before; the caller guarantees that with the seq watermark.
  */
 /** Returns the summaries written: each group is in one merge, its feature's. */
-export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source: UsageSource, features: Feature[], computedAt: number): Promise<number> {
+export async function mergeSummaries(db: Db, source: UsageSource, features: Feature[], computedAt: number): Promise<number> {
   const merges: Array<{ select: SqlPart; set: string; setBindings?: Knex.RawBinding[] }> = [];
-  for (const u of features.filter((f) => f.aggregation === 'unique')) merges.push(await mergeUniqueValues(db, q, source, u));
+  for (const u of features.filter((f) => f.aggregation === 'unique')) merges.push(await mergeUniqueValues(db, source, u));
   const additive = features.filter((f) => f.aggregation === 'sum' || f.aggregation === 'count' || f.aggregation === 'max');
   const peaks = keysOf(features, 'max');
   if (additive.length > 0) {
@@ -229,7 +229,7 @@ export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source:
   let written = 0;
   for (const m of merges) {
     // `WHERE true`: SQLite's documented way to tell an upsert's ON CONFLICT from a join's ON.
-    const res = await q.raw(
+    const res = await db.knex.raw(
       `INSERT INTO usage_summaries (${OUT_COLS}, computed_at) SELECT ${OUT_COLS}, ? FROM (${m.select.sql}) x WHERE true ` +
         `ON CONFLICT (tenant_id, feature_key, period_start) DO UPDATE SET ${m.set}, ` +
         'event_count = usage_summaries.event_count + excluded.event_count, period_end = excluded.period_end, ' +
@@ -245,9 +245,9 @@ export async function mergeSummaries(db: Db, q: Knex | Knex.Transaction, source:
  * unique: the new events' values join the group's stored set (usage_unique_values); the
  * summary is then the size of the set. Returns the summary merge to run.
  */
-async function mergeUniqueValues(db: Db, q: Knex | Knex.Transaction, source: UsageSource, feature: Feature): Promise<{ select: SqlPart; set: string }> {
+async function mergeUniqueValues(db: Db, source: UsageSource, feature: Feature): Promise<{ select: SqlPart; set: string }> {
   const f = frame(source, [feature.key]);
-  await q.raw(
+  await db.knex.raw(
     `INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT w.tenant_id, ${f.feature}, w.period_start, ? ` +
       `FROM ${f.from} ${f.where} AND ? IS NOT NULL ON CONFLICT DO NOTHING`,
     [uniqueValue(db, feature), ...f.fromBindings, ...f.whereBindings, uniqueValue(db, feature)],
@@ -274,15 +274,14 @@ export interface UsageRow {
 }
 
 /** Read the computed groups (quantities as exact text). */
-export async function readUsage(db: Db, q: Knex | Knex.Transaction, selects: SqlPart[]): Promise<UsageRow[]> {
+export async function readUsage(db: Db, selects: SqlPart[]): Promise<UsageRow[]> {
   if (selects.length === 0) return [];
   // SQLite takes no parenthesised members in a UNION: each select is wrapped as a subquery.
   const union = selects.map((s) => `SELECT * FROM (${s.sql}) s`).join(' UNION ALL ');
-  const res = await q.raw(
+  const rows = await db.rows(
     `SELECT tenant_id, feature_key, period_start, CAST(quantity AS TEXT) AS quantity, event_count FROM (${union}) u`,
     selects.flatMap((s) => s.bindings),
   );
-  const rows: Array<Record<string, unknown>> = db.dialect === 'pg' ? res.rows : res;
   return rows.map((r) => ({
     tenantId: String(r.tenant_id),
     featureKey: String(r.feature_key),

@@ -1,11 +1,85 @@
 import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
-import { summaryPlusNewSql } from '../entitlements/window-usage.js';
 import type { Db } from '../storage/db.js';
 import { preparedRaw } from '../storage/sql.js';
+import { summaryPlusNewSql, wholeWindowSql } from './usage-read.js';
 import { literalGroupsSource, readUsage, usageSelects, type GroupRow } from './usage-sql.js';
 import { readState } from './watermark.js';
 import type { Window } from './windows.js';
+
+/*
+ * The usage read model (README "Reading usage"): what a tenant used of a feature in a window,
+ * from summaries wherever they can be trusted and from raw events elsewhere. Callers decide
+ * what the number means; they never read summaries or events for usage themselves.
+ */
+
+/** One group to read: a tenant's window of a feature, and the tenant's windowsKey now. */
+export interface UsageGroup {
+  tenantId: string;
+  feature: Feature;
+  window: Window;
+  windowsKey: string;
+}
+
+/**
+ * Per handle: the aggregate watermark it saw last (-1: none), the next read's guess, and the
+ * tenant × feature pairs whose summaries could not be trusted at it (re-cut since, new, a hole
+ * open, a unique set not filled yet), which read their events directly until such a read
+ * finds them trusted or the watermark moves.
+ */
+const aggregateSeen = new WeakMap<Db, { watermark: number; untrusted: Set<string> }>();
+const MAX_UNTRUSTED = 10_000;
+
+type UsedRow = { alongside: unknown; watermark: number | string | null; quantity: string | null };
+
+/**
+ * A group's usage now, in micro-units as text (null: no events), in one statement: the
+ * summary plus the events not aggregated yet when it can be trusted, else every event of the
+ * window. A second statement when an aggregate run moved the watermark since this handle's
+ * last read, or the tenant's summaries are being re-cut. `alongside`: a scalar SQL
+ * expression (no bindings) read in the same statement and returned as is, so that a caller
+ * can validate its own cache against the same snapshot.
+ */
+export async function usageOf(db: Db, g: UsageGroup, opts: { alongside?: string } = {}): Promise<{ quantity: string | null; alongside: unknown }> {
+  const group = { tenantId: g.tenantId, start: g.window.start, end: g.window.end };
+  const along = opts.alongside ?? 'NULL';
+  const first = async <T>(sql: { sql: string; bindings: Knex.RawBinding[] }): Promise<T> =>
+    (await db.rows<T>(preparedRaw(db, `SELECT ${along} AS alongside, u.* FROM (${sql.sql}) u`, sql.bindings)))[0];
+  let state = aggregateSeen.get(db);
+  if (!state) {
+    // A handle's first read (every `billing check` process): ask for the watermark first,
+    // so that even the first answer can come from the summary.
+    aggregateSeen.set(db, (state = { watermark: (await readState(db.knex)).watermark ?? -1, untrusted: new Set() }));
+  }
+  const seen = (row: UsedRow) => {
+    const w = row.watermark === null ? -1 : Number(row.watermark);
+    if (w !== state.watermark) state.untrusted.clear();
+    state.watermark = w;
+    return w;
+  };
+  const groupKey = `${g.tenantId}\u0000${g.feature.key}`;
+  let guess = state.untrusted.has(groupKey) ? -1 : state.watermark;
+  for (let attempt = 0; guess >= 0 && attempt < 2; attempt++) {
+    const row = await first<UsedRow & { ok: number | string }>(
+      summaryPlusNewSql(db, g.feature, group, { windowsKey: g.windowsKey, watermark: guess }),
+    );
+    if (Number(row.ok) === 1) return { quantity: row.quantity, alongside: row.alongside };
+    const now = seen(row);
+    if (now === guess) {
+      // The watermark held, so something else is untrusted: read the events from now on.
+      if (state.untrusted.size >= MAX_UNTRUSTED) state.untrusted.clear();
+      state.untrusted.add(groupKey);
+      break;
+    }
+    guess = now;
+  }
+  const row = await first<UsedRow & { trusted: number | string }>(
+    wholeWindowSql(db, g.feature, group, state.watermark < 0 ? null : g.windowsKey),
+  );
+  seen(row);
+  if (Number(row.trusted) === 1) state.untrusted.delete(groupKey);
+  return { quantity: row.quantity, alongside: row.alongside };
+}
 
 /** Micro-units used (text), by window start, then feature key; a feature without events is absent. */
 export type UsageByWindow = Map<number, Map<string, string>>;
@@ -35,19 +109,18 @@ function groupsOf(tenantId: string, windows: Window[], features: Feature[]): Gro
  */
 export async function usageByTenant(
   db: Db,
-  q: Knex | Knex.Transaction,
   windows: Map<string, Window[]>,
   features: Feature[],
 ): Promise<Map<string, UsageByWindow>> {
   const out = new Map<string, UsageByWindow>();
   for (const [tenantId, ws] of windows) out.set(tenantId, new Map(ws.map((w) => [w.start, new Map()])));
-  await readGroups(db, q, [...windows].flatMap(([tenantId, ws]) => groupsOf(tenantId, ws, features)), features, out);
+  await readGroups(db, [...windows].flatMap(([tenantId, ws]) => groupsOf(tenantId, ws, features)), features, out);
   return out;
 }
 
-async function readGroups(db: Db, q: Knex | Knex.Transaction, groups: GroupRow[], features: Feature[], out: Map<string, UsageByWindow>): Promise<void> {
+async function readGroups(db: Db, groups: GroupRow[], features: Feature[], out: Map<string, UsageByWindow>): Promise<void> {
   for (let i = 0; i < groups.length; i += GROUPS_PER_QUERY) {
-    const rows = await readUsage(db, q, usageSelects(db, literalGroupsSource(groups.slice(i, i + GROUPS_PER_QUERY)), metered(features)));
+    const rows = await readUsage(db, usageSelects(db, literalGroupsSource(groups.slice(i, i + GROUPS_PER_QUERY)), metered(features)));
     for (const r of rows) out.get(r.tenantId)?.get(r.periodStart)?.set(r.featureKey, r.quantity);
   }
 }
@@ -60,17 +133,16 @@ async function readGroups(db: Db, q: Knex | Knex.Transaction, groups: GroupRow[]
  */
 export async function wholeWindowsUsage(
   db: Db,
-  q: Knex | Knex.Transaction,
   all: Map<string, Window[]>,
   features: Feature[],
   windowsKeys: Map<string, string>,
 ): Promise<Map<string, UsageByWindow>> {
-  const { purged, windows } = await splitPurged(q, all);
-  const out = await liveWindowsUsage(db, q, windows, features, windowsKeys);
+  const { purged, windows } = await splitPurged(db, all);
+  const out = await liveWindowsUsage(db, windows, features, windowsKeys);
   if (purged.size === 0) return out;
-  const { watermark } = await readState(q);
+  const { watermark } = await readState(db.knex);
   for (const [id, ws] of purged) {
-    const usage = await fromSummaries(db, q, id, ws, features, windowsKeys.get(id) ?? '', watermark, true);
+    const usage = await fromSummaries(db, id, ws, features, windowsKeys.get(id) ?? '', watermark, true);
     const into = out.get(id) ?? new Map();
     for (const [start, m] of usage) into.set(start, m);
     out.set(id, into);
@@ -83,13 +155,13 @@ export async function wholeWindowsUsage(
  * retention horizon) apart from the others: their summaries are all that is left of them.
  */
 async function splitPurged(
-  q: Knex | Knex.Transaction,
+  db: Db,
   windows: Map<string, Window[]>,
 ): Promise<{ purged: Map<string, Window[]>; windows: Map<string, Window[]> }> {
   const horizons = new Map<string, number>();
   const ids = [...windows.keys()];
   for (let i = 0; i < ids.length; i += 500) {
-    const rows = await q('retention_horizons').whereIn('tenant_id', ids.slice(i, i + 500)).select('tenant_id', 'purged_before');
+    const rows = await db.knex('retention_horizons').whereIn('tenant_id', ids.slice(i, i + 500)).select('tenant_id', 'purged_before');
     for (const r of rows) horizons.set(String(r.tenant_id), Number(r.purged_before));
   }
   if (horizons.size === 0) return { purged: new Map(), windows };
@@ -106,36 +178,34 @@ async function splitPurged(
 
 async function liveWindowsUsage(
   db: Db,
-  q: Knex | Knex.Transaction,
   windows: Map<string, Window[]>,
   features: Feature[],
   windowsKeys: Map<string, string>,
 ): Promise<Map<string, UsageByWindow>> {
-  const sizes = await summarizedEvents(q, windows);
+  const sizes = await summarizedEvents(db, windows);
   const perWindow = metered(features).length;
   const big = new Set([...windows].filter(([id, ws]) => (sizes.get(id) ?? 0) >= FAST_MIN_EVENTS_PER_GROUP * ws.length * perWindow).map(([id]) => id));
-  const out = await usageByTenant(db, q, new Map([...windows].filter(([id]) => !big.has(id))), features);
+  const out = await usageByTenant(db, new Map([...windows].filter(([id]) => !big.has(id))), features);
   if (big.size === 0) return out;
-  const { watermark } = await readState(q);
-  for (const id of big) out.set(id, await fromSummaries(db, q, id, windows.get(id)!, features, windowsKeys.get(id) ?? '', watermark));
+  const { watermark } = await readState(db.knex);
+  for (const id of big) out.set(id, await fromSummaries(db, id, windows.get(id)!, features, windowsKeys.get(id) ?? '', watermark));
   return out;
 }
 
 /**
  * One tenant's usage, as usageByTenant, read per window and feature from its summary plus the
- * events not aggregated yet wherever that is exact (entitlements/window-usage.ts: the tenant
+ * events not aggregated yet wherever that is exact (usage-read.ts: the tenant
  * cut by `windowsKey`, its subscriptions now; no hole; the watermark unmoved), and from the
  * window's events elsewhere: a statement per group, which costs its new events, not its months.
  */
 export async function tenantUsage(
   db: Db,
-  q: Knex | Knex.Transaction,
   tenantId: string,
   windows: Window[],
   features: Feature[],
   windowsKey: string,
 ): Promise<UsageByWindow> {
-  return fromSummaries(db, q, tenantId, windows, features, windowsKey, (await readState(q)).watermark);
+  return fromSummaries(db, tenantId, windows, features, windowsKey, (await readState(db.knex)).watermark);
 }
 
 /**
@@ -144,7 +214,6 @@ export async function tenantUsage(
  */
 async function fromSummaries(
   db: Db,
-  q: Knex | Knex.Transaction,
   tenantId: string,
   windows: Window[],
   features: Feature[],
@@ -157,7 +226,7 @@ async function fromSummaries(
   const into = new Map([[tenantId, usage]]);
   if (watermark === null) {
     // Nothing aggregated yet: every group reads its events.
-    await readGroups(db, q, groups, features, into);
+    await readGroups(db, groups, features, into);
     return usage;
   }
   const byKey = new Map(features.map((f) => [f.key, f]));
@@ -168,8 +237,7 @@ async function fromSummaries(
     for (let attempt = 0; ; attempt++) {
       const fast = summaryPlusNewSql(db, byKey.get(g.featureKey)!, { tenantId, start: g.periodStart, end: g.periodEnd }, { windowsKey, watermark: trust }, true);
       // Prepared on PostgreSQL: a feature's windows share the statement.
-      const res = await preparedRaw(db, q, fast.sql, fast.bindings);
-      row = (db.dialect === 'pg' ? res.rows : res)[0] as typeof row;
+      [row] = await db.rows<typeof row>(preparedRaw(db, fast.sql, fast.bindings));
       // An aggregate run committed in between: ask again at its watermark (not counting its events twice).
       if (!purged || row.watermark === null || Number(row.watermark) === trust || attempt === 3) break;
       trust = Number(row.watermark);
@@ -177,7 +245,7 @@ async function fromSummaries(
     if (Number(row.ok) !== 1 && !purged) rest.push(g);
     else if (Number(row.events) > 0) usage.get(g.periodStart)!.set(g.featureKey, String(row.quantity));
   }
-  await readGroups(db, q, rest, features, into);
+  await readGroups(db, rest, features, into);
   return usage;
 }
 
@@ -186,13 +254,14 @@ async function fromSummaries(
  * cost): summaries starting between the earliest window start and the latest end, a cost
  * estimate only.
  */
-async function summarizedEvents(q: Knex | Knex.Transaction, windows: Map<string, Window[]>): Promise<Map<string, number>> {
+async function summarizedEvents(db: Db, windows: Map<string, Window[]>): Promise<Map<string, number>> {
   const all = [...windows.values()].flat();
   const out = new Map<string, number>();
   if (all.length === 0) return out;
   const [from, to] = [Math.min(...all.map((w) => w.start)), Math.max(...all.map((w) => w.end))];
   const ids = [...windows.keys()];
   for (let i = 0; i < ids.length; i += 500) {
+    const q = db.knex;
     const rs = await q('usage_summaries')
       .whereIn('tenant_id', ids.slice(i, i + 500))
       .where('period_start', '>=', from)

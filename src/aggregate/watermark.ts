@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
+import { forUpdate } from '../storage/sql.js';
 
 /**
  * Which events the aggregate stage has folded into usage_summaries, by usage_events.seq.
@@ -36,12 +37,9 @@ export const HOLES = 'aggregate.holes';
 const MAX_HOLES = 200;
 
 /** Read the state and hold it for this transaction (a second run waits for the first). */
-export async function lockState(db: Db, trx: Knex.Transaction, now: number): Promise<AggregateState> {
-  // SQLite: withTx already holds the database's write lock.
-  const read = async (): Promise<Array<{ key: string; value: string | null }>> => {
-    const q = trx('job_state').whereIn('key', [WATERMARK, HOLES]);
-    return db.dialect === 'pg' ? q.forUpdate() : q;
-  };
+export async function lockState(db: Db, now: number): Promise<AggregateState> {
+  const trx = db.knex;
+  const read = async (): Promise<Array<{ key: string; value: string | null }>> => forUpdate(db, trx('job_state').whereIn('key', [WATERMARK, HOLES]));
   let rows = await read();
   if (rows.length < 2) {
     // First run only (one round trip less on every other).
@@ -68,9 +66,9 @@ function stateOf(rows: Array<{ key: string; value: string | null }>): AggregateS
   return { watermark: w === null ? null : Number(w), holes: JSON.parse(get(HOLES) ?? '[]') as Hole[] };
 }
 
-export async function saveState(trx: Knex.Transaction, state: AggregateState, now: number): Promise<void> {
+export async function saveState(db: Db, state: AggregateState, now: number): Promise<void> {
   // One statement for both rows.
-  await trx.raw('UPDATE job_state SET value = CASE key WHEN ? THEN ? ELSE ? END, updated_at = ? WHERE key IN (?, ?)', [
+  await db.knex.raw('UPDATE job_state SET value = CASE key WHEN ? THEN ? ELSE ? END, updated_at = ? WHERE key IN (?, ?)', [
     WATERMARK,
     state.watermark === null ? null : String(state.watermark),
     JSON.stringify(state.holes),

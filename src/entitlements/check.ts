@@ -5,13 +5,11 @@ import { dec, decStr, Decimal, ZERO } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { microToDecimal, parseQuantity } from '../domain/quantity.js';
-import type { Db } from '../storage/db.js';
-import { preparedRaw } from '../storage/sql.js';
+import { handleOn, type Db } from '../storage/db.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt } from '../subscriptions/repository.js';
-import { readState } from '../aggregate/watermark.js';
+import { usageOf } from '../aggregate/usage.js';
 import type { Window } from '../aggregate/windows.js';
-import { summaryPlusNewSql, wholeWindowSql } from './window-usage.js';
 import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';
 
 export type CheckReason =
@@ -82,67 +80,10 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
   return { feature, window, terms, windowsKey: tenant.windowsKey };
 }
 
-/**
- * Per handle: the aggregate watermark it saw last (-1: none), the next check's guess, and the
- * tenant × feature pairs whose summaries could not be trusted at it (re-cut since, new, a hole
- * open, a unique set not filled yet), which read their events directly until such a read
- * finds them trusted or the watermark moves.
- */
-const aggregateSeen = new WeakMap<Db, { watermark: number; untrusted: Set<string> }>();
-const MAX_UNTRUSTED = 10_000;
-
-type UsedRow = { epoch: number | string; watermark: number | string | null; quantity: string | null };
-
-/**
- * The window's usage of the feature and the terms epoch, in one statement: the summary plus
- * the events not aggregated yet when it can be trusted (window-usage.ts), else every event of
- * the window. A second statement when an aggregate run moved the watermark since this
- * handle's last check, or the tenant's summaries are being re-cut.
- */
-async function readUsed(
-  db: Db,
-  q: Knex | Knex.Transaction,
-  tenantId: string,
-  r: { feature: Feature; window: Window; windowsKey: string },
-): Promise<{ used: Decimal; epoch: number }> {
-  const group = { tenantId, start: r.window.start, end: r.window.end };
-  const first = <T>(res: any): T => (db.dialect === 'pg' ? res.rows : res)[0];
-  let state = aggregateSeen.get(db);
-  if (!state) {
-    // A handle's first check (every `billing check` process): ask for the watermark first,
-    // so that even the first answer can come from the summary.
-    aggregateSeen.set(db, (state = { watermark: (await readState(q)).watermark ?? -1, untrusted: new Set() }));
-  }
-  const seen = (row: UsedRow) => {
-    const w = row.watermark === null ? -1 : Number(row.watermark);
-    if (w !== state.watermark) state.untrusted.clear();
-    state.watermark = w;
-    return w;
-  };
-  const groupKey = `${tenantId}\u0000${r.feature.key}`;
-  let guess = state.untrusted.has(groupKey) ? -1 : state.watermark;
-  for (let attempt = 0; guess >= 0 && attempt < 2; attempt++) {
-    const fast = summaryPlusNewSql(db, r.feature, group, { windowsKey: r.windowsKey, watermark: guess });
-    const row = first<UsedRow & { ok: number | string }>(
-      await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, u.* FROM (${fast.sql}) u`, fast.bindings),
-    );
-    if (Number(row.ok) === 1) return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
-    const now = seen(row);
-    if (now === guess) {
-      // The watermark held, so something else is untrusted: read the events from now on.
-      if (state.untrusted.size >= MAX_UNTRUSTED) state.untrusted.clear();
-      state.untrusted.add(groupKey);
-      break;
-    }
-    guess = now;
-  }
-  const whole = wholeWindowSql(db, r.feature, group, state.watermark < 0 ? null : r.windowsKey);
-  const row = first<UsedRow & { trusted: number | string }>(
-    await preparedRaw(db, q, `SELECT ${TERMS_EPOCH_SQL} AS epoch, u.* FROM (${whole.sql}) u`, whole.bindings),
-  );
-  seen(row);
-  if (Number(row.trusted) === 1) state.untrusted.delete(groupKey);
-  return { used: microToDecimal(row.quantity ?? '0'), epoch: Number(row.epoch) };
+/** The window's usage of the feature (aggregate's read model) and the terms epoch, read in one statement. */
+async function readUsed(db: Db, tenantId: string, r: { feature: Feature; window: Window; windowsKey: string }): Promise<{ used: Decimal; epoch: number }> {
+  const u = await usageOf(db, { tenantId, ...r }, { alongside: TERMS_EPOCH_SQL });
+  return { used: microToDecimal(u.quantity ?? '0'), epoch: Number(u.alongside) };
 }
 
 function decide(terms: PlanFeature, used: Decimal, requested: Decimal): CheckResult {
@@ -191,13 +132,13 @@ export async function checkEntitlement(
   const requested = parseRequested(input.quantity);
   if (opts.trx) {
     const r = await resolveTerms(new TermsGeneration(null), opts.trx, input, opts.now);
-    return 'denial' in r ? r.denial : decide(r.terms, (await readUsed(db, opts.trx, input.tenantId, r)).used, requested);
+    return 'denial' in r ? r.denial : decide(r.terms, (await readUsed(handleOn(db, opts.trx), input.tenantId, r)).used, requested);
   }
   const cache = termsCache(db);
   for (let attempt = 1; ; attempt++) {
     const gen = await cache.current();
     const r = await resolveTerms(gen, db.knex, input, opts.now);
-    const read = 'denial' in r ? { used: null, epoch: await readTermsEpoch(db, db.knex) } : await readUsed(db, db.knex, input.tenantId, r);
+    const read = 'denial' in r ? { used: null, epoch: await readTermsEpoch(db, db.knex) } : await readUsed(db, input.tenantId, r);
     // Terms changing under every attempt: the last answer is as good as any taken during
     // those changes, which a caller could not order against this check anyway.
     if (read.epoch === gen.epoch || attempt >= MAX_ATTEMPTS) {

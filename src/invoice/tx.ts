@@ -1,5 +1,4 @@
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
 
 class Rollback<T> extends Error {
   constructor(readonly value: T) {
@@ -14,8 +13,7 @@ class Rollback<T> extends Error {
  */
 export async function inRolledBackTx<T>(db: Db, fn: (tdb: Db) => Promise<T>): Promise<T> {
   try {
-    await withTx(db, async (trx) => {
-      const tdb: Db = { knex: trx, dialect: db.dialect, display: db.display, close: async () => {} };
+    await db.tx(async (tdb) => {
       throw new Rollback(await fn(tdb));
     });
   } catch (e) {

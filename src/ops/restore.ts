@@ -297,7 +297,7 @@ async function guardedRows(file: string, gzip: boolean, tenant: string, order: T
  * A tenant's summaries in its backup were cut against the source database's aggregate
  * watermark, while its events keep their seqs, on either side of this database's: mark the
  * tenant re-cut, so that the next aggregate run rebuilds it from its events and `billing
- * check` reads its events until then (window-usage.ts). No subscription key looks like this.
+ * check` reads its events until then (aggregate/usage-read.ts). No subscription key looks like this.
  */
 async function markRecut(trx: Knex.Transaction, tenantId: string): Promise<void> {
   await trx('aggregate_tenants').insert({ tenant_id: tenantId, windows_key: RESTORED_CUT }).onConflict('tenant_id').merge();

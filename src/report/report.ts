@@ -6,7 +6,7 @@ import { formatMoney } from '../domain/money.js';
 import { periodToJson, type Instant } from '../domain/period.js';
 import { rateCharge, type PeriodTerms, type RatedCharge } from '../rate/charge.js';
 import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
-import type { Db } from '../storage/db.js';
+import { handleOn, type Db } from '../storage/db.js';
 import { checkPeriodSpec, selectWindow } from '../aggregate/periods.js';
 import { usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
 import { TenantTimeline, windowsKey, type Window } from '../aggregate/windows.js';
@@ -124,9 +124,9 @@ async function windowUsage(
   features: Feature[],
   whole: boolean,
 ): Promise<Map<string, UsageByWindow>> {
-  if (!whole) return usageByTenant(db, q, windows, features);
+  if (!whole) return usageByTenant(handleOn(db, q), windows, features);
   const keys = new Map([...windows.keys()].map((id) => [id, windowsKey(terms.get(id)?.subscriptions)]));
-  return wholeWindowsUsage(db, q, windows, features, keys);
+  return wholeWindowsUsage(handleOn(db, q), windows, features, keys);
 }
 
 export function currencyOf(r: RatedWindow): string {

@@ -7,14 +7,78 @@ import { parseDbUrl, redactUrl, type DbTarget } from './url.js';
 
 export type Dialect = 'sqlite' | 'pg';
 
+/**
+ * A storage handle: the database, its dialect, and the way its results come back. Code
+ * outside src/storage takes one of these (never a bare knex plus a dialect): `tx()` gives a
+ * handle of the same type bound to a transaction, and `rows()` hides the drivers' result shapes.
+ */
 export interface Db {
+  /** The pool, or the transaction of a handle from tx(). */
   knex: Knex;
   dialect: Dialect;
   /** SQLite opened read-only (sqlite:PATH?mode=ro, or a file or directory we cannot write). */
   readonly?: boolean;
   /** URL safe to print (password removed). */
   display: string;
+  /** The transaction of a handle from tx() (null on the pool's handle). */
+  readonly trx: Knex.Transaction | null;
+  /**
+   * Run fn in a write transaction (inside one: a savepoint) with a handle bound to it. On
+   * SQLite the first statement takes the write lock, so a second process waits on
+   * busy_timeout instead of failing with SQLITE_BUSY on lock upgrade.
+   */
+  tx<T>(fn: (t: Db) => Promise<T>, config?: TxConfig): Promise<T>;
+  /** The rows of a raw statement (or a Raw built on this handle), whatever the driver returns. */
+  rows<T = Record<string, unknown>>(sql: string | Knex.Raw, bindings?: readonly Knex.RawBinding[]): Promise<T[]>;
   close(): Promise<void>;
+}
+
+/** A read-only snapshot transaction (PostgreSQL's repeatable read; SQLite's are snapshots already). */
+export type TxConfig = { snapshot: true };
+
+/** The implementation for this handle's database, among per-dialect modules behind one interface. */
+export function forDialect<T>(db: Pick<Db, 'dialect'>, impls: Record<Dialect, T>): T {
+  return impls[db.dialect];
+}
+
+/** The handle of db bound to trx (a transaction opened on db.knex). */
+export function onTransaction(db: Db, trx: Knex.Transaction): Db {
+  return makeHandle(trx, { dialect: db.dialect, display: db.display, readonly: db.readonly });
+}
+
+/** db itself, or its handle bound to q when q is a transaction (for callers still holding a bare knex). */
+export function handleOn(db: Db, q: Knex | Knex.Transaction): Db {
+  return q === db.knex ? db : makeHandle(q, { dialect: db.dialect, display: db.display, readonly: db.readonly });
+}
+
+/** A handle on this knex (pool or transaction). */
+export function makeHandle(
+  knex: Knex,
+  props: { dialect: Dialect; display: string; readonly?: boolean; close?: () => Promise<void> },
+): Db {
+  const { dialect } = props;
+  const handle: Db = {
+    knex,
+    dialect,
+    display: props.display,
+    readonly: props.readonly,
+    trx: knex.isTransaction ? (knex as Knex.Transaction) : null,
+    close: props.close ?? (async () => {}),
+    tx(fn, config) {
+      const body = async (trx: Knex.Transaction) => {
+        if (dialect === 'sqlite' && !config?.snapshot) await trx.raw(`UPDATE db_meta SET value = value WHERE key = 'write_lock'`);
+        return fn(makeHandle(trx, { dialect, display: props.display, readonly: props.readonly }));
+      };
+      return config?.snapshot && dialect === 'pg'
+        ? knex.transaction(body, { isolationLevel: 'repeatable read', readOnly: true })
+        : knex.transaction(body);
+    },
+    async rows<T>(sql: string | Knex.Raw, bindings?: readonly Knex.RawBinding[]): Promise<T[]> {
+      const res = typeof sql === 'string' ? await knex.raw(sql, (bindings ?? []) as Knex.RawBinding[]) : await sql;
+      return (dialect === 'pg' ? (res as { rows: T[] }).rows : res) as T[];
+    },
+  };
+  return handle;
 }
 
 export type MigrationPolicy =
@@ -177,7 +241,7 @@ export async function openDb(url: string, policy: MigrationPolicy = 'auto'): Pro
   const config = knexConfig(target);
   const knex = knexFactory(config);
   const readonly = Boolean((config.connection as { options?: { readonly?: boolean } }).options?.readonly);
-  const db: Db = { knex, dialect: target.dialect, display: target.display, readonly, close: () => knex.destroy() };
+  const db = makeHandle(knex, { dialect: target.dialect, display: target.display, readonly, close: () => knex.destroy() });
   try {
     await knex.raw('select 1');
     if (target.dialect === 'pg' && target.schema) {

@@ -31,10 +31,12 @@ export function bool(v: unknown): boolean {
  * second process waits on busy_timeout instead of failing with SQLITE_BUSY on lock upgrade.
  */
 export async function withTx<T>(db: Db, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-  return db.knex.transaction(async (trx) => {
-    if (db.dialect === 'sqlite') await trx.raw(`UPDATE db_meta SET value = value WHERE key = 'write_lock'`);
-    return fn(trx);
-  });
+  return db.tx((t) => fn(t.trx!));
+}
+
+/** Lock the rows a select reads until the transaction ends (SQLite: withTx holds the database's write lock already). */
+export function forUpdate<Q extends Knex.QueryBuilder>(db: Db, q: Q): Q {
+  return db.dialect === 'pg' ? (q.forUpdate() as Q) : q;
 }
 
 /**
@@ -44,8 +46,8 @@ export async function withTx<T>(db: Db, fn: (trx: Knex.Transaction) => Promise<T
  * connections already reuse their prepared statements (db.ts). Use it only for a fixed set
  * of texts: each distinct text stays prepared on every connection that ran it.
  */
-export function preparedRaw(db: Db, q: Knex | Knex.Transaction, sql: string, bindings: readonly Knex.RawBinding[]): Knex.Raw {
-  const raw = q.raw(sql, bindings as Knex.RawBinding[]);
+export function preparedRaw(db: Db, sql: string, bindings: readonly Knex.RawBinding[]): Knex.Raw {
+  const raw = db.knex.raw(sql, bindings as Knex.RawBinding[]);
   // Named after the text the server gets: `??` bindings (identifiers) are part of it.
   return db.dialect === 'pg' ? raw.options({ name: statementName(raw.toSQL().sql) }) : raw;
 }

@@ -4,7 +4,7 @@ import { markInvoicePaid, markInvoiceUncollectible } from '../invoice/lifecycle.
 import { findInvoice } from '../invoice/repository.js';
 import type { Invoice } from '../invoice/types.js';
 import { writeAudit } from '../storage/audit.js';
-import type { Db } from '../storage/db.js';
+import { onTransaction, type Db } from '../storage/db.js';
 
 /**
  * What Stripe's answers change locally, always inside the caller's transaction: the invoice
@@ -16,7 +16,7 @@ type Opts = { now: Instant; actor: string };
 
 /** A Db whose queries go through trx (for core functions that take a Db). */
 export function bindDb(db: Db, trx: Knex.Transaction): Db {
-  return { knex: trx, dialect: db.dialect, display: db.display, close: async () => {} };
+  return onTransaction(db, trx);
 }
 
 /** The tenant's invoice with this id, or null (ids are scoped by tenant, never trusted alone). */

@@ -1,19 +1,25 @@
 import type { Knex } from 'knex';
-import { uniqueValue } from '../aggregate/usage-sql.js';
-import { HOLES, WATERMARK } from '../aggregate/watermark.js';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
+import { uniqueValue } from './usage-sql.js';
+import { HOLES, WATERMARK } from './watermark.js';
 
 const MICRO = 10 ** QUANTITY_SCALE;
 
 const IN_WINDOW = 'e.tenant_id = ? AND e.feature_key = ? AND e.occurred_at >= ? AND e.occurred_at < ?';
 
+/*
+ * The SQL of the usage read model (usage.ts `usageOf`, README "Reading usage"): one group's
+ * quantity from its events, or from its summary plus the events not aggregated yet, with the
+ * tests that say when the latter can be trusted.
+ */
+
 /**
  * One (tenant, feature, window) group's quantity in micro-units as text, or NULL with no
  * events: the aggregations of aggregate/usage-sql.ts for a single group, as a scalar query
  * over one index range. The general builders join a set of groups and GROUP BY them, which
- * for one group costs three times as much; tests/check-cache.test.ts holds the two equal.
+ * for one group costs more; tests/check-cache.test.ts holds the two equal.
  */
 export function windowQuantitySql(
   db: Db,
