@@ -149,13 +149,14 @@ export async function backup(
     }
   }
   try {
-    const { tables, sequences, migrations, dataDigest } = await db.knex.transaction(
-      async (trx) => {
+    const { tables, sequences, migrations, dataDigest } = await db.tx(
+      async (snap) => {
+        const trx = snap.trx!;
         if (tenant !== null) {
           const exists = await trx('tenants').where({ id: tenant }).first('id');
           if (!exists) throw new BillingError('not_found', `tenant "${tenant}" does not exist; nothing to back up`);
         }
-        const infos = (await discoverTables(db, trx)).filter((t) => tenant === null || t.tenantColumn !== null);
+        const infos = (await discoverTables(snap)).filter((t) => tenant === null || t.tenantColumn !== null);
         const hash = createHash('sha256');
         const data = guarded(createWriteStream(dataFile));
         const tables: BackupTable[] = [];
@@ -172,11 +173,12 @@ export async function backup(
         data.end();
         await once(data, 'finish');
         data.check();
-        const sequences = tenant === null ? await readSequences(db, trx, infos) : {};
+        const sequences = tenant === null ? await readSequences(snap, infos) : {};
         const migrations = (await trx('knex_migrations').select('name').orderBy('id')).map((r) => r.name as string);
         return { tables, sequences, migrations, dataDigest: hash.digest('hex') };
       },
-      db.dialect === 'pg' ? { isolationLevel: 'repeatable read', readOnly: true } : undefined,
+      // One consistent, read-only snapshot of every table.
+      { snapshot: true },
     );
 
     const header: Omit<BackupHeader, 'checksum'> = {

@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import type { Knex } from 'knex';
-import type { Db } from '../storage/db.js';
+import { onTransaction, type Db } from '../storage/db.js';
 import { BillingError } from '../domain/errors.js';
 import { writeAudit } from '../storage/audit.js';
 import { isConstraintViolation, withTx } from '../storage/sql.js';
@@ -251,7 +251,7 @@ export async function restore(
     }
     if (!sawTenant) throw new BillingError('not_found', `backup ${file} has no tenant "${tenant}"; nothing was restored`);
 
-    await bumpSequences(db, trx, order, scope === 'full' ? (header.sequences ?? {}) : {});
+    await bumpSequences(onTransaction(db, trx), order, scope === 'full' ? (header.sequences ?? {}) : {});
     if (scope === 'tenant') await markRecut(trx, tenant!);
     const tables = [...stats.values()];
     const rows = tables.reduce((n, t) => n + t.inserted, 0);
