@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { featureFromRow, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
 import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
-import type { Db } from '../storage/db.js';
+import { handleOn, type Db } from '../storage/db.js';
 import { TenantTimeline, windowsKey } from '../aggregate/windows.js';
 import { listSubscriptions, loadTenant, segmentFromRow, type Segment, type Tenant } from '../subscriptions/repository.js';
 
@@ -78,8 +78,7 @@ async function loadTenantTerms(q: Q, tenantId: string): Promise<TenantTerms | nu
 
 /** The counter's current value, as this connection or transaction sees it. */
 export async function readTermsEpoch(db: Db, q: Q): Promise<number> {
-  const res = await q.raw('SELECT epoch FROM terms_epoch WHERE id = 1');
-  const rows: Array<{ epoch: number | string }> = db.dialect === 'pg' ? res.rows : res;
+  const rows = await handleOn(db, q).rows<{ epoch: number | string }>('SELECT epoch FROM terms_epoch WHERE id = 1');
   return Number(rows[0].epoch);
 }
 

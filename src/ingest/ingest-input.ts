@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
-import type { Db } from '../storage/db.js';
+import { forDialect, type Db } from '../storage/db.js';
 import { openBulkWriter, type BulkTarget, type BulkWriter } from '../storage/bulk-insert.js';
 import { withTx } from '../storage/sql.js';
 import { ALIASES, type Field } from './fields.js';
@@ -43,7 +43,7 @@ export async function ingestInput(
   let writer: BulkWriter | null = null;
   const batches = await openRecords(input, counts, counter, opts, (row) => writer!.add(row));
   if (!batches) return; // empty input
-  const perTx = trx ? Infinity : (opts.rowsPerTransaction ?? DEFAULT_TX_RECORDS[db.dialect]);
+  const perTx = trx ? Infinity : (opts.rowsPerTransaction ?? forDialect(db, DEFAULT_TX_RECORDS));
   const progress = () =>
     opts.onProgress?.({
       read: counts.read,
