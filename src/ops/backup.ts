@@ -85,7 +85,8 @@ function encodeRow(t: TableInfo, r: Record<string, unknown>): Record<string, unk
   return out;
 }
 
-export async function* readTable(db: Db, trx: Knex.Transaction, t: TableInfo, tenant: string | null): AsyncGenerator<Record<string, unknown>> {
+export async function* readTable(db: Db, t: TableInfo, tenant: string | null): AsyncGenerator<Record<string, unknown>> {
+  const trx = db.knex;
   const select = t.columns.map((c) => (c.kind === 'int' ? trx.raw('CAST(?? AS TEXT) as ??', [`${t.name}.${c.name}`, c.name]) : c.name));
   // Order and compare on the table's columns, not on the text aliases of the same name.
   const key = (t.primaryKey.length > 0 ? t.primaryKey : t.columns.map((c) => c.name)).map((k) => `${t.name}.${k}`);
@@ -162,7 +163,7 @@ export async function backup(
         const tables: BackupTable[] = [];
         for (const t of infos) {
           let count = 0;
-          for await (const row of readTable(db, trx, t, tenant)) {
+          for await (const row of readTable(snap, t, tenant)) {
             const line = JSON.stringify({ t: t.name, r: row }) + '\n';
             hash.update(line);
             await write(data, line);

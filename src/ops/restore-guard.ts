@@ -46,16 +46,16 @@ function invoiceNumber(n: unknown): number | null {
 /** Throws the refusal (one line, no row values beyond this tenant's invoice numbers) when the restore would break a rule. */
 export async function checkTenantRestore(
   db: Db,
-  trx: Knex.Transaction,
   opts: { file: string; tenant: string; target: TableInfo[]; backupRows: Map<string, Row[]> },
 ): Promise<void> {
   const { tenant, target, backupRows } = opts;
+  const trx = db.knex;
   const reasons: string[] = [];
   for (const name of GUARDED_TABLES) {
     const t = target.find((x) => x.name === name);
     if (!t || t.tenantColumn === null) continue;
     const there = new Map((backupRows.get(name) ?? []).map((r) => [keyOf(t, r), r]));
-    for await (const here of readTable(db, trx, t, tenant)) {
+    for await (const here of readTable(db, t, tenant)) {
       const b = there.get(keyOf(t, here));
       if (name === 'stripe_outbox') {
         if (here.status === 'sent' && b?.status !== 'sent') reasons.push(`${label(name, here)} was made since the backup`);
@@ -101,7 +101,7 @@ export async function checkTenantRestore(
 }
 
 /** The backup's invoices of the tenant that it does not have here (by id). */
-async function missingInvoices(trx: Knex.Transaction, tenant: string, rows: Row[]): Promise<Row[]> {
+async function missingInvoices(trx: Knex, tenant: string, rows: Row[]): Promise<Row[]> {
   const present = new Set<string>();
   const ids = rows.map((r) => String(r.id));
   for (let i = 0; i < ids.length; i += 500) {

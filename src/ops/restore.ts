@@ -4,10 +4,10 @@ import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
 import type { Knex } from 'knex';
-import { onTransaction, type Db } from '../storage/db.js';
+import type { Db } from '../storage/db.js';
 import { BillingError } from '../domain/errors.js';
 import { writeAudit } from '../storage/audit.js';
-import { isConstraintViolation, withTx } from '../storage/sql.js';
+import { isConstraintViolation } from '../storage/sql.js';
 import { BACKUP_FORMAT, BACKUP_VERSION, backupChecksum, type BackupHeader, type BackupTable } from './backup.js';
 import { bumpSequences, discoverTables, type TableInfo } from './tables.js';
 import { checkTenantRestore, GUARDED_TABLES } from './restore-guard.js';
@@ -183,9 +183,10 @@ export async function restore(
 
   const guarded = scope === 'tenant' ? await guardedRows(file, gzip, tenant!, order) : new Map<string, Record<string, unknown>[]>();
 
-  return withTx(db, async (trx) => {
+  return db.tx(async (tdb) => {
+    const trx = tdb.trx!;
     if (scope === 'tenant') {
-      await checkTenantRestore(db, trx, { file, tenant: tenant!, target: order, backupRows: guarded });
+      await checkTenantRestore(tdb, { file, tenant: tenant!, target: order, backupRows: guarded });
     }
     if (scope === 'full' && !opts.force) {
       const busy = await hasBusinessData(trx, target);
@@ -251,7 +252,7 @@ export async function restore(
     }
     if (!sawTenant) throw new BillingError('not_found', `backup ${file} has no tenant "${tenant}"; nothing was restored`);
 
-    await bumpSequences(onTransaction(db, trx), order, scope === 'full' ? (header.sequences ?? {}) : {});
+    await bumpSequences(tdb, order, scope === 'full' ? (header.sequences ?? {}) : {});
     if (scope === 'tenant') await markRecut(trx, tenant!);
     const tables = [...stats.values()];
     const rows = tables.reduce((n, t) => n + t.inserted, 0);

@@ -3,7 +3,6 @@ import type { Db } from '../storage/db.js';
 import { BillingError } from '../domain/errors.js';
 import { addMonthsClamped, toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
-import { withTx } from '../storage/sql.js';
 import { readState } from '../aggregate/watermark.js';
 import { loadFeatures } from '../catalog/repository.js';
 import type { Feature } from '../domain/catalog.js';
@@ -55,22 +54,22 @@ export function retentionCutoff(spec: string, now: number): number {
   return addMonthsClamped(now, -(unit === 'y' ? 12 * n : n));
 }
 
-type Q = Knex | Knex.Transaction;
 interface Rules {
   watermark: number;
   holes: Array<{ from: number; to: number }>;
   invoices: boolean;
 }
 
-async function rules(db: Db, q: Q): Promise<Rules | null> {
-  // Everything through q: on SQLite a transaction holds the only connection.
+async function rules(db: Db): Promise<Rules | null> {
+  // Everything through the handle: on SQLite a transaction holds the only connection.
+  const q = db.knex;
   const state = await readState(q);
   if (state.watermark === null) return null; // nothing aggregated yet: nothing qualifies
   return { watermark: state.watermark, holes: state.holes, invoices: await q.schema.hasTable('invoices') };
 }
 
 /** The conditions an event (alias `e`) must meet, the summary's period end bounded by `periodEndBy`. */
-function qualifies(q: Q, w: Knex.QueryBuilder, r: Rules, periodEndBy: number): void {
+function qualifies(q: Knex, w: Knex.QueryBuilder, r: Rules, periodEndBy: number): void {
   w.where('e.seq', '<=', r.watermark);
   for (const h of r.holes) w.whereNot((x) => x.whereBetween('e.seq', [h.from, h.to]));
   w.whereExists((s) =>
@@ -101,7 +100,8 @@ function qualifies(q: Q, w: Knex.QueryBuilder, r: Rules, periodEndBy: number): v
 }
 
 /** Per tenant: how far back its history may go (the cutoff, or its oldest event that does not qualify). */
-async function horizons(q: Q, r: Rules, cutoff: number): Promise<Map<string, number>> {
+async function horizons(db: Db, r: Rules, cutoff: number): Promise<Map<string, number>> {
+  const q = db.knex;
   const out = new Map<string, number>();
   const candidates = await q('usage_events as e')
     .where('e.occurred_at', '<', cutoff)
@@ -123,7 +123,8 @@ async function horizons(q: Q, r: Rules, cutoff: number): Promise<Map<string, num
 }
 
 /** The events of one tenant that may go now (as a query; a builder is a thenable, so wrapped). */
-function deletable(q: Q, r: Rules, tenantId: string, horizon: number): { query: Knex.QueryBuilder } {
+function deletable(db: Db, r: Rules, tenantId: string, horizon: number): { query: Knex.QueryBuilder } {
+  const q = db.knex;
   return {
     query: q('usage_events as e')
       .where('e.tenant_id', tenantId)
@@ -137,10 +138,11 @@ function deletable(q: Q, r: Rules, tenantId: string, horizon: number): { query: 
  * PostgreSQL's full rebuild leaves sets to be filled from the events on first merge
  * (aggregate/README.md); events about to go fill their periods' missing sets first.
  */
-async function fillValueSets(db: Db, trx: Knex.Transaction, r: Rules, tenantId: string, horizon: number, uniques: Feature[]): Promise<void> {
+async function fillValueSets(db: Db, r: Rules, tenantId: string, horizon: number, uniques: Feature[]): Promise<void> {
+  const trx = db.knex;
   for (const f of uniques) {
     const value = uniqueValue(db, f);
-    const { sql, bindings } = deletable(trx, r, tenantId, horizon)
+    const { sql, bindings } = deletable(db, r, tenantId, horizon)
       .query.join('usage_summaries as s', (j) =>
         j.on('s.tenant_id', 'e.tenant_id').andOn('s.feature_key', 'e.feature_key').andOn('s.period_start', '<=', 'e.occurred_at').andOn('e.occurred_at', '<', 's.period_end'),
       )
@@ -161,11 +163,11 @@ export async function runRetention(
 ): Promise<RetentionResult> {
   const cutoff = retentionCutoff(opts.olderThan, opts.now);
   const result: RetentionResult = { cutoff: toIso(cutoff), dryRun: Boolean(opts.dryRun), deleted: 0, groups: [] };
-  const r = await rules(db, db.knex);
+  const r = await rules(db);
   if (!r) return result;
-  const bounds = await horizons(db.knex, r, cutoff);
+  const bounds = await horizons(db, r, cutoff);
   for (const [tenantId, horizon] of [...bounds].sort(([a], [b]) => a.localeCompare(b))) {
-    const rows = await deletable(db.knex, r, tenantId, horizon)
+    const rows = await deletable(db, r, tenantId, horizon)
       .query.select('e.feature_key')
       .count('* as n')
       .min('e.occurred_at as oldest')
@@ -187,11 +189,12 @@ export async function runRetention(
   const uniques = [...(await loadFeatures(db.knex)).values()].filter((f) => f.aggregation === 'unique');
   // Small transactions, one tenant at a time: an hourly aggregate run is never blocked long.
   for (const [tenantId, horizon] of bounds) {
-    if (uniques.length > 0) await withTx(db, async (trx) => fillValueSets(db, trx, (await rules(db, trx))!, tenantId, horizon, uniques));
+    if (uniques.length > 0) await db.tx(async (t) => fillValueSets(t, (await rules(t))!, tenantId, horizon, uniques));
     for (;;) {
-      const n = await withTx(db, async (trx) => {
-        const rt = (await rules(db, trx))!;
-        const seqs = (await deletable(trx, rt, tenantId, horizon).query.select('e.seq').orderBy('e.seq').limit(BATCH)).map((x: { seq: unknown }) => Number(x.seq));
+      const n = await db.tx(async (t) => {
+        const trx = t.knex;
+        const rt = (await rules(t))!;
+        const seqs = (await deletable(t, rt, tenantId, horizon).query.select('e.seq').orderBy('e.seq').limit(BATCH)).map((x: { seq: unknown }) => Number(x.seq));
         if (seqs.length === 0) return 0;
         for (let i = 0; i < seqs.length; i += 500) await trx('usage_events').whereIn('seq', seqs.slice(i, i + 500)).delete();
         await recordHorizon(trx, tenantId, horizon, opts.now);
@@ -214,7 +217,7 @@ export async function runRetention(
 }
 
 /** Only moves forward: periods already purged stay purged. */
-async function recordHorizon(trx: Knex.Transaction, tenantId: string, horizon: number, now: number): Promise<void> {
+async function recordHorizon(trx: Knex, tenantId: string, horizon: number, now: number): Promise<void> {
   const cur = await trx('retention_horizons').where({ tenant_id: tenantId }).first('purged_before');
   if (!cur) await trx('retention_horizons').insert({ tenant_id: tenantId, purged_before: horizon, updated_at: now });
   else if (Number(cur.purged_before) < horizon) {
