@@ -49,7 +49,7 @@ export async function usageOf(db: Db, g: UsageGroup, opts: { alongside?: string 
   if (!state) {
     // A handle's first read (every `billing check` process): ask for the watermark first,
     // so that even the first answer can come from the summary.
-    aggregateSeen.set(db, (state = { watermark: (await readState(db.knex)).watermark ?? -1, untrusted: new Set() }));
+    aggregateSeen.set(db, (state = { watermark: (await readState(db)).watermark ?? -1, untrusted: new Set() }));
   }
   const seen = (row: UsedRow) => {
     const w = row.watermark === null ? -1 : Number(row.watermark);
@@ -140,7 +140,7 @@ export async function wholeWindowsUsage(
   const { purged, windows } = await splitPurged(db, all);
   const out = await liveWindowsUsage(db, windows, features, windowsKeys);
   if (purged.size === 0) return out;
-  const { watermark } = await readState(db.knex);
+  const { watermark } = await readState(db);
   for (const [id, ws] of purged) {
     const usage = await fromSummaries(db, id, ws, features, windowsKeys.get(id) ?? '', watermark, true);
     const into = out.get(id) ?? new Map();
@@ -187,7 +187,7 @@ async function liveWindowsUsage(
   const big = new Set([...windows].filter(([id, ws]) => (sizes.get(id) ?? 0) >= FAST_MIN_EVENTS_PER_GROUP * ws.length * perWindow).map(([id]) => id));
   const out = await usageByTenant(db, new Map([...windows].filter(([id]) => !big.has(id))), features);
   if (big.size === 0) return out;
-  const { watermark } = await readState(db.knex);
+  const { watermark } = await readState(db);
   for (const id of big) out.set(id, await fromSummaries(db, id, windows.get(id)!, features, windowsKeys.get(id) ?? '', watermark));
   return out;
 }
@@ -205,7 +205,7 @@ export async function tenantUsage(
   features: Feature[],
   windowsKey: string,
 ): Promise<UsageByWindow> {
-  return fromSummaries(db, tenantId, windows, features, windowsKey, (await readState(db.knex)).watermark);
+  return fromSummaries(db, tenantId, windows, features, windowsKey, (await readState(db)).watermark);
 }
 
 /**

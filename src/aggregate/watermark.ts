@@ -1,4 +1,3 @@
-import type { Knex } from 'knex';
 import type { Db } from '../storage/db.js';
 import { forUpdate } from '../storage/sql.js';
 
@@ -56,8 +55,8 @@ export async function lockState(db: Db, now: number): Promise<AggregateState> {
 }
 
 /** The state as a reader sees it, without taking the run's lock. */
-export async function readState(q: Knex | Knex.Transaction): Promise<AggregateState> {
-  return stateOf(await q('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value'));
+export async function readState(db: Db): Promise<AggregateState> {
+  return stateOf(await db.knex('job_state').whereIn('key', [WATERMARK, HOLES]).select('key', 'value'));
 }
 
 function stateOf(rows: Array<{ key: string; value: string | null }>): AggregateState {
@@ -76,37 +75,6 @@ export async function saveState(db: Db, state: AggregateState, now: number): Pro
     WATERMARK,
     HOLES,
   ]);
-}
-
-/**
- * PostgreSQL: the oldest transaction still running (call before this transaction writes).
- * Also commits this transaction asynchronously: a run lost to a crash leaves the watermark
- * where it was, so the next run redoes it, and any later synchronous commit (one that read
- * these summaries) flushes this one first.
- */
-export async function snapshotXmin(trx: Knex.Transaction): Promise<bigint> {
-  const r = await trx.raw("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x, set_config('synchronous_commit', 'off', true) AS c");
-  return BigInt(r.rows[0].x);
-}
-
-/** PostgreSQL: the next transaction id to be assigned. */
-export async function snapshotXmax(trx: Knex.Transaction): Promise<string> {
-  const r = await trx.raw('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x');
-  return String(r.rows[0].x);
-}
-
-/** PostgreSQL: seqs in (after, upTo] with no visible event, as ranges. */
-export async function findGaps(trx: Knex.Transaction, after: number, upTo: number): Promise<Array<{ from: number; to: number }>> {
-  if (upTo <= after) return [];
-  const [{ n }] = await trx('usage_events').where('seq', '>', after).andWhere('seq', '<=', upTo).count({ n: '*' });
-  if (Number(n) === upTo - after) return [];
-  // A sentinel at upTo + 1 closes a trailing gap.
-  const r = await trx.raw(
-    'SELECT prev + 1 AS gap_from, seq - 1 AS gap_to FROM (SELECT seq, LAG(seq, 1, CAST(? AS BIGINT)) OVER (ORDER BY seq) AS prev ' +
-      'FROM (SELECT seq FROM usage_events WHERE seq > ? AND seq <= ? UNION ALL SELECT CAST(? AS BIGINT)) s) x WHERE seq > prev + 1',
-    [after, after, upTo, upTo + 1],
-  );
-  return (r.rows as Array<{ gap_from: unknown; gap_to: unknown }>).map((g) => ({ from: Number(g.gap_from), to: Number(g.gap_to) }));
 }
 
 /** Keep at most MAX_HOLES ranges by merging the closest neighbours (keeping the newest xid). */

@@ -38,7 +38,7 @@ async function invoicingBacklog(db: Db, now: number): Promise<Backlog['invoicing
 }
 
 export async function aggregationBacklog(db: Db): Promise<Backlog['aggregation']> {
-  const { watermark, holes } = await readState(db.knex);
+  const { watermark, holes } = await readState(db);
   const q = db.knex('usage_events').count('* as n');
   if (watermark !== null) {
     q.where((w) => {

@@ -63,7 +63,7 @@ interface Rules {
 async function rules(db: Db): Promise<Rules | null> {
   // Everything through the handle: on SQLite a transaction holds the only connection.
   const q = db.knex;
-  const state = await readState(q);
+  const state = await readState(db);
   if (state.watermark === null) return null; // nothing aggregated yet: nothing qualifies
   return { watermark: state.watermark, holes: state.holes, invoices: await q.schema.hasTable('invoices') };
 }
