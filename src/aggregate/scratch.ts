@@ -6,7 +6,7 @@ import type { Counts } from './dialect.js';
 export const SCRATCH = ['aggregate_windows', 'aggregate_groups', 'aggregate_delta'];
 
 export async function bulkInsert(db: Db, target: BulkTarget, rs: unknown[][]): Promise<void> {
-  const writer = await openBulkWriter(db, db.trx!, target);
+  const writer = await openBulkWriter(db, target);
   for (const r of rs) writer.add(r);
   await writer.flush();
   await writer.settle();

@@ -1,4 +1,3 @@
-import type { Knex } from 'knex';
 import type BetterSqlite3 from 'better-sqlite3';
 import type pg from 'pg';
 import type { Db } from './db.js';
@@ -34,8 +33,10 @@ export interface BulkWriter {
   readonly inserted: number;
 }
 
-export async function openBulkWriter(db: Db, trx: Knex.Transaction, target: BulkTarget): Promise<BulkWriter> {
-  const conn = await (trx as unknown as { client: { acquireConnection(): Promise<unknown> } }).client.acquireConnection();
+/** `db`: a handle bound to the caller's transaction (tx()). */
+export async function openBulkWriter(db: Db, target: BulkTarget): Promise<BulkWriter> {
+  if (!db.trx) throw new Error('openBulkWriter needs a transaction handle');
+  const conn = await (db.trx as unknown as { client: { acquireConnection(): Promise<unknown> } }).client.acquireConnection();
   return db.dialect === 'sqlite'
     ? new SqliteWriter(conn as BetterSqlite3.Database, target)
     : new PgWriter(conn as pg.ClientBase, target);
