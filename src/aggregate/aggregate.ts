@@ -20,7 +20,7 @@ import {
   type SqlPart,
 } from './usage-sql.js';
 import { capHoles, inHoles, lockState, saveState, seqRange, type Hole } from './watermark.js';
-import { TenantTimeline, windowsKey, type Window } from './windows.js';
+import { TenantTimeline, windowsKey } from './windows.js';
 
 export interface AggregateOptions {
   now: Instant;

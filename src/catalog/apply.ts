@@ -3,7 +3,6 @@ import type { Feature, PlanFeature, PlanVersion } from '../domain/catalog.js';
 import type { Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
 import { lockForTransaction } from '../storage/xact-lock.js';
 import { diffFeature, diffPlanTerms } from './diff.js';
 import { loadCurrentPlanVersion, loadFeatures } from './repository.js';
@@ -152,9 +151,10 @@ export async function applyCatalog(
     const { changes } = await planWrites(db.knex, input);
     return { noop: changes.length === 0, changes };
   }
-  return withTx(db, async (trx) => {
+  return db.tx(async (tdb) => {
+    const trx = tdb.trx!;
     // Two applies at once would both see version N and both write N+1: take turns.
-    await lockForTransaction(db, trx, 'catalog', 'apply');
+    await lockForTransaction(tdb, 'catalog', 'apply');
     const { writes, changes } = await planWrites(trx, input);
     for (const w of writes) await write(trx, w, opts.now, opts.actor);
     return { noop: changes.length === 0, changes };

@@ -1,7 +1,6 @@
 import { checkEntitlement, type CheckResult } from '../entitlements/check.js';
 import { recordUsage, type RecordResult, type UsageInput } from '../ingest/record.js';
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
 import { lockForTransaction } from '../storage/xact-lock.js';
 
 export interface ConsumeResult {
@@ -19,8 +18,9 @@ class NotADuplicate extends Error {}
  * duplicate instead of the denial, so retries stay idempotent.
  */
 export async function consumeUsage(db: Db, input: UsageInput, opts: { now: number; backfillDays?: number }): Promise<ConsumeResult> {
-  return withTx(db, async (trx) => {
-    await lockForTransaction(db, trx, 'billing.consume', JSON.stringify([input.tenantId, input.featureKey]));
+  return db.tx(async (tdb) => {
+    const trx = tdb.trx!;
+    await lockForTransaction(tdb, 'billing.consume', JSON.stringify([input.tenantId, input.featureKey]));
     const quantity = input.quantity === undefined ? undefined : String(input.quantity);
     const check = await checkEntitlement(db, { tenantId: input.tenantId, featureKey: input.featureKey, quantity }, { now: opts.now, trx });
     if (check.allowed) {
