@@ -44,6 +44,17 @@ export function segmentAtEnd(segments: Segment[], period: Period): Segment | nul
   return overlapping.at(-1) ?? null;
 }
 
+interface InvoicedPeriod {
+  period: Period;
+  subscriptionId: string;
+  currency: string;
+  /** The terms the invoice priced each metered feature on; null for invoices that predate recording them. */
+  featureTerms: FeatureTerms | null;
+}
+
+/** Feature key → the terms (plan at period end, after the tenant's override) an invoice priced it on. */
+export type FeatureTerms = Record<string, PlanFeature>;
+
 interface TenantState {
   overrides: Map<string, QuotaOverride>;
   /** period_start → feature → used (decimal string) */
@@ -51,7 +62,7 @@ interface TenantState {
   /** `${feature}|${period_start}` → what non-void invoices billed */
   billed: Map<string, Billed>;
   /** period_start → an invoiced period, its subscription and currency */
-  invoiced: Map<number, { period: Period; subscriptionId: string; currency: string }>;
+  invoiced: Map<number, InvoicedPeriod>;
 }
 
 async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<TenantState> {
@@ -68,9 +79,9 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
     usage.set(start, m);
   }
 
-  const invoiced = new Map<number, { period: Period; subscriptionId: string; currency: string }>();
+  const invoiced = new Map<number, InvoicedPeriod>();
   const invoices = await q('invoices')
-    .select('period_start', 'period_end', 'subscription_id', 'currency')
+    .select('period_start', 'period_end', 'subscription_id', 'currency', 'feature_terms')
     .where('tenant_id', tenantId)
     .whereNot('status', 'void')
     .andWhere('period_start', '<', upTo);
@@ -79,6 +90,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
       period: { start: Number(i.period_start), end: Number(i.period_end) },
       subscriptionId: i.subscription_id,
       currency: i.currency,
+      featureTerms: i.feature_terms ? (JSON.parse(i.feature_terms) as FeatureTerms) : null,
     });
   }
 
@@ -117,6 +129,8 @@ export interface Composed {
   lines: InvoiceLine[];
   subtotal: string;
   total: string;
+  /** Stored on the invoice: what its period's late usage is priced on. */
+  featureTerms: FeatureTerms;
 }
 
 /**
@@ -137,12 +151,14 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
 
   const state = await loadTenantState(q, sub.tenantId, period.start);
   const end = segmentAtEnd(segments, period);
+  const featureTerms: FeatureTerms = {};
   if (end) {
     const pv = await cache.version(q, end.planKey, end.planVersion);
     for (const featureKey of Object.keys(pv.features).sort()) {
       const feature = await cache.feature(q, featureKey);
       if (!feature || feature.type !== 'metered') continue;
       const terms = applyOverride(pv.features[featureKey], state.overrides.get(featureKey));
+      featureTerms[featureKey] = terms;
       const line = usageLine({
         context: 'current',
         feature,
@@ -166,7 +182,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const lines = drafts.map((d, i) => ({ lineNo: i + 1, ...d }));
   const sum = lines.reduce((s, l) => s.plus(l.amount), dec(0));
   const subtotal = formatMoney(sum, sub.currency);
-  return { lines, subtotal, total: subtotal };
+  return { lines, subtotal, total: subtotal, featureTerms };
 }
 
 /**
@@ -214,9 +230,12 @@ async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, stat
       const feature = await cache.feature(q, featureKey);
       if (!feature) continue;
       const billed = state.billed.get(`${featureKey}|${start}`) ?? null;
-      // Rate on the terms the period was billed with; a feature first seen now, on the terms at its period end.
+      // Rate on the terms the period was billed with; a feature without a line then, on the terms
+      // its invoice recorded (none: the plan lacked it), else on today's terms at its period end.
       const planTerms = pv?.features[featureKey];
-      const terms = billed?.snapshot ?? (planTerms ? applyOverride(planTerms, state.overrides.get(featureKey)) : null);
+      const terms =
+        billed?.snapshot ??
+        (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : planTerms ? applyOverride(planTerms, state.overrides.get(featureKey)) : null);
       if (!terms) continue;
       const line = usageLine({
         context: 'late',

@@ -150,7 +150,7 @@ async function createInvoice(
         dueDays,
         supersedes: voided?.id ?? null,
       });
-      await trx('invoices').insert(invoiceRow(head, opts.now));
+      await trx('invoices').insert({ ...invoiceRow(head, opts.now), feature_terms: JSON.stringify(composed.featureTerms) });
       await insertLines(trx, head.id, composed.lines);
       const invoice: Invoice = { ...head, lines: composed.lines };
       await writeAudit(trx, {
