@@ -8,7 +8,7 @@ import { microToDecimal, parseQuantity } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { preparedRaw } from '../storage/sql.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
-import { segmentAt } from '../subscriptions/repository.js';
+import { segmentAt } from '../subscriptions/timeline.js';
 import { readState } from '../aggregate/watermark.js';
 import type { Window } from '../aggregate/windows.js';
 import { summaryPlusNewSql, wholeWindowSql } from './window-usage.js';

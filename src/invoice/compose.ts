@@ -5,7 +5,8 @@ import { dec } from '../domain/decimal.js';
 import { cashRoundingMinor, formatMoney, minorToMajor } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
-import { listSegments, segmentAt, type Segment, type Subscription } from '../subscriptions/repository.js';
+import { listSegments, type Segment, type Subscription } from '../subscriptions/repository.js';
+import { segmentAtPeriodEnd } from '../subscriptions/timeline.js';
 import { baseFeeLines, versionKey, type DraftLine } from './base-fee.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
 import { USAGE_KINDS } from './types.js';
@@ -34,14 +35,6 @@ export class CatalogCache {
     }
     return pv;
   }
-}
-
-/** The segment whose plan rates the period's usage: the one in force at period end. */
-export function segmentAtEnd(segments: Segment[], period: Period): Segment | null {
-  const atEnd = segmentAt(segments, period.end - 1);
-  if (atEnd) return atEnd;
-  const overlapping = segments.filter((s) => s.startsAt < period.end && (s.endsAt === null || s.endsAt > period.start));
-  return overlapping.at(-1) ?? null;
 }
 
 interface InvoicedPeriod {
@@ -150,7 +143,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const drafts: DraftLine[] = baseFeeLines({ sub, segments, versions, period, nominal });
 
   const state = await loadTenantState(q, sub.tenantId, period.start);
-  const end = segmentAtEnd(segments, period);
+  const end = segmentAtPeriodEnd(segments, period);
   const featureTerms: FeatureTerms = {};
   if (end) {
     const pv = await cache.version(q, end.planKey, end.planVersion);
@@ -224,7 +217,7 @@ async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, stat
       segments = await listSegments(q, sub.tenantId, inv.subscriptionId);
       segmentsBySub.set(inv.subscriptionId, segments);
     }
-    const end = segmentAtEnd(segments, inv.period);
+    const end = segmentAtPeriodEnd(segments, inv.period);
     const pv = end ? await cache.version(q, end.planKey, end.planVersion) : null;
     for (const featureKey of features.sort()) {
       const feature = await cache.feature(q, featureKey);

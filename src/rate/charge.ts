@@ -1,6 +1,6 @@
 import type { PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import { applyOverride } from '../catalog/repository.js';
-import type { Instant, Period } from '../domain/period.js';
+import type { Instant } from '../domain/period.js';
 import { roundMoney } from '../domain/money.js';
 import { microToString } from '../domain/quantity.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
@@ -39,34 +39,6 @@ export interface RatedCharge {
 export type PeriodTerms =
   | { ok: true; subscription: Subscription; segment: Segment; plan: PlanVersion }
   | { ok: false; reason: UnratedReason; currency: string; subscription: Subscription | null; segment: Segment | null };
-
-/**
- * The subscription a summary belongs to: the one the aggregate recorded, else the one in
- * force at the period start (same rule as subscriptionAt, over an in-memory list).
- */
-export function governingSubscription(subs: Subscription[], subscriptionId: string | null, periodStart: Instant): Subscription | null {
-  if (subscriptionId !== null) {
-    const byId = subs.find((s) => s.id === subscriptionId);
-    if (byId) return byId;
-  }
-  let found: Subscription | null = null;
-  for (const s of subs) {
-    if (s.startedAt <= periodStart && (s.cancelAt === null || s.cancelAt > periodStart)) {
-      if (!found || s.startedAt >= found.startedAt) found = s;
-    }
-  }
-  return found;
-}
-
-/** The segment in force at the period's last instant (DESIGN.md §8: overage on the plan at period end). */
-export function segmentAtPeriodEnd(segments: Segment[], period: Period): Segment | null {
-  const t = period.end - 1;
-  for (const s of segments) if (s.startsAt <= t && (s.endsAt === null || t < s.endsAt)) return s;
-  // A segment closed before the period end (cancellation): the last one that started inside.
-  let last: Segment | null = null;
-  for (const s of segments) if (s.startsAt < period.end && (!last || s.seq > last.seq)) last = s;
-  return last;
-}
 
 export interface ChargeKey {
   tenantId: string;

@@ -1,7 +1,8 @@
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
-import { governingSubscription, rateCharge, type RatedCharge } from './charge.js';
+import { governingSubscription } from '../subscriptions/timeline.js';
+import { rateCharge, type RatedCharge } from './charge.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';

@@ -10,7 +10,8 @@ import {
   type Subscription,
   type Tenant,
 } from '../subscriptions/repository.js';
-import { segmentAtPeriodEnd, type PeriodTerms } from './charge.js';
+import { segmentAtPeriodEnd } from '../subscriptions/timeline.js';
+import type { PeriodTerms } from './charge.js';
 
 type Q = Knex | Knex.Transaction;
 
