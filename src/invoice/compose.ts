@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
-import type { Feature, PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
-import { applyOverride, loadFeatures, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
+import type { PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import { applyOverride, loadQuotaOverrides } from '../catalog/repository.js';
+import { CatalogCache } from '../rate/tenant-terms.js';
 import { dec } from '../domain/decimal.js';
 import { cashRoundingMinor, formatMoney, minorToMajor } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
@@ -14,27 +15,11 @@ import { usageLine, type Billed } from './usage-lines.js';
 
 type Q = Knex | Knex.Transaction;
 
-/** Catalog rows loaded once per run (plan versions and features do not change under us), read through the caller's q. */
-export class CatalogCache {
-  private features?: Map<string, Feature>;
-  private versions = new Map<string, PlanVersion>();
-
-  async feature(q: Q, key: string): Promise<Feature | undefined> {
-    this.features ??= await loadFeatures(q);
-    return this.features.get(key);
-  }
-
-  async version(q: Q, planKey: string, version: number): Promise<PlanVersion> {
-    const k = versionKey(planKey, version);
-    let pv = this.versions.get(k);
-    if (!pv) {
-      const loaded = await loadPlanVersion(q, planKey, version);
-      if (!loaded) throw new Error(`plan ${planKey} v${version} referenced by a subscription does not exist`);
-      pv = loaded;
-      this.versions.set(k, pv);
-    }
-    return pv;
-  }
+/** A plan version a subscription references: its absence is corrupt data, loudly. */
+async function planOf(q: Q, cache: CatalogCache, planKey: string, version: number): Promise<PlanVersion> {
+  const pv = await cache.plan(q, planKey, version);
+  if (!pv) throw new Error(`plan ${planKey} v${version} referenced by a subscription does not exist`);
+  return pv;
 }
 
 interface InvoicedPeriod {
@@ -137,7 +122,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const versions = new Map<string, PlanVersion>();
   for (const s of segments) {
     if (s.startsAt < period.end && (s.endsAt === null || s.endsAt > period.start)) {
-      versions.set(versionKey(s.planKey, s.planVersion), await cache.version(q, s.planKey, s.planVersion));
+      versions.set(versionKey(s.planKey, s.planVersion), await planOf(q, cache, s.planKey, s.planVersion));
     }
   }
   const drafts: DraftLine[] = baseFeeLines({ sub, segments, versions, period, nominal });
@@ -146,9 +131,9 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const end = segmentAtPeriodEnd(segments, period);
   const featureTerms: FeatureTerms = {};
   if (end) {
-    const pv = await cache.version(q, end.planKey, end.planVersion);
+    const pv = await planOf(q, cache, end.planKey, end.planVersion);
     for (const featureKey of Object.keys(pv.features).sort()) {
-      const feature = await cache.feature(q, featureKey);
+      const feature = (await cache.allFeatures(q)).get(featureKey);
       if (!feature || feature.type !== 'metered') continue;
       const terms = applyOverride(pv.features[featureKey], state.overrides.get(featureKey));
       featureTerms[featureKey] = terms;
@@ -218,9 +203,9 @@ async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, stat
       segmentsBySub.set(inv.subscriptionId, segments);
     }
     const end = segmentAtPeriodEnd(segments, inv.period);
-    const pv = end ? await cache.version(q, end.planKey, end.planVersion) : null;
+    const pv = end ? await planOf(q, cache, end.planKey, end.planVersion) : null;
     for (const featureKey of features.sort()) {
-      const feature = await cache.feature(q, featureKey);
+      const feature = (await cache.allFeatures(q)).get(featureKey);
       if (!feature) continue;
       const billed = state.billed.get(`${featureKey}|${start}`) ?? null;
       // Rate on the terms the period was billed with; a feature without a line then, on the terms
