@@ -1,13 +1,12 @@
 import type { Knex } from 'knex';
-import type { PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
-import { applyOverride, loadQuotaOverrides } from '../catalog/repository.js';
-import { CatalogCache } from '../rate/tenant-terms.js';
+import type { PlanFeature, PlanVersion } from '../domain/catalog.js';
+import { featureTerms as termsOf, type PeriodTerms } from '../rate/charge.js';
+import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import { dec } from '../domain/decimal.js';
 import { cashRoundingMinor, formatMoney, minorToMajor } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
-import { listSegments, type Segment, type Subscription } from '../subscriptions/repository.js';
-import { segmentAtPeriodEnd } from '../subscriptions/timeline.js';
+import type { Subscription } from '../subscriptions/repository.js';
 import { baseFeeLines, versionKey, type DraftLine } from './base-fee.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
 import { USAGE_KINDS } from './types.js';
@@ -22,6 +21,14 @@ async function planOf(q: Q, cache: CatalogCache, planKey: string, version: numbe
   return pv;
 }
 
+/** The plan a period's usage is priced on (in force at its end), null without a segment. */
+async function planAtEnd(q: Q, cache: CatalogCache, t: TenantTerms, sub: Subscription | null, period: Period): Promise<PlanVersion | null> {
+  const pt: PeriodTerms = await termsForPeriod(t, sub, period, cache.lookup(q));
+  if (pt.ok) return pt.plan;
+  if (pt.reason === 'plan_version_missing') await planOf(q, cache, pt.segment!.planKey, pt.segment!.planVersion);
+  return null;
+}
+
 interface InvoicedPeriod {
   period: Period;
   subscriptionId: string;
@@ -34,7 +41,6 @@ interface InvoicedPeriod {
 export type FeatureTerms = Record<string, PlanFeature>;
 
 interface TenantState {
-  overrides: Map<string, QuotaOverride>;
   /** period_start → feature → used (decimal string) */
   usage: Map<number, Map<string, string>>;
   /** `${feature}|${period_start}` → what non-void invoices billed */
@@ -44,7 +50,6 @@ interface TenantState {
 }
 
 async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<TenantState> {
-  const overrides = await loadQuotaOverrides(q, tenantId);
   const usage = new Map<number, Map<string, string>>();
   const summaries = await q('usage_summaries')
     .select('feature_key', 'period_start', q.raw('CAST(quantity AS TEXT) AS quantity_text'))
@@ -94,7 +99,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
       snapshot: JSON.parse(l.price_snapshot) as PlanFeature,
     });
   }
-  return { overrides, usage, billed, invoiced };
+  return { usage, billed, invoiced };
 }
 
 export interface ComposeInput {
@@ -118,7 +123,8 @@ export interface Composed {
  */
 export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeInput): Promise<Composed> {
   const { sub, period, nominal } = input;
-  const segments = await listSegments(q, sub.tenantId, sub.id);
+  const t = (await loadTenantTerms(q, [sub.tenantId])).get(sub.tenantId)!;
+  const segments = t.segments.get(sub.id) ?? [];
   const versions = new Map<string, PlanVersion>();
   for (const s of segments) {
     if (s.startsAt < period.end && (s.endsAt === null || s.endsAt > period.start)) {
@@ -128,14 +134,13 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const drafts: DraftLine[] = baseFeeLines({ sub, segments, versions, period, nominal });
 
   const state = await loadTenantState(q, sub.tenantId, period.start);
-  const end = segmentAtPeriodEnd(segments, period);
+  const pv = await planAtEnd(q, cache, t, sub, period);
   const featureTerms: FeatureTerms = {};
-  if (end) {
-    const pv = await planOf(q, cache, end.planKey, end.planVersion);
+  if (pv) {
     for (const featureKey of Object.keys(pv.features).sort()) {
       const feature = (await cache.allFeatures(q)).get(featureKey);
       if (!feature || feature.type !== 'metered') continue;
-      const terms = applyOverride(pv.features[featureKey], state.overrides.get(featureKey));
+      const terms = termsOf(pv, featureKey, t.overrides.get(featureKey))!;
       featureTerms[featureKey] = terms;
       const line = usageLine({
         context: 'current',
@@ -152,7 +157,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
     }
   }
 
-  drafts.push(...(await lateUsageLines(q, cache, sub, state)));
+  drafts.push(...(await lateUsageLines(q, cache, sub, t, state)));
 
   const rounding = roundingLine(drafts, sub.currency, period);
   if (rounding) drafts.push(rounding);
@@ -189,31 +194,23 @@ export function roundingLine(lines: Array<{ amountMinor: string }>, currency: st
   };
 }
 
-async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, state: TenantState): Promise<DraftLine[]> {
+async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, t: TenantTerms, state: TenantState): Promise<DraftLine[]> {
   const out: DraftLine[] = [];
-  const segmentsBySub = new Map<string, Segment[]>();
   for (const [start, inv] of [...state.invoiced.entries()].sort((a, b) => a[0] - b[0])) {
     if (inv.currency !== sub.currency) continue; // never converted: it waits for an invoice in its own currency
     // Only features with a summary: a missing summary means "not known", never "zero".
     const features = [...(state.usage.get(start)?.keys() ?? [])];
     if (features.length === 0) continue;
-    let segments = segmentsBySub.get(inv.subscriptionId);
-    if (!segments) {
-      segments = await listSegments(q, sub.tenantId, inv.subscriptionId);
-      segmentsBySub.set(inv.subscriptionId, segments);
-    }
-    const end = segmentAtPeriodEnd(segments, inv.period);
-    const pv = end ? await planOf(q, cache, end.planKey, end.planVersion) : null;
+    const invSub = t.subscriptions.find((x) => x.id === inv.subscriptionId) ?? null;
+    const pv = await planAtEnd(q, cache, t, invSub, inv.period);
     for (const featureKey of features.sort()) {
       const feature = (await cache.allFeatures(q)).get(featureKey);
       if (!feature) continue;
       const billed = state.billed.get(`${featureKey}|${start}`) ?? null;
       // Rate on the terms the period was billed with; a feature without a line then, on the terms
       // its invoice recorded (none: the plan lacked it), else on today's terms at its period end.
-      const planTerms = pv?.features[featureKey];
       const terms =
-        billed?.snapshot ??
-        (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : planTerms ? applyOverride(planTerms, state.overrides.get(featureKey)) : null);
+        billed?.snapshot ?? (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, t.overrides.get(featureKey)) : null);
       if (!terms) continue;
       const line = usageLine({
         context: 'late',

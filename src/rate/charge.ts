@@ -40,6 +40,12 @@ export type PeriodTerms =
   | { ok: true; subscription: Subscription; segment: Segment; plan: PlanVersion }
   | { ok: false; reason: UnratedReason; currency: string; subscription: Subscription | null; segment: Segment | null };
 
+/** The terms a feature is priced on in a period: its plan's, after the tenant's quota override; null when the plan lacks it. */
+export function featureTerms(plan: PlanVersion, featureKey: string, override: QuotaOverride | undefined): PlanFeature | null {
+  const pf = plan.features[featureKey];
+  return pf ? applyOverride(pf, override) : null;
+}
+
 export interface ChargeKey {
   tenantId: string;
   featureKey: string;
@@ -57,7 +63,7 @@ export function rateCharge(
 ): RatedCharge {
   const used = microToString(usedMicro ?? '0');
   const base = { ...key, ratedAt, summaryQuantity: usedMicro };
-  const pf = terms.ok ? terms.plan.features[key.featureKey] : undefined;
+  const pf = terms.ok ? featureTerms(terms.plan, key.featureKey, override) : null;
   if (!terms.ok || !pf) {
     const currency = terms.ok ? terms.plan.currency : terms.currency;
     const zero = roundMoney(0, currency);
@@ -78,7 +84,7 @@ export function rateCharge(
       lines: [],
     };
   }
-  const r = rateUsage(applyOverride(pf, override), used, terms.plan.currency);
+  const r = rateUsage(pf, used, terms.plan.currency);
   return {
     ...base,
     planKey: terms.plan.planKey,
