@@ -1,5 +1,6 @@
 import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
+import { setQuota } from '../src/catalog/quota.js';
 import { catalog, expectVerified, invoicesByNumber, shape, T, world } from './invoice-world.js';
 
 describeEachDb('invoice scenarios', (t) => {
@@ -79,6 +80,27 @@ describeEachDb('invoice scenarios', (t) => {
     await expectVerified(db);
     const audits = await db.knex('audit_log').where({ entity: 'invoice', action: 'create' }).count({ n: '*' }).first();
     expect(Number(audits!.n)).toBe(13);
+  });
+
+  it('prices late usage of a feature the invoice had no line for on the terms of when it was invoiced, not a later quota override', async () => {
+    const { db } = t();
+    const w = world(db);
+    await w.apply('2026-01-01T00:00:00Z');
+    await w.tenant('2026-01-01T00:00:00Z', 'acme');
+    await w.subscribe('2026-01-01T00:00:00Z', 'acme', 'basic');
+    // January is invoiced without any OCR usage: no OCR line.
+    await w.generate('2026-02-01T01:00:00Z');
+    // Then the override changes, and January's usage arrives late.
+    await setQuota(db, { tenantId: 'acme', featureKey: 'OCR_SCAN', included: '0', unitPrice: '1.00' }, { now: T('2026-02-05T00:00:00Z'), actor: 'test' });
+    await w.usage('2026-02-10T00:00:00Z', 'acme', 'OCR_SCAN', '150', '2026-01-20T00:00:00Z');
+    await w.generate('2026-03-01T01:00:00Z');
+    const all = await invoicesByNumber(db);
+    expect(all.map(shape)).toEqual([
+      ['acme', '2026-01-01..2026-02-01', ['base_fee basic@1 10.00'], '10.00'],
+      // January's terms: 100 included, 0.05 each → 50 × 0.05
+      ['acme', '2026-02-01..2026-03-01', ['base_fee basic@1 10.00', 'late_usage OCR_SCAN 2.50'], '12.50'],
+    ]);
+    await expectVerified(db);
   });
 
   it('bills a yearly plan once a year and a mid-period downgrade pro rata', async () => {

@@ -9,7 +9,7 @@ import {
   parseInstant,
   toIso,
 } from '../src/domain/period.js';
-import { billingPeriodAt } from '../src/subscriptions/periods.js';
+import { billingPeriodAt } from '../src/subscriptions/timeline.js';
 import type { Subscription } from '../src/subscriptions/repository.js';
 
 const t = (iso: string) => Date.parse(iso);

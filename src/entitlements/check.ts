@@ -7,7 +7,7 @@ import type { Instant } from '../domain/period.js';
 import { microToDecimal, parseQuantity } from '../domain/quantity.js';
 import { handleOn, type Db } from '../storage/db.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
-import { segmentAt } from '../subscriptions/repository.js';
+import { segmentAt } from '../subscriptions/timeline.js';
 import { usageOf } from '../aggregate/usage.js';
 import type { Window } from '../aggregate/windows.js';
 import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';

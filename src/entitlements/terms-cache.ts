@@ -1,9 +1,10 @@
 import type { Knex } from 'knex';
-import { featureFromRow, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
+import { featureFromRow } from '../catalog/repository.js';
 import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import { handleOn, type Db } from '../storage/db.js';
 import { TenantTimeline, windowsKey } from '../aggregate/windows.js';
-import { listSubscriptions, loadTenant, segmentFromRow, type Segment, type Tenant } from '../subscriptions/repository.js';
+import { CatalogCache, loadTenantTerms } from '../rate/tenant-terms.js';
+import type { Segment, Tenant } from '../subscriptions/repository.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -29,12 +30,12 @@ const MAX_TENANTS = 10_000;
 export class TermsGeneration {
   private readonly tenants = new Map<string, Promise<TenantTerms | null>>();
   private readonly features = new Map<string, Promise<Feature | null>>();
-  private readonly plans = new Map<string, Promise<PlanVersion | null>>();
+  private readonly catalog = new CatalogCache();
 
   constructor(readonly epoch: number | null) {}
 
   tenant(q: Q, id: string): Promise<TenantTerms | null> {
-    return this.memo(this.tenants, id, () => loadTenantTerms(q, id), MAX_TENANTS);
+    return this.memo(this.tenants, id, () => loadCheckTerms(q, id), MAX_TENANTS);
   }
 
   feature(q: Q, key: string): Promise<Feature | null> {
@@ -45,7 +46,7 @@ export class TermsGeneration {
   }
 
   plan(q: Q, planKey: string, version: number): Promise<PlanVersion | null> {
-    return this.memo(this.plans, `${version}:${planKey}`, () => loadPlanVersion(q, planKey, version));
+    return this.catalog.plan(q, planKey, version);
   }
 
   private memo<T>(map: Map<string, Promise<T>>, key: string, load: () => Promise<T>, max = Infinity): Promise<T> {
@@ -60,19 +61,10 @@ export class TermsGeneration {
   }
 }
 
-async function loadTenantTerms(q: Q, tenantId: string): Promise<TenantTerms | null> {
-  const tenant = await loadTenant(q, tenantId);
-  if (!tenant) return null;
-  // One after another: in parallel, a cold PostgreSQL pool would open a connection for each.
-  const subscriptions = await listSubscriptions(q, tenantId);
-  const segmentRows = await q('subscription_segments').where({ tenant_id: tenantId }).orderBy('seq');
-  const overrides = await loadQuotaOverrides(q, tenantId);
-  const segments = new Map<string, Segment[]>();
-  for (const s of segmentRows.map(segmentFromRow)) {
-    const list = segments.get(s.subscriptionId) ?? [];
-    list.push(s);
-    segments.set(s.subscriptionId, list);
-  }
+async function loadCheckTerms(q: Q, tenantId: string): Promise<TenantTerms | null> {
+  const t = (await loadTenantTerms(q, [tenantId])).get(tenantId);
+  if (!t?.tenant) return null;
+  const { tenant, subscriptions, segments, overrides } = t;
   return { tenant, timeline: new TenantTimeline(subscriptions), windowsKey: windowsKey(subscriptions), segments, overrides };
 }
 

@@ -1,11 +1,12 @@
 import type { Knex } from 'knex';
-import type { Feature, PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
-import { applyOverride, loadFeatures, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
+import type { PlanFeature, PlanVersion } from '../domain/catalog.js';
+import { featureTerms as termsOf, type PeriodTerms } from '../rate/charge.js';
+import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import { dec } from '../domain/decimal.js';
 import { cashRoundingMinor, formatMoney, minorToMajor } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
-import { listSegments, segmentAt, type Segment, type Subscription } from '../subscriptions/repository.js';
+import type { Subscription } from '../subscriptions/repository.js';
 import { baseFeeLines, versionKey, type DraftLine } from './base-fee.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
 import { USAGE_KINDS } from './types.js';
@@ -13,49 +14,42 @@ import { usageLine, type Billed } from './usage-lines.js';
 
 type Q = Knex | Knex.Transaction;
 
-/** Catalog rows loaded once per run (plan versions and features do not change under us), read through the caller's q. */
-export class CatalogCache {
-  private features?: Map<string, Feature>;
-  private versions = new Map<string, PlanVersion>();
-
-  async feature(q: Q, key: string): Promise<Feature | undefined> {
-    this.features ??= await loadFeatures(q);
-    return this.features.get(key);
-  }
-
-  async version(q: Q, planKey: string, version: number): Promise<PlanVersion> {
-    const k = versionKey(planKey, version);
-    let pv = this.versions.get(k);
-    if (!pv) {
-      const loaded = await loadPlanVersion(q, planKey, version);
-      if (!loaded) throw new Error(`plan ${planKey} v${version} referenced by a subscription does not exist`);
-      pv = loaded;
-      this.versions.set(k, pv);
-    }
-    return pv;
-  }
+/** A plan version a subscription references: its absence is corrupt data, loudly. */
+async function planOf(q: Q, cache: CatalogCache, planKey: string, version: number): Promise<PlanVersion> {
+  const pv = await cache.plan(q, planKey, version);
+  if (!pv) throw new Error(`plan ${planKey} v${version} referenced by a subscription does not exist`);
+  return pv;
 }
 
-/** The segment whose plan rates the period's usage: the one in force at period end. */
-export function segmentAtEnd(segments: Segment[], period: Period): Segment | null {
-  const atEnd = segmentAt(segments, period.end - 1);
-  if (atEnd) return atEnd;
-  const overlapping = segments.filter((s) => s.startsAt < period.end && (s.endsAt === null || s.endsAt > period.start));
-  return overlapping.at(-1) ?? null;
+/** The plan a period's usage is priced on (in force at its end), null without a segment. */
+async function planAtEnd(q: Q, cache: CatalogCache, t: TenantTerms, sub: Subscription | null, period: Period): Promise<PlanVersion | null> {
+  const pt: PeriodTerms = await termsForPeriod(t, sub, period, cache.lookup(q));
+  if (pt.ok) return pt.plan;
+  if (pt.reason === 'plan_version_missing') await planOf(q, cache, pt.segment!.planKey, pt.segment!.planVersion);
+  return null;
 }
+
+interface InvoicedPeriod {
+  period: Period;
+  subscriptionId: string;
+  currency: string;
+  /** The terms the invoice priced each metered feature on; null for invoices that predate recording them. */
+  featureTerms: FeatureTerms | null;
+}
+
+/** Feature key → the terms (plan at period end, after the tenant's override) an invoice priced it on. */
+export type FeatureTerms = Record<string, PlanFeature>;
 
 interface TenantState {
-  overrides: Map<string, QuotaOverride>;
   /** period_start → feature → used (decimal string) */
   usage: Map<number, Map<string, string>>;
   /** `${feature}|${period_start}` → what non-void invoices billed */
   billed: Map<string, Billed>;
   /** period_start → an invoiced period, its subscription and currency */
-  invoiced: Map<number, { period: Period; subscriptionId: string; currency: string }>;
+  invoiced: Map<number, InvoicedPeriod>;
 }
 
 async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<TenantState> {
-  const overrides = await loadQuotaOverrides(q, tenantId);
   const usage = new Map<number, Map<string, string>>();
   const summaries = await q('usage_summaries')
     .select('feature_key', 'period_start', q.raw('CAST(quantity AS TEXT) AS quantity_text'))
@@ -68,9 +62,9 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
     usage.set(start, m);
   }
 
-  const invoiced = new Map<number, { period: Period; subscriptionId: string; currency: string }>();
+  const invoiced = new Map<number, InvoicedPeriod>();
   const invoices = await q('invoices')
-    .select('period_start', 'period_end', 'subscription_id', 'currency')
+    .select('period_start', 'period_end', 'subscription_id', 'currency', 'feature_terms')
     .where('tenant_id', tenantId)
     .whereNot('status', 'void')
     .andWhere('period_start', '<', upTo);
@@ -79,6 +73,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
       period: { start: Number(i.period_start), end: Number(i.period_end) },
       subscriptionId: i.subscription_id,
       currency: i.currency,
+      featureTerms: i.feature_terms ? (JSON.parse(i.feature_terms) as FeatureTerms) : null,
     });
   }
 
@@ -104,7 +99,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
       snapshot: JSON.parse(l.price_snapshot) as PlanFeature,
     });
   }
-  return { overrides, usage, billed, invoiced };
+  return { usage, billed, invoiced };
 }
 
 export interface ComposeInput {
@@ -117,6 +112,8 @@ export interface Composed {
   lines: InvoiceLine[];
   subtotal: string;
   total: string;
+  /** Stored on the invoice: what its period's late usage is priced on. */
+  featureTerms: FeatureTerms;
 }
 
 /**
@@ -126,23 +123,25 @@ export interface Composed {
  */
 export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeInput): Promise<Composed> {
   const { sub, period, nominal } = input;
-  const segments = await listSegments(q, sub.tenantId, sub.id);
+  const t = (await loadTenantTerms(q, [sub.tenantId])).get(sub.tenantId)!;
+  const segments = t.segments.get(sub.id) ?? [];
   const versions = new Map<string, PlanVersion>();
   for (const s of segments) {
     if (s.startsAt < period.end && (s.endsAt === null || s.endsAt > period.start)) {
-      versions.set(versionKey(s.planKey, s.planVersion), await cache.version(q, s.planKey, s.planVersion));
+      versions.set(versionKey(s.planKey, s.planVersion), await planOf(q, cache, s.planKey, s.planVersion));
     }
   }
   const drafts: DraftLine[] = baseFeeLines({ sub, segments, versions, period, nominal });
 
   const state = await loadTenantState(q, sub.tenantId, period.start);
-  const end = segmentAtEnd(segments, period);
-  if (end) {
-    const pv = await cache.version(q, end.planKey, end.planVersion);
+  const pv = await planAtEnd(q, cache, t, sub, period);
+  const featureTerms: FeatureTerms = {};
+  if (pv) {
     for (const featureKey of Object.keys(pv.features).sort()) {
-      const feature = await cache.feature(q, featureKey);
+      const feature = (await cache.allFeatures(q)).get(featureKey);
       if (!feature || feature.type !== 'metered') continue;
-      const terms = applyOverride(pv.features[featureKey], state.overrides.get(featureKey));
+      const terms = termsOf(pv, featureKey, t.overrides.get(featureKey))!;
+      featureTerms[featureKey] = terms;
       const line = usageLine({
         context: 'current',
         feature,
@@ -158,7 +157,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
     }
   }
 
-  drafts.push(...(await lateUsageLines(q, cache, sub, state)));
+  drafts.push(...(await lateUsageLines(q, cache, sub, t, state)));
 
   const rounding = roundingLine(drafts, sub.currency, period);
   if (rounding) drafts.push(rounding);
@@ -166,7 +165,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const lines = drafts.map((d, i) => ({ lineNo: i + 1, ...d }));
   const sum = lines.reduce((s, l) => s.plus(l.amount), dec(0));
   const subtotal = formatMoney(sum, sub.currency);
-  return { lines, subtotal, total: subtotal };
+  return { lines, subtotal, total: subtotal, featureTerms };
 }
 
 /**
@@ -195,28 +194,23 @@ export function roundingLine(lines: Array<{ amountMinor: string }>, currency: st
   };
 }
 
-async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, state: TenantState): Promise<DraftLine[]> {
+async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, t: TenantTerms, state: TenantState): Promise<DraftLine[]> {
   const out: DraftLine[] = [];
-  const segmentsBySub = new Map<string, Segment[]>();
   for (const [start, inv] of [...state.invoiced.entries()].sort((a, b) => a[0] - b[0])) {
     if (inv.currency !== sub.currency) continue; // never converted: it waits for an invoice in its own currency
     // Only features with a summary: a missing summary means "not known", never "zero".
     const features = [...(state.usage.get(start)?.keys() ?? [])];
     if (features.length === 0) continue;
-    let segments = segmentsBySub.get(inv.subscriptionId);
-    if (!segments) {
-      segments = await listSegments(q, sub.tenantId, inv.subscriptionId);
-      segmentsBySub.set(inv.subscriptionId, segments);
-    }
-    const end = segmentAtEnd(segments, inv.period);
-    const pv = end ? await cache.version(q, end.planKey, end.planVersion) : null;
+    const invSub = t.subscriptions.find((x) => x.id === inv.subscriptionId) ?? null;
+    const pv = await planAtEnd(q, cache, t, invSub, inv.period);
     for (const featureKey of features.sort()) {
-      const feature = await cache.feature(q, featureKey);
+      const feature = (await cache.allFeatures(q)).get(featureKey);
       if (!feature) continue;
       const billed = state.billed.get(`${featureKey}|${start}`) ?? null;
-      // Rate on the terms the period was billed with; a feature first seen now, on the terms at its period end.
-      const planTerms = pv?.features[featureKey];
-      const terms = billed?.snapshot ?? (planTerms ? applyOverride(planTerms, state.overrides.get(featureKey)) : null);
+      // Rate on the terms the period was billed with; a feature without a line then, on the terms
+      // its invoice recorded (none: the plan lacked it), else on today's terms at its period end.
+      const terms =
+        billed?.snapshot ?? (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, t.overrides.get(featureKey)) : null);
       if (!terms) continue;
       const line = usageLine({
         context: 'late',

@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { runAggregate } from '../aggregate/aggregate.js';
 import { BillingError } from '../domain/errors.js';
-import { periodContaining, periodsBetween, type Instant, type Period } from '../domain/period.js';
+import type { Instant, Period } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { loadTenant, subscriptionAt, subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
-import { CatalogCache, composeInvoice } from './compose.js';
+import { endedPeriods, subscriptionPeriodAt, type BillingPeriod } from '../subscriptions/timeline.js';
+import { CatalogCache } from '../rate/tenant-terms.js';
+import { composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
 import { inRolledBackTx, isUniqueViolation } from './tx.js';
@@ -40,33 +42,6 @@ export function checkDueDays(dueDays: number | undefined): number {
     throw new BillingError('invalid_input', `due days must be a whole number of days between 0 and 3650 (got ${dueDays})`);
   }
   return d;
-}
-
-/** A subscription period to invoice: clipped at cancel_at; `nominal` is the full anniversary period. */
-export interface BillingPeriod {
-  period: Period;
-  nominal: Period;
-}
-
-/**
- * The subscription's period containing t: its anniversary period clipped to the subscription's
- * life, which is exactly the window usage is summarised under (src/aggregate/windows.ts).
- */
-export function subscriptionPeriodAt(sub: Subscription, t: Instant): BillingPeriod {
-  const nominal = periodContaining(sub.anchorAt, sub.interval, t);
-  const period = { start: Math.max(nominal.start, sub.startedAt), end: Math.min(nominal.end, sub.cancelAt ?? Infinity) };
-  return { period, nominal };
-}
-
-/** Periods of a subscription that have ended by `now`, oldest first. */
-export function endedPeriods(sub: Subscription, now: Instant): BillingPeriod[] {
-  const until = Math.min(now, sub.cancelAt ?? Infinity);
-  const out: BillingPeriod[] = [];
-  for (const nominal of periodsBetween(sub.anchorAt, sub.interval, sub.startedAt, until)) {
-    const { period } = subscriptionPeriodAt(sub, Math.max(nominal.start, sub.startedAt));
-    if (period.start < period.end && period.end <= now) out.push({ period, nominal });
-  }
-  return out;
 }
 
 class AlreadyInvoiced extends Error {}
@@ -150,7 +125,7 @@ async function createInvoice(
         dueDays,
         supersedes: voided?.id ?? null,
       });
-      await trx('invoices').insert(invoiceRow(head, opts.now));
+      await trx('invoices').insert({ ...invoiceRow(head, opts.now), feature_terms: JSON.stringify(composed.featureTerms) });
       await insertLines(trx, head.id, composed.lines);
       const invoice: Invoice = { ...head, lines: composed.lines };
       await writeAudit(trx, {

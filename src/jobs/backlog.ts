@@ -17,7 +17,7 @@ export interface Backlog {
 
 async function invoicingBacklog(db: Db, now: number): Promise<Backlog['invoicing']> {
   if (!(await db.knex.schema.hasTable('invoices'))) return null;
-  const { endedPeriods } = await import('../invoice/generate.js');
+  const { endedPeriods } = await import('../subscriptions/timeline.js');
   const { subscriptionFromRow } = await import('../subscriptions/repository.js');
   const invoiced = new Set(
     (await db.knex('invoices').whereNot('status', 'void').select('tenant_id', 'subscription_id', 'period_start')).map(

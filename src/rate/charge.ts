@@ -1,6 +1,6 @@
 import type { PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import { applyOverride } from '../catalog/repository.js';
-import type { Instant, Period } from '../domain/period.js';
+import type { Instant } from '../domain/period.js';
 import { roundMoney } from '../domain/money.js';
 import { microToString } from '../domain/quantity.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
@@ -40,32 +40,10 @@ export type PeriodTerms =
   | { ok: true; subscription: Subscription; segment: Segment; plan: PlanVersion }
   | { ok: false; reason: UnratedReason; currency: string; subscription: Subscription | null; segment: Segment | null };
 
-/**
- * The subscription a summary belongs to: the one the aggregate recorded, else the one in
- * force at the period start (same rule as subscriptionAt, over an in-memory list).
- */
-export function governingSubscription(subs: Subscription[], subscriptionId: string | null, periodStart: Instant): Subscription | null {
-  if (subscriptionId !== null) {
-    const byId = subs.find((s) => s.id === subscriptionId);
-    if (byId) return byId;
-  }
-  let found: Subscription | null = null;
-  for (const s of subs) {
-    if (s.startedAt <= periodStart && (s.cancelAt === null || s.cancelAt > periodStart)) {
-      if (!found || s.startedAt >= found.startedAt) found = s;
-    }
-  }
-  return found;
-}
-
-/** The segment in force at the period's last instant (DESIGN.md §8: overage on the plan at period end). */
-export function segmentAtPeriodEnd(segments: Segment[], period: Period): Segment | null {
-  const t = period.end - 1;
-  for (const s of segments) if (s.startsAt <= t && (s.endsAt === null || t < s.endsAt)) return s;
-  // A segment closed before the period end (cancellation): the last one that started inside.
-  let last: Segment | null = null;
-  for (const s of segments) if (s.startsAt < period.end && (!last || s.seq > last.seq)) last = s;
-  return last;
+/** The terms a feature is priced on in a period: its plan's, after the tenant's quota override; null when the plan lacks it. */
+export function featureTerms(plan: PlanVersion, featureKey: string, override: QuotaOverride | undefined): PlanFeature | null {
+  const pf = plan.features[featureKey];
+  return pf ? applyOverride(pf, override) : null;
 }
 
 export interface ChargeKey {
@@ -85,7 +63,7 @@ export function rateCharge(
 ): RatedCharge {
   const used = microToString(usedMicro ?? '0');
   const base = { ...key, ratedAt, summaryQuantity: usedMicro };
-  const pf = terms.ok ? terms.plan.features[key.featureKey] : undefined;
+  const pf = terms.ok ? featureTerms(terms.plan, key.featureKey, override) : null;
   if (!terms.ok || !pf) {
     const currency = terms.ok ? terms.plan.currency : terms.currency;
     const zero = roundMoney(0, currency);
@@ -106,7 +84,7 @@ export function rateCharge(
       lines: [],
     };
   }
-  const r = rateUsage(applyOverride(pf, override), used, terms.plan.currency);
+  const r = rateUsage(pf, used, terms.plan.currency);
   return {
     ...base,
     planKey: terms.plan.planKey,

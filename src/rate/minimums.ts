@@ -1,9 +1,8 @@
 import type { Knex } from 'knex';
 import { dec } from '../domain/decimal.js';
 import type { Pricing } from '../domain/catalog.js';
-import type { Instant, Period } from '../domain/period.js';
-import { billingPeriodAt } from '../subscriptions/periods.js';
-import type { Subscription } from '../subscriptions/repository.js';
+import type { Instant } from '../domain/period.js';
+import { startedPeriods } from '../subscriptions/timeline.js';
 import { rateCharge, type RatedCharge } from './charge.js';
 import type { ChargeId } from './repository.js';
 import { loadTenantTerms, termsForPeriod, type PlanLookup } from './tenant-terms.js';
@@ -21,18 +20,6 @@ async function versionsWithMinimum(q: Q): Promise<Map<string, string[]>> {
     if (p.minimum === null || p.minimum === undefined || !dec(p.minimum).gt(0)) continue;
     const k = `${r.plan_key}@${r.version}`;
     out.set(k, [...(out.get(k) ?? []), r.feature_key]);
-  }
-  return out;
-}
-
-/** The subscription's billing periods that have started by `now`. */
-function startedPeriods(sub: Subscription, now: Instant): Period[] {
-  const out: Period[] = [];
-  const end = sub.cancelAt ?? Number.POSITIVE_INFINITY;
-  for (let t = sub.startedAt; t < end && t <= now; ) {
-    const p = billingPeriodAt(sub, t);
-    out.push(p);
-    t = p.end;
   }
   return out;
 }

@@ -1,10 +1,11 @@
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
-import { governingSubscription, rateCharge, type RatedCharge } from './charge.js';
+import { governingSubscription } from '../subscriptions/timeline.js';
+import { rateCharge, type RatedCharge } from './charge.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
-import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';
+import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from './tenant-terms.js';
 
 export interface OverageOptions {
   now: Instant;
@@ -73,7 +74,7 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
  */
 export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageResult> {
   const pageSize = opts.pageSize ?? 1000;
-  const plans = planVersionCache(db.knex);
+  const plans = new CatalogCache().lookup(db.knex);
   const result: OverageResult = { rated: 0, minimums: 0, unrated: 0, removed: 0 };
   const write = async (charges: RatedCharge[], remove: ChargeId[] = []) => {
     if (charges.length === 0 && remove.length === 0) return;

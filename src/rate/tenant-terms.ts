@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
-import type { PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import type { Period } from '../domain/period.js';
-import { loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
+import { loadFeatures, loadPlanVersion, loadQuotaOverrides } from '../catalog/repository.js';
 import {
   segmentFromRow,
   subscriptionFromRow,
@@ -10,7 +10,8 @@ import {
   type Subscription,
   type Tenant,
 } from '../subscriptions/repository.js';
-import { segmentAtPeriodEnd, type PeriodTerms } from './charge.js';
+import { segmentAtPeriodEnd } from '../subscriptions/timeline.js';
+import type { PeriodTerms } from './charge.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -22,16 +23,18 @@ export interface TenantTerms {
   overrides: Map<string, QuotaOverride>;
 }
 
-/** Load the tenants' subscriptions, segments and quota overrides in a few bulk queries. */
+/**
+ * Load the tenants' subscriptions, segments and quota overrides in a few bulk queries: the one
+ * loader of a tenant's terms (rating, reports, entitlement checks).
+ */
 export async function loadTenantTerms(q: Q, tenantIds: string[]): Promise<Map<string, TenantTerms>> {
   const out = new Map<string, TenantTerms>();
   if (tenantIds.length === 0) return out;
-  const [tenants, subs, segs, withOverrides] = await Promise.all([
-    q('tenants').whereIn('id', tenantIds),
-    q('subscriptions').whereIn('tenant_id', tenantIds).orderBy('started_at').orderBy('id'),
-    q('subscription_segments').whereIn('tenant_id', tenantIds).orderBy('tenant_id').orderBy('subscription_id').orderBy('seq'),
-    q('quota_overrides').distinct('tenant_id').whereIn('tenant_id', tenantIds),
-  ]);
+  // One after another: in parallel, a cold PostgreSQL pool would open a connection for each.
+  const tenants = await q('tenants').whereIn('id', tenantIds);
+  const subs = await q('subscriptions').whereIn('tenant_id', tenantIds).orderBy('started_at').orderBy('id');
+  const segs = await q('subscription_segments').whereIn('tenant_id', tenantIds).orderBy('tenant_id').orderBy('subscription_id').orderBy('seq');
+  const withOverrides = await q('quota_overrides').distinct('tenant_id').whereIn('tenant_id', tenantIds);
   for (const id of tenantIds) out.set(id, { tenant: null, subscriptions: [], segments: new Map(), overrides: new Map() });
   for (const r of tenants) out.get(r.id)!.tenant = tenantFromRow(r);
   for (const r of subs) out.get(r.tenant_id)!.subscriptions.push(subscriptionFromRow(r));
@@ -48,14 +51,38 @@ export async function loadTenantTerms(q: Q, tenantIds: string[]): Promise<Map<st
 
 export type PlanLookup = (planKey: string, version: number) => Promise<PlanVersion | null>;
 
-/** Plan versions memoized for one run (they are immutable once created). */
-export function planVersionCache(q: Q): PlanLookup {
-  const cache = new Map<string, Promise<PlanVersion | null>>();
-  return (planKey, version) => {
+/**
+ * The one cache of catalog rows: plan versions (immutable once created) and features, memoised
+ * as promises so concurrent callers share a load; a failed load is not remembered. One per run
+ * (a stage, an invoice generation) or per terms epoch (entitlement checks); read through the
+ * caller's q.
+ */
+export class CatalogCache {
+  private readonly plans = new Map<string, Promise<PlanVersion | null>>();
+  private features: Promise<Map<string, Feature>> | null = null;
+
+  plan(q: Q, planKey: string, version: number): Promise<PlanVersion | null> {
     const k = `${planKey}@${version}`;
-    if (!cache.has(k)) cache.set(k, loadPlanVersion(q, planKey, version));
-    return cache.get(k)!;
-  };
+    const hit = this.plans.get(k);
+    if (hit) return hit;
+    const p = loadPlanVersion(q, planKey, version);
+    this.plans.set(k, p);
+    p.catch(() => this.plans.get(k) === p && this.plans.delete(k));
+    return p;
+  }
+
+  allFeatures(q: Q): Promise<Map<string, Feature>> {
+    if (this.features) return this.features;
+    const p = loadFeatures(q);
+    this.features = p;
+    p.catch(() => this.features === p && (this.features = null));
+    return p;
+  }
+
+  /** Plan versions as a lookup bound to q. */
+  lookup(q: Q): PlanLookup {
+    return (planKey, version) => this.plan(q, planKey, version);
+  }
 }
 
 /** The plan a tenant's period is rated on: the subscription's segment in force at period end. */

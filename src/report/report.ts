@@ -5,7 +5,7 @@ import { BillingError } from '../domain/errors.js';
 import { formatMoney } from '../domain/money.js';
 import { periodToJson, type Instant } from '../domain/period.js';
 import { rateCharge, type PeriodTerms, type RatedCharge } from '../rate/charge.js';
-import { loadTenantTerms, planVersionCache, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
+import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import { handleOn, type Db } from '../storage/db.js';
 import { checkPeriodSpec, selectWindow } from '../aggregate/periods.js';
 import { usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
@@ -93,7 +93,7 @@ export async function rateWindows(
       ? windows
       : new Map([...windows].map(([id, ws]) => [id, ws.map((w) => ({ ...w, end: Math.max(w.start, Math.min(w.end, usageUntil + 1)) }))]));
   const usage = await windowUsage(db, q, terms, measured, [...features.values()], usageUntil === undefined);
-  const plans = planVersionCache(q);
+  const plans = new CatalogCache().lookup(q);
   const out: RatedWindow[] = [];
   for (const [tenantId, ws] of windows) {
     const t = terms.get(tenantId)!;

@@ -2,17 +2,16 @@ import { BillingError } from '../domain/errors.js';
 import { nthPeriod, type Instant, type Period } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { effectiveStatus } from './lifecycle.js';
-import { billingPeriodAt } from './periods.js';
 import {
   latestSubscription,
   listSegments,
   loadTenant,
-  segmentAt,
   subscriptionAt,
   type Segment,
   type Subscription,
   type SubscriptionStatus,
 } from './repository.js';
+import { billingPeriodAt, segmentAt } from './timeline.js';
 
 export interface SubscriptionView {
   subscription: Subscription;

@@ -10,12 +10,12 @@ import { withTx } from '../storage/sql.js';
 import {
   listSegments,
   listSubscriptions,
-  segmentAt,
   subscriptionFromRow,
   type Segment,
   type Subscription,
   type SubscriptionStatus,
 } from './repository.js';
+import { segmentAt } from './timeline.js';
 
 type Trx = Knex.Transaction;
 type Opts = { now: Instant; actor: string };

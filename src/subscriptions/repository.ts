@@ -117,9 +117,3 @@ export async function listSegments(q: Q, tenantId: string, subscriptionId: strin
     .orderBy('seq');
   return rows.map(segmentFromRow);
 }
-
-/** The segment in force at instant t (pure). */
-export function segmentAt(segments: Segment[], t: Instant): Segment | null {
-  for (const s of segments) if (s.startsAt <= t && (s.endsAt === null || t < s.endsAt)) return s;
-  return null;
-}

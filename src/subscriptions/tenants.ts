@@ -8,7 +8,6 @@ import { effectiveStatus } from './lifecycle.js';
 import {
   listTenants,
   loadTenant,
-  segmentAt,
   tenantFromRow,
   segmentFromRow,
   subscriptionFromRow,
@@ -17,6 +16,7 @@ import {
   type SubscriptionStatus,
   type Tenant,
 } from './repository.js';
+import { segmentAt } from './timeline.js';
 
 const MAX_ID = 128;
 

@@ -30,6 +30,8 @@ export interface Scenario {
   tenants: Array<{ id: string; currency: string }>;
   actions: Action[];
   end: number;
+  /** Tenants whose quota override changes mid-life, after periods were invoiced. */
+  lateOverrides: string[];
 }
 
 const HOUR = 3_600_000;
@@ -155,7 +157,7 @@ function startInstant(r: Rnd): number {
 }
 
 /** `ns` (like "s3_") prefixes every key, so many scenarios share one database. */
-export function generateScenario(seed: number, currencies: string[], ns = '', opts: { lateOverrides?: boolean } = {}): Scenario {
+export function generateScenario(seed: number, currencies: string[], ns = ''): Scenario {
   const r = rng(seed);
   const scenarioCurrencies = currencies.filter((_, i) => i === seed % currencies.length || r.chance(0.4));
   const cat = catalog(r, scenarioCurrencies, ns);
@@ -180,6 +182,7 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
   const repricedAt = repricings[0]?.t ?? Infinity;
   const nTenants = 1 + r.int(4);
   const lateQuota: Action[] = [];
+  const lateOverrides: string[] = [];
   for (let i = 0; i < nTenants; i++) {
     const id = `${ns}t${i}`;
     const currency = i === 0 ? scenarioCurrencies[0] : r.pick(scenarioCurrencies);
@@ -205,11 +208,9 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
       if (!('included' in o) || r.chance(0.5)) o.unitPrice = price(r, currency, 4);
       actions.push(o);
     }
-    // With lateOverrides, an override now and then changes mid-life, after some periods were
-    // invoiced. Off by default: the pipeline rates late usage of a feature that had no line
-    // when its period was invoiced with the override of today, not the one it was invoiced
-    // under (reported; the invoice keeps no terms for features it has no line for).
-    if (r.chance(0.3) && opts.lateOverrides) {
+    // Now and then an override changes mid-life, after some periods were invoiced: their late
+    // usage stays priced on the terms they were invoiced with.
+    if (r.chance(0.3)) {
       const o: Action = { t: instant(r, start + 20 * DAY, 80), kind: 'quota', tenant: id, feature: r.pick(metered).key };
       if (r.chance(0.6)) o.included = r.pick(['0', '1.5', '40', null]);
       if (!('included' in o) || r.chance(0.5)) o.unitPrice = price(r, currency, 4);
@@ -230,7 +231,11 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
       life.change(t, id, target, at);
     }
     let cancelAt: number | null = null;
-    for (const q of lateQuota.splice(0)) if (q.t < END - DAY) actions.push(q);
+    for (const q of lateQuota.splice(0)) {
+      if (q.t >= END - DAY) continue;
+      actions.push(q);
+      if (!lateOverrides.includes(id)) lateOverrides.push(id);
+    }
     if (r.chance(0.4)) {
       t = instant(r, t + DAY, 40);
       if (t < END - 5 * DAY) {
@@ -302,7 +307,7 @@ export function generateScenario(seed: number, currencies: string[], ns = '', op
     if (a.kind === 'usage' && prev?.kind === 'usage' && prev.t === a.t) prev.events.push(...a.events);
     else merged.push(a);
   }
-  return { seed, catalog: cat, tenants, actions: merged, end: END };
+  return { seed, catalog: cat, tenants, actions: merged, end: END, lateOverrides };
 }
 
 /** The scenario in a few lines, for a failure report. */
