@@ -7,8 +7,8 @@ import { parseQuantity } from '../domain/quantity.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
-import { listSegments, loadTenant, segmentAt, subscriptionAt } from '../subscriptions/repository.js';
-import { limitFollowsIncluded, loadFeature, loadPlanVersion, loadQuotaOverride, loadQuotaOverrides } from './repository.js';
+import { listSegments, loadTenant, segmentAt, subscriptionAt } from './repository.js';
+import { limitFollowsIncluded, loadFeature, loadPlanVersion, loadQuotaOverride, loadQuotaOverrides } from '../catalog/repository.js';
 
 export interface QuotaInput {
   tenantId: string;
