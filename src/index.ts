@@ -12,7 +12,7 @@ export type { Instant, Period } from './domain/period.js';
 export { roundMoney, currencyDigits } from './domain/money.js';
 
 export { applyCatalog } from './catalog/apply.js';
-export { setQuota } from './catalog/quota.js';
+export { setQuota } from './subscriptions/quota.js';
 export { createTenant } from './subscriptions/tenants.js';
 export { subscribe, changePlan, cancelSubscription, effectiveStatus } from './subscriptions/lifecycle.js';
 

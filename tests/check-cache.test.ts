@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { applyCatalog } from '../src/catalog/apply.js';
-import { setQuota } from '../src/catalog/quota.js';
+import { setQuota } from '../src/subscriptions/quota.js';
 import { checkEntitlement } from '../src/entitlements/check.js';
 import { readTermsEpoch } from '../src/entitlements/terms-cache.js';
 import { recordUsage } from '../src/ingest/record.js';

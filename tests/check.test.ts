@@ -1,5 +1,5 @@
 import { beforeEach, expect, it } from 'vitest';
-import { setQuota } from '../src/catalog/quota.js';
+import { setQuota } from '../src/subscriptions/quota.js';
 import { checkEntitlement } from '../src/entitlements/check.js';
 import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
 import { runCli } from './helpers/cli.js';

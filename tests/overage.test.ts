@@ -2,7 +2,7 @@ import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
 import { runCli } from './helpers/cli.js';
 import { applyCatalog } from '../src/catalog/apply.js';
-import { setQuota } from '../src/catalog/quota.js';
+import { setQuota } from '../src/subscriptions/quota.js';
 import { createTenant } from '../src/subscriptions/tenants.js';
 import { changePlan, subscribe } from '../src/subscriptions/lifecycle.js';
 import { runOverage } from '../src/rate/overage.js';

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Decimal } from '../src/domain/decimal.js';
 import type { Db } from '../src/storage/db.js';
 import { applyCatalog } from '../src/catalog/apply.js';
-import { setQuota } from '../src/catalog/quota.js';
+import { setQuota } from '../src/subscriptions/quota.js';
 import { createTenant } from '../src/subscriptions/tenants.js';
 import { cancelSubscription, changePlan, subscribe } from '../src/subscriptions/lifecycle.js';
 import { recordUsage } from '../src/ingest/record.js';

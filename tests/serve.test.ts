@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { applyCatalog } from '../src/catalog/apply.js';
-import { setQuota } from '../src/catalog/quota.js';
+import { setQuota } from '../src/subscriptions/quota.js';
 import type { ServeConfig } from '../src/serve/config.js';
 import { createServer, stopServer } from '../src/serve/server.js';
 import type { Db } from '../src/storage/db.js';

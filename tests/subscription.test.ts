@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { applyCatalog } from '../src/catalog/apply.js';
-import { setQuota, listQuotas } from '../src/catalog/quota.js';
+import { setQuota, listQuotas } from '../src/subscriptions/quota.js';
 import { applyOverride, loadCurrentPlanVersion, loadQuotaOverride } from '../src/catalog/repository.js';
 import { toIso } from '../src/domain/period.js';
 import type { Db } from '../src/storage/db.js';

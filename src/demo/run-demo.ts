@@ -4,7 +4,7 @@ import { parseInstant, type Instant } from '../domain/period.js';
 import { BillingError } from '../domain/errors.js';
 import type { Db } from '../storage/db.js';
 import { applyCatalog } from '../catalog/apply.js';
-import { setQuota } from '../catalog/quota.js';
+import { setQuota } from '../subscriptions/quota.js';
 import { createTenant } from '../subscriptions/tenants.js';
 import { subscribe } from '../subscriptions/lifecycle.js';
 import { ingest, type IngestSummary } from '../ingest/ingest.js';

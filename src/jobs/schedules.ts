@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import cron from 'node-cron';
+import { z } from 'zod';
 import { BillingError } from '../domain/errors.js';
 import { JOB_NAMES, type JobName } from './stages.js';
 
@@ -68,7 +69,18 @@ function positiveSeconds(v: unknown, name: string, where: string): number {
   return Math.round(v * 1000);
 }
 
-const SETTINGS = ['timezone', 'schedules', 'lockTtlSeconds', 'shutdownTimeoutSeconds', 'draftInvoices'];
+const SETTINGS = ['timezone', 'schedules', 'lockTtlSeconds', 'shutdownTimeoutSeconds', 'draftInvoices'] as const;
+
+// Unknown keys are an error at every level, so a misspelt setting never silently keeps its
+// default; the values' own rules and messages are the checks below.
+const FILE_KEYS = z.strictObject({ daemon: z.unknown().optional() });
+const DAEMON_KEYS = z.strictObject(Object.fromEntries(SETTINGS.map((k) => [k, z.unknown().optional()])));
+
+/** One line naming the first unknown key by its path in the file, e.g. `daemon.lockTtl`. */
+function refuseUnknownKeys(schema: z.ZodType, value: unknown, at: string[], allowed: readonly string[], where: string): void {
+  const issue = schema.safeParse(value).error?.issues.find((i) => i.code === 'unrecognized_keys');
+  if (issue?.code === 'unrecognized_keys') bad(`${where}: unknown key "${[...at, issue.keys[0]].join('.')}" (use ${allowed.join(', ')})`);
+}
 
 /**
  * The daemon section of a config object (`{ "daemon": { "timezone", "schedules",
@@ -78,13 +90,12 @@ export function parseDaemonConfig(raw: unknown, where = 'config'): DaemonConfig 
   const config: DaemonConfig = { ...DEFAULT_DAEMON_CONFIG, schedules: { ...DEFAULT_SCHEDULES } };
   if (raw === undefined || raw === null) return config;
   if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${where}: expected a JSON object`);
+  refuseUnknownKeys(FILE_KEYS, raw, [], ['daemon'], where);
   const section = (raw as Record<string, unknown>).daemon;
   if (section === undefined) return config;
   if (!section || typeof section !== 'object' || Array.isArray(section)) bad(`${where}: "daemon" must be an object`);
+  refuseUnknownKeys(DAEMON_KEYS, section, ['daemon'], SETTINGS, where);
   const d = section as Record<string, unknown>;
-  for (const key of Object.keys(d)) {
-    if (!SETTINGS.includes(key)) bad(`${where}: unknown daemon setting "${key}" (use ${SETTINGS.join(', ')})`);
-  }
   if (d.draftInvoices !== undefined) {
     if (typeof d.draftInvoices !== 'boolean') bad(`${where}: draftInvoices must be true or false`);
     config.draftInvoices = d.draftInvoices;

@@ -24,7 +24,7 @@ export function register(program: Command): void {
     .option('--limit <n>', 'hard-stop limit, or "default" (included)')
     .action(async (tenantId: string, featureKey: string, opts: SetOptions, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { setQuota } = await import('../../catalog/quota.js');
+      const { setQuota } = await import('../../subscriptions/quota.js');
       const input = {
         tenantId,
         featureKey,
@@ -44,7 +44,7 @@ export function register(program: Command): void {
     .argument('<tenant>', 'tenant id')
     .action(async (tenantId: string, _opts, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { listQuotas } = await import('../../catalog/quota.js');
+      const { listQuotas } = await import('../../subscriptions/quota.js');
       const rows = await withDb(ctx, (db) => listQuotas(db, tenantId));
       if (ctx.json) {
         printJson(rows);

@@ -7,9 +7,9 @@ import { parseQuantity } from '../domain/quantity.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
-import { listSegments, loadTenant, subscriptionAt } from '../subscriptions/repository.js';
-import { segmentAt } from '../subscriptions/timeline.js';
-import { limitFollowsIncluded, loadFeature, loadPlanVersion, loadQuotaOverride, loadQuotaOverrides } from './repository.js';
+import { listSegments, loadTenant, subscriptionAt } from './repository.js';
+import { segmentAt } from './timeline.js';
+import { limitFollowsIncluded, loadFeature, loadPlanVersion, loadQuotaOverride, loadQuotaOverrides } from '../catalog/repository.js';
 
 export interface QuotaInput {
   tenantId: string;
