@@ -127,7 +127,7 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
       const now = config.clock();
       let client: Client | null = null;
       if (m.route.auth) {
-        const auth = authenticate(req.headers, config.auth, now);
+        const auth = await authenticate(req.headers, config.auth, now);
         if (auth.ok) clientId = (client = auth.client).id;
         // Failed attempts count against the caller's IP, which also slows guessing.
         const allowed = limiter ? limiter.take(clientId) : { ok: true as const };
