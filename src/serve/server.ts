@@ -106,7 +106,7 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
-    metrics.inFlight++;
+    metrics.requestStarted();
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -148,7 +148,6 @@ export function createServer(db: Db, config: ServeConfig): http.Server {
       reply = { status: err.status, body: { error: err.code, message: err.message } };
     }
     send(res, reply, headers, state.closing);
-    metrics.inFlight--;
     const seconds = (performance.now() - started) / 1000;
     metrics.observeRequest(method, label, reply.status, seconds);
     if (log) {
