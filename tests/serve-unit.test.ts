@@ -17,56 +17,56 @@ function hs256(claims: Record<string, unknown>, secret: string, header: Record<s
 describe('verifyJwt', () => {
   const keys = { hmacSecret: 'jwt-secret' };
 
-  it('accepts a valid HS256 token and returns its claims', () => {
-    const r = verifyJwt(hs256({ sub: 'svc', tenant_id: 'acme', exp: NOW_SEC + 60 }, 'jwt-secret'), keys, NOW_SEC);
+  it('accepts a valid HS256 token and returns its claims', async () => {
+    const r = await verifyJwt(hs256({ sub: 'svc', tenant_id: 'acme', exp: NOW_SEC + 60 }, 'jwt-secret'), keys, NOW_SEC);
     expect(r).toEqual({ ok: true, claims: { sub: 'svc', tenant_id: 'acme', exp: NOW_SEC + 60 } });
   });
 
-  it('rejects a wrong signature, expiry, nbf, alg none and algorithm confusion', () => {
-    expect(verifyJwt(hs256({ tenant_id: 'acme' }, 'other'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'invalid signature' });
-    expect(verifyJwt(hs256({ tenant_id: 'acme', exp: NOW_SEC }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token expired' });
-    expect(verifyJwt(hs256({ tenant_id: 'acme', nbf: NOW_SEC + 10, exp: NOW_SEC + 60 }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token not yet valid' });
+  it('rejects a wrong signature, expiry, nbf, alg none and algorithm confusion', async () => {
+    expect(await verifyJwt(hs256({ tenant_id: 'acme' }, 'other'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'invalid signature' });
+    expect(await verifyJwt(hs256({ tenant_id: 'acme', exp: NOW_SEC }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token expired' });
+    expect(await verifyJwt(hs256({ tenant_id: 'acme', nbf: NOW_SEC + 10, exp: NOW_SEC + 60 }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'token not yet valid' });
     const none = `${b64({ alg: 'none' })}.${b64({ tenant_id: 'acme' })}.`;
-    expect(verifyJwt(none, keys, NOW_SEC)).toEqual({ ok: false, reason: 'algorithm "none" is not accepted' });
+    expect(await verifyJwt(none, keys, NOW_SEC)).toEqual({ ok: false, reason: 'algorithm "none" is not accepted' });
     // An RS256 header must not be checked against the HMAC secret (or vice versa).
-    expect(verifyJwt(hs256({ tenant_id: 'acme' }, 'jwt-secret', { alg: 'RS256' }), keys, NOW_SEC).ok).toBe(false);
-    expect(verifyJwt('a.b', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
-    expect(verifyJwt('e30.!!!.x', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
+    expect((await verifyJwt(hs256({ tenant_id: 'acme' }, 'jwt-secret', { alg: 'RS256' }), keys, NOW_SEC)).ok).toBe(false);
+    expect(await verifyJwt('a.b', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
+    expect(await verifyJwt('e30.!!!.x', keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed token' });
   });
 
-  it('refuses a token without exp (it would never expire) or with a non-numeric exp', () => {
-    expect(verifyJwt(hs256({ sub: 'svc', tenant_id: 'acme' }, 'jwt-secret'), keys, NOW_SEC)).toEqual({
+  it('refuses a token without exp (it would never expire) or with a non-numeric exp', async () => {
+    expect(await verifyJwt(hs256({ sub: 'svc', tenant_id: 'acme' }, 'jwt-secret'), keys, NOW_SEC)).toEqual({
       ok: false,
       reason: 'token has no exp claim (expiry is required)',
     });
-    expect(verifyJwt(hs256({ tenant_id: 'acme', exp: String(NOW_SEC + 60) }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed exp claim' });
+    expect(await verifyJwt(hs256({ tenant_id: 'acme', exp: String(NOW_SEC + 60) }, 'jwt-secret'), keys, NOW_SEC)).toEqual({ ok: false, reason: 'malformed exp claim' });
   });
 
-  it('honours the clock tolerance, issuer and audience', () => {
+  it('honours the clock tolerance, issuer and audience', async () => {
     const k = { ...keys, clockToleranceSec: 30, issuer: 'idp', audience: 'billing' };
     const claims = { tenant_id: 'acme', exp: NOW_SEC - 10, iss: 'idp', aud: ['x', 'billing'] };
-    expect(verifyJwt(hs256(claims, 'jwt-secret'), k, NOW_SEC).ok).toBe(true);
-    expect(verifyJwt(hs256({ ...claims, iss: 'evil' }, 'jwt-secret'), k, NOW_SEC)).toEqual({ ok: false, reason: 'wrong issuer' });
-    expect(verifyJwt(hs256({ ...claims, aud: 'x' }, 'jwt-secret'), k, NOW_SEC)).toEqual({ ok: false, reason: 'wrong audience' });
+    expect((await verifyJwt(hs256(claims, 'jwt-secret'), k, NOW_SEC)).ok).toBe(true);
+    expect(await verifyJwt(hs256({ ...claims, iss: 'evil' }, 'jwt-secret'), k, NOW_SEC)).toEqual({ ok: false, reason: 'wrong issuer' });
+    expect(await verifyJwt(hs256({ ...claims, aud: 'x' }, 'jwt-secret'), k, NOW_SEC)).toEqual({ ok: false, reason: 'wrong audience' });
   });
 
-  it('verifies RS256 and ES256 with a PEM public key', () => {
+  it('verifies RS256 and ES256 with a PEM public key', async () => {
     const claims = { tenantId: 'acme', exp: NOW_SEC + 60 };
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const rsData = `${b64({ alg: 'RS256' })}.${b64(claims)}`;
     const rsToken = `${rsData}.${sign('sha256', Buffer.from(rsData), rsa.privateKey).toString('base64url')}`;
     const rsKeys = { publicKeyPem: rsa.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
-    expect(verifyJwt(rsToken, rsKeys, NOW_SEC).ok).toBe(true);
+    expect((await verifyJwt(rsToken, rsKeys, NOW_SEC)).ok).toBe(true);
     // HS256 signed with the public key text (the classic confusion attack) is refused.
-    expect(verifyJwt(hs256(claims, rsKeys.publicKeyPem, { alg: 'HS256' }), rsKeys, NOW_SEC).ok).toBe(false);
+    expect((await verifyJwt(hs256(claims, rsKeys.publicKeyPem, { alg: 'HS256' }), rsKeys, NOW_SEC)).ok).toBe(false);
 
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const esData = `${b64({ alg: 'ES256' })}.${b64(claims)}`;
     const esSig = sign('sha256', Buffer.from(esData), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' });
     const esKeys = { publicKeyPem: ec.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
-    expect(verifyJwt(`${esData}.${esSig.toString('base64url')}`, esKeys, NOW_SEC).ok).toBe(true);
-    expect(verifyJwt(`${esData}.${Buffer.alloc(64).toString('base64url')}`, esKeys, NOW_SEC)).toEqual({ ok: false, reason: 'invalid signature' });
-    expect(verifyJwt(rsToken, esKeys, NOW_SEC).ok).toBe(false);
+    expect((await verifyJwt(`${esData}.${esSig.toString('base64url')}`, esKeys, NOW_SEC)).ok).toBe(true);
+    expect(await verifyJwt(`${esData}.${Buffer.alloc(64).toString('base64url')}`, esKeys, NOW_SEC)).toEqual({ ok: false, reason: 'invalid signature' });
+    expect((await verifyJwt(rsToken, esKeys, NOW_SEC)).ok).toBe(false);
   });
 });
 
@@ -74,26 +74,26 @@ describe('authenticate', () => {
   const config = { serviceSecrets: ['old-secret', 'new-secret'], jwt: { hmacSecret: 'jwt-secret' } };
   const nowMs = NOW_SEC * 1000;
 
-  it('accepts every configured service secret (rotation) and names the client without the secret', () => {
-    expect(authenticate({ 'x-service-secret': 'old-secret' }, config, nowMs)).toEqual({ ok: true, client: { id: 'service:1', tenantId: null } });
-    expect(authenticate({ 'x-service-secret': 'new-secret' }, config, nowMs)).toEqual({ ok: true, client: { id: 'service:2', tenantId: null } });
-    expect(authenticate({ 'x-service-secret': 'new-secre' }, config, nowMs)).toEqual({ ok: false, message: 'invalid service secret' });
-    expect(authenticate({}, config, nowMs).ok).toBe(false);
+  it('accepts every configured service secret (rotation) and names the client without the secret', async () => {
+    expect(await authenticate({ 'x-service-secret': 'old-secret' }, config, nowMs)).toEqual({ ok: true, client: { id: 'service:1', tenantId: null } });
+    expect(await authenticate({ 'x-service-secret': 'new-secret' }, config, nowMs)).toEqual({ ok: true, client: { id: 'service:2', tenantId: null } });
+    expect(await authenticate({ 'x-service-secret': 'new-secre' }, config, nowMs)).toEqual({ ok: false, message: 'invalid service secret' });
+    expect((await authenticate({}, config, nowMs)).ok).toBe(false);
   });
 
-  it('binds a bearer token to its tenant claim', () => {
+  it('binds a bearer token to its tenant claim', async () => {
     for (const claim of ['tenant_id', 'tenantId', 'org_id']) {
-      const r = authenticate({ authorization: `Bearer ${hs256({ sub: 'svc-a', [claim]: 'acme', exp: NOW_SEC + 60 }, 'jwt-secret')}` }, config, nowMs);
+      const r = await authenticate({ authorization: `Bearer ${hs256({ sub: 'svc-a', [claim]: 'acme', exp: NOW_SEC + 60 }, 'jwt-secret')}` }, config, nowMs);
       expect(r).toEqual({ ok: true, client: { id: 'jwt:svc-a', tenantId: 'acme' } });
       if (r.ok) {
         expect(mayActFor(r.client, 'acme')).toBe(true);
         expect(mayActFor(r.client, 'globex')).toBe(false);
       }
     }
-    const noTenant = authenticate({ authorization: `Bearer ${hs256({ sub: 'x', exp: NOW_SEC + 60 }, 'jwt-secret')}` }, config, nowMs);
+    const noTenant = await authenticate({ authorization: `Bearer ${hs256({ sub: 'x', exp: NOW_SEC + 60 }, 'jwt-secret')}` }, config, nowMs);
     expect(noTenant.ok).toBe(false);
-    expect(authenticate({ authorization: 'Basic abc' }, config, nowMs).ok).toBe(false);
-    expect(authenticate({ authorization: `Bearer ${hs256({ tenant_id: 'a' }, 'jwt-secret')}` }, { serviceSecrets: ['s'] }, nowMs)).toEqual({
+    expect((await authenticate({ authorization: 'Basic abc' }, config, nowMs)).ok).toBe(false);
+    expect(await authenticate({ authorization: `Bearer ${hs256({ tenant_id: 'a' }, 'jwt-secret')}` }, { serviceSecrets: ['s'] }, nowMs)).toEqual({
       ok: false,
       message: 'bearer tokens are not accepted by this server',
     });

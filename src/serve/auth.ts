@@ -46,7 +46,7 @@ function tenantClaim(claims: Record<string, unknown>): string | null {
 }
 
 /** Authenticate a request from its headers. Never echoes or logs the credential. */
-export function authenticate(headers: IncomingHttpHeaders, config: AuthConfig, nowMs: number): AuthResult {
+export async function authenticate(headers: IncomingHttpHeaders, config: AuthConfig, nowMs: number): Promise<AuthResult> {
   const secret = headers['x-service-secret'];
   if (typeof secret === 'string' && secret !== '') {
     const i = config.serviceSecrets.length ? matchSecret(secret, config.serviceSecrets) : -1;
@@ -57,7 +57,7 @@ export function authenticate(headers: IncomingHttpHeaders, config: AuthConfig, n
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authz);
     if (!m) return { ok: false, message: 'Authorization header must be "Bearer <JWT>"' };
     if (!config.jwt) return { ok: false, message: 'bearer tokens are not accepted by this server' };
-    const r = verifyJwt(m[1], config.jwt, Math.floor(nowMs / 1000));
+    const r = await verifyJwt(m[1], config.jwt, Math.floor(nowMs / 1000));
     if (!r.ok) return { ok: false, message: r.reason };
     const tenantId = tenantClaim(r.claims);
     if (!tenantId) return { ok: false, message: 'token has no tenant claim (tenant_id, tenantId or org_id)' };

@@ -1,28 +1,23 @@
+import pLimit, { type LimitFunction } from 'p-limit';
+
 /**
  * A FIFO concurrency limit. Running a few requests at a time to completion, instead of
  * interleaving hundreds of them query by query on a small connection pool, keeps the
  * latency of each one close to the average instead of a long tail.
  */
 export class Gate {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
+  private readonly limit: LimitFunction;
 
-  constructor(private readonly max: number) {}
-
-  get queued(): number {
-    return this.waiting.length;
+  constructor(max: number) {
+    this.limit = pLimit(max);
   }
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active < this.max) this.active++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      // Hand the slot straight to the next in line (active stays the same), or free it.
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
+  /** Requests waiting for a slot (the queue-depth gauge). */
+  get queued(): number {
+    return this.limit.pendingCount;
+  }
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    return this.limit(fn);
   }
 }

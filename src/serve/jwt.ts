@@ -1,4 +1,5 @@
-import { createHmac, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 
 /** Keys a deployment trusts; each key type allows exactly one algorithm (no `none`, ever). */
 export interface JwtKeys {
@@ -14,26 +15,24 @@ export interface JwtKeys {
 
 export type JwtResult = { ok: true; claims: Record<string, unknown> } | { ok: false; reason: string };
 
-interface PreparedKeys {
-  hmac: Buffer | null;
-  publicKey: KeyObject | null;
-  publicAlg: 'RS256' | 'ES256' | null;
-}
+type Alg = 'HS256' | 'RS256' | 'ES256';
+
+/** The allow-list: one algorithm per configured key, so a header cannot pick the key type. */
+type PreparedKeys = Map<Alg, KeyObject>;
 
 const prepared = new WeakMap<JwtKeys, PreparedKeys>();
 
 function prepare(keys: JwtKeys): PreparedKeys {
   let p = prepared.get(keys);
   if (p) return p;
-  let publicKey: KeyObject | null = null;
-  let publicAlg: PreparedKeys['publicAlg'] = null;
+  p = new Map();
+  if (keys.hmacSecret) p.set('HS256', createSecretKey(Buffer.from(keys.hmacSecret, 'utf8')));
   if (keys.publicKeyPem) {
-    publicKey = createPublicKey(keys.publicKeyPem);
-    if (publicKey.asymmetricKeyType === 'rsa') publicAlg = 'RS256';
-    else if (publicKey.asymmetricKeyType === 'ec' && publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1') publicAlg = 'ES256';
+    const key = createPublicKey(keys.publicKeyPem);
+    if (key.asymmetricKeyType === 'rsa') p.set('RS256', key);
+    else if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') p.set('ES256', key);
     else throw new Error('JWT public key must be RSA (RS256) or EC P-256 (ES256)');
   }
-  p = { hmac: keys.hmacSecret ? Buffer.from(keys.hmacSecret, 'utf8') : null, publicKey, publicAlg };
   prepared.set(keys, p);
   return p;
 }
@@ -43,57 +42,45 @@ export function validateJwtKeys(keys: JwtKeys): void {
   prepare(keys);
 }
 
-function decodeJson(segment: string): Record<string, unknown> | null {
-  try {
-    const v = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
-    return v && typeof v === 'object' && !Array.isArray(v) ? v : null;
-  } catch {
-    return null;
-  }
+const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** Our messages for jose's claim failures (they reach the client in the 401 body). */
+function claimReason(e: errors.JWTClaimValidationFailed): string {
+  if (e.claim === 'exp') return e.reason === 'missing' ? 'token has no exp claim (expiry is required)' : 'malformed exp claim';
+  if (e.claim === 'nbf') return e.reason === 'check_failed' ? 'token not yet valid' : 'malformed nbf claim';
+  if (e.claim === 'iss') return 'wrong issuer';
+  if (e.claim === 'aud') return 'wrong audience';
+  return `invalid ${e.claim} claim`;
 }
 
-const B64URL = /^[A-Za-z0-9_-]*$/;
-
-/** Verify a compact JWS (HS256 / RS256 / ES256), its exp (required), nbf and issuer/audience claims. */
-export function verifyJwt(token: string, keys: JwtKeys, nowSec: number): JwtResult {
-  const parts = token.split('.');
-  if (parts.length !== 3 || !parts.every((s) => B64URL.test(s))) return { ok: false, reason: 'malformed token' };
-  const [h, p, s] = parts;
-  const header = decodeJson(h);
-  const claims = decodeJson(p);
-  if (!header || !claims) return { ok: false, reason: 'malformed token' };
-  const alg = header.alg;
+/** Verify a compact JWS (HS256 / RS256 / ES256) with jose: signature, exp (required), nbf, issuer and audience. */
+export async function verifyJwt(token: string, keys: JwtKeys, nowSec: number): Promise<JwtResult> {
+  if (!COMPACT.test(token)) return { ok: false, reason: 'malformed token' };
+  let alg: unknown;
+  try {
+    alg = decodeProtectedHeader(token).alg;
+  } catch {
+    return { ok: false, reason: 'malformed token' };
+  }
   const k = prepare(keys);
-  const signed = Buffer.from(`${h}.${p}`, 'ascii');
-  const sig = Buffer.from(s, 'base64url');
-  let valid: boolean;
-  if (alg === 'HS256' && k.hmac) {
-    const expected = createHmac('sha256', k.hmac).update(signed).digest();
-    valid = sig.length === expected.length && timingSafeEqual(sig, expected);
-  } else if (alg === 'RS256' && k.publicAlg === 'RS256') {
-    valid = verify('sha256', signed, k.publicKey!, sig);
-  } else if (alg === 'ES256' && k.publicAlg === 'ES256') {
-    // JWS carries ECDSA signatures as raw r||s, not DER.
-    valid = sig.length === 64 && verify('sha256', signed, { key: k.publicKey!, dsaEncoding: 'ieee-p1363' }, sig);
-  } else {
-    return { ok: false, reason: `algorithm ${JSON.stringify(alg)} is not accepted` };
+  const key = k.get(alg as Alg);
+  if (!key) return { ok: false, reason: `algorithm ${JSON.stringify(alg)} is not accepted` };
+  try {
+    const { payload } = await jwtVerify(token, key, {
+      algorithms: [alg as Alg],
+      // A token without exp would be valid forever once leaked: exp is required.
+      requiredClaims: ['exp'],
+      issuer: keys.issuer,
+      audience: keys.audience,
+      clockTolerance: keys.clockToleranceSec ?? 0,
+      currentDate: new Date(nowSec * 1000),
+    });
+    return { ok: true, claims: payload as JWTPayload & Record<string, unknown> };
+  } catch (e) {
+    if (e instanceof errors.JWTExpired) return { ok: false, reason: 'token expired' };
+    if (e instanceof errors.JWTClaimValidationFailed) return { ok: false, reason: claimReason(e) };
+    if (e instanceof errors.JWSSignatureVerificationFailed) return { ok: false, reason: 'invalid signature' };
+    if (e instanceof errors.JOSEError) return { ok: false, reason: 'malformed token' };
+    throw e;
   }
-  if (!valid) return { ok: false, reason: 'invalid signature' };
-
-  const tolerance = keys.clockToleranceSec ?? 0;
-  // A token without exp would be valid forever once leaked: exp is required.
-  if (claims.exp === undefined) return { ok: false, reason: 'token has no exp claim (expiry is required)' };
-  if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) return { ok: false, reason: 'malformed exp claim' };
-  if (nowSec >= claims.exp + tolerance) return { ok: false, reason: 'token expired' };
-  if (claims.nbf !== undefined) {
-    if (typeof claims.nbf !== 'number') return { ok: false, reason: 'malformed nbf claim' };
-    if (nowSec < claims.nbf - tolerance) return { ok: false, reason: 'token not yet valid' };
-  }
-  if (keys.issuer !== undefined && claims.iss !== keys.issuer) return { ok: false, reason: 'wrong issuer' };
-  if (keys.audience !== undefined) {
-    const aud = claims.aud;
-    const auds = Array.isArray(aud) ? aud : [aud];
-    if (!auds.includes(keys.audience)) return { ok: false, reason: 'wrong audience' };
-  }
-  return { ok: true, claims };
 }

@@ -7,6 +7,8 @@ export type StripeClient = Stripe;
 /**
  * The official SDK at its pinned API version. It never retries by itself: failed calls go
  * back to the outbox, which retries with the same idempotency key and a recorded backoff.
+ * The SDK's retries are not equivalent: they skip 429 without stripe-should-retry, bypass
+ * our rate pacing, and sleep on real timers the tests cannot drive.
  * Loaded lazily so commands that never talk to Stripe do not pay for the SDK.
  */
 export async function createStripeClient(config: StripeConfig): Promise<Stripe> {

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import pLimit from 'p-limit';
 
 /**
  * Runs calls with at most `concurrency` in flight and starts spaced at least 1/perSecond
@@ -6,34 +7,21 @@ import { performance } from 'node:perf_hooks';
  * (Pacing uses a monotonic timer; no business time is read here.)
  */
 export function createLimiter(opts: { concurrency: number; perSecond: number }): <T>(fn: () => Promise<T>) => Promise<T> {
-  const concurrency = Math.max(1, Math.floor(opts.concurrency));
+  const limit = pLimit(Math.max(1, Math.floor(opts.concurrency)));
   const spacing = opts.perSecond > 0 ? 1000 / opts.perSecond : 0;
-  let active = 0;
   let nextStart = 0;
-  const waiting: Array<() => void> = [];
-
-  const acquire = async () => {
-    // A released slot is handed straight to the next waiter, so `active` never overshoots.
-    if (active >= concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
-    else active++;
+  // Runs inside a slot: a call takes its start time only once it may run.
+  const pace = async () => {
     const t = performance.now();
     const startAt = Math.max(t, nextStart);
     nextStart = startAt + spacing;
     if (startAt > t) await new Promise((r) => setTimeout(r, startAt - t));
   };
-  const release = () => {
-    const next = waiting.shift();
-    if (next) next();
-    else active--;
-  };
-  return async <T>(fn: () => Promise<T>) => {
-    await acquire();
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  };
+  return <T>(fn: () => Promise<T>) =>
+    limit(async () => {
+      await pace();
+      return fn();
+    });
 }
 
 /** Run fn on every item and wait for all of them, then rethrow the first failure (none left running). */

@@ -25,5 +25,5 @@ export async function healthRoute(ctx: RouteContext): Promise<Reply> {
 
 /** GET /metrics: Prometheus text format. */
 export async function metricsRoute(ctx: RouteContext): Promise<Reply> {
-  return { status: 200, text: ctx.metrics.render(), contentType: 'text/plain; version=0.0.4; charset=utf-8' };
+  return { status: 200, text: await ctx.metrics.render(), contentType: ctx.metrics.contentType };
 }
