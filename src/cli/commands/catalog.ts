@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { CatalogChange } from '../../catalog/apply.js';
 import type { PlanFeature, Pricing } from '../../domain/catalog.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printErr, printJson, printLine } from '../output.js';
+import { printErr, printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 function describeChange(c: CatalogChange): string {
   if (c.action === 'new_version') return `new version ${c.version}`;

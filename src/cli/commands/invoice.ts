@@ -3,7 +3,8 @@ import { BillingError } from '../../domain/errors.js';
 import { displayInstant } from '../../domain/period.js';
 import type { Invoice, InvoiceStatus, InvoiceSummary } from '../../invoice/types.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 const day = (t: number) => displayInstant(t).replace(/T.*/, '');
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { buildContext, withDb, type CliContext } from '../context.js';
-import { formatTable, printErr, printJson, printLine } from '../output.js';
+import { printErr, printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 // The Stripe SDK is loaded by the core modules imported inside each action, never here.
 

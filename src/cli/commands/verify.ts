@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { EXIT } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   program
