@@ -85,8 +85,8 @@ export async function mergeNewEventsPg(
           'WHERE NOT EXISTS (SELECT 1 FROM usage_unique_values u WHERE u.tenant_id = dg.tenant_id AND u.feature_key = dg.feature_key AND u.period_start = dg.period_start)), ' +
           'vals AS (INSERT INTO usage_unique_values (tenant_id, feature_key, period_start, value) SELECT DISTINCT tenant_id, feature_key, period_start, v ' +
           // The new values, less those their set already holds: an index probe skips them for
-          // less than the insert's own conflict check (27 -> 24 ms for 10,000 events). Not the
-          // values filling a missing set, which has none (a probe each cost 253 -> 176 ms).
+          // less than the insert's own conflict check. Not the values filling a missing set,
+          // which has none, so a probe each would only cost (docs/performance-results.md).
           'FROM (SELECT tenant_id, feature_key, period_start, v FROM d WHERE v IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_unique_values u ' +
           'WHERE u.tenant_id = d.tenant_id AND u.feature_key = d.feature_key AND u.period_start = d.period_start AND u.value = d.v) ' +
           'UNION ALL SELECT l.tenant_id, l.feature_key, l.period_start, o.v FROM lack l ' +
