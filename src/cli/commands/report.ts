@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { oneOf } from '../options.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { reportCsv, reportTable } from '../../ui/report.js';
@@ -20,9 +21,7 @@ export function register(program: Command): void {
     .option('--format <format>', 'table | json | csv (--json is --format json)')
     .action(async (flags: ReportFlags, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { BillingError } = await import('../../domain/errors.js');
-      const format = flags.format ?? (ctx.json ? 'json' : 'table');
-      if (!FORMATS.includes(format)) throw new BillingError('usage', `--format "${format}" is not one of ${FORMATS.join(', ')}`);
+      const format = oneOf(flags.format ?? (ctx.json ? 'json' : 'table'), '--format', FORMATS);
       const { buildReport } = await import('../../report/report.js');
       const reports = await withDb(ctx, (db) => buildReport(db, { now: ctx.now, tenantId: flags.tenant, period: flags.period }));
       if (format === 'json') printJson(reports);

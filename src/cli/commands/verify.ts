@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { EXIT } from '../../domain/errors.js';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { formatTable } from '../../ui/table.js';
@@ -20,7 +20,7 @@ export function register(program: Command): void {
         const stripe = await verifyAgainstStripe(db, stripeConfigFromEnv(ctx.env));
         return { ...local, ok: local.ok && stripe.drift.length === 0, stripe };
       });
-      if (!r.ok) process.exitCode = EXIT.failure;
+      if (!r.ok) process.exitCode = ExitCode.Failure;
       if (ctx.json) {
         printJson(r);
         return;
