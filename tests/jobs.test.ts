@@ -40,7 +40,7 @@ describeEachDb('job locks', (t) => {
       return { inner, other };
     });
     expect(outer.acquired).toBe(true);
-    if (!outer.acquired) return;
+    if (!outer.acquired) throw new Error('the first holder did not get the lock');
     expect(outer.value.inner.acquired).toBe(false);
     expect(outer.value.other).toEqual({ acquired: true, value: 'other job ran' });
     expect(await withJobLock(db, 'overage', { ...opts, owner: 'b' }, async () => 'later')).toEqual({ acquired: true, value: 'later' });

@@ -54,14 +54,19 @@ describe('fake stripe: idempotency', () => {
 
   it('answers 409 idempotency_key_in_use while the first request still executes, then replays', async () => {
     fake = await FakeStripe.start();
-    fake.inject({ path: '/v1/customers', fault: { kind: 'delay', ms: 600 } });
+    let release!: () => void;
+    let saved!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const executed = new Promise<void>((r) => (saved = r));
+    fake.inject({ path: '/v1/customers', fault: { kind: 'hold', until: released, onSaved: saved } });
     const s = sdk(fake, 200);
     const first = await stripeError(s.customers.create({ name: 'Slow' }, { idempotencyKey: 'k3' }));
     expect(first.type).toBe('StripeConnectionError');
     const busy = await stripeError(s.customers.create({ name: 'Slow' }, { idempotencyKey: 'k3' }));
     expect(busy.statusCode).toBe(409);
     expect(busy.code).toBe('idempotency_key_in_use');
-    await new Promise((r) => setTimeout(r, 600));
+    release();
+    await executed;
     const done = await s.customers.create({ name: 'Slow' }, { idempotencyKey: 'k3' });
     expect(done.lastResponse.headers['idempotent-replayed']).toBe('true');
     expect(fake.customers()).toHaveLength(1);

@@ -1,32 +1,17 @@
 import Stripe from 'stripe';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
-import { FakeStripe } from './support/fake-stripe.js';
-import { HOUR, SCENARIO, T0, mirrorProblems, seedMeteredUsage, seedOpenInvoice, seedScenario, seedTenant } from './support/stripe-scenario.js';
-import type { StripeConfig } from '../src/stripe/config.js';
-import { stripeRetry, stripeSync, type SyncOptions } from '../src/stripe/sync.js';
+import { HOUR, SCENARIO, T0, mirrorProblems, seedMeteredUsage, seedOpenInvoice, seedScenario, seedTenant, useFakeStripe } from './support/stripe-scenario.js';
+import { stripeRetry, stripeSync } from '../src/stripe/sync.js';
 
 // Recovery once Stripe has forgotten an idempotency key: a search result is only taken
 // when its metadata says it is ours, whatever the server answers.
 
-let fake: FakeStripe;
-beforeEach(async () => {
-  fake = await FakeStripe.start({ now: T0 });
-});
-afterEach(async () => {
-  await fake.close();
-});
-
-function config(overrides: Partial<StripeConfig> = {}): StripeConfig {
-  return { secretKey: 'sk_test_fake', apiBase: fake.url, webhookSecret: null, timeoutMs: 2000, concurrency: 4, maxRequestsPerSecond: 0, ...overrides };
-}
-
-function syncOpts(now: number, extra: Partial<SyncOptions> = {}): SyncOptions {
-  return { now, actor: 'test', stripe: config(), random: () => 0.5, sleep: async () => {}, ...extra };
-}
+const world = useFakeStripe();
+const { syncOpts } = world;
 
 function sdk(): Stripe {
-  const u = new URL(fake.url);
+  const u = new URL(world.fake.url);
   return new Stripe('sk_test_fake', { host: u.hostname, port: Number(u.port), protocol: 'http', maxNetworkRetries: 0 });
 }
 
@@ -42,19 +27,19 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     const tenants = ['t1', 't2', 't3', 't4', 't5'];
     for (const id of tenants) await seedTenant(db.knex, id, 'USD', `sub_${id}`);
     // Every create is cut off before Stripe sees it; the rows wait with their first attempt noted.
-    fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset' } });
+    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset' } });
     const first = await stripeSync(db, syncOpts(T0));
-    fake.clearFaults();
+    world.fake.clearFaults();
     expect(first.retryLater).toBe(5);
-    expect(fake.customers()).toHaveLength(0);
+    expect(world.fake.customers()).toHaveLength(0);
 
-    fake.setNow(LATER);
+    world.fake.setNow(LATER);
     const stranger = { id: 'cus_stranger', object: 'customer', metadata: { tenant_id: 'stranger' } };
-    fake.inject({ method: 'GET', path: '/v1/customers/search', times: 5, fault: { kind: 'canned', body: searchResult('/v1/customers/search', [stranger]) } });
+    world.fake.inject({ method: 'GET', path: '/v1/customers/search', times: 5, fault: { kind: 'canned', body: searchResult('/v1/customers/search', [stranger]) } });
     const r = await stripeSync(db, syncOpts(LATER));
     expect(r.errors).toEqual([]);
-    expect(fake.requests.filter((q) => q.path === '/v1/customers/search')).toHaveLength(5);
-    const customers = fake.customers();
+    expect(world.fake.requests.filter((q) => q.path === '/v1/customers/search')).toHaveLength(5);
+    const customers = world.fake.customers();
     expect(customers.map((c) => c.metadata.tenant_id).sort()).toEqual(tenants);
     for (const row of await db.knex('tenants').orderBy('id')) {
       expect(row.stripe_customer_id).toBe(customers.find((c) => c.metadata.tenant_id === row.id)!.id);
@@ -66,22 +51,22 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     await seedTenant(db.knex, 'acme', 'USD', 'sub_acme');
     await seedTenant(db.knex, 'tokyo', 'JPY', 'sub_tokyo');
     // acme's customer is created but the answer is lost; tokyo's create never reaches Stripe.
-    fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset', after: 'process' } });
+    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset', after: 'process' } });
     await stripeSync(db, syncOpts(T0, { tenantId: 'acme' }));
-    fake.clearFaults();
-    fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset' } });
+    world.fake.clearFaults();
+    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset' } });
     await stripeSync(db, syncOpts(T0, { tenantId: 'tokyo' }));
-    fake.clearFaults();
-    const acmeCopy = fake.customerByMetadata('tenant_id', 'acme')!;
-    expect(fake.customers()).toHaveLength(1);
+    world.fake.clearFaults();
+    const acmeCopy = world.fake.customerByMetadata('tenant_id', 'acme')!;
+    expect(world.fake.customers()).toHaveLength(1);
 
-    fake.setNow(LATER);
+    world.fake.setNow(LATER);
     const stranger = { id: 'cus_stranger', object: 'customer', metadata: { tenant_id: 'stranger' } };
-    fake.inject({ method: 'GET', path: '/v1/customers/search', fault: { kind: 'canned', body: searchResult('/v1/customers/search', [stranger, acmeCopy]) } });
+    world.fake.inject({ method: 'GET', path: '/v1/customers/search', fault: { kind: 'canned', body: searchResult('/v1/customers/search', [stranger, acmeCopy]) } });
     const acme = await stripeSync(db, syncOpts(LATER, { tenantId: 'acme' }));
     expect(acme.errors).toEqual([]);
     expect((await db.knex('tenants').where({ id: 'acme' }).first()).stripe_customer_id).toBe(acmeCopy.id);
-    expect(fake.customers()).toHaveLength(1);
+    expect(world.fake.customers()).toHaveLength(1);
 
     // Someone made two customers for tokyo by hand meanwhile: which one is billing's is unknowable.
     const a = await sdk().customers.create({ metadata: { tenant_id: 'tokyo' } });
@@ -93,7 +78,7 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     expect(tokyo.errors[0].message).toContain(a.id);
     expect(tokyo.errors[0].message).toContain(b.id);
     expect((await db.knex('tenants').where({ id: 'tokyo' }).first()).stripe_customer_id).toBeNull();
-    expect(fake.customers()).toHaveLength(3);
+    expect(world.fake.customers()).toHaveLength(3);
   });
 
   it('creates the invoice anew when the search answers with another tenant\'s invoice of the same local id', async () => {
@@ -101,29 +86,29 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     const inv = SCENARIO[0];
     await seedTenant(db.knex, inv.tenantId, inv.currency, inv.subscriptionId);
     await seedOpenInvoice(db.knex, inv);
-    fake.inject({ method: 'POST', path: '/v1/invoices', times: 100, fault: { kind: 'reset' } });
+    world.fake.inject({ method: 'POST', path: '/v1/invoices', times: 100, fault: { kind: 'reset' } });
     const first = await stripeSync(db, syncOpts(T0));
-    fake.clearFaults();
+    world.fake.clearFaults();
     expect(first.retryLater).toBe(1);
 
-    fake.setNow(LATER);
+    world.fake.setNow(LATER);
     const foreign = { id: 'in_foreign', object: 'invoice', status: 'draft', metadata: { tenant_id: 'tokyo', billing_invoice_id: inv.id } };
-    fake.inject({ method: 'GET', path: '/v1/invoices/search', fault: { kind: 'canned', body: searchResult('/v1/invoices/search', [foreign]) } });
+    world.fake.inject({ method: 'GET', path: '/v1/invoices/search', fault: { kind: 'canned', body: searchResult('/v1/invoices/search', [foreign]) } });
     const r = await stripeSync(db, syncOpts(LATER));
     expect(r.errors).toEqual([]);
-    expect(fake.requests.some((q) => q.path === '/v1/invoices/search')).toBe(true);
+    expect(world.fake.requests.some((q) => q.path === '/v1/invoices/search')).toBe(true);
     const mapped = await db.knex('stripe_invoices').where({ tenant_id: inv.tenantId, invoice_id: inv.id }).first();
     expect(mapped.stripe_invoice_id).not.toBe('in_foreign');
-    expect(await mirrorProblems(fake, db.knex, { status: 'paid', invoices: [inv] })).toEqual([]);
+    expect(await mirrorProblems(world.fake, db.knex, { status: 'paid', invoices: [inv] })).toEqual([]);
   });
 
   it('re-drives an ambiguous row with `stripe retry` once the duplicate is gone', async () => {
     const { db } = t();
     await seedScenario(db.knex);
-    fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset' } });
+    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset' } });
     await stripeSync(db, syncOpts(T0, { tenantId: 'acme' }));
-    fake.clearFaults();
-    fake.setNow(LATER);
+    world.fake.clearFaults();
+    world.fake.setNow(LATER);
     const a = await sdk().customers.create({ metadata: { tenant_id: 'acme' } });
     await sdk().customers.create({ metadata: { tenant_id: 'acme' } });
     const r = await stripeSync(db, syncOpts(LATER, { tenantId: 'acme' }));
@@ -132,23 +117,23 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     const again = await stripeRetry(db, syncOpts(LATER + HOUR, { tenantId: 'acme' }));
     expect(again.errors).toEqual([]);
     expect(again.sent.customer).toBe(1);
-    expect(fake.customers()).toHaveLength(1);
-    expect((await db.knex('tenants').where({ id: 'acme' }).first()).stripe_customer_id).toBe(fake.customers()[0].id);
+    expect(world.fake.customers()).toHaveLength(1);
+    expect((await db.knex('tenants').where({ id: 'acme' }).first()).stripe_customer_id).toBe(world.fake.customers()[0].id);
   });
 
   it('re-sends a meter event Stripe only ever refused, even past 24 h (nothing was recorded)', async () => {
     const { db } = t();
     await seedTenant(db.knex, 'acme', 'USD', 'sub_acme');
     await seedMeteredUsage(db.knex, [{ tenantId: 'acme', eventId: 'ev-1', quantity: '5', occurredAt: T0 - HOUR }]);
-    fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 1000, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'No active meter found' } });
+    world.fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 1000, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'No active meter found' } });
     const first = await stripeSync(db, syncOpts(T0));
     expect(first.errors.map((e) => [e.kind, e.outcome])).toEqual([['meter_event', 'failed']]);
-    fake.clearFaults();
-    fake.setNow(LATER);
+    world.fake.clearFaults();
+    world.fake.setNow(LATER);
     const again = await stripeRetry(db, syncOpts(LATER));
     expect(again.errors).toEqual([]);
     expect(again.sent).toEqual({ meter_event: 1 });
-    expect(fake.meterEvents()).toHaveLength(1);
+    expect(world.fake.meterEvents()).toHaveLength(1);
     const row = await db.knex('stripe_outbox').where({ tenant_id: 'acme', kind: 'meter_event' }).first();
     expect(Number(row.first_attempt_at)).toBe(LATER); // the key's window restarted with the re-send
   });

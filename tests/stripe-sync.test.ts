@@ -1,33 +1,19 @@
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
-import { FakeStripe, type FaultRule } from './support/fake-stripe.js';
-import { HOUR, T0, mirrorProblems, seedScenario } from './support/stripe-scenario.js';
+import type { FaultRule } from './support/fake-stripe.js';
+import { HOUR, T0, mirrorProblems, seedScenario, useFakeStripe } from './support/stripe-scenario.js';
 import type { Db } from '../src/storage/db.js';
-import type { StripeConfig } from '../src/stripe/config.js';
-import { stripeRetry, stripeStatus, stripeSync, type SyncOptions } from '../src/stripe/sync.js';
+import { stripeRetry, stripeStatus, stripeSync } from '../src/stripe/sync.js';
 import { backoffMs } from '../src/stripe/outbox.js';
 import { runDunning } from '../src/stripe/dunning.js';
 import { voidInvoice } from '../src/invoice/lifecycle.js';
 
-let fake: FakeStripe;
-beforeEach(async () => {
-  fake = await FakeStripe.start({ now: T0 });
-});
-afterEach(async () => {
-  await fake.close();
-});
-
-function config(overrides: Partial<StripeConfig> = {}): StripeConfig {
-  return { secretKey: 'sk_test_fake', apiBase: fake.url, webhookSecret: null, timeoutMs: 2000, concurrency: 4, maxRequestsPerSecond: 0, ...overrides };
-}
-
-function syncOpts<T extends Partial<SyncOptions>>(now: number, extra: T = {} as T): SyncOptions & T {
-  return { now, actor: 'test', stripe: config(), random: () => 0.5, sleep: async () => {}, ...extra };
-}
+const world = useFakeStripe();
+const { config, syncOpts } = world;
 
 /** Stripe holds exactly one customer per tenant and exactly each invoice's items, once. */
 async function expectMirrored(db: Db, opts: { paid: boolean }) {
-  expect(await mirrorProblems(fake, db.knex, { status: opts.paid ? 'paid' : 'open' })).toEqual([]);
+  expect(await mirrorProblems(world.fake, db.knex, { status: opts.paid ? 'paid' : 'open' })).toEqual([]);
 }
 
 /** Sync (and retry refused rows) with the clock moving on, until nothing is left to send. */
@@ -55,17 +41,17 @@ describeEachDb('stripe sync', (t) => {
     expect(r.paid).toBe(3);
     await expectMirrored(db, { paid: true });
 
-    const created = fake.requests.filter((q) => q.method === 'POST' && q.path === '/v1/invoices');
+    const created = world.fake.requests.filter((q) => q.method === 'POST' && q.path === '/v1/invoices');
     for (const q of created) expect(q.params).toMatchObject({ auto_advance: 'false', collection_method: 'charge_automatically', pending_invoice_items_behavior: 'exclude' });
     const local = await db.knex('invoices').where({ id: 'in_tokyo_2026_02' }).first();
     expect(local.payment_ref).toMatch(/^in_/);
 
     // A rerun finds nothing to do and sends nothing.
-    const before = fake.requests.length;
+    const before = world.fake.requests.length;
     const again = await stripeSync(db, syncOpts(T0 + HOUR));
     expect(again.queued.rows).toBe(0);
     expect(again.sent).toEqual({});
-    expect(fake.requests.length).toBe(before);
+    expect(world.fake.requests.length).toBe(before);
     const audit = await db.knex('audit_log').where({ entity: 'stripe', action: 'invoice.finalized' });
     expect(audit).toHaveLength(3);
   });
@@ -85,7 +71,7 @@ describeEachDb('stripe sync', (t) => {
     it(`converges to exactly one copy under: ${name}`, async () => {
       const { db } = t();
       await seedScenario(db.knex);
-      for (const rule of rules) fake.inject(rule);
+      for (const rule of rules) world.fake.inject(rule);
       await syncUntilDone(db, T0);
       await expectMirrored(db, { paid: true });
     });
@@ -114,11 +100,11 @@ describeEachDb('stripe sync', (t) => {
   it('records backoff with jitter, gives up after --max-attempts, and revives dead rows on request', async () => {
     const { db } = t();
     await seedScenario(db.knex);
-    fake.inject({ method: 'POST', path: '/v1/customers', times: 1000, fault: { kind: 'status', status: 500 } });
+    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 1000, fault: { kind: 'status', status: 500 } });
     const r = await stripeSync(db, syncOpts(T0, { maxAttempts: 4, tenantId: 'acme' }));
     // One attempt per run: the call plus two quick in-run retries, then the recorded backoff.
     expect(r.retryLater).toBe(1);
-    expect(fake.requests.filter((q) => q.path === '/v1/customers')).toHaveLength(3);
+    expect(world.fake.requests.filter((q) => q.path === '/v1/customers')).toHaveLength(3);
     const row = await db.knex('stripe_outbox').where({ tenant_id: 'acme', kind: 'customer' }).first();
     expect(Number(row.attempts)).toBe(1);
     expect(Number(row.next_attempt_at)).toBe(T0 + backoffMs(1, () => 0.5));
@@ -129,7 +115,7 @@ describeEachDb('stripe sync', (t) => {
     // Not due yet: nothing is sent.
     const early = await stripeSync(db, syncOpts(T0 + 30_000, { maxAttempts: 4, tenantId: 'acme' }));
     expect(early.errors).toEqual([]);
-    expect(fake.requests.filter((q) => q.path === '/v1/customers')).toHaveLength(3);
+    expect(world.fake.requests.filter((q) => q.path === '/v1/customers')).toHaveLength(3);
     for (const h of [1, 2]) {
       const mid = await stripeSync(db, syncOpts(T0 + h * HOUR, { maxAttempts: 4, tenantId: 'acme' }));
       expect(mid.retryLater).toBe(1);
@@ -140,26 +126,26 @@ describeEachDb('stripe sync', (t) => {
     expect(status.counts.dead).toBe(1);
     expect(status.rows.find((x) => x.kind === 'customer')).toMatchObject({ status: 'dead', attempts: 4 });
 
-    fake.clearFaults();
+    world.fake.clearFaults();
     const plain = await stripeRetry(db, syncOpts(T0 + 4 * HOUR, { tenantId: 'acme' }));
     expect(plain.requeued).toBe(0); // dead rows stay dead unless asked
     const revived = await stripeRetry(db, syncOpts(T0 + 4 * HOUR, { tenantId: 'acme', includeDead: true }));
     expect(revived.requeued).toBe(1);
     expect(revived.sent.customer).toBe(1);
     expect(revived.sent.invoice_pay).toBe(1);
-    expect(fake.customers()).toHaveLength(1);
+    expect(world.fake.customers()).toHaveLength(1);
   });
 
   it('marks a refused call failed with Stripe\'s message and does not send what depends on it', async () => {
     const { db } = t();
     await seedScenario(db.knex);
-    fake.inject({ method: 'POST', path: '/v1/invoices', times: 1, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'Invalid currency: xyz' } });
+    world.fake.inject({ method: 'POST', path: '/v1/invoices', times: 1, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'Invalid currency: xyz' } });
     const r = await stripeSync(db, syncOpts(T0));
     expect(r.failed).toBe(1);
     expect(r.errors[0]).toMatchObject({ kind: 'invoice', outcome: 'failed', message: '400: Invalid currency: xyz' });
     expect(r.blocked).toBeGreaterThan(0);
     const failedInvoice = r.errors[0].ref;
-    expect(fake.invoiceItems().filter((ii) => ii.metadata.billing_invoice_id === failedInvoice)).toHaveLength(0);
+    expect(world.fake.invoiceItems().filter((ii) => ii.metadata.billing_invoice_id === failedInvoice)).toHaveLength(0);
     const again = await stripeRetry(db, syncOpts(T0 + HOUR));
     expect(again.requeued).toBe(1);
     await expectMirrored(db, { paid: true });
@@ -168,13 +154,13 @@ describeEachDb('stripe sync', (t) => {
   it('voids the Stripe copy of an invoice voided here (and deletes a draft that never got finalized)', async () => {
     const { db } = t();
     await seedScenario(db.knex);
-    fake.defaultPaymentOutcome = 'decline';
+    world.fake.defaultPaymentOutcome = 'decline';
     // tokyo's items are refused, so its Stripe invoice stays a draft.
-    fake.inject({ method: 'POST', path: '/v1/invoiceitems', times: 100, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'Amount too small' } });
+    world.fake.inject({ method: 'POST', path: '/v1/invoiceitems', times: 100, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'Amount too small' } });
     await stripeSync(db, syncOpts(T0, { tenantId: 'tokyo' }));
-    fake.clearFaults();
+    world.fake.clearFaults();
     await stripeSync(db, syncOpts(T0, { tenantId: 'acme' }));
-    expect(fake.invoices().map((i) => [i.metadata.tenant_id, i.status]).sort()).toEqual([['acme', 'open'], ['tokyo', 'draft']]);
+    expect(world.fake.invoices().map((i) => [i.metadata.tenant_id, i.status]).sort()).toEqual([['acme', 'open'], ['tokyo', 'draft']]);
     for (const id of ['in_acme_2026_02', 'in_tokyo_2026_02']) {
       await voidInvoice(db, id, { now: T0 + HOUR, actor: 'test', reason: 'reissued with corrected usage' });
     }
@@ -185,8 +171,8 @@ describeEachDb('stripe sync', (t) => {
     ]);
     const r = await stripeSync(db, syncOpts(T0 + HOUR));
     expect(r.sent.invoice_void).toBe(2);
-    expect(fake.invoices().filter((i) => ['acme', 'tokyo'].includes(i.metadata.tenant_id)).map((i) => i.status)).toEqual(['void']);
-    expect(fake.invoiceItems().filter((ii) => ii.metadata.tenant_id === 'tokyo')).toEqual([]);
+    expect(world.fake.invoices().filter((i) => ['acme', 'tokyo'].includes(i.metadata.tenant_id)).map((i) => i.status)).toEqual(['void']);
+    expect(world.fake.invoiceItems().filter((ii) => ii.metadata.tenant_id === 'tokyo')).toEqual([]);
     const tokyoRows = await db.knex('stripe_outbox').where({ tenant_id: 'tokyo' }).whereNot('kind', 'customer').orderBy('kind');
     expect(tokyoRows.map((x) => [x.kind, x.status])).toEqual([
       ['invoice', 'sent'], ['invoice_finalize', 'dead'], ['invoice_item', 'failed'], ['invoice_item', 'failed'], ['invoice_pay', 'sent'], ['invoice_void', 'sent'],
@@ -203,7 +189,7 @@ describeEachDb('stripe sync', (t) => {
     const { db } = t();
     await seedScenario(db.knex);
     const r = await stripeSync(db, { now: T0, actor: 'test', dryRun: true, stripe: { ...config(), secretKey: null } });
-    expect(fake.requests).toHaveLength(0);
+    expect(world.fake.requests).toHaveLength(0);
     expect(Number((await db.knex('stripe_outbox').count({ n: '*' }).first())!.n)).toBe(0);
     expect(r.planned.map((c) => c.kind)).toEqual([
       'customer', 'customer', 'customer', 'invoice', 'invoice', 'invoice',
@@ -223,17 +209,17 @@ describeEachDb('stripe sync', (t) => {
     const { db } = t();
     await seedScenario(db.knex);
     // The customer for acme is created, but the answer never arrives (crash-like).
-    fake.inject({ method: 'POST', path: '/v1/customers', times: 3, fault: { kind: 'hang', after: 'process' } });
+    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 3, fault: { kind: 'hang', after: 'process' } });
     const r = await stripeSync(db, syncOpts(T0, { tenantId: 'acme', stripe: config({ timeoutMs: 300 }) }));
     expect(r.retryLater).toBe(1);
-    expect(fake.customers()).toHaveLength(1);
+    expect(world.fake.customers()).toHaveLength(1);
     // Two days later the key is gone at Stripe: the customer is found by metadata, not created again.
-    fake.setNow(T0 + 48 * HOUR);
+    world.fake.setNow(T0 + 48 * HOUR);
     const later = await stripeSync(db, syncOpts(T0 + 48 * HOUR, { tenantId: 'acme' }));
     expect(later.errors).toEqual([]);
-    expect(fake.customers()).toHaveLength(1);
-    expect(fake.requests.some((q) => q.path === '/v1/customers/search')).toBe(true);
+    expect(world.fake.customers()).toHaveLength(1);
+    expect(world.fake.requests.some((q) => q.path === '/v1/customers/search')).toBe(true);
     const tenant = await db.knex('tenants').where({ id: 'acme' }).first();
-    expect(tenant.stripe_customer_id).toBe(fake.customers()[0].id);
+    expect(tenant.stripe_customer_id).toBe(world.fake.customers()[0].id);
   });
 });

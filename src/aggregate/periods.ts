@@ -1,16 +1,6 @@
-import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
-import type { Instant, Period } from '../domain/period.js';
-import { listSubscriptions, type Subscription } from '../subscriptions/repository.js';
+import type { Instant } from '../domain/period.js';
 import { TenantTimeline, type Window } from './windows.js';
-
-type Q = Knex | Knex.Transaction;
-
-/** The usage window of a tenant that contains instant t, and the subscription it belongs to. */
-export async function tenantPeriodAt(q: Q, tenantId: string, t: Instant): Promise<{ period: Period; subscription: Subscription | null }> {
-  const w = new TenantTimeline(await listSubscriptions(q, tenantId)).windowAt(t);
-  return { period: { start: w.start, end: w.end }, subscription: w.subscription };
-}
 
 /** `current`, `previous`, or a month `YYYY-MM`. */
 export type PeriodSpec = string;

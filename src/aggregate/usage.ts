@@ -88,8 +88,8 @@ export type UsageByWindow = Map<number, Map<string, string>>;
 const GROUPS_PER_QUERY = 1000;
 
 /**
- * A statement per group costs ~1.3 ms on PostgreSQL, reading a group's events ~5 µs each
- * (measured on the aggregate bench's data): below this many summarized events per group, one
+ * A statement per group costs far more than reading one event (figures from the aggregate
+ * bench in docs/performance-results.md): below this many summarized events per group, one
  * read of every event of the tenant's windows is cheaper.
  */
 const FAST_MIN_EVENTS_PER_GROUP = 500;

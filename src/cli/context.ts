@@ -7,7 +7,15 @@ import { resolveDbUrl } from '../storage/url.js';
 /** What every command gets: resolved once here, so the core never reads env or clock. */
 export interface CliContext {
   dbUrl: string;
+  /** --db, BILLING_DATABASE_URL or DATABASE_URL was given (not the default database). */
+  dbExplicit: boolean;
   now: Instant;
+  /** The instant --now / BILLING_NOW pinned, or undefined when the clock is the real one. */
+  pinnedNow: Instant | undefined;
+  /** `now` for long-running commands: the pinned instant, else the real clock read at each call. */
+  clock: () => Instant;
+  /** The real clock, even under --now (e.g. how long ago a job last ran). */
+  wallClock: () => number;
   json: boolean;
   debug: boolean;
   /** Actor written to the audit log. */
@@ -15,6 +23,8 @@ export interface CliContext {
   /** BILLING_BACKFILL_DAYS: how far before its tenant's creation an event may lie. */
   backfillDays: number | undefined;
   env: NodeJS.ProcessEnv;
+  /** INVOICE_DUE_DAYS, checked when an invoice command asks for it (undefined: the core's default). */
+  invoiceDueDays(): number | undefined;
   openDb(policy?: MigrationPolicy): Promise<Db>;
 }
 
@@ -25,12 +35,25 @@ export interface GlobalOptions {
   debug?: boolean;
 }
 
-export function resolveNow(flag: string | undefined, env: NodeJS.ProcessEnv, clock: () => number): Instant {
+/** The instant --now / BILLING_NOW pins the clock to, or undefined for the real clock. */
+export function resolvePinnedNow(flag: string | undefined, env: NodeJS.ProcessEnv): Instant | undefined {
   const raw = flag ?? env.BILLING_NOW;
-  if (raw === undefined || raw === '') return clock();
+  if (raw === undefined || raw === '') return undefined;
   const t = parseInstant(raw);
   if (t === null) throw new BillingError('usage', `--now / BILLING_NOW "${raw}" is not an ISO 8601 instant`);
   return t;
+}
+
+export function resolveNow(flag: string | undefined, env: NodeJS.ProcessEnv, clock: () => number): Instant {
+  return resolvePinnedNow(flag, env) ?? clock();
+}
+
+/** INVOICE_DUE_DAYS (DESIGN.md §8); undefined lets the core apply its default of 7. */
+export function resolveDueDays(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env.INVOICE_DUE_DAYS;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d+$/.test(raw.trim())) throw new BillingError('usage', `INVOICE_DUE_DAYS "${raw}" must be a whole number of days`);
+  return Number(raw.trim());
 }
 
 export function resolveBackfillDays(env: NodeJS.ProcessEnv): number | undefined {
@@ -43,14 +66,20 @@ export function resolveBackfillDays(env: NodeJS.ProcessEnv): number | undefined 
 export function buildContext(cmd: Command, env: NodeJS.ProcessEnv = process.env): CliContext {
   const opts = cmd.optsWithGlobals() as GlobalOptions;
   const dbUrl = resolveDbUrl(opts.db, env);
+  const pinnedNow = resolvePinnedNow(opts.now, env);
   const ctx: CliContext = {
     dbUrl,
-    now: resolveNow(opts.now, env, Date.now),
+    dbExplicit: Boolean(opts.db || env.BILLING_DATABASE_URL || env.DATABASE_URL),
+    now: pinnedNow ?? Date.now(),
+    pinnedNow,
+    clock: pinnedNow === undefined ? Date.now : () => pinnedNow,
+    wallClock: Date.now,
     json: Boolean(opts.json),
     debug: Boolean(opts.debug),
     actor: env.BILLING_ACTOR || `cli:${env.USER || 'unknown'}`,
     backfillDays: resolveBackfillDays(env),
     env,
+    invoiceDueDays: () => resolveDueDays(env),
     async openDb(policy: MigrationPolicy = 'auto') {
       const { openDb } = await import('../storage/db.js');
       return openDb(dbUrl, policy);

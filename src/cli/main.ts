@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { BillingError, EXIT } from '../domain/errors.js';
+import { BillingError, ExitCode } from '../domain/errors.js';
 import { databaseErrorMessage } from '../storage/sql.js';
 import { redactUrl } from '../storage/url.js';
 import { invokedCommand, registerCommands } from './commands/index.js';
@@ -35,7 +35,7 @@ export async function buildProgram(args: string[] = []): Promise<Command> {
 export function reportError(e: unknown, debug: boolean): number {
   if (e instanceof CommanderError) {
     // commander already printed its message
-    return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    return e.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
   }
   if (e instanceof BillingError) {
     process.stderr.write(`billing: ${redactUrl(e.message)}\n`);
@@ -46,24 +46,24 @@ export function reportError(e: unknown, debug: boolean): number {
   if (String((e as { code?: unknown })?.code ?? '').startsWith('SQLITE_READONLY')) {
     process.stderr.write('billing: the database is read-only (sqlite:PATH?mode=ro, or a file or directory this user cannot write): this command writes to it\n');
     if (debug && err?.stack) process.stderr.write(err.stack + '\n');
-    return EXIT.failure;
+    return ExitCode.Failure;
   }
   const dbMessage = databaseErrorMessage(e);
   if (dbMessage !== null) {
     process.stderr.write(`billing: database error: ${redactUrl(dbMessage.split('\n')[0])}${debug ? '' : ' (run with --debug for details)'}\n`);
     if (debug && err?.stack) process.stderr.write(err.stack + '\n');
-    return EXIT.failure;
+    return ExitCode.Failure;
   }
   process.stderr.write(`billing: unexpected error: ${redactUrl(String(err?.message ?? e).split('\n')[0])}${debug ? '' : ' (run with --debug for details)'}\n`);
   if (debug && err?.stack) process.stderr.write(err.stack + '\n');
-  return EXIT.failure;
+  return ExitCode.Failure;
 }
 
 export async function main(argv: string[]): Promise<void> {
   // `billing report | head`: the reader went away; stop quietly like other Unix tools.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok);
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? ExitCode.Ok);
       throw e;
     });
   }
@@ -71,7 +71,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const program = await buildProgram(argv.slice(2));
     await program.parseAsync(argv);
-    if (process.exitCode === undefined) process.exitCode = EXIT.ok;
+    if (process.exitCode === undefined) process.exitCode = ExitCode.Ok;
   } catch (e) {
     process.exitCode = reportError(e, debug);
   }

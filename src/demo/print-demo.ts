@@ -1,4 +1,4 @@
-import { reportTable } from '../cli/commands/report.js';
+import { reportTable } from '../ui/report.js';
 import { toIso, type Instant } from '../domain/period.js';
 import type { DemoResult } from './run-demo.js';
 

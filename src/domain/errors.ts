@@ -1,10 +1,21 @@
 /** Exit codes of the CLI contract (DESIGN.md §4, §6). */
+export const ExitCode = {
+  Ok: 0,
+  Failure: 1,
+  Usage: 2,
+  /** Some rows rejected (ingest), request denied (check), items needing attention (run, stripe, status --strict). */
+  Partial: 3,
+  /** Stopped by SIGINT / SIGTERM: 128 + the signal number, as shells report it. */
+  Interrupted: 130,
+  Terminated: 143,
+} as const;
+
+/** The same codes under their library-API names (exported from the package). */
 export const EXIT = {
-  ok: 0,
-  failure: 1,
-  usage: 2,
-  /** Some rows rejected (ingest) or request denied (check). */
-  partial: 3,
+  ok: ExitCode.Ok,
+  failure: ExitCode.Failure,
+  usage: ExitCode.Usage,
+  partial: ExitCode.Partial,
 } as const;
 
 export type ErrorCode =

@@ -49,7 +49,7 @@ export class CsvRows {
   }
 }
 
-// csv-parse left-trims; the right side is trimmed here (see readers/csv.ts).
+// The CSV reader left-trims; the right side is trimmed here (see readers/csv.ts).
 function cell(fields: readonly string[], i: number): string | undefined {
   if (i < 0) return undefined;
   const v = fields[i];

@@ -76,20 +76,8 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
   const owner = opts.owner ?? newOwnerId();
   const { config, clock } = opts;
   const available = opts.stages ?? STAGES;
-  const log = (level: LogLevel, event: string, fields: Record<string, unknown> = {}) =>
-    opts.log({ ts: new Date(clock()).toISOString(), level, event, ...fields });
-
-  const jobs = new Map<JobName, DaemonJobState & { stage: Stage }>();
-  for (const job of JOB_NAMES) {
-    const schedule = config.schedules[job];
-    if (!schedule) continue;
-    const stage = available.find((s) => s.job === job);
-    if (!stage) {
-      log('warn', 'job.unavailable', { job, reason: 'this build has no such stage; not scheduled' });
-      continue;
-    }
-    jobs.set(job, { job, schedule, stage, state: 'idle', nextRunAt: nextRunAfter(schedule, config.timezone, clock()), last: null });
-  }
+  const log: Log = (level, event, fields = {}) => opts.log({ ts: new Date(clock()).toISOString(), level, event, ...fields });
+  const jobs = scheduledJobs(config, available, clock(), log);
 
   let stopping = false;
   const queue: Array<{ job: JobName; scheduledAt: number }> = [];
@@ -109,31 +97,20 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
     j.state = 'running';
     changed();
     log('info', 'job.start', { job, scheduled_at: new Date(scheduledAt).toISOString() });
-    let report: StageReport;
-    try {
-      report = await runStage(db, j.stage, {
-        now: clock(),
-        actor: opts.actor,
-        owner,
-        clock,
-        ttlMs: config.lockTtlMs,
-        trigger: 'daemon',
-        scheduledAt,
-        stripe: opts.stripe,
-        finalizeInvoices: opts.finalizeInvoices,
-        dueDays: opts.dueDays,
-        onLeaseLost: () => log('warn', 'lock.lost', { job, reason: 'the lease expired while the job ran and was taken over' }),
-      });
-    } catch (e) {
-      // The run could not even be recorded (database unreachable, ...): log and keep going.
-      const err = e as Error & { code?: string };
-      report = { job, status: 'failed', error: { code: err.code ?? 'db_error', message: err.message }, durationMs: 0 };
-    }
-    const fields: Record<string, unknown> = { job, status: report.status, duration_ms: report.durationMs };
-    if (report.counts) fields.counts = report.counts;
-    if (report.reason) fields.reason = report.reason;
-    if (report.error && report.status === 'failed') fields.error = report.error;
-    log(report.status === 'failed' ? 'error' : 'info', report.status === 'skipped' ? 'job.skipped' : 'job.end', fields);
+    const report = await runStageOrFail(db, j.stage, {
+      now: clock(),
+      actor: opts.actor,
+      owner,
+      clock,
+      ttlMs: config.lockTtlMs,
+      trigger: 'daemon',
+      scheduledAt,
+      stripe: opts.stripe,
+      finalizeInvoices: opts.finalizeInvoices,
+      dueDays: opts.dueDays,
+      onLeaseLost: () => log('warn', 'lock.lost', { job, reason: 'the lease expired while the job ran and was taken over' }),
+    });
+    log(report.status === 'failed' ? 'error' : 'info', report.status === 'skipped' ? 'job.skipped' : 'job.end', reportFields(job, report));
     j.state = 'idle';
     j.last = {
       status: report.status,
@@ -202,13 +179,7 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
     scheduler.schedule(j.schedule, config.timezone, `billing-${j.job}`, (date) => onTick(j.job, date)),
   );
 
-  log('info', 'daemon.start', {
-    owner,
-    timezone: config.timezone,
-    jobs: Object.fromEntries(
-      [...jobs.values()].map((j) => [j.job, { schedule: j.schedule, next: j.nextRunAt === null ? null : new Date(j.nextRunAt).toISOString() }]),
-    ),
-  });
+  log('info', 'daemon.start', { owner, timezone: config.timezone, jobs: nextRuns(jobs) });
   changed();
 
   return {
@@ -228,14 +199,63 @@ export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
         log('info', 'daemon.stopping', { reason, waiting_for: running?.job ?? null });
         changed();
       }
-      let timer: NodeJS.Timeout | undefined;
-      const clean = await Promise.race([
-        (current ?? Promise.resolve()).then(() => true),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), config.shutdownTimeoutMs))),
-      ]);
-      clearTimeout(timer);
+      const clean = await settlesWithin(current ?? Promise.resolve(), config.shutdownTimeoutMs);
       log(clean ? 'info' : 'error', 'daemon.stop', clean ? { clean } : { clean, error: { code: 'shutdown_timeout', message: `a job was still running after ${config.shutdownTimeoutMs} ms` } });
       return { clean };
     },
   };
+}
+
+type Log = (level: LogLevel, event: string, fields?: Record<string, unknown>) => void;
+type ScheduledJob = DaemonJobState & { stage: Stage };
+
+/** The configured jobs this build has a stage for, in pipeline order; the others are logged. */
+function scheduledJobs(config: DaemonConfig, available: Stage[], now: number, log: Log): Map<JobName, ScheduledJob> {
+  const jobs = new Map<JobName, ScheduledJob>();
+  for (const job of JOB_NAMES) {
+    const schedule = config.schedules[job];
+    if (!schedule) continue;
+    const stage = available.find((s) => s.job === job);
+    if (!stage) {
+      log('warn', 'job.unavailable', { job, reason: 'this build has no such stage; not scheduled' });
+      continue;
+    }
+    jobs.set(job, { job, schedule, stage, state: 'idle', nextRunAt: nextRunAfter(schedule, config.timezone, now), last: null });
+  }
+  return jobs;
+}
+
+/** runStage, with a run that could not even be recorded (database unreachable, ...) reported as failed. */
+async function runStageOrFail(db: Db, stage: Stage, options: Parameters<typeof runStage>[2]): Promise<StageReport> {
+  try {
+    return await runStage(db, stage, options);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    return { job: stage.job, status: 'failed', error: { code: err.code ?? 'db_error', message: err.message }, durationMs: 0 };
+  }
+}
+
+/** The log fields of a finished run. */
+function reportFields(job: JobName, report: StageReport): Record<string, unknown> {
+  const fields: Record<string, unknown> = { job, status: report.status, duration_ms: report.durationMs };
+  if (report.counts) fields.counts = report.counts;
+  if (report.reason) fields.reason = report.reason;
+  if (report.error && report.status === 'failed') fields.error = report.error;
+  return fields;
+}
+
+function nextRuns(jobs: Map<JobName, ScheduledJob>): Record<string, { schedule: string; next: string | null }> {
+  return Object.fromEntries(
+    [...jobs.values()].map((j) => [j.job, { schedule: j.schedule, next: j.nextRunAt === null ? null : new Date(j.nextRunAt).toISOString() }]),
+  );
+}
+
+/** true once p settles, false if ms pass first. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,10 +1,24 @@
 /**
  * `npm run bench`: every benchmark prints its figures as ratios against a baseline measured
- * in the same run (never asserted by timed tests). Pass names to run a subset:
+ * in the same run (never asserted by timed tests) and writes them, with the machine's
+ * description, into docs/performance-results.md. Pass names to run a subset:
  * `npm run bench -- ingest`. PostgreSQL: BILLING_BENCH_PG_URL, else BILLING_TEST_PG_URL, else the
  * local test server; `--sqlite-only` skips it.
  */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
 type Bench = { name: string; run: (args: string[]) => Promise<void> };
+
+/** The one results document: every figure lives here, never in comments or READMEs. */
+const RESULTS = path.resolve(process.env.BILLING_BENCH_RESULTS ?? 'docs/performance-results.md');
+const HEADER = `# Performance results
+
+Written by \`npm run bench\` (tests/bench/run.ts): each section is the output of the latest run
+of that bench, with the machine it ran on. What each figure compares against is described in
+README.md; a bench not run keeps its previous section. Do not edit by hand.
+`;
 
 const benches: Array<() => Promise<Bench>> = [
   // each area adds: async () => ({ name: 'x', run: (await import('./x.js')).run }),
@@ -28,8 +42,46 @@ async function main(): Promise<void> {
   for (const b of loaded) {
     if (wanted.length && !wanted.includes(b.name)) continue;
     console.log(`\n== bench: ${b.name}`);
-    await b.run(process.argv.slice(2));
+    const output = await captured(() => b.run(process.argv.slice(2)));
+    writeSection(b.name, output);
   }
+  console.log(`\nresults written to ${path.relative(process.cwd(), RESULTS)}`);
+}
+
+/** Run fn, echoing and keeping what it prints on stdout. */
+async function captured(fn: () => Promise<void>): Promise<string> {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => {
+    lines.push(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '));
+    log(...args);
+  };
+  try {
+    await fn();
+  } finally {
+    console.log = log;
+  }
+  return lines.join('\n').trim();
+}
+
+function machine(): string {
+  const cpus = os.cpus();
+  return [
+    `- run: ${new Date().toISOString()}, \`${['npm run bench --', ...process.argv.slice(2)].join(' ')}\``,
+    `- machine: ${os.type()} ${os.release()} ${os.arch()}, ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    `- node ${process.version}; PostgreSQL: ${process.env.BILLING_BENCH_PG_URL ? 'measured' : 'skipped (--sqlite-only)'}`,
+  ].join('\n');
+}
+
+/** Replace (or append) the `## <name>` section of the results document. */
+function writeSection(name: string, output: string): void {
+  const text = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : HEADER;
+  const sections = new Map<string, string>();
+  const parts = text.split(/^(?=## )/m);
+  for (const part of parts.slice(1)) sections.set(part.slice(3, part.indexOf('\n')).trim(), part.trimEnd());
+  sections.set(name, `## ${name}\n\n${machine()}\n\n\`\`\`\n${output}\n\`\`\``);
+  mkdirSync(path.dirname(RESULTS), { recursive: true });
+  writeFileSync(RESULTS, [HEADER.trimEnd(), ...sections.values()].join('\n\n') + '\n');
 }
 
 main().catch((e) => {

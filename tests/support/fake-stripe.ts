@@ -32,6 +32,8 @@ export type Fault =
   | { kind: 'reset'; after?: 'receive' | 'process' }
   /** Hold the request for `ms` with its key "in use" (409 to a concurrent retry), then execute. */
   | { kind: 'delay'; ms: number }
+  /** Hold the request with its key "in use" until `until` settles, execute, then call `onSaved`: a delay the test controls. */
+  | { kind: 'hold'; until: Promise<unknown>; onSaved?: () => void }
   /** Execute and save, then await `notify` (e.g. SIGKILL the client) before answering. */
   | { kind: 'accepted'; notify: (info: AcceptedInfo) => void | Promise<void> }
   /** Answer 200 with this body, executing nothing (e.g. a search returning someone else's objects). */
@@ -420,6 +422,7 @@ export class FakeStripe {
       const slot: SavedResult | null = method === 'POST' && key ? { fingerprint, savedAt: this.now(), inFlight: true, status: 0, body: null, headers: {} } : null;
       if (slot && key) this.saved.set(key, slot);
       if (fault?.kind === 'delay') await new Promise((r) => setTimeout(r, fault.ms));
+      if (fault?.kind === 'hold') await fault.until;
       try {
         const m = route[1].exec(p)!;
         result = { status: 200, body: route[2]({ params, m, key, requestId, apiVersion }), headers: {} };
@@ -430,6 +433,7 @@ export class FakeStripe {
         result = { status: e.status, body: { error: { ...e.error, request_log_url: `https://dashboard.stripe.com/test/logs/${requestId}` } }, headers: h };
       }
       if (slot) Object.assign(slot, { inFlight: false, status: result.status, body: clone(result.body), headers: result.headers });
+      if (fault?.kind === 'hold') fault.onSaved?.();
     }
     log.replayed = replayed;
 

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { optionalInstant, wholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   program
@@ -12,12 +14,8 @@ export function register(program: Command): void {
     .option('--limit <n>', 'the latest N entries (default 100)', '100')
     .action(async (opts: { tenant?: string; since?: string; entity?: string; limit: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { BillingError } = await import('../../domain/errors.js');
-      const { parseInstant } = await import('../../domain/period.js');
-      const since = opts.since === undefined ? undefined : parseInstant(opts.since);
-      if (since === null) throw new BillingError('usage', `--since "${opts.since}" is not an ISO 8601 instant`);
-      const limit = Number(opts.limit);
-      if (!Number.isInteger(limit) || limit <= 0) throw new BillingError('usage', `--limit must be a positive whole number (got "${opts.limit}")`);
+      const since = optionalInstant(opts.since, '--since');
+      const limit = wholeNumber(opts.limit, '--limit', { min: 1 });
       const { listAudit } = await import('../../ops/audit.js');
       const rows = await withDb(ctx, (db) => listAudit(db, { tenantId: opts.tenant, since, entity: opts.entity, limit }));
       if (ctx.json) return printJson(rows);

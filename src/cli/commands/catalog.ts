@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import type { CatalogChange } from '../../catalog/apply.js';
 import type { PlanFeature, Pricing } from '../../domain/catalog.js';
+import { optionalWholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printErr, printJson, printLine } from '../output.js';
+import { printErr, printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 function describeChange(c: CatalogChange): string {
   if (c.action === 'new_version') return `new version ${c.version}`;
@@ -84,13 +86,10 @@ export function register(program: Command): void {
     .option('--version <n>', 'this version of --plan instead of the current one')
     .action(async (opts: { plan?: string; version?: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { BillingError } = await import('../../domain/errors.js');
-      if (opts.version !== undefined && !/^[1-9]\d*$/.test(opts.version)) {
-        throw new BillingError('usage', `--version must be a positive whole number (got "${opts.version}")`);
-      }
+      const version = optionalWholeNumber(opts.version, '--version', { min: 1 });
       const { showCatalog } = await import('../../catalog/show.js');
       const view = await withDb(ctx, (db) =>
-        showCatalog(db, { planKey: opts.plan, version: opts.version === undefined ? undefined : Number(opts.version) }),
+        showCatalog(db, { planKey: opts.plan, version }),
       );
       if (ctx.json) {
         printJson(view);

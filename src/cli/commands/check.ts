@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
 
@@ -22,6 +23,6 @@ export function register(program: Command): void {
         printLine(`${r.allowed ? 'allowed' : 'denied'}: ${tenantId} ${featureKey} x${opts.quantity}: ${r.reason.replace(/_/g, ' ')} (${terms.join(', ')})`);
       }
       // 3 = denied (DESIGN.md §6), so `if billing check ...` fails closed.
-      process.exitCode = r.allowed ? 0 : 3;
+      process.exitCode = r.allowed ? ExitCode.Ok : ExitCode.Partial;
     });
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
 
 function collect(value: string, previous: string[]): string[] {
@@ -14,7 +15,7 @@ export function register(program: Command): void {
     .action(async (opts: { config?: string; schedule: string[] }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { BillingError } = await import('../../domain/errors.js');
-      if ((cmd.optsWithGlobals() as { now?: string }).now || ctx.env.BILLING_NOW) {
+      if (ctx.pinnedNow !== undefined) {
         throw new BillingError('usage', 'the daemon runs on the real clock; drop --now / BILLING_NOW (use `billing run --now` for backfills)');
       }
       const path = await import('node:path');
@@ -44,7 +45,7 @@ export function register(program: Command): void {
         let signals = 0;
         const signal = await new Promise<string>((resolve) => {
           const onSignal = (name: string) => {
-            if (++signals > 1) process.exit(1);
+            if (++signals > 1) process.exit(ExitCode.Failure);
             resolve(name);
           };
           process.on('SIGTERM', onSignal);
@@ -52,7 +53,7 @@ export function register(program: Command): void {
         });
         const { clean } = await handle.stop(signal);
         await panel?.finish();
-        if (!clean) process.exit(1); // the job's lock is released by its lease expiring / the closed connection
+        if (!clean) process.exit(ExitCode.Failure); // the job's lock is released by its lease expiring / the closed connection
       });
     });
 }

@@ -10,8 +10,8 @@ export function register(program: Command): void {
     .option('--keep', 'keep an existing demo database instead of starting fresh (fails if it has data)')
     .addHelpText('after', `\nUses ${DEMO_DB_FILE} (recreated each run) unless --db or BILLING_DATABASE_URL names an empty database.\nThe clock is the fixtures' "today" (seeds/tenants.json) unless --now is given.`)
     .action(async (opts: { keep?: boolean }, cmd: Command) => {
-      const explicitDb = Boolean(cmd.optsWithGlobals().db || process.env.BILLING_DATABASE_URL || process.env.DATABASE_URL);
       const ctx = buildContext(cmd);
+      const explicitDb = ctx.dbExplicit;
       const dbUrl = explicitDb ? ctx.dbUrl : `sqlite:${DEMO_DB_FILE}`;
       if (!explicitDb && !opts.keep) {
         const { rmSync } = await import('node:fs');
@@ -20,8 +20,7 @@ export function register(program: Command): void {
       const { runDemo, loadDemoSeeds, demoNow } = await import('../../demo/run-demo.js');
       const { printDemo } = await import('../../demo/print-demo.js');
       const { openDb } = await import('../../storage/db.js');
-      const { resolveNow } = await import('../context.js');
-      const now = resolveNow(cmd.optsWithGlobals().now, process.env, () => demoNow(loadDemoSeeds()));
+      const now = ctx.pinnedNow ?? demoNow(loadDemoSeeds());
       const db = await openDb(dbUrl, 'fresh');
       try {
         const out = (s: string) => process.stdout.write(s + '\n');

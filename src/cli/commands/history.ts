@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { wholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   program
@@ -10,10 +12,9 @@ export function register(program: Command): void {
     .option('--limit <n>', 'number of periods', '12')
     .action(async (tenantId: string, flags: { limit: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { BillingError } = await import('../../domain/errors.js');
-      if (!/^\d+$/.test(flags.limit)) throw new BillingError('usage', `--limit "${flags.limit}" is not a whole number`);
+      const limit = wholeNumber(flags.limit, '--limit');
       const { buildHistory } = await import('../../report/history.js');
-      const periods = await withDb(ctx, (db) => buildHistory(db, { now: ctx.now, tenantId, limit: Number(flags.limit) }));
+      const periods = await withDb(ctx, (db) => buildHistory(db, { now: ctx.now, tenantId, limit }));
       if (ctx.json) {
         printJson(periods);
         return;

@@ -1,4 +1,6 @@
 import { Option, type Command } from 'commander';
+import { optionalWholeNumber } from '../options.js';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
 import { printErr, printJson } from '../output.js';
 
@@ -24,17 +26,14 @@ export function register(program: Command): void {
     .option('--batch-size <rows>', 'rows per transaction (default: 50000 on SQLite, 5000 on PostgreSQL)')
     .action(async (files: string[], flags: IngestFlags, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const [{ BillingError, EXIT }, { parseFieldMap }, { fileInput, streamInput }, { ingest, IngestInterrupted }] = await Promise.all([
+      const [{ BillingError }, { parseFieldMap }, { fileInput, streamInput }, { ingest, IngestInterrupted }] = await Promise.all([
         import('../../domain/errors.js'),
         import('../../ingest/fields.js'),
         import('../../ingest/source.js'),
         import('../../ingest/ingest.js'),
       ]);
       const map = parseFieldMap(flags.map);
-      const txRows = flags.batchSize === undefined ? undefined : Number(flags.batchSize);
-      if (txRows !== undefined && !(Number.isInteger(txRows) && txRows > 0)) {
-        throw new BillingError('usage', `--batch-size "${flags.batchSize}" must be a positive whole number of rows`);
-      }
+      const txRows = optionalWholeNumber(flags.batchSize, '--batch-size', { min: 1, unit: 'rows' });
       const names = files.length ? files : ['-'];
       if (names.filter((n) => n === '-').length > 1) throw new BillingError('usage', 'stdin ("-") can be read only once');
       if (names.includes('-') && process.stdin.isTTY) {
@@ -85,7 +84,7 @@ export function register(program: Command): void {
         });
       if (summary instanceof IngestInterrupted) {
         printErr(`interrupted by ${stoppedBy ?? 'a signal'}: ${summary.committed} rows committed; rerun the same command to finish (committed rows count as duplicates)`);
-        process.exitCode = stoppedBy === 'SIGTERM' ? 143 : 130;
+        process.exitCode = stoppedBy === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted;
         return;
       }
 
@@ -101,6 +100,6 @@ export function register(program: Command): void {
         const more = s.rejected - Math.min(s.messages.length, SHOWN_REJECTS);
         if (more > 0) printErr(`  ... and ${more} more${flags.rejects ? ` in ${flags.rejects}` : ' (keep them all with --rejects FILE)'}`);
       }
-      process.exitCode = summary.rejected > 0 ? EXIT.partial : EXIT.ok;
+      process.exitCode = summary.rejected > 0 ? ExitCode.Partial : ExitCode.Ok;
     });
 }

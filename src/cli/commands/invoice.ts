@@ -1,19 +1,12 @@
 import type { Command } from 'commander';
-import { BillingError } from '../../domain/errors.js';
 import { displayInstant } from '../../domain/period.js';
 import type { Invoice, InvoiceStatus, InvoiceSummary } from '../../invoice/types.js';
+import { oneOf } from '../options.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 const day = (t: number) => displayInstant(t).replace(/T.*/, '');
-
-/** INVOICE_DUE_DAYS (DESIGN.md §8); undefined lets the core apply its default of 7. */
-function dueDays(ctx: CliContext): number | undefined {
-  const raw = ctx.env.INVOICE_DUE_DAYS;
-  if (raw === undefined || raw === '') return undefined;
-  if (!/^\d+$/.test(raw.trim())) throw new BillingError('usage', `INVOICE_DUE_DAYS "${raw}" must be a whole number of days`);
-  return Number(raw.trim());
-}
 
 function invoicesTable(list: Array<Invoice | InvoiceSummary>): string {
   return formatTable(
@@ -46,7 +39,16 @@ function printInvoice(inv: Invoice): void {
 
 export function register(program: Command): void {
   const invoice = program.command('invoice').description('close billing periods into invoices; list, show, finalize, void, export');
+  registerInvoiceGenerate(invoice);
+  registerInvoiceList(invoice);
+  registerInvoiceShow(invoice);
+  registerInvoicePreview(invoice);
+  registerInvoiceFinalize(invoice);
+  registerInvoiceVoid(invoice);
+  registerInvoiceExport(invoice);
+}
 
+function registerInvoiceGenerate(invoice: Command): void {
   invoice
     .command('generate')
     .description('invoice every subscription period that has ended (per --now) and has none yet')
@@ -63,7 +65,7 @@ export function register(program: Command): void {
           tenantId: opts.tenant,
           finalize: opts.finalize,
           dryRun: opts.dryRun,
-          dueDays: dueDays(ctx),
+          dueDays: ctx.invoiceDueDays(),
         }),
       );
       if (ctx.json) {
@@ -76,7 +78,9 @@ export function register(program: Command): void {
       const skipped = r.skipped ? `; ${r.skipped} period(s) invoiced concurrently by another run` : '';
       printLine(`${verb} ${r.created.length} invoice(s)${skipped}`);
     });
+}
 
+function registerInvoiceList(invoice: Command): void {
   invoice
     .command('list')
     .description('invoices with their totals (--json includes the lines)')
@@ -92,7 +96,9 @@ export function register(program: Command): void {
       } else if (list.length === 0) printLine('no invoices');
       else printLine(invoicesTable(list));
     });
+}
 
+function registerInvoiceShow(invoice: Command): void {
   invoice
     .command('show')
     .description('one invoice and its lines')
@@ -106,7 +112,9 @@ export function register(program: Command): void {
         printJson(invoiceToJson(inv));
       } else printInvoice(inv);
     });
+}
 
+function registerInvoicePreview(invoice: Command): void {
   invoice
     .command('preview')
     .description("the invoice the tenant's current period would get if it closed now (writes nothing)")
@@ -114,14 +122,16 @@ export function register(program: Command): void {
     .action(async (tenantId: string, _opts, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { previewInvoice } = await import('../../invoice/generate.js');
-      const inv = await withDb(ctx, (db) => previewInvoice(db, { now: ctx.now, tenantId, dueDays: dueDays(ctx) }));
+      const inv = await withDb(ctx, (db) => previewInvoice(db, { now: ctx.now, tenantId, dueDays: ctx.invoiceDueDays() }));
       if (ctx.json) {
         const { invoiceToJson } = await import('../../invoice/types.js');
         printJson(inv && invoiceToJson(inv));
       } else if (!inv) printLine(`tenant ${tenantId} has no subscription at ${displayInstant(ctx.now)}: nothing to invoice`);
       else printInvoice(inv);
     });
+}
 
+function registerInvoiceFinalize(invoice: Command): void {
   invoice
     .command('finalize')
     .description('issue a draft: open, immutable, due after INVOICE_DUE_DAYS (7)')
@@ -129,10 +139,12 @@ export function register(program: Command): void {
     .action(async (id: string, _opts, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { finalizeInvoice } = await import('../../invoice/lifecycle.js');
-      const r = await withDb(ctx, (db) => finalizeInvoice(db, id, { now: ctx.now, actor: ctx.actor, dueDays: dueDays(ctx) }));
+      const r = await withDb(ctx, (db) => finalizeInvoice(db, id, { now: ctx.now, actor: ctx.actor, dueDays: ctx.invoiceDueDays() }));
       await printTransition(ctx, r, `finalized, due ${day(r.invoice.dueAt)}`);
     });
+}
 
+function registerInvoiceVoid(invoice: Command): void {
   invoice
     .command('void')
     .description('void a draft or unpaid invoice; `invoice generate` then reissues the period under a new number')
@@ -144,7 +156,9 @@ export function register(program: Command): void {
       const r = await withDb(ctx, (db) => voidInvoice(db, id, { now: ctx.now, actor: ctx.actor, reason: opts.reason }));
       await printTransition(ctx, r, 'voided');
     });
+}
 
+function registerInvoiceExport(invoice: Command): void {
   invoice
     .command('export')
     .description('one invoice as JSON, CSV or a printable self-contained HTML page')
@@ -154,9 +168,7 @@ export function register(program: Command): void {
     .action(async (id: string, opts: { format: string; out?: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { EXPORT_FORMATS, renderInvoice } = await import('../../invoice/export.js');
-      if (!(EXPORT_FORMATS as string[]).includes(opts.format)) {
-        throw new BillingError('usage', `--format must be one of ${EXPORT_FORMATS.join(', ')} (got "${opts.format}")`);
-      }
+      oneOf(opts.format, '--format', EXPORT_FORMATS);
       const { getInvoice } = await import('../../invoice/repository.js');
       const inv = await withDb(ctx, (db) => getInvoice(db, id));
       const text = renderInvoice(inv, opts.format);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
 
@@ -29,7 +30,7 @@ export function register(program: Command): void {
     .option('--metadata <json>', 'JSON object')
     .action(async (f: RecordFlags, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const [{ EXIT }, { recordUsage }] = await Promise.all([import('../../domain/errors.js'), import('../../ingest/record.js')]);
+      const { recordUsage } = await import('../../ingest/record.js');
       const [result] = await withDb(ctx, (db) =>
         recordUsage(
           db,
@@ -52,6 +53,6 @@ export function register(program: Command): void {
       if (ctx.json) printJson(result);
       else if (result.status === 'rejected') printLine(`rejected: ${result.field}: ${result.reason}`);
       else printLine(`${result.status} (key ${result.idempotencyKey})`);
-      process.exitCode = result.status === 'rejected' ? EXIT.partial : EXIT.ok;
+      process.exitCode = result.status === 'rejected' ? ExitCode.Partial : ExitCode.Ok;
     });
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printErr, printJson, printLine } from '../output.js';
+import { printErr, printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   program

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printErr, printJson, printLine } from '../output.js';
+import { printErr, printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   program
@@ -48,7 +50,7 @@ export function register(program: Command): void {
       // Every stage ran, yet something needs a person (refused Stripe calls, a stuck draft): partial.
       const attention = result.stages.filter((s) => s.attention);
       for (const s of attention) printErr(`error: ${s.job}: ${s.attention}`);
-      if (attention.length > 0) process.exitCode = 3;
+      if (attention.length > 0) process.exitCode = ExitCode.Partial;
       const stop = result.stoppedAt;
       if (stop) {
         const locked = stop.skipped === 'locked';

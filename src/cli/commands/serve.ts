@@ -1,11 +1,6 @@
 import type { Command } from 'commander';
+import { wholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
-
-function int(name: string, raw: string, min: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min} (got "${raw}")`);
-  return n;
-}
 
 export function register(program: Command): void {
   program
@@ -20,24 +15,16 @@ export function register(program: Command): void {
     .option('--grace <ms>', 'on SIGTERM, how long in-flight requests get to finish', '10000')
     .action(async (opts: Record<string, string | undefined>, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { BillingError } = await import('../../domain/errors.js');
-      let port: number, rate: number, burst: number, bodyLimitBytes: number, requestTimeoutMs: number, graceMs: number;
-      try {
-        port = int('--port', opts.port!, 0);
-        if (port > 65535) throw new Error(`--port must be at most 65535 (got ${port})`);
-        rate = int('--rate-limit', opts.rateLimit!, 0);
-        burst = opts.rateBurst === undefined ? Math.max(1, rate * 2) : int('--rate-burst', opts.rateBurst, 1);
-        bodyLimitBytes = int('--body-limit', opts.bodyLimit!, 1);
-        requestTimeoutMs = int('--request-timeout', opts.requestTimeout!, 1);
-        graceMs = int('--grace', opts.grace!, 0);
-      } catch (e) {
-        throw new BillingError('usage', (e as Error).message);
-      }
+      const port = wholeNumber(opts.port!, '--port', { max: 65535 });
+      const rate = wholeNumber(opts.rateLimit!, '--rate-limit');
+      const burst = opts.rateBurst === undefined ? Math.max(1, rate * 2) : wholeNumber(opts.rateBurst, '--rate-burst', { min: 1 });
+      const bodyLimitBytes = wholeNumber(opts.bodyLimit!, '--body-limit', { min: 1 });
+      const requestTimeoutMs = wholeNumber(opts.requestTimeout!, '--request-timeout', { min: 1 });
+      const graceMs = wholeNumber(opts.grace!, '--grace');
       const { authConfigFromEnv } = await import('../../serve/config.js');
       const auth = authConfigFromEnv(ctx.env);
       const { stripeConfigFromEnv } = await import('../../stripe/config.js');
       const stripeWebhookSecret = stripeConfigFromEnv(ctx.env).webhookSecret;
-      const fixedNow = cmd.optsWithGlobals().now ?? ctx.env.BILLING_NOW;
       const log = (entry: Record<string, unknown>) =>
         process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...entry }) + '\n');
       const stop = new AbortController();
@@ -53,7 +40,7 @@ export function register(program: Command): void {
           db,
           {
             auth,
-            clock: fixedNow ? () => ctx.now : Date.now,
+            clock: ctx.clock,
             backfillDays: ctx.backfillDays,
             bodyLimitBytes,
             requestTimeoutMs,

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   program
@@ -15,7 +17,7 @@ export function register(program: Command): void {
       const { getStatus } = await import('../../jobs/status.js');
       const { formatDuration } = await import('../../ui/format.js');
       const config = loadDaemonConfig(opts.config ?? path.resolve('billing.config.json'), Boolean(opts.config));
-      const report = await withDb(ctx, (db) => getStatus(db, { now: ctx.now, wallNow: Date.now(), config }));
+      const report = await withDb(ctx, (db) => getStatus(db, { now: ctx.now, wallNow: ctx.wallClock(), config }));
       if (ctx.json) printJson(report);
       else {
         printLine(
@@ -59,6 +61,6 @@ export function register(program: Command): void {
         report.jobs.some((j) => j.last?.status === 'failed') ||
         (o !== null && o.failed + o.dead + o.stalledDrafts > 0) ||
         report.ingestRuns.some((r) => r.stale);
-      if (opts.strict && failing) process.exitCode = 3;
+      if (opts.strict && failing) process.exitCode = ExitCode.Partial;
     });
 }

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
+import { optionalWholeNumber } from '../options.js';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
-import { formatTable, printErr, printJson, printLine } from '../output.js';
+import { printErr, printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 // The Stripe SDK is loaded by the core modules imported inside each action, never here.
 
@@ -17,22 +20,13 @@ interface SyncCliOptions extends ClientOptions {
   dead?: boolean;
 }
 
-async function positiveInt(raw: string | undefined, flag: string): Promise<number | undefined> {
-  if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw) || Number(raw) < 1) {
-    const { BillingError } = await import('../../domain/errors.js');
-    throw new BillingError('usage', `${flag} must be a positive integer, got "${raw}"`);
-  }
-  return Number(raw);
-}
-
 /** STRIPE_SECRET_KEY / STRIPE_API_BASE / STRIPE_WEBHOOK_SECRET, plus the client flags. */
 async function stripeConfig(ctx: CliContext, opts: ClientOptions) {
   const { stripeConfigFromEnv } = await import('../../stripe/config.js');
   const overrides: Record<string, number> = {};
-  const concurrency = await positiveInt(opts.concurrency, '--concurrency');
-  const rate = await positiveInt(opts.rate, '--rate');
-  const timeout = await positiveInt(opts.timeout, '--timeout');
+  const concurrency = optionalWholeNumber(opts.concurrency, '--concurrency', { min: 1 });
+  const rate = optionalWholeNumber(opts.rate, '--rate', { min: 1 });
+  const timeout = optionalWholeNumber(opts.timeout, '--timeout', { min: 1 });
   if (concurrency !== undefined) overrides.concurrency = concurrency;
   if (rate !== undefined) overrides.maxRequestsPerSecond = rate;
   if (timeout !== undefined) overrides.timeoutMs = timeout;
@@ -73,7 +67,7 @@ async function syncExit(r: SyncReport): Promise<void> {
   const { problemsText } = await import('../../stripe/outbox.js');
   const text = problemsText(r.outstanding);
   if (text) printErr(`error: ${text}`);
-  process.exitCode = r.errors.length > 0 || text ? 3 : 0;
+  process.exitCode = r.errors.length > 0 || text ? ExitCode.Partial : ExitCode.Ok;
 }
 
 async function readInput(file: string | undefined): Promise<Buffer> {
@@ -95,7 +89,15 @@ export function register(program: Command): void {
   const stripe = program
     .command('stripe')
     .description('push customers, invoices and meter events to Stripe; apply its webhooks; run dunning (STRIPE_SECRET_KEY)');
+  registerStripeSync(stripe);
+  registerStripeRetry(stripe);
+  registerStripeStatus(stripe);
+  registerStripeWebhook(stripe);
+  registerStripeEvents(stripe);
+  registerStripeDunning(stripe);
+}
 
+function registerStripeSync(stripe: Command): void {
   withClientOptions(
     stripe
       .command('sync')
@@ -106,7 +108,7 @@ export function register(program: Command): void {
   ).action(async (opts: SyncCliOptions, cmd: Command) => {
     const ctx = buildContext(cmd);
     const config = await stripeConfig(ctx, opts);
-    const maxAttempts = await positiveInt(opts.maxAttempts, '--max-attempts');
+    const maxAttempts = optionalWholeNumber(opts.maxAttempts, '--max-attempts', { min: 1 });
     const { stripeSync } = await import('../../stripe/sync.js');
     const r = await withDb(ctx, (db) =>
       stripeSync(db, { now: ctx.now, actor: ctx.actor, tenantId: opts.tenant, dryRun: opts.dryRun, stripe: config, maxAttempts }),
@@ -115,7 +117,9 @@ export function register(program: Command): void {
     else printSyncReport(r);
     await syncExit(r);
   });
+}
 
+function registerStripeRetry(stripe: Command): void {
   withClientOptions(
     stripe
       .command('retry')
@@ -126,7 +130,7 @@ export function register(program: Command): void {
   ).action(async (opts: SyncCliOptions, cmd: Command) => {
     const ctx = buildContext(cmd);
     const config = await stripeConfig(ctx, opts);
-    const maxAttempts = await positiveInt(opts.maxAttempts, '--max-attempts');
+    const maxAttempts = optionalWholeNumber(opts.maxAttempts, '--max-attempts', { min: 1 });
     const { stripeRetry } = await import('../../stripe/sync.js');
     const r = await withDb(ctx, (db) =>
       stripeRetry(db, { now: ctx.now, actor: ctx.actor, tenantId: opts.tenant, includeDead: opts.dead, stripe: config, maxAttempts }),
@@ -135,7 +139,9 @@ export function register(program: Command): void {
     else printSyncReport(r);
     await syncExit(r);
   });
+}
 
+function registerStripeStatus(stripe: Command): void {
   stripe
     .command('status')
     .description('calls still to send, refused (failed) or given up on (dead), and dunning under way')
@@ -164,7 +170,9 @@ export function register(program: Command): void {
         ));
       }
     });
+}
 
+function registerStripeWebhook(stripe: Command): void {
   stripe
     .command('webhook')
     .description('verify a Stripe webhook delivery (STRIPE_WEBHOOK_SECRET) and apply it once')
@@ -173,7 +181,7 @@ export function register(program: Command): void {
     .option('--tolerance <seconds>', 'maximum age of the signature (default 300)')
     .action(async (file: string | undefined, opts: { signature: string; tolerance?: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const tolerance = await positiveInt(opts.tolerance, '--tolerance');
+      const tolerance = optionalWholeNumber(opts.tolerance, '--tolerance', { min: 1 });
       const payload = await readInput(file);
       const { verifyWebhook, applyStripeEvent } = await import('../../stripe/webhooks.js');
       const { stripeConfigFromEnv } = await import('../../stripe/config.js');
@@ -183,7 +191,9 @@ export function register(program: Command): void {
       if (ctx.json) printJson(r);
       else printLine(`${r.type} ${r.eventId}: ${r.outcome} (${r.detail})`);
     });
+}
 
+function registerStripeEvents(stripe: Command): void {
   withClientOptions(
     stripe.command('events').description('pull Stripe events since the stored cursor and apply them like webhooks'),
   ).action(async (opts: ClientOptions, cmd: Command) => {
@@ -194,7 +204,9 @@ export function register(program: Command): void {
     if (ctx.json) printJson(r);
     else printLine(`fetched ${r.fetched} event(s): ${r.applied} applied, ${r.ignored} ignored, ${r.duplicates} already seen; cursor ${r.cursor ?? 'none'}`);
   });
+}
 
+function registerStripeDunning(stripe: Command): void {
   withClientOptions(
     stripe
       .command('dunning')
@@ -210,6 +222,6 @@ export function register(program: Command): void {
       printLine(`dunning: ${r.attempted} retried, ${r.recovered} paid, ${r.declined} declined again, ${r.exhausted} uncollectible, ${r.closed} closed`);
       for (const e of r.errors) printErr(`error: ${e.tenantId} ${e.invoiceId}: ${e.message}`);
     }
-    process.exitCode = r.errors.length > 0 ? 3 : 0;
+    process.exitCode = r.errors.length > 0 ? ExitCode.Partial : ExitCode.Ok;
   });
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { optionalInstant, optionalWholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
 
@@ -12,18 +13,9 @@ export function register(program: Command): void {
     .option('--trial-days <n>', "trial length in days (default: the plan's)")
     .action(async (tenantId: string, planKey: string, opts: { start?: string; trialDays?: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const { BillingError } = await import('../../domain/errors.js');
-      const { parseInstant, toIso } = await import('../../domain/period.js');
-      let start: number | undefined;
-      if (opts.start !== undefined) {
-        const t = parseInstant(opts.start);
-        if (t === null) throw new BillingError('usage', `--start "${opts.start}" is not an ISO 8601 instant`);
-        start = t;
-      }
-      if (opts.trialDays !== undefined && !/^\d+$/.test(opts.trialDays)) {
-        throw new BillingError('usage', `--trial-days must be a whole number of days (got "${opts.trialDays}")`);
-      }
-      const trialDays = opts.trialDays === undefined ? undefined : Number(opts.trialDays);
+      const { toIso } = await import('../../domain/period.js');
+      const start = optionalInstant(opts.start, '--start');
+      const trialDays = optionalWholeNumber(opts.trialDays, '--trial-days', { unit: 'days' });
       const { subscribe } = await import('../../subscriptions/lifecycle.js');
       const sub = await withDb(ctx, (db) => subscribe(db, { tenantId, planKey, start, trialDays }, { now: ctx.now, actor: ctx.actor }));
       const iso = (t: number | null) => (t === null ? null : toIso(t));

@@ -3,7 +3,8 @@ import type { Segment, Subscription } from '../../subscriptions/repository.js';
 import { BillingError } from '../../domain/errors.js';
 import { parseInstant, toIso } from '../../domain/period.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 /** `--at now|period-end|ISO`. */
 function parseAt(raw: string | undefined): 'now' | 'period-end' | number | undefined {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   const tenant = program.command('tenant').description('create and list tenants (the customers being billed)');

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { EXIT } from '../../domain/errors.js';
+import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
-import { formatTable, printJson, printLine } from '../output.js';
+import { printJson, printLine } from '../output.js';
+import { formatTable } from '../../ui/table.js';
 
 export function register(program: Command): void {
   program
@@ -19,7 +20,7 @@ export function register(program: Command): void {
         const stripe = await verifyAgainstStripe(db, stripeConfigFromEnv(ctx.env));
         return { ...local, ok: local.ok && stripe.drift.length === 0, stripe };
       });
-      if (!r.ok) process.exitCode = EXIT.failure;
+      if (!r.ok) process.exitCode = ExitCode.Failure;
       if (ctx.json) {
         printJson(r);
         return;

@@ -162,7 +162,7 @@ class Scanner {
     for (;;) {
       while (i < n && (buf[i] === 32 || buf[i] === 9)) i++;
       let value: string;
-      let start = i;
+      const start = i;
       let j = i;
       if (i < n && buf[i] === 34) {
         // Quoted: up to a quote that is not doubled.
@@ -200,17 +200,9 @@ class Scanner {
           if (c === -1 || c === 44 || c === 10 || c === 13) {
             value = buf.toString('utf8', i + 1, closed);
             if (escaped) value = value.replaceAll('""', '"');
-            start = i + 1;
             j = closed + 1;
-            this.starts.push(start);
-            this.ends.push(closed);
-            fields.push(value);
-            const t = this.terminator(buf, j, final, fields, lines);
-            if (t === MORE) {
-              this.quoteAt = -1;
-              return MORE;
-            }
-            if (t !== -1) return RECORD;
+            const t = this.endField(buf, i + 1, closed, value, j, final, fields, lines);
+            if (t !== -1) return t;
             i = j + 1;
             continue;
           }
@@ -230,17 +222,20 @@ class Scanner {
         this.quoteAt = -1;
         return MORE;
       }
-      this.starts.push(start);
-      this.ends.push(j);
-      fields.push(buf.toString('utf8', start, j));
-      const t = this.terminator(buf, j, final, fields, lines);
-      if (t === MORE) {
-        this.quoteAt = -1;
-        return MORE;
-      }
-      if (t !== -1) return RECORD;
+      const t = this.endField(buf, start, j, buf.toString('utf8', start, j), j, final, fields, lines);
+      if (t !== -1) return t;
       i = j + 1;
     }
+  }
+
+  /** Keeps a field (bytes start..end, text value) and reads what follows it at j: -1 for a comma, MORE, or RECORD. */
+  private endField(buf: Buffer, start: number, end: number, value: string, j: number, final: boolean, fields: string[], lines: number): number {
+    this.starts.push(start);
+    this.ends.push(end);
+    fields.push(value);
+    const t = this.terminator(buf, j, final, fields, lines);
+    if (t === MORE) this.quoteAt = -1;
+    return t;
   }
 
   /** At `j` (after a field): -1 for a comma, MORE, or RECORD with the results set. */
