@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
-import { setQuota } from '../src/catalog/quota.js';
+import { setQuota } from '../src/subscriptions/quota.js';
 import { catalog, expectVerified, invoicesByNumber, shape, T, world } from './invoice-world.js';
 
 describeEachDb('invoice scenarios', (t) => {
