@@ -66,19 +66,11 @@ function cycles(edges: Map<string, Set<string>>): string[][] {
   return out;
 }
 
-/**
- * Imports still being removed (issue 14): each is a known exception, to delete from this list
- * once its import is gone. Nothing may be added.
- */
-const KNOWN_UPWARD_IMPORTS: ReadonlyArray<readonly [string, string]> = [
-  ['catalog', 'subscriptions'], // catalog/quota.ts
-  ['demo', 'cli'], // demo/print-demo.ts reportTable
-  ['invoice', 'cli'], // invoice/export.ts toCsv
-  ['ui', 'cli'], // ui/plan.ts formatTable
-];
+/** Upward imports allowed as exceptions: none; keep it that way. */
+const KNOWN_UPWARD_IMPORTS: ReadonlyArray<readonly [string, string]> = [];
 
-/** A per-dialect default read by dialect, in an area being rewritten meanwhile (issue 14, serve). */
-const KNOWN_DIALECT_LOOKUPS = ['serve/server.ts'];
+/** Files outside storage allowed to read db.dialect: none (use forDialect). */
+const KNOWN_DIALECT_LOOKUPS: string[] = [];
 
 describe('structure of src/', () => {
   const edges = folderEdges();

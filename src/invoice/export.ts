@@ -1,4 +1,4 @@
-import { toCsv } from '../ui/csv.js';
+import { toCsv } from '../format/csv.js';
 import { BillingError } from '../domain/errors.js';
 import { displayInstant, toIso } from '../domain/period.js';
 import { invoiceToJson, type Invoice } from './types.js';

@@ -1,6 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Db } from '../storage/db.js';
+import { forDialect, type Db } from '../storage/db.js';
 import { authenticate, type Client } from './auth.js';
 import { readBody, readJsonBody } from './body.js';
 import { SERVE_DEFAULTS, type ServeConfig } from './config.js';
@@ -77,7 +77,7 @@ interface ServerParts {
 
 function serverParts(db: Db, config: ServeConfig): ServerParts {
   const rateLimit = config.rateLimit === undefined ? SERVE_DEFAULTS.rateLimit : config.rateLimit;
-  const gate = new Gate(config.maxConcurrent ?? SERVE_DEFAULTS.maxConcurrent[db.dialect]);
+  const gate = new Gate(config.maxConcurrent ?? forDialect(db, SERVE_DEFAULTS.maxConcurrent));
   return {
     db,
     config,

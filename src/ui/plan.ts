@@ -1,5 +1,5 @@
 import type { StageReport } from '../jobs/pipeline.js';
-import { formatTable } from './table.js';
+import { formatTable } from '../format/table.js';
 
 /** One cell for the run table: what a previewed stage would do. */
 export function planSummary(r: StageReport): string {

@@ -1,6 +1,6 @@
 import type { TenantReport } from '../report/report.js';
-import { toCsv } from './csv.js';
-import { formatTable } from './table.js';
+import { toCsv } from '../format/csv.js';
+import { formatTable } from '../format/table.js';
 
 function day(iso: string): string {
   return iso.endsWith('T00:00:00.000Z') ? iso.slice(0, 10) : iso;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { optionalInstant, wholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
-import { formatTable } from '../../ui/table.js';
+import { formatTable } from '../../format/table.js';
 
 export function register(program: Command): void {
   program

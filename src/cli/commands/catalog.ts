@@ -4,7 +4,7 @@ import type { PlanFeature, Pricing } from '../../domain/catalog.js';
 import { optionalWholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
 import { printErr, printJson, printLine } from '../output.js';
-import { formatTable } from '../../ui/table.js';
+import { formatTable } from '../../format/table.js';
 
 function describeChange(c: CatalogChange): string {
   if (c.action === 'new_version') return `new version ${c.version}`;

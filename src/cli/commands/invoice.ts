@@ -4,7 +4,7 @@ import type { Invoice, InvoiceStatus, InvoiceSummary } from '../../invoice/types
 import { oneOf } from '../options.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
 import { printJson, printLine } from '../output.js';
-import { formatTable } from '../../ui/table.js';
+import { formatTable } from '../../format/table.js';
 
 const day = (t: number) => displayInstant(t).replace(/T.*/, '');
 

@@ -3,7 +3,7 @@ import { optionalWholeNumber } from '../options.js';
 import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
 import { printErr, printJson, printLine } from '../output.js';
-import { formatTable } from '../../ui/table.js';
+import { formatTable } from '../../format/table.js';
 
 // The Stripe SDK is loaded by the core modules imported inside each action, never here.
 

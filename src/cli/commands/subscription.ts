@@ -4,7 +4,7 @@ import { BillingError } from '../../domain/errors.js';
 import { parseInstant, toIso } from '../../domain/period.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
-import { formatTable } from '../../ui/table.js';
+import { formatTable } from '../../format/table.js';
 
 /** `--at now|period-end|ISO`. */
 function parseAt(raw: string | undefined): 'now' | 'period-end' | number | undefined {
