@@ -3,11 +3,13 @@ import type { PlanFeature, PlanVersion } from '../domain/catalog.js';
 import { featureTerms as termsOf, type PeriodTerms } from '../rate/charge.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import { dec } from '../domain/decimal.js';
-import { cashRoundingMinor, formatMoney, minorToMajor } from '../domain/money.js';
+import { formatMoney } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
 import type { Subscription } from '../subscriptions/repository.js';
-import { baseFeeLines, versionKey, type DraftLine } from './base-fee.js';
+import { baseFeeLines, versionKey } from '../rate/base-fee.js';
+import type { RatedLine as DraftLine } from '../rate/lines.js';
+import { roundingLine } from '../rate/rounding.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
 import { USAGE_KINDS } from './types.js';
 import { usageLine, type Billed } from './usage-lines.js';
@@ -166,32 +168,6 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const sum = lines.reduce((s, l) => s.plus(l.amount), dec(0));
   const subtotal = formatMoney(sum, sub.currency);
   return { lines, subtotal, total: subtotal, featureTerms };
-}
-
-/**
- * The cash-rounding line of an invoice whose currency is collected in steps of 10 minor units
- * (BHD JOD KWD OMR TND), or null when the total is already collectible. The other lines stay exact.
- */
-export function roundingLine(lines: Array<{ amountMinor: string }>, currency: string, period: Period): DraftLine | null {
-  const totalMinor = lines.reduce((s, l) => s + BigInt(l.amountMinor), 0n);
-  const adjust = cashRoundingMinor(totalMinor, currency);
-  if (adjust === '0') return null;
-  const amount = minorToMajor(adjust, currency);
-  return {
-    kind: 'rounding',
-    featureKey: null,
-    description: `Rounding to a collectible amount (multiples of ${minorToMajor(10, currency)} ${currency.toUpperCase()})`,
-    quantity: null,
-    unitPrice: null,
-    amountPrecise: amount,
-    amount,
-    amountMinor: adjust,
-    period,
-    planKey: null,
-    planVersion: null,
-    priceSnapshot: null,
-    details: null,
-  };
 }
 
 async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, t: TenantTerms, state: TenantState): Promise<DraftLine[]> {

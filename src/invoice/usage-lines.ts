@@ -3,8 +3,7 @@ import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import { toIso, type Period } from '../domain/period.js';
 import { rateUsage } from '../rate/rate.js';
-import type { DraftLine } from './base-fee.js';
-import type { UsageDetails } from './types.js';
+import type { RatedLine as DraftLine, UsageDetails } from '../rate/lines.js';
 
 /** What earlier invoices already billed for one (tenant, feature, period). */
 export interface Billed {

@@ -4,7 +4,7 @@ import { cashRoundingMinor, cashStepMinor, roundMoney } from '../domain/money.js
 import { toIso } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { prorate, prorationQuantity } from './base-fee.js';
+import { prorate, prorationQuantity } from '../rate/base-fee.js';
 import { listInvoices } from './repository.js';
 import { INVOICE_STATUSES, LINE_KINDS, USAGE_KINDS, type BaseFeeDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
 import { dueMinusBilled } from './usage-lines.js';

@@ -3,9 +3,7 @@ import { Decimal, dec, decStr } from '../domain/decimal.js';
 import { roundMoney, type RoundedAmount } from '../domain/money.js';
 import { addMonthsClamped, intersect, toIso, type Period } from '../domain/period.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
-import type { BaseFeeDetails, InvoiceLine } from './types.js';
-
-export type DraftLine = Omit<InvoiceLine, 'lineNo'>;
+import type { BaseFeeDetails, RatedLine } from './lines.js';
 
 /** price × billed / nominal, exact, rounded once (milliseconds and seconds give the same ratio). */
 export function prorate(price: string, billedMs: number, nominalMs: number, currency: string): RoundedAmount {
@@ -31,9 +29,9 @@ export function baseFeeLines(input: {
   versions: Map<string, PlanVersion>;
   period: Period;
   nominal: Period;
-}): DraftLine[] {
+}): RatedLine[] {
   const { sub, segments, versions, period, nominal } = input;
-  const lines: DraftLine[] = [];
+  const lines: RatedLine[] = [];
   const billable = intersect(period, { start: Math.max(sub.startedAt, sub.trialEndsAt ?? sub.startedAt), end: Infinity });
   for (const seg of segments) {
     const inPeriod = intersect(period, { start: seg.startsAt, end: seg.endsAt ?? Infinity });

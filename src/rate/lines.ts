@@ -1,0 +1,58 @@
+import type { PlanFeature } from '../domain/catalog.js';
+import type { Instant, Period } from '../domain/period.js';
+
+// The priced lines rate/ hands to invoice/, which numbers and persists them.
+
+/**
+ * credit: a negative correction (late usage revised down), always with a reason.
+ * rounding: brings the total of a BHD/JOD/KWD/OMR/TND invoice to a collectible multiple of 10 minor units.
+ */
+export type LineKind = 'base_fee' | 'overage' | 'late_usage' | 'credit' | 'minimum' | 'rounding';
+export const LINE_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum', 'rounding'];
+
+/** Usage-derived kinds: together they are what was billed for a (tenant, feature, period). */
+export const USAGE_KINDS: LineKind[] = ['overage', 'minimum', 'late_usage', 'credit'];
+
+/** Base fee line details: the proration, enough for `billing verify` to recompute it. */
+export interface BaseFeeDetails {
+  from: Instant;
+  to: Instant;
+  billedSeconds: string;
+  periodSeconds: string;
+  /** The nominal (unclipped) period the plan price is for. */
+  nominal: { start: Instant; end: Instant };
+  trialExcluded: boolean;
+}
+
+/**
+ * Usage line details. Every usage line bills (due now − billed before) for its period:
+ * due = rateUsage(priceSnapshot, usedTotal) rounded; the line's amount is exact in minor units.
+ */
+export interface UsageDetails {
+  usedTotal: string;
+  usedBefore: string;
+  included: string | null;
+  billable: string;
+  dueAmount: string;
+  duePrecise: string;
+  billedBefore: string;
+  tiers: Array<{ ref: string; description: string; quantity: string; unitPrice: string | null; flatPrice: string | null; amount: string }>;
+  reason?: string;
+}
+
+/** A priced line before invoice/ numbers it. */
+export interface RatedLine {
+  kind: LineKind;
+  featureKey: string | null;
+  description: string;
+  quantity: string | null;
+  unitPrice: string | null;
+  amountPrecise: string;
+  amount: string;
+  amountMinor: string;
+  period: Period;
+  planKey: string | null;
+  planVersion: number | null;
+  priceSnapshot: PlanFeature | { price: string; interval: string } | null;
+  details: BaseFeeDetails | UsageDetails | null;
+}
