@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Feature, PlanFeature, PlanVersion } from '../src/domain/catalog.js';
 import type { Segment, Subscription } from '../src/subscriptions/repository.js';
 import { baseFeeLines, prorate, versionKey } from '../src/rate/base-fee.js';
-import { usageLine } from '../src/invoice/usage-lines.js';
+import { usageLine } from '../src/rate/usage-lines.js';
 import { renderInvoice } from '../src/invoice/export.js';
 import type { Invoice } from '../src/invoice/types.js';
 

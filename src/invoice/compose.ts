@@ -1,18 +1,17 @@
 import type { Knex } from 'knex';
 import type { PlanFeature, PlanVersion } from '../domain/catalog.js';
-import { featureTerms as termsOf, type PeriodTerms } from '../rate/charge.js';
+import type { PeriodTerms } from '../rate/charge.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import { dec } from '../domain/decimal.js';
 import { formatMoney } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
 import type { Subscription } from '../subscriptions/repository.js';
-import { baseFeeLines, versionKey } from '../rate/base-fee.js';
-import type { RatedLine as DraftLine } from '../rate/lines.js';
-import { roundingLine } from '../rate/rounding.js';
+import { versionKey } from '../rate/base-fee.js';
+import { periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage } from '../rate/period.js';
+import type { Billed } from '../rate/usage-lines.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
 import { USAGE_KINDS } from './types.js';
-import { usageLine, type Billed } from './usage-lines.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -31,25 +30,10 @@ async function planAtEnd(q: Q, cache: CatalogCache, t: TenantTerms, sub: Subscri
   return null;
 }
 
-interface InvoicedPeriod {
-  period: Period;
-  subscriptionId: string;
-  currency: string;
-  /** The terms the invoice priced each metered feature on; null for invoices that predate recording them. */
-  featureTerms: FeatureTerms | null;
-}
+export type { FeatureTerms } from '../rate/period.js';
 
-/** Feature key → the terms (plan at period end, after the tenant's override) an invoice priced it on. */
-export type FeatureTerms = Record<string, PlanFeature>;
-
-interface TenantState {
-  /** period_start → feature → used (decimal string) */
-  usage: Map<number, Map<string, string>>;
-  /** `${feature}|${period_start}` → what non-void invoices billed */
-  billed: Map<string, Billed>;
-  /** period_start → an invoiced period, its subscription and currency */
-  invoiced: Map<number, InvoicedPeriod>;
-}
+/** What loadTenantState reads; the plans of invoiced periods are resolved afterwards. */
+type TenantState = PeriodUsage;
 
 async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<TenantState> {
   const usage = new Map<number, Map<string, string>>();
@@ -76,6 +60,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
       subscriptionId: i.subscription_id,
       currency: i.currency,
       featureTerms: i.feature_terms ? (JSON.parse(i.feature_terms) as FeatureTerms) : null,
+      plan: null,
     });
   }
 
@@ -119,9 +104,8 @@ export interface Composed {
 }
 
 /**
- * All lines of a subscription period's invoice: base fee per segment, usage per feature of
- * the plan in force at period end (with the tenant's overrides), then late usage / credits
- * for earlier invoiced periods whose usage changed since they were billed.
+ * All lines of a subscription period's invoice, priced by `ratePeriod` (rate/period.ts); this
+ * only gathers what it is priced on, then numbers the lines and sums them.
  */
 export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeInput): Promise<Composed> {
   const { sub, period, nominal } = input;
@@ -133,74 +117,17 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
       versions.set(versionKey(s.planKey, s.planVersion), await planOf(q, cache, s.planKey, s.planVersion));
     }
   }
-  const drafts: DraftLine[] = baseFeeLines({ sub, segments, versions, period, nominal });
-
   const state = await loadTenantState(q, sub.tenantId, period.start);
-  const pv = await planAtEnd(q, cache, t, sub, period);
-  const featureTerms: FeatureTerms = {};
-  if (pv) {
-    for (const featureKey of Object.keys(pv.features).sort()) {
-      const feature = (await cache.allFeatures(q)).get(featureKey);
-      if (!feature || feature.type !== 'metered') continue;
-      const terms = termsOf(pv, featureKey, t.overrides.get(featureKey))!;
-      featureTerms[featureKey] = terms;
-      const line = usageLine({
-        context: 'current',
-        feature,
-        terms,
-        usedTotal: state.usage.get(period.start)?.get(featureKey) ?? '0',
-        billed: state.billed.get(`${featureKey}|${period.start}`) ?? null,
-        currency: sub.currency,
-        period,
-        planKey: pv.planKey,
-        planVersion: pv.version,
-      });
-      if (line) drafts.push(line);
-    }
+  const plan = await planAtEnd(q, cache, t, sub, period);
+  for (const inv of periodsWithLateUsage(state, sub.currency)) {
+    const invSub = t.subscriptions.find((x) => x.id === inv.subscriptionId) ?? null;
+    inv.plan = await planAtEnd(q, cache, t, invSub, inv.period);
   }
+  const features = await cache.allFeatures(q);
 
-  drafts.push(...(await lateUsageLines(q, cache, sub, t, state)));
-
-  const rounding = roundingLine(drafts, sub.currency, period);
-  if (rounding) drafts.push(rounding);
-
-  const lines = drafts.map((d, i) => ({ lineNo: i + 1, ...d }));
+  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides }, state);
+  const lines = rated.lines.map((d, i) => ({ lineNo: i + 1, ...d }));
   const sum = lines.reduce((s, l) => s.plus(l.amount), dec(0));
   const subtotal = formatMoney(sum, sub.currency);
-  return { lines, subtotal, total: subtotal, featureTerms };
-}
-
-async function lateUsageLines(q: Q, cache: CatalogCache, sub: Subscription, t: TenantTerms, state: TenantState): Promise<DraftLine[]> {
-  const out: DraftLine[] = [];
-  for (const [start, inv] of [...state.invoiced.entries()].sort((a, b) => a[0] - b[0])) {
-    if (inv.currency !== sub.currency) continue; // never converted: it waits for an invoice in its own currency
-    // Only features with a summary: a missing summary means "not known", never "zero".
-    const features = [...(state.usage.get(start)?.keys() ?? [])];
-    if (features.length === 0) continue;
-    const invSub = t.subscriptions.find((x) => x.id === inv.subscriptionId) ?? null;
-    const pv = await planAtEnd(q, cache, t, invSub, inv.period);
-    for (const featureKey of features.sort()) {
-      const feature = (await cache.allFeatures(q)).get(featureKey);
-      if (!feature) continue;
-      const billed = state.billed.get(`${featureKey}|${start}`) ?? null;
-      // Rate on the terms the period was billed with; a feature without a line then, on the terms
-      // its invoice recorded (none: the plan lacked it), else on today's terms at its period end.
-      const terms =
-        billed?.snapshot ?? (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, t.overrides.get(featureKey)) : null);
-      if (!terms) continue;
-      const line = usageLine({
-        context: 'late',
-        feature,
-        terms,
-        usedTotal: state.usage.get(start)?.get(featureKey) ?? '0',
-        billed,
-        currency: sub.currency,
-        period: inv.period,
-        planKey: pv?.planKey ?? null,
-        planVersion: pv?.version ?? null,
-      });
-      if (line) out.push(line);
-    }
-  }
-  return out;
+  return { lines, subtotal, total: subtotal, featureTerms: rated.featureTerms };
 }

@@ -7,7 +7,7 @@ import type { Db } from '../storage/db.js';
 import { prorate, prorationQuantity } from '../rate/base-fee.js';
 import { listInvoices } from './repository.js';
 import { INVOICE_STATUSES, LINE_KINDS, USAGE_KINDS, type BaseFeeDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
-import { dueMinusBilled } from './usage-lines.js';
+import { dueMinusBilled } from '../rate/usage-lines.js';
 import { formatInvoiceNumber } from './numbering.js';
 
 export interface Violation {

@@ -2,8 +2,8 @@ import type { Feature, PlanFeature } from '../domain/catalog.js';
 import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import { toIso, type Period } from '../domain/period.js';
-import { rateUsage } from '../rate/rate.js';
-import type { RatedLine as DraftLine, UsageDetails } from '../rate/lines.js';
+import { rateUsage } from './rate.js';
+import type { RatedLine as DraftLine, UsageDetails } from './lines.js';
 
 /** What earlier invoices already billed for one (tenant, feature, period). */
 export interface Billed {

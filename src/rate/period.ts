@@ -1,0 +1,130 @@
+import type { Feature, PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import type { Period } from '../domain/period.js';
+import type { Segment, Subscription } from '../subscriptions/repository.js';
+import { baseFeeLines } from './base-fee.js';
+import { featureTerms as termsOf } from './charge.js';
+import type { RatedLine } from './lines.js';
+import { roundingLine } from './rounding.js';
+import { usageLine, type Billed } from './usage-lines.js';
+
+/** Feature key → the terms (plan at period end, after the tenant's override) an invoice priced it on. */
+export type FeatureTerms = Record<string, PlanFeature>;
+
+/** An earlier invoiced period whose late usage may still be billed. */
+export interface InvoicedPeriod {
+  period: Period;
+  subscriptionId: string;
+  currency: string;
+  /** The terms the invoice priced each metered feature on; null for invoices that predate recording them. */
+  featureTerms: FeatureTerms | null;
+  /** The plan in force at its end today (null: none), for features its invoice recorded no terms for. */
+  plan: PlanVersion | null;
+}
+
+/** What a subscription period is priced on. */
+export interface PeriodRatingTerms {
+  sub: Subscription;
+  segments: Segment[];
+  /** versionKey → plan version, for every segment overlapping the period. */
+  versions: Map<string, PlanVersion>;
+  period: Period;
+  nominal: Period;
+  /** The plan in force at the period's end; null without a segment. */
+  plan: PlanVersion | null;
+  features: Map<string, Feature>;
+  overrides: Map<string, QuotaOverride>;
+}
+
+/** The tenant's usage and what earlier invoices billed for it. */
+export interface PeriodUsage {
+  /** period_start → feature → used (decimal string) */
+  usage: Map<number, Map<string, string>>;
+  /** `${feature}|${period_start}` → what non-void invoices billed */
+  billed: Map<string, Billed>;
+  /** period_start → an invoiced period, its subscription, currency and terms */
+  invoiced: Map<number, InvoicedPeriod>;
+}
+
+export interface RatedPeriod {
+  lines: RatedLine[];
+  /** Stored on the invoice: what its period's late usage is priced on. */
+  featureTerms: FeatureTerms;
+}
+
+/**
+ * All money of a subscription period's invoice: base fee per segment, usage per metered feature
+ * of the plan in force at period end (with the tenant's overrides), late usage / credits for
+ * earlier invoiced periods whose usage changed since they were billed, then cash rounding.
+ */
+export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedPeriod {
+  const { sub, period, plan: pv } = terms;
+  const lines: RatedLine[] = baseFeeLines(terms);
+  const featureTerms: FeatureTerms = {};
+  if (pv) {
+    for (const featureKey of Object.keys(pv.features).sort()) {
+      const feature = terms.features.get(featureKey);
+      if (!feature || feature.type !== 'metered') continue;
+      const ft = termsOf(pv, featureKey, terms.overrides.get(featureKey))!;
+      featureTerms[featureKey] = ft;
+      const line = usageLine({
+        context: 'current',
+        feature,
+        terms: ft,
+        usedTotal: usage.usage.get(period.start)?.get(featureKey) ?? '0',
+        billed: usage.billed.get(`${featureKey}|${period.start}`) ?? null,
+        currency: sub.currency,
+        period,
+        planKey: pv.planKey,
+        planVersion: pv.version,
+      });
+      if (line) lines.push(line);
+    }
+  }
+
+  lines.push(...lateUsageLines(terms, usage));
+
+  const rounding = roundingLine(lines, sub.currency, period);
+  if (rounding) lines.push(rounding);
+  return { lines, featureTerms };
+}
+
+/** Earlier periods (in this invoice's currency) with a usage summary to bill or credit. */
+export function periodsWithLateUsage(usage: PeriodUsage, currency: string): InvoicedPeriod[] {
+  return [...usage.invoiced.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([, inv]) => inv)
+    // Never converted: it waits for an invoice in its own currency. Only features with a
+    // summary: a missing summary means "not known", never "zero".
+    .filter((inv) => inv.currency === currency && (usage.usage.get(inv.period.start)?.size ?? 0) > 0);
+}
+
+function lateUsageLines(terms: PeriodRatingTerms, usage: PeriodUsage): RatedLine[] {
+  const out: RatedLine[] = [];
+  for (const inv of periodsWithLateUsage(usage, terms.sub.currency)) {
+    const start = inv.period.start;
+    const pv = inv.plan;
+    for (const featureKey of [...usage.usage.get(start)!.keys()].sort()) {
+      const feature = terms.features.get(featureKey);
+      if (!feature) continue;
+      const billed = usage.billed.get(`${featureKey}|${start}`) ?? null;
+      // Rate on the terms the period was billed with; a feature without a line then, on the terms
+      // its invoice recorded (none: the plan lacked it), else on today's terms at its period end.
+      const ft =
+        billed?.snapshot ?? (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, terms.overrides.get(featureKey)) : null);
+      if (!ft) continue;
+      const line = usageLine({
+        context: 'late',
+        feature,
+        terms: ft,
+        usedTotal: usage.usage.get(start)?.get(featureKey) ?? '0',
+        billed,
+        currency: terms.sub.currency,
+        period: inv.period,
+        planKey: pv?.planKey ?? null,
+        planVersion: pv?.version ?? null,
+      });
+      if (line) out.push(line);
+    }
+  }
+  return out;
+}
