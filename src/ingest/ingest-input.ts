@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
-import { forDialect, onTransaction, type Db } from '../storage/db.js';
+import { forDialect, handleOn, type Db } from '../storage/db.js';
 import { openBulkWriter, type BulkTarget, type BulkWriter } from '../storage/bulk-insert.js';
 import { withTx } from '../storage/sql.js';
 import { ALIASES, type Field } from './fields.js';
@@ -57,7 +57,7 @@ export async function ingestInput(
 
   /** One transaction's worth of records; true once the input is exhausted. */
   const step = async (q: Knex.Transaction): Promise<boolean> => {
-    const w = (writer = await openBulkWriter(onTransaction(db, q), USAGE_EVENTS));
+    const w = (writer = await openBulkWriter(handleOn(db, q), USAGE_EVENTS));
     const start = counts.read;
     let done = false;
     while (!done && counts.read - start < perTx && !opts.signal?.aborted) {

@@ -41,11 +41,6 @@ export function forDialect<T>(db: Pick<Db, 'dialect'>, impls: Record<Dialect, T>
   return impls[db.dialect];
 }
 
-/** The handle of db bound to trx (a transaction opened on db.knex). */
-export function onTransaction(db: Db, trx: Knex.Transaction): Db {
-  return makeHandle(trx, { dialect: db.dialect, display: db.display, readonly: db.readonly });
-}
-
 /** db itself, or its handle bound to q when q is a transaction (for callers still holding a bare knex). */
 export function handleOn(db: Db, q: Knex | Knex.Transaction): Db {
   return q === db.knex ? db : makeHandle(q, { dialect: db.dialect, display: db.display, readonly: db.readonly });

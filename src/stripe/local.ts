@@ -4,7 +4,7 @@ import { markInvoicePaid, markInvoiceUncollectible } from '../invoice/lifecycle.
 import { findInvoice } from '../invoice/repository.js';
 import type { Invoice } from '../invoice/types.js';
 import { writeAudit } from '../storage/audit.js';
-import { onTransaction, type Db } from '../storage/db.js';
+import { handleOn, type Db } from '../storage/db.js';
 
 /**
  * What Stripe's answers change locally, always inside the caller's transaction: the invoice
@@ -13,11 +13,6 @@ import { onTransaction, type Db } from '../storage/db.js';
  */
 
 type Opts = { now: Instant; actor: string };
-
-/** A Db whose queries go through trx (for core functions that take a Db). */
-export function bindDb(db: Db, trx: Knex.Transaction): Db {
-  return onTransaction(db, trx);
-}
 
 /** The tenant's invoice with this id, or null (ids are scoped by tenant, never trusted alone). */
 export async function loadTenantInvoice(q: Knex | Knex.Transaction, tenantId: string, invoiceId: string): Promise<Invoice | null> {
@@ -32,7 +27,7 @@ export async function recordPaid(
   inv: Invoice,
   opts: Opts & { paidAt: Instant; reference: string },
 ): Promise<boolean> {
-  const { changed } = await markInvoicePaid(bindDb(db, trx), inv.id, { ...opts, paidAt: opts.paidAt, reference: opts.reference });
+  const { changed } = await markInvoicePaid(handleOn(db, trx), inv.id, { ...opts, paidAt: opts.paidAt, reference: opts.reference });
   await trx('stripe_invoices').where({ tenant_id: inv.tenantId, invoice_id: inv.id }).update({ stripe_status: 'paid', updated_at: opts.now });
   const dunning = await trx('stripe_dunning').where({ tenant_id: inv.tenantId, invoice_id: inv.id }).first();
   if (dunning && dunning.status !== 'recovered') {
@@ -56,7 +51,7 @@ export async function recordPaid(
 
 /** Dunning exhausted: the invoice is uncollectible and its subscription past due. */
 export async function recordUncollectible(db: Db, trx: Knex.Transaction, inv: Invoice, opts: Opts): Promise<void> {
-  await markInvoiceUncollectible(bindDb(db, trx), inv.id, opts);
+  await markInvoiceUncollectible(handleOn(db, trx), inv.id, opts);
   const sub = await trx('subscriptions').where({ tenant_id: inv.tenantId, id: inv.subscriptionId }).first();
   if (!sub || sub.status === 'canceled' || sub.status === 'past_due') return;
   await trx('subscriptions').where({ tenant_id: inv.tenantId, id: inv.subscriptionId }).update({ status: 'past_due', updated_at: opts.now });
