@@ -15,6 +15,7 @@ import { runCli } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
 import { ACTOR, applyTestCatalog, insertEvents, iso, maybeAggregate, randomEvents, randomInts, tenant, type Ev } from './aggregate-support.js';
 import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
+import { applyCatalog } from '../src/catalog/apply.js';
 
 const times = (n: number, e: Omit<Ev, 'at'>, at: string): Ev[] => Array.from({ length: n }, () => ({ ...e, at }));
 
@@ -280,5 +281,25 @@ describeEachDb('billing report from summaries', (t) => {
         expect(fromSummaries, `step ${step} ${tenantId}`).toEqual(fromEvents);
       }
     }
+  });
+});
+
+describeEachDb('billing report over many groups', (t) => {
+  it('reports many tenants on a catalog of many unique-count features (every statement within the bind limits)', async () => {
+    const { db } = t();
+    const uniques = Array.from({ length: 16 }, (_, i) => ({ key: `U${i}`, name: `U${i}`, unit: 'user', aggregation: 'unique', uniqueBy: 'user_id' }));
+    const features = Object.fromEntries(uniques.map((f) => [f.key, { included: 1, overage: { model: 'per_unit', unitPrice: '1.00' } }]));
+    const plans = [{ key: 'u', name: 'U', currency: 'USD', price: '1.00', interval: 'month', features }];
+    await applyCatalog(db, { features: uniques, plans }, { now: iso('2026-01-01T00:00:00Z'), actor: ACTOR });
+    for (let i = 0; i < 70; i++) await tenant(db, `t${String(i).padStart(2, '0')}`, { planKey: 'u', start: '2026-03-01T00:00:00Z' });
+    await insertEvents(db, [
+      { tenant: 't69', feature: 'U15', user: 'a', at: '2026-03-02T00:00:00Z' },
+      { tenant: 't69', feature: 'U15', user: 'b', at: '2026-03-03T00:00:00Z' },
+      { tenant: 't00', feature: 'U0', user: 'a', at: '2026-03-03T00:00:00Z' },
+    ]);
+    const reports = await buildReport(db, { now: iso(NOW), period: '2026-03' });
+    expect(reports).toHaveLength(70);
+    expect(reports.find((r) => r.tenantId === 't69')!.features.find((f) => f.featureKey === 'U15')).toMatchObject({ used: '2', overageAmount: '1.00' });
+    expect(reports.find((r) => r.tenantId === 't00')!.totalOverageAmount).toBe('0.00');
   });
 });

@@ -118,10 +118,22 @@ export async function usageByTenant(
   return out;
 }
 
+/**
+ * A unique-count feature reads in a select of its own, and each select carries the groups it
+ * is given: so a statement holds the groups of the additive and last features, or of one
+ * unique feature, and never a copy of every group per unique feature (which would run past
+ * the databases' bind limits on a catalog with many of them).
+ */
 async function readGroups(db: Db, groups: GroupRow[], features: Feature[], out: Map<string, UsageByWindow>): Promise<void> {
-  for (let i = 0; i < groups.length; i += GROUPS_PER_QUERY) {
-    const rows = await readUsage(db, usageSelects(db, literalGroupsSource(groups.slice(i, i + GROUPS_PER_QUERY)), metered(features)));
-    for (const r of rows) out.get(r.tenantId)?.get(r.periodStart)?.set(r.featureKey, r.quantity);
+  const fs = metered(features);
+  const batches = [fs.filter((f) => f.aggregation !== 'unique'), ...fs.filter((f) => f.aggregation === 'unique').map((f) => [f])];
+  for (const batch of batches) {
+    const keys = new Set(batch.map((f) => f.key));
+    const mine = groups.filter((g) => keys.has(g.featureKey));
+    for (let i = 0; i < mine.length; i += GROUPS_PER_QUERY) {
+      const rows = await readUsage(db, usageSelects(db, literalGroupsSource(mine.slice(i, i + GROUPS_PER_QUERY)), batch));
+      for (const r of rows) out.get(r.tenantId)?.get(r.periodStart)?.set(r.featureKey, r.quantity);
+    }
   }
 }
 
