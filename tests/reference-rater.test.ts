@@ -16,6 +16,7 @@ import type { Invoice } from '../src/invoice/types.js';
 import { stripeSync } from '../src/stripe/sync.js';
 import { runOverage } from '../src/rate/overage.js';
 import { runAggregate } from '../src/aggregate/aggregate.js';
+import { buildHistory } from '../src/report/history.js';
 import { describeEachDb } from './helpers/db.js';
 import { FakeStripe } from './support/fake-stripe.js';
 import {
@@ -191,6 +192,32 @@ async function chargeProblems(db: Db, s: Scenario, ref: ReferenceBilling): Promi
   return problems;
 }
 
+/**
+ * `billing report` (through history: every period up to the scenario's end) against the
+ * reference, to the minor unit. Reports rate with today's override, like the reference.
+ */
+async function reportProblems(db: Db, s: Scenario, ref: ReferenceBilling): Promise<string[]> {
+  const problems: string[] = [];
+  for (const { id } of s.tenants) {
+    const want = ref.expectedCharges(id, s.end);
+    const got = new Map<string, bigint>();
+    for (const r of await buildHistory(db, { now: s.end, tenantId: id, limit: 10_000 })) {
+      for (const f of r.features) {
+        // A period without a subscription is priced nothing, in no currency (XXX).
+        const amount = new Decimal(f.overageAmount);
+        got.set(`${f.featureKey}|${Date.parse(r.period.start)}`, amount.isZero() ? 0n : toMinor(amount, r.currency));
+      }
+    }
+    for (const [k, minor] of want) {
+      if (got.get(k) !== minor) problems.push(`report ${id} ${k}: report has ${got.get(k) ?? 'no line'}, reference ${minor} minor units`);
+    }
+    for (const [k, minor] of got) {
+      if (!want.has(k) && minor !== 0n) problems.push(`report ${id} ${k}: ${minor} minor units outside any subscription period`);
+    }
+  }
+  return problems;
+}
+
 const day = (t: number) => new Date(t).toISOString().replace(':00.000Z', 'Z');
 const qty = (q: string | Decimal | null) => (q === null ? '-' : new Decimal(q.toString()).toFixed());
 // The rounding line's quantity is presentation; its amount is what counts.
@@ -284,6 +311,7 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       if (problems.length === 0 && JSON.stringify(got) !== JSON.stringify(expected)) problems.push(diff(expected, got));
       for (const inv of real) problems.push(...minorProblems(inv));
       if (problems.length === 0) problems.push(...(await chargeProblems(db, s, ref)));
+      if (problems.length === 0) problems.push(...(await reportProblems(db, s, ref)));
       if (problems.length === 0 && i % STRIPE_EVERY === 0) problems.push(...(await stripeProblems(db, s, real)));
       if (problems.length > 0) {
         const report = [

@@ -5,11 +5,10 @@ import { BillingError } from '../domain/errors.js';
 import { formatMoney } from '../domain/money.js';
 import { periodToJson, type Instant } from '../domain/period.js';
 import { decimalToMicro, microToString, QUANTITY_SCALE } from '../domain/quantity.js';
-import { rateCharge } from '../rate/charge.js';
 import { loadTenantTerms } from '../rate/tenant-terms.js';
+import { currencyOf, rateWindowCharges, rateWindows } from '../rate/window.js';
 import type { Db } from '../storage/db.js';
 import { TenantTimeline } from '../aggregate/windows.js';
-import { currencyOf, rateWindows } from './report.js';
 
 export type Projection = 'run_rate' | 'current_value';
 
@@ -48,33 +47,42 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
   const t = terms.get(opts.tenantId)!;
   if (!t.tenant) throw new BillingError('not_found', `tenant "${opts.tenantId}" does not exist (see \`billing tenant list\`)`);
   const window = new TenantTimeline(t.subscriptions).windowAt(opts.now);
-  // Usage so far: events after `now` (a backfill, a replay with --now) are not part of the run rate.
-  const [rated] = await rateWindows(db, q, terms, new Map([[opts.tenantId, [window]]]), opts.now, opts.now);
+  const [rated] = await rateWindows(db, terms, new Map([[opts.tenantId, [window]]]), opts.now, { kind: 'estimate', asOf: opts.now });
   const features = await loadFeatures(q);
   const currency = currencyOf(rated);
   const length = new Decimal(window.end - window.start);
   const elapsed = new Decimal(opts.now - window.start);
 
-  const estimates = rated.charges.map((c): FeatureEstimate => {
-    const aggregation = features.get(c.featureKey)?.aggregation ?? 'sum';
-    const projection: Projection = aggregation === 'sum' || aggregation === 'count' ? 'run_rate' : 'current_value';
-    const used = dec(c.used);
-    const projected =
-      projection === 'run_rate' && elapsed.gt(0)
-        ? used.times(length).div(elapsed).toDecimalPlaces(QUANTITY_SCALE, Decimal.ROUND_HALF_UP)
-        : used;
-    const key = { tenantId: opts.tenantId, featureKey: c.featureKey, periodStart: window.start, periodEnd: window.end };
-    const projectedCharge = rateCharge(key, decimalToMicro(projected), rated.terms, t.overrides.get(c.featureKey), opts.now);
-    return {
+  const projectionOf = (featureKey: string): Projection => {
+    const aggregation = features.get(featureKey)?.aggregation ?? 'sum';
+    return aggregation === 'sum' || aggregation === 'count' ? 'run_rate' : 'current_value';
+  };
+  const projectedMicro = new Map(
+    rated.charges.map((c) => {
+      const used = dec(c.used);
+      const projected =
+        projectionOf(c.featureKey) === 'run_rate' && elapsed.gt(0)
+          ? used.times(length).div(elapsed).toDecimalPlaces(QUANTITY_SCALE, Decimal.ROUND_HALF_UP)
+          : used;
+      return [c.featureKey, decimalToMicro(projected)];
+    }),
+  );
+  // The projection is priced exactly as the usage so far: the same window, terms and charges.
+  const projectedCharges = new Map(
+    rateWindowCharges(opts.tenantId, window, rated.terms, projectedMicro, features, t.overrides, opts.now).map((c) => [c.featureKey, c]),
+  );
+
+  const estimates = rated.charges.map(
+    (c): FeatureEstimate => ({
       featureKey: c.featureKey,
-      aggregation,
+      aggregation: features.get(c.featureKey)?.aggregation ?? 'sum',
       used: c.used,
-      projection,
-      projectedUsed: microToString(decimalToMicro(projected)),
+      projection: projectionOf(c.featureKey),
+      projectedUsed: microToString(projectedMicro.get(c.featureKey)!),
       overageAmount: c.amount,
-      projectedOverageAmount: projectedCharge.amount,
-    };
-  });
+      projectedOverageAmount: projectedCharges.get(c.featureKey)!.amount,
+    }),
+  );
   const total = (pick: (f: FeatureEstimate) => string) => formatMoney(estimates.reduce((s, f) => s.plus(dec(pick(f))), ZERO), currency);
   return {
     tenantId: opts.tenantId,

@@ -3,7 +3,8 @@ import type { Instant } from '../domain/period.js';
 import { loadTenantTerms } from '../rate/tenant-terms.js';
 import type { Db } from '../storage/db.js';
 import { TenantTimeline, type Window } from '../aggregate/windows.js';
-import { rateWindows, toTenantReport, type TenantReport } from './report.js';
+import { rateWindows } from '../rate/window.js';
+import { toTenantReport, type TenantReport } from './report.js';
 
 /**
  * A tenant's last `limit` periods, newest first, each rated like `billing report`. History
@@ -28,5 +29,5 @@ export async function buildHistory(db: Db, opts: { now: Instant; tenantId: strin
     windows.push(w);
     if (w.start <= origin) break;
   }
-  return (await rateWindows(db, q, terms, new Map([[opts.tenantId, windows]]), opts.now)).map(toTenantReport);
+  return (await rateWindows(db, terms, new Map([[opts.tenantId, windows]]), opts.now)).map(toTenantReport);
 }
