@@ -93,10 +93,10 @@ describeEachDb('entitlement terms cache', (t) => {
 
   it('moves the epoch on committed term changes only, not on usage or aggregation', async () => {
     const { db } = t();
-    const before = await readTermsEpoch(db, db.knex);
+    const before = await readTermsEpoch(db);
     await recordUsage(other, [{ tenantId: 'acme', featureKey: 'OCR_SCAN', quantity: '1', eventId: 'e1', occurredAt: NOW - 1000 }], { now: NOW });
     await runAggregate(other, { now: NOW });
-    expect(await readTermsEpoch(db, db.knex)).toBe(before);
+    expect(await readTermsEpoch(db)).toBe(before);
 
     // A rolled-back change leaves it where it was.
     await other.knex
@@ -105,11 +105,11 @@ describeEachDb('entitlement terms cache', (t) => {
         throw new Error('roll back');
       })
       .catch(() => {});
-    expect(await readTermsEpoch(db, db.knex)).toBe(before);
+    expect(await readTermsEpoch(db)).toBe(before);
     expect(await check('acme', 'API_CALL')).toMatchObject({ limit: '100' });
 
     await setQuota(other, { tenantId: 'acme', featureKey: 'API_CALL', included: '7' }, opts);
-    expect(await readTermsEpoch(db, db.knex)).toBeGreaterThan(before);
+    expect(await readTermsEpoch(db)).toBeGreaterThan(before);
   });
 
   it('reads the same usage as the aggregate stage, for every aggregation', async () => {

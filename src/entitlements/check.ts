@@ -138,7 +138,7 @@ export async function checkEntitlement(
   for (let attempt = 1; ; attempt++) {
     const gen = await cache.current();
     const r = await resolveTerms(gen, db.knex, input, opts.now);
-    const read = 'denial' in r ? { used: null, epoch: await readTermsEpoch(db, db.knex) } : await readUsed(db, input.tenantId, r);
+    const read = 'denial' in r ? { used: null, epoch: await readTermsEpoch(db) } : await readUsed(db, input.tenantId, r);
     // Terms changing under every attempt: the last answer is as good as any taken during
     // those changes, which a caller could not order against this check anyway.
     if (read.epoch === gen.epoch || attempt >= MAX_ATTEMPTS) {

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { featureFromRow } from '../catalog/repository.js';
 import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
-import { handleOn, type Db } from '../storage/db.js';
+import type { Db } from '../storage/db.js';
 import { TenantTimeline, windowsKey } from '../aggregate/windows.js';
 import { CatalogCache, loadTenantTerms } from '../rate/tenant-terms.js';
 import type { Segment, Tenant } from '../subscriptions/repository.js';
@@ -68,9 +68,9 @@ async function loadCheckTerms(q: Q, tenantId: string): Promise<TenantTerms | nul
   return { tenant, timeline: new TenantTimeline(subscriptions), windowsKey: windowsKey(subscriptions), segments, overrides };
 }
 
-/** The counter's current value, as this connection or transaction sees it. */
-export async function readTermsEpoch(db: Db, q: Q): Promise<number> {
-  const rows = await handleOn(db, q).rows<{ epoch: number | string }>('SELECT epoch FROM terms_epoch WHERE id = 1');
+/** The counter's current value, as this handle (a connection or a transaction) sees it. */
+export async function readTermsEpoch(db: Db): Promise<number> {
+  const rows = await db.rows<{ epoch: number | string }>('SELECT epoch FROM terms_epoch WHERE id = 1');
   return Number(rows[0].epoch);
 }
 
@@ -90,7 +90,7 @@ export class TermsCache {
 
   async current(): Promise<TermsGeneration> {
     if (this.gen) return this.gen;
-    this.opening ??= readTermsEpoch(this.db, this.db.knex)
+    this.opening ??= readTermsEpoch(this.db)
       .then((epoch) => this.advance(epoch))
       .finally(() => (this.opening = null));
     return this.opening;

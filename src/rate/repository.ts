@@ -83,10 +83,9 @@ const COLUMNS = [
 export async function loadRatedCharges(
   db: Db,
   tenantId: string,
-  opts: { periodStart?: Instant; trx?: Knex.Transaction } = {},
+  opts: { periodStart?: Instant } = {},
 ): Promise<RatedCharge[]> {
-  const q = opts.trx ?? db.knex;
-  const rows = await q('rated_charges')
+  const rows = await db.knex('rated_charges')
     .select(...COLUMNS)
     .select(asText(db, 'amount_minor').wrap('(', ') AS amount_minor'), asText(db, 'summary_quantity').wrap('(', ') AS summary_quantity'))
     .where({ tenant_id: tenantId })
