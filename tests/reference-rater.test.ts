@@ -17,6 +17,7 @@ import { stripeSync } from '../src/stripe/sync.js';
 import { runOverage } from '../src/rate/overage.js';
 import { runAggregate } from '../src/aggregate/aggregate.js';
 import { buildHistory } from '../src/report/history.js';
+import { verifyInvoices } from '../src/invoice/verify.js';
 import { describeEachDb } from './helpers/db.js';
 import { FakeStripe } from './support/fake-stripe.js';
 import {
@@ -218,6 +219,12 @@ async function reportProblems(db: Db, s: Scenario, ref: ReferenceBilling): Promi
   return problems;
 }
 
+/** `billing verify` finds nothing wrong with what the scenario billed. */
+async function verifyProblems(db: Db, ns: string): Promise<string[]> {
+  const report = await verifyInvoices(db);
+  return report.violations.filter((v) => v.tenantId === undefined || v.tenantId.startsWith(ns)).map((v) => `verify: ${JSON.stringify(v)}`);
+}
+
 const day = (t: number) => new Date(t).toISOString().replace(':00.000Z', 'Z');
 const qty = (q: string | Decimal | null) => (q === null ? '-' : new Decimal(q.toString()).toFixed());
 // The rounding line's quantity is presentation; its amount is what counts.
@@ -312,6 +319,7 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       for (const inv of real) problems.push(...minorProblems(inv));
       if (problems.length === 0) problems.push(...(await chargeProblems(db, s, ref)));
       if (problems.length === 0) problems.push(...(await reportProblems(db, s, ref)));
+      if (problems.length === 0) problems.push(...(await verifyProblems(db, ns)));
       if (problems.length === 0 && i % STRIPE_EVERY === 0) problems.push(...(await stripeProblems(db, s, real)));
       if (problems.length > 0) {
         const report = [

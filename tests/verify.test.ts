@@ -51,6 +51,22 @@ describeEachDb('billing verify', (t) => {
     expect(r.report.violations).toEqual([expect.objectContaining({ check: 'recompute', invoice: 'INV-000001', line: 2 })]);
   });
 
+  it('reports late usage priced on terms other than those its period was invoiced with', async () => {
+    const { db, url } = t();
+    await scenario(db);
+    expect((await verify(url)).code).toBe(0);
+    const jan = await db.knex('invoices').where({ tenant_id: 'acme', number: 'INV-000001' }).first();
+    const terms = JSON.parse(jan.feature_terms);
+    terms.OCR_SCAN.overage.unitPrice = '0.07';
+    await db.knex('invoices').where({ id: jan.id }).update({ feature_terms: JSON.stringify(terms) });
+    const r = await verify(url);
+    expect(r.code).toBe(1);
+    expect(r.report.violations).toEqual([expect.objectContaining({ check: 'late_terms', invoice: 'INV-000003' })]);
+    expect(r.report.violations[0].message).toMatch(/^late_usage OCR_SCAN for the period starting 2026-01-01/);
+    await db.knex('invoices').where({ id: jan.id }).update({ feature_terms: '{not json' });
+    expect((await verify(url)).report.violations.map((v) => v.check)).toContain('late_terms');
+  });
+
   it('reports an invoice duplicated behind a dropped unique index, as a duplicate and as double billing', async () => {
     const { db, url } = t();
     await scenario(db);

@@ -49,6 +49,7 @@ export async function verifyInvoices(db: Db): Promise<VerifyReport> {
     }
     checkOnePerPeriod(list, out);
     await checkUsageBilling(db, tenantId, list, out);
+    await checkLateTerms(db, tenantId, list, out);
   }
   await checkNumbers(db, numbers, out);
   return { ok: out.length === 0, invoices, lines, violations: out };
@@ -249,6 +250,57 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
         invoice: latest.inv.number,
         line: latest.line.lineNo,
         message: `${feature} for the period starting ${toIso(latest.line.period.start)} was billed on ${d.usedTotal} but only ${recordedUsed.toFixed()} is recorded`,
+      });
+    }
+  }
+}
+
+/** JSON with object keys sorted, so equal terms compare equal whatever order they were stored in. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v ?? null);
+}
+
+/**
+ * Late usage and credits for an earlier period are priced on the terms that period was
+ * invoiced with (`invoices.feature_terms`): a late line's snapshot must be the recorded
+ * terms of its feature on an invoice of that period (a voided one counts: the line may
+ * predate the void). Invoices from before terms were recorded are not checked.
+ */
+async function checkLateTerms(db: Db, tenantId: string, list: Invoice[], out: Violation[]): Promise<void> {
+  const recorded = new Map<number, Array<Record<string, unknown>>>();
+  for (const r of await db.knex('invoices').select('period_start', 'feature_terms').where('tenant_id', tenantId).whereNotNull('feature_terms')) {
+    let terms: unknown;
+    try {
+      terms = JSON.parse(r.feature_terms);
+    } catch {
+      terms = null;
+    }
+    const start = Number(r.period_start);
+    if (!terms || typeof terms !== 'object') {
+      out.push({ check: 'late_terms', tenantId, message: `an invoice for the period starting ${toIso(start)} has unreadable feature_terms` });
+      continue;
+    }
+    recorded.set(start, [...(recorded.get(start) ?? []), terms as Record<string, unknown>]);
+  }
+  for (const inv of list) {
+    if (inv.status === 'void') continue;
+    for (const l of inv.lines) {
+      if ((l.kind !== 'late_usage' && l.kind !== 'credit') || !l.featureKey || l.period.start === inv.period.start) continue;
+      const candidates = recorded.get(l.period.start);
+      if (!candidates) continue;
+      const snap = canonical(l.priceSnapshot);
+      if (candidates.some((t) => t[l.featureKey!] !== undefined && canonical(t[l.featureKey!]) === snap)) continue;
+      out.push({
+        check: 'late_terms',
+        tenantId,
+        invoice: inv.number,
+        line: l.lineNo,
+        message: `${l.kind} ${l.featureKey} for the period starting ${toIso(l.period.start)} is priced on terms that no invoice of that period recorded`,
       });
     }
   }
