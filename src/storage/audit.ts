@@ -14,7 +14,12 @@ export interface AuditEntry {
 
 /** Append one audit row inside the caller's transaction (append-only: never updated). */
 export async function writeAudit(trx: Knex | Knex.Transaction, e: AuditEntry): Promise<void> {
-  await trx('audit_log').insert({
+  await trx('audit_log').insert(auditRow(e));
+}
+
+/** The audit_log row of an entry (for callers inserting many at once). */
+export function auditRow(e: AuditEntry) {
+  return {
     at: e.at,
     actor: e.actor,
     tenant_id: e.tenantId ?? null,
@@ -23,5 +28,5 @@ export async function writeAudit(trx: Knex | Knex.Transaction, e: AuditEntry): P
     action: e.action,
     before: e.before === undefined ? null : JSON.stringify(e.before),
     after: e.after === undefined ? null : JSON.stringify(e.after),
-  });
+  };
 }

@@ -4,7 +4,7 @@ import type { PlanVersion } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { periodContaining, toIso, type Instant } from '../domain/period.js';
-import { writeAudit } from '../storage/audit.js';
+import { writeAudit, type AuditEntry } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import {
@@ -86,11 +86,48 @@ async function saveSegments(trx: Trx, sub: Subscription, before: Segment[], afte
   for (const s of after) {
     const old = before.find((b) => b.seq === s.seq);
     const cols = { plan_key: s.planKey, plan_version: s.planVersion, starts_at: s.startsAt, ends_at: s.endsAt };
-    if (!old) await trx('subscription_segments').insert({ ...where, seq: s.seq, ...cols, created_at: now });
+    if (!old) await trx('subscription_segments').insert(newSegmentRow(s, now));
     else if (old.planKey !== s.planKey || old.planVersion !== s.planVersion || old.startsAt !== s.startsAt || old.endsAt !== s.endsAt) {
       await trx('subscription_segments').where({ ...where, seq: s.seq }).update(cols);
     }
   }
+}
+
+/** A tenant's `ordinal`-th subscription, starting on `plan` at `start`, and its first segment. */
+export function newSubscription(
+  input: { tenantId: string; plan: PlanVersion; start: Instant; trialDays?: number; ordinal: number },
+  now: Instant,
+): { sub: Subscription; segment: Segment } {
+  const { plan, start } = input;
+  const trialDays = input.trialDays ?? plan.trialDays;
+  const trialEndsAt = trialDays > 0 ? start + trialDays * DAY_MS : null;
+  const sub: Subscription = {
+    tenantId: input.tenantId,
+    id: `sub_${input.tenantId}_${input.ordinal}`,
+    // Stored status is a snapshot (a backdated start may be past its trial); effectiveStatus is the truth.
+    status: trialEndsAt !== null && now < trialEndsAt ? 'trialing' : 'active',
+    anchorAt: start,
+    interval: plan.interval,
+    currency: plan.currency,
+    startedAt: start,
+    trialEndsAt,
+    cancelAt: null,
+    canceledAt: null,
+  };
+  const segment: Segment = { tenantId: sub.tenantId, subscriptionId: sub.id, seq: 1, planKey: plan.planKey, planVersion: plan.version, startsAt: start, endsAt: null };
+  return { sub, segment };
+}
+
+export function newSubscriptionRow(sub: Subscription, now: Instant) {
+  return { ...subscriptionRow(sub), created_at: now, updated_at: now };
+}
+
+export function newSegmentRow(s: Segment, now: Instant) {
+  return { tenant_id: s.tenantId, subscription_id: s.subscriptionId, seq: s.seq, plan_key: s.planKey, plan_version: s.planVersion, starts_at: s.startsAt, ends_at: s.endsAt, created_at: now };
+}
+
+export function subscriptionCreated(sub: Subscription, segment: Segment, opts: Opts): AuditEntry {
+  return { at: opts.now, actor: opts.actor, tenantId: sub.tenantId, entity: 'subscription', entityId: sub.id, action: 'create', after: { subscription: sub, segments: [segment] } };
 }
 
 /**
@@ -125,41 +162,10 @@ export async function subscribe(
         `tenant "${input.tenantId}" already has subscription ${clash.id}${until}; use \`billing subscription change\` to move it to another plan`,
       );
     }
-    const trialDays = input.trialDays ?? plan.trialDays;
-    const trialEndsAt = trialDays > 0 ? start + trialDays * DAY_MS : null;
-    const sub: Subscription = {
-      tenantId: input.tenantId,
-      id: `sub_${input.tenantId}_${existing.length + 1}`,
-      // Stored status is a snapshot (a backdated start may be past its trial); effectiveStatus is the truth.
-      status: trialEndsAt !== null && opts.now < trialEndsAt ? 'trialing' : 'active',
-      anchorAt: start,
-      interval: plan.interval,
-      currency: plan.currency,
-      startedAt: start,
-      trialEndsAt,
-      cancelAt: null,
-      canceledAt: null,
-    };
-    await trx('subscriptions').insert({ ...subscriptionRow(sub), created_at: opts.now, updated_at: opts.now });
-    const segment: Segment = {
-      tenantId: sub.tenantId,
-      subscriptionId: sub.id,
-      seq: 1,
-      planKey: plan.planKey,
-      planVersion: plan.version,
-      startsAt: start,
-      endsAt: null,
-    };
+    const { sub, segment } = newSubscription({ tenantId: input.tenantId, plan, start, trialDays: input.trialDays, ordinal: existing.length + 1 }, opts.now);
+    await trx('subscriptions').insert(newSubscriptionRow(sub, opts.now));
     await saveSegments(trx, sub, [], [segment], opts.now);
-    await writeAudit(trx, {
-      at: opts.now,
-      actor: opts.actor,
-      tenantId: sub.tenantId,
-      entity: 'subscription',
-      entityId: sub.id,
-      action: 'create',
-      after: { subscription: sub, segments: [segment] },
-    });
+    await writeAudit(trx, subscriptionCreated(sub, segment, opts));
     return sub;
   });
 }

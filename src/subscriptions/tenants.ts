@@ -1,7 +1,8 @@
+import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
 import { isKnownCurrency } from '../domain/money.js';
 import type { Instant } from '../domain/period.js';
-import { writeAudit } from '../storage/audit.js';
+import { writeAudit, type AuditEntry } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { effectiveStatus } from './lifecycle.js';
@@ -39,17 +40,26 @@ export async function createTenant(
   input: { id: string; name?: string; currency?: string },
   opts: { now: Instant; actor: string },
 ): Promise<Tenant> {
+  const { row, tenant } = newTenant(input, opts.now);
+  return withTx(db, async (trx) => {
+    if (await loadTenant(trx, tenant.id)) throw new BillingError('conflict', `tenant "${tenant.id}" already exists`);
+    await trx('tenants').insert(row);
+    await writeAudit(trx, tenantCreated(tenant, opts));
+    return tenant;
+  });
+}
+
+/** A new tenant, checked, and its row. */
+export function newTenant(input: { id: string; name?: string; currency?: string }, now: Instant) {
   const id = checkTenantId(input.id);
   const currency = input.currency === undefined ? null : checkCurrency(input.currency);
   const name = input.name === undefined || input.name.trim() === '' ? null : input.name.trim();
-  return withTx(db, async (trx) => {
-    if (await loadTenant(trx, id)) throw new BillingError('conflict', `tenant "${id}" already exists`);
-    const row = { id, name, currency, stripe_customer_id: null, created_at: opts.now };
-    await trx('tenants').insert(row);
-    const tenant = tenantFromRow(row);
-    await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: id, entity: 'tenant', entityId: id, action: 'create', after: tenant });
-    return tenant;
-  });
+  const row = { id, name, currency, stripe_customer_id: null, created_at: now };
+  return { row, tenant: tenantFromRow(row) };
+}
+
+export function tenantCreated(tenant: Tenant, opts: { now: Instant; actor: string }): AuditEntry {
+  return { at: opts.now, actor: opts.actor, tenantId: tenant.id, entity: 'tenant', entityId: tenant.id, action: 'create', after: tenant };
 }
 
 export interface TenantOverview extends Tenant {
@@ -63,10 +73,13 @@ export interface TenantOverview extends Tenant {
  * Every tenant with the subscription that is live at `now` (or its latest one) and the plan
  * in force: for `billing tenant list`.
  */
-export async function listTenantOverview(db: Db, opts: { now: Instant }): Promise<TenantOverview[]> {
+export async function listTenantOverview(db: Db, opts: { now: Instant; tenantId?: string }): Promise<TenantOverview[]> {
   const q = db.knex;
-  const tenants = await listTenants(q);
-  const subs = (await q('subscriptions').select('*').orderBy('tenant_id').orderBy('started_at').orderBy('id')).map(subscriptionFromRow);
+  const one = (b: Knex.QueryBuilder) => {
+    if (opts.tenantId !== undefined) b.where('tenant_id', opts.tenantId);
+  };
+  const tenants = opts.tenantId === undefined ? await listTenants(q) : [await loadTenant(q, opts.tenantId)].filter((t): t is Tenant => t !== null);
+  const subs = (await q('subscriptions').select('*').modify(one).orderBy('tenant_id').orderBy('started_at').orderBy('id')).map(subscriptionFromRow);
   const latest = new Map<string, Subscription>();
   for (const s of subs) {
     const cur = latest.get(s.tenantId);
@@ -74,7 +87,7 @@ export async function listTenantOverview(db: Db, opts: { now: Instant }): Promis
     const live = (x: Subscription) => x.startedAt <= opts.now && (x.cancelAt === null || x.cancelAt > opts.now);
     if (!cur || !live(cur) || live(s)) latest.set(s.tenantId, s);
   }
-  const segs = (await q('subscription_segments').select('*').orderBy('tenant_id').orderBy('seq')).map(segmentFromRow);
+  const segs = (await q('subscription_segments').select('*').modify(one).orderBy('tenant_id').orderBy('seq')).map(segmentFromRow);
   const bySub = new Map<string, Segment[]>();
   for (const s of segs) {
     const k = `${s.tenantId}\u0000${s.subscriptionId}`;
@@ -92,5 +105,33 @@ export async function listTenantOverview(db: Db, opts: { now: Instant }): Promis
       planVersion: seg?.planVersion ?? null,
       status: sub ? effectiveStatus(sub, opts.now) : null,
     };
+  });
+}
+
+/**
+ * Change a tenant's name or currency (`billing tenant update`); null clears. A currency must
+ * be the one of every subscription the tenant has had, so it never contradicts its invoices.
+ */
+export async function updateTenant(
+  db: Db,
+  id: string,
+  input: { name?: string | null; currency?: string | null },
+  opts: { now: Instant; actor: string },
+): Promise<Tenant> {
+  const change: Record<string, string | null> = {};
+  if (input.name !== undefined) change.name = input.name === null || input.name.trim() === '' ? null : input.name.trim();
+  if (input.currency !== undefined) change.currency = input.currency === null ? null : checkCurrency(input.currency);
+  if (Object.keys(change).length === 0) throw new BillingError('usage', 'nothing to update: give --name, --currency or --no-currency');
+  return withTx(db, async (trx) => {
+    const before = await loadTenant(trx, id);
+    if (!before) throw new BillingError('not_found', `tenant "${id}" does not exist (see \`billing tenant list\`)`);
+    if (typeof change.currency === 'string') {
+      const other = await trx('subscriptions').where({ tenant_id: id }).whereNot('currency', change.currency).first();
+      if (other) throw new BillingError('conflict', `tenant "${id}" has subscription ${other.id} billed in ${other.currency}; its currency cannot become ${change.currency}`);
+    }
+    await trx('tenants').where({ id }).update(change);
+    const after = (await loadTenant(trx, id))!;
+    await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: id, entity: 'tenant', entityId: id, action: 'update', before, after });
+    return after;
   });
 }

@@ -1,0 +1,193 @@
+import { listPlanKeys, loadCurrentPlanVersion } from '../catalog/repository.js';
+import { BillingError } from '../domain/errors.js';
+import { parseInstant, type Instant } from '../domain/period.js';
+import type { Db } from '../storage/db.js';
+import type { PlanVersion } from '../domain/catalog.js';
+import { auditRow } from '../storage/audit.js';
+import { newSegmentRow, newSubscription, newSubscriptionRow, subscriptionCreated } from './lifecycle.js';
+import { loadTenant } from './repository.js';
+import { checkCurrency, checkTenantId, newTenant, tenantCreated } from './tenants.js';
+
+/** Rows per statement: well under SQLite's bind limit for the widest table written. */
+const CHUNK = 200;
+
+/** The columns of a tenant import (CSV header or NDJSON keys); only `id` is required. */
+export const IMPORT_FIELDS = ['id', 'name', 'currency', 'plan', 'start', 'trial_days'] as const;
+export type ImportField = (typeof IMPORT_FIELDS)[number];
+
+/** One input record: its line and its fields as text (absent or empty: not given). */
+export interface ImportRecord {
+  line: number;
+  fields: Partial<Record<ImportField, string>>;
+}
+
+export interface ImportReject {
+  line: number;
+  /** The field at fault, when one is. */
+  field: ImportField | null;
+  message: string;
+}
+
+export interface ImportResult {
+  created: number;
+  subscribed: number;
+  /** Rows already imported as they are (a rerun). */
+  unchanged: number;
+  rejected: ImportReject[];
+}
+
+interface Row {
+  line: number;
+  id: string;
+  name?: string;
+  currency?: string;
+  plan?: string;
+  start?: Instant;
+  trialDays?: number;
+}
+
+class RowError extends Error {
+  constructor(
+    readonly field: ImportField | null,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function checkRow(r: ImportRecord): Row {
+  const f = r.fields;
+  const given = (k: ImportField) => (f[k] === undefined || f[k]!.trim() === '' ? undefined : f[k]!.trim());
+  const field = <T>(k: ImportField, check: (v: string) => T): T | undefined => {
+    const v = given(k);
+    if (v === undefined) return undefined;
+    try {
+      return check(v);
+    } catch (e) {
+      throw new RowError(k, (e as Error).message);
+    }
+  };
+  const id = field('id', checkTenantId);
+  if (id === undefined) throw new RowError('id', 'a tenant id is required');
+  const start = field('start', (v) => {
+    const t = parseInstant(v);
+    if (t === null) throw new Error(`"${v}" is not an ISO 8601 instant with a zone (e.g. 2026-01-01T00:00:00Z)`);
+    return t;
+  });
+  const trialDays = field('trial_days', (v) => {
+    if (!/^\d+$/.test(v)) throw new Error(`"${v}" is not a whole number of days`);
+    return Number(v);
+  });
+  const plan = given('plan');
+  if (plan === undefined && (start !== undefined || trialDays !== undefined)) {
+    throw new RowError(start !== undefined ? 'start' : 'trial_days', 'is only meaningful with a plan');
+  }
+  return { line: r.line, id, name: given('name'), currency: field('currency', checkCurrency), plan, start, trialDays };
+}
+
+/**
+ * Create tenants, and subscribe those with a plan, from records (`billing tenant import`),
+ * all in one transaction: a bad row is rejected with its line and field and the others are
+ * imported. Idempotent: a tenant that exists as the row describes it (same name and currency,
+ * and a subscription on the row's plan when it has one) is unchanged; one that exists
+ * otherwise is rejected (`billing tenant update` changes a tenant). `dryRun` rolls back.
+ */
+export async function importTenants(
+  db: Db,
+  records: ImportRecord[],
+  opts: { now: Instant; actor: string; dryRun?: boolean },
+): Promise<ImportResult> {
+  const result: ImportResult = { created: 0, subscribed: 0, unchanged: 0, rejected: [] };
+  const rows: Row[] = [];
+  const seen = new Map<string, number>();
+  for (const r of records) {
+    try {
+      const row = checkRow(r);
+      const first = seen.get(row.id);
+      if (first !== undefined) throw new RowError('id', `tenant "${row.id}" is already on line ${first}`);
+      seen.set(row.id, row.line);
+      rows.push(row);
+    } catch (e) {
+      if (!(e instanceof RowError)) throw e;
+      result.rejected.push({ line: r.line, field: e.field, message: e.message });
+    }
+  }
+  const rollback = new Error('dry run');
+  try {
+    await db.tx(async (tx) => {
+      const plans = new Map<string, PlanVersion>();
+      for (const key of await listPlanKeys(tx.knex)) {
+        const pv = await loadCurrentPlanVersion(tx.knex, key);
+        if (pv) plans.set(key, pv);
+      }
+      const existing = new Set<string>();
+      for (let i = 0; i < rows.length; i += CHUNK) {
+        const ids = rows.slice(i, i + CHUNK).map((r) => r.id);
+        for (const r of await tx.knex('tenants').select('id').whereIn('id', ids)) existing.add(r.id as string);
+      }
+      // New tenants are checked in memory and written in bulk; existing ones one by one.
+      const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], audit: [] as object[] };
+      const reject = (row: Row, e: unknown) => {
+        if (!(e instanceof BillingError || e instanceof RowError)) throw e;
+        result.rejected.push({ line: row.line, field: e instanceof RowError ? e.field : null, message: e.message });
+      };
+      for (const row of rows) {
+        try {
+          const plan = planOf(row, plans);
+          if (existing.has(row.id)) {
+            await checkUnchanged(tx, row, plan);
+            result.unchanged++;
+            continue;
+          }
+          const { row: tenantRow, tenant } = newTenant({ id: row.id, name: row.name, currency: row.currency }, opts.now);
+          fresh.tenants.push(tenantRow);
+          fresh.audit.push(auditRow(tenantCreated(tenant, opts)));
+          result.created++;
+          if (plan) {
+            const { sub, segment } = newSubscription({ tenantId: row.id, plan, start: row.start ?? opts.now, trialDays: row.trialDays, ordinal: 1 }, opts.now);
+            fresh.subscriptions.push(newSubscriptionRow(sub, opts.now));
+            fresh.segments.push(newSegmentRow(segment, opts.now));
+            fresh.audit.push(auditRow(subscriptionCreated(sub, segment, opts)));
+            result.subscribed++;
+          }
+        } catch (e) {
+          reject(row, e);
+        }
+      }
+      for (const [table, list] of [['tenants', fresh.tenants], ['subscriptions', fresh.subscriptions], ['subscription_segments', fresh.segments], ['audit_log', fresh.audit]] as const) {
+        for (let i = 0; i < list.length; i += CHUNK) await tx.knex(table).insert(list.slice(i, i + CHUNK));
+      }
+      if (opts.dryRun) throw rollback;
+    });
+  } catch (e) {
+    if (e !== rollback) throw e;
+  }
+  result.rejected.sort((a, b) => a.line - b.line);
+  return result;
+}
+
+/** The plan a row subscribes to (its current version), checked against the row's currency. */
+function planOf(row: Row, plans: Map<string, PlanVersion>): PlanVersion | undefined {
+  if (row.plan === undefined) return undefined;
+  const plan = plans.get(row.plan);
+  if (!plan) throw new RowError('plan', `plan "${row.plan}" does not exist (see \`billing catalog show\`)`);
+  if (row.currency !== undefined && row.currency !== plan.currency) {
+    throw new RowError('currency', `${row.currency} differs from plan "${plan.planKey}", billed in ${plan.currency}`);
+  }
+  return plan;
+}
+
+/** An existing tenant is fine as the row describes it, else the row is rejected. */
+async function checkUnchanged(db: Db, row: Row, plan: PlanVersion | undefined): Promise<void> {
+  const existing = (await loadTenant(db.knex, row.id))!;
+  const differs = (field: ImportField, ours: string | null, theirs: string | undefined) => {
+    if (theirs !== undefined && theirs !== ours) {
+      throw new RowError(field, `tenant "${row.id}" exists with ${field} ${ours ?? '(none)'}, not ${theirs} (change it with \`billing tenant update\`)`);
+    }
+  };
+  differs('name', existing.name, row.name);
+  differs('currency', existing.currency, row.currency);
+  if (plan && !(await db.knex('subscription_segments').where({ tenant_id: row.id, plan_key: plan.planKey }).first())) {
+    throw new RowError('plan', `tenant "${row.id}" exists without a subscription to "${plan.planKey}"`);
+  }
+}
