@@ -6,7 +6,7 @@ import { toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
-import { classifyStripeError, outcomeUnknown, type CallFailure } from './client.js';
+import { classifyStripeError, type CallFailure } from './client.js';
 import { startDunning } from './dunning-state.js';
 import { invoiceDrift } from './reconcile.js';
 import { loadTenantInvoice, recordPaid } from './local.js';
@@ -416,7 +416,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       if (!customer) return BLOCKED;
       if (keyExpired(ctx, row)) {
         // Stripe dedupes identifiers, like keys, for "at least 24 hours" only: past that a resend may count twice.
-        if (outcomeUnknown(row)) {
+        if (row.outcomeUnknown) {
           const last = row.lastError ?? 'the run stopped mid-call';
           return dead(`${what}: outcome unknown past Stripe's 24 h idempotency window (first sent ${toIso(row.firstAttemptAt!)}; last error: ${last}); not re-sent, as Stripe may already count it: check the meter at Stripe, and only if the event is missing run \`billing stripe retry --dead\``);
         }
@@ -469,7 +469,7 @@ async function attempt(ctx: Ctx, row: OutboxRow, h: Handler, fn: () => Promise<a
       await ctx.sleep(Math.round(250 * 2 ** i * (0.5 + 0.5 * ctx.random())));
       continue;
     }
-    const outcome = await markFailed(ctx.db.knex, row, { retryable: failure.kind === 'retry', message: failure.message }, ctx.now, ctx);
+    const outcome = await markFailed(ctx.db.knex, row, { retryable: failure.kind === 'retry', message: failure.message, outcomeUnknown: failure.outcomeUnknown }, ctx.now, ctx);
     fail(ctx, row, outcome, failure.message);
     return null;
   }

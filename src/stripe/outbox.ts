@@ -43,6 +43,8 @@ export interface OutboxRow {
   nextAttemptAt: Instant;
   firstAttemptAt: Instant | null;
   lastError: string | null;
+  /** Stripe may have executed the last call (no answer, a 409 or a 5xx): past the key window it is not re-sent. */
+  outcomeUnknown: boolean;
   stripeId: string | null;
   createdAt: Instant;
   updatedAt: Instant;
@@ -73,6 +75,7 @@ export function rowFromDb(r: Record<string, any>): OutboxRow {
     nextAttemptAt: Number(r.next_attempt_at),
     firstAttemptAt: n(r.first_attempt_at),
     lastError: r.last_error ?? null,
+    outcomeUnknown: Number(r.outcome_unknown) === 1,
     stripeId: r.stripe_id ?? null,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
@@ -145,11 +148,15 @@ function where(q: Q, row: OutboxRow) {
   return q('stripe_outbox').where({ tenant_id: row.tenantId, idempotency_key: row.idempotencyKey });
 }
 
-/** Note the first use of the key before calling: Stripe forgets keys 24 h after that. */
+/**
+ * Note the first use of the key before calling: Stripe forgets keys 24 h after that. Until an
+ * answer is recorded the outcome is unknown (the run may die mid-call).
+ */
 export async function markAttemptStarted(q: Q, row: OutboxRow, now: Instant): Promise<void> {
   if (row.firstAttemptAt !== null) return;
-  await where(q, row).whereNull('first_attempt_at').update({ first_attempt_at: now });
+  await where(q, row).whereNull('first_attempt_at').update({ first_attempt_at: now, outcome_unknown: true });
   row.firstAttemptAt = now;
+  row.outcomeUnknown = true;
 }
 
 /** The key's 24 h at Stripe start again with this call (every earlier answer was a refusal, so nothing was saved). */
@@ -165,6 +172,7 @@ export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, no
     attempts: row.attempts + 1,
     stripe_id: stripeId,
     last_error: note,
+    outcome_unknown: false,
     first_attempt_at: row.firstAttemptAt ?? now,
     updated_at: now,
   });
@@ -187,10 +195,11 @@ export type FailureOutcome = 'retry_later' | 'failed' | 'dead';
 export async function markFailed(
   q: Q,
   row: OutboxRow,
-  failure: { retryable: boolean; message: string },
+  failure: { retryable: boolean; message: string; outcomeUnknown?: boolean },
   now: Instant,
   opts: { maxAttempts: number; random: () => number },
 ): Promise<FailureOutcome> {
+  const outcomeUnknown = failure.outcomeUnknown ?? false;
   const attempts = row.attempts + 1;
   const outcome: FailureOutcome = attempts >= opts.maxAttempts ? 'dead' : failure.retryable ? 'retry_later' : 'failed';
   await where(q, row).update({
@@ -198,16 +207,22 @@ export async function markFailed(
     attempts,
     next_attempt_at: outcome === 'retry_later' ? now + backoffMs(attempts, opts.random) : now,
     last_error: failure.message,
+    outcome_unknown: outcomeUnknown,
     first_attempt_at: row.firstAttemptAt ?? now,
     updated_at: now,
   });
   row.attempts = attempts;
+  row.outcomeUnknown = outcomeUnknown;
   return outcome;
 }
 
-/** Give up on a row that can never succeed (e.g. usage older than Stripe's window). */
+/**
+ * Give up on a row that can never succeed (e.g. usage older than Stripe's window). Reviving
+ * it (`stripe retry --dead`) is the operator's word that it is to be sent, so the outcome is no longer unknown.
+ */
 export async function markDead(q: Q, row: OutboxRow, reason: string, now: Instant): Promise<void> {
-  await where(q, row).update({ status: 'dead', last_error: reason, updated_at: now });
+  await where(q, row).update({ status: 'dead', last_error: reason, outcome_unknown: false, updated_at: now });
+  row.outcomeUnknown = false;
 }
 
 /** Move a row's next attempt (e.g. usage not yet inside Stripe's timestamp window). */
