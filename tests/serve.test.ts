@@ -351,7 +351,7 @@ describeEachDb('billing serve', (t) => {
 
   it('answers 408 when a request body stops arriving', async () => {
     const { db } = t();
-    const s = await start(db, { requestTimeoutMs: 300 });
+    const s = await start(db, { requestTimeoutMs: 100 });
     const status = await new Promise<number>((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port: s.port, method: 'POST', path: CHECK, headers: { ...SVC, 'content-length': '100' } }, (res) => {
         res.resume();

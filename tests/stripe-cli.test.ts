@@ -119,7 +119,7 @@ describeEachDb('stripe CLI', (t) => {
     await seedMeteredUsage(db.knex, [{ tenantId: 'acme', eventId: 'ev-1', quantity: '5', occurredAt: T0 - HOUR }]);
     // First run: Stripe records the event, every answer is lost.
     fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 100, fault: { kind: 'hang', after: 'process' } });
-    const lost = JSON.parse((await spawnBilling(['stripe', 'sync', '--json', '--rate', '1000', '--timeout', '300'], { db: url, now: T0, fake }).done).stdout);
+    const lost = JSON.parse((await spawnBilling(['stripe', 'sync', '--json', '--rate', '1000', '--timeout', '150'], { db: url, now: T0, fake }).done).stdout);
     fake.clearFaults();
     expect(lost.retryLater).toBe(1);
     const sends = () => fake.requests.filter((q) => q.path === '/v1/billing/meter_events').length;

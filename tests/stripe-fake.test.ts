@@ -113,7 +113,7 @@ describe('fake stripe: faults', () => {
   it('hangs until the client times out', async () => {
     fake = await FakeStripe.start();
     fake.inject({ path: '/v1/customers', fault: { kind: 'hang' } });
-    const err = await stripeError(sdk(fake, 300).customers.create({ name: 'A' }, { idempotencyKey: 'f3' }));
+    const err = await stripeError(sdk(fake, 100).customers.create({ name: 'A' }, { idempotencyKey: 'f3' }));
     expect(err.type).toBe('StripeConnectionError');
     expect(fake.customers()).toHaveLength(0);
   });

@@ -128,6 +128,9 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     world.fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 1000, fault: { kind: 'status', status: 400, type: 'invalid_request_error', message: 'No active meter found' } });
     const first = await stripeSync(db, syncOpts(T0));
     expect(first.errors.map((e) => [e.kind, e.outcome])).toEqual([['meter_event', 'failed']]);
+    // Unknown while the call was out, known once Stripe refused it.
+    const refused = await db.knex('stripe_outbox').where({ tenant_id: 'acme', kind: 'meter_event' }).first();
+    expect(Number(refused.outcome_unknown)).toBe(0);
     world.fake.clearFaults();
     world.fake.setNow(LATER);
     const again = await stripeRetry(db, syncOpts(LATER));
@@ -138,4 +141,41 @@ describeEachDb('stripe recovery past the idempotency window', (t) => {
     expect(Number(row.first_attempt_at)).toBe(LATER); // the key's window restarted with the re-send
   });
 
+  it('stores that a meter event\'s outcome is unknown and decides on that field, not on the error text', async () => {
+    const { db } = t();
+    await seedTenant(db.knex, 'acme', 'USD', 'sub_acme');
+    await seedMeteredUsage(db.knex, [
+      { tenantId: 'acme', eventId: 'ev-1', quantity: '5', occurredAt: T0 - HOUR },
+      { tenantId: 'acme', eventId: 'ev-2', quantity: '7', occurredAt: T0 - HOUR },
+    ]);
+    const rows = () => db.knex('stripe_outbox').where({ tenant_id: 'acme', kind: 'meter_event' }).orderBy('local_ref');
+    // Stripe records both, every answer is lost.
+    world.fake.inject({ method: 'POST', path: '/v1/billing/meter_events', times: 100, fault: { kind: 'reset', after: 'process' } });
+    const lost = await stripeSync(db, syncOpts(T0));
+    world.fake.clearFaults();
+    expect(lost.retryLater).toBe(2);
+    const [one, two] = await rows();
+    expect(Number(one.outcome_unknown)).toBe(1);
+    expect(Number(two.outcome_unknown)).toBe(1);
+    // The decision reads the field, not the text: ev-1's error no longer reads like a network
+    // error but stays unknown; ev-2's still does but is marked known, so it is re-sent.
+    await db.knex('stripe_outbox').where({ tenant_id: one.tenant_id, idempotency_key: one.idempotency_key }).update({ last_error: 'connection went away' });
+    await db.knex('stripe_outbox').where({ tenant_id: two.tenant_id, idempotency_key: two.idempotency_key }).update({ outcome_unknown: false });
+    const sends = () => world.fake.requests.filter((q) => q.path === '/v1/billing/meter_events').length;
+    const before = sends();
+
+    world.fake.setNow(LATER);
+    const late = await stripeSync(db, syncOpts(LATER));
+    expect(late.errors).toEqual([
+      expect.objectContaining({ kind: 'meter_event', outcome: 'dead', message: expect.stringContaining('outcome unknown past Stripe\'s 24 h idempotency window') }),
+    ]);
+    expect(late.errors[0].message).toContain('last error: connection went away');
+    expect(late.sent).toEqual({ meter_event: 1 }); // ev-2: Stripe answers that it has the identifier
+    expect(sends()).toBe(before + 1);
+    const [deadRow, sentRow] = await rows();
+    expect(deadRow).toMatchObject({ status: 'dead' });
+    expect(Number(deadRow.outcome_unknown)).toBe(0); // reviving it (`retry --dead`) is the operator's word to re-send
+    expect(sentRow).toMatchObject({ status: 'sent' });
+    expect(Number(sentRow.outcome_unknown)).toBe(0);
+  });
 });

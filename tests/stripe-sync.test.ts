@@ -3,6 +3,7 @@ import { describeEachDb } from './helpers/db.js';
 import type { FaultRule } from './support/fake-stripe.js';
 import { HOUR, T0, mirrorProblems, seedScenario, useFakeStripe } from './support/stripe-scenario.js';
 import type { Db } from '../src/storage/db.js';
+import type { StripeConfig } from '../src/stripe/config.js';
 import { stripeRetry, stripeStatus, stripeSync } from '../src/stripe/sync.js';
 import { backoffMs } from '../src/stripe/outbox.js';
 import { runDunning } from '../src/stripe/dunning.js';
@@ -17,11 +18,11 @@ async function expectMirrored(db: Db, opts: { paid: boolean }) {
 }
 
 /** Sync (and retry refused rows) with the clock moving on, until nothing is left to send. */
-async function syncUntilDone(db: Db, start: number, maxRuns = 12): Promise<number> {
+async function syncUntilDone(db: Db, start: number, client: Partial<StripeConfig> = {}, maxRuns = 12): Promise<number> {
   let now = start;
   for (let run = 0; run < maxRuns; run++) {
-    await stripeSync(db, syncOpts(now));
-    await stripeRetry(db, syncOpts(now));
+    await stripeSync(db, syncOpts(now, { stripe: config(client) }));
+    await stripeRetry(db, syncOpts(now, { stripe: config(client) }));
     const s = await stripeStatus(db, { now });
     if (s.counts.pending + s.counts.failed + s.counts.dead === 0) return run + 1;
     now += 7 * HOUR; // beyond the capped backoff
@@ -56,26 +57,49 @@ describeEachDb('stripe sync', (t) => {
     expect(audit).toHaveLength(3);
   });
 
-  const faults: Array<[string, FaultRule[]]> = [
+  // The client's own timeout is the one real timer left: kept short.
+  const faults: Array<[string, FaultRule[], Partial<StripeConfig>?]> = [
     ['500 on every first item call', [{ method: 'POST', path: '/v1/invoiceitems', times: 3, fault: { kind: 'status', status: 500 } }]],
     ['500 beyond the in-run retries (backoff, next run)', [{ method: 'POST', path: '/v1/customers', times: 9, fault: { kind: 'status', status: 503 } }]],
     ['429 with Stripe-Should-Retry: true', [{ method: 'POST', path: '/v1/invoices', times: 4, fault: { kind: 'status', status: 429, shouldRetry: true } }]],
     ['429 with Stripe-Should-Retry: false (failed, then retry)', [{ method: 'POST', path: '/v1/invoiceitems', times: 2, fault: { kind: 'status', status: 429, shouldRetry: false } }]],
     ['connection reset after Stripe executed', [{ method: 'POST', path: '/v1/invoiceitems', times: 4, fault: { kind: 'reset', after: 'process' } }]],
     ['connection reset before Stripe executed', [{ method: 'POST', path: /\/finalize$/, times: 4, fault: { kind: 'reset' } }]],
-    ['timeout after Stripe executed', [{ method: 'POST', path: '/v1/customers', times: 2, fault: { kind: 'hang', after: 'process' } }]],
-    ['409 idempotency_key_in_use from a slow first call', [{ method: 'POST', path: '/v1/invoices', times: 1, fault: { kind: 'delay', ms: 700 } }]],
+    ['timeout after Stripe executed', [{ method: 'POST', path: '/v1/customers', times: 2, fault: { kind: 'hang', after: 'process' } }], { timeoutMs: 100 }],
     ['500 on pay', [{ method: 'POST', path: /\/pay$/, times: 5, fault: { kind: 'status', status: 500 } }]],
   ];
-  for (const [name, rules] of faults) {
+  for (const [name, rules, client] of faults) {
     it(`converges to exactly one copy under: ${name}`, async () => {
       const { db } = t();
       await seedScenario(db.knex);
       for (const rule of rules) world.fake.inject(rule);
-      await syncUntilDone(db, T0);
+      await syncUntilDone(db, T0, client);
       await expectMirrored(db, { paid: true });
     });
   }
+
+  it('converges to exactly one copy under: 409 idempotency_key_in_use from a slow first call', async () => {
+    const { db } = t();
+    await seedScenario(db.knex);
+    let release!: () => void;
+    let held!: () => void;
+    const isHeld = new Promise<void>((r) => (held = r));
+    world.fake.inject({ method: 'POST', path: '/v1/invoices', fault: { kind: 'hold', until: new Promise<void>((r) => (release = r)), onHeld: held } });
+    const first = stripeSync(db, syncOpts(T0));
+    try {
+      await isHeld;
+      // A second sync makes the same call under the same key while Stripe still runs the first.
+      const second = await stripeSync(db, syncOpts(T0));
+      expect(second.retryLater).toBe(1);
+    } finally {
+      release();
+    }
+    expect((await first).errors).toEqual([]);
+    const creates = world.fake.requests.filter((q) => q.method === 'POST' && q.path === '/v1/invoices');
+    expect(creates.filter((q) => q.status === 409).length).toBeGreaterThan(0);
+    await syncUntilDone(db, T0);
+    await expectMirrored(db, { paid: true });
+  });
 
   it('two syncs at once still leave one copy and apply each answer once', async () => {
     const { db } = t();
@@ -209,8 +233,9 @@ describeEachDb('stripe sync', (t) => {
     const { db } = t();
     await seedScenario(db.knex);
     // The customer for acme is created, but the answer never arrives (crash-like).
-    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 3, fault: { kind: 'hang', after: 'process' } });
-    const r = await stripeSync(db, syncOpts(T0, { tenantId: 'acme', stripe: config({ timeoutMs: 300 }) }));
+    world.fake.inject({ method: 'POST', path: '/v1/customers', times: 100, fault: { kind: 'reset', after: 'process' } });
+    const r = await stripeSync(db, syncOpts(T0, { tenantId: 'acme' }));
+    world.fake.clearFaults();
     expect(r.retryLater).toBe(1);
     expect(world.fake.customers()).toHaveLength(1);
     // Two days later the key is gone at Stripe: the customer is found by metadata, not created again.

@@ -25,8 +25,6 @@ export type Pricing =
   | { model: 'graduated'; tiers: Tier[]; minimum?: string | null; maximum?: string | null }
   | { model: 'volume'; tiers: Tier[]; minimum?: string | null; maximum?: string | null };
 
-export type PricingModel = Pricing['model'];
-
 /** One feature's terms in one plan version. */
 export interface PlanFeature {
   featureKey: string;

@@ -56,7 +56,7 @@ async function stripeOutbox(db: Db, now: number): Promise<Backlog['stripeOutbox'
   const by = new Map(rows.map((r) => [String(r.status), Number(r.n)]));
   const [due] = await db.knex('stripe_outbox').whereIn('status', ['pending', 'failed']).where('next_attempt_at', '<=', now).count('* as n');
   const { outboxProblems } = await import('../stripe/outbox.js');
-  const { stalledDrafts } = await outboxProblems(db.knex);
+  const { stalledDrafts } = await outboxProblems(db);
   return { pending: by.get('pending') ?? 0, due: Number(due?.n ?? 0), failed: by.get('failed') ?? 0, dead: by.get('dead') ?? 0, stalledDrafts };
 }
 

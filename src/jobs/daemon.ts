@@ -73,137 +73,177 @@ export interface DaemonHandle {
 }
 
 export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
-  const owner = opts.owner ?? newOwnerId();
   const { config, clock } = opts;
-  const available = opts.stages ?? STAGES;
   const log: Log = (level, event, fields = {}) => opts.log({ ts: new Date(clock()).toISOString(), level, event, ...fields });
-  const jobs = scheduledJobs(config, available, clock(), log);
-
-  let stopping = false;
-  const queue: Array<{ job: JobName; scheduledAt: number }> = [];
-  let current: Promise<void> | null = null;
-
-  const snapshot = (): DaemonState => ({
-    owner,
-    timezone: config.timezone,
-    stopping,
-    jobs: [...jobs.values()].map(({ stage: _stage, ...j }) => ({ ...j })),
-  });
-  const changed = () => opts.onState?.(snapshot());
-  const order = (job: JobName) => JOB_NAMES.indexOf(job);
-
-  const runOne = async (job: JobName, scheduledAt: number): Promise<StageReport> => {
-    const j = jobs.get(job)!;
-    j.state = 'running';
-    changed();
-    log('info', 'job.start', { job, scheduled_at: new Date(scheduledAt).toISOString() });
-    const report = await runStageOrFail(db, j.stage, {
-      now: clock(),
-      actor: opts.actor,
-      owner,
-      clock,
-      ttlMs: config.lockTtlMs,
-      trigger: 'daemon',
-      scheduledAt,
-      stripe: opts.stripe,
-      finalizeInvoices: opts.finalizeInvoices,
-      dueDays: opts.dueDays,
-      onLeaseLost: () => log('warn', 'lock.lost', { job, reason: 'the lease expired while the job ran and was taken over' }),
-    });
-    log(report.status === 'failed' ? 'error' : 'info', report.status === 'skipped' ? 'job.skipped' : 'job.end', reportFields(job, report));
-    j.state = 'idle';
-    j.last = {
-      status: report.status,
-      counts: report.counts,
-      error: report.error,
-      reason: report.reason,
-      durationMs: report.durationMs,
-      finishedAt: clock(),
-    };
-    changed();
-    return report;
+  const d: Daemon = {
+    db,
+    opts,
+    owner: opts.owner ?? newOwnerId(),
+    log,
+    jobs: scheduledJobs(config, opts.stages ?? STAGES, clock(), log),
+    stopping: false,
+    queue: [],
+    current: null,
+    cutAt: new Map(),
+    tasks: [],
   };
-
-  // A tick's jobs form a chain: once one of them does not run here (another process has
-  // it, or this process is still busy with its previous tick), the later jobs of that tick
-  // are not run here either, so no job ever works from a stage that did not run first.
-  const cutAt = new Map<number, number>(); // tick → pipeline index after which jobs are skipped
-  const cut = (tick: number, job: JobName) => cutAt.set(tick, Math.min(cutAt.get(tick) ?? Infinity, order(job)));
-  const work = async () => {
-    while (queue.length > 0 && !stopping) {
-      // node-cron runs one timer per task: the other jobs of a tick can arrive a few ms
-      // late. Give them SETTLE_MS to take their place in the queue before the tick starts.
-      const wait = queue[0].scheduledAt + SETTLE_MS - clock();
-      if (wait > 0) {
-        await new Promise((r) => setTimeout(r, wait));
-        continue;
-      }
-      const next = queue.shift()!;
-      for (const t of cutAt.keys()) if (t < next.scheduledAt) cutAt.delete(t);
-      if (order(next.job) > (cutAt.get(next.scheduledAt) ?? Infinity)) {
-        jobs.get(next.job)!.state = 'idle';
-        log('info', 'job.skipped', { job: next.job, reason: 'an earlier job of this tick did not run here', duration_ms: 0 });
-        changed();
-        continue;
-      }
-      const report = await runOne(next.job, next.scheduledAt);
-      if (report.skipped === 'locked' || report.skipped === 'tick_done') cut(next.scheduledAt, next.job);
-    }
-  };
-  const kick = () => {
-    current ??= work().finally(() => {
-      current = null;
-    });
-  };
-
-  const onTick = (job: JobName, date: Date) => {
-    if (stopping) return;
-    const j = jobs.get(job)!;
-    const scheduledAt = Math.floor(date.getTime() / 1000) * 1000;
-    j.nextRunAt = nextRunAfter(j.schedule, config.timezone, scheduledAt);
-    if (j.state !== 'idle') {
-      cut(scheduledAt, job);
-      log('warn', 'job.overlap', { job, scheduled_at: new Date(scheduledAt).toISOString(), reason: `still ${j.state} from an earlier tick` });
-      changed();
-      return;
-    }
-    j.state = 'queued';
-    queue.push({ job, scheduledAt });
-    queue.sort((a, b) => a.scheduledAt - b.scheduledAt || order(a.job) - order(b.job));
-    changed();
-    kick();
-  };
-
   const scheduler = opts.scheduler ?? cronScheduler;
-  const tasks = [...jobs.values()].map((j) =>
-    scheduler.schedule(j.schedule, config.timezone, `billing-${j.job}`, (date) => onTick(j.job, date)),
+  d.tasks = [...d.jobs.values()].map((j) =>
+    scheduler.schedule(j.schedule, config.timezone, `billing-${j.job}`, (date) => onTick(d, j.job, date)),
   );
 
-  log('info', 'daemon.start', { owner, timezone: config.timezone, jobs: nextRuns(jobs) });
-  changed();
+  log('info', 'daemon.start', { owner: d.owner, timezone: config.timezone, jobs: nextRuns(d.jobs) });
+  changed(d);
 
   return {
-    state: snapshot,
+    state: () => snapshot(d),
     async idle() {
-      while (current) await current;
+      while (d.current) await d.current;
     },
-    async stop(reason: string) {
-      if (!stopping) {
-        stopping = true;
-        for (const t of tasks) await t.destroy();
-        for (const q of queue.splice(0)) {
-          jobs.get(q.job)!.state = 'idle';
-          log('info', 'job.dropped', { job: q.job, reason: 'shutting down before it started' });
-        }
-        const running = [...jobs.values()].find((j) => j.state === 'running');
-        log('info', 'daemon.stopping', { reason, waiting_for: running?.job ?? null });
-        changed();
-      }
-      const clean = await settlesWithin(current ?? Promise.resolve(), config.shutdownTimeoutMs);
-      log(clean ? 'info' : 'error', 'daemon.stop', clean ? { clean } : { clean, error: { code: 'shutdown_timeout', message: `a job was still running after ${config.shutdownTimeoutMs} ms` } });
-      return { clean };
-    },
+    stop: (reason) => stop(d, reason),
   };
+}
+
+/** One running daemon: its jobs, the queue its loop works, and what stops it. */
+interface Daemon {
+  db: Db;
+  opts: DaemonOptions;
+  owner: string;
+  log: Log;
+  jobs: Map<JobName, ScheduledJob>;
+  stopping: boolean;
+  queue: Array<{ job: JobName; scheduledAt: number }>;
+  /** The loop working the queue, while it runs. */
+  current: Promise<void> | null;
+  /**
+   * A tick's jobs form a chain: once one of them does not run here (another process has
+   * it, or this process is still busy with its previous tick), the later jobs of that tick
+   * are not run here either, so no job ever works from a stage that did not run first.
+   * tick → pipeline index after which jobs are skipped.
+   */
+  cutAt: Map<number, number>;
+  tasks: Array<{ destroy(): unknown }>;
+}
+
+const order = (job: JobName) => JOB_NAMES.indexOf(job);
+
+function snapshot(d: Daemon): DaemonState {
+  return {
+    owner: d.owner,
+    timezone: d.opts.config.timezone,
+    stopping: d.stopping,
+    jobs: [...d.jobs.values()].map(({ stage: _stage, ...j }) => ({ ...j })),
+  };
+}
+
+function changed(d: Daemon): void {
+  d.opts.onState?.(snapshot(d));
+}
+
+function cut(d: Daemon, tick: number, job: JobName): void {
+  d.cutAt.set(tick, Math.min(d.cutAt.get(tick) ?? Infinity, order(job)));
+}
+
+async function runOne(d: Daemon, job: JobName, scheduledAt: number): Promise<StageReport> {
+  const { opts, log } = d;
+  const { config, clock } = opts;
+  const j = d.jobs.get(job)!;
+  j.state = 'running';
+  changed(d);
+  log('info', 'job.start', { job, scheduled_at: new Date(scheduledAt).toISOString() });
+  const report = await runStageOrFail(d.db, j.stage, {
+    now: clock(),
+    actor: opts.actor,
+    owner: d.owner,
+    clock,
+    ttlMs: config.lockTtlMs,
+    trigger: 'daemon',
+    scheduledAt,
+    stripe: opts.stripe,
+    finalizeInvoices: opts.finalizeInvoices,
+    dueDays: opts.dueDays,
+    onLeaseLost: () => log('warn', 'lock.lost', { job, reason: 'the lease expired while the job ran and was taken over' }),
+  });
+  log(report.status === 'failed' ? 'error' : 'info', report.status === 'skipped' ? 'job.skipped' : 'job.end', reportFields(job, report));
+  j.state = 'idle';
+  j.last = {
+    status: report.status,
+    counts: report.counts,
+    error: report.error,
+    reason: report.reason,
+    durationMs: report.durationMs,
+    finishedAt: clock(),
+  };
+  changed(d);
+  return report;
+}
+
+/** The loop: runs queued ticks' jobs one at a time, in tick then pipeline order. */
+async function work(d: Daemon): Promise<void> {
+  const { queue, opts } = d;
+  while (queue.length > 0 && !d.stopping) {
+    // node-cron runs one timer per task: the other jobs of a tick can arrive a few ms
+    // late. Give them SETTLE_MS to take their place in the queue before the tick starts.
+    const wait = queue[0].scheduledAt + SETTLE_MS - opts.clock();
+    if (wait > 0) {
+      await new Promise((r) => setTimeout(r, wait));
+      continue;
+    }
+    const next = queue.shift()!;
+    for (const t of d.cutAt.keys()) if (t < next.scheduledAt) d.cutAt.delete(t);
+    if (order(next.job) > (d.cutAt.get(next.scheduledAt) ?? Infinity)) {
+      d.jobs.get(next.job)!.state = 'idle';
+      d.log('info', 'job.skipped', { job: next.job, reason: 'an earlier job of this tick did not run here', duration_ms: 0 });
+      changed(d);
+      continue;
+    }
+    const report = await runOne(d, next.job, next.scheduledAt);
+    if (report.skipped === 'locked' || report.skipped === 'tick_done') cut(d, next.scheduledAt, next.job);
+  }
+}
+
+/** Start the loop unless it runs already. */
+function kick(d: Daemon): void {
+  d.current ??= work(d).finally(() => {
+    d.current = null;
+  });
+}
+
+function onTick(d: Daemon, job: JobName, date: Date): void {
+  if (d.stopping) return;
+  const { config } = d.opts;
+  const j = d.jobs.get(job)!;
+  const scheduledAt = Math.floor(date.getTime() / 1000) * 1000;
+  j.nextRunAt = nextRunAfter(j.schedule, config.timezone, scheduledAt);
+  if (j.state !== 'idle') {
+    cut(d, scheduledAt, job);
+    d.log('warn', 'job.overlap', { job, scheduled_at: new Date(scheduledAt).toISOString(), reason: `still ${j.state} from an earlier tick` });
+    changed(d);
+    return;
+  }
+  j.state = 'queued';
+  d.queue.push({ job, scheduledAt });
+  d.queue.sort((a, b) => a.scheduledAt - b.scheduledAt || order(a.job) - order(b.job));
+  changed(d);
+  kick(d);
+}
+
+async function stop(d: Daemon, reason: string): Promise<{ clean: boolean }> {
+  const { config } = d.opts;
+  if (!d.stopping) {
+    d.stopping = true;
+    for (const t of d.tasks) await t.destroy();
+    for (const q of d.queue.splice(0)) {
+      d.jobs.get(q.job)!.state = 'idle';
+      d.log('info', 'job.dropped', { job: q.job, reason: 'shutting down before it started' });
+    }
+    const running = [...d.jobs.values()].find((j) => j.state === 'running');
+    d.log('info', 'daemon.stopping', { reason, waiting_for: running?.job ?? null });
+    changed(d);
+  }
+  const clean = await settlesWithin(d.current ?? Promise.resolve(), config.shutdownTimeoutMs);
+  d.log(clean ? 'info' : 'error', 'daemon.stop', clean ? { clean } : { clean, error: { code: 'shutdown_timeout', message: `a job was still running after ${config.shutdownTimeoutMs} ms` } });
+  return { clean };
 }
 
 type Log = (level: LogLevel, event: string, fields?: Record<string, unknown>) => void;

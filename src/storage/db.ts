@@ -260,11 +260,6 @@ export async function openDb(url: string, policy: MigrationPolicy = 'auto'): Pro
   return db;
 }
 
-export async function pendingMigrations(db: Db): Promise<string[]> {
-  const [, pending] = (await db.knex.migrate.list()) as [unknown[], Array<{ file: string } | string>];
-  return pending.map((p) => (typeof p === 'string' ? p : p.file));
-}
-
 /** Every migration file recorded as applied? One query, and no migration module loaded. */
 async function allApplied(db: Db): Promise<boolean> {
   const source = new MigrationSource();

@@ -42,6 +42,8 @@ export interface CallFailure {
   code: string | null;
   /** One line for last_error and reports (Stripe's message; never the key). */
   message: string;
+  /** Stripe may have executed the call: no answer at all, a 409 (the key's first request still running) or a 5xx. */
+  outcomeUnknown: boolean;
 }
 
 interface StripeLikeError {
@@ -57,17 +59,6 @@ export function isStripeError(e: unknown): boolean {
   return typeof (e as StripeLikeError | null)?.type === 'string' && /^Stripe/.test((e as StripeLikeError).type!);
 }
 
-/**
- * Whether Stripe may have executed the row's last call: no answer at all (network, timeout, a
- * run killed mid-call), a 409 (the key's first request still running) or a 5xx. Read from the
- * row's last_error, which holds the `message` built below.
- */
-export function outcomeUnknown(row: { firstAttemptAt: number | null; lastError: string | null }): boolean {
-  if (row.firstAttemptAt === null) return false;
-  if (row.lastError === null) return true;
-  return /^(network:|409\b|5\d\d\b)/.test(row.lastError);
-}
-
 export function classifyStripeError(e: unknown): CallFailure {
   if (!isStripeError(e)) throw e;
   const err = e as StripeLikeError;
@@ -75,11 +66,13 @@ export function classifyStripeError(e: unknown): CallFailure {
   const code = err.code ?? null;
   const firstLine = (err.message ?? 'unknown Stripe error').split('\n')[0];
   const message = status === null ? `network: ${firstLine}` : `${status}${code ? ` ${code}` : ''}: ${firstLine}`;
-  if (err.type === 'StripeCardError') return { kind: 'card_declined', status, code, message };
-  if (status === null) return { kind: 'retry', status, code, message };
+  const outcomeUnknown = status === null || status === 409 || status >= 500;
+  const failure = (kind: CallFailure['kind']): CallFailure => ({ kind, status, code, message, outcomeUnknown });
+  if (err.type === 'StripeCardError') return failure('card_declined');
+  if (status === null) return failure('retry');
   const should = err.headers?.['stripe-should-retry'];
-  if (should === 'true') return { kind: 'retry', status, code, message };
-  if (should === 'false') return { kind: 'rejected', status, code, message };
-  if (status === 409 || status === 429 || status >= 500) return { kind: 'retry', status, code, message };
-  return { kind: 'rejected', status, code, message };
+  if (should === 'true') return failure('retry');
+  if (should === 'false') return failure('rejected');
+  if (status === 409 || status === 429 || status >= 500) return failure('retry');
+  return failure('rejected');
 }

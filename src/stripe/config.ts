@@ -17,7 +17,7 @@ export interface StripeConfig {
   maxRequestsPerSecond: number;
 }
 
-export const STRIPE_DEFAULTS = { timeoutMs: 30_000, concurrency: 4, maxRequestsPerSecond: 20 } as const;
+const STRIPE_DEFAULTS = { timeoutMs: 30_000, concurrency: 4, maxRequestsPerSecond: 20 } as const;
 
 /** The config from STRIPE_SECRET_KEY, STRIPE_API_BASE and STRIPE_WEBHOOK_SECRET. */
 export function stripeConfigFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<StripeConfig> = {}): StripeConfig {

@@ -1,12 +1,10 @@
-import type { Knex } from 'knex';
 import type Stripe from 'stripe';
 import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
-import { classifyStripeError, outcomeUnknown, type CallFailure } from './client.js';
+import { classifyStripeError, type CallFailure } from './client.js';
 import { startDunning } from './dunning-state.js';
 import { invoiceDrift } from './reconcile.js';
 import { loadTenantInvoice, recordPaid } from './local.js';
@@ -101,10 +99,10 @@ interface Handler {
   prepare(ctx: Ctx, row: OutboxRow): Promise<Outcome>;
   /** After a refusal: does it mean the work is already done (e.g. "already exists")? */
   recover?(ctx: Ctx, row: OutboxRow, failure: CallFailure): Promise<Outcome | null>;
-  /** Local effect of a delivered call, in the transaction that marks the row sent. */
-  applied?(ctx: Ctx, trx: Knex.Transaction, row: OutboxRow, object: any): Promise<void>;
-  /** A declined payment (invoice_pay only). */
-  declined?(ctx: Ctx, trx: Knex.Transaction, row: OutboxRow, failure: CallFailure): Promise<void>;
+  /** Local effect of a delivered call, on t: the transaction that marks the row sent. */
+  applied?(ctx: Ctx, t: Db, row: OutboxRow, object: any): Promise<void>;
+  /** A declined payment (invoice_pay only), on t: the transaction that marks the row sent. */
+  declined?(ctx: Ctx, t: Db, row: OutboxRow, failure: CallFailure): Promise<void>;
   idOf(object: any): string | null;
 }
 
@@ -147,21 +145,21 @@ async function customerOf(ctx: Ctx, tenantId: string): Promise<string | null> {
   return id;
 }
 
-async function mappedInvoice(q: Knex | Knex.Transaction, tenantId: string, invoiceId: string) {
-  return q('stripe_invoices').where({ tenant_id: tenantId, invoice_id: invoiceId }).first();
+async function mappedInvoice(db: Db, tenantId: string, invoiceId: string) {
+  return db.knex('stripe_invoices').where({ tenant_id: tenantId, invoice_id: invoiceId }).first();
 }
 
 /** The Stripe invoice a row depends on; dead when the local invoice went away unsent. */
 async function requireMapped(ctx: Ctx, row: OutboxRow, invoiceId: string): Promise<{ mapped: any } | { outcome: Outcome }> {
-  const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, invoiceId);
+  const mapped = await mappedInvoice(ctx.db, row.tenantId, invoiceId);
   if (mapped) return { mapped };
-  const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, invoiceId);
+  const inv = await loadTenantInvoice(ctx.db, row.tenantId, invoiceId);
   if (!inv || inv.status !== 'open') return { outcome: dead(`local invoice ${inv?.number ?? invoiceId} is ${inv?.status ?? 'gone'}; it was not sent to Stripe`) };
   return { outcome: BLOCKED };
 }
 
-async function audit(ctx: Ctx, trx: Knex.Transaction, row: OutboxRow, entityId: string, action: string, after: unknown): Promise<void> {
-  await writeAudit(trx, { at: ctx.now, actor: ctx.actor, tenantId: row.tenantId, entity: 'stripe', entityId, action, after });
+async function audit(ctx: Ctx, t: Db, row: OutboxRow, entityId: string, action: string, after: unknown): Promise<void> {
+  await writeAudit(t.knex, { at: ctx.now, actor: ctx.actor, tenantId: row.tenantId, entity: 'stripe', entityId, action, after });
 }
 
 const HANDLERS: Record<OutboxKind, Handler> = {
@@ -179,19 +177,19 @@ const HANDLERS: Record<OutboxKind, Handler> = {
         return ctx.stripe.customers.create(row.payload, { idempotencyKey: row.idempotencyKey });
       });
     },
-    async applied(ctx, trx, row, customer) {
+    async applied(ctx, t, row, customer) {
       if (!customer) return;
-      await trx('tenants').where({ id: row.tenantId }).whereNull('stripe_customer_id').update({ stripe_customer_id: customer.id });
-      await audit(ctx, trx, row, row.tenantId, 'customer.created', { stripeCustomerId: customer.id });
+      await t.knex('tenants').where({ id: row.tenantId }).whereNull('stripe_customer_id').update({ stripe_customer_id: customer.id });
+      await audit(ctx, t, row, row.tenantId, 'customer.created', { stripeCustomerId: customer.id });
     },
     idOf: (c) => c.id,
   },
 
   invoice: {
     async prepare(ctx, row) {
-      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const mapped = await mappedInvoice(ctx.db, row.tenantId, row.localRef);
       if (mapped) return done(mapped.stripe_invoice_id);
-      const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const inv = await loadTenantInvoice(ctx.db, row.tenantId, row.localRef);
       if (!inv || inv.status !== 'open') return dead(`local invoice ${inv?.number ?? row.localRef} is ${inv?.status ?? 'gone'}; not sent to Stripe`);
       const customer = await customerOf(ctx, row.tenantId);
       if (!customer) return BLOCKED;
@@ -205,9 +203,9 @@ const HANDLERS: Record<OutboxKind, Handler> = {
         return ctx.stripe.invoices.create({ ...row.payload, customer }, { idempotencyKey: row.idempotencyKey });
       });
     },
-    async applied(ctx, trx, row, si) {
+    async applied(ctx, t, row, si) {
       if (!si) return;
-      await trx('stripe_invoices')
+      await t.knex('stripe_invoices')
         .insert({
           tenant_id: row.tenantId,
           invoice_id: row.localRef,
@@ -220,7 +218,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
         })
         .onConflict(['tenant_id', 'invoice_id'])
         .ignore();
-      await audit(ctx, trx, row, row.localRef, 'invoice.created', { stripeInvoiceId: si.id, status: si.status });
+      await audit(ctx, t, row, row.localRef, 'invoice.created', { stripeInvoiceId: si.id, status: si.status });
     },
     idOf: (i) => i.id,
   },
@@ -249,8 +247,8 @@ const HANDLERS: Record<OutboxKind, Handler> = {
         return ctx.stripe.invoiceItems.create({ ...row.payload, customer, invoice: stripeInvoice }, { idempotencyKey: row.idempotencyKey });
       });
     },
-    async applied(ctx, trx, row, ii) {
-      if (ii) await audit(ctx, trx, row, row.localRef, 'invoice_item.created', { stripeInvoiceItemId: ii.id, amount: ii.amount, currency: ii.currency });
+    async applied(ctx, t, row, ii) {
+      if (ii) await audit(ctx, t, row, row.localRef, 'invoice_item.created', { stripeInvoiceItemId: ii.id, amount: ii.amount, currency: ii.currency });
     },
     idOf: (ii) => ii.id,
   },
@@ -261,7 +259,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       if ('outcome' in r) return r.outcome;
       const sid: string = r.mapped.stripe_invoice_id;
       if (r.mapped.stripe_status !== 'draft') return done(sid, undefined, `already ${r.mapped.stripe_status}`);
-      const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const inv = await loadTenantInvoice(ctx.db, row.tenantId, row.localRef);
       if (!inv || inv.status !== 'open') return dead(`local invoice ${inv?.number ?? row.localRef} is ${inv?.status ?? 'gone'}; Stripe draft ${sid} left unfinalized`);
       const items = await ctx.db.knex('stripe_outbox')
         .where({ tenant_id: row.tenantId, kind: 'invoice_item' })
@@ -272,26 +270,26 @@ const HANDLERS: Record<OutboxKind, Handler> = {
     },
     async recover(ctx, row, failure) {
       if (failure.kind !== 'rejected') return null;
-      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const mapped = await mappedInvoice(ctx.db, row.tenantId, row.localRef);
       const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id);
       return si.status !== 'draft' ? done(si.id, si, 'was already finalized') : null;
     },
-    async applied(ctx, trx, row, si) {
+    async applied(ctx, t, row, si) {
       if (!si) return;
-      await trx('stripe_invoices')
+      await t.knex('stripe_invoices')
         .where({ tenant_id: row.tenantId, invoice_id: row.localRef })
         .update({ stripe_status: si.status, stripe_number: si.number ?? null, amount_due: si.amount_due, updated_at: ctx.now });
-      const inv = await loadTenantInvoice(trx, row.tenantId, row.localRef);
-      await audit(ctx, trx, row, row.localRef, 'invoice.finalized', { stripeInvoiceId: si.id, number: si.number, total: si.total, currency: si.currency });
+      const inv = await loadTenantInvoice(t, row.tenantId, row.localRef);
+      await audit(ctx, t, row, row.localRef, 'invoice.finalized', { stripeInvoiceId: si.id, number: si.number, total: si.total, currency: si.currency });
       if (inv) {
         for (const d of invoiceDrift(inv, si, si.lines && !si.lines.has_more ? si.lines.data : undefined)) {
           ctx.report.warnings.push(`Stripe invoice ${si.id}: ${d.message}`);
-          await audit(ctx, trx, row, row.localRef, `invoice.${d.field}_mismatch`, { field: d.field, ours: d.ours, stripe: d.stripe, currency: inv.currency });
+          await audit(ctx, t, row, row.localRef, `invoice.${d.field}_mismatch`, { field: d.field, ours: d.ours, stripe: d.stripe, currency: inv.currency });
         }
       }
       // Stripe settles an invoice with nothing due on finalization.
       if (inv && si.status === 'paid' && inv.status === 'open') {
-        await recordPaid(ctx.db, trx, inv, { now: ctx.now, actor: ctx.actor, paidAt: ctx.now, reference: si.id });
+        await recordPaid(t, inv, { now: ctx.now, actor: ctx.actor, paidAt: ctx.now, reference: si.id });
         ctx.report.paid++;
       }
     },
@@ -303,7 +301,7 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       const r = await requireMapped(ctx, row, row.localRef);
       if ('outcome' in r) return r.outcome;
       const sid: string = r.mapped.stripe_invoice_id;
-      const inv = await loadTenantInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const inv = await loadTenantInvoice(ctx.db, row.tenantId, row.localRef);
       if (!inv || inv.status !== 'open') return done(sid, undefined, `local invoice is ${inv?.status ?? 'gone'}; no payment attempt`);
       let draft = false;
       if (r.mapped.stripe_status === 'draft') {
@@ -333,23 +331,23 @@ const HANDLERS: Record<OutboxKind, Handler> = {
     },
     async recover(ctx, row, failure) {
       if (failure.kind !== 'rejected') return null;
-      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const mapped = await mappedInvoice(ctx.db, row.tenantId, row.localRef);
       const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id);
       return si.status === 'paid' ? done(si.id, si, 'was already paid') : null;
     },
-    async applied(ctx, trx, row, si) {
+    async applied(ctx, t, row, si) {
       if (!si) return;
-      await trx('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: si.status, updated_at: ctx.now });
-      const inv = await loadTenantInvoice(trx, row.tenantId, row.localRef);
+      await t.knex('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: si.status, updated_at: ctx.now });
+      const inv = await loadTenantInvoice(t, row.tenantId, row.localRef);
       if (inv && si.status === 'paid') {
         const paidAt = si.status_transitions?.paid_at ? Number(si.status_transitions.paid_at) * 1000 : ctx.now;
-        await recordPaid(ctx.db, trx, inv, { now: ctx.now, actor: ctx.actor, paidAt, reference: si.id });
+        await recordPaid(t, inv, { now: ctx.now, actor: ctx.actor, paidAt, reference: si.id });
         ctx.report.paid++;
       }
     },
-    async declined(ctx, trx, row, failure) {
-      const mapped = await mappedInvoice(trx, row.tenantId, row.localRef);
-      await startDunning(trx, { tenantId: row.tenantId, invoiceId: row.localRef, stripeInvoiceId: mapped.stripe_invoice_id, failedAt: ctx.now, reason: failure.message }, ctx);
+    async declined(ctx, t, row, failure) {
+      const mapped = await mappedInvoice(t, row.tenantId, row.localRef);
+      await startDunning(t, { tenantId: row.tenantId, invoiceId: row.localRef, stripeInvoiceId: mapped.stripe_invoice_id, failedAt: ctx.now, reason: failure.message }, ctx);
       ctx.report.paymentFailures++;
     },
     idOf: (i) => i.id,
@@ -357,28 +355,28 @@ const HANDLERS: Record<OutboxKind, Handler> = {
 
   invoice_uncollectible: {
     async prepare(ctx, row) {
-      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const mapped = await mappedInvoice(ctx.db, row.tenantId, row.localRef);
       if (!mapped) return dead(`no Stripe invoice for local invoice ${row.localRef}`);
       if (mapped.stripe_status !== 'open') return done(mapped.stripe_invoice_id, undefined, `Stripe invoice is ${mapped.stripe_status}`);
       return call(() => ctx.stripe.invoices.markUncollectible(mapped.stripe_invoice_id, {}, { idempotencyKey: row.idempotencyKey }));
     },
     async recover(ctx, row, failure) {
       if (failure.kind !== 'rejected') return null;
-      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const mapped = await mappedInvoice(ctx.db, row.tenantId, row.localRef);
       const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id);
       return si.status !== 'open' ? done(si.id, si, `Stripe invoice was already ${si.status}`) : null;
     },
-    async applied(ctx, trx, row, si) {
+    async applied(ctx, t, row, si) {
       if (!si) return;
-      await trx('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: si.status, updated_at: ctx.now });
-      await audit(ctx, trx, row, row.localRef, 'invoice.marked_uncollectible', { stripeInvoiceId: si.id, status: si.status });
+      await t.knex('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: si.status, updated_at: ctx.now });
+      await audit(ctx, t, row, row.localRef, 'invoice.marked_uncollectible', { stripeInvoiceId: si.id, status: si.status });
     },
     idOf: (i) => i.id,
   },
 
   invoice_void: {
     async prepare(ctx, row) {
-      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const mapped = await mappedInvoice(ctx.db, row.tenantId, row.localRef);
       if (!mapped) return dead(`no Stripe invoice for local invoice ${row.localRef}`);
       const sid: string = mapped.stripe_invoice_id;
       if (mapped.stripe_status === 'void' || mapped.stripe_status === 'deleted') return done(sid, undefined, `Stripe invoice is ${mapped.stripe_status}`);
@@ -389,15 +387,15 @@ const HANDLERS: Record<OutboxKind, Handler> = {
     },
     async recover(ctx, row, failure) {
       if (failure.kind !== 'rejected') return null;
-      const mapped = await mappedInvoice(ctx.db.knex, row.tenantId, row.localRef);
+      const mapped = await mappedInvoice(ctx.db, row.tenantId, row.localRef);
       const si = await ctx.stripe.invoices.retrieve(mapped.stripe_invoice_id).catch(() => null);
       return si?.status === 'void' ? done(si.id, si, 'Stripe invoice was already void') : null;
     },
-    async applied(ctx, trx, row, si) {
+    async applied(ctx, t, row, si) {
       const status = si?.deleted ? 'deleted' : (si?.status ?? null);
       if (!status) return;
-      await trx('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: status, updated_at: ctx.now });
-      await audit(ctx, trx, row, row.localRef, status === 'deleted' ? 'invoice.draft_deleted' : 'invoice.voided', { stripeInvoiceId: si.id });
+      await t.knex('stripe_invoices').where({ tenant_id: row.tenantId, invoice_id: row.localRef }).update({ stripe_status: status, updated_at: ctx.now });
+      await audit(ctx, t, row, row.localRef, status === 'deleted' ? 'invoice.draft_deleted' : 'invoice.voided', { stripeInvoiceId: si.id });
     },
     idOf: (i) => i.id,
   },
@@ -416,12 +414,12 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       if (!customer) return BLOCKED;
       if (keyExpired(ctx, row)) {
         // Stripe dedupes identifiers, like keys, for "at least 24 hours" only: past that a resend may count twice.
-        if (outcomeUnknown(row)) {
+        if (row.outcomeUnknown) {
           const last = row.lastError ?? 'the run stopped mid-call';
           return dead(`${what}: outcome unknown past Stripe's 24 h idempotency window (first sent ${toIso(row.firstAttemptAt!)}; last error: ${last}); not re-sent, as Stripe may already count it: check the meter at Stripe, and only if the event is missing run \`billing stripe retry --dead\``);
         }
         // Every earlier answer was a refusal (nothing recorded): this call opens a new window.
-        await restartKeyWindow(ctx.db.knex, row, ctx.now);
+        await restartKeyWindow(ctx.db, row, ctx.now);
       }
       const params = { event_name: p.event_name, identifier: p.identifier, timestamp: p.timestamp, payload: { stripe_customer_id: customer, value: p.payload.value } };
       return call(() => ctx.stripe.billing.meterEvents.create(params, { idempotencyKey: row.idempotencyKey }));
@@ -460,8 +458,8 @@ async function attempt(ctx: Ctx, row: OutboxRow, h: Handler, fn: () => Promise<a
       if (recovered) return recovered;
     }
     if (failure.kind === 'card_declined' && h.declined) {
-      await withTx(ctx.db, async (trx) => {
-        if (await markSent(trx, row, null, ctx.now, `payment declined: ${failure.message}`)) await h.declined!(ctx, trx, row, failure);
+      await ctx.db.tx(async (t) => {
+        if (await markSent(t, row, null, ctx.now, `payment declined: ${failure.message}`)) await h.declined!(ctx, t, row, failure);
       });
       return null;
     }
@@ -469,7 +467,7 @@ async function attempt(ctx: Ctx, row: OutboxRow, h: Handler, fn: () => Promise<a
       await ctx.sleep(Math.round(250 * 2 ** i * (0.5 + 0.5 * ctx.random())));
       continue;
     }
-    const outcome = await markFailed(ctx.db.knex, row, { retryable: failure.kind === 'retry', message: failure.message }, ctx.now, ctx);
+    const outcome = await markFailed(ctx.db, row, { retryable: failure.kind === 'retry', message: failure.message, outcomeUnknown: failure.outcomeUnknown }, ctx.now, ctx);
     fail(ctx, row, outcome, failure.message);
     return null;
   }
@@ -479,31 +477,31 @@ async function deliverRow(ctx: Ctx, row: OutboxRow): Promise<void> {
   const h = HANDLERS[row.kind];
   let outcome: Outcome | null = await h.prepare(ctx, row);
   if (outcome.type === 'call') {
-    await markAttemptStarted(ctx.db.knex, row, ctx.now);
+    await markAttemptStarted(ctx.db, row, ctx.now);
     outcome = await attempt(ctx, row, h, outcome.call);
     if (!outcome) return;
   }
   switch (outcome.type) {
     case 'done': {
       const o = outcome;
-      await withTx(ctx.db, async (trx) => {
+      await ctx.db.tx(async (t) => {
         // Two syncs may deliver the same row (same key, same answer); only the first applies it.
-        if (await markSent(trx, row, o.stripeId, ctx.now, o.note ?? null)) await h.applied?.(ctx, trx, row, o.object ?? null);
+        if (await markSent(t, row, o.stripeId, ctx.now, o.note ?? null)) await h.applied?.(ctx, t, row, o.object ?? null);
       });
       ctx.report.sent[row.kind] = (ctx.report.sent[row.kind] ?? 0) + 1;
       return;
     }
     case 'dead':
-      await markDead(ctx.db.knex, row, outcome.reason, ctx.now);
+      await markDead(ctx.db, row, outcome.reason, ctx.now);
       fail(ctx, row, 'dead', outcome.reason);
       return;
     case 'failed': {
-      const result = await markFailed(ctx.db.knex, row, { retryable: false, message: outcome.reason }, ctx.now, ctx);
+      const result = await markFailed(ctx.db, row, { retryable: false, message: outcome.reason }, ctx.now, ctx);
       fail(ctx, row, result, outcome.reason);
       return;
     }
     case 'postpone':
-      await postpone(ctx.db.knex, row, outcome.until, ctx.now);
+      await postpone(ctx.db, row, outcome.until, ctx.now);
       ctx.report.postponed++;
       return;
     case 'blocked':
@@ -520,7 +518,7 @@ export async function deliver(db: Db, stripe: Stripe, opts: DeliverOptions, repo
   for (const kind of opts.kinds) {
     let after: OutboxRow | null = null;
     for (;;) {
-      const rows = await dueRows(db.knex, kind, opts.now, { tenantId: opts.tenantId, after });
+      const rows = await dueRows(db, kind, opts.now, { tenantId: opts.tenantId, after });
       if (rows.length === 0) break;
       after = rows[rows.length - 1];
       await settleAll(rows, (row) => deliverRow(ctx, row));

@@ -1,6 +1,6 @@
-import type { Knex } from 'knex';
 import type { Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
+import type { Db } from '../storage/db.js';
 
 /**
  * Dunning schedule (DESIGN.md §9): after a payment failure, retries at +0 h, +72 h and
@@ -9,15 +9,15 @@ import { writeAudit } from '../storage/audit.js';
  */
 export const DUNNING_RETRY_OFFSETS_MS = [0, 72 * 3_600_000, 144 * 3_600_000] as const;
 
-/** Start dunning for an invoice whose payment failed (no-op if it already started). */
+/** Start dunning for an invoice whose payment failed (no-op if it already started); db: the caller's transaction. */
 export async function startDunning(
-  trx: Knex.Transaction,
+  db: Db,
   input: { tenantId: string; invoiceId: string; stripeInvoiceId: string; failedAt: Instant; reason: string },
   opts: { now: Instant; actor: string },
 ): Promise<boolean> {
-  const existing = await trx('stripe_dunning').where({ tenant_id: input.tenantId, invoice_id: input.invoiceId }).first();
+  const existing = await db.knex('stripe_dunning').where({ tenant_id: input.tenantId, invoice_id: input.invoiceId }).first();
   if (existing) return false;
-  await trx('stripe_dunning').insert({
+  await db.knex('stripe_dunning').insert({
     tenant_id: input.tenantId,
     invoice_id: input.invoiceId,
     stripe_invoice_id: input.stripeInvoiceId,
@@ -28,7 +28,7 @@ export async function startDunning(
     last_error: input.reason,
     updated_at: opts.now,
   });
-  await writeAudit(trx, {
+  await writeAudit(db.knex, {
     at: opts.now,
     actor: opts.actor,
     tenantId: input.tenantId,

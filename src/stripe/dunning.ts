@@ -1,8 +1,6 @@
-import type { Knex } from 'knex';
 import type { Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
 import { classifyStripeError, createStripeClient, type StripeClient } from './client.js';
 import type { StripeConfig } from './config.js';
 import { deliver, emptyDeliveryReport } from './deliver.js';
@@ -49,11 +47,12 @@ interface Ctx {
   report: DunningReport;
 }
 
-async function close(ctx: Ctx, trx: Knex.Transaction, row: Record<string, any>, status: 'recovered' | 'closed', why: string): Promise<void> {
-  await trx('stripe_dunning')
+/** t: the transaction to close it in. */
+async function close(ctx: Ctx, t: Db, row: Record<string, any>, status: 'recovered' | 'closed', why: string): Promise<void> {
+  await t.knex('stripe_dunning')
     .where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id })
     .update({ status, next_attempt_at: null, updated_at: ctx.opts.now });
-  await writeAudit(trx, {
+  await writeAudit(t.knex, {
     at: ctx.opts.now,
     actor: ctx.opts.actor,
     tenantId: row.tenant_id,
@@ -67,9 +66,9 @@ async function close(ctx: Ctx, trx: Knex.Transaction, row: Record<string, any>, 
 
 async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: () => Promise<T>) => Promise<T>): Promise<void> {
   const { db, opts, report } = ctx;
-  const inv = await loadTenantInvoice(db.knex, row.tenant_id, row.invoice_id);
+  const inv = await loadTenantInvoice(db, row.tenant_id, row.invoice_id);
   if (!inv || inv.status !== 'open') {
-    await withTx(db, (trx) => close(ctx, trx, row, inv?.status === 'paid' ? 'recovered' : 'closed', `local invoice is ${inv?.status ?? 'gone'}`));
+    await db.tx((t) => close(ctx, t, row, inv?.status === 'paid' ? 'recovered' : 'closed', `local invoice is ${inv?.status ?? 'gone'}`));
     report.closed++;
     return;
   }
@@ -103,7 +102,7 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
   }
   if (invoice?.status === 'paid') {
     const paidAt = invoice.status_transitions?.paid_at ? Number(invoice.status_transitions.paid_at) * 1000 : opts.now;
-    await withTx(db, (trx) => recordPaid(db, trx, inv, { now: opts.now, actor: opts.actor, paidAt, reference: invoice!.id }));
+    await db.tx((t) => recordPaid(t, inv, { now: opts.now, actor: opts.actor, paidAt, reference: invoice!.id }));
     report.recovered++;
     return;
   }
@@ -111,38 +110,38 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
     // Nothing was charged and the invoice is still owed: dunning stays open (same retry, next run);
     // the draft shows in `billing status --strict` until it is finalized.
     const message = `Stripe invoice ${row.stripe_invoice_id} is a draft: it must be finalized before its payment can be retried; dunning stays open`;
-    await withTx(db, async (trx) => {
-      await trx('stripe_dunning').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ last_error: message, updated_at: opts.now });
-      await trx('stripe_invoices').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ stripe_status: 'draft', updated_at: opts.now });
+    await db.tx(async (t) => {
+      await t.knex('stripe_dunning').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ last_error: message, updated_at: opts.now });
+      await t.knex('stripe_invoices').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ stripe_status: 'draft', updated_at: opts.now });
     });
     report.errors.push({ tenantId: inv.tenantId, invoiceId: inv.id, message });
     return;
   }
   if (invoice && invoice.status !== 'open') {
-    await withTx(db, (trx) => close(ctx, trx, row, 'closed', `Stripe invoice is ${invoice!.status}`));
+    await db.tx((t) => close(ctx, t, row, 'closed', `Stripe invoice is ${invoice!.status}`));
     report.closed++;
     return;
   }
   const message = failure ?? `payment attempt left Stripe invoice ${row.stripe_invoice_id} open`;
-  await withTx(db, async (trx) => {
+  await db.tx(async (t) => {
     const key = { tenant_id: row.tenant_id, invoice_id: row.invoice_id };
     if (retry >= DUNNING_RETRY_OFFSETS_MS.length) {
-      await trx('stripe_dunning').where(key).update({ status: 'exhausted', retries_done: retry, next_attempt_at: null, last_error: message, updated_at: opts.now });
-      await recordUncollectible(db, trx, inv, opts);
+      await t.knex('stripe_dunning').where(key).update({ status: 'exhausted', retries_done: retry, next_attempt_at: null, last_error: message, updated_at: opts.now });
+      await recordUncollectible(t, inv, opts);
       // Stripe's copy follows through the outbox, in this same transaction.
-      await enqueue(trx, [{
+      await enqueue(t, [{
         tenantId: inv.tenantId,
         idempotencyKey: idempotencyKeys.uncollectible(inv.tenantId, inv.id),
         kind: 'invoice_uncollectible',
         localRef: inv.id,
         payload: {},
       }], opts.now);
-      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.exhausted', after: { retries: retry, lastError: message } });
+      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.exhausted', after: { retries: retry, lastError: message } });
       report.exhausted++;
     } else {
       const next = Number(row.started_at) + DUNNING_RETRY_OFFSETS_MS[retry];
-      await trx('stripe_dunning').where(key).update({ retries_done: retry, next_attempt_at: next, last_error: message, updated_at: opts.now });
-      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.retry_failed', after: { retry, nextAttemptAt: next, error: message } });
+      await t.knex('stripe_dunning').where(key).update({ retries_done: retry, next_attempt_at: next, last_error: message, updated_at: opts.now });
+      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.retry_failed', after: { retry, nextAttemptAt: next, error: message } });
       report.declined++;
     }
   });

@@ -1,11 +1,10 @@
-import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import type { Invoice } from '../invoice/types.js';
 import { findInvoice } from '../invoice/repository.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
-import { asText, withTx } from '../storage/sql.js';
+import { asText } from '../storage/sql.js';
 import {
   customerParams,
   idempotencyKeys,
@@ -16,8 +15,6 @@ import {
   type InvoiceRef,
 } from './mapper.js';
 import { enqueue, type NewOutboxRow } from './outbox.js';
-
-type Q = Knex | Knex.Transaction;
 
 /**
  * What needs to go to Stripe and is not in the outbox yet: a customer per tenant, the calls
@@ -67,10 +64,10 @@ export function invoiceRows(inv: Invoice): NewOutboxRow[] {
  * Queue an open invoice for Stripe inside the caller's transaction (e.g. the one that
  * finalizes it). Idempotent: rows already queued are left alone. Returns rows added.
  */
-export async function enqueueInvoice(trx: Knex.Transaction, inv: Invoice, opts: { now: Instant; actor: string }): Promise<number> {
-  const added = await enqueue(trx, invoiceRows(inv), opts.now);
+export async function enqueueInvoice(db: Db, inv: Invoice, opts: { now: Instant; actor: string }): Promise<number> {
+  const added = await enqueue(db, invoiceRows(inv), opts.now);
   if (added > 0) {
-    await writeAudit(trx, {
+    await writeAudit(db.knex, {
       at: opts.now,
       actor: opts.actor,
       tenantId: inv.tenantId,
@@ -90,12 +87,12 @@ export interface Pending {
   meterEvents: NewOutboxRow[];
 }
 
-async function missingCustomers(q: Q, tenantId?: string): Promise<NewOutboxRow[]> {
-  const tenants = q('tenants').whereNull('stripe_customer_id').orderBy('id');
+async function missingCustomers(db: Db, tenantId?: string): Promise<NewOutboxRow[]> {
+  const tenants = db.knex('tenants').whereNull('stripe_customer_id').orderBy('id');
   if (tenantId) tenants.where('id', tenantId);
   const rows: NewOutboxRow[] = [];
   for (const t of await tenants) {
-    const previous = await q('stripe_outbox').where({ tenant_id: t.id, kind: 'customer' }).select('status');
+    const previous = await db.knex('stripe_outbox').where({ tenant_id: t.id, kind: 'customer' }).select('status');
     // One in progress (or stuck and needing an operator) is enough; after a deleted customer, make the next one.
     if (previous.some((r) => r.status !== 'sent')) continue;
     rows.push({
@@ -109,13 +106,13 @@ async function missingCustomers(q: Q, tenantId?: string): Promise<NewOutboxRow[]
   return rows;
 }
 
-async function unqueuedOpenInvoices(q: Q, tenantId?: string): Promise<Invoice[]> {
-  const ids = q('invoices as i')
+async function unqueuedOpenInvoices(db: Db, tenantId?: string): Promise<Invoice[]> {
+  const ids = db.knex('invoices as i')
     .select('i.tenant_id', 'i.id')
     .where('i.status', 'open')
     .whereNotExists(
-      q('stripe_outbox as o')
-        .select(q.raw('1'))
+      db.knex('stripe_outbox as o')
+        .select(db.knex.raw('1'))
         .whereRaw('o.tenant_id = i.tenant_id')
         .andWhere('o.kind', 'invoice')
         .andWhereRaw('o.local_ref = i.id'),
@@ -124,29 +121,29 @@ async function unqueuedOpenInvoices(q: Q, tenantId?: string): Promise<Invoice[]>
   if (tenantId) ids.andWhere('i.tenant_id', tenantId);
   const out: Invoice[] = [];
   for (const r of await ids) {
-    const inv = await findInvoice(q, r.id);
+    const inv = await findInvoice(db.knex, r.id);
     if (inv && inv.tenantId === r.tenant_id) out.push(inv);
   }
   return out;
 }
 
-async function meterCursor(q: Q): Promise<bigint> {
-  const r = await q('job_state').where({ key: METER_CURSOR_KEY }).first();
+async function meterCursor(db: Db): Promise<bigint> {
+  const r = await db.knex('job_state').where({ key: METER_CURSOR_KEY }).first();
   return r?.value ? BigInt(r.value) : 0n;
 }
 
 /** Usage of metered features not yet in the outbox, in sequence order, in batches. */
-async function* unqueuedMeterEvents(db: Db, q: Q, tenantId?: string): AsyncGenerator<{ rows: NewOutboxRow[]; maxSeq: bigint }> {
-  const cursor = await meterCursor(q);
+async function* unqueuedMeterEvents(db: Db, tenantId?: string): AsyncGenerator<{ rows: NewOutboxRow[]; maxSeq: bigint }> {
+  const cursor = await meterCursor(db);
   let after = cursor > BigInt(METER_RESCAN_SEQS) ? cursor - BigInt(METER_RESCAN_SEQS) : 0n;
   for (;;) {
-    const query = q('usage_events as e')
+    const query = db.knex('usage_events as e')
       .join('features as f', 'f.key', 'e.feature_key')
       .whereNotNull('f.stripe_meter')
       .andWhere('e.seq', '>', after.toString())
       .whereNotExists(
-        q('stripe_outbox as o')
-          .select(q.raw('1'))
+        db.knex('stripe_outbox as o')
+          .select(db.knex.raw('1'))
           .whereRaw('o.tenant_id = e.tenant_id')
           .andWhere('o.kind', 'meter_event')
           .andWhereRaw('o.local_ref = CAST(e.seq AS TEXT)'),
@@ -184,14 +181,14 @@ async function* unqueuedMeterEvents(db: Db, q: Q, tenantId?: string): AsyncGener
 }
 
 /** Invoices voided here after reaching Stripe: their Stripe copy must be voided (or its draft deleted). */
-async function unqueuedVoids(q: Q, tenantId?: string): Promise<NewOutboxRow[]> {
-  const query = q('stripe_invoices as s')
+async function unqueuedVoids(db: Db, tenantId?: string): Promise<NewOutboxRow[]> {
+  const query = db.knex('stripe_invoices as s')
     .join('invoices as i', (j) => j.on('i.tenant_id', 's.tenant_id').andOn('i.id', 's.invoice_id'))
     .where('i.status', 'void')
     .whereIn('s.stripe_status', ['draft', 'open', 'uncollectible'])
     .whereNotExists(
-      q('stripe_outbox as o')
-        .select(q.raw('1'))
+      db.knex('stripe_outbox as o')
+        .select(db.knex.raw('1'))
         .whereRaw('o.tenant_id = s.tenant_id')
         .andWhere('o.kind', 'invoice_void')
         .andWhereRaw('o.local_ref = s.invoice_id'),
@@ -210,14 +207,13 @@ async function unqueuedVoids(q: Q, tenantId?: string): Promise<NewOutboxRow[]> {
 
 /** Everything missing from the outbox, without writing anything (dry run). */
 export async function findPending(db: Db, opts: { tenantId?: string }): Promise<Pending> {
-  const q = db.knex;
   const pending: Pending = {
-    customers: await missingCustomers(q, opts.tenantId),
-    invoices: await unqueuedOpenInvoices(q, opts.tenantId),
-    voids: await unqueuedVoids(q, opts.tenantId),
+    customers: await missingCustomers(db, opts.tenantId),
+    invoices: await unqueuedOpenInvoices(db, opts.tenantId),
+    voids: await unqueuedVoids(db, opts.tenantId),
     meterEvents: [],
   };
-  for await (const b of unqueuedMeterEvents(db, q, opts.tenantId)) pending.meterEvents.push(...b.rows);
+  for await (const b of unqueuedMeterEvents(db, opts.tenantId)) pending.meterEvents.push(...b.rows);
   return pending;
 }
 
@@ -232,47 +228,47 @@ export interface EnqueueResult {
 /** Add whatever is missing to the outbox: customers, then each invoice in its own transaction, then usage. */
 export async function enqueueMissing(db: Db, opts: { now: Instant; actor: string; tenantId?: string }): Promise<EnqueueResult> {
   const result: EnqueueResult = { customers: 0, invoices: 0, voids: 0, meterEvents: 0, rows: 0 };
-  await withTx(db, async (trx) => {
-    const rows = await missingCustomers(trx, opts.tenantId);
-    const added = await enqueue(trx, rows, opts.now);
+  await db.tx(async (t) => {
+    const rows = await missingCustomers(t, opts.tenantId);
+    const added = await enqueue(t, rows, opts.now);
     for (const r of rows) {
-      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.tenantId, action: 'customer.queued', after: { idempotencyKey: r.idempotencyKey } });
+      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.tenantId, action: 'customer.queued', after: { idempotencyKey: r.idempotencyKey } });
     }
     result.customers += added;
     result.rows += added;
   });
-  for (const inv of await unqueuedOpenInvoices(db.knex, opts.tenantId)) {
-    const added = await withTx(db, async (trx) => {
+  for (const inv of await unqueuedOpenInvoices(db, opts.tenantId)) {
+    const added = await db.tx(async (t) => {
       // Re-read inside the transaction: it may have been queued or voided meanwhile.
-      const current = await findInvoice(trx, inv.id);
+      const current = await findInvoice(t.knex, inv.id);
       if (!current || current.status !== 'open') return 0;
-      return enqueueInvoice(trx, current, opts);
+      return enqueueInvoice(t, current, opts);
     });
     if (added > 0) result.invoices++;
     result.rows += added;
   }
-  await withTx(db, async (trx) => {
-    const rows = await unqueuedVoids(trx, opts.tenantId);
-    const added = await enqueue(trx, rows, opts.now);
+  await db.tx(async (t) => {
+    const rows = await unqueuedVoids(t, opts.tenantId);
+    const added = await enqueue(t, rows, opts.now);
     for (const r of rows) {
-      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.localRef, action: 'invoice.void_queued', after: { idempotencyKey: r.idempotencyKey } });
+      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.localRef, action: 'invoice.void_queued', after: { idempotencyKey: r.idempotencyKey } });
     }
     result.voids += added;
     result.rows += added;
   });
   let maxSeq = 0n;
-  for await (const b of unqueuedMeterEvents(db, db.knex, opts.tenantId)) {
-    const added = await withTx(db, (trx) => enqueue(trx, b.rows, opts.now));
+  for await (const b of unqueuedMeterEvents(db, opts.tenantId)) {
+    const added = await db.tx((t) => enqueue(t, b.rows, opts.now));
     result.meterEvents += added;
     result.rows += added;
     if (b.maxSeq > maxSeq) maxSeq = b.maxSeq;
   }
   // The cursor only bounds the next scan; a tenant-scoped run has not looked at everyone.
   if (!opts.tenantId && maxSeq > 0n) {
-    await withTx(db, async (trx) => {
-      if (maxSeq <= (await meterCursor(trx))) return;
+    await db.tx(async (t) => {
+      if (maxSeq <= (await meterCursor(t))) return;
       const row = { key: METER_CURSOR_KEY, value: maxSeq.toString(), updated_at: opts.now };
-      await trx('job_state').insert(row).onConflict('key').merge();
+      await t.knex('job_state').insert(row).onConflict('key').merge();
     });
   }
   return result;

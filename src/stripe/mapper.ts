@@ -34,11 +34,11 @@ export const idempotencyKeys = {
 };
 
 /** The meter event identifier Stripe deduplicates on: the tenant and our event sequence. */
-export function meterIdentifier(tenantId: string, seq: string): string {
+function meterIdentifier(tenantId: string, seq: string): string {
   return bounded(`${tenantId}:${seq}`, MAX_IDENTIFIER);
 }
 
-export const toUnixSeconds = (t: Instant): number => Math.floor(t / 1000);
+const toUnixSeconds = (t: Instant): number => Math.floor(t / 1000);
 
 function clip(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max - 1)}…`;

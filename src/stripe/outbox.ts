@@ -1,7 +1,5 @@
-import type { Knex } from 'knex';
 import type { Instant } from '../domain/period.js';
-
-type Q = Knex | Knex.Transaction;
+import type { Db } from '../storage/db.js';
 
 /**
  * The outbox: one row per Stripe call, keyed by (tenant, idempotency key). Rows are
@@ -43,6 +41,8 @@ export interface OutboxRow {
   nextAttemptAt: Instant;
   firstAttemptAt: Instant | null;
   lastError: string | null;
+  /** Stripe may have executed the last call (no answer, a 409 or a 5xx): past the key window it is not re-sent. */
+  outcomeUnknown: boolean;
   stripeId: string | null;
   createdAt: Instant;
   updatedAt: Instant;
@@ -73,6 +73,7 @@ export function rowFromDb(r: Record<string, any>): OutboxRow {
     nextAttemptAt: Number(r.next_attempt_at),
     firstAttemptAt: n(r.first_attempt_at),
     lastError: r.last_error ?? null,
+    outcomeUnknown: Number(r.outcome_unknown) === 1,
     stripeId: r.stripe_id ?? null,
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
@@ -80,13 +81,13 @@ export function rowFromDb(r: Record<string, any>): OutboxRow {
 }
 
 /** Insert rows that are not there yet (same key = same call); returns how many were new. */
-export async function enqueue(q: Q, rows: NewOutboxRow[], now: Instant): Promise<number> {
+export async function enqueue(db: Db, rows: NewOutboxRow[], now: Instant): Promise<number> {
   let inserted = 0;
   for (let i = 0; i < rows.length; i += 500) {
     const batch = rows.slice(i, i + 500);
     const existing = new Set(
       (
-        await q('stripe_outbox')
+        await db.knex('stripe_outbox')
           .select('tenant_id', 'idempotency_key')
           .whereIn('tenant_id', [...new Set(batch.map((r) => r.tenantId))])
           .whereIn('idempotency_key', batch.map((r) => r.idempotencyKey))
@@ -94,7 +95,7 @@ export async function enqueue(q: Q, rows: NewOutboxRow[], now: Instant): Promise
     );
     const fresh = batch.filter((r) => !existing.has(`${r.tenantId}\u0000${r.idempotencyKey}`));
     if (fresh.length === 0) continue;
-    await q('stripe_outbox')
+    await db.knex('stripe_outbox')
       .insert(
         fresh.map((r) => ({
           tenant_id: r.tenantId,
@@ -118,12 +119,12 @@ export async function enqueue(q: Q, rows: NewOutboxRow[], now: Instant): Promise
 
 /** Pending rows of one kind whose time has come, oldest first, a page after `after`. */
 export async function dueRows(
-  q: Q,
+  db: Db,
   kind: OutboxKind,
   now: Instant,
   opts: { tenantId?: string; limit?: number; after?: OutboxRow | null } = {},
 ): Promise<OutboxRow[]> {
-  const query = q('stripe_outbox')
+  const query = db.knex('stripe_outbox')
     .where({ kind, status: 'pending' })
     .andWhere('next_attempt_at', '<=', now)
     .orderBy(['created_at', 'tenant_id', 'idempotency_key'])
@@ -141,30 +142,35 @@ export async function dueRows(
   return (await query).map(rowFromDb);
 }
 
-function where(q: Q, row: OutboxRow) {
-  return q('stripe_outbox').where({ tenant_id: row.tenantId, idempotency_key: row.idempotencyKey });
+function where(db: Db, row: OutboxRow) {
+  return db.knex('stripe_outbox').where({ tenant_id: row.tenantId, idempotency_key: row.idempotencyKey });
 }
 
-/** Note the first use of the key before calling: Stripe forgets keys 24 h after that. */
-export async function markAttemptStarted(q: Q, row: OutboxRow, now: Instant): Promise<void> {
+/**
+ * Note the first use of the key before calling: Stripe forgets keys 24 h after that. Until an
+ * answer is recorded the outcome is unknown (the run may die mid-call).
+ */
+export async function markAttemptStarted(db: Db, row: OutboxRow, now: Instant): Promise<void> {
   if (row.firstAttemptAt !== null) return;
-  await where(q, row).whereNull('first_attempt_at').update({ first_attempt_at: now });
+  await where(db, row).whereNull('first_attempt_at').update({ first_attempt_at: now, outcome_unknown: true });
   row.firstAttemptAt = now;
+  row.outcomeUnknown = true;
 }
 
 /** The key's 24 h at Stripe start again with this call (every earlier answer was a refusal, so nothing was saved). */
-export async function restartKeyWindow(q: Q, row: OutboxRow, now: Instant): Promise<void> {
-  await where(q, row).update({ first_attempt_at: now });
+export async function restartKeyWindow(db: Db, row: OutboxRow, now: Instant): Promise<void> {
+  await where(db, row).update({ first_attempt_at: now });
   row.firstAttemptAt = now;
 }
 
 /** Returns false when another process recorded this row first (its effects are already applied). */
-export async function markSent(q: Q, row: OutboxRow, stripeId: string | null, now: Instant, note: string | null = null): Promise<boolean> {
-  const n = await where(q, row).where('status', 'pending').update({
+export async function markSent(db: Db, row: OutboxRow, stripeId: string | null, now: Instant, note: string | null = null): Promise<boolean> {
+  const n = await where(db, row).where('status', 'pending').update({
     status: 'sent',
     attempts: row.attempts + 1,
     stripe_id: stripeId,
     last_error: note,
+    outcome_unknown: false,
     first_attempt_at: row.firstAttemptAt ?? now,
     updated_at: now,
   });
@@ -185,34 +191,41 @@ export type FailureOutcome = 'retry_later' | 'failed' | 'dead';
  * row has failed maxAttempts times.
  */
 export async function markFailed(
-  q: Q,
+  db: Db,
   row: OutboxRow,
-  failure: { retryable: boolean; message: string },
+  failure: { retryable: boolean; message: string; outcomeUnknown?: boolean },
   now: Instant,
   opts: { maxAttempts: number; random: () => number },
 ): Promise<FailureOutcome> {
+  const outcomeUnknown = failure.outcomeUnknown ?? false;
   const attempts = row.attempts + 1;
   const outcome: FailureOutcome = attempts >= opts.maxAttempts ? 'dead' : failure.retryable ? 'retry_later' : 'failed';
-  await where(q, row).update({
+  await where(db, row).update({
     status: outcome === 'retry_later' ? 'pending' : outcome,
     attempts,
     next_attempt_at: outcome === 'retry_later' ? now + backoffMs(attempts, opts.random) : now,
     last_error: failure.message,
+    outcome_unknown: outcomeUnknown,
     first_attempt_at: row.firstAttemptAt ?? now,
     updated_at: now,
   });
   row.attempts = attempts;
+  row.outcomeUnknown = outcomeUnknown;
   return outcome;
 }
 
-/** Give up on a row that can never succeed (e.g. usage older than Stripe's window). */
-export async function markDead(q: Q, row: OutboxRow, reason: string, now: Instant): Promise<void> {
-  await where(q, row).update({ status: 'dead', last_error: reason, updated_at: now });
+/**
+ * Give up on a row that can never succeed (e.g. usage older than Stripe's window). Reviving
+ * it (`stripe retry --dead`) is the operator's word that it is to be sent, so the outcome is no longer unknown.
+ */
+export async function markDead(db: Db, row: OutboxRow, reason: string, now: Instant): Promise<void> {
+  await where(db, row).update({ status: 'dead', last_error: reason, outcome_unknown: false, updated_at: now });
+  row.outcomeUnknown = false;
 }
 
 /** Move a row's next attempt (e.g. usage not yet inside Stripe's timestamp window). */
-export async function postpone(q: Q, row: OutboxRow, until: Instant, now: Instant): Promise<void> {
-  await where(q, row).update({ next_attempt_at: until, updated_at: now });
+export async function postpone(db: Db, row: OutboxRow, until: Instant, now: Instant): Promise<void> {
+  await where(db, row).update({ next_attempt_at: until, updated_at: now });
 }
 
 export interface OutboxProblems {
@@ -225,17 +238,17 @@ export interface OutboxProblems {
 }
 
 /** What needs a person, for exit codes and `billing status --strict`. */
-export async function outboxProblems(q: Q, tenantId?: string): Promise<OutboxProblems> {
-  const rows = q('stripe_outbox').whereIn('status', ['failed', 'dead']).select('status').count({ n: '*' }).groupBy('status');
+export async function outboxProblems(db: Db, tenantId?: string): Promise<OutboxProblems> {
+  const rows = db.knex('stripe_outbox').whereIn('status', ['failed', 'dead']).select('status').count({ n: '*' }).groupBy('status');
   if (tenantId) rows.andWhere('tenant_id', tenantId);
   const by = new Map((await rows).map((r: any) => [String(r.status), Number(r.n)]));
-  const drafts = q('stripe_invoices as s')
+  const drafts = db.knex('stripe_invoices as s')
     .join('invoices as i', (j) => j.on('i.tenant_id', 's.tenant_id').andOn('i.id', 's.invoice_id'))
     .where('i.status', 'open')
     .andWhere('s.stripe_status', 'draft')
     .whereNotExists(
-      q('stripe_outbox as o')
-        .select(q.raw('1'))
+      db.knex('stripe_outbox as o')
+        .select(db.knex.raw('1'))
         .whereRaw('o.tenant_id = s.tenant_id')
         .andWhere('o.kind', 'invoice_finalize')
         .andWhere('o.status', 'pending')
@@ -259,15 +272,15 @@ export function problemsText(p: OutboxProblems): string | null {
 }
 
 /** Make failed (and optionally dead) rows pending and due now; returns how many. */
-export async function requeue(q: Q, now: Instant, opts: { tenantId?: string; includeDead?: boolean }): Promise<number> {
+export async function requeue(db: Db, now: Instant, opts: { tenantId?: string; includeDead?: boolean }): Promise<number> {
   const statuses = opts.includeDead ? ['failed', 'dead'] : ['failed'];
-  const query = q('stripe_outbox').whereIn('status', statuses);
+  const query = db.knex('stripe_outbox').whereIn('status', statuses);
   if (opts.tenantId) query.andWhere('tenant_id', opts.tenantId);
   // A revived dead row gets a fresh attempt budget; a failed one keeps its count.
   return query.update({
     status: 'pending',
     next_attempt_at: now,
-    attempts: opts.includeDead ? q.raw(`CASE WHEN status = 'dead' THEN 0 ELSE attempts END`) : q.raw('attempts'),
+    attempts: opts.includeDead ? db.knex.raw(`CASE WHEN status = 'dead' THEN 0 ELSE attempts END`) : db.knex.raw('attempts'),
     updated_at: now,
   });
 }

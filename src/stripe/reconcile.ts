@@ -91,7 +91,7 @@ export async function verifyAgainstStripe(db: Db, config: StripeConfig, opts: { 
   if (opts.tenantId) q.where('tenant_id', opts.tenantId);
   const report: StripeVerifyReport = { invoices: 0, drift: [] };
   for (const row of await q) {
-    const inv = await loadTenantInvoice(db.knex, row.tenant_id, row.invoice_id);
+    const inv = await loadTenantInvoice(db, row.tenant_id, row.invoice_id);
     if (!inv) continue;
     report.invoices++;
     const sid: string = row.stripe_invoice_id;

@@ -2,7 +2,6 @@ import type { Instant } from '../domain/period.js';
 import { toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
 import { classifyStripeError, createStripeClient, type StripeClient } from './client.js';
 import type { StripeConfig } from './config.js';
 import { deliver, emptyDeliveryReport, type DeliveryError, type DeliveryReport } from './deliver.js';
@@ -121,7 +120,7 @@ export async function stripeSync(db: Db, opts: SyncOptions): Promise<SyncReport>
   out.queued = { customers: queued.customers, invoices: queued.invoices, voids: queued.voids, meterEvents: queued.meterEvents, rows: queued.rows };
   await checkMeters(db, stripe, opts.tenantId, out.warnings);
   await deliver(db, stripe, deliverOptions(opts, KIND_ORDER), out);
-  out.outstanding = await outboxProblems(db.knex, opts.tenantId);
+  out.outstanding = await outboxProblems(db, opts.tenantId);
   return out;
 }
 
@@ -129,15 +128,15 @@ export async function stripeSync(db: Db, opts: SyncOptions): Promise<SyncReport>
 export async function stripeRetry(db: Db, opts: SyncOptions & { includeDead?: boolean }): Promise<SyncReport> {
   const stripe = await createStripeClient(opts.stripe);
   const out = report(false);
-  out.requeued = await withTx(db, async (trx) => {
-    const n = await requeue(trx, opts.now, { tenantId: opts.tenantId, includeDead: opts.includeDead });
+  out.requeued = await db.tx(async (t) => {
+    const n = await requeue(t, opts.now, { tenantId: opts.tenantId, includeDead: opts.includeDead });
     if (n > 0) {
-      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: opts.tenantId ?? null, entity: 'stripe', entityId: opts.tenantId ?? '*', action: 'outbox.requeued', after: { rows: n, includeDead: Boolean(opts.includeDead) } });
+      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: opts.tenantId ?? null, entity: 'stripe', entityId: opts.tenantId ?? '*', action: 'outbox.requeued', after: { rows: n, includeDead: Boolean(opts.includeDead) } });
     }
     return n;
   });
   await deliver(db, stripe, deliverOptions(opts, KIND_ORDER), out);
-  out.outstanding = await outboxProblems(db.knex, opts.tenantId);
+  out.outstanding = await outboxProblems(db, opts.tenantId);
   return out;
 }
 
@@ -162,7 +161,7 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
   for (const kind of KIND_ORDER) {
     let after: OutboxRow | null = null;
     for (;;) {
-      const page = await dueRows(db.knex, kind, opts.now, { tenantId: opts.tenantId, after });
+      const page = await dueRows(db, kind, opts.now, { tenantId: opts.tenantId, after });
       if (page.length === 0) break;
       rows.push(...page);
       after = page[page.length - 1];
@@ -185,7 +184,7 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
     out.dead++;
   };
 
-  out.outstanding = await outboxProblems(db.knex, opts.tenantId);
+  out.outstanding = await outboxProblems(db, opts.tenantId);
   for (const r of rows) {
     const invoiceId = r.kind === 'invoice_item' ? r.localRef.slice(0, r.localRef.lastIndexOf(':')) : r.localRef;
     let sid = '';

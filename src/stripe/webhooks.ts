@@ -1,9 +1,7 @@
-import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
-import { withTx } from '../storage/sql.js';
 import { isUniqueViolation } from '../invoice/tx.js';
 import { classifyStripeError, createStripeClient } from './client.js';
 import type { StripeConfig } from './config.js';
@@ -92,45 +90,46 @@ function eventTime(v: unknown, field: string, event: StripeEventLike, now: Insta
 type Result = { outcome: 'applied' | 'ignored'; detail: string; tenantId: string | null };
 
 /** The local invoice a Stripe invoice stands for: by our mapping, else by its metadata. */
-async function localInvoiceFor(trx: Knex.Transaction, si: any) {
-  const mapped = await trx('stripe_invoices').where({ stripe_invoice_id: si?.id ?? '' }).first();
+async function localInvoiceFor(db: Db, si: any) {
+  const mapped = await db.knex('stripe_invoices').where({ stripe_invoice_id: si?.id ?? '' }).first();
   const tenantId: string | undefined = mapped?.tenant_id ?? si?.metadata?.tenant_id;
   const invoiceId: string | undefined = mapped?.invoice_id ?? si?.metadata?.billing_invoice_id;
   if (!tenantId || !invoiceId) return null;
-  return loadTenantInvoice(trx, tenantId, invoiceId);
+  return loadTenantInvoice(db, tenantId, invoiceId);
 }
 
-async function apply(db: Db, trx: Knex.Transaction, event: StripeEventLike, opts: { now: Instant; actor: string }): Promise<Result> {
+/** db: the transaction that records the event. */
+async function apply(db: Db, event: StripeEventLike, opts: { now: Instant; actor: string }): Promise<Result> {
   const obj = event.data?.object ?? {};
   const at = event.created === undefined ? opts.now : eventTime(event.created, 'created', event, opts.now);
   switch (event.type) {
     case 'invoice.paid': {
-      const inv = await localInvoiceFor(trx, obj);
+      const inv = await localInvoiceFor(db, obj);
       if (!inv) return { outcome: 'ignored', detail: `Stripe invoice ${obj.id} is not a billing invoice`, tenantId: null };
       if (inv.status !== 'open' && inv.status !== 'uncollectible') {
         return { outcome: 'ignored', detail: `invoice ${inv.number} is already ${inv.status}`, tenantId: inv.tenantId };
       }
       const rawPaidAt = obj.status_transitions?.paid_at;
       const paidAt = rawPaidAt === undefined || rawPaidAt === null ? at : eventTime(rawPaidAt, 'data.object.status_transitions.paid_at', event, opts.now);
-      await recordPaid(db, trx, inv, { ...opts, paidAt, reference: obj.id });
+      await recordPaid(db, inv, { ...opts, paidAt, reference: obj.id });
       return { outcome: 'applied', detail: `invoice ${inv.number} paid`, tenantId: inv.tenantId };
     }
     case 'invoice.payment_failed': {
-      const inv = await localInvoiceFor(trx, obj);
+      const inv = await localInvoiceFor(db, obj);
       if (!inv) return { outcome: 'ignored', detail: `Stripe invoice ${obj.id} is not a billing invoice`, tenantId: null };
       if (inv.status !== 'open') return { outcome: 'ignored', detail: `invoice ${inv.number} is ${inv.status}`, tenantId: inv.tenantId };
       const reason = `payment failed (Stripe event ${event.id}, attempt ${obj.attempt_count ?? '?'})`;
-      const started = await startDunning(trx, { tenantId: inv.tenantId, invoiceId: inv.id, stripeInvoiceId: obj.id, failedAt: at, reason }, opts);
+      const started = await startDunning(db, { tenantId: inv.tenantId, invoiceId: inv.id, stripeInvoiceId: obj.id, failedAt: at, reason }, opts);
       return started
         ? { outcome: 'applied', detail: `dunning started for invoice ${inv.number}`, tenantId: inv.tenantId }
         : { outcome: 'ignored', detail: `dunning already under way for invoice ${inv.number}`, tenantId: inv.tenantId };
     }
     case 'customer.deleted': {
-      const tenant = await trx('tenants').where({ stripe_customer_id: obj.id ?? '' }).first();
+      const tenant = await db.knex('tenants').where({ stripe_customer_id: obj.id ?? '' }).first();
       if (!tenant) return { outcome: 'ignored', detail: `customer ${obj.id} is not mapped to a tenant`, tenantId: null };
       // The next sync creates a fresh customer for the tenant.
-      await trx('tenants').where({ id: tenant.id }).update({ stripe_customer_id: null });
-      await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId: tenant.id, entity: 'stripe', entityId: tenant.id, action: 'customer.deleted', before: { stripeCustomerId: obj.id }, after: { stripeCustomerId: null } });
+      await db.knex('tenants').where({ id: tenant.id }).update({ stripe_customer_id: null });
+      await writeAudit(db.knex, { at: opts.now, actor: opts.actor, tenantId: tenant.id, entity: 'stripe', entityId: tenant.id, action: 'customer.deleted', before: { stripeCustomerId: obj.id }, after: { stripeCustomerId: null } });
       return { outcome: 'applied', detail: `tenant ${tenant.id} no longer has a Stripe customer`, tenantId: tenant.id };
     }
     default:
@@ -144,11 +143,11 @@ export async function applyStripeEvent(db: Db, event: StripeEventLike, opts: { n
     throw new BillingError('invalid_input', 'not a Stripe event: expected an object with "id" and "type"');
   }
   try {
-    return await withTx(db, async (trx) => {
-      const seen = await trx('stripe_events').where({ event_id: event.id }).first();
+    return await db.tx(async (t) => {
+      const seen = await t.knex('stripe_events').where({ event_id: event.id }).first();
       if (seen) return { eventId: event.id, type: event.type, outcome: 'duplicate' as const, detail: `already ${seen.outcome}: ${seen.detail ?? ''}`.trim() };
       // Claim the id first: a concurrent delivery of the same event waits here, then finds it.
-      await trx('stripe_events').insert({
+      await t.knex('stripe_events').insert({
         event_id: event.id,
         type: event.type,
         tenant_id: null,
@@ -157,8 +156,8 @@ export async function applyStripeEvent(db: Db, event: StripeEventLike, opts: { n
         outcome: 'applied',
         detail: null,
       });
-      const r = await apply(db, trx, event, opts);
-      await trx('stripe_events').where({ event_id: event.id }).update({ outcome: r.outcome, detail: r.detail, tenant_id: r.tenantId });
+      const r = await apply(t, event, opts);
+      await t.knex('stripe_events').where({ event_id: event.id }).update({ outcome: r.outcome, detail: r.detail, tenant_id: r.tenantId });
       return { eventId: event.id, type: event.type, outcome: r.outcome, detail: r.detail };
     });
   } catch (e) {

@@ -30,10 +30,11 @@ export type Fault =
   | { kind: 'hang'; after?: 'receive' | 'process' }
   /** Destroy the connection: before executing (default) or after executing and saving. */
   | { kind: 'reset'; after?: 'receive' | 'process' }
-  /** Hold the request for `ms` with its key "in use" (409 to a concurrent retry), then execute. */
-  | { kind: 'delay'; ms: number }
-  /** Hold the request with its key "in use" until `until` settles, execute, then call `onSaved`: a delay the test controls. */
-  | { kind: 'hold'; until: Promise<unknown>; onSaved?: () => void }
+  /**
+   * Hold the request with its key "in use" (409 to a concurrent call) until `until` settles,
+   * execute, then call `onSaved`: a delay the test controls. `onHeld` says it is being held.
+   */
+  | { kind: 'hold'; until: Promise<unknown>; onHeld?: () => void; onSaved?: () => void }
   /** Execute and save, then await `notify` (e.g. SIGKILL the client) before answering. */
   | { kind: 'accepted'; notify: (info: AcceptedInfo) => void | Promise<void> }
   /** Answer 200 with this body, executing nothing (e.g. a search returning someone else's objects). */
@@ -421,8 +422,10 @@ export class FakeStripe {
       // Stripe saves a result once the endpoint starts executing; until then the key is "in use".
       const slot: SavedResult | null = method === 'POST' && key ? { fingerprint, savedAt: this.now(), inFlight: true, status: 0, body: null, headers: {} } : null;
       if (slot && key) this.saved.set(key, slot);
-      if (fault?.kind === 'delay') await new Promise((r) => setTimeout(r, fault.ms));
-      if (fault?.kind === 'hold') await fault.until;
+      if (fault?.kind === 'hold') {
+        fault.onHeld?.();
+        await fault.until;
+      }
       try {
         const m = route[1].exec(p)!;
         result = { status: 200, body: route[2]({ params, m, key, requestId, apiVersion }), headers: {} };
