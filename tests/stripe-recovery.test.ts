@@ -1,7 +1,8 @@
 import Stripe from 'stripe';
 import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
-import { HOUR, SCENARIO, T0, mirrorProblems, seedMeteredUsage, seedOpenInvoice, seedScenario, seedTenant, useFakeStripe } from './support/stripe-scenario.js';
+import { HOUR, SCENARIO, T0, mirrorProblems, seedMeteredUsage, seedOpenInvoice, seedScenario, seedTenant } from './support/stripe-scenario.js';
+import { useFakeStripe } from './support/use-fake-stripe.js';
 import { stripeRetry, stripeSync } from '../src/stripe/sync.js';
 
 // Recovery once Stripe has forgotten an idempotency key: a search result is only taken

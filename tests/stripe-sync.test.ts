@@ -1,7 +1,8 @@
 import { expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
 import type { FaultRule } from './support/fake-stripe.js';
-import { HOUR, T0, mirrorProblems, seedScenario, useFakeStripe } from './support/stripe-scenario.js';
+import { HOUR, T0, mirrorProblems, seedScenario } from './support/stripe-scenario.js';
+import { useFakeStripe } from './support/use-fake-stripe.js';
 import type { Db } from '../src/storage/db.js';
 import type { StripeConfig } from '../src/stripe/config.js';
 import { stripeRetry, stripeStatus, stripeSync } from '../src/stripe/sync.js';

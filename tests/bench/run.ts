@@ -30,6 +30,7 @@ const benches: Array<() => Promise<Bench>> = [
   async () => ({ name: 'invoice', run: (await import('./invoice.js')).run }),
   async () => ({ name: 'stripe', run: (await import('./stripe.js')).run }),
   async () => ({ name: 'ops', run: (await import('./ops.js')).run }),
+  async () => ({ name: 'onboard', run: (await import('./onboard.js')).run }),
 ];
 
 async function main(): Promise<void> {

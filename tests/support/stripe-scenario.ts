@@ -2,10 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { afterEach, beforeEach } from 'vitest';
 import { FakeStripe } from './fake-stripe.js';
-import type { StripeConfig } from '../../src/stripe/config.js';
-import type { SyncOptions } from '../../src/stripe/sync.js';
 
 /**
  * Builders for Stripe sync scenarios: tenants with subscriptions and open invoices written
@@ -17,33 +14,6 @@ export const T0 = Date.UTC(2026, 2, 1, 0, 30); // the sync runs half an hour int
 export const HOUR = 3_600_000;
 export const DAY = 24 * HOUR;
 
-/**
- * A fake Stripe started at T0 for each test (closed after it), with the client config and the
- * sync options every scenario uses: no rate limit, fixed jitter, no real backoff sleeps.
- */
-export function useFakeStripe() {
-  let fake: FakeStripe | undefined;
-  beforeEach(async () => {
-    fake = await FakeStripe.start({ now: T0 });
-  });
-  afterEach(async () => {
-    await fake?.close();
-    fake = undefined;
-  });
-  const world = {
-    get fake(): FakeStripe {
-      if (!fake) throw new Error('the fake Stripe runs only inside a test');
-      return fake;
-    },
-    config(overrides: Partial<StripeConfig> = {}): StripeConfig {
-      return { secretKey: 'sk_test_fake', apiBase: world.fake.url, webhookSecret: null, timeoutMs: 2000, concurrency: 4, maxRequestsPerSecond: 0, ...overrides };
-    },
-    syncOpts<T extends Partial<SyncOptions>>(now: number, extra: T = {} as T): SyncOptions & T {
-      return { now, actor: 'test', stripe: world.config(), random: () => 0.5, sleep: async () => {}, ...extra };
-    },
-  };
-  return world;
-}
 
 export interface SeedLine {
   lineNo: number;
