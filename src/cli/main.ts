@@ -4,6 +4,7 @@ import { BillingError, ExitCode } from '../domain/errors.js';
 import { databaseErrorMessage } from '../storage/sql.js';
 import { redactUrl } from '../storage/url.js';
 import { invokedCommand, registerCommands } from './commands/index.js';
+import { addExamples } from './examples.js';
 
 /** package.json sits three levels up from both dist/src/cli/main.js and the bundle's main.js. */
 function packageVersion(): string {
@@ -27,7 +28,11 @@ export async function buildProgram(args: string[] = []): Promise<Command> {
     .exitOverride();
   // Only before a command: commander would otherwise take a command's own --version (catalog show).
   if (invokedCommand(args) === undefined) program.version(packageVersion(), '-V, --version', 'print the version and exit');
+  // Subcommand help lists --db, --now, --json too (they are accepted after any command);
+  // set before registering, as commands copy their parent's help settings when created.
+  program.configureHelp({ showGlobalOptions: true });
   await registerCommands(program, args);
+  addExamples(program);
   return program;
 }
 

@@ -97,11 +97,7 @@ export function register(program: Command): void {
       `
 A row whose tenant exists as described is left unchanged, so a rerun is a no-op. A bad row is
 reported on stderr (file:line: field: reason) and the others are imported; exit 3 then.
-
-Examples:
-  $ printf 'id,name,plan,start\nacme,Acme Inc,starter,2026-01-01T00:00:00Z\n' > tenants.csv
-  $ billing tenant import tenants.csv
-  $ billing tenant import tenants.ndjson --dry-run --json`,
+`,
     )
     .action(async (file: string, opts: { dryRun?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);

@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+
+/**
+ * The Examples section of every command's --help, by command path. tests/cli-help.test.ts
+ * holds this list to the registered commands: each has examples, and each example names only
+ * options its command (or the program) defines.
+ */
+export const EXAMPLES: Record<string, string[]> = {
+  demo: ['billing demo', 'billing demo --keep'],
+  migrate: ['billing migrate --db postgres://billing@localhost/billing', 'billing migrate status', 'billing migrate down'],
+  ingest: [
+    'billing ingest usage-2026-03.csv',
+    'gunzip -c export.ndjson.gz | billing ingest - --format ndjson',
+    'billing ingest legacy.csv --map account=tenant_id --map sku=feature_key --rejects rejects.csv',
+  ],
+  record: ['billing record --tenant acme --feature API_CALL --quantity 1 --event-id job_abc'],
+  overage: ['billing overage', 'billing overage --tenant acme --json'],
+  catalog: ['billing catalog apply seeds/catalog.json', 'billing catalog show'],
+  'catalog apply': ['billing catalog apply catalog.yaml --dry-run', 'billing catalog apply seeds/catalog.json'],
+  'catalog show': ['billing catalog show', 'billing catalog show --plan starter --version 2 --json'],
+  tenant: ['billing tenant create acme --name "Acme Inc" --currency USD', 'billing tenant import tenants.csv', 'billing tenant list'],
+  'tenant create': ['billing tenant create acme --name "Acme Inc" --currency USD'],
+  'tenant list': ['billing tenant list', 'billing tenant list --json'],
+  'tenant show': ['billing tenant show acme', 'billing tenant show acme --json'],
+  'tenant update': ['billing tenant update acme --name "Acme GmbH"', 'billing tenant update acme --no-currency'],
+  'tenant import': [
+    'billing tenant import tenants.csv --dry-run',
+    'billing tenant import - --json < tenants.ndjson',
+  ],
+  subscribe: ['billing subscribe acme starter', 'billing subscribe acme pro --start 2026-01-15T00:00:00Z --trial-days 14'],
+  subscription: ['billing subscription show acme', 'billing subscription change acme pro --at period-end'],
+  'subscription show': ['billing subscription show acme --json'],
+  'subscription change': ['billing subscription change acme pro', 'billing subscription change acme starter --at period-end'],
+  'subscription cancel': ['billing subscription cancel acme', 'billing subscription cancel acme --at now'],
+  quota: ['billing quota set acme OCR_SCAN --included 5000', 'billing quota list acme'],
+  'quota set': ['billing quota set acme OCR_SCAN --included 5000 --unit-price 0.01', 'billing quota set acme API_CALL --hard-stop --limit 100000'],
+  'quota list': ['billing quota list acme --json'],
+  invoice: ['billing invoice generate --finalize', 'billing invoice list --tenant acme', 'billing invoice export INV-000001 --format html --out inv.html'],
+  'invoice generate': ['billing invoice generate --dry-run', 'billing invoice generate --finalize --now 2026-04-01T00:00:00Z'],
+  'invoice list': ['billing invoice list --status open', 'billing invoice list --tenant acme --json'],
+  'invoice show': ['billing invoice show INV-000001', 'billing invoice show INV-000001 --json'],
+  'invoice preview': ['billing invoice preview acme'],
+  'invoice finalize': ['billing invoice finalize INV-000001'],
+  'invoice void': ['billing invoice void INV-000001 --reason "wrong plan"'],
+  'invoice export': ['billing invoice export INV-000001 --format csv', 'billing invoice export INV-000001 --format html --out inv.html'],
+  verify: ['billing verify', 'billing verify --stripe --json'],
+  run: ['billing run', 'billing run --dry-run'],
+  daemon: ['billing daemon', 'billing daemon --schedule invoice="0 2 1 * *" --config billing.config.json'],
+  status: ['billing status', 'billing status --strict --json'],
+  backup: ['billing backup --out billing.ndjson.gz', 'billing backup --tenant acme --out -'],
+  restore: ['billing restore billing.ndjson.gz', 'billing restore acme.ndjson --tenant acme'],
+  audit: ['billing audit --tenant acme --since 2026-03-01T00:00:00Z', 'billing audit --entity invoice --limit 20 --json'],
+  retention: ['billing retention --older-than 18m --dry-run', 'billing retention --older-than 18m'],
+  check: ['billing check acme API_CALL', 'billing check acme OCR_SCAN --quantity 10 --json'],
+  aggregate: ['billing aggregate', 'billing aggregate --tenant acme --full'],
+  report: ['billing report', 'billing report --tenant acme --period previous', 'billing report --period 2026-03 --format csv'],
+  history: ['billing history acme', 'billing history acme --limit 3 --json'],
+  estimate: ['billing estimate acme', 'billing estimate acme --json'],
+  stripe: ['billing stripe sync', 'billing stripe status'],
+  'stripe sync': ['STRIPE_SECRET_KEY=sk_test_... billing stripe sync', 'billing stripe sync --dry-run --tenant acme'],
+  'stripe retry': ['billing stripe retry', 'billing stripe retry --dead --tenant acme'],
+  'stripe status': ['billing stripe status --json'],
+  'stripe webhook': ['billing stripe webhook event.json --signature "$STRIPE_SIGNATURE"'],
+  'stripe events': ['billing stripe events'],
+  'stripe dunning': ['billing stripe dunning', 'billing stripe dunning --tenant acme --now 2026-04-04T00:00:00Z'],
+  serve: ['BILLING_SERVICE_SECRETS=... billing serve --port 8080', 'billing serve --host 0.0.0.0 --rate-limit 200'],
+};
+
+/** A command's path from the program ("tenant import"). */
+export function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** Add each registered command's Examples section to its help. */
+export function addExamples(program: Command): void {
+  const visit = (cmd: Command) => {
+    for (const sub of cmd.commands) {
+      const examples = EXAMPLES[commandPath(sub)];
+      if (examples) sub.addHelpText('after', `\nExamples:\n${examples.map((e) => `  $ ${e}`).join('\n')}\n`);
+      visit(sub);
+    }
+  };
+  visit(program);
+}
