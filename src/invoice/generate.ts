@@ -9,6 +9,7 @@ import { withTx } from '../storage/sql.js';
 import { loadTenant, subscriptionAt, subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
 import { endedPeriods, subscriptionPeriodAt, type BillingPeriod } from '../subscriptions/timeline.js';
 import { CatalogCache } from '../rate/tenant-terms.js';
+import type { InvoiceTotals } from '../rate/totals.js';
 import { composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
@@ -166,7 +167,7 @@ function minorOf(lines: Array<{ amountMinor: string }>): string {
 function draftHead(
   sub: Subscription,
   period: Period,
-  composed: { subtotal: string; total: string; lines: InvoiceLine[] },
+  composed: { totals: InvoiceTotals; lines: InvoiceLine[] },
   o: { id: string; number: string; now: Instant; dueDays: number; supersedes: string | null },
 ): Omit<Invoice, 'lines'> {
   return {
@@ -177,8 +178,7 @@ function draftHead(
     period,
     status: 'draft',
     currency: sub.currency,
-    subtotal: composed.subtotal,
-    total: composed.total,
+    ...composed.totals,
     totalMinor: minorOf(composed.lines),
     issuedAt: o.now,
     dueAt: o.now + o.dueDays * DAY_MS,

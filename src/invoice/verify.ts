@@ -1,10 +1,11 @@
 import type { PlanFeature } from '../domain/catalog.js';
-import { dec, isDecimalString } from '../domain/decimal.js';
+import { dec, isDecimalString, type Decimal } from '../domain/decimal.js';
 import { cashRoundingMinor, cashStepMinor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { prorate, prorationQuantity } from '../rate/base-fee.js';
+import { invoiceTotals } from '../rate/totals.js';
 import { listInvoices } from './repository.js';
 import { INVOICE_STATUSES, LINE_KINDS, USAGE_KINDS, type BaseFeeDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
 import { dueMinusBilled } from '../rate/usage-lines.js';
@@ -58,8 +59,9 @@ function checkInvoice(inv: Invoice, out: Violation[]): void {
   const v = (check: string, message: string, line?: number) =>
     out.push({ check, tenantId: inv.tenantId, invoice: inv.number, ...(line === undefined ? {} : { line }), message });
   if (!INVOICE_STATUSES.includes(inv.status)) v('status', `unknown status "${inv.status}"`);
-  if (!moneyOk(inv.subtotal, inv.currency) || !moneyOk(inv.total, inv.currency) || !INT_RE.test(inv.totalMinor)) {
-    v('decimal', `subtotal "${inv.subtotal}", total "${inv.total}" or total_minor "${inv.totalMinor}" is not a ${inv.currency} amount`);
+  const totals = [inv.subtotal, inv.discountTotal, inv.taxTotal, inv.total, inv.creditsApplied, inv.amountDue];
+  if (!totals.every((s) => moneyOk(s, inv.currency)) || !INT_RE.test(inv.totalMinor)) {
+    v('decimal', `subtotal "${inv.subtotal}", discount_total "${inv.discountTotal}", tax_total "${inv.taxTotal}", total "${inv.total}", credits_applied "${inv.creditsApplied}", amount_due "${inv.amountDue}" or total_minor "${inv.totalMinor}" is not a ${inv.currency} amount`);
     return;
   }
   let sum = dec(0);
@@ -71,12 +73,29 @@ function checkInvoice(inv: Invoice, out: Violation[]): void {
     if (INT_RE.test(l.amountMinor)) minor += BigInt(l.amountMinor);
   }
   if (!linesOk) return;
-  if (!sum.eq(inv.subtotal)) v('total', `subtotal ${inv.subtotal} but the lines sum to ${sum.toFixed()}`);
-  if (!dec(inv.total).eq(inv.subtotal)) v('total', `total ${inv.total} differs from subtotal ${inv.subtotal} (no tax or discounts exist)`);
+  checkTotals(inv, sum, v);
   if (roundMoney(inv.total, inv.currency).minor !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} does not match total ${inv.total}`);
   if (minor.toString() !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} but line amounts in minor units sum to ${minor}`);
   if (dec(inv.total).isNegative() && !inv.lines.some((l) => l.kind === 'credit')) v('sign', `total ${inv.total} is negative without a credit line`);
   checkCashRounding(inv, v);
+}
+
+/**
+ * The §13 totals against the lines (rate/totals.ts): subtotal = the non-discount lines,
+ * discountTotal = what the discount lines take off, total = subtotal − discountTotal + taxes =
+ * the lines' sum, amountDue = total − credits. No taxes or credits exist yet: both are zero.
+ */
+function checkTotals(inv: Invoice, sum: Decimal, v: (check: string, message: string) => void): void {
+  const want = invoiceTotals(inv.lines, inv.currency);
+  if (!sum.eq(inv.total)) v('total', `total ${inv.total} but the lines sum to ${sum.toFixed()}`);
+  if (!dec(inv.subtotal).eq(want.subtotal)) v('total', `subtotal ${inv.subtotal} but the lines other than discounts sum to ${want.subtotal}`);
+  if (!dec(inv.discountTotal).eq(want.discountTotal)) v('total', `discount_total ${inv.discountTotal} but the discount lines take off ${want.discountTotal}`);
+  if (!dec(inv.taxTotal).isZero()) v('total', `tax_total ${inv.taxTotal} but no taxes exist`);
+  if (!dec(inv.creditsApplied).isZero()) v('total', `credits_applied ${inv.creditsApplied} but no credits exist`);
+  if (!dec(inv.subtotal).minus(inv.discountTotal).plus(inv.taxTotal).eq(inv.total)) {
+    v('total', `total ${inv.total} is not subtotal ${inv.subtotal} − discount_total ${inv.discountTotal} + tax_total ${inv.taxTotal}`);
+  }
+  if (!dec(inv.total).minus(inv.creditsApplied).eq(inv.amountDue)) v('total', `amount_due ${inv.amountDue} is not total ${inv.total} − credits_applied ${inv.creditsApplied}`);
 }
 
 /**
