@@ -6,6 +6,7 @@ import { dec } from '../domain/decimal.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
 import type { Subscription } from '../subscriptions/repository.js';
+import { loadDiscounts } from '../subscriptions/discounts.js';
 import { versionKey } from '../rate/base-fee.js';
 import { periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage } from '../rate/period.js';
 import type { Billed } from '../rate/usage-lines.js';
@@ -100,6 +101,8 @@ export interface Composed {
   totals: InvoiceTotals;
   /** Stored on the invoice: what its period's late usage is priced on. */
   featureTerms: FeatureTerms;
+  /** Recorded with the invoice: the once / repeating discounts it used. */
+  discountsUsed: string[];
 }
 
 /**
@@ -124,7 +127,8 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   }
   const features = await cache.allFeatures(q);
 
-  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides }, state);
+  const discounts = await loadDiscounts(q, sub.tenantId);
+  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, discounts }, state);
   const lines = rated.lines.map((d, i) => ({ lineNo: i + 1, ...d }));
-  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms };
+  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed };
 }

@@ -10,6 +10,7 @@ import { loadTenant, subscriptionAt, subscriptionFromRow, type Subscription } fr
 import { endedPeriods, subscriptionPeriodAt, type BillingPeriod } from '../subscriptions/timeline.js';
 import { CatalogCache } from '../rate/tenant-terms.js';
 import type { InvoiceTotals } from '../rate/totals.js';
+import { recordDiscountUses } from '../subscriptions/discounts.js';
 import { composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
@@ -128,6 +129,7 @@ async function createInvoice(
       });
       await trx('invoices').insert({ ...invoiceRow(head, opts.now), feature_terms: JSON.stringify(composed.featureTerms) });
       await insertLines(trx, head.id, composed.lines);
+      await recordDiscountUses(trx, sub.tenantId, head.id, composed.discountsUsed);
       const invoice: Invoice = { ...head, lines: composed.lines };
       await writeAudit(trx, {
         at: opts.now,

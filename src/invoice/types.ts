@@ -5,7 +5,7 @@ import { displayInstant, periodToJson, toIso, type Instant, type Period } from '
 export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
 export const INVOICE_STATUSES: InvoiceStatus[] = ['draft', 'open', 'paid', 'void', 'uncollectible'];
 
-export type { BaseFeeDetails, LineKind, RatedLine, UsageDetails } from '../rate/lines.js';
+export type { BaseFeeDetails, DiscountDetails, LineKind, RatedLine, UsageDetails } from '../rate/lines.js';
 export { LINE_KINDS, USAGE_KINDS } from '../rate/lines.js';
 
 export interface InvoiceLine extends RatedLine {
