@@ -52,6 +52,7 @@ describeEachDb('discounts', (t) => {
     expect(totals(feb)).toEqual({ subtotal: '10.00', discountTotal: '0.00', total: '10.00', amountDue: '10.00' });
     const shown = JSON.parse((await runCli(['invoice', 'show', jan.number, '--json'], { db: url })).stdout);
     expect(shown).toMatchObject({ subtotal: '10.00', discounts: [{ id, amount: '10.00' }], discountTotal: '10.00', taxes: [], taxTotal: '0.00', total: '0.00', creditsApplied: '0.00', creditNotes: [], amountDue: '0.00' });
+    expect((await runCli(['invoice', 'show', jan.number], { db: url })).stdout).toMatch(/\nsubtotal {3}10\.00 USD\ndiscounts {2}-10\.00 USD\ntotal {6}0\.00 USD\n$/);
     expect(JSON.parse((await runCli(['discount', 'list', 'acme', '--json'], { db: url })).stdout)).toEqual([
       expect.objectContaining({ id, amount: '25.00', percent: null, duration: 'once', uses: 1, removedAt: null }),
     ]);
