@@ -26,6 +26,8 @@ describeEachDb('billing invoice (CLI)', (t) => {
     expect(listed).toHaveLength(1);
     expect(listed[0]).toMatchObject({
       number: 'INV-000001', tenant, status: 'draft', currency: 'USD', subtotal: '12.50', total: '12.50',
+      // DESIGN.md §13 totals: nothing discounted, taxed or credited.
+      discounts: [], discountTotal: '0.00', taxes: [], taxTotal: '0.00', creditsApplied: '0.00', creditNotes: [], amountDue: '12.50',
       period: { start: '2026-01-01T00:00:00.000Z', end: '2026-02-01T00:00:00.000Z' },
       dueAt: '2026-02-15T01:00:00.000Z',
       lines: [

@@ -7,6 +7,7 @@ import { Decimal } from '../src/domain/decimal.js';
 import type { Db } from '../src/storage/db.js';
 import { applyCatalog } from '../src/catalog/apply.js';
 import { setQuota } from '../src/subscriptions/quota.js';
+import { addDiscount } from '../src/subscriptions/discounts.js';
 import { createTenant } from '../src/subscriptions/tenants.js';
 import { cancelSubscription, changePlan, subscribe } from '../src/subscriptions/lifecycle.js';
 import { recordUsage } from '../src/ingest/record.js';
@@ -103,6 +104,30 @@ describe('reference rater: hand-checked cases', () => {
     expect([april.end, april.totalMinor]).toEqual([T('2026-04-16T00:00:00Z'), 500n]);
   });
 
+  it('discounts (DESIGN.md §13): a 25.00 once coupon on 10.00 gives 0.00 then 10.00; JPY 1,000 less 15 % is 850; percentages before fixed amounts', () => {
+    const ref = new ReferenceBilling({
+      features: [{ key: 'OCR', name: 'OCR', aggregation: 'sum' }],
+      plans: [
+        { key: 'ten', name: 'Ten', currency: 'USD', price: '10.00', interval: 'month', features: { OCR: { included: 0, overage: { model: 'per_unit', unitPrice: '1.00' } } } },
+        { key: 'yen', name: 'Yen', currency: 'JPY', price: '1000', interval: 'month', features: {} },
+      ],
+    });
+    const jan1 = T('2026-01-01T00:00:00Z');
+    for (const [tenant, plan] of [['coupon', 'ten'], ['yen', 'yen'], ['mixed', 'ten']]) ref.subscribe(jan1, tenant, plan);
+    ref.discount('coupon', { amount: '25.00', duration: 'once', start: jan1 });
+    ref.discount('yen', { percent: '15', duration: 'forever', start: jan1 });
+    // Added first, applied last: 10.00 + OCR 4.00 = 14.00; 50 % of OCR = 2.00; 10 % of 14.00 = 1.40; then 20.00 capped at 10.60.
+    ref.discount('mixed', { amount: '20.00', duration: 'repeating', periods: 1, start: jan1 });
+    ref.discount('mixed', { percent: '50', duration: 'forever', features: ['OCR'], start: jan1 });
+    ref.discount('mixed', { percent: '10', duration: 'forever', start: jan1 });
+    ref.ingest([{ tenant: 'mixed', feature: 'OCR', quantity: '4', occurredAt: T('2026-01-10T00:00:00Z') }]);
+    const invs = ref.generate(T('2026-03-01T01:00:00Z'));
+    const of = (tenant: string) => invs.filter((i) => i.tenant === tenant).map((i) => [i.lines.filter((l) => l.kind === 'discount').map((l) => l.amountMinor), i.totalMinor]);
+    expect(of('coupon')).toEqual([[[-1000n], 0n], [[], 1000n]]);
+    expect(of('yen')).toEqual([[[-150n], 850n], [[-150n], 850n]]);
+    expect(of('mixed')).toEqual([[[-200n, -140n, -1060n], 0n], [[-100n], 900n]]);
+  });
+
   it('late usage bills the difference on the next invoice; KWD totals round to 10 fils; Stripe units', () => {
     const ref = new ReferenceBilling({
       features: [{ key: 'OCR', name: 'OCR', aggregation: 'sum' }],
@@ -140,6 +165,7 @@ async function runReal(db: Db, s: Scenario): Promise<void> {
     if (a.kind === 'subscribe') await subscribe(db, { tenantId: a.tenant, planKey: a.plan, trialDays: a.trialDays }, o);
     else if (a.kind === 'quota') await setQuota(db, { tenantId: a.tenant, featureKey: a.feature, included: a.included, unitPrice: a.unitPrice }, o);
     else if (a.kind === 'change') await changePlan(db, { tenantId: a.tenant, planKey: a.plan, at: a.at }, o);
+    else if (a.kind === 'discount') await addDiscount(db, { tenantId: a.tenant, ...a.discount, start: a.discount.start }, o);
     else if (a.kind === 'cancel') await cancelSubscription(db, { tenantId: a.tenant, at: a.at }, o);
     else if (a.kind === 'generate') {
       // The stages in `billing run` order: aggregate, overage, invoice.
@@ -165,6 +191,7 @@ function runReference(s: Scenario): ReferenceBilling {
     if (a.kind === 'subscribe') ref.subscribe(a.t, a.tenant, a.plan, a.trialDays);
     else if (a.kind === 'quota') ref.quota(a.tenant, a.feature, { ...(a.included !== undefined ? { included: a.included } : {}), ...(a.unitPrice !== undefined ? { unitPrice: a.unitPrice } : {}) });
     else if (a.kind === 'change') ref.change(a.t, a.tenant, a.plan, a.at);
+    else if (a.kind === 'discount') ref.discount(a.tenant, a.discount);
     else if (a.kind === 'cancel') ref.cancel(a.t, a.tenant, a.at);
     else if (a.kind === 'generate') ref.generate(a.t);
     else if (a.kind === 'catalog') ref.applyCatalog(a.catalog);
@@ -249,10 +276,14 @@ function realInvoice(i: Invoice): string[] {
   return [`${i.tenantId} ${day(i.period.start)}..${day(i.period.end)} ${i.currency} total ${i.total}`, ...lines.sort()];
 }
 
-/** Every line's amount_minor also adds up to the total's minor units (what Stripe is sent). */
+/** Every line's amount_minor also adds up to the total's minor units (what Stripe is sent), which is amountDue. */
 function minorProblems(i: Invoice): string[] {
   const sum = i.lines.reduce((s, l) => s + BigInt(l.amountMinor), 0n);
-  return sum === BigInt(i.totalMinor) ? [] : [`${i.number}: lines add up to ${sum} minor units, total_minor is ${i.totalMinor}`];
+  const off = i.lines.filter((l) => l.kind === 'discount').reduce((s, l) => s - BigInt(l.amountMinor), 0n);
+  const out = sum === BigInt(i.totalMinor) ? [] : [`${i.number}: lines add up to ${sum} minor units, total_minor is ${i.totalMinor}`];
+  if (minorToMajor(sum, i.currency) !== i.amountDue) out.push(`${i.number}: amountDue ${i.amountDue}, the lines add up to ${minorToMajor(sum, i.currency)}`);
+  if (minorToMajor(off, i.currency) !== i.discountTotal) out.push(`${i.number}: discountTotal ${i.discountTotal}, the discount lines take off ${minorToMajor(off, i.currency)}`);
+  return out;
 }
 
 /** Stripe's invoice items against the reference's Stripe-unit conversion of each line. */

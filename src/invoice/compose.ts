@@ -3,13 +3,14 @@ import type { PlanFeature, PlanVersion } from '../domain/catalog.js';
 import type { PeriodTerms } from '../rate/charge.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
 import { dec } from '../domain/decimal.js';
-import { formatMoney } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
 import type { Subscription } from '../subscriptions/repository.js';
+import { loadDiscounts } from '../subscriptions/discounts.js';
 import { versionKey } from '../rate/base-fee.js';
 import { periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage } from '../rate/period.js';
 import type { Billed } from '../rate/usage-lines.js';
+import { invoiceTotals, type InvoiceTotals } from '../rate/totals.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
 import { USAGE_KINDS } from './types.js';
 
@@ -97,10 +98,11 @@ export interface ComposeInput {
 
 export interface Composed {
   lines: InvoiceLine[];
-  subtotal: string;
-  total: string;
+  totals: InvoiceTotals;
   /** Stored on the invoice: what its period's late usage is priced on. */
   featureTerms: FeatureTerms;
+  /** Recorded with the invoice: the once / repeating discounts it used. */
+  discountsUsed: string[];
 }
 
 /**
@@ -125,9 +127,8 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   }
   const features = await cache.allFeatures(q);
 
-  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides }, state);
+  const discounts = await loadDiscounts(q, sub.tenantId);
+  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, discounts }, state);
   const lines = rated.lines.map((d, i) => ({ lineNo: i + 1, ...d }));
-  const sum = lines.reduce((s, l) => s.plus(l.amount), dec(0));
-  const subtotal = formatMoney(sum, sub.currency);
-  return { lines, subtotal, total: subtotal, featureTerms: rated.featureTerms };
+  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed };
 }

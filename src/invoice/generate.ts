@@ -9,6 +9,8 @@ import { withTx } from '../storage/sql.js';
 import { loadTenant, subscriptionAt, subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
 import { endedPeriods, subscriptionPeriodAt, type BillingPeriod } from '../subscriptions/timeline.js';
 import { CatalogCache } from '../rate/tenant-terms.js';
+import type { InvoiceTotals } from '../rate/totals.js';
+import { recordDiscountUses } from '../subscriptions/discounts.js';
 import { composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
@@ -127,6 +129,7 @@ async function createInvoice(
       });
       await trx('invoices').insert({ ...invoiceRow(head, opts.now), feature_terms: JSON.stringify(composed.featureTerms) });
       await insertLines(trx, head.id, composed.lines);
+      await recordDiscountUses(trx, sub.tenantId, head.id, composed.discountsUsed);
       const invoice: Invoice = { ...head, lines: composed.lines };
       await writeAudit(trx, {
         at: opts.now,
@@ -166,7 +169,7 @@ function minorOf(lines: Array<{ amountMinor: string }>): string {
 function draftHead(
   sub: Subscription,
   period: Period,
-  composed: { subtotal: string; total: string; lines: InvoiceLine[] },
+  composed: { totals: InvoiceTotals; lines: InvoiceLine[] },
   o: { id: string; number: string; now: Instant; dueDays: number; supersedes: string | null },
 ): Omit<Invoice, 'lines'> {
   return {
@@ -177,8 +180,7 @@ function draftHead(
     period,
     status: 'draft',
     currency: sub.currency,
-    subtotal: composed.subtotal,
-    total: composed.total,
+    ...composed.totals,
     totalMinor: minorOf(composed.lines),
     issuedAt: o.now,
     dueAt: o.now + o.dueDays * DAY_MS,

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
+import { invoiceTotals } from '../rate/totals.js';
 import type { Db } from '../storage/db.js';
 import { INVOICE_STATUSES, type Invoice, type InvoiceLine, type InvoiceStatus } from './types.js';
 
@@ -34,8 +35,14 @@ export function invoiceFromRow(r: Record<string, any>, lines: InvoiceLine[]): In
     status: r.status,
     currency: r.currency,
     subtotal: r.subtotal,
+    // Which discounts: from the lines; the amounts are the stored columns.
+    discounts: invoiceTotals(lines, r.currency).discounts,
+    discountTotal: r.discount_total,
+    taxTotal: r.tax_total,
     total: r.total,
     totalMinor: String(r.total_minor_text ?? r.total_minor),
+    creditsApplied: r.credits_applied,
+    amountDue: r.amount_due,
     issuedAt: Number(r.issued_at),
     dueAt: Number(r.due_at),
     finalizedAt: num(r.finalized_at),
@@ -132,8 +139,12 @@ export function invoiceRow(inv: Omit<Invoice, 'lines'>, now: number): Record<str
     status: inv.status,
     currency: inv.currency,
     subtotal: inv.subtotal,
+    discount_total: inv.discountTotal,
+    tax_total: inv.taxTotal,
     total: inv.total,
     total_minor: inv.totalMinor,
+    credits_applied: inv.creditsApplied,
+    amount_due: inv.amountDue,
     issued_at: inv.issuedAt,
     due_at: inv.dueAt,
     finalized_at: inv.finalizedAt,

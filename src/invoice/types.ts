@@ -1,10 +1,11 @@
 import type { RatedLine } from '../rate/lines.js';
+import type { AppliedDiscount } from '../rate/totals.js';
 import { displayInstant, periodToJson, toIso, type Instant, type Period } from '../domain/period.js';
 
 export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
 export const INVOICE_STATUSES: InvoiceStatus[] = ['draft', 'open', 'paid', 'void', 'uncollectible'];
 
-export type { BaseFeeDetails, LineKind, RatedLine, UsageDetails } from '../rate/lines.js';
+export type { BaseFeeDetails, DiscountDetails, LineKind, RatedLine, UsageDetails } from '../rate/lines.js';
 export { LINE_KINDS, USAGE_KINDS } from '../rate/lines.js';
 
 export interface InvoiceLine extends RatedLine {
@@ -19,9 +20,16 @@ export interface Invoice {
   period: Period;
   status: InvoiceStatus;
   currency: string;
+  /** DESIGN.md §13 totals (rate/totals.ts): total = subtotal − discountTotal + taxes; amountDue = total − creditsApplied. */
   subtotal: string;
+  discounts: AppliedDiscount[];
+  discountTotal: string;
+  taxTotal: string;
   total: string;
+  /** The sum of the lines' minor units: what is collected. */
   totalMinor: string;
+  creditsApplied: string;
+  amountDue: string;
   issuedAt: Instant;
   dueAt: Instant;
   finalizedAt: Instant | null;
@@ -56,8 +64,15 @@ export function invoiceToJson(inv: Invoice | InvoiceSummary) {
     status: inv.status,
     currency: inv.currency,
     subtotal: inv.subtotal,
+    discounts: inv.discounts,
+    discountTotal: inv.discountTotal,
+    taxes: [] as Array<{ name: string; rate: string; inclusive: boolean; base: string; amount: string }>,
+    taxTotal: inv.taxTotal,
     total: inv.total,
     totalMinor: inv.totalMinor,
+    creditsApplied: inv.creditsApplied,
+    creditNotes: [] as Array<{ number: string; amount: string }>,
+    amountDue: inv.amountDue,
     issuedAt: toIso(inv.issuedAt),
     dueAt: toIso(inv.dueAt),
     finalizedAt: iso(inv.finalizedAt),

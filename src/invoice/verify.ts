@@ -1,12 +1,14 @@
 import type { PlanFeature } from '../domain/catalog.js';
-import { dec, isDecimalString } from '../domain/decimal.js';
+import { dec, isDecimalString, type Decimal } from '../domain/decimal.js';
 import { cashRoundingMinor, cashStepMinor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { prorate, prorationQuantity } from '../rate/base-fee.js';
+import { invoiceTotals } from '../rate/totals.js';
+import { discountAmount } from '../rate/discounts.js';
 import { listInvoices } from './repository.js';
-import { INVOICE_STATUSES, LINE_KINDS, USAGE_KINDS, type BaseFeeDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
+import { INVOICE_STATUSES, LINE_KINDS, USAGE_KINDS, type BaseFeeDetails, type DiscountDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
 import { dueMinusBilled } from '../rate/usage-lines.js';
 import { formatInvoiceNumber } from './numbering.js';
 
@@ -59,8 +61,9 @@ function checkInvoice(inv: Invoice, out: Violation[]): void {
   const v = (check: string, message: string, line?: number) =>
     out.push({ check, tenantId: inv.tenantId, invoice: inv.number, ...(line === undefined ? {} : { line }), message });
   if (!INVOICE_STATUSES.includes(inv.status)) v('status', `unknown status "${inv.status}"`);
-  if (!moneyOk(inv.subtotal, inv.currency) || !moneyOk(inv.total, inv.currency) || !INT_RE.test(inv.totalMinor)) {
-    v('decimal', `subtotal "${inv.subtotal}", total "${inv.total}" or total_minor "${inv.totalMinor}" is not a ${inv.currency} amount`);
+  const totals = [inv.subtotal, inv.discountTotal, inv.taxTotal, inv.total, inv.creditsApplied, inv.amountDue];
+  if (!totals.every((s) => moneyOk(s, inv.currency)) || !INT_RE.test(inv.totalMinor)) {
+    v('decimal', `subtotal "${inv.subtotal}", discount_total "${inv.discountTotal}", tax_total "${inv.taxTotal}", total "${inv.total}", credits_applied "${inv.creditsApplied}", amount_due "${inv.amountDue}" or total_minor "${inv.totalMinor}" is not a ${inv.currency} amount`);
     return;
   }
   let sum = dec(0);
@@ -72,12 +75,30 @@ function checkInvoice(inv: Invoice, out: Violation[]): void {
     if (INT_RE.test(l.amountMinor)) minor += BigInt(l.amountMinor);
   }
   if (!linesOk) return;
-  if (!sum.eq(inv.subtotal)) v('total', `subtotal ${inv.subtotal} but the lines sum to ${sum.toFixed()}`);
-  if (!dec(inv.total).eq(inv.subtotal)) v('total', `total ${inv.total} differs from subtotal ${inv.subtotal} (no tax or discounts exist)`);
+  checkTotals(inv, sum, v);
+  checkDiscountSum(inv, v);
   if (roundMoney(inv.total, inv.currency).minor !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} does not match total ${inv.total}`);
   if (minor.toString() !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} but line amounts in minor units sum to ${minor}`);
   if (dec(inv.total).isNegative() && !inv.lines.some((l) => l.kind === 'credit')) v('sign', `total ${inv.total} is negative without a credit line`);
   checkCashRounding(inv, v);
+}
+
+/**
+ * The §13 totals against the lines (rate/totals.ts): subtotal = the non-discount lines,
+ * discountTotal = what the discount lines take off, total = subtotal − discountTotal + taxes =
+ * the lines' sum, amountDue = total − credits. No taxes or credits exist yet: both are zero.
+ */
+function checkTotals(inv: Invoice, sum: Decimal, v: (check: string, message: string) => void): void {
+  const want = invoiceTotals(inv.lines, inv.currency);
+  if (!sum.eq(inv.total)) v('total', `total ${inv.total} but the lines sum to ${sum.toFixed()}`);
+  if (!dec(inv.subtotal).eq(want.subtotal)) v('total', `subtotal ${inv.subtotal} but the lines other than discounts sum to ${want.subtotal}`);
+  if (!dec(inv.discountTotal).eq(want.discountTotal)) v('total', `discount_total ${inv.discountTotal} but the discount lines take off ${want.discountTotal}`);
+  if (!dec(inv.taxTotal).isZero()) v('total', `tax_total ${inv.taxTotal} but no taxes exist`);
+  if (!dec(inv.creditsApplied).isZero()) v('total', `credits_applied ${inv.creditsApplied} but no credits exist`);
+  if (!dec(inv.subtotal).minus(inv.discountTotal).plus(inv.taxTotal).eq(inv.total)) {
+    v('total', `total ${inv.total} is not subtotal ${inv.subtotal} − discount_total ${inv.discountTotal} + tax_total ${inv.taxTotal}`);
+  }
+  if (!dec(inv.total).minus(inv.creditsApplied).eq(inv.amountDue)) v('total', `amount_due ${inv.amountDue} is not total ${inv.total} − credits_applied ${inv.creditsApplied}`);
 }
 
 /**
@@ -130,10 +151,11 @@ function checkLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: str
   }
   if (l.kind === 'rounding') return true; // checked against the whole invoice (checkCashRounding)
   const amt = dec(l.amount);
-  if (l.kind === 'credit' ? !amt.isNegative() || amt.isZero() : amt.isNegative()) {
+  if (l.kind === 'credit' || l.kind === 'discount' ? !amt.isNegative() || amt.isZero() : amt.isNegative()) {
     v('sign', `${l.kind} line has amount ${l.amount}`);
   }
   if (l.kind === 'base_fee') checkBaseFee(inv, l, v);
+  else if (l.kind === 'discount') checkDiscountLine(inv, l, v);
   else checkUsageLine(inv, l, v);
   return true;
 }
@@ -153,6 +175,32 @@ function checkBaseFee(inv: Invoice, l: InvoiceLine, v: (check: string, message: 
   }
   if (l.quantity !== prorationQuantity(billedMs, nominalMs)) v('recompute', `base fee quantity ${l.quantity} is not the billed share ${prorationQuantity(billedMs, nominalMs)}`);
   if (d.from < inv.period.start || d.to > inv.period.end) v('period', `base fee covers ${toIso(d.from)}..${toIso(d.to)}, outside the invoice period`);
+}
+
+/** A discount line recomputes from its details: its rate or amount, its base and what was left before it. */
+function checkDiscountLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+  const d = l.details as DiscountDetails | null;
+  const oneOf = d && (d.percent === null) !== (d.fixed === null) && [d.percent ?? d.fixed, d.base, d.before].every((s) => typeof s === 'string' && isDecimalString(s));
+  if (!d || !oneOf || typeof d.discountId !== 'string') {
+    v('recompute', 'discount line lacks its discount id, rate or amount, base or the amount left before it');
+    return;
+  }
+  const again = discountAmount(d, inv.currency);
+  if (!dec(again).neg().eq(l.amount) || l.amountPrecise !== l.amount) {
+    v('recompute', `discount ${d.discountId} ${l.amount} but ${d.percent !== null ? `${d.percent}% of ${d.base}` : `${d.fixed}`} with ${d.before} left gives -${again}`);
+  }
+}
+
+/**
+ * Discounts come after the lines they discount and never take the amount below zero: together
+ * they are at most the (positive part of the) other lines before cash rounding.
+ */
+function checkDiscountSum(inv: Invoice, v: (check: string, message: string, line?: number) => void): void {
+  const discounts = inv.lines.filter((l) => l.kind === 'discount');
+  if (discounts.length === 0) return;
+  const charged = inv.lines.filter((l) => l.kind !== 'discount' && l.kind !== 'rounding').reduce((s, l) => s.plus(l.amount), dec(0));
+  const off = discounts.reduce((s, l) => s.minus(l.amount), dec(0));
+  if (off.gt(charged.isNegative() ? 0 : charged)) v('discount', `discounts take ${off.toFixed()} off lines that charge ${charged.toFixed()}: below zero`, discounts[0].lineNo);
 }
 
 function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {

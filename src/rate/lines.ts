@@ -5,10 +5,11 @@ import type { Instant, Period } from '../domain/period.js';
 
 /**
  * credit: a negative correction (late usage revised down), always with a reason.
+ * discount: a tenant discount (DESIGN.md §13), negative, its id in the details.
  * rounding: brings the total of a BHD/JOD/KWD/OMR/TND invoice to a collectible multiple of 10 minor units.
  */
-export type LineKind = 'base_fee' | 'overage' | 'late_usage' | 'credit' | 'minimum' | 'rounding';
-export const LINE_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum', 'rounding'];
+export type LineKind = 'base_fee' | 'overage' | 'late_usage' | 'credit' | 'minimum' | 'discount' | 'rounding';
+export const LINE_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum', 'discount', 'rounding'];
 
 /** Usage-derived kinds: together they are what was billed for a (tenant, feature, period). */
 export const USAGE_KINDS: LineKind[] = ['overage', 'minimum', 'late_usage', 'credit'];
@@ -40,6 +41,21 @@ export interface UsageDetails {
   reason?: string;
 }
 
+/** Discount line details: which discount, on what base, so `billing verify` can recompute it. */
+export interface DiscountDetails {
+  discountId: string;
+  percent: string | null;
+  /** The fixed amount, for an amount discount. */
+  fixed: string | null;
+  duration: 'once' | 'repeating' | 'forever';
+  /** Feature keys it is limited to; null: the whole subtotal. */
+  features: string[] | null;
+  /** What it applied to: the subtotal, or the named features' lines. */
+  base: string;
+  /** The amount left to discount before it (never taken below 0). */
+  before: string;
+}
+
 /** A priced line before invoice/ numbers it. */
 export interface RatedLine {
   kind: LineKind;
@@ -54,5 +70,5 @@ export interface RatedLine {
   planKey: string | null;
   planVersion: number | null;
   priceSnapshot: PlanFeature | { price: string; interval: string } | null;
-  details: BaseFeeDetails | UsageDetails | null;
+  details: BaseFeeDetails | UsageDetails | DiscountDetails | null;
 }

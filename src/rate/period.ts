@@ -1,7 +1,9 @@
 import type { Feature, PlanFeature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import type { Period } from '../domain/period.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
+import type { Discount } from '../domain/discount.js';
 import { baseFeeLines } from './base-fee.js';
+import { discountApplies, discountLines } from './discounts.js';
 import { featureTerms as termsOf } from './charge.js';
 import type { RatedLine } from './lines.js';
 import { roundingLine } from './rounding.js';
@@ -33,6 +35,8 @@ export interface PeriodRatingTerms {
   plan: PlanVersion | null;
   features: Map<string, Feature>;
   overrides: Map<string, QuotaOverride>;
+  /** The tenant's discounts, creation order, with their uses so far (which apply is decided here). */
+  discounts?: Discount[];
 }
 
 /** The tenant's usage and what earlier invoices billed for it. */
@@ -49,12 +53,15 @@ export interface RatedPeriod {
   lines: RatedLine[];
   /** Stored on the invoice: what its period's late usage is priced on. */
   featureTerms: FeatureTerms;
+  /** The once / repeating discounts this invoice uses up (a use is recorded even if nothing was left to take off). */
+  discountsUsed: string[];
 }
 
 /**
  * All money of a subscription period's invoice: base fee per segment, usage per metered feature
  * of the plan in force at period end (with the tenant's overrides), late usage / credits for
- * earlier invoiced periods whose usage changed since they were billed, then cash rounding.
+ * earlier invoiced periods whose usage changed since they were billed, then the tenant's
+ * discounts (`discounts.ts`), then cash rounding.
  */
 export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedPeriod {
   const { sub, period, plan: pv } = terms;
@@ -83,9 +90,12 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
 
   lines.push(...lateUsageLines(terms, usage));
 
+  const applied = (terms.discounts ?? []).filter((d) => discountApplies(d, period));
+  lines.push(...discountLines(lines, applied, sub.currency, period));
+
   const rounding = roundingLine(lines, sub.currency, period);
   if (rounding) lines.push(rounding);
-  return { lines, featureTerms };
+  return { lines, featureTerms, discountsUsed: applied.filter((d) => d.duration !== 'forever').map((d) => d.id) };
 }
 
 /** Earlier periods (in this invoice's currency) with a usage summary to bill or credit. */

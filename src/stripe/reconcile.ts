@@ -51,8 +51,9 @@ export function invoiceDrift(inv: Invoice, si: StripeInvoiceLike, lines?: Stripe
   }
   const total = String(toStripeUnits(inv.total, cur));
   if (String(si.total) !== total) add('total', total, String(si.total));
-  if (String(si.amount_due) !== total) {
-    add('amount_due', total, String(si.amount_due), String(si.total) === total ? ': Stripe moved the difference to the customer balance (negative or below its minimum charge) or applied a balance' : '');
+  const due = String(toStripeUnits(inv.amountDue ?? inv.total, cur));
+  if (String(si.amount_due) !== due) {
+    add('amount_due', due, String(si.amount_due), String(si.total) === total ? ': Stripe moved the difference to the customer balance (negative or below its minimum charge) or applied a balance' : '');
   }
   if (!lines) return out;
   const byNo = new Map<string, StripeLineLike[]>();

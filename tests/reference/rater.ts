@@ -194,8 +194,19 @@ interface Sub {
 
 interface Override { included?: string | null; unitPrice?: string }
 
+/** A tenant discount (DESIGN.md §13): exactly one of percent and amount. */
+export interface RefDiscount {
+  percent?: string;
+  amount?: string;
+  duration: 'once' | 'repeating' | 'forever';
+  periods?: number;
+  features?: string[];
+  /** Applies to invoices whose period ends after this instant. */
+  start: number;
+}
+
 export interface RefLine {
-  kind: 'base_fee' | 'overage' | 'minimum' | 'late_usage' | 'credit' | 'rounding';
+  kind: 'base_fee' | 'overage' | 'minimum' | 'late_usage' | 'credit' | 'discount' | 'rounding';
   feature: string | null;
   plan: string | null;
   quantity: Decimal | null;
@@ -234,6 +245,8 @@ export class ReferenceBilling {
   private readonly billed = new Map<string, Billed>();
   /** `${tenant}|${periodStart}` → each feature's terms when the period was invoiced. */
   private readonly invoicedTerms = new Map<string, Map<string, Terms | null>>();
+  /** tenant → its discounts in the order they were added, each with the invoices it was used on. */
+  private readonly discounts = new Map<string, Array<RefDiscount & { used: number }>>();
 
   constructor(catalog: RefCatalog) {
     this.applyCatalog(catalog);
@@ -403,6 +416,11 @@ export class ReferenceBilling {
     return out;
   }
 
+  /** `billing discount add`. */
+  discount(tenant: string, d: RefDiscount): void {
+    this.discounts.set(tenant, [...(this.discounts.get(tenant) ?? []), { ...d, used: 0 }]);
+  }
+
   /** `billing invoice generate --now t`: every ended, uninvoiced period, tenants in id order. */
   generate(now: number): RefInvoice[] {
     const created: RefInvoice[] = [];
@@ -492,6 +510,29 @@ export class ReferenceBilling {
         });
         this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used, terms });
       }
+    }
+
+    // Discounts that apply: started before the period ends, once / repeating not used up.
+    // Percentages (of the lines' sum, or of the named features' usage lines) before fixed
+    // amounts, each in the order added, each rounded once, never below zero in all.
+    const subtotal = lines.reduce((sum, l) => sum + l.amountMinor, 0n);
+    let left = subtotal > 0n ? subtotal : 0n;
+    const applies = (this.discounts.get(tenant) ?? []).filter(
+      (d) => d.start < period.end && (d.duration === 'forever' || d.used < (d.duration === 'once' ? 1 : d.periods!)),
+    );
+    for (const d of [...applies.filter((x) => x.percent !== undefined), ...applies.filter((x) => x.percent === undefined)]) {
+      if (d.duration !== 'forever') d.used++;
+      let base = subtotal;
+      if (d.features) {
+        base = 0n;
+        for (const l of lines) if (l.feature !== null && d.features.includes(l.feature) && l.kind !== 'base_fee') base += l.amountMinor;
+      }
+      if (base < 0n) base = 0n;
+      let want = d.percent !== undefined ? roundHalfAwayToInteger(new Decimal(base.toString()).times(d.percent).div(100)) : toMinor(D(d.amount!), currency);
+      if (d.percent === undefined && d.features && want > base) want = base;
+      const off = want < left ? want : left;
+      left -= off;
+      if (off > 0n) lines.push({ kind: 'discount', feature: null, plan: null, quantity: null, amountMinor: -off, periodStart: period.start });
     }
 
     let total = lines.reduce((sum, l) => sum + l.amountMinor, 0n);

@@ -8,6 +8,7 @@ import {
   anniversaryAt,
   isoDigits,
   type RefCatalog,
+  type RefDiscount,
   type RefEvent,
   type RefPlan,
   type RefPlanFeature,
@@ -20,6 +21,7 @@ export type Action =
   | { t: number; kind: 'quota'; tenant: string; feature: string; included?: string | null; unitPrice?: string }
   | { t: number; kind: 'change'; tenant: string; plan: string; at?: 'now' | 'period-end' }
   | { t: number; kind: 'cancel'; tenant: string; at: 'now' | 'period-end' }
+  | { t: number; kind: 'discount'; tenant: string; discount: RefDiscount }
   | { t: number; kind: 'usage'; events: RefEvent[] }
   | { t: number; kind: 'catalog'; catalog: RefCatalog }
   | { t: number; kind: 'generate' };
@@ -38,7 +40,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 export const EPOCH = Date.UTC(2026, 0, 1);
 const END = Date.UTC(2026, 4, 20, 6); // 20 May 2026: four to five months of periods
-const ORDER: Record<Action['kind'], number> = { catalog: 0, subscribe: 1, quota: 2, change: 3, cancel: 4, usage: 5, generate: 6 };
+const ORDER: Record<Action['kind'], number> = { catalog: 0, subscribe: 1, quota: 2, discount: 3, change: 4, cancel: 5, usage: 6, generate: 7 };
 
 /** Default currencies; RATER_CURRENCIES=USD,JPY narrows them. */
 export const DEFAULT_CURRENCIES = ['USD', 'JPY', 'HUF', 'KWD', 'ISK'];
@@ -215,6 +217,22 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
       if (r.chance(0.6)) o.included = r.pick(['0', '1.5', '40', null]);
       if (!('included' in o) || r.chance(0.5)) o.unitPrice = price(r, currency, 4);
       lateQuota.push(o);
+    }
+    // Discounts now and then: percentages and fixed amounts (finer than the currency at times),
+    // once / repeating / forever, some on named features, some starting before they are added.
+    for (let k = r.chance(0.45) ? 1 + r.int(3) : 0; k > 0; k--) {
+      const at = instant(r, start, 100);
+      if (at >= END - DAY) continue;
+      const duration = r.pick(['once', 'repeating', 'forever'] as const);
+      const d: RefDiscount = { duration, start: r.chance(0.5) ? at : at - r.int(40) * DAY };
+      if (r.chance(0.5)) d.percent = r.pick(['10', '15', '25', '50', '100', '12.5', '33.333']);
+      else {
+        const x = price(r, currency, 30);
+        d.amount = /[1-9]/.test(x) ? x : '1'; // positive; below the minor unit at times, so it rounds to nothing
+      }
+      if (duration === 'repeating') d.periods = 1 + r.int(3);
+      if (r.chance(0.3)) d.features = [...new Set([r.pick(metered).key, r.pick(metered).key])].sort();
+      actions.push({ t: at, kind: 'discount', tenant: id, discount: d });
     }
     // Changes, then maybe a cancellation, at increasing instants.
     let t = start;

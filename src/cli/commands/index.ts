@@ -15,6 +15,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   subscribe: () => import('./subscribe.js'),
   subscription: () => import('./subscription.js'),
   quota: () => import('./quota.js'),
+  discount: () => import('./discount.js'),
   invoice: () => import('./invoice.js'),
   verify: () => import('./verify.js'),
   run: () => import('./run.js'),

@@ -34,7 +34,12 @@ function printInvoice(inv: Invoice): void {
       inv.lines.map((l) => [l.lineNo, l.kind, l.description, l.quantity, l.unitPrice, l.amount]),
     ),
   );
+  if (inv.discounts.length > 0) {
+    printLine(`${'subtotal'.padEnd(10)} ${inv.subtotal} ${inv.currency}`);
+    printLine(`${'discounts'.padEnd(10)} -${inv.discountTotal} ${inv.currency}`);
+  }
   printLine(`${'total'.padEnd(10)} ${inv.total} ${inv.currency}`);
+  if (inv.amountDue !== inv.total) printLine(`${'amount due'.padEnd(10)} ${inv.amountDue} ${inv.currency}`);
 }
 
 export function register(program: Command): void {
