@@ -4,13 +4,15 @@
  * and (b) by a fastify app doing the routing, body limit, JSON parsing and timeouts itself;
  * bare servers answering a constant JSON body on each give the floor. Rounds interleave the
  * servers (the first one alternating), each in its own worker thread against the same
- * database and client; the summary is the median over rounds and the median per-round ratio.
+ * database and client; the summary is the median over rounds and the median per-round ratio,
+ * of requests/s and of this process's CPU time per request.
  *
  * fastify is not a dependency: the bench resolves it from BILLING_BENCH_FASTIFY (a directory
  * where `npm i fastify` ran) or from the project, and skips with a notice when it cannot.
  * Options: --rounds N (default 7), --requests N (per scenario and round, default 5000),
  * --concurrency C (default 200), --seconds S (cap per scenario, default 15), --db URL (an
- * empty database, e.g. postgres://…?schema=fw1; default: a fresh SQLite file).
+ * empty database, e.g. postgres://…?schema=fw1; default: a fresh SQLite file); --behaviour
+ * instead prints how both variants answer edge cases (no section written).
  */
 import http from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,6 +28,7 @@ import type { Db } from '../../src/storage/db.js';
 import { NOW, SECRET, arg, checkRequest, load, seed, usageRequest, type LoadResult } from './serve.js';
 
 type Kind = 'node' | 'fastify' | 'bare-node' | 'bare-fastify';
+type Measured = LoadResult & { cpuUs: number };
 
 /** The slice of fastify's API used here (it is resolved at run time, without its types). */
 interface FRequest {
@@ -316,6 +319,85 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
+/**
+ * `--behaviour`: the same edge-case requests to both variants, one line each (status, body,
+ * access-log status), to see what a port would change; prints only, writes no section.
+ */
+async function behaviour(fastifyEntry: string): Promise<void> {
+  const { openDb } = await import('../../src/storage/db.js');
+  const { createServer, stopServer } = await import('../../src/serve/server.js');
+  const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-fw-'));
+  const dbUrl = `sqlite:${path.join(dir, 'bench.db')}`;
+  await seed(dbUrl);
+  const db = await openDb(dbUrl);
+  const CHECK = '/v1/billing/entitlements/check';
+  const SVC = { 'x-service-secret': SECRET };
+  const ok = '{"tenantId":"t1","usageType":"API_CALL"}';
+  const config = (logs: Array<Record<string, unknown>>): ServeConfig => ({
+    auth: { serviceSecrets: [SECRET] },
+    clock: () => NOW,
+    rateLimit: null,
+    log: (e) => logs.push(e),
+    bodyLimitBytes: 1024,
+    requestTimeoutMs: 300,
+  });
+  type Call = { method?: string; path?: string; headers?: Record<string, string>; body?: string; chunks?: string[]; stall?: string };
+  const call = (port: number, c: Call) =>
+    new Promise<string>((resolve) => {
+      const req = http.request(
+        { host: '127.0.0.1', port, method: c.method ?? 'POST', path: c.path ?? CHECK, headers: { 'content-type': 'application/json', ...SVC, ...c.headers } },
+        (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve(`${res.statusCode}${res.headers.allow ? ` Allow: ${res.headers.allow}` : ''} ${text.slice(0, 90)}`));
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
+      if (c.chunks) {
+        for (const chunk of c.chunks) req.write(chunk);
+        req.end();
+      } else if (c.stall) req.write(c.stall);
+      else req.end(c.method === 'GET' ? undefined : (c.body ?? ok));
+    });
+  const cases: Array<[string, Call]> = [
+    ['wrong method', { method: 'GET' }],
+    ['declared too large', { body: JSON.stringify({ pad: 'x'.repeat(4000) }) }],
+    ['chunked too large', { headers: { 'transfer-encoding': 'chunked' }, chunks: Array(8).fill('x'.repeat(512)) }],
+    ['malformed JSON', { body: '{"tenantId": "t1",' }],
+    ['empty body', { body: '' }],
+    ['text/plain JSON', { headers: { 'content-type': 'text/plain' } }],
+    ['no content-type', { headers: { 'content-type': '' } }],
+    ['__proto__ key', { body: '{"tenantId":"t1","usageType":"API_CALL","__proto__":{"x":1}}' }],
+    ['bad percent-encoding', { method: 'GET', path: '/v1/billing/usage/%E0%A4%A' }],
+    ['body stops arriving', { headers: { 'content-length': '100' }, stall: '{"tenantId":' }],
+  ];
+  const nodeLogs: Array<Record<string, unknown>> = [];
+  const server = createServer(db, config(nodeLogs));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const fastifyLogs: Array<Record<string, unknown>> = [];
+  const app = await billingOnFastify(await importFastify(fastifyEntry), db, config(fastifyLogs));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const variants: Array<[string, number, Array<Record<string, unknown>>]> = [
+    ['node', (server.address() as AddressInfo).port, nodeLogs],
+    ['fastify', (app.server.address() as AddressInfo).port, fastifyLogs],
+  ];
+  try {
+    for (const [name, c] of cases) {
+      for (const [kind, port, logs] of variants) {
+        const before = logs.length;
+        const answer = await call(port, c);
+        const logged = logs.slice(before).map((l) => l.status).join(',') || 'none';
+        console.log(`${(kind === 'node' ? name : '').padEnd(22)} ${kind.padEnd(8)} log: ${logged.padEnd(5)} ${answer}`);
+      }
+    }
+  } finally {
+    await stopServer(server, 500);
+    await app.close();
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export async function run(args: string[]): Promise<void | 'skipped'> {
   const fastifyEntry = resolveFastify();
   if (!fastifyEntry) {
@@ -326,6 +408,10 @@ export async function run(args: string[]): Promise<void | 'skipped'> {
     );
     return 'skipped';
   }
+  if (args.includes('--behaviour')) {
+    await behaviour(fastifyEntry);
+    return 'skipped';
+  }
   const fastifyVersion = (JSON.parse(readFileSync(path.join(path.dirname(fastifyEntry), 'package.json'), 'utf8')) as { version: string }).version;
   const rounds = Number(arg(args, '--rounds', '7'));
   const total = Number(arg(args, '--requests', '5000'));
@@ -333,10 +419,15 @@ export async function run(args: string[]): Promise<void | 'skipped'> {
   const concurrency = Number(arg(args, '--concurrency', '200'));
   const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-fw-'));
   const dbUrl = arg(args, '--db', `sqlite:${path.join(dir, 'bench.db')}`);
-  const results = new Map<string, LoadResult[]>();
-  const keep = (kind: Kind, scenario: Scenario, r: LoadResult) => {
+  const results = new Map<string, Measured[]>();
+  // CPU time of this process (load generator and server threads) per request: far less moved
+  // than requests/s by other work on a shared machine, and the client's share is the same for both.
+  const keep = async (kind: Kind, scenario: Scenario, measure: () => Promise<LoadResult>) => {
+    const cpu0 = process.cpuUsage();
+    const r = await measure();
+    const cpu = process.cpuUsage(cpu0);
     const key = `${kind}|${scenario}`;
-    results.set(key, [...(results.get(key) ?? []), r]);
+    results.set(key, [...(results.get(key) ?? []), { ...r, cpuUs: (cpu.user + cpu.system) / r.requests }]);
   };
   const t0 = performance.now();
   try {
@@ -353,11 +444,11 @@ export async function run(args: string[]): Promise<void | 'skipped'> {
           const w = await startWorker(kind, dbUrl, fastifyEntry);
           await load(w.port, checkRequest, Math.min(1000, total), seconds, concurrency);
           if (kind.startsWith('bare')) {
-            keep(kind, 'constant JSON', await load(w.port, checkRequest, total, seconds, concurrency));
+            await keep(kind, 'constant JSON', () => load(w.port, checkRequest, total, seconds, concurrency));
           } else {
-            keep(kind, 'check', await load(w.port, checkRequest, total, seconds, concurrency));
-            keep(kind, 'usage (1 event)', await load(w.port, usageRequest, total, seconds, concurrency, (offset += 1_000_000)));
-            keep(kind, 'check, 1 connection', await load(w.port, checkRequest, Math.min(total, 1500), seconds, 1));
+            await keep(kind, 'check', () => load(w.port, checkRequest, total, seconds, concurrency));
+            await keep(kind, 'usage (1 event)', () => load(w.port, usageRequest, total, seconds, concurrency, (offset += 1_000_000)));
+            await keep(kind, 'check, 1 connection', () => load(w.port, checkRequest, Math.min(total, 1500), seconds, 1));
           }
           await w.stop();
         }
@@ -366,28 +457,32 @@ export async function run(args: string[]): Promise<void | 'skipped'> {
 
     console.log(`db: ${dbUrl.startsWith('sqlite:') ? 'sqlite (fresh file)' : dbUrl.replace(/\/\/[^@]*@/, '//***@')}; fastify ${fastifyVersion}; node ${process.version}`);
     console.log(`${rounds} rounds, servers interleaved (first one alternating); ${total} requests per scenario and round at ${concurrency} keep-alive connections (1,500 at one); ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
-    console.log('scenario              server         median req/s  (min–max)        p50 ms  p99 ms  errors   fastify/node req/s');
+    console.log('scenario              server          median req/s (min–max)   p50 ms   p99 ms  CPU µs/req  errors');
     const rows: Array<[Scenario, Kind, Kind]> = [
       ...SCENARIOS.map((s): [Scenario, Kind, Kind] => [s, 'node', 'fastify']),
       ['constant JSON', 'bare-node', 'bare-fastify'],
     ];
+    const ratioLines: string[] = [];
     for (const [scenario, a, b] of rows) {
       const ra = results.get(`${a}|${scenario}`)!;
       const rb = results.get(`${b}|${scenario}`)!;
-      const ratios = ra.map((r, i) => rb[i].rps / r.rps);
       for (const [kind, rs] of [
         [a, ra],
         [b, rb],
       ] as const) {
         const rps = rs.map((r) => r.rps);
-        const ratio = kind === b ? `${median(ratios).toFixed(3)} (rounds ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : '';
         console.log(
-          `${(kind === a ? scenario : '').padEnd(21)} ${kind.padEnd(14)} ${median(rps).toFixed(0).padStart(12)}  (${Math.min(...rps).toFixed(0)}–${Math.max(...rps).toFixed(0)})`.padEnd(66) +
-            `${median(rs.map((r) => r.p50)).toFixed(2).padStart(6)} ${median(rs.map((r) => r.p99)).toFixed(2).padStart(7)} ${String(rs.reduce((n, r) => n + r.errors, 0)).padStart(7)}   ${ratio}`,
+          `${(kind === a ? scenario : '').padEnd(21)} ${kind.padEnd(14)} ${median(rps).toFixed(0).padStart(8)} (${Math.min(...rps).toFixed(0)}–${Math.max(...rps).toFixed(0)})`.padEnd(58) +
+            `${median(rs.map((r) => r.p50)).toFixed(2).padStart(7)} ${median(rs.map((r) => r.p99)).toFixed(2).padStart(8)} ${median(rs.map((r) => r.cpuUs)).toFixed(0).padStart(11)} ${String(rs.reduce((n, r) => n + r.errors, 0)).padStart(7)}`,
         );
       }
+      const rpsRatios = ra.map((r, i) => rb[i].rps / r.rps);
+      const cpuRatios = ra.map((r, i) => rb[i].cpuUs / r.cpuUs);
+      const fmt = (xs: number[]) => `${median(xs).toFixed(2)} (rounds: ${xs.map((x) => x.toFixed(2)).join(' ')})`;
+      ratioLines.push(`${scenario.padEnd(21)} req/s ${fmt(rpsRatios)}`, `${''.padEnd(21)} CPU   ${fmt(cpuRatios)}`);
     }
-    console.log('(fastify/node: the median of the per-round ratios, then their range; above 1 fastify served more requests/s)');
+    console.log('\nfastify / node:http, median of the per-round ratios (req/s above 1: fastify served more; CPU above 1: fastify spent more per request)');
+    for (const line of ratioLines) console.log(line);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
