@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-type Bench = { name: string; run: (args: string[]) => Promise<void> };
+/** A bench that cannot run here (a missing optional tool) returns 'skipped' and keeps its previous section. */
+type Run = (args: string[]) => Promise<void | 'skipped'>;
 
 /** The one results document: every figure lives here, never in comments or READMEs. */
 const RESULTS = path.resolve(process.env.BILLING_BENCH_RESULTS ?? 'docs/performance-results.md');
@@ -20,17 +21,19 @@ of that bench, with the machine it ran on. What each figure compares against is 
 README.md; a bench not run keeps its previous section. Do not edit by hand.
 `;
 
-const benches: Array<() => Promise<Bench>> = [
-  // each area adds: async () => ({ name: 'x', run: (await import('./x.js')).run }),
-  async () => ({ name: 'ingest', run: (await import('./ingest.js')).run }),
-  async () => ({ name: 'overage', run: (await import('./overage.js')).run }),
-  async () => ({ name: 'serve', run: (await import('./serve.js')).run }),
-  async () => ({ name: 'aggregate', run: (await import('./aggregate.js')).run }),
-  async () => ({ name: 'check', run: (await import('./check.js')).run }),
-  async () => ({ name: 'invoice', run: (await import('./invoice.js')).run }),
-  async () => ({ name: 'stripe', run: (await import('./stripe.js')).run }),
-  async () => ({ name: 'ops', run: (await import('./ops.js')).run }),
-  async () => ({ name: 'onboard', run: (await import('./onboard.js')).run }),
+// Loaded only when run, so one bench's imports cannot stop the others.
+const benches: Array<[string, () => Promise<Run>]> = [
+  // each area adds: ['x', async () => (await import('./x.js')).run],
+  ['ingest', async () => (await import('./ingest.js')).run],
+  ['overage', async () => (await import('./overage.js')).run],
+  ['serve', async () => (await import('./serve.js')).run],
+  ['serve-framework', async () => (await import('./serve-framework.js')).run],
+  ['aggregate', async () => (await import('./aggregate.js')).run],
+  ['check', async () => (await import('./check.js')).run],
+  ['invoice', async () => (await import('./invoice.js')).run],
+  ['stripe', async () => (await import('./stripe.js')).run],
+  ['ops', async () => (await import('./ops.js')).run],
+  ['onboard', async () => (await import('./onboard.js')).run],
 ];
 
 async function main(): Promise<void> {
@@ -39,12 +42,15 @@ async function main(): Promise<void> {
     process.env.BILLING_BENCH_PG_URL ??= process.env.BILLING_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/test';
   }
   const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-  const loaded = await Promise.all(benches.map((b) => b()));
-  for (const b of loaded) {
-    if (wanted.length && !wanted.includes(b.name)) continue;
-    console.log(`\n== bench: ${b.name}`);
-    const output = await captured(() => b.run(process.argv.slice(2)));
-    writeSection(b.name, output);
+  for (const [name, load] of benches) {
+    if (wanted.length && !wanted.includes(name)) continue;
+    const run = await load();
+    console.log(`\n== bench: ${name}`);
+    let skipped = false;
+    const output = await captured(async () => {
+      skipped = (await run(process.argv.slice(2))) === 'skipped';
+    });
+    if (!skipped) writeSection(name, output);
   }
   console.log(`\nresults written to ${path.relative(process.cwd(), RESULTS)}`);
 }

@@ -16,14 +16,14 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
-const SECRET = 'bench-secret-0123456789abcdef';
-const TENANTS = 50;
-const NOW = Date.parse('2026-01-15T12:00:00Z');
+export const SECRET = 'bench-secret-0123456789abcdef';
+export const TENANTS = 50;
+export const NOW = Date.parse('2026-01-15T12:00:00Z');
 const START = Date.parse('2026-01-01T00:00:00Z');
 
 type ServerKind = 'bare' | 'billing';
 
-interface LoadResult {
+export interface LoadResult {
   requests: number;
   errors: number;
   seconds: number;
@@ -32,12 +32,12 @@ interface LoadResult {
   p99: number;
 }
 
-function arg(args: string[], name: string, fallback: string): string {
+export function arg(args: string[], name: string, fallback: string): string {
   const i = args.indexOf(name);
   return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
 }
 
-async function seed(dbUrl: string): Promise<void> {
+export async function seed(dbUrl: string): Promise<void> {
   const { openDb } = await import('../../src/storage/db.js');
   const { applyCatalog } = await import('../../src/catalog/apply.js');
   const { createTenant } = await import('../../src/subscriptions/tenants.js');
@@ -139,7 +139,7 @@ async function startWorker(kind: ServerKind, dbUrl: string, maxConcurrent?: numb
   };
 }
 
-type MakeRequest = (i: number) => { path: string; body: string };
+export type MakeRequest = (i: number) => { path: string; body: string };
 
 function send(agent: http.Agent, port: number, r: { path: string; body: string }): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -163,7 +163,7 @@ function send(agent: http.Agent, port: number, r: { path: string; body: string }
 }
 
 /** Closed-loop load: `concurrency` clients each send, wait, send again; bounded count and time. */
-async function load(port: number, make: MakeRequest, total: number, seconds: number, concurrency: number, offset = 0): Promise<LoadResult> {
+export async function load(port: number, make: MakeRequest, total: number, seconds: number, concurrency: number, offset = 0): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
   let issued = 0;
@@ -245,12 +245,12 @@ function summarize(latencies: number[], seconds: number, errors: number): LoadRe
   return { requests: latencies.length, errors, seconds, rps: latencies.length / seconds, p50: pct(0.5), p99: pct(0.99) };
 }
 
-const checkRequest: MakeRequest = (i) => ({
+export const checkRequest: MakeRequest = (i) => ({
   path: '/v1/billing/entitlements/check',
   body: JSON.stringify({ tenantId: `t${i % TENANTS}`, usageType: 'API_CALL', quantity: 1 }),
 });
 
-const usageRequest: MakeRequest = (i) => ({
+export const usageRequest: MakeRequest = (i) => ({
   path: '/v1/billing/usage',
   body: JSON.stringify({ tenantId: `t${i % TENANTS}`, usageType: 'OCR_SCAN', quantity: 1, sourceService: 'bench', sourceEntityId: `e-${i}` }),
 });
