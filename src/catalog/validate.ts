@@ -1,8 +1,9 @@
+import { z } from 'zod';
 import type { Aggregation, Feature, PlanFeature, PlanVersion, Pricing, Tier } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { isKnownCurrency } from '../domain/money.js';
-import { parseQuantity } from '../domain/quantity.js';
+import { parseQuantity, type QuantityError } from '../domain/quantity.js';
 
 /** One thing wrong with a catalog file, located by its JSON path. */
 export interface CatalogProblem {
@@ -25,263 +26,298 @@ const PRICE = /^\d{1,18}(\.\d{1,12})?$/;
 const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'last', 'unique'];
 const MAX_TRIAL_DAYS = 3650;
 const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage'];
+const NOT_PRICE = 'must be a decimal string like "0.05"';
+const NOT_TIERS = 'must be a non-empty array of {upTo, unitPrice, flatPrice?}';
+const NOT_TRIAL = `must be a whole number of days from 0 to ${MAX_TRIAL_DAYS}`;
+const QUANTITY_ERRORS: Record<QuantityError, string> = {
+  not_a_number: 'must be a number or a decimal string',
+  negative: 'must not be negative',
+  too_large: 'must be at most 1e12',
+  too_precise: 'must have at most 6 decimals',
+};
 
 type Obj = Record<string, unknown>;
+type Ctx = z.RefinementCtx;
 
-/** Collects problems while walking the input; each check returns the normalized value or undefined. */
-class Checker {
-  readonly problems: CatalogProblem[] = [];
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-  fail(path: string, message: string): undefined {
-    this.problems.push({ path, message });
-    return undefined;
-  }
-
-  object(v: unknown, path: string, allowed: string[]): Obj | undefined {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return this.fail(path, 'must be an object');
-    const o = v as Obj;
-    for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) this.fail(join(path, k), `unknown field (expected one of: ${allowed.join(', ')})`);
-    }
-    return o;
-  }
-
-  string(v: unknown, path: string, opts: { required?: boolean; max?: number } = {}): string | undefined {
-    if (v === undefined) return opts.required ? this.fail(path, 'is required') : undefined;
-    if (typeof v !== 'string' || v.trim() === '') return this.fail(path, 'must be a non-empty string');
-    if (v.length > (opts.max ?? 200)) return this.fail(path, `must be at most ${opts.max ?? 200} characters`);
-    return v.trim();
-  }
-
-  bool(v: unknown, path: string): boolean | undefined {
-    if (v === undefined) return undefined;
-    if (typeof v !== 'boolean') return this.fail(path, 'must be true or false');
-    return v;
-  }
-
-  price(v: unknown, path: string): string | undefined {
-    if (typeof v === 'number') {
-      return this.fail(path, `must be a decimal string like "${v}" (prices are strings so no float ever touches money)`);
-    }
-    if (typeof v !== 'string') return this.fail(path, 'must be a decimal string like "0.05"');
-    const s = v.trim();
-    if (/^-/.test(s)) return this.fail(path, 'must not be negative');
-    if (!PRICE.test(s)) return this.fail(path, `"${v}" is not a decimal string with at most 12 decimals, like "0.05"`);
-    return s;
-  }
-
-  /** A quantity bound (included, limit, upTo, size): number or decimal string, canonicalized. */
-  quantity(v: unknown, path: string): string | undefined {
-    const q = parseQuantity(v);
-    if (q.ok) return q.value;
-    const why: Record<typeof q.error, string> = {
-      not_a_number: 'must be a number or a decimal string',
-      negative: 'must not be negative',
-      too_large: 'must be at most 1e12',
-      too_precise: 'must have at most 6 decimals',
-    };
-    return this.fail(path, why[q.error]);
-  }
+function issue(ctx: Ctx, message: string, path: PropertyKey[] = []): void {
+  ctx.addIssue({ code: 'custom', message, path });
 }
 
-function join(path: string, key: string | number): string {
+function fail(ctx: Ctx, message: string, path: PropertyKey[] = []): never {
+  issue(ctx, message, path);
+  return z.NEVER;
+}
+
+/** Parse `v` (at `path` under ctx) with `schema`; its problems become ctx's, in order. */
+function sub<T>(ctx: Ctx, schema: z.ZodType<T>, v: unknown, path: PropertyKey[]): T | undefined {
+  const r = schema.safeParse(v);
+  if (r.success) return r.data;
+  for (const i of r.error.issues) ctx.addIssue({ ...i, path: [...path, ...i.path] } as z.core.$ZodSuperRefineIssue);
+  return undefined;
+}
+
+/** An object refusing unknown fields; `allowed` is the order the message lists them in. */
+function obj<S extends z.ZodRawShape>(shape: S, allowed = Object.keys(shape)) {
+  const unknownField = `unknown field (expected one of: ${allowed.join(', ')})`;
+  return z.strictObject(shape, { error: (i) => (i.code === 'unrecognized_keys' ? unknownField : 'must be an object') });
+}
+
+// Cross-field rules run even when a field failed, so a file is fixed in one pass.
+const onObject = { when: (p: { value: unknown }) => isObj(p.value) };
+
+/** A non-empty string of at most `max` characters (counted before trimming), trimmed. */
+const text = (max = 200) =>
+  z
+    .string({ error: (i) => (i.input === undefined ? 'is required' : 'must be a non-empty string') })
+    .transform((v, ctx) =>
+      v.trim() === '' ? fail(ctx, 'must be a non-empty string') : v.length > max ? fail(ctx, `must be at most ${max} characters`) : v.trim(),
+    );
+
+// Declares a field whose rules depend on its siblings; they are checked with the object.
+const later = z.unknown().optional();
+
+const anyText = text();
+const keyText = text(64);
+
+const bool = z.boolean({ error: 'must be true or false' });
+
+/** A price: a non-negative decimal string, trimmed; `missing` is the message when absent. */
+const priceOf = (missing = NOT_PRICE) =>
+  z
+    .string({
+      error: (i) =>
+        typeof i.input === 'number'
+          ? `must be a decimal string like "${i.input}" (prices are strings so no float ever touches money)`
+          : i.input === undefined
+            ? missing
+            : NOT_PRICE,
+    })
+    .transform((v, ctx) => {
+      const s = v.trim();
+      if (s.startsWith('-')) return fail(ctx, 'must not be negative');
+      return PRICE.test(s) ? s : fail(ctx, `"${v}" is not a decimal string with at most 12 decimals, like "0.05"`);
+    });
+
+const price = priceOf();
+
+/** A quantity bound (included, limit, upTo, size): number or decimal string, canonicalized. */
+function quantityOf(ctx: Ctx, v: unknown): string | undefined {
+  const q = parseQuantity(v);
+  if (q.ok) return q.value;
+  issue(ctx, QUANTITY_ERRORS[q.error]);
+  return undefined;
+}
+
+const quantity = z.unknown().transform((v, ctx) => quantityOf(ctx, v) ?? z.NEVER);
+
+const packageSize = z.unknown().transform((v, ctx) => {
+  if (v === undefined) return fail(ctx, 'is required');
+  const size = quantityOf(ctx, v);
+  if (size === undefined) return z.NEVER;
+  return dec(size).lte(0) ? fail(ctx, 'must be greater than 0') : size;
+});
+
+const tier = obj({ upTo: later, unitPrice: price, flatPrice: price.nullish() }).transform(
+  (t): Tier => ({ upTo: (t.upTo as string | null | undefined) ?? null, unitPrice: t.unitPrice, flatPrice: t.flatPrice ?? null }),
+);
+
+/** Tier bounds are quantities rising strictly; only the last tier is open-ended (upTo null or absent). */
+const tiers = z
+  .array(z.unknown(), { error: NOT_TIERS })
+  .min(1, NOT_TIERS)
+  .transform((ts, ctx) => {
+    let prev: string | null = null;
+    return ts.map((t, i) => {
+      const at = [i, 'upTo'];
+      const last = i === ts.length - 1;
+      if (isObj(t) && (t.upTo === null || t.upTo === undefined)) {
+        if (!last) issue(ctx, 'only the last tier may be open-ended (upTo: null)', at);
+      } else if (isObj(t) && last) {
+        issue(ctx, 'the last tier must have upTo: null (it prices everything above the previous bound)', at);
+      } else if (isObj(t)) {
+        const q = parseQuantity(t.upTo);
+        if (!q.ok) issue(ctx, QUANTITY_ERRORS[q.error], at);
+        else if (dec(q.value).lte(0)) issue(ctx, 'must be greater than 0', at);
+        else if (prev !== null && dec(q.value).lte(dec(prev))) issue(ctx, `must be greater than ${prev}`, at);
+        // The next bound must exceed this one, even when this one is out of order.
+        if (q.ok) {
+          prev = q.value;
+          t = { ...t, upTo: q.value };
+        }
+      }
+      return sub(ctx, tier, t, [i]) as Tier;
+    });
+  });
+
+/** One pricing model: `model` plus its own terms, then the optional minimum and maximum charge. */
+function pricingModel(model: Pricing['model'], shape: z.ZodRawShape) {
+  const terms = { model: z.literal(model), ...shape, minimum: price.nullish(), maximum: price.nullish() };
+  return obj(terms, ['model', 'minimum', 'maximum', ...Object.keys(shape)])
+    .superRefine((p: Obj, ctx) => {
+      if (typeof p.minimum === 'string' && typeof p.maximum === 'string' && dec(p.maximum).lt(dec(p.minimum))) {
+        issue(ctx, `must be at least the minimum (${p.minimum})`, ['maximum']);
+      }
+    }, onObject)
+    // Minimum and maximum are only written when given, so stored terms stay as small as the file.
+    .transform(({ minimum, maximum, ...p }: Obj) => ({ ...p, ...(minimum == null ? {} : { minimum }), ...(maximum == null ? {} : { maximum }) }) as Pricing);
+}
+
+const pricing = z.discriminatedUnion(
+  'model',
+  [
+    pricingModel('per_unit', { unitPrice: price }),
+    pricingModel('package', { size: packageSize, packagePrice: price }),
+    pricingModel('graduated', { tiers }),
+    pricingModel('volume', { tiers }),
+  ],
+  { error: (i) => (isObj(i.input) ? 'must be one of per_unit, package, graduated, volume' : 'must be an object with a "model"') },
+);
+
+const feature = obj(
+  {
+    key: keyText.refine((k) => FEATURE_KEY.test(k), { error: (i) => `"${i.input}" must be UPPER_SNAKE (A-Z, 0-9, _; starting with a letter)` }),
+    type: z.enum(['metered', 'boolean'], { error: 'must be "metered" or "boolean"' }).optional(),
+    name: anyText.optional(),
+    unit: keyText.nullish(),
+    stripeMeter: text(100).nullish(),
+    aggregation: later,
+    uniqueBy: later,
+  },
+  ['key', 'name', 'unit', 'type', 'aggregation', 'uniqueBy', 'stripeMeter'],
+)
+  .superRefine((f, ctx) => {
+      const type = f.type === 'boolean' ? 'boolean' : 'metered';
+      if (type === 'boolean') {
+        for (const k of ['aggregation', 'uniqueBy', 'stripeMeter', 'unit'] as const) {
+          if (f[k] !== undefined) issue(ctx, 'a boolean feature is on or off per plan: it takes no ' + k, [k]);
+        }
+      } else {
+        const known = f.aggregation === undefined || AGGREGATIONS.includes(f.aggregation as Aggregation);
+        if (!known) issue(ctx, `must be one of ${AGGREGATIONS.join(', ')}`, ['aggregation']);
+        if (f.aggregation === 'unique') {
+          if (f.uniqueBy === undefined) issue(ctx, 'is required when aggregation is "unique" (e.g. "user_id")', ['uniqueBy']);
+          else sub(ctx, keyText, f.uniqueBy, ['uniqueBy']);
+        } else if (f.uniqueBy !== undefined) {
+          issue(ctx, 'only applies to aggregation "unique"', ['uniqueBy']);
+        }
+      }
+    }, onObject)
+    .transform((f): Feature => {
+      const type = f.type ?? 'metered';
+      const aggregation = type === 'boolean' ? 'sum' : ((f.aggregation as Aggregation | undefined) ?? 'sum');
+      const uniqueBy = aggregation === 'unique' ? (f.uniqueBy as string).trim() : null;
+      return { key: f.key, name: f.name ?? f.key, unit: f.unit ?? null, type, aggregation, uniqueBy, stripeMeter: f.stripeMeter ?? null };
+    });
+
+// A feature's terms in a plan; which terms apply depends on the feature's type.
+type Terms = Omit<PlanFeature, 'featureKey'>;
+const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later });
+
+const booleanTerms = (key: string) =>
+  terms.transform((o, ctx): Terms => {
+    for (const k of METERED_TERMS) {
+      if (k in o) issue(ctx, `${key} is a boolean feature: it takes only "enabled"`, [k]);
+    }
+    const enabled = sub(ctx, bool.optional(), o.enabled, ['enabled']) ?? true;
+    return { enabled, included: null, hardStop: false, limit: null, overage: null };
+  });
+
+const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
+    const enabled = sub(ctx, bool.optional(), o.enabled, ['enabled']) ?? true;
+    let included: string | null | undefined;
+    if ('included' in o) included = o.included === null ? null : sub(ctx, quantity, o.included, ['included']);
+    else if (o.enabled === false) included = '0'; // listed as off: nothing to include
+    else issue(ctx, 'is required for a metered feature (a number, a decimal string, or null for unlimited)', ['included']);
+    const hardStop = sub(ctx, bool.optional(), o.hardStop, ['hardStop']) ?? false;
+    let limit = o.limit === undefined || o.limit === null ? null : sub(ctx, quantity, o.limit, ['limit']);
+    if (limit === null && hardStop) {
+      if (included === null) issue(ctx, 'needs a limit: included is unlimited (null) and no limit is given', ['hardStop']);
+      limit = included;
+    }
+    if (typeof limit === 'string' && typeof included === 'string' && dec(limit).lt(dec(included))) {
+      issue(ctx, `must be at least included (${included})`, ['limit']);
+    }
+    let overage: Pricing | null | undefined = null;
+    if (o.overage !== undefined && o.overage !== null) {
+      overage = sub(ctx, pricing, o.overage, ['overage']);
+      if (included === null) issue(ctx, 'has no effect when included is null (unlimited); remove it or set included', ['overage']);
+    }
+  return { enabled, included: included as string | null, hardStop, limit: limit as string | null, overage: overage as Pricing | null };
+});
+
+/** A plan; `features` are those it may reference: stored ones and those declared in the same file. */
+function planSchema(features: Map<string, Feature>) {
+  const booleans = new Map<string, z.ZodType<Terms>>();
+  const termsOf = (f: Feature) => {
+    if (f.type !== 'boolean') return meteredTerms;
+    if (!booleans.has(f.key)) booleans.set(f.key, booleanTerms(f.key));
+    return booleans.get(f.key)!;
+  };
+  return obj({
+    key: keyText.refine((k) => PLAN_KEY.test(k), { error: (i) => `"${i.input}" must be lower-kebab (a-z, 0-9, single dashes)` }),
+    name: anyText.optional(),
+    currency: z.unknown().transform((v, ctx) => {
+      const code = sub(ctx, text(3), v, [])?.toUpperCase();
+      if (code === undefined) return z.NEVER;
+      return isKnownCurrency(code) ? code : fail(ctx, `"${v}" is not an ISO 4217 currency code`);
+    }),
+    price: priceOf('is required (base fee per interval, e.g. "29.00")'),
+    interval: z.enum(['month', 'year'], { error: (i) => (i.input === undefined ? 'is required ("month" or "year")' : 'must be "month" or "year"') }),
+    trialDays: z
+      .number({ error: NOT_TRIAL })
+      .refine((t) => Number.isInteger(t) && t >= 0 && t <= MAX_TRIAL_DAYS, NOT_TRIAL)
+      .optional(),
+    features: z.unknown().transform((v, ctx) => {
+      if (v === undefined) return fail(ctx, 'is required: a map of feature key to terms (a feature absent from a plan is not available on it)');
+      if (!isObj(v)) return fail(ctx, 'must be an object mapping feature keys to terms');
+      const terms: Record<string, PlanFeature> = {};
+      for (const [fk, fv] of Object.entries(v)) {
+        const feature = features.get(fk);
+        if (!feature) issue(ctx, `unknown feature "${fk}" (declare it under "features" or apply it first)`, [fk]);
+        else terms[fk] = { featureKey: fk, ...(sub(ctx, termsOf(feature), fv, [fk]) as Terms) };
+      }
+      return terms;
+    }),
+  }).transform(
+    (p): PlanSpec => ({
+      planKey: p.key,
+      name: p.name ?? p.key,
+      currency: p.currency,
+      price: p.price,
+      interval: p.interval,
+      trialDays: p.trialDays ?? 0,
+      features: p.features,
+    }),
+  );
+}
+
+const root = obj({ features: later, plans: later });
+
+function join(path: string, key: PropertyKey): string {
   if (typeof key === 'number') return `${path}[${key}]`;
-  const seg = /^[A-Za-z0-9_-]+$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+  const k = String(key);
+  const seg = /^[A-Za-z0-9_-]+$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`;
   return path === '' ? seg.replace(/^\./, '') : path + seg;
 }
 
-function checkFeature(c: Checker, v: unknown, path: string, known: Map<string, Feature>): Feature | undefined {
-  const o = c.object(v, path, ['key', 'name', 'unit', 'type', 'aggregation', 'uniqueBy', 'stripeMeter']);
-  if (!o) return undefined;
-  const key = c.string(o.key, join(path, 'key'), { required: true, max: 64 });
-  if (key !== undefined && !FEATURE_KEY.test(key)) {
-    c.fail(join(path, 'key'), `"${key}" must be UPPER_SNAKE (A-Z, 0-9, _; starting with a letter)`);
-  }
-  let type: Feature['type'] = 'metered';
-  if (o.type !== undefined && o.type !== 'metered' && o.type !== 'boolean') {
-    c.fail(join(path, 'type'), 'must be "metered" or "boolean"');
-  } else if (o.type === 'boolean') type = 'boolean';
-  const name = o.name === undefined ? key : c.string(o.name, join(path, 'name'));
-  const unit = o.unit === undefined || o.unit === null ? null : c.string(o.unit, join(path, 'unit'), { max: 64 });
-  const stripeMeter =
-    o.stripeMeter === undefined || o.stripeMeter === null ? null : c.string(o.stripeMeter, join(path, 'stripeMeter'), { max: 100 });
-
-  let aggregation: Aggregation = 'sum';
-  let uniqueBy: string | null = null;
-  if (type === 'boolean') {
-    for (const k of ['aggregation', 'uniqueBy', 'stripeMeter', 'unit'] as const) {
-      if (o[k] !== undefined) c.fail(join(path, k), 'a boolean feature is on or off per plan: it takes no ' + k);
+/** Zod issues as catalog problems, paths written from `base` (e.g. `plans[1].features.API_CALL`). */
+function problemsOf(issues: readonly z.core.$ZodIssue[], base: string): CatalogProblem[] {
+  const out: Array<CatalogProblem & { at: PropertyKey[] }> = [];
+  const problem = (at: PropertyKey[], message: string) => ({ at, path: at.reduce<string>(join, base), message });
+  const inside = (at: PropertyKey[], object: PropertyKey[]) => at.length > object.length && object.every((k, n) => at[n] === k);
+  for (const i of issues) {
+    if (i.code !== 'unrecognized_keys') {
+      out.push(problem(i.path, i.message));
+      continue;
     }
-  } else {
-    if (o.aggregation !== undefined) {
-      if (!AGGREGATIONS.includes(o.aggregation as Aggregation)) {
-        c.fail(join(path, 'aggregation'), `must be one of ${AGGREGATIONS.join(', ')}`);
-      } else aggregation = o.aggregation as Aggregation;
-    }
-    if (aggregation === 'unique') {
-      if (o.uniqueBy === undefined) c.fail(join(path, 'uniqueBy'), 'is required when aggregation is "unique" (e.g. "user_id")');
-      else uniqueBy = c.string(o.uniqueBy, join(path, 'uniqueBy'), { max: 64 }) ?? null;
-    } else if (o.uniqueBy !== undefined) {
-      c.fail(join(path, 'uniqueBy'), 'only applies to aggregation "unique"');
-    }
+    // zod reports an object's unknown fields after its fields' problems; the catalog lists them first.
+    let at = out.length;
+    while (at > 0 && inside(out[at - 1].at, i.path)) at--;
+    out.splice(at, 0, ...i.keys.map((k) => problem([...i.path, k], i.message)));
   }
-  if (key === undefined) return undefined;
-  const existing = known.get(key);
-  if (existing && existing.type !== type) {
-    c.fail(
-      join(path, 'type'),
-      `${key} is already a ${existing.type} feature; its type cannot change (plans and events depend on it; use a new key)`,
-    );
-  }
-  return { key, name: name ?? key, unit: unit ?? null, type, aggregation, uniqueBy, stripeMeter: stripeMeter ?? null };
-}
-
-function checkTiers(c: Checker, v: unknown, path: string): Tier[] | undefined {
-  if (!Array.isArray(v) || v.length === 0) return c.fail(path, 'must be a non-empty array of {upTo, unitPrice, flatPrice?}');
-  const tiers: Tier[] = [];
-  let prev: string | null = null;
-  v.forEach((t, i) => {
-    const tp = join(path, i);
-    const o = c.object(t, tp, ['upTo', 'unitPrice', 'flatPrice']);
-    if (!o) return;
-    const last = i === v.length - 1;
-    let upTo: string | null = null;
-    if (o.upTo === null || o.upTo === undefined) {
-      if (!last) c.fail(join(tp, 'upTo'), 'only the last tier may be open-ended (upTo: null)');
-    } else if (last) {
-      c.fail(join(tp, 'upTo'), 'the last tier must have upTo: null (it prices everything above the previous bound)');
-    } else {
-      upTo = c.quantity(o.upTo, join(tp, 'upTo')) ?? null;
-      if (upTo !== null && dec(upTo).lte(0)) c.fail(join(tp, 'upTo'), 'must be greater than 0');
-      else if (upTo !== null && prev !== null && dec(upTo).lte(dec(prev))) c.fail(join(tp, 'upTo'), `must be greater than ${prev}`);
-      if (upTo !== null) prev = upTo;
-    }
-    const unitPrice = c.price(o.unitPrice, join(tp, 'unitPrice'));
-    const flatPrice = o.flatPrice === undefined || o.flatPrice === null ? null : (c.price(o.flatPrice, join(tp, 'flatPrice')) ?? null);
-    if (unitPrice !== undefined) tiers.push({ upTo, unitPrice, flatPrice });
-  });
-  return tiers.length === v.length ? tiers : undefined;
-}
-
-function checkPricing(c: Checker, v: unknown, path: string): Pricing | undefined {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return c.fail(path, 'must be an object with a "model"');
-  const model = (v as Obj).model;
-  const common = ['model', 'minimum', 'maximum'];
-  let p: Pricing | undefined;
-  switch (model) {
-    case 'per_unit': {
-      const o = c.object(v, path, [...common, 'unitPrice'])!;
-      const unitPrice = c.price(o.unitPrice, join(path, 'unitPrice'));
-      if (unitPrice !== undefined) p = { model, unitPrice };
-      break;
-    }
-    case 'package': {
-      const o = c.object(v, path, [...common, 'size', 'packagePrice'])!;
-      const size = o.size === undefined ? c.fail(join(path, 'size'), 'is required') : c.quantity(o.size, join(path, 'size'));
-      if (size !== undefined && dec(size).lte(0)) c.fail(join(path, 'size'), 'must be greater than 0');
-      const packagePrice = c.price(o.packagePrice, join(path, 'packagePrice'));
-      if (size !== undefined && packagePrice !== undefined) p = { model, size, packagePrice };
-      break;
-    }
-    case 'graduated':
-    case 'volume': {
-      const o = c.object(v, path, [...common, 'tiers'])!;
-      const tiers = checkTiers(c, o.tiers, join(path, 'tiers'));
-      if (tiers) p = { model, tiers };
-      break;
-    }
-    default:
-      return c.fail(join(path, 'model'), 'must be one of per_unit, package, graduated, volume');
-  }
-  const o = v as Obj;
-  const minimum = o.minimum === undefined || o.minimum === null ? null : c.price(o.minimum, join(path, 'minimum'));
-  const maximum = o.maximum === undefined || o.maximum === null ? null : c.price(o.maximum, join(path, 'maximum'));
-  if (minimum && maximum && dec(maximum).lt(dec(minimum))) c.fail(join(path, 'maximum'), `must be at least the minimum (${minimum})`);
-  if (!p || minimum === undefined || maximum === undefined) return undefined;
-  // Only written when given, so stored terms stay as small as the file.
-  if (minimum !== null) p.minimum = minimum;
-  if (maximum !== null) p.maximum = maximum;
-  return p;
-}
-
-function checkPlanFeature(c: Checker, v: unknown, path: string, key: string, feature: Feature): PlanFeature | undefined {
-  if (feature.type === 'boolean') {
-    const o = c.object(v, path, ['enabled', ...METERED_TERMS]);
-    if (!o) return undefined;
-    for (const k of METERED_TERMS) {
-      if (k in o) c.fail(join(path, k), `${key} is a boolean feature: it takes only "enabled"`);
-    }
-    const enabled = c.bool(o.enabled, join(path, 'enabled')) ?? true;
-    return { featureKey: key, enabled, included: null, hardStop: false, limit: null, overage: null };
-  }
-  const o = c.object(v, path, ['enabled', ...METERED_TERMS]);
-  if (!o) return undefined;
-  const enabled = c.bool(o.enabled, join(path, 'enabled')) ?? true;
-  let included: string | null | undefined;
-  if ('included' in o) included = o.included === null ? null : c.quantity(o.included, join(path, 'included'));
-  else if (o.enabled === false) included = '0'; // listed as off: nothing to include
-  else included = c.fail(join(path, 'included'), 'is required for a metered feature (a number, a decimal string, or null for unlimited)');
-  const hardStop = c.bool(o.hardStop, join(path, 'hardStop')) ?? false;
-  let limit: string | null | undefined = o.limit === undefined || o.limit === null ? null : c.quantity(o.limit, join(path, 'limit'));
-  if (limit === null && hardStop) {
-    if (included === null) c.fail(join(path, 'hardStop'), 'needs a limit: included is unlimited (null) and no limit is given');
-    limit = included;
-  }
-  if (typeof limit === 'string' && typeof included === 'string' && dec(limit).lt(dec(included))) {
-    c.fail(join(path, 'limit'), `must be at least included (${included})`);
-  }
-  let overage: Pricing | null | undefined = null;
-  if (o.overage !== undefined && o.overage !== null) {
-    overage = checkPricing(c, o.overage, join(path, 'overage'));
-    if (included === null) c.fail(join(path, 'overage'), 'has no effect when included is null (unlimited); remove it or set included');
-  }
-  if (included === undefined || limit === undefined || overage === undefined) return undefined;
-  return { featureKey: key, enabled, included, hardStop, limit, overage };
-}
-
-function checkPlan(c: Checker, v: unknown, path: string, features: Map<string, Feature>): PlanSpec | undefined {
-  const o = c.object(v, path, ['key', 'name', 'currency', 'price', 'interval', 'trialDays', 'features']);
-  if (!o) return undefined;
-  const key = c.string(o.key, join(path, 'key'), { required: true, max: 64 });
-  if (key !== undefined && !PLAN_KEY.test(key)) c.fail(join(path, 'key'), `"${key}" must be lower-kebab (a-z, 0-9, single dashes)`);
-  const name = o.name === undefined ? key : c.string(o.name, join(path, 'name'));
-  let currency = c.string(o.currency, join(path, 'currency'), { required: true, max: 3 })?.toUpperCase();
-  if (currency !== undefined && !isKnownCurrency(currency)) currency = c.fail(join(path, 'currency'), `"${o.currency}" is not an ISO 4217 currency code`);
-  const price = o.price === undefined ? c.fail(join(path, 'price'), 'is required (base fee per interval, e.g. "29.00")') : c.price(o.price, join(path, 'price'));
-  let interval: 'month' | 'year' | undefined;
-  if (o.interval === 'month' || o.interval === 'year') interval = o.interval;
-  else c.fail(join(path, 'interval'), o.interval === undefined ? 'is required ("month" or "year")' : 'must be "month" or "year"');
-  let trialDays: number | undefined = 0;
-  if (o.trialDays !== undefined) {
-    const t = o.trialDays;
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > MAX_TRIAL_DAYS) {
-      trialDays = c.fail(join(path, 'trialDays'), `must be a whole number of days from 0 to ${MAX_TRIAL_DAYS}`);
-    } else trialDays = t;
-  }
-  const terms: Record<string, PlanFeature> = {};
-  let termsOk = true;
-  const fp = join(path, 'features');
-  if (o.features === undefined) {
-    c.fail(fp, 'is required: a map of feature key to terms (a feature absent from a plan is not available on it)');
-    termsOk = false;
-  } else if (o.features === null || typeof o.features !== 'object' || Array.isArray(o.features)) {
-    c.fail(fp, 'must be an object mapping feature keys to terms');
-    termsOk = false;
-  } else {
-    for (const [fk, fv] of Object.entries(o.features as Obj)) {
-      const feature = features.get(fk);
-      if (!feature) {
-        c.fail(join(fp, fk), `unknown feature "${fk}" (declare it under "features" or apply it first)`);
-        termsOk = false;
-        continue;
-      }
-      const pf = checkPlanFeature(c, fv, join(fp, fk), fk, feature);
-      if (pf) terms[fk] = pf;
-      else termsOk = false;
-    }
-  }
-  if (!key || !name || !currency || !price || !interval || trialDays === undefined || !termsOk) return undefined;
-  return { planKey: key, name, currency, price, interval, trialDays, features: terms };
+  return out.map(({ path, message }) => ({ path, message }));
 }
 
 /**
@@ -290,43 +326,57 @@ function checkPlan(c: Checker, v: unknown, path: string, features: Map<string, F
  * error listing every problem with its path, so a file is fixed in one pass.
  */
 export function validateCatalog(input: unknown, known: Map<string, Feature>): CatalogSpec {
-  const c = new Checker();
-  const root = c.object(input, '$', ['features', 'plans']);
+  const problems: CatalogProblem[] = [];
+  const parse = <T>(schema: z.ZodType<T>, v: unknown, path: string): T | undefined => {
+    const r = schema.safeParse(v);
+    if (!r.success) problems.push(...problemsOf(r.error.issues, path));
+    return r.data;
+  };
   const features: Feature[] = [];
   const plans: PlanSpec[] = [];
-  if (root) {
+  parse(root, input, '$');
+  if (isObj(input)) {
     const all = new Map(known);
     const seen = new Set<string>();
-    if (root.features !== undefined && !Array.isArray(root.features)) c.fail('features', 'must be an array');
-    const fs = Array.isArray(root.features) ? root.features : [];
+    if (input.features !== undefined && !Array.isArray(input.features)) problems.push({ path: 'features', message: 'must be an array' });
+    const fs: unknown[] = Array.isArray(input.features) ? input.features : [];
     fs.forEach((fv, i) => {
-      const f = checkFeature(c, fv, join('features', i), known);
-      const key = f?.key ?? (typeof (fv as Obj)?.key === 'string' ? ((fv as Obj).key as string) : undefined);
-      if (key !== undefined && seen.has(key)) c.fail(join(join('features', i), 'key'), `duplicate feature "${key}"`);
-      if (key !== undefined) seen.add(key);
-      if (f) {
-        features.push(f);
-        all.set(f.key, f);
+      const f = parse(feature, fv, `features[${i}]`);
+      const raw = (fv as Obj | null | undefined)?.key;
+      const key = keyText.safeParse(raw);
+      // A feature with a usable key is compared with the stored one, and plans may use it even when
+      // its other fields have problems: only its key and type matter there.
+      const declared = f ?? (isObj(fv) && key.success ? ({ key: key.data, type: fv.type === 'boolean' ? 'boolean' : 'metered' } as Feature) : undefined);
+      const stored = declared && known.get(declared.key);
+      if (declared && stored && stored.type !== declared.type) {
+        const message = `${declared.key} is already a ${stored.type} feature; its type cannot change (plans and events depend on it; use a new key)`;
+        problems.push({ path: `features[${i}].type`, message });
       }
+      const dup = key.success ? key.data : typeof raw === 'string' ? raw : undefined;
+      if (dup !== undefined && seen.has(dup)) problems.push({ path: `features[${i}].key`, message: `duplicate feature "${dup}"` });
+      if (dup !== undefined) seen.add(dup);
+      if (f) features.push(f);
+      if (declared) all.set(declared.key, declared);
     });
-    if (root.plans !== undefined && !Array.isArray(root.plans)) c.fail('plans', 'must be an array');
-    const ps = Array.isArray(root.plans) ? root.plans : [];
+    if (input.plans !== undefined && !Array.isArray(input.plans)) problems.push({ path: 'plans', message: 'must be an array' });
+    const ps: unknown[] = Array.isArray(input.plans) ? input.plans : [];
+    const plan = planSchema(all);
     const seenPlans = new Set<string>();
     ps.forEach((pv, i) => {
-      const p = checkPlan(c, pv, join('plans', i), all);
-      const key = typeof (pv as Obj)?.key === 'string' ? ((pv as Obj).key as string) : undefined;
-      if (key !== undefined && seenPlans.has(key)) c.fail(join(join('plans', i), 'key'), `duplicate plan "${key}"`);
-      if (key !== undefined) seenPlans.add(key);
+      const p = parse(plan, pv, `plans[${i}]`);
+      const raw = (pv as Obj | null | undefined)?.key;
+      if (typeof raw === 'string' && seenPlans.has(raw)) problems.push({ path: `plans[${i}].key`, message: `duplicate plan "${raw}"` });
+      if (typeof raw === 'string') seenPlans.add(raw);
       if (p) plans.push(p);
     });
-    if (fs.length === 0 && ps.length === 0 && c.problems.length === 0) c.fail('$', 'declares no features and no plans');
+    if (fs.length === 0 && ps.length === 0 && problems.length === 0) problems.push({ path: '$', message: 'declares no features and no plans' });
   }
-  if (c.problems.length > 0) {
-    const n = c.problems.length;
+  if (problems.length > 0) {
+    const n = problems.length;
     throw new BillingError(
       'catalog_invalid',
-      `catalog has ${n} problem${n === 1 ? '' : 's'}; nothing was applied (first: ${c.problems[0].path}: ${c.problems[0].message})`,
-      c.problems,
+      `catalog has ${n} problem${n === 1 ? '' : 's'}; nothing was applied (first: ${problems[0].path}: ${problems[0].message})`,
+      problems,
     );
   }
   return { features, plans };
