@@ -1,39 +1,15 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { applyCatalog } from '../../src/catalog/apply.js';
-import { openDb, type Db } from '../../src/storage/db.js';
 import { importTenants, type ImportRecord } from '../../src/subscriptions/import.js';
+import { arg, target } from './ops.js';
 
 /**
  * `billing tenant import` of N tenants, each subscribed, against the floor: the rows it writes
  * (tenants, subscriptions, segments, audit) inserted by bare multi-row INSERTs in one
  * transaction. `npm run bench -- onboard [--tenants N]`; BILLING_BENCH_PG_URL adds PostgreSQL.
  */
-function arg(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-}
-
-async function target(kind: 'sqlite' | 'pg', dir: string, name: string): Promise<{ db: Db; drop(): Promise<void> }> {
-  if (kind === 'sqlite') {
-    const db = await openDb(`sqlite:${path.join(dir, `${name}.db`)}`);
-    return { db, drop: () => db.close() };
-  }
-  const base = process.env.BILLING_BENCH_PG_URL!;
-  const schema = `bench_${name}_${randomBytes(4).toString('hex')}`;
-  const db = await openDb(`${base}${base.includes('?') ? '&' : '?'}schema=${schema}`, 'none');
-  await db.knex.migrate.latest();
-  return {
-    db,
-    async drop() {
-      await db.knex.raw('drop schema if exists ?? cascade', [schema]);
-      await db.close();
-    },
-  };
-}
-
 const NOW = Date.UTC(2026, 1, 1);
 const CATALOG: unknown = JSON.parse(readFileSync(path.resolve('seeds/catalog.json'), 'utf8'));
 

@@ -15,12 +15,13 @@ import { withTx } from '../../src/storage/sql.js';
  * a job lock against an empty write transaction.
  * `npm run bench -- ops [--events N]`; BILLING_BENCH_PG_URL adds PostgreSQL.
  */
-function arg(args: string[], name: string, dflt: number): number {
+export function arg(args: string[], name: string, dflt: number): number {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : dflt;
 }
 
-async function target(kind: 'sqlite' | 'pg', dir: string, name: string): Promise<{ db: Db; drop(): Promise<void> }> {
+/** A fresh database for a bench: a SQLite file in dir, or a new PostgreSQL schema. */
+export async function target(kind: 'sqlite' | 'pg', dir: string, name: string): Promise<{ db: Db; drop(): Promise<void> }> {
   if (kind === 'sqlite') {
     const db = await openDb(`sqlite:${path.join(dir, `${name}.db`)}`);
     return { db, drop: () => db.close() };
