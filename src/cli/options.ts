@@ -33,3 +33,8 @@ export function oneOf<T extends string>(raw: string, flag: string, choices: read
   if (!(choices as readonly string[]).includes(raw)) throw new BillingError('usage', `${flag} "${raw}" is not one of ${choices.join(', ')}`);
   return raw as T;
 }
+
+/** Commander's parser for a repeatable option: each occurrence appends its value. */
+export function repeatable(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

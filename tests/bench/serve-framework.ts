@@ -22,10 +22,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { ServeConfig } from '../../src/serve/config.js';
 import type { Db } from '../../src/storage/db.js';
-import { NOW, SECRET, arg, checkRequest, load, seed, usageRequest, type LoadResult } from './serve.js';
+import { NOW, SECRET, arg, checkRequest, load, seed, startServerWorker, usageRequest, type LoadResult } from './serve.js';
 
 type Kind = 'node' | 'fastify' | 'bare-node' | 'bare-fastify';
 type Measured = LoadResult & { cpuUs: number };
@@ -293,21 +293,8 @@ async function serveInWorker(kind: Kind, dbUrl: string, fastifyEntry: string): P
   });
 }
 
-async function startWorker(kind: Kind, dbUrl: string, fastifyEntry: string): Promise<{ port: number; stop(): Promise<void> }> {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { benchFramework: kind, dbUrl, fastifyEntry } });
-  const port = await new Promise<number>((resolve, reject) => {
-    worker.once('message', (m) => resolve(m.port));
-    worker.once('error', reject);
-  });
-  return {
-    port,
-    async stop() {
-      const done = new Promise((resolve) => worker.once('message', resolve));
-      worker.postMessage('stop');
-      await done;
-      await worker.terminate();
-    },
-  };
+function startWorker(kind: Kind, dbUrl: string, fastifyEntry: string): Promise<{ port: number; stop(): Promise<void> }> {
+  return startServerWorker(new URL(import.meta.url), { benchFramework: kind, dbUrl, fastifyEntry });
 }
 
 const SCENARIOS = ['check', 'usage (1 event)', 'check, 1 connection'] as const;

@@ -122,8 +122,13 @@ async function serveInWorker(kind: ServerKind, dbUrl: string, maxConcurrent: num
   });
 }
 
-async function startWorker(kind: ServerKind, dbUrl: string, maxConcurrent?: number): Promise<{ port: number; stop(): Promise<void> }> {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { benchServe: kind, dbUrl, maxConcurrent } });
+function startWorker(kind: ServerKind, dbUrl: string, maxConcurrent?: number): Promise<{ port: number; stop(): Promise<void> }> {
+  return startServerWorker(new URL(import.meta.url), { benchServe: kind, dbUrl, maxConcurrent });
+}
+
+/** Run `module` in a worker whose first message is `{ port }` and which stops on 'stop'. */
+export async function startServerWorker(module: URL, workerData: unknown): Promise<{ port: number; stop(): Promise<void> }> {
+  const worker = new Worker(module, { workerData });
   const port = await new Promise<number>((resolve, reject) => {
     worker.once('message', (m) => resolve(m.port));
     worker.once('error', reject);

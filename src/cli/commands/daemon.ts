@@ -1,17 +1,14 @@
 import type { Command } from 'commander';
 import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { repeatable } from '../options.js';
 
 export function register(program: Command): void {
   program
     .command('daemon')
     .description('run the batch stages on their schedules (node-cron, UTC) until SIGTERM/SIGINT; JSON log lines on stdout')
     .option('--config <file>', 'config file with a "daemon" section (default: ./billing.config.json when present)')
-    .option('--schedule <job=cron>', 'override one schedule, e.g. aggregate="*/5 * * * *" (repeatable; "off" disables)', collect, [])
+    .option('--schedule <job=cron>', 'override one schedule, e.g. aggregate="*/5 * * * *" (repeatable; "off" disables)', repeatable, [])
     .action(async (opts: { config?: string; schedule: string[] }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { BillingError } = await import('../../domain/errors.js');

@@ -3,7 +3,7 @@ import { DISCOUNT_DURATIONS, type Discount } from '../../domain/discount.js';
 import { toIso } from '../../domain/period.js';
 import { formatTable } from '../../format/table.js';
 import { buildContext, withDb } from '../context.js';
-import { oneOf, optionalInstant, optionalWholeNumber } from '../options.js';
+import { oneOf, optionalInstant, optionalWholeNumber, repeatable } from '../options.js';
 import { printJson, printLine } from '../output.js';
 
 interface AddOptions {
@@ -14,8 +14,6 @@ interface AddOptions {
   feature?: string[];
   start?: string;
 }
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 function discountToJson(d: Discount) {
   return {
@@ -44,7 +42,7 @@ export function register(program: Command): void {
     .option('--amount <x>', "fixed amount off, in the invoice's currency")
     .option('--duration <d>', `${DISCOUNT_DURATIONS.join(' | ')} (default once)`)
     .option('--periods <n>', 'with --duration repeating: how many invoices')
-    .option('--feature <key>', "only this feature's lines (repeatable)", collect)
+    .option('--feature <key>', "only this feature's lines (repeatable)", repeatable)
     .option('--start <iso>', 'applies to invoices whose period ends after this (default: now)')
     .action(async (tenantId: string, opts: AddOptions, cmd: Command) => {
       const ctx = buildContext(cmd);

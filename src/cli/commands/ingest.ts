@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { optionalWholeNumber } from '../options.js';
+import { optionalWholeNumber, repeatable } from '../options.js';
 import { ExitCode } from '../../domain/errors.js';
 import { buildContext, withDb } from '../context.js';
 import { printErr, printJson } from '../output.js';
@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .description('load usage events from CSV, NDJSON or CloudEvents files (or stdin; .gz transparently)')
     .argument('[files...]', 'input files; "-" or none for stdin')
     .addOption(new Option('--format <format>', 'input format (default: by extension, else sniffed)').choices(['csv', 'ndjson', 'cloudevents']))
-    .option('--map <col=field>', 'read column/key COL as FIELD (repeatable), e.g. --map units=quantity', (v: string, acc: string[]) => [...acc, v], [])
+    .option('--map <col=field>', 'read column/key COL as FIELD (repeatable), e.g. --map units=quantity', repeatable, [])
     .option('--rejects <file>', 'write rejected records, with line and reason, to FILE')
     .option('--strict', 'all or nothing: insert nothing if any record is rejected')
     .option('--batch-size <rows>', 'rows per transaction (default: 50000 on SQLite, 5000 on PostgreSQL)')
