@@ -5,7 +5,7 @@ import type { Db } from '../storage/db.js';
 import type { PlanVersion } from '../domain/catalog.js';
 import { auditRow } from '../storage/audit.js';
 import { newSegmentRow, newSubscription, newSubscriptionRow, subscriptionCreated } from './lifecycle.js';
-import { loadTenant } from './repository.js';
+import { tenantFromRow, type Tenant } from './repository.js';
 import { checkCurrency, checkTenantId, newTenant, tenantCreated } from './tenants.js';
 
 /** Rows per statement: well under SQLite's bind limit for the widest table written. */
@@ -120,12 +120,16 @@ export async function importTenants(
         const pv = await loadCurrentPlanVersion(tx.knex, key);
         if (pv) plans.set(key, pv);
       }
-      const existing = new Set<string>();
+      // Tenants already there, and the plans each has been on: read once, in chunks.
+      const existing = new Map<string, Existing>();
       for (let i = 0; i < rows.length; i += CHUNK) {
         const ids = rows.slice(i, i + CHUNK).map((r) => r.id);
-        for (const r of await tx.knex('tenants').select('id').whereIn('id', ids)) existing.add(r.id as string);
+        for (const r of await tx.knex('tenants').select('*').whereIn('id', ids)) existing.set(r.id as string, { tenant: tenantFromRow(r), plans: new Set() });
+        for (const r of await tx.knex('subscription_segments').distinct('tenant_id', 'plan_key').whereIn('tenant_id', ids)) {
+          existing.get(r.tenant_id as string)?.plans.add(r.plan_key as string);
+        }
       }
-      // New tenants are checked in memory and written in bulk; existing ones one by one.
+      // Every row is checked in memory; new tenants are written in bulk.
       const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], audit: [] as object[] };
       const reject = (row: Row, e: unknown) => {
         if (!(e instanceof BillingError || e instanceof RowError)) throw e;
@@ -134,8 +138,9 @@ export async function importTenants(
       for (const row of rows) {
         try {
           const plan = planOf(row, plans);
-          if (existing.has(row.id)) {
-            await checkUnchanged(tx, row, plan);
+          const found = existing.get(row.id);
+          if (found) {
+            checkUnchanged(row, plan, found);
             result.unchanged++;
             continue;
           }
@@ -177,17 +182,20 @@ function planOf(row: Row, plans: Map<string, PlanVersion>): PlanVersion | undefi
   return plan;
 }
 
+interface Existing {
+  tenant: Tenant;
+  /** Plan keys of the tenant's subscription segments. */
+  plans: Set<string>;
+}
+
 /** An existing tenant is fine as the row describes it, else the row is rejected. */
-async function checkUnchanged(db: Db, row: Row, plan: PlanVersion | undefined): Promise<void> {
-  const existing = (await loadTenant(db.knex, row.id))!;
+function checkUnchanged(row: Row, plan: PlanVersion | undefined, { tenant, plans }: Existing): void {
   const differs = (field: ImportField, ours: string | null, theirs: string | undefined) => {
     if (theirs !== undefined && theirs !== ours) {
       throw new RowError(field, `tenant "${row.id}" exists with ${field} ${ours ?? '(none)'}, not ${theirs} (change it with \`billing tenant update\`)`);
     }
   };
-  differs('name', existing.name, row.name);
-  differs('currency', existing.currency, row.currency);
-  if (plan && !(await db.knex('subscription_segments').where({ tenant_id: row.id, plan_key: plan.planKey }).first())) {
-    throw new RowError('plan', `tenant "${row.id}" exists without a subscription to "${plan.planKey}"`);
-  }
+  differs('name', tenant.name, row.name);
+  differs('currency', tenant.currency, row.currency);
+  if (plan && !plans.has(plan.planKey)) throw new RowError('plan', `tenant "${row.id}" exists without a subscription to "${plan.planKey}"`);
 }
