@@ -33,8 +33,8 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', colour: 'red', features: { OCR_SCAN: { enabled: 'yes', included: 1, extra: 1, overage: { model: 'per_unit', unitPrice: 1, per: 'x' } } } }], cost: 1 },
     STORED,
     [
-      '$.cost: unknown field (expected one of: features, plans)',
-      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, features)',
+      '$.cost: unknown field (expected one of: features, plans, taxes, coupons)',
+      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, features)',
       'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage)',
       'plans[0].features.OCR_SCAN.enabled: must be true or false',
       'plans[0].features.OCR_SCAN.overage.per: unknown field (expected one of: model, minimum, maximum, unitPrice)',
@@ -211,8 +211,8 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     { features: {}, plans: 'x', 'a b': 1, extra: null },
     NONE,
     [
-      '$["a b"]: unknown field (expected one of: features, plans)',
-      '$.extra: unknown field (expected one of: features, plans)',
+      '$["a b"]: unknown field (expected one of: features, plans, taxes, coupons)',
+      '$.extra: unknown field (expected one of: features, plans, taxes, coupons)',
       'features: must be an array',
       'plans: must be an array',
     ],
@@ -236,7 +236,7 @@ describe('catalog problems', () => {
   it('an own "__proto__" key (JSON.parse makes one) is an unknown field or feature like any other', () => {
     const doc = JSON.parse('{"__proto__": 1, "plans": [{"key": "p", "currency": "USD", "price": "1", "interval": "month", "features": {"__proto__": {}}}]}');
     expect(problemsOf(doc, NONE)).toEqual([
-      '$.__proto__: unknown field (expected one of: features, plans)',
+      '$.__proto__: unknown field (expected one of: features, plans, taxes, coupons)',
       'plans[0].features.__proto__: unknown feature "__proto__" (declare it under "features" or apply it first)',
     ]);
   });

@@ -104,7 +104,7 @@ describe('catalog validation', () => {
     };
     plan.colour = 'blue';
     expect(problemsOf(base)).toEqual([
-      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, features)',
+      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, features)',
       'plans[0].features.OCR_SCAN.limit: must be at least included (10)',
       'plans[0].features.OCR_SCAN.overage.size: must be greater than 0',
       'plans[0].features.STORAGE_GB.hardStop: needs a limit: included is unlimited (null) and no limit is given',

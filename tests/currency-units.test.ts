@@ -111,14 +111,15 @@ describeEachDb('currency units end to end', (t) => {
       ['base_fee', '2.124', '2124'],
       ['rounding', '-0.004', '-4'],
     ]);
-    expect(kwd).toMatchObject({ subtotal: '2.120', total: '2.120', totalMinor: '2120' });
+    // Rounding acts on the amount due (DESIGN.md §13 step 5); the total stays exact.
+    expect(kwd).toMatchObject({ subtotal: '2.124', total: '2.124', amountDue: '2.120', totalMinor: '2120' });
     // Half a step rounds away from zero.
     const bhd = local.get('BHD')!;
     expect(bhd.lines.map((l) => [l.kind, l.amount, l.amountMinor])).toEqual([
       ['base_fee', '2.125', '2125'],
       ['rounding', '0.005', '5'],
     ]);
-    expect(bhd).toMatchObject({ total: '2.130', totalMinor: '2130' });
+    expect(bhd).toMatchObject({ total: '2.125', amountDue: '2.130', totalMinor: '2130' });
     expect((await verifyInvoices(db)).violations).toEqual([]);
 
     const r = await stripeSync(db, syncOpts());
@@ -216,20 +217,20 @@ describeEachDb('billing verify: cash rounding', (t) => {
     const inv = await db.knex('invoices').where({ tenant_id: 't_kwd' }).first();
     expect(inv.number).toBe('INV-000001');
 
-    // A rounding line that leaves the total uncollectible (and not what the rule gives).
+    // A rounding line that leaves the amount due uncollectible (and not what the rule gives).
     await db.knex('invoice_lines').where({ tenant_id: 't_kwd', invoice_id: inv.id, line_no: 2 }).update({ amount: '-0.003', amount_precise: '-0.003', amount_minor: -3 });
-    await db.knex('invoices').where({ tenant_id: 't_kwd', id: inv.id }).update({ subtotal: '2.121', total: '2.121', total_minor: 2121, amount_due: '2.121' });
+    await db.knex('invoices').where({ tenant_id: 't_kwd', id: inv.id }).update({ total_minor: 2121, amount_due: '2.121' });
     let r = await runCli(['verify', '--json'], { db: url });
     expect(r.code).toBe(1);
     let violations = JSON.parse(r.stdout).violations.map((v: any) => `${v.check} ${v.invoice} ${v.message}`);
     expect(violations).toEqual([
-      'rounding INV-000001 total 2.121 KWD is not collectible: KWD is collected in multiples of 10 minor units',
+      'rounding INV-000001 amount due 2.121 KWD is not collectible: KWD is collected in multiples of 10 minor units',
       'rounding INV-000001 rounding of -3 minor units but the other lines total 2124 minor units, which round by -4',
     ]);
 
-    // Rounding too far (a whole step off), though the total is a multiple of 10.
+    // Rounding too far (a whole step off), though the amount due is a multiple of 10.
     await db.knex('invoice_lines').where({ tenant_id: 't_kwd', invoice_id: inv.id, line_no: 2 }).update({ amount: '0.006', amount_precise: '0.006', amount_minor: 6 });
-    await db.knex('invoices').where({ tenant_id: 't_kwd', id: inv.id }).update({ subtotal: '2.130', total: '2.130', total_minor: 2130, amount_due: '2.130' });
+    await db.knex('invoices').where({ tenant_id: 't_kwd', id: inv.id }).update({ total_minor: 2130, amount_due: '2.130' });
     violations = (await verifyInvoices(db)).violations.map((v) => `${v.check} ${v.invoice} ${v.line ?? '-'} ${v.message}`);
     expect(violations).toEqual([
       'rounding INV-000001 2 rounding of 6 minor units but the other lines total 2124 minor units, which round by -4',
@@ -240,7 +241,7 @@ describeEachDb('billing verify: cash rounding', (t) => {
     await db.knex('invoice_lines').where({ tenant_id: 't_kwd', invoice_id: inv.id, line_no: 2 }).update({ amount: '-0.003', amount_precise: '-0.003', amount_minor: -3 });
     const line = await db.knex('invoice_lines').where({ tenant_id: 't_kwd', invoice_id: inv.id, line_no: 2 }).first();
     await db.knex('invoice_lines').insert({ ...line, line_no: 3, amount: '-0.001', amount_precise: '-0.001', amount_minor: -1 });
-    await db.knex('invoices').where({ tenant_id: 't_kwd', id: inv.id }).update({ subtotal: '2.120', total: '2.120', total_minor: 2120, amount_due: '2.120' });
+    await db.knex('invoices').where({ tenant_id: 't_kwd', id: inv.id }).update({ total_minor: 2120, amount_due: '2.120' });
     r = await runCli(['verify'], { db: url });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/rounding\s+t_kwd\s+INV-000001\s+2 rounding lines \(#2, #3\); at most one is allowed/);

@@ -117,7 +117,7 @@ describe('usage lines bill due now minus billed before', () => {
 describe('export', () => {
   const inv: Invoice = {
     id: 'in_1', number: 'INV-000001', tenantId: '<script>alert(1)</script>', subscriptionId: 'sub_"x"', period: APRIL,
-    status: 'open', currency: 'USD', subtotal: '1.50', discounts: [], discountTotal: '0.00', taxTotal: '0.00', total: '1.50', totalMinor: '150', creditsApplied: '0.00', amountDue: '1.50', issuedAt: APRIL.end, dueAt: APRIL.end,
+    status: 'open', currency: 'USD', subtotal: '1.50', discounts: [], discountTotal: '0.00', taxes: [], taxTotal: '0.00', total: '1.50', totalMinor: '150', creditsApplied: '0.00', creditNotes: [], amountDue: '1.50', issuedAt: APRIL.end, dueAt: APRIL.end,
     finalizedAt: APRIL.end, voidedAt: null, voidReason: null, paidAt: null, paymentRef: null, uncollectibleAt: null,
     supersedes: null, createdAt: APRIL.end,
     lines: [{

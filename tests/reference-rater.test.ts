@@ -267,13 +267,13 @@ function realLine(l: Invoice['lines'][number]): string {
 }
 
 function refInvoice(i: RefInvoice): string[] {
-  return [`${i.tenant} ${day(i.start)}..${day(i.end)} ${i.currency} total ${minorToMajor(i.totalMinor, i.currency)}`, ...i.lines.map((l) => `  ${refLine(l, i.currency)}`).sort()];
+  return [`${i.tenant} ${day(i.start)}..${day(i.end)} ${i.currency} due ${minorToMajor(i.totalMinor, i.currency)}`, ...i.lines.map((l) => `  ${refLine(l, i.currency)}`).sort()];
 }
 
 function realInvoice(i: Invoice): string[] {
   // A base fee line's period is its segment's share; the reference names the invoice period.
   const lines = i.lines.map((l) => `  ${realLine(l.kind === 'base_fee' ? { ...l, period: i.period } : l)}`);
-  return [`${i.tenantId} ${day(i.period.start)}..${day(i.period.end)} ${i.currency} total ${i.total}`, ...lines.sort()];
+  return [`${i.tenantId} ${day(i.period.start)}..${day(i.period.end)} ${i.currency} due ${i.amountDue}`, ...lines.sort()];
 }
 
 /** Every line's amount_minor also adds up to the total's minor units (what Stripe is sent), which is amountDue. */
@@ -368,7 +368,7 @@ describeEachDb('reference rater vs the pipeline', (t) => {
 
 /** Invoices side by side, per tenant and period: "-" reference only, "+" pipeline only. */
 function diff(expected: string[][], got: string[][]): string {
-  const key = (inv: string[]) => inv[0].split(' total ')[0];
+  const key = (inv: string[]) => inv[0].split(' due ')[0];
   const byKey = (xs: string[][]) => new Map(xs.map((x) => [key(x), x]));
   const e = byKey(expected);
   const g = byKey(got);

@@ -5,13 +5,13 @@ import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { lockForTransaction } from '../storage/xact-lock.js';
 import { diffFeature, diffPlanTerms } from './diff.js';
-import { loadCurrentPlanVersion, loadFeatures } from './repository.js';
-import { validateCatalog } from './validate.js';
+import { loadCoupons, loadCurrentPlanVersion, loadDefaultTaxRates, loadFeatures } from './repository.js';
+import { validateCatalog, type CouponSpec, type TaxRateSpec } from './validate.js';
 
 type Q = Knex | Knex.Transaction;
 
 export interface CatalogChange {
-  kind: 'feature' | 'plan';
+  kind: 'feature' | 'plan' | 'taxes' | 'coupon';
   key: string;
   action: 'create' | 'update' | 'new_version';
   version?: number;
@@ -24,6 +24,8 @@ export interface ApplyResult {
 }
 
 type Write =
+  | { kind: 'taxes'; before: TaxRateSpec[]; after: TaxRateSpec[] }
+  | { kind: 'coupon'; action: 'create' | 'update'; before: CouponSpec | null; after: CouponSpec }
   | { kind: 'feature'; action: 'create' | 'update'; before: Feature | null; after: Feature }
   | { kind: 'plan'; action: 'create' | 'new_version'; before: PlanVersion | null; after: PlanVersion }
   | { kind: 'plan'; action: 'update'; before: PlanVersion; after: PlanVersion };
@@ -65,6 +67,21 @@ async function planWrites(q: Q, input: unknown): Promise<{ writes: Write[]; chan
       changes.push({ kind: 'plan', key: p.planKey, action: 'update', version: before.version, diff: nameDiff });
     }
   }
+  if (spec.taxes !== undefined) {
+    const before = await loadDefaultTaxRates(q);
+    const show = (ts: TaxRateSpec[]) => (ts.length === 0 ? 'none' : ts.map((t) => `${t.name} ${t.rate}%${t.inclusive ? ' inclusive' : ''}`).join(', '));
+    if (show(before) !== show(spec.taxes)) {
+      writes.push({ kind: 'taxes', before, after: spec.taxes });
+      changes.push({ kind: 'taxes', key: 'default', action: 'update', diff: [`taxes: ${show(before)} → ${show(spec.taxes)}`] });
+    }
+  }
+  const coupons = new Map((await loadCoupons(q)).map((c) => [c.key, c]));
+  for (const c of spec.coupons ?? []) {
+    const before = coupons.get(c.key) ?? null;
+    if (before && JSON.stringify(before) === JSON.stringify(c)) continue;
+    writes.push({ kind: 'coupon', action: before ? 'update' : 'create', before, after: c });
+    changes.push({ kind: 'coupon', key: c.key, action: before ? 'update' : 'create' });
+  }
   return { writes, changes };
 }
 
@@ -101,6 +118,7 @@ async function insertPlanVersion(trx: Knex.Transaction, v: PlanVersion, now: Ins
     price: v.price,
     interval: v.interval,
     trial_days: v.trialDays,
+    minimum_commitment: v.minimumCommitment ?? null,
     created_at: now,
   });
   const rows = Object.values(v.features).map((pf) => planFeatureRow(v.planKey, v.version, pf));
@@ -108,6 +126,20 @@ async function insertPlanVersion(trx: Knex.Transaction, v: PlanVersion, now: Ins
 }
 
 async function write(trx: Knex.Transaction, w: Write, now: Instant, actor: string): Promise<void> {
+  if (w.kind === 'taxes') {
+    await trx('default_tax_rates').del();
+    if (w.after.length > 0) await trx('default_tax_rates').insert(w.after.map((t) => ({ name: t.name, rate: t.rate, inclusive: t.inclusive })));
+    await writeAudit(trx, { at: now, actor, entity: 'tax', entityId: 'default', action: 'update', before: w.before, after: w.after });
+    return;
+  }
+  if (w.kind === 'coupon') {
+    const c = w.after;
+    const row = { percent: c.percent, amount: c.amount, duration: c.duration, periods: c.periods, features: c.features ? JSON.stringify(c.features) : null, updated_at: now };
+    if (w.action === 'create') await trx('coupons').insert({ key: c.key, ...row });
+    else await trx('coupons').where({ key: c.key }).update(row);
+    await writeAudit(trx, { at: now, actor, entity: 'coupon', entityId: c.key, action: w.action, before: w.before ?? undefined, after: c });
+    return;
+  }
   if (w.kind === 'feature') {
     if (w.action === 'create') await trx('features').insert({ key: w.after.key, ...featureRow(w.after), created_at: now, updated_at: now });
     else await trx('features').where({ key: w.after.key }).update({ ...featureRow(w.after), updated_at: now });

@@ -55,6 +55,9 @@ export function diffPlanTerms(before: PlanVersion, after: PlanSpec): string[] {
   if (!sameDecimal(before.price, after.price)) out.push(`price: ${before.price} → ${after.price}`);
   if (before.interval !== after.interval) out.push(`interval: ${before.interval} → ${after.interval}`);
   if (before.trialDays !== after.trialDays) out.push(`trialDays: ${before.trialDays} → ${after.trialDays}`);
+  if (!sameDecimal(before.minimumCommitment ?? null, after.minimumCommitment ?? null)) {
+    out.push(`minimumCommitment: ${show(before.minimumCommitment ?? null)} → ${show(after.minimumCommitment ?? null)}`);
+  }
   const keys = [...new Set([...Object.keys(before.features), ...Object.keys(after.features)])].sort();
   for (const k of keys) {
     const a = before.features[k];

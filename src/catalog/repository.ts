@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { Feature, PlanFeature, PlanVersion, Pricing, QuotaOverride } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { bool } from '../storage/sql.js';
+import type { CouponSpec, TaxRateSpec } from './validate.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -50,6 +51,7 @@ export async function loadPlanVersion(q: Q, planKey: string, version: number): P
     price: v.price,
     interval: v.interval,
     trialDays: Number(v.trial_days),
+    ...(v.minimum_commitment ? { minimumCommitment: v.minimum_commitment as string } : {}),
     features: Object.fromEntries(fs.map((r) => [r.feature_key, planFeatureFromRow(r)])),
   };
 }
@@ -118,4 +120,31 @@ export function applyOverride(pf: PlanFeature, o: QuotaOverride | null | undefin
     };
   }
   return out;
+}
+
+/** The catalog's default tax rates (tenants without their own pay these), in name order. */
+export async function loadDefaultTaxRates(q: Q): Promise<TaxRateSpec[]> {
+  const rows = await q('default_tax_rates').select('*').orderBy('name');
+  return rows.map((r) => ({ name: r.name, rate: r.rate, inclusive: bool(r.inclusive) }));
+}
+
+export async function loadCoupons(q: Q): Promise<CouponSpec[]> {
+  const rows = await q('coupons').select('*').orderBy('key');
+  return rows.map(couponFromRow);
+}
+
+export async function loadCoupon(q: Q, key: string): Promise<CouponSpec | null> {
+  const r = await q('coupons').where({ key }).first();
+  return r ? couponFromRow(r) : null;
+}
+
+function couponFromRow(r: Record<string, any>): CouponSpec {
+  return {
+    key: r.key,
+    percent: r.percent ?? null,
+    amount: r.amount ?? null,
+    duration: r.duration,
+    periods: r.periods === null || r.periods === undefined ? null : Number(r.periods),
+    features: r.features ? (JSON.parse(r.features) as string[]) : null,
+  };
 }

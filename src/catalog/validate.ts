@@ -14,9 +14,29 @@ export interface CatalogProblem {
 /** A plan as declared in a catalog file: a plan version without its number. */
 export type PlanSpec = Omit<PlanVersion, 'version'>;
 
+/** A tax rate (DESIGN.md §13): a percentage, exclusive (added) or inclusive (already in the prices). */
+export interface TaxRateSpec {
+  name: string;
+  rate: string;
+  inclusive: boolean;
+}
+
+/** A reusable discount a tenant gets with `billing discount add TENANT --coupon KEY`. */
+export interface CouponSpec {
+  key: string;
+  percent: string | null;
+  amount: string | null;
+  duration: 'once' | 'repeating' | 'forever';
+  periods: number | null;
+  features: string[] | null;
+}
+
 export interface CatalogSpec {
   features: Feature[];
   plans: PlanSpec[];
+  /** The default tax rates of tenants without their own; undefined: not declared (left as stored). */
+  taxes?: TaxRateSpec[];
+  coupons?: CouponSpec[];
 }
 
 const FEATURE_KEY = /^[A-Z][A-Z0-9_]{0,63}$/;
@@ -269,6 +289,7 @@ function planSchema(features: Map<string, Feature>) {
       .number({ error: NOT_TRIAL })
       .refine((t) => Number.isInteger(t) && t >= 0 && t <= MAX_TRIAL_DAYS, NOT_TRIAL)
       .optional(),
+    minimumCommitment: price.nullish(),
     features: z.unknown().transform((v, ctx) => {
       if (v === undefined) return fail(ctx, 'is required: a map of feature key to terms (a feature absent from a plan is not available on it)');
       if (!isObj(v)) return fail(ctx, 'must be an object mapping feature keys to terms');
@@ -288,12 +309,50 @@ function planSchema(features: Map<string, Feature>) {
       price: p.price,
       interval: p.interval,
       trialDays: p.trialDays ?? 0,
+      ...(p.minimumCommitment == null || dec(p.minimumCommitment).isZero() ? {} : { minimumCommitment: p.minimumCommitment }),
       features: p.features,
     }),
   );
 }
 
-const root = obj({ features: later, plans: later });
+const root = obj({ features: later, plans: later, taxes: later, coupons: later });
+
+const percentage = price.refine((p) => dec(p).lte(100), { error: 'must be at most 100' });
+
+const taxRate = obj({ name: keyText, rate: percentage, inclusive: bool.optional() }).transform(
+  (t): TaxRateSpec => ({ name: t.name, rate: dec(t.rate).toFixed(), inclusive: t.inclusive ?? false }),
+);
+
+const DURATIONS = ['once', 'repeating', 'forever'] as const;
+
+/** A coupon; `features` are the metered features it may name. */
+function couponSchema(features: Map<string, Feature>) {
+  return obj({ key: keyText, percent: later, amount: later, duration: later, periods: later, features: later }).transform((c, ctx): CouponSpec => {
+    if ((c.percent === undefined) === (c.amount === undefined)) issue(ctx, 'needs exactly one of "percent" and "amount"');
+    const percent = c.percent === undefined ? null : sub(ctx, percentage.refine((p) => dec(p).gt(0), { error: 'must be above 0' }), c.percent, ['percent']);
+    const amount = c.amount === undefined ? null : sub(ctx, price.refine((p) => dec(p).gt(0), { error: 'must be above 0' }), c.amount, ['amount']);
+    const duration = c.duration === undefined ? 'once' : sub(ctx, z.enum(DURATIONS, { error: 'must be "once", "repeating" or "forever"' }), c.duration, ['duration']);
+    let periods: number | null = null;
+    if (duration === 'repeating') {
+      const ok = typeof c.periods === 'number' && Number.isInteger(c.periods) && c.periods >= 1 && c.periods <= 1000;
+      if (ok) periods = c.periods as number;
+      else issue(ctx, 'a repeating coupon needs a whole number of invoices from 1 to 1000', ['periods']);
+    } else if (c.periods !== undefined) issue(ctx, 'applies only to duration "repeating"', ['periods']);
+    let keys: string[] | null = null;
+    if (c.features !== undefined && c.features !== null) {
+      if (!Array.isArray(c.features) || c.features.some((k) => typeof k !== 'string')) issue(ctx, 'must be an array of feature keys', ['features']);
+      else {
+        c.features.forEach((k: string, i: number) => {
+          const f = features.get(k);
+          if (!f) issue(ctx, `unknown feature "${k}"`, ['features', i]);
+          else if (f.type !== 'metered') issue(ctx, `${k} is a boolean feature: it has no lines to discount`, ['features', i]);
+        });
+        keys = c.features.length > 0 ? [...new Set(c.features as string[])].sort() : null;
+      }
+    }
+    return { key: c.key, percent: percent ?? null, amount: amount ?? null, duration: duration ?? 'once', periods, features: keys };
+  });
+}
 
 function join(path: string, key: PropertyKey): string {
   if (typeof key === 'number') return `${path}[${key}]`;
@@ -334,6 +393,8 @@ export function validateCatalog(input: unknown, known: Map<string, Feature>): Ca
   };
   const features: Feature[] = [];
   const plans: PlanSpec[] = [];
+  const coupons: CouponSpec[] = [];
+  let taxes: TaxRateSpec[] | undefined;
   parse(root, input, '$');
   if (isObj(input)) {
     const all = new Map(known);
@@ -369,7 +430,31 @@ export function validateCatalog(input: unknown, known: Map<string, Feature>): Ca
       if (typeof raw === 'string') seenPlans.add(raw);
       if (p) plans.push(p);
     });
-    if (fs.length === 0 && ps.length === 0 && problems.length === 0) problems.push({ path: '$', message: 'declares no features and no plans' });
+    if (input.taxes !== undefined) {
+      if (!Array.isArray(input.taxes)) problems.push({ path: 'taxes', message: 'must be an array of {name, rate, inclusive?} (empty: no default tax)' });
+      else {
+        taxes = [];
+        const names = new Set<string>();
+        input.taxes.forEach((tv, i) => {
+          const t = parse(taxRate, tv, `taxes[${i}]`);
+          if (t && names.has(t.name)) problems.push({ path: `taxes[${i}].name`, message: `duplicate tax "${t.name}"` });
+          if (t) names.add(t.name);
+          if (t) taxes!.push(t);
+        });
+      }
+    }
+    if (input.coupons !== undefined && !Array.isArray(input.coupons)) problems.push({ path: 'coupons', message: 'must be an array' });
+    const cs: unknown[] = Array.isArray(input.coupons) ? input.coupons : [];
+    const coupon = couponSchema(all);
+    const couponKeys = new Set<string>();
+    cs.forEach((cv, i) => {
+      const c = parse(coupon, cv, `coupons[${i}]`);
+      if (c && couponKeys.has(c.key)) problems.push({ path: `coupons[${i}].key`, message: `duplicate coupon "${c.key}"` });
+      if (c) couponKeys.add(c.key);
+      if (c) coupons.push(c);
+    });
+    const empty = fs.length === 0 && ps.length === 0 && cs.length === 0 && input.taxes === undefined;
+    if (empty && problems.length === 0) problems.push({ path: '$', message: 'declares no features and no plans' });
   }
   if (problems.length > 0) {
     const n = problems.length;
@@ -379,5 +464,5 @@ export function validateCatalog(input: unknown, known: Map<string, Feature>): Ca
       problems,
     );
   }
-  return { features, plans };
+  return { features, plans, ...(taxes === undefined ? {} : { taxes }), ...(coupons.length === 0 ? {} : { coupons }) };
 }

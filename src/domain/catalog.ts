@@ -43,6 +43,8 @@ export interface PlanVersion {
   price: string; // base fee per interval, decimal string major units
   interval: 'month' | 'year';
   trialDays: number;
+  /** DESIGN.md §13: a period's subtotal below this (prorated) gets a true-up line; absent: none. */
+  minimumCommitment?: string;
   features: Record<string, PlanFeature>;
 }
 

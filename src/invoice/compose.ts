@@ -7,6 +7,8 @@ import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
 import type { Subscription } from '../subscriptions/repository.js';
 import { loadDiscounts } from '../subscriptions/discounts.js';
+import { availableCredits } from '../subscriptions/credits.js';
+import { loadTenantTaxes } from '../subscriptions/taxes.js';
 import { versionKey } from '../rate/base-fee.js';
 import { periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage } from '../rate/period.js';
 import type { Billed } from '../rate/usage-lines.js';
@@ -94,6 +96,8 @@ export interface ComposeInput {
   sub: Subscription;
   period: Period;
   nominal: Period;
+  /** When the invoice is issued: which prepaid credit it may use. */
+  issuedAt: number;
 }
 
 export interface Composed {
@@ -103,6 +107,8 @@ export interface Composed {
   featureTerms: FeatureTerms;
   /** Recorded with the invoice: the once / repeating discounts it used. */
   discountsUsed: string[];
+  /** Recorded with the invoice: what it took from each prepaid credit grant. */
+  creditsUsed: Array<{ grantId: string; instance: number; amount: string }>;
 }
 
 /**
@@ -128,7 +134,9 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const features = await cache.allFeatures(q);
 
   const discounts = await loadDiscounts(q, sub.tenantId);
-  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, discounts }, state);
+  const taxes = (await loadTenantTaxes(q, sub.tenantId)).rates;
+  const credits = await availableCredits(q, sub.tenantId, sub.currency, input.issuedAt);
+  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, discounts, taxes, credits }, state);
   const lines = rated.lines.map((d, i) => ({ lineNo: i + 1, ...d }));
-  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed };
+  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed, creditsUsed: rated.creditsUsed };
 }

@@ -1,7 +1,7 @@
 import { toCsv } from '../format/csv.js';
 import { BillingError } from '../domain/errors.js';
 import { displayInstant, toIso } from '../domain/period.js';
-import { invoiceToJson, type Invoice } from './types.js';
+import { invoiceToJson, invoiceTotalsRows, type Invoice } from './types.js';
 
 export type ExportFormat = 'json' | 'csv' | 'html';
 export const EXPORT_FORMATS: ExportFormat[] = ['json', 'csv', 'html'];
@@ -28,7 +28,9 @@ function renderCsv(inv: Invoice): string {
     inv.number, inv.tenantId, inv.status, inv.currency, l.lineNo, l.kind, l.featureKey, l.description,
     toIso(l.period.start), toIso(l.period.end), l.quantity, l.unitPrice, l.amount,
   ]);
-  rows.push([inv.number, inv.tenantId, inv.status, inv.currency, '', 'total', '', 'Total', toIso(inv.period.start), toIso(inv.period.end), '', '', inv.total]);
+  for (const t of invoiceTotalsRows(inv)) {
+    rows.push([inv.number, inv.tenantId, inv.status, inv.currency, '', t.kind, '', t.label, toIso(inv.period.start), toIso(inv.period.end), '', '', t.amount]);
+  }
   return toCsv(columns, rows);
 }
 
@@ -87,7 +89,9 @@ ${facts.map(([k, v]) => `    <dt>${e(k)}</dt><dd>${e(v)}</dd>`).join('\n')}
     <tbody>
 ${rows}
     </tbody>
-    <tfoot><tr><td colspan="5">Total</td><td class="num">${e(inv.total)} ${e(inv.currency)}</td></tr></tfoot>
+    <tfoot>
+${invoiceTotalsRows(inv).map((t) => `      <tr class="${e(t.kind)}"><td colspan="5">${e(t.label)}</td><td class="num">${e(t.amount)} ${e(inv.currency)}</td></tr>`).join('\n')}
+    </tfoot>
   </table>
 </body>
 </html>

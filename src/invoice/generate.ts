@@ -11,6 +11,7 @@ import { endedPeriods, subscriptionPeriodAt, type BillingPeriod } from '../subsc
 import { CatalogCache } from '../rate/tenant-terms.js';
 import type { InvoiceTotals } from '../rate/totals.js';
 import { recordDiscountUses } from '../subscriptions/discounts.js';
+import { recordCreditUses } from '../subscriptions/credits.js';
 import { composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
@@ -119,7 +120,7 @@ async function createInvoice(
         .select('id', 'status');
       if (earlier.some((i) => i.status !== 'void')) throw new AlreadyInvoiced();
       const voided = earlier.at(-1);
-      const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal });
+      const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal, issuedAt: opts.now });
       const head = draftHead(sub, bp.period, composed, {
         id: newInvoiceId(),
         number,
@@ -130,6 +131,7 @@ async function createInvoice(
       await trx('invoices').insert({ ...invoiceRow(head, opts.now), feature_terms: JSON.stringify(composed.featureTerms) });
       await insertLines(trx, head.id, composed.lines);
       await recordDiscountUses(trx, sub.tenantId, head.id, composed.discountsUsed);
+      await recordCreditUses(trx, sub.tenantId, head.id, composed.creditsUsed);
       const invoice: Invoice = { ...head, lines: composed.lines };
       await writeAudit(trx, {
         at: opts.now,
@@ -181,6 +183,7 @@ function draftHead(
     status: 'draft',
     currency: sub.currency,
     ...composed.totals,
+    creditNotes: [],
     totalMinor: minorOf(composed.lines),
     issuedAt: o.now,
     dueAt: o.now + o.dueDays * DAY_MS,
@@ -213,7 +216,7 @@ export async function previewInvoice(db: Db, opts: { now: Instant; tenantId: str
     if (!sub) return null;
     await runAggregate(tdb, { now: opts.now, tenantId: opts.tenantId });
     const { period, nominal } = subscriptionPeriodAt(sub, opts.now);
-    const composed = await composeInvoice(q, new CatalogCache(), { sub, period, nominal });
+    const composed = await composeInvoice(q, new CatalogCache(), { sub, period, nominal, issuedAt: opts.now });
     const head = draftHead(sub, period, composed, { id: 'preview', number: 'PREVIEW', now: opts.now, dueDays, supersedes: null });
     return { ...head, lines: composed.lines };
   });

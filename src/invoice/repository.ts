@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { BillingError } from '../domain/errors.js';
 import { invoiceTotals } from '../rate/totals.js';
 import type { Db } from '../storage/db.js';
-import { INVOICE_STATUSES, type Invoice, type InvoiceLine, type InvoiceStatus } from './types.js';
+import { INVOICE_STATUSES, type Invoice, type InvoiceCreditNote, type InvoiceLine, type InvoiceStatus } from './types.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -25,7 +25,8 @@ function lineColumns(q: Q) {
   return ['*', q.raw('CAST(amount_minor AS TEXT) AS amount_minor_text')];
 }
 
-export function invoiceFromRow(r: Record<string, any>, lines: InvoiceLine[]): Invoice {
+export function invoiceFromRow(r: Record<string, any>, lines: InvoiceLine[], creditNotes: InvoiceCreditNote[] = []): Invoice {
+  const derived = invoiceTotals(lines, r.currency);
   return {
     id: r.id,
     number: r.number,
@@ -35,13 +36,15 @@ export function invoiceFromRow(r: Record<string, any>, lines: InvoiceLine[]): In
     status: r.status,
     currency: r.currency,
     subtotal: r.subtotal,
-    // Which discounts: from the lines; the amounts are the stored columns.
-    discounts: invoiceTotals(lines, r.currency).discounts,
+    // Which discounts and taxes: from the lines; the totals are the stored columns.
+    discounts: derived.discounts,
     discountTotal: r.discount_total,
+    taxes: derived.taxes,
     taxTotal: r.tax_total,
     total: r.total,
     totalMinor: String(r.total_minor_text ?? r.total_minor),
     creditsApplied: r.credits_applied,
+    creditNotes,
     amountDue: r.amount_due,
     issuedAt: Number(r.issued_at),
     dueAt: Number(r.due_at),
@@ -79,6 +82,7 @@ export function lineFromRow(r: Record<string, any>): InvoiceLine {
 /** Attach lines to invoice rows with one query per batch of invoices. */
 async function withLines(q: Q, rows: Array<Record<string, any>>): Promise<Invoice[]> {
   const byInvoice = new Map<string, InvoiceLine[]>();
+  const notes = new Map<string, InvoiceCreditNote[]>();
   for (let i = 0; i < rows.length; i += 500) {
     const batch = rows.slice(i, i + 500);
     const tenants = [...new Set(batch.map((r) => r.tenant_id))];
@@ -92,8 +96,17 @@ async function withLines(q: Q, rows: Array<Record<string, any>>): Promise<Invoic
       list.push(lineFromRow(l));
       byInvoice.set(l.invoice_id, list);
     }
+    const withNotes = batch.filter((r) => r.credit_note_total !== null && r.credit_note_total !== undefined);
+    if (withNotes.length > 0) {
+      const cns = await q('credit_notes')
+        .select('invoice_id', 'number', 'amount', 'due_reduction')
+        .whereIn('tenant_id', [...new Set(withNotes.map((r) => r.tenant_id))])
+        .whereIn('invoice_id', withNotes.map((r) => r.id))
+        .orderByRaw('LENGTH(number), number');
+      for (const c of cns) notes.set(c.invoice_id, [...(notes.get(c.invoice_id) ?? []), { number: c.number, amount: c.amount, dueReduction: c.due_reduction }]);
+    }
   }
-  return rows.map((r) => invoiceFromRow(r, byInvoice.get(r.id) ?? []));
+  return rows.map((r) => invoiceFromRow(r, byInvoice.get(r.id) ?? [], notes.get(r.id) ?? []));
 }
 
 export interface InvoiceFilter {

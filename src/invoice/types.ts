@@ -1,15 +1,21 @@
 import type { RatedLine } from '../rate/lines.js';
-import type { AppliedDiscount } from '../rate/totals.js';
+import type { AppliedDiscount, AppliedTax } from '../rate/totals.js';
 import { displayInstant, periodToJson, toIso, type Instant, type Period } from '../domain/period.js';
 
 export type InvoiceStatus = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
 export const INVOICE_STATUSES: InvoiceStatus[] = ['draft', 'open', 'paid', 'void', 'uncollectible'];
 
-export type { BaseFeeDetails, DiscountDetails, LineKind, RatedLine, UsageDetails } from '../rate/lines.js';
-export { LINE_KINDS, USAGE_KINDS } from '../rate/lines.js';
+export type { BaseFeeDetails, CommitmentDetails, CreditDetails, DiscountDetails, TaxDetails, LineKind, RatedLine, UsageDetails } from '../rate/lines.js';
+export { LINE_KINDS, SUBTOTAL_KINDS, USAGE_KINDS } from '../rate/lines.js';
 
 export interface InvoiceLine extends RatedLine {
   lineNo: number;
+}
+
+export interface InvoiceCreditNote {
+  number: string;
+  amount: string;
+  dueReduction: string;
 }
 
 export interface Invoice {
@@ -24,11 +30,14 @@ export interface Invoice {
   subtotal: string;
   discounts: AppliedDiscount[];
   discountTotal: string;
+  taxes: AppliedTax[];
   taxTotal: string;
   total: string;
   /** The sum of the lines' minor units: what is collected. */
   totalMinor: string;
   creditsApplied: string;
+  /** Credit notes against it, oldest first: gross amount and what it took off the amount due. */
+  creditNotes: InvoiceCreditNote[];
   amountDue: string;
   issuedAt: Instant;
   dueAt: Instant;
@@ -54,6 +63,34 @@ export function summarize(inv: Invoice): InvoiceSummary {
 const iso = (t: Instant | null) => (t === null ? null : displayInstant(t));
 
 /** The one JSON shape of an invoice (list, show, export, generate --json): ISO instants, decimal strings. */
+export interface TotalsRow {
+  /** subtotal | discount | tax | total | credits_applied | credit_note | amount_due */
+  kind: string;
+  label: string;
+  /** Signed as it acts on the amount due: discounts, credits and credit notes negative. */
+  amount: string;
+}
+
+const neg = (x: string) => (/^-/.test(x) ? x.slice(1) : /^0(\.0+)?$/.test(x) ? x : `-${x}`);
+const zero = (x: string) => /^-?0(\.0+)?$/.test(x);
+
+/**
+ * The totals block every rendering shows (DESIGN.md §13): subtotal, each discount, each tax,
+ * total, credits applied, each credit note, amount due. Rows that would only repeat the total
+ * are left out, so a plain invoice shows just its total.
+ */
+export function invoiceTotalsRows(inv: Pick<Invoice, 'subtotal' | 'discounts' | 'taxes' | 'total' | 'creditsApplied' | 'creditNotes' | 'amountDue'>): TotalsRow[] {
+  const rows: TotalsRow[] = [];
+  if (inv.discounts.length > 0 || inv.taxes.length > 0) rows.push({ kind: 'subtotal', label: 'Subtotal', amount: inv.subtotal });
+  for (const d of inv.discounts) rows.push({ kind: 'discount', label: d.description, amount: neg(d.amount) });
+  for (const t of inv.taxes) rows.push({ kind: 'tax', label: `${t.name} ${t.rate}%${t.inclusive ? ' (included)' : ''} on ${t.base}`, amount: t.amount });
+  rows.push({ kind: 'total', label: 'Total', amount: inv.total });
+  if (!zero(inv.creditsApplied)) rows.push({ kind: 'credits_applied', label: 'Prepaid credit applied', amount: neg(inv.creditsApplied) });
+  for (const c of inv.creditNotes) rows.push({ kind: 'credit_note', label: `Credit note ${c.number}`, amount: neg(c.dueReduction) });
+  if (rows.length > 1 || inv.amountDue !== inv.total) rows.push({ kind: 'amount_due', label: 'Amount due', amount: inv.amountDue });
+  return rows;
+}
+
 export function invoiceToJson(inv: Invoice | InvoiceSummary) {
   return {
     id: inv.id,
@@ -66,12 +103,12 @@ export function invoiceToJson(inv: Invoice | InvoiceSummary) {
     subtotal: inv.subtotal,
     discounts: inv.discounts,
     discountTotal: inv.discountTotal,
-    taxes: [] as Array<{ name: string; rate: string; inclusive: boolean; base: string; amount: string }>,
+    taxes: inv.taxes,
     taxTotal: inv.taxTotal,
     total: inv.total,
     totalMinor: inv.totalMinor,
     creditsApplied: inv.creditsApplied,
-    creditNotes: [] as Array<{ number: string; amount: string }>,
+    creditNotes: inv.creditNotes.map((c) => ({ number: c.number, amount: c.amount })),
     amountDue: inv.amountDue,
     issuedAt: toIso(inv.issuedAt),
     dueAt: toIso(inv.dueAt),

@@ -1,14 +1,16 @@
 import type { PlanFeature } from '../domain/catalog.js';
-import { dec, isDecimalString, type Decimal } from '../domain/decimal.js';
-import { cashRoundingMinor, cashStepMinor, roundMoney } from '../domain/money.js';
+import { Decimal, dec, isDecimalString } from '../domain/decimal.js';
+import { cashRoundingMinor, cashStepMinor, formatMoney, minorToMajor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { prorate, prorationQuantity } from '../rate/base-fee.js';
 import { invoiceTotals } from '../rate/totals.js';
 import { discountAmount } from '../rate/discounts.js';
+import { commitmentAmount } from '../rate/commitment.js';
+import { taxOn } from '../rate/taxes.js';
 import { listInvoices } from './repository.js';
-import { INVOICE_STATUSES, LINE_KINDS, USAGE_KINDS, type BaseFeeDetails, type DiscountDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
+import { INVOICE_STATUSES, LINE_KINDS, SUBTOTAL_KINDS, USAGE_KINDS, type BaseFeeDetails, type CommitmentDetails, type CreditDetails, type DiscountDetails, type TaxDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
 import { dueMinusBilled } from '../rate/usage-lines.js';
 import { formatInvoiceNumber } from './numbering.js';
 
@@ -52,6 +54,10 @@ export async function verifyInvoices(db: Db): Promise<VerifyReport> {
     checkOnePerPeriod(list, out);
     await checkUsageBilling(db, tenantId, list, out);
     await checkLateTerms(db, tenantId, list, out);
+    await checkCreditNotes(db, tenantId, list, out);
+  }
+  for (const tenantId of (await db.knex('credit_grants').distinct('tenant_id').orderBy('tenant_id')).map((r) => r.tenant_id as string)) {
+    await checkCreditLedger(db, tenantId, out);
   }
   await checkNumbers(db, numbers, out);
   return { ok: out.length === 0, invoices, lines, violations: out };
@@ -75,30 +81,51 @@ function checkInvoice(inv: Invoice, out: Violation[]): void {
     if (INT_RE.test(l.amountMinor)) minor += BigInt(l.amountMinor);
   }
   if (!linesOk) return;
-  checkTotals(inv, sum, v);
+  checkTotals(inv, v);
   checkDiscountSum(inv, v);
-  if (roundMoney(inv.total, inv.currency).minor !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} does not match total ${inv.total}`);
+  checkOrder(inv, v);
+  if (roundMoney(sum, inv.currency).minor !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} does not match the lines' sum ${sum.toFixed()}`);
   if (minor.toString() !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} but line amounts in minor units sum to ${minor}`);
   if (dec(inv.total).isNegative() && !inv.lines.some((l) => l.kind === 'credit')) v('sign', `total ${inv.total} is negative without a credit line`);
   checkCashRounding(inv, v);
 }
 
 /**
- * The §13 totals against the lines (rate/totals.ts): subtotal = the non-discount lines,
- * discountTotal = what the discount lines take off, total = subtotal − discountTotal + taxes =
- * the lines' sum, amountDue = total − credits. No taxes or credits exist yet: both are zero.
+ * The §13 totals against the lines (rate/totals.ts): subtotal = base fee, usage and commitment
+ * lines; discountTotal = what the discount lines take off; taxTotal = every rate's tax; total =
+ * subtotal − discountTotal + exclusive taxes; creditsApplied = the prepaid credit lines, at most
+ * the total; amountDue = total − creditsApplied (+ cash rounding) − credit notes, never below 0
+ * unless the total is. (The lines sum to the amount due before credit notes: total_minor.)
  */
-function checkTotals(inv: Invoice, sum: Decimal, v: (check: string, message: string) => void): void {
-  const want = invoiceTotals(inv.lines, inv.currency);
-  if (!sum.eq(inv.total)) v('total', `total ${inv.total} but the lines sum to ${sum.toFixed()}`);
-  if (!dec(inv.subtotal).eq(want.subtotal)) v('total', `subtotal ${inv.subtotal} but the lines other than discounts sum to ${want.subtotal}`);
-  if (!dec(inv.discountTotal).eq(want.discountTotal)) v('total', `discount_total ${inv.discountTotal} but the discount lines take off ${want.discountTotal}`);
-  if (!dec(inv.taxTotal).isZero()) v('total', `tax_total ${inv.taxTotal} but no taxes exist`);
-  if (!dec(inv.creditsApplied).isZero()) v('total', `credits_applied ${inv.creditsApplied} but no credits exist`);
-  if (!dec(inv.subtotal).minus(inv.discountTotal).plus(inv.taxTotal).eq(inv.total)) {
-    v('total', `total ${inv.total} is not subtotal ${inv.subtotal} − discount_total ${inv.discountTotal} + tax_total ${inv.taxTotal}`);
+function checkTotals(inv: Invoice, v: (check: string, message: string) => void): void {
+  const notes = inv.creditNotes.reduce((s, c) => s.plus(c.amount), dec(0));
+  const dueReduction = inv.creditNotes.reduce((s, c) => s.plus(c.dueReduction), dec(0));
+  const want = invoiceTotals(inv.lines, inv.currency, dueReduction.toFixed());
+  const field = (name: string, got: string, expected: string, what: string) => {
+    if (!dec(got).eq(expected)) v('total', `${name} ${got} but ${what} ${expected}`);
+  };
+  field('subtotal', inv.subtotal, want.subtotal, 'the base fee, usage and commitment lines sum to');
+  field('discount_total', inv.discountTotal, want.discountTotal, 'the discount lines take off');
+  field('tax_total', inv.taxTotal, want.taxTotal, 'the tax lines add up to');
+  field('total', inv.total, want.total, 'subtotal − discounts + exclusive taxes is');
+  field('credits_applied', inv.creditsApplied, want.creditsApplied, 'the prepaid credit lines take off');
+  field('amount_due', inv.amountDue, want.amountDue, 'total − credits applied (+ rounding) − credit notes is');
+  if (dec(inv.creditsApplied).gt(0) && dec(inv.creditsApplied).gt(dec(inv.total).isNegative() ? 0 : inv.total)) {
+    v('credits', `credits applied ${inv.creditsApplied} exceed the total ${inv.total}`);
   }
-  if (!dec(inv.total).minus(inv.creditsApplied).eq(inv.amountDue)) v('total', `amount_due ${inv.amountDue} is not total ${inv.total} − credits_applied ${inv.creditsApplied}`);
+  if (dec(inv.amountDue).isNegative() && !dec(inv.total).isNegative()) v('total', `amount_due ${inv.amountDue} is negative`);
+  if (notes.gt(dec(inv.total).isNegative() ? 0 : inv.total)) v('credit_note', `credit notes ${notes.toFixed()} exceed the invoice total ${inv.total}`);
+}
+
+/** §13's order: subtotal lines, then discounts, taxes, prepaid credits, cash rounding. */
+function checkOrder(inv: Invoice, v: (check: string, message: string, line?: number) => void): void {
+  const stage = (k: string) => (SUBTOTAL_KINDS.includes(k as never) ? 0 : ['discount', 'tax', 'prepaid_credit', 'rounding'].indexOf(k) + 1);
+  let last = 0;
+  for (const l of inv.lines) {
+    const s = stage(l.kind);
+    if (s < last) v('order', `${l.kind} line after a later stage of the invoice (subtotal, discounts, taxes, credits, rounding)`, l.lineNo);
+    last = Math.max(last, s);
+  }
 }
 
 /**
@@ -114,7 +141,7 @@ function checkCashRounding(inv: Invoice, v: (check: string, message: string, lin
     return;
   }
   if (BigInt(inv.totalMinor) % BigInt(step) !== 0n) {
-    v('rounding', `total ${inv.total} ${inv.currency} is not collectible: ${inv.currency} is collected in multiples of ${step} minor units`);
+    v('rounding', `amount due ${minorToMajor(inv.totalMinor, inv.currency)} ${inv.currency} is not collectible: ${inv.currency} is collected in multiples of ${step} minor units`);
   }
   if (rounding.length > 1) v('rounding', `${rounding.length} rounding lines (${rounding.map((l) => `#${l.lineNo}`).join(', ')}); at most one is allowed`);
   const others = inv.lines.filter((l) => l.kind !== 'rounding').reduce((s, l) => s + BigInt(l.amountMinor), 0n);
@@ -151,13 +178,49 @@ function checkLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: str
   }
   if (l.kind === 'rounding') return true; // checked against the whole invoice (checkCashRounding)
   const amt = dec(l.amount);
-  if (l.kind === 'credit' || l.kind === 'discount' ? !amt.isNegative() || amt.isZero() : amt.isNegative()) {
+  const negative = l.kind === 'credit' || l.kind === 'discount' || l.kind === 'prepaid_credit';
+  if (negative ? !amt.isNegative() || amt.isZero() : amt.isNegative()) {
     v('sign', `${l.kind} line has amount ${l.amount}`);
   }
   if (l.kind === 'base_fee') checkBaseFee(inv, l, v);
   else if (l.kind === 'discount') checkDiscountLine(inv, l, v);
-  else checkUsageLine(inv, l, v);
+  else if (l.kind === 'commitment') checkCommitmentLine(inv, l, v);
+  else if (l.kind === 'tax') checkTaxLine(inv, l, v);
+  else if (l.kind === 'prepaid_credit') {
+    const d = l.details as CreditDetails | null;
+    if (!d || typeof d.grantId !== 'string' || !isDecimalString(d.balanceBefore ?? '')) v('recompute', 'prepaid credit line lacks its grant or the balance before it');
+    else if (dec(l.amount).neg().gt(d.balanceBefore)) v('credits', `prepaid credit ${l.amount} exceeds what grant ${d.grantId} had left (${d.balanceBefore})`);
+  } else checkUsageLine(inv, l, v);
   return true;
+}
+
+/** A commitment line tops the subtotal lines before it up to the prorated commitment. */
+function checkCommitmentLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+  const d = l.details as CommitmentDetails | null;
+  if (!d || ![d.commitment, d.billedSeconds, d.periodSeconds, d.subtotal].every((x) => typeof x === 'string' && isDecimalString(x))) {
+    v('recompute', 'commitment line lacks its commitment, proration or the subtotal it tops up');
+    return;
+  }
+  const before = inv.lines.filter((x) => x.lineNo < l.lineNo && SUBTOTAL_KINDS.includes(x.kind)).reduce((s, x) => s.plus(x.amount), dec(0));
+  if (!before.eq(d.subtotal)) v('recompute', `commitment tops up ${d.subtotal} but the lines before it sum to ${before.toFixed()}`);
+  const again = commitmentAmount(d, inv.currency);
+  if (!dec(again).eq(l.amount)) v('recompute', `commitment ${l.amount} but ${d.commitment} × ${d.billedSeconds}/${d.periodSeconds} s less ${d.subtotal} gives ${again}`);
+}
+
+/** A tax line: its rate on the discounted amount (subtotal and discount lines, never below 0), rounded once. */
+function checkTaxLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+  const d = l.details as TaxDetails | null;
+  if (!d || typeof d.name !== 'string' || typeof d.inclusive !== 'boolean' || ![d.rate, d.base, d.tax].every((x) => typeof x === 'string' && isDecimalString(x))) {
+    v('recompute', 'tax line lacks its name, rate, base or tax');
+    return;
+  }
+  const discounted = inv.lines.filter((x) => SUBTOTAL_KINDS.includes(x.kind) || x.kind === 'discount').reduce((s, x) => s.plus(x.amount), dec(0));
+  const base = formatMoney(Decimal.max(discounted, 0), inv.currency);
+  if (!dec(d.base).eq(base)) v('recompute', `${d.name} is computed on ${d.base} but the discounted amount is ${base}`);
+  const tax = taxOn(d.base, d, inv.currency);
+  if (!dec(tax).eq(d.tax)) v('recompute', `${d.name} ${d.rate}% of ${d.base}${d.inclusive ? ' (inclusive)' : ''} is ${tax}, not ${d.tax}`);
+  const amount = d.inclusive ? dec(0) : dec(d.tax);
+  if (!amount.eq(l.amount)) v('recompute', `${d.name} line amount ${l.amount} but ${d.inclusive ? 'an inclusive tax adds 0' : `its tax is ${d.tax}`}`);
 }
 
 function checkBaseFee(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
@@ -198,7 +261,7 @@ function checkDiscountLine(inv: Invoice, l: InvoiceLine, v: (check: string, mess
 function checkDiscountSum(inv: Invoice, v: (check: string, message: string, line?: number) => void): void {
   const discounts = inv.lines.filter((l) => l.kind === 'discount');
   if (discounts.length === 0) return;
-  const charged = inv.lines.filter((l) => l.kind !== 'discount' && l.kind !== 'rounding').reduce((s, l) => s.plus(l.amount), dec(0));
+  const charged = inv.lines.filter((l) => SUBTOTAL_KINDS.includes(l.kind)).reduce((s, l) => s.plus(l.amount), dec(0));
   const off = discounts.reduce((s, l) => s.minus(l.amount), dec(0));
   if (off.gt(charged.isNegative() ? 0 : charged)) v('discount', `discounts take ${off.toFixed()} off lines that charge ${charged.toFixed()}: below zero`, discounts[0].lineNo);
 }
@@ -350,6 +413,62 @@ async function checkLateTerms(db: Db, tenantId: string, list: Invoice[], out: Vi
         line: l.lineNo,
         message: `${l.kind} ${l.featureKey} for the period starting ${toIso(l.period.start)} is priced on terms that no invoice of that period recorded`,
       });
+    }
+  }
+}
+
+/**
+ * Each credit note splits its amount into what it took off the amount due and what it credited
+ * (a prepaid grant of exactly that, or a refund); the invoice's stored sum of notes agrees.
+ */
+async function checkCreditNotes(db: Db, tenantId: string, list: Invoice[], out: Violation[]): Promise<void> {
+  const rows = await db.knex('credit_notes').where('tenant_id', tenantId).orderBy('number');
+  if (rows.length === 0) return;
+  const grants = new Map((await db.knex('credit_grants').where({ tenant_id: tenantId, source: 'credit_note' })).map((g) => [g.id as string, g]));
+  const byId = new Map(list.map((i) => [i.id, i]));
+  for (const r of rows) {
+    const inv = byId.get(r.invoice_id);
+    const v = (message: string) => out.push({ check: 'credit_note', invoice: inv?.number ?? r.invoice_id, message: `${r.number} ${message}` });
+    if (![r.amount, r.due_reduction, r.credited, r.tax_amount].every((x) => isDecimalString(x ?? ''))) {
+      v('has a field that is not a decimal amount');
+      continue;
+    }
+    if (dec(r.amount).lte(0) || dec(r.due_reduction).isNegative() || dec(r.credited).isNegative()) v(`amount ${r.amount}, due reduction ${r.due_reduction} and credited ${r.credited} must be positive`);
+    if (!dec(r.due_reduction).plus(r.credited).eq(r.amount)) v(`amount ${r.amount} is not due reduction ${r.due_reduction} + credited ${r.credited}`);
+    const grant = r.grant_id ? grants.get(r.grant_id) : undefined;
+    const refund = r.refund === true || r.refund === 1;
+    if (dec(r.credited).gt(0) && !refund && (!grant || !dec(grant.amount).eq(r.credited))) v(`credited ${r.credited} but no prepaid grant of that amount records it`);
+  }
+  for (const inv of list) {
+    const notes = rows.filter((r) => r.invoice_id === inv.id);
+    const stored = (await db.knex('invoices').where({ tenant_id: tenantId, id: inv.id }).first('credit_note_total'))?.credit_note_total ?? null;
+    const sum = notes.reduce((s, r) => s.plus(isDecimalString(r.amount ?? '') ? r.amount : 0), dec(0));
+    if (notes.length > 0 && (stored === null || !dec(stored).eq(sum))) {
+      out.push({ check: 'credit_note', invoice: inv.number, message: `credit_note_total ${stored} but its credit notes add up to ${sum.toFixed()}` });
+    }
+  }
+}
+
+/** No grant instance has given more than it held (the balance never goes negative). */
+async function checkCreditLedger(db: Db, tenantId: string, out: Violation[]): Promise<void> {
+  const grants = await db.knex('credit_grants').where('tenant_id', tenantId);
+  const uses = await db.knex('credit_uses as u')
+    .join('invoices as i', function () {
+      this.on('i.tenant_id', 'u.tenant_id').andOn('i.id', 'u.invoice_id');
+    })
+    .where('u.tenant_id', tenantId)
+    .whereNot('i.status', 'void')
+    .select('u.grant_id', 'u.instance', 'u.amount');
+  const used = new Map<string, Decimal>();
+  for (const u of uses) {
+    const key = `${u.grant_id}#${u.instance}`;
+    used.set(key, (used.get(key) ?? dec(0)).plus(isDecimalString(u.amount ?? '') ? u.amount : 0));
+  }
+  for (const [key, sum] of used) {
+    const g = grants.find((x) => x.id === key.split('#')[0]);
+    if (!g) out.push({ check: 'credits', message: `tenant ${tenantId}: invoices used grant ${key} that does not exist` });
+    else if (!isDecimalString(g.amount ?? '') || sum.gt(g.amount)) {
+      out.push({ check: 'credits', message: `tenant ${tenantId}: grant ${key} gave ${sum.toFixed()} of ${g.amount}: its balance went negative` });
     }
   }
 }

@@ -5,11 +5,17 @@ import type { Instant, Period } from '../domain/period.js';
 
 /**
  * credit: a negative correction (late usage revised down), always with a reason.
+ * commitment: the true-up to a plan's minimum commitment (DESIGN.md §13).
  * discount: a tenant discount (DESIGN.md §13), negative, its id in the details.
- * rounding: brings the total of a BHD/JOD/KWD/OMR/TND invoice to a collectible multiple of 10 minor units.
+ * tax: one tax rate on the discounted amount; an inclusive one has amount 0 (its tax is in the details).
+ * prepaid_credit: what a prepaid credit grant paid of the total, negative.
+ * rounding: brings the amount due of a BHD/JOD/KWD/OMR/TND invoice to a collectible multiple of 10 minor units.
  */
-export type LineKind = 'base_fee' | 'overage' | 'late_usage' | 'credit' | 'minimum' | 'discount' | 'rounding';
-export const LINE_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum', 'discount', 'rounding'];
+export type LineKind = 'base_fee' | 'overage' | 'late_usage' | 'credit' | 'minimum' | 'commitment' | 'discount' | 'tax' | 'prepaid_credit' | 'rounding';
+export const LINE_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum', 'commitment', 'discount', 'tax', 'prepaid_credit', 'rounding'];
+
+/** Lines that make up the subtotal (DESIGN.md §13 step 1); the others follow from it. */
+export const SUBTOTAL_KINDS: LineKind[] = ['base_fee', 'overage', 'late_usage', 'credit', 'minimum', 'commitment'];
 
 /** Usage-derived kinds: together they are what was billed for a (tenant, feature, period). */
 export const USAGE_KINDS: LineKind[] = ['overage', 'minimum', 'late_usage', 'credit'];
@@ -56,6 +62,35 @@ export interface DiscountDetails {
   before: string;
 }
 
+/** Commitment true-up details: the commitment prorated (paying time over the nominal period) less the subtotal. */
+export interface CommitmentDetails {
+  commitment: string;
+  billedSeconds: string;
+  periodSeconds: string;
+  /** The commitment for this period, prorated and rounded once. */
+  committed: string;
+  /** The lines it tops up. */
+  subtotal: string;
+}
+
+/** Tax line details: the rate and what it was computed on. */
+export interface TaxDetails {
+  name: string;
+  rate: string;
+  inclusive: boolean;
+  /** The discounted amount it was computed on. */
+  base: string;
+  /** The tax, rounded once (for an inclusive rate: the share of the base that is tax). */
+  tax: string;
+}
+
+/** Prepaid credit line details: which grant (and recurrence instance) paid, and what it had left. */
+export interface CreditDetails {
+  grantId: string;
+  instance: number;
+  balanceBefore: string;
+}
+
 /** A priced line before invoice/ numbers it. */
 export interface RatedLine {
   kind: LineKind;
@@ -70,5 +105,5 @@ export interface RatedLine {
   planKey: string | null;
   planVersion: number | null;
   priceSnapshot: PlanFeature | { price: string; interval: string } | null;
-  details: BaseFeeDetails | UsageDetails | DiscountDetails | null;
+  details: BaseFeeDetails | UsageDetails | DiscountDetails | CommitmentDetails | TaxDetails | CreditDetails | null;
 }

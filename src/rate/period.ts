@@ -5,8 +5,11 @@ import type { Discount } from '../domain/discount.js';
 import { baseFeeLines } from './base-fee.js';
 import { discountApplies, discountLines } from './discounts.js';
 import { featureTerms as termsOf } from './charge.js';
-import type { RatedLine } from './lines.js';
+import type { CreditDetails, RatedLine } from './lines.js';
 import { roundingLine } from './rounding.js';
+import { commitmentLine } from './commitment.js';
+import { creditLines, type CreditAvailable } from './credits.js';
+import { taxLines, type TaxRate } from './taxes.js';
 import { usageLine, type Billed } from './usage-lines.js';
 
 /** Feature key → the terms (plan at period end, after the tenant's override) an invoice priced it on. */
@@ -37,6 +40,10 @@ export interface PeriodRatingTerms {
   overrides: Map<string, QuotaOverride>;
   /** The tenant's discounts, creation order, with their uses so far (which apply is decided here). */
   discounts?: Discount[];
+  /** The tax rates the invoice is taxed at (the tenant's, else the catalog's default). */
+  taxes?: TaxRate[];
+  /** Prepaid credit available at the invoice's issue time, in its currency. */
+  credits?: CreditAvailable[];
 }
 
 /** The tenant's usage and what earlier invoices billed for it. */
@@ -55,13 +62,16 @@ export interface RatedPeriod {
   featureTerms: FeatureTerms;
   /** The once / repeating discounts this invoice uses up (a use is recorded even if nothing was left to take off). */
   discountsUsed: string[];
+  /** What the invoice takes from each prepaid credit grant. */
+  creditsUsed: Array<{ grantId: string; instance: number; amount: string }>;
 }
 
 /**
  * All money of a subscription period's invoice: base fee per segment, usage per metered feature
  * of the plan in force at period end (with the tenant's overrides), late usage / credits for
- * earlier invoiced periods whose usage changed since they were billed, then the tenant's
- * discounts (`discounts.ts`), then cash rounding.
+ * earlier invoiced periods whose usage changed since they were billed, the minimum-commitment
+ * true-up (`commitment.ts`): the subtotal; then in DESIGN.md §13's order the tenant's discounts
+ * (`discounts.ts`), taxes (`taxes.ts`), prepaid credits (`credits.ts`) and cash rounding.
  */
 export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedPeriod {
   const { sub, period, plan: pv } = terms;
@@ -89,13 +99,26 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
   }
 
   lines.push(...lateUsageLines(terms, usage));
+  const commitment = commitmentLine(lines, { sub, plan: pv, period, nominal: terms.nominal });
+  if (commitment) lines.push(commitment);
 
   const applied = (terms.discounts ?? []).filter((d) => discountApplies(d, period));
   lines.push(...discountLines(lines, applied, sub.currency, period));
+  lines.push(...taxLines(lines, terms.taxes ?? [], sub.currency, period));
+  const credits = creditLines(lines, terms.credits ?? [], sub.currency, period);
+  lines.push(...credits);
 
   const rounding = roundingLine(lines, sub.currency, period);
   if (rounding) lines.push(rounding);
-  return { lines, featureTerms, discountsUsed: applied.filter((d) => d.duration !== 'forever').map((d) => d.id) };
+  return {
+    lines,
+    featureTerms,
+    discountsUsed: applied.filter((d) => d.duration !== 'forever').map((d) => d.id),
+    creditsUsed: credits.map((l) => {
+      const d = l.details as CreditDetails;
+      return { grantId: d.grantId, instance: d.instance, amount: l.amount.replace(/^-/, '') };
+    }),
+  };
 }
 
 /** Earlier periods (in this invoice's currency) with a usage summary to bill or credit. */

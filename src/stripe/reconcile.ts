@@ -1,5 +1,6 @@
 import type Stripe from 'stripe';
 import { BillingError } from '../domain/errors.js';
+import { minorToMajor } from '../domain/money.js';
 import type { Invoice } from '../invoice/types.js';
 import type { Db } from '../storage/db.js';
 import { createStripeClient, classifyStripeError, isStripeError } from './client.js';
@@ -49,7 +50,8 @@ export function invoiceDrift(inv: Invoice, si: StripeInvoiceLike, lines?: Stripe
     out.push({ tenantId: inv.tenantId, invoice: inv.number, stripeInvoiceId: si.id, field: 'currency', ours: cur, stripe: si.currency.toUpperCase(), message: `${inv.number} currency: ours ${cur}, Stripe's ${si.currency.toUpperCase()}` });
     return out;
   }
-  const total = String(toStripeUnits(inv.total, cur));
+  // Stripe's total is the sum of the items it was sent: every line, prepaid credit and cash rounding included.
+  const total = String(toStripeUnits(minorToMajor(inv.totalMinor, cur), cur));
   if (String(si.total) !== total) add('total', total, String(si.total));
   const due = String(toStripeUnits(inv.amountDue ?? inv.total, cur));
   if (String(si.amount_due) !== due) {

@@ -99,6 +99,7 @@ export async function seedTenant(q: Knex, tenantId: string, currency: string, su
 }
 
 export async function seedOpenInvoice(q: Knex, inv: SeedInvoice, issuedAt = PERIOD.end): Promise<void> {
+  const zero = inv.total.replace(/^-?\d+/, '0').replace(/(?<=\.)\d+/, (d) => '0'.repeat(d.length));
   await q('invoices').insert({
     tenant_id: inv.tenantId,
     id: inv.id,
@@ -109,8 +110,12 @@ export async function seedOpenInvoice(q: Knex, inv: SeedInvoice, issuedAt = PERI
     status: 'open',
     currency: inv.currency,
     subtotal: inv.total,
+    discount_total: zero,
+    tax_total: zero,
     total: inv.total,
     total_minor: inv.totalMinor,
+    credits_applied: zero,
+    amount_due: inv.total,
     issued_at: issuedAt,
     due_at: issuedAt + 7 * DAY,
     finalized_at: issuedAt,

@@ -1,0 +1,71 @@
+import type { Knex } from 'knex';
+import { loadDefaultTaxRates } from '../catalog/repository.js';
+import { dec } from '../domain/decimal.js';
+import { BillingError } from '../domain/errors.js';
+import type { Instant } from '../domain/period.js';
+import { writeAudit } from '../storage/audit.js';
+import type { Db } from '../storage/db.js';
+import { bool, withTx } from '../storage/sql.js';
+
+/** A tax rate (DESIGN.md §13): a percentage, exclusive (added on top) or inclusive (already in the prices). */
+export interface TaxRate {
+  name: string;
+  rate: string;
+  inclusive: boolean;
+}
+
+type Q = Knex | Knex.Transaction;
+
+// Tax rates (DESIGN.md §13): a tenant's own, or the catalog's default when it has none set.
+// What they add to an invoice is computed in rate/taxes.ts.
+
+export interface TenantTaxes {
+  tenantId: string;
+  /** 'tenant': its own rates (none after `tax set --none`); 'catalog': the catalog's default. */
+  source: 'tenant' | 'catalog';
+  rates: TaxRate[];
+}
+
+const RATE = /^\d{1,3}(\.\d{1,6})?$/;
+const NAME = /^[\p{L}\p{N} ._\-/()%]{1,64}$/u;
+
+/** The rates a tenant's invoices are taxed at. */
+export async function loadTenantTaxes(q: Q, tenantId: string): Promise<TenantTaxes> {
+  const tenant = await q('tenants').where({ id: tenantId }).first('id', 'taxes_set');
+  if (!tenant) throw new BillingError('not_found', `unknown tenant "${tenantId}"`);
+  if (!bool(tenant.taxes_set)) return { tenantId, source: 'catalog', rates: await loadDefaultTaxRates(q) };
+  const rows = await q('tenant_tax_rates').where({ tenant_id: tenantId }).orderBy('name');
+  return { tenantId, source: 'tenant', rates: rows.map((r) => ({ name: r.name, rate: r.rate, inclusive: bool(r.inclusive) })) };
+}
+
+/**
+ * `billing tax set TENANT --name N --rate R [--inclusive]` (adds or replaces the rate of that
+ * name) or `--none` (the tenant is taxed at nothing, whatever the catalog's default).
+ */
+export async function setTenantTax(
+  db: Db,
+  tenantId: string,
+  input: { none: true } | { name: string; rate: string; inclusive: boolean },
+  opts: { now: Instant; actor: string },
+): Promise<TenantTaxes> {
+  if (!('none' in input)) {
+    if (!NAME.test(input.name)) throw new BillingError('invalid_input', `tax name "${input.name}" must be 1 to 64 letters, digits, spaces or . _ - / ( ) %`);
+    if (!RATE.test(input.rate) || dec(input.rate).gt(100)) {
+      throw new BillingError('invalid_input', `tax rate "${input.rate}" must be a percentage from 0 to 100, like "19" or "7.7"`);
+    }
+  }
+  return withTx(db, async (trx) => {
+    const tenant = await trx('tenants').where({ id: tenantId }).forUpdate().first();
+    if (!tenant) throw new BillingError('not_found', `unknown tenant "${tenantId}" (create it with \`billing tenant create\`)`);
+    const before = await loadTenantTaxes(trx, tenantId);
+    if ('none' in input) await trx('tenant_tax_rates').where({ tenant_id: tenantId }).del();
+    else {
+      await trx('tenant_tax_rates').where({ tenant_id: tenantId, name: input.name }).del();
+      await trx('tenant_tax_rates').insert({ tenant_id: tenantId, name: input.name, rate: dec(input.rate).toFixed(), inclusive: input.inclusive, created_at: opts.now });
+    }
+    await trx('tenants').where({ id: tenantId }).update({ taxes_set: true });
+    const after = await loadTenantTaxes(trx, tenantId);
+    await writeAudit(trx, { at: opts.now, actor: opts.actor, tenantId, entity: 'tax', entityId: tenantId, action: 'update', before, after });
+    return after;
+  });
+}
