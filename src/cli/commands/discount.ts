@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { DISCOUNT_DURATIONS, type Discount } from '../../domain/discount.js';
+import { BillingError } from '../../domain/errors.js';
 import { toIso } from '../../domain/period.js';
 import { formatTable } from '../../format/table.js';
 import { buildContext, withDb } from '../context.js';
@@ -13,6 +14,7 @@ interface AddOptions {
   periods?: string;
   feature?: string[];
   start?: string;
+  coupon?: string;
 }
 
 function discountToJson(d: Discount) {
@@ -44,9 +46,26 @@ export function register(program: Command): void {
     .option('--periods <n>', 'with --duration repeating: how many invoices')
     .option('--feature <key>', "only this feature's lines (repeatable)", repeatable)
     .option('--start <iso>', 'applies to invoices whose period ends after this (default: now)')
+    .option('--coupon <key>', "the catalog's coupon of this key (instead of --percent/--amount/--duration/--periods/--feature)")
     .action(async (tenantId: string, opts: AddOptions, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { addDiscount } = await import('../../subscriptions/discounts.js');
+      if (opts.coupon !== undefined) {
+        const own = [opts.percent && '--percent', opts.amount && '--amount', opts.duration && '--duration', opts.periods && '--periods', opts.feature && '--feature'].filter(Boolean);
+        if (own.length > 0) throw new BillingError('usage', `--coupon sets the discount's terms: drop ${own.join(', ')}`);
+        const key = opts.coupon;
+        const start = optionalInstant(opts.start, '--start');
+        const d = await withDb(ctx, async (db) => {
+          const { loadCoupon } = await import('../../catalog/repository.js');
+          const c = await loadCoupon(db.knex, key);
+          if (!c) throw new BillingError('not_found', `the catalog has no coupon "${key}" (see \`billing catalog show\`)`);
+          const terms = { percent: c.percent ?? undefined, amount: c.amount ?? undefined, duration: c.duration, periods: c.periods ?? undefined, features: c.features ?? undefined };
+          return addDiscount(db, { tenantId, ...terms, start }, { now: ctx.now, actor: ctx.actor });
+        });
+        if (ctx.json) printJson(discountToJson(d));
+        else printLine(d.id);
+        return;
+      }
       const input = {
         tenantId,
         percent: opts.percent,

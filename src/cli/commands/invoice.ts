@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { displayInstant } from '../../domain/period.js';
-import type { Invoice, InvoiceStatus, InvoiceSummary } from '../../invoice/types.js';
+import { invoiceTotalsRows, type Invoice, type InvoiceStatus, type InvoiceSummary } from '../../invoice/types.js';
 import { oneOf } from '../options.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
 import { printJson, printLine } from '../output.js';
@@ -34,12 +34,10 @@ function printInvoice(inv: Invoice): void {
       inv.lines.map((l) => [l.lineNo, l.kind, l.description, l.quantity, l.unitPrice, l.amount]),
     ),
   );
-  if (inv.discounts.length > 0) {
-    printLine(`${'subtotal'.padEnd(10)} ${inv.subtotal} ${inv.currency}`);
-    printLine(`${'discounts'.padEnd(10)} -${inv.discountTotal} ${inv.currency}`);
-  }
-  printLine(`${'total'.padEnd(10)} ${inv.total} ${inv.currency}`);
-  if (inv.amountDue !== inv.total) printLine(`${'amount due'.padEnd(10)} ${inv.amountDue} ${inv.currency}`);
+  const rows = invoiceTotalsRows(inv);
+  const width = Math.max(...rows.map((r) => r.label.length));
+  printLine('');
+  for (const r of rows) printLine(`${r.label.padEnd(width)}  ${r.amount.padStart(12)} ${inv.currency}`);
 }
 
 export function register(program: Command): void {
