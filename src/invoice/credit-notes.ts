@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { Decimal, dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
-import { currencyDigits, formatMoney, roundMoney } from '../domain/money.js';
+import { cashStepMinor, currencyDigits, formatMoney, roundMoney } from '../domain/money.js';
 import type { Instant } from '../domain/period.js';
 import { SUBTOTAL_KINDS } from '../rate/lines.js';
 import { writeAudit } from '../storage/audit.js';
@@ -106,7 +106,10 @@ export async function createCreditNote(db: Db, input: CreditNoteInput, opts: { n
       throw new BillingError('invalid_input', `at most ${formatMoney(cap, inv.currency)} ${inv.currency} can be credited (${what}); asked ${formatMoney(amount, inv.currency)}`);
     }
     const taxAmount = dec(inv.total).gt(0) ? roundMoney(amount.times(inv.taxTotal).div(inv.total), inv.currency).amount : '0';
-    const dueReduction = inv.status === 'open' ? Decimal.min(amount, Decimal.max(dec(inv.amountDue), 0)) : dec(0);
+    // On a cash-rounded currency (KWD...) only whole cash steps come off the amount due, so it
+    // stays collectible; the rest of the note becomes prepaid credit like any remainder.
+    const step = dec(cashStepMinor(inv.currency)).div(dec(10).pow(currencyDigits(inv.currency)));
+    const dueReduction = inv.status === 'open' ? Decimal.min(amount, Decimal.max(dec(inv.amountDue), 0)).div(step).floor().times(step) : dec(0);
     const credited = amount.minus(dueReduction);
     const number = await takeCreditNoteNumber(trx);
     let grantId: string | null = null;

@@ -75,6 +75,8 @@ export interface RefPlan {
   price: string;
   interval: 'month';
   trialDays?: number;
+  /** DESIGN.md §13: a period's subtotal below it gets a true-up line. */
+  minimumCommitment?: string;
   features: Record<string, RefPlanFeature>;
 }
 export interface RefFeature { key: string; name: string; type?: 'boolean'; aggregation?: 'sum' | 'count' | 'max' | 'last' | 'unique'; uniqueBy?: string }
@@ -206,7 +208,7 @@ export interface RefDiscount {
 }
 
 export interface RefLine {
-  kind: 'base_fee' | 'overage' | 'minimum' | 'late_usage' | 'credit' | 'discount' | 'rounding';
+  kind: 'base_fee' | 'overage' | 'minimum' | 'late_usage' | 'credit' | 'commitment' | 'discount' | 'tax' | 'prepaid_credit' | 'rounding';
   feature: string | null;
   plan: string | null;
   quantity: Decimal | null;
@@ -215,13 +217,33 @@ export interface RefLine {
   periodStart: number;
 }
 
+/** A tax rate (DESIGN.md §13), the tenant's own. */
+export interface RefTaxRate { name: string; rate: string; inclusive: boolean }
+
+/** A prepaid credit grant (DESIGN.md §13) in the given currency. */
+export interface RefGrant {
+  amount: string;
+  currency: string;
+  priority: number;
+  effective: number;
+  expires?: number;
+  recurring?: 'monthly';
+}
+
 export interface RefInvoice {
   tenant: string;
   start: number;
   end: number;
   currency: string;
   lines: RefLine[];
+  /** Subtotal − discounts + exclusive taxes (before credits and cash rounding). */
+  grossMinor: bigint;
+  /** Every line, credits and rounding included: what is due before credit notes. */
   totalMinor: bigint;
+  /** What credit notes took off the amount due. */
+  noteReductionMinor: bigint;
+  /** Credit notes' gross amounts. */
+  notesMinor: bigint;
 }
 
 interface Billed { minor: bigint; used: Decimal; terms: Terms }
@@ -247,6 +269,10 @@ export class ReferenceBilling {
   private readonly invoicedTerms = new Map<string, Map<string, Terms | null>>();
   /** tenant → its discounts in the order they were added, each with the invoices it was used on. */
   private readonly discounts = new Map<string, Array<RefDiscount & { used: number }>>();
+  /** tenant → its tax rates by name (several may apply, e.g. state and city). */
+  private readonly taxes = new Map<string, Map<string, RefTaxRate>>();
+  /** tenant → its grants in creation order, each with what invoices took per instance. */
+  private readonly grants = new Map<string, Array<RefGrant & { uses: Map<number, bigint> }>>();
 
   constructor(catalog: RefCatalog) {
     this.applyCatalog(catalog);
@@ -255,7 +281,7 @@ export class ReferenceBilling {
   /** `catalog apply`: a plan whose terms differ from its latest version gets a new version. */
   applyCatalog(catalog: RefCatalog): void {
     for (const f of catalog.features) this.features.set(f.key, f);
-    const terms = (p: RefPlan) => JSON.stringify([p.currency, D(p.price).toFixed(), p.interval, p.trialDays ?? 0, p.features]);
+    const terms = (p: RefPlan) => JSON.stringify([p.currency, D(p.price).toFixed(), p.interval, p.trialDays ?? 0, p.minimumCommitment === undefined ? null : D(p.minimumCommitment).toFixed(), p.features]);
     for (const p of catalog.plans) {
       const v = this.latest.get(p.key);
       if (v !== undefined && terms(this.versions.get(`${p.key}@${v}`)!) === terms(p)) continue;
@@ -421,6 +447,57 @@ export class ReferenceBilling {
     this.discounts.set(tenant, [...(this.discounts.get(tenant) ?? []), { ...d, used: 0 }]);
   }
 
+  /** `billing tax set`: adds the rate, or replaces the one of that name; `--none` (null) drops all. */
+  tax(tenant: string, rate: RefTaxRate | null): void {
+    if (rate === null) this.taxes.delete(tenant);
+    else this.taxes.set(tenant, new Map([...(this.taxes.get(tenant) ?? []), [rate.name, rate]]));
+  }
+
+  /** `billing credit grant`. */
+  grant(tenant: string, g: RefGrant): void {
+    this.grants.set(tenant, [...(this.grants.get(tenant) ?? []), { ...g, uses: new Map() }]);
+  }
+
+  /**
+   * `billing credit-note create` on the tenant's nth invoice for pct % of what is still
+   * creditable (its total less earlier notes), rounded down to the minor unit. On an open
+   * invoice it takes whole cash steps off the amount due; the rest becomes a prepaid grant.
+   * Returns the amount in minor units, or null when nothing was creditable.
+   */
+  creditNote(t: number, tenant: string, nth: number, pct: number): bigint | null {
+    const inv = this.invoices.get(tenant)?.[nth];
+    if (!inv) return null;
+    const creditable = inv.grossMinor - inv.notesMinor;
+    if (creditable <= 0n) return null;
+    const amount = (creditable * BigInt(pct)) / 100n;
+    if (amount <= 0n) return null;
+    const due = inv.totalMinor - inv.noteReductionMinor;
+    const step = ROUND_TO_TEN.has(inv.currency) ? 10n : 1n;
+    let reduction = amount < due ? amount : due > 0n ? due : 0n;
+    reduction -= reduction % step;
+    inv.notesMinor += amount;
+    inv.noteReductionMinor += reduction;
+    if (amount > reduction) this.grant(tenant, { amount: minorToMajor(amount - reduction, inv.currency), currency: inv.currency, priority: 0, effective: t });
+    return amount;
+  }
+
+  /** Each live instance of the tenant's grants at t in the currency: [grant, instance, until, balance]. */
+  private liveCredits(tenant: string, currency: string, t: number) {
+    const out: Array<{ g: RefGrant & { uses: Map<number, bigint> }; seq: number; k: number; until: number; balance: bigint }> = [];
+    (this.grants.get(tenant) ?? []).forEach((g, seq) => {
+      if (g.currency !== currency) return;
+      for (let k = 0; ; k++) {
+        if (!g.recurring && k > 0) break;
+        const from = g.recurring ? addMonths(g.effective, k) : g.effective;
+        if (from > t || (k > 0 && from >= (g.expires ?? Infinity))) break;
+        const until = Math.min(g.recurring ? addMonths(g.effective, k + 1) : Infinity, g.expires ?? Infinity);
+        const balance = toMinor(D(g.amount), currency) - (g.uses.get(k) ?? 0n);
+        if (t < until && balance > 0n) out.push({ g, seq, k, until, balance });
+      }
+    });
+    return out.sort((a, b) => a.g.priority - b.g.priority || a.until - b.until || a.seq - b.seq || a.k - b.k);
+  }
+
   /** `billing invoice generate --now t`: every ended, uninvoiced period, tenants in id order. */
   generate(now: number): RefInvoice[] {
     const created: RefInvoice[] = [];
@@ -429,7 +506,7 @@ export class ReferenceBilling {
       for (const s of this.subs.get(tenant)!) {
         for (const { period, nominal } of this.periods(s, now)) {
           if (period.end > now || done.some((i) => i.start === period.start)) continue;
-          const inv = this.compose(tenant, s, period, nominal);
+          const inv = this.compose(tenant, s, period, nominal, now);
           done.push(inv);
           created.push(inv);
         }
@@ -438,7 +515,7 @@ export class ReferenceBilling {
     return created;
   }
 
-  private compose(tenant: string, s: Sub, period: Span, nominal: Span): RefInvoice {
+  private compose(tenant: string, s: Sub, period: Span, nominal: Span, now: number): RefInvoice {
     const currency = this.plan(s.segments[0].plan).currency;
     const lines: RefLine[] = [];
 
@@ -512,6 +589,16 @@ export class ReferenceBilling {
       }
     }
 
+    // Minimum commitment of the plan in force at period end, prorated over the paying part of
+    // the nominal period like the base fee and rounded once: the shortfall is a true-up line.
+    const commitment = this.plan(endPlan).minimumCommitment;
+    const payingPart = overlap(period, paying);
+    if (commitment !== undefined && payingPart && !D(commitment).isZero()) {
+      const committed = toMinor(D(commitment).times(payingPart.end - payingPart.start).div(nominal.end - nominal.start), currency);
+      const sofar = lines.reduce((sum, l) => sum + l.amountMinor, 0n);
+      if (committed > sofar) lines.push({ kind: 'commitment', feature: null, plan: endPlan, quantity: null, amountMinor: committed - sofar, periodStart: period.start });
+    }
+
     // Discounts that apply: started before the period ends, once / repeating not used up.
     // Percentages (of the lines' sum, or of the named features' usage lines) before fixed
     // amounts, each in the order added, each rounded once, never below zero in all.
@@ -535,6 +622,26 @@ export class ReferenceBilling {
       if (off > 0n) lines.push({ kind: 'discount', feature: null, plan: null, quantity: null, amountMinor: -off, periodStart: period.start });
     }
 
+    // Each rate's tax on the discounted amount (never below zero), rounded once; inclusive: shown, not added.
+    const discounted = lines.reduce((sum, l) => sum + l.amountMinor, 0n);
+    for (const taxRate of this.taxes.get(tenant)?.values() ?? []) {
+      const sofar = discounted;
+      const base = new Decimal((sofar > 0n ? sofar : 0n).toString()).div(TEN.pow(isoDigits(currency)));
+      const tax = toMinor(taxRate.inclusive ? base.minus(base.div(D(taxRate.rate).div(100).plus(1))) : base.times(D(taxRate.rate)).div(100), currency);
+      lines.push({ kind: 'tax', feature: null, plan: null, quantity: null, amountMinor: taxRate.inclusive ? 0n : tax, periodStart: period.start });
+    }
+    const gross = lines.reduce((sum, l) => sum + l.amountMinor, 0n);
+
+    // Prepaid credit live at issue time, in order, never past the total.
+    let owed = gross > 0n ? gross : 0n;
+    for (const c of this.liveCredits(tenant, currency, now)) {
+      if (owed === 0n) break;
+      const take = c.balance < owed ? c.balance : owed;
+      owed -= take;
+      c.g.uses.set(c.k, (c.g.uses.get(c.k) ?? 0n) + take);
+      lines.push({ kind: 'prepaid_credit', feature: null, plan: null, quantity: null, amountMinor: -take, periodStart: period.start });
+    }
+
     let total = lines.reduce((sum, l) => sum + l.amountMinor, 0n);
     if (ROUND_TO_TEN.has(currency)) {
       const rounded = roundHalfAwayToInteger(new Decimal(total.toString()).div(10)) * 10n;
@@ -543,6 +650,6 @@ export class ReferenceBilling {
         total = rounded;
       }
     }
-    return { tenant, start: period.start, end: period.end, currency, lines, totalMinor: total };
+    return { tenant, start: period.start, end: period.end, currency, lines, grossMinor: gross, totalMinor: total, noteReductionMinor: 0n, notesMinor: 0n };
   }
 }

@@ -10,6 +10,8 @@ import {
   type RefCatalog,
   type RefDiscount,
   type RefEvent,
+  type RefGrant,
+  type RefTaxRate,
   type RefPlan,
   type RefPlanFeature,
   type RefPricing,
@@ -22,6 +24,9 @@ export type Action =
   | { t: number; kind: 'change'; tenant: string; plan: string; at?: 'now' | 'period-end' }
   | { t: number; kind: 'cancel'; tenant: string; at: 'now' | 'period-end' }
   | { t: number; kind: 'discount'; tenant: string; discount: RefDiscount }
+  | { t: number; kind: 'tax'; tenant: string; rate: RefTaxRate | null }
+  | { t: number; kind: 'grant'; tenant: string; grant: RefGrant }
+  | { t: number; kind: 'creditNote'; tenant: string; nth: number; pct: number }
   | { t: number; kind: 'usage'; events: RefEvent[] }
   | { t: number; kind: 'catalog'; catalog: RefCatalog }
   | { t: number; kind: 'generate' };
@@ -40,7 +45,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 export const EPOCH = Date.UTC(2026, 0, 1);
 const END = Date.UTC(2026, 4, 20, 6); // 20 May 2026: four to five months of periods
-const ORDER: Record<Action['kind'], number> = { catalog: 0, subscribe: 1, quota: 2, discount: 3, change: 4, cancel: 5, usage: 6, generate: 7 };
+const ORDER: Record<Action['kind'], number> = { catalog: 0, subscribe: 1, quota: 2, discount: 3, tax: 4, grant: 5, change: 6, cancel: 7, usage: 8, generate: 9, creditNote: 10 };
 
 /** Default currencies; RATER_CURRENCIES=USD,JPY narrows them. */
 export const DEFAULT_CURRENCIES = ['USD', 'JPY', 'HUF', 'KWD', 'ISK'];
@@ -139,6 +144,7 @@ function catalog(r: Rnd, currencies: string[], ns: string): RefCatalog {
         price: price(r, currency, 100),
         interval: 'month',
         trialDays: r.chance(0.3) ? 1 + r.int(20) : 0,
+        ...(r.chance(0.3) ? { minimumCommitment: price(r, currency, 150) } : {}),
         features: fs,
       });
     }
@@ -234,6 +240,27 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
       if (r.chance(0.3)) d.features = [...new Set([r.pick(metered).key, r.pick(metered).key])].sort();
       actions.push({ t: at, kind: 'discount', tenant: id, discount: d });
     }
+    // Taxes, prepaid credit and credit notes (DESIGN.md §13) now and then.
+    if (r.chance(0.4)) {
+      const rate = (): RefTaxRate => ({ name: r.pick(['VAT', 'GST', 'Sales tax']), rate: r.pick(['19', '7.7', '10', '0', '21', '8.875']), inclusive: r.chance(0.3) });
+      actions.push({ t: r.chance(0.5) ? start : instant(r, start, 60), kind: 'tax', tenant: id, rate: rate() });
+      if (r.chance(0.3)) actions.push({ t: instant(r, start + 30 * DAY, 60), kind: 'tax', tenant: id, rate: r.chance(0.5) ? rate() : null });
+    }
+    for (let k = r.chance(0.4) ? 1 + r.int(3) : 0; k > 0; k--) {
+      const at = instant(r, start, 100);
+      if (at >= END - DAY) continue;
+      const amount = decimal(r, 60 * (isoDigits(currency) === 0 ? 100 : 1), isoDigits(currency));
+      if (!/[1-9]/.test(amount)) continue;
+      const effective = r.chance(0.6) ? at : at + r.int(30) * DAY;
+      const g: RefGrant = { amount, currency, priority: r.pick([0, 0, 1, 5]), effective };
+      if (r.chance(0.3)) g.expires = effective + (1 + r.int(60)) * DAY;
+      if (r.chance(0.25)) g.recurring = 'monthly';
+      actions.push({ t: at, kind: 'grant', tenant: id, grant: g });
+    }
+    for (let k = r.chance(0.35) ? 1 + r.int(2) : 0; k > 0; k--) {
+      actions.push({ t: instant(r, Date.UTC(2026, 1, 2), 100), kind: 'creditNote', tenant: id, nth: r.int(4), pct: r.pick([10, 33, 50, 100]) });
+    }
+
     // Changes, then maybe a cancellation, at increasing instants.
     let t = start;
     const nChanges = r.int(3);
