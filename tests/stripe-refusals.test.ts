@@ -131,7 +131,7 @@ describeEachDb('stripe refusals', (t) => {
     // Nothing is due on the rerun, yet the refusals are still there.
     const rerun = await cli(['stripe', 'sync', '--rate', '1000'], T0 + HOUR);
     expect(rerun.code).toBe(3);
-    expect(rerun.stderr.trim()).toBe('error: Stripe: 7 call(s) refused (failed); see `billing stripe status`');
+    expect(rerun.stderr.trim()).toBe('billing: Stripe: 7 call(s) refused (failed); see `billing stripe status`');
     const red = await cli(['status', '--strict', '--json'], T0 + HOUR);
     expect(red.code).toBe(3);
     expect(JSON.parse(red.stdout).backlog.stripeOutbox).toMatchObject({ failed: 7, dead: 0 });
@@ -162,7 +162,7 @@ describeEachDb('billing run with Stripe refusing calls', (t) => {
       expect(out.stages.map((s: any) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded']);
       const sync = out.stages.find((s: any) => s.job === 'stripe-sync');
       expect(sync.attention).toMatch(/^Stripe: \d+ call\(s\) refused \(failed\); see `billing stripe status`$/);
-      expect(r.stderr.trim()).toBe(`error: stripe-sync: ${sync.attention}`);
+      expect(r.stderr.trim()).toBe(`billing: stripe-sync: ${sync.attention}`);
     }
     fake.clearFaults();
     expect((await runCli(['stripe', 'retry'], { db: url, now, env })).code).toBe(0);

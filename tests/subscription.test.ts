@@ -143,9 +143,10 @@ describeEachDb('subscriptions', (ctx) => {
       [1, 'basic@1', '2026-01-31T00:00:00.000Z', '2026-02-14T12:00:00.000Z'],
       [2, 'premium@1', '2026-02-14T12:00:00.000Z', null],
     ]);
-    await expect(changePlan(db, { tenantId: 'acme', planKey: 'premium' }, at('2026-02-21T00:00:00Z'))).rejects.toMatchObject({
-      code: 'conflict',
-    });
+    // again: already there, nothing scheduled: a no-op, not an error
+    const again = await changePlan(db, { tenantId: 'acme', planKey: 'premium' }, at('2026-02-21T00:00:00Z'));
+    expect(again.changed).toBe(false);
+    expect(span(again.segments)).toEqual(span(undo.segments));
 
     // an explicit downgrade now, and an explicit instant
     const now = await changePlan(db, { tenantId: 'acme', planKey: 'basic', at: 'now' }, at('2026-02-22T00:00:00Z'));
@@ -167,9 +168,7 @@ describeEachDb('subscriptions', (ctx) => {
     const { db } = ctx();
     await setup(db);
     await subscribe(db, { tenantId: 'acme', planKey: 'basic', start: t(START) }, at(START));
-    await expect(changePlan(db, { tenantId: 'acme', planKey: 'basic' }, at('2026-02-01T00:00:00Z'))).rejects.toThrow(
-      /already on basic v1/,
-    );
+    expect((await changePlan(db, { tenantId: 'acme', planKey: 'basic' }, at('2026-02-01T00:00:00Z'))).changed).toBe(false);
     await applyCatalog(db, { plans: [plan('basic', '12.00')] }, at('2026-02-01T00:00:00Z'));
     const moved = await changePlan(db, { tenantId: 'acme', planKey: 'basic' }, at('2026-02-10T00:00:00Z'));
     // 12.00 > 10.00: an upgrade, effective now

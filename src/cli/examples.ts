@@ -91,6 +91,11 @@ export const EXAMPLES: Record<string, string[]> = {
   'stripe webhook': ['billing stripe webhook event.json --signature "$STRIPE_SIGNATURE"'],
   'stripe events': ['billing stripe events'],
   'stripe dunning': ['billing stripe dunning', 'billing stripe dunning --tenant acme --now 2026-04-04T00:00:00Z'],
+  completion: [
+    'source <(billing completion bash)',
+    'billing completion zsh > "${fpath[1]}/_billing"',
+    'billing completion fish > ~/.config/fish/completions/billing.fish',
+  ],
   serve: ['BILLING_SERVICE_SECRETS=... billing serve --port 8080', 'billing serve --host 0.0.0.0 --rate-limit 200'],
 };
 

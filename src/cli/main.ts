@@ -31,6 +31,8 @@ export async function buildProgram(args: string[] = []): Promise<Command> {
   // Subcommand help lists --db, --now, --json too (they are accepted after any command);
   // set before registering, as commands copy their parent's help settings when created.
   program.configureHelp({ showGlobalOptions: true });
+  // commander's own errors (unknown option, missing argument) get the one prefix all errors use.
+  program.configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'billing: ')) });
   await registerCommands(program, args);
   addExamples(program);
   return program;

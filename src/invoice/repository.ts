@@ -123,7 +123,12 @@ export async function listInvoices(db: Db, filter: InvoiceFilter = {}): Promise<
   const query = q('invoices').select(invoiceColumns(q)).orderByRaw('tenant_id, LENGTH(number), number');
   if (filter.tenantId) query.where('tenant_id', filter.tenantId);
   if (filter.status) query.where('status', filter.status);
-  return withLines(q, await query);
+  const rows = await query;
+  // No invoices for a tenant that does not exist is a mistake, not an empty list (as in report).
+  if (rows.length === 0 && filter.tenantId && !(await q('tenants').where({ id: filter.tenantId }).first('id'))) {
+    throw new BillingError('not_found', `unknown tenant "${filter.tenantId}"; list them with \`billing tenant list\``);
+  }
+  return withLines(q, rows);
 }
 
 export async function findInvoice(q: Q, id: string, opts: { forUpdate?: boolean } = {}): Promise<Invoice | null> {

@@ -196,7 +196,7 @@ export async function changePlan(
   db: Db,
   input: { tenantId: string; planKey: string; at?: At },
   opts: Opts,
-): Promise<{ subscription: Subscription; segments: Segment[]; effectiveAt: number }> {
+): Promise<{ subscription: Subscription; segments: Segment[]; effectiveAt: number; changed: boolean }> {
   return withTx(db, async (trx) => {
     const sub = await liveSubscription(trx, input.tenantId, opts.now);
     const target = await requirePlan(trx, input.planKey);
@@ -221,9 +221,8 @@ export async function changePlan(
     let effectiveAt: Instant;
     if (target.planKey === current.planKey && target.version === current.planVersion) {
       // Back to the plan in force: only a scheduled change can be undone.
-      if (before.every((s) => s.startsAt <= ref)) {
-        throw new BillingError('conflict', `subscription ${sub.id} is already on ${target.planKey} v${target.version}; nothing to change`);
-      }
+      // Already there and nothing scheduled: a no-op, like finalizing an open invoice.
+      if (before.every((s) => s.startsAt <= ref)) return { subscription: sub, segments: before, effectiveAt: ref, changed: false };
       after = truncateSegments(before.filter((s) => s.startsAt <= ref), sub.cancelAt);
       effectiveAt = ref;
     } else {
@@ -253,7 +252,7 @@ export async function changePlan(
       before: { subscription: sub, segments: before },
       after: { subscription: sub, segments: after, effectiveAt },
     });
-    return { subscription: sub, segments: after, effectiveAt };
+    return { subscription: sub, segments: after, effectiveAt, changed: true };
   });
 }
 

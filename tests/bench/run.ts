@@ -18,7 +18,7 @@ const HEADER = `# Performance results
 
 Written by \`npm run bench\` (tests/bench/run.ts): each section is the output of the latest run
 of that bench, with the machine it ran on. What each figure compares against is described in
-README.md; a bench not run keeps its previous section. Do not edit by hand.
+docs/reference.md and docs/operations.md; a bench not run keeps its previous section. Do not edit by hand.
 `;
 
 // Loaded only when run, so one bench's imports cannot stop the others.

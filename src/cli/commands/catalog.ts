@@ -38,7 +38,7 @@ function termsRow(pf: PlanFeature, isBoolean: boolean): Array<string | null> {
 }
 
 export function register(program: Command): void {
-  const catalog = program.command('catalog').description('declare features and plans (format: README "Catalog files"; example: seeds/catalog.json) and inspect them');
+  const catalog = program.command('catalog').description('declare features and plans (format: docs/reference.md "Catalog files"; example: seeds/catalog.json) and inspect them');
 
   catalog
     .command('apply')

@@ -35,6 +35,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   estimate: () => import('./estimate.js'),
   stripe: () => import('./stripe.js'),
   serve: () => import('./serve.js'),
+  completion: () => import('./completion.js'),
 };
 
 const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--db', '--now']);

@@ -49,7 +49,7 @@ export function register(program: Command): void {
       }
       // Every stage ran, yet something needs a person (refused Stripe calls, a stuck draft): partial.
       const attention = result.stages.filter((s) => s.attention);
-      for (const s of attention) printErr(`error: ${s.job}: ${s.attention}`);
+      for (const s of attention) printErr(`billing: ${s.job}: ${s.attention}`);
       if (attention.length > 0) process.exitCode = ExitCode.Partial;
       const stop = result.stoppedAt;
       if (stop) {

@@ -66,7 +66,7 @@ function printSyncReport(r: SyncReport): void {
 async function syncExit(r: SyncReport): Promise<void> {
   const { problemsText } = await import('../../stripe/outbox.js');
   const text = problemsText(r.outstanding);
-  if (text) printErr(`error: ${text}`);
+  if (text) printErr(`billing: ${text}`);
   process.exitCode = r.errors.length > 0 || text ? ExitCode.Partial : ExitCode.Ok;
 }
 
@@ -220,7 +220,7 @@ function registerStripeDunning(stripe: Command): void {
     if (ctx.json) printJson(r);
     else {
       printLine(`dunning: ${r.attempted} retried, ${r.recovered} paid, ${r.declined} declined again, ${r.exhausted} uncollectible, ${r.closed} closed`);
-      for (const e of r.errors) printErr(`error: ${e.tenantId} ${e.invoiceId}: ${e.message}`);
+      for (const e of r.errors) printErr(`billing: ${e.tenantId} ${e.invoiceId}: ${e.message}`);
     }
     process.exitCode = r.errors.length > 0 ? ExitCode.Partial : ExitCode.Ok;
   });

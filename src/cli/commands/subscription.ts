@@ -74,7 +74,11 @@ export function register(program: Command): void {
       const { changePlan } = await import('../../subscriptions/lifecycle.js');
       const r = await withDb(ctx, (db) => changePlan(db, { tenantId, planKey, at }, { now: ctx.now, actor: ctx.actor }));
       if (ctx.json) {
-        printJson({ subscription: subscriptionJson(r.subscription), effectiveAt: toIso(r.effectiveAt), segments: r.segments.map(segmentJson) });
+        printJson({ subscription: subscriptionJson(r.subscription), changed: r.changed, effectiveAt: toIso(r.effectiveAt), segments: r.segments.map(segmentJson) });
+        return;
+      }
+      if (!r.changed) {
+        printLine(`${r.subscription.id} is already on ${planKey}; nothing to do`);
         return;
       }
       const when = r.effectiveAt <= ctx.now ? 'now' : `at ${toIso(r.effectiveAt)}`;
