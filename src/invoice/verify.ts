@@ -114,7 +114,7 @@ function checkTotals(inv: Invoice, v: (check: string, message: string) => void):
     v('credits', `credits applied ${inv.creditsApplied} exceed the total ${inv.total}`);
   }
   if (dec(inv.amountDue).isNegative() && !dec(inv.total).isNegative()) v('total', `amount_due ${inv.amountDue} is negative`);
-  if (notes.gt(dec(inv.total).isNegative() ? 0 : inv.total)) v('credit_note', `credit notes ${notes.toFixed()} exceed the invoice total ${inv.total}`);
+  if (notes.gt(dec(inv.total).isNegative() ? 0 : inv.total)) v('credit_note', `credit notes ${formatMoney(notes, inv.currency)} exceed the invoice total ${inv.total}`);
 }
 
 /** §13's order: subtotal lines, then discounts, taxes, prepaid credits, cash rounding. */
@@ -444,7 +444,7 @@ async function checkCreditNotes(db: Db, tenantId: string, list: Invoice[], out: 
     const stored = (await db.knex('invoices').where({ tenant_id: tenantId, id: inv.id }).first('credit_note_total'))?.credit_note_total ?? null;
     const sum = notes.reduce((s, r) => s.plus(isDecimalString(r.amount ?? '') ? r.amount : 0), dec(0));
     if (notes.length > 0 && (stored === null || !dec(stored).eq(sum))) {
-      out.push({ check: 'credit_note', invoice: inv.number, message: `credit_note_total ${stored} but its credit notes add up to ${sum.toFixed()}` });
+      out.push({ check: 'credit_note', invoice: inv.number, message: `credit_note_total ${stored} but its credit notes add up to ${formatMoney(sum, inv.currency)}` });
     }
   }
 }
@@ -468,7 +468,7 @@ async function checkCreditLedger(db: Db, tenantId: string, out: Violation[]): Pr
     const g = grants.find((x) => x.id === key.split('#')[0]);
     if (!g) out.push({ check: 'credits', message: `tenant ${tenantId}: invoices used grant ${key} that does not exist` });
     else if (!isDecimalString(g.amount ?? '') || sum.gt(g.amount)) {
-      out.push({ check: 'credits', message: `tenant ${tenantId}: grant ${key} gave ${sum.toFixed()} of ${g.amount}: its balance went negative` });
+      out.push({ check: 'credits', message: `tenant ${tenantId}: grant ${key} gave ${formatMoney(sum, g.currency)} of ${g.amount}: its balance went negative` });
     }
   }
 }
