@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { wholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
-import { formatTable } from '../../format/table.js';
+import { formatPeriod } from '../../format/period.js';
+import { formatTable, groupDigits as g, truncateCell } from '../../format/table.js';
 
 export function register(program: Command): void {
   program
@@ -21,10 +22,10 @@ export function register(program: Command): void {
       }
       const rows: string[][] = [];
       for (const p of periods) {
-        const period = `${p.period.start.slice(0, 10)} → ${p.period.end.slice(0, 10)}`;
-        for (const f of p.features) rows.push([period, p.plan?.key ?? '-', f.featureKey, f.used, f.overage, f.overageAmount]);
-        rows.push([period, p.plan?.key ?? '-', `total (${p.currency})`, '', '', p.totalOverageAmount]);
+        const period = formatPeriod(p.period);
+        for (const f of p.features) rows.push([period, p.plan?.key ?? '-', truncateCell(f.featureKey), g(f.used), g(f.overage), g(f.overageAmount), '']);
+        rows.push([period, p.plan?.key ?? '-', `total (${p.currency})`, '', '', g(p.totalOverageAmount), g(p.totalAmount)]);
       }
-      printLine(formatTable(['period', 'plan', 'feature', 'used', 'overage', 'amount'], rows));
+      printLine(formatTable(['period', 'plan', 'feature', 'used', 'overage', 'amount', 'invoice total'], rows));
     });
 }
