@@ -414,6 +414,8 @@ describeEachDb('billing report at scale', (t) => {
       'acme  2026-03-01 09:00 – 2026-04-01 09:00 Asia/Tokyo  plan starter v1  (USD)',
     );
     expect(JSON.parse(await report(url, '--tenant', 'acme', '--tz', 'Asia/Tokyo', '--json'))[0].period.start).toBe('2026-03-01T00:00:00.000Z');
+    const history = await runCli(['history', 'acme', '--tz', 'Asia/Tokyo'], { db: url, now: NOW });
+    expect(history.stdout).toMatch(/^2026-03-01 09:00 – 2026-04-01 09:00 Asia\/Tokyo +starter +total \(USD\) +16\.26 +45\.26$/m);
   });
 
   it('estimate shows projections in whole units and amounts in currency digits, and notes a hard stop', async () => {

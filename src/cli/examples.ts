@@ -89,7 +89,7 @@ export const EXAMPLES: Record<string, string[]> = {
     'billing report --summary --plan pro --json',
     'billing report --period 2026-03 --format csv',
   ],
-  history: ['billing history acme', 'billing history acme --limit 3 --json'],
+  history: ['billing history acme', 'billing history acme --limit 3 --json', 'billing history acme --tz America/New_York'],
   estimate: ['billing estimate acme', 'billing estimate acme --json'],
   stripe: ['billing stripe sync', 'billing stripe status'],
   'stripe sync': ['STRIPE_SECRET_KEY=sk_test_... billing stripe sync', 'billing stripe sync --dry-run --tenant acme'],

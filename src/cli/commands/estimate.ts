@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { Decimal, dec } from '../../domain/decimal.js';
-import { formatPeriod } from '../../format/period.js';
+import { checkTimeZone, formatPeriod } from '../../format/period.js';
 import { formatTable, groupDigits as g, truncateCell } from '../../format/table.js';
 import type { FeatureEstimate, TenantEstimate } from '../../report/estimate.js';
 
@@ -36,8 +36,10 @@ export function register(program: Command): void {
     .command('estimate')
     .description("a tenant's projected usage, overage and invoice total at the end of the current period")
     .argument('<tenant>', 'tenant id')
-    .action(async (tenantId: string, _flags, cmd: Command) => {
+    .option('--tz <zone>', 'show the period in this time zone (IANA name, e.g. Europe/Berlin); JSON stays UTC', 'UTC')
+    .action(async (tenantId: string, flags: { tz: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
+      const zone = checkTimeZone(flags.tz);
       const { buildEstimate } = await import('../../report/estimate.js');
       const e = await withDb(ctx, (db) => buildEstimate(db, { now: ctx.now, tenantId }));
       if (ctx.json) {
@@ -45,7 +47,7 @@ export function register(program: Command): void {
         return;
       }
       const pct = (Number(e.elapsed) * 100).toFixed(2);
-      printLine(`${e.tenantId}  ${formatPeriod(e.period)}  (${e.currency}), ${pct}% elapsed at ${e.asOf}`);
+      printLine(`${e.tenantId}  ${formatPeriod(e.period, zone)}  (${e.currency}), ${pct}% elapsed at ${e.asOf}`);
       printLine('sum/count features: projected at the run rate so far (used × period length / elapsed);');
       printLine('max/last/unique features: projected at their current value.');
       const rows = e.features.map((f) => [
