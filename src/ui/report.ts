@@ -1,3 +1,4 @@
+import { dec } from '../domain/decimal.js';
 import type { FeatureReport, TenantReport } from '../report/report.js';
 import type { CurrencyTotal, TenantSummary } from '../report/select.js';
 import { toCsv } from '../format/csv.js';
@@ -13,7 +14,7 @@ export function reportHeading(r: TenantReport, zone?: string): string {
 
 /** Why an amount is zero although usage is over the allowance. */
 export function featureNote(f: Pick<FeatureReport, 'overage' | 'overageAmount' | 'hardStop'>): string {
-  if (f.overage === '0' || Number(f.overageAmount) !== 0) return '';
+  if (f.overage === '0' || !dec(f.overageAmount).isZero()) return '';
   return f.hardStop ? 'hard stop: requests past the limit are denied, not billed' : 'no overage price: not billed';
 }
 
