@@ -34,7 +34,8 @@ JSON (--json or --format json):
   + taxes, before prepaid credits). Amounts are decimal strings in major units, periods ISO
   instants in UTC; no digit grouping or shortened ids (the table does both).
 Filters pick rows; a tenant's totals stay its whole period's. --limit counts tenant x feature
-rows (with --summary, tenants). Amounts sort as numbers whatever their currency.`;
+rows (with --summary, tenants; --sort amount then orders them by totalAmount and used by their
+largest used quantity). Amounts sort as numbers whatever their currency.`;
 
 export function register(program: Command): void {
   program
