@@ -21,7 +21,7 @@ describeEachDb('billing invoice (CLI)', (t) => {
 
     const gen = await runCli(['invoice', 'generate'], { db: url, now: '2026-02-01T01:00:00Z', env: { INVOICE_DUE_DAYS: '14' } });
     expect(gen.code).toBe(0);
-    expect(gen.stdout).toMatch(/INV-000001 .* 2026-01-01 to 2026-02-01\s+draft\s+12\.50\s+USD\s+2/);
+    expect(gen.stdout).toMatch(/INV-000001 .* 2026-01-01 – 2026-01-31\s+draft\s+12\.50\s+USD\s+2/);
     const listed = JSON.parse((await runCli(['invoice', 'list', '--tenant', tenant, '--status', 'draft', '--json'], { db: url })).stdout);
     expect(listed).toHaveLength(1);
     expect(listed[0]).toMatchObject({
@@ -40,6 +40,7 @@ describeEachDb('billing invoice (CLI)', (t) => {
 
     const shown = await runCli(['invoice', 'show', 'INV-000001'], { db: url });
     expect(shown.stdout).toMatch(/^INV-000001 {2}draft {2}12\.50 USD/);
+    expect(shown.stdout).toContain('\n  period 2026-01-01 – 2026-01-31\n'); // the last day, inclusive
     expect(shown.stdout).toMatch(/OCR scans: 150 used, 100 included, 50 billable\s+50\s+0\.05\s+2\.50/);
 
     expect((await runCli(['invoice', 'finalize', 'INV-000001'], { db: url, now: '2026-02-02T00:00:00Z' })).stdout).toMatch(/INV-000001 finalized, due 2026-02-09/);

@@ -276,6 +276,7 @@ describeEachDb('billing run / status (CLI)', (t) => {
     const text = await runCli(['run', '--dry-run'], { db: url, now: ISO_NOW });
     expect(text.stdout).toMatch(/^dry run: nothing was changed$/m);
     expect(text.stdout).toMatch(/^invoice: 2 invoice\(s\) would be generated/m);
+    expect(text.stdout).toMatch(/ acme +2026-01-01 – 2026-01-31 +/);
     expect(await snapshot(db)).toEqual(before);
   });
 

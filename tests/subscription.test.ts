@@ -302,6 +302,8 @@ describeEachDb('quota overrides', (ctx) => {
       currentPeriod: { start: '2026-01-31T00:00:00.000Z', end: '2026-02-28T00:00:00.000Z' },
       plan: { key: 'premium', version: 1 },
     });
+    const text = await runCli(['subscription', 'show', 'acme'], { db: url, now: '2026-02-10T00:00:00Z' });
+    expect(text.stdout).toContain('\n  current period 2026-01-31 – 2026-02-27\n');
 
     const change = await cli(['subscription', 'change', 'acme', 'basic'], '2026-02-10T00:00:00Z');
     expect(JSON.parse(change.stdout)).toMatchObject({ effectiveAt: '2026-02-28T00:00:00.000Z' });

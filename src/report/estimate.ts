@@ -5,7 +5,9 @@ import { BillingError } from '../domain/errors.js';
 import { formatMoney } from '../domain/money.js';
 import { periodToJson, type Instant } from '../domain/period.js';
 import { decimalToMicro, microToString, QUANTITY_SCALE } from '../domain/quantity.js';
-import { loadTenantTerms } from '../rate/tenant-terms.js';
+import { CatalogCache, loadTenantTerms } from '../rate/tenant-terms.js';
+import type { InvoiceTotals } from '../rate/totals.js';
+import { loadInvoiceExtras, windowInvoiceTotals } from './invoice-totals.js';
 import { currencyOf, rateWindowCharges, rateWindows } from '../rate/window.js';
 import type { Db } from '../storage/db.js';
 import { TenantTimeline } from '../aggregate/windows.js';
@@ -21,7 +23,14 @@ export interface FeatureEstimate {
   projectedUsed: string;
   overageAmount: string;
   projectedOverageAmount: string;
+  /** Billable quantity beyond the allowance at the projection. */
+  projectedOverage: string;
+  /** Requests past the limit are denied: a projection past it is never billed. */
+  hardStop: boolean;
 }
+
+/** An invoice's totals as DESIGN.md §13 names them (before prepaid credits). */
+export type EstimateInvoice = Pick<InvoiceTotals, 'subtotal' | 'discounts' | 'discountTotal' | 'taxes' | 'taxTotal' | 'total'>;
 
 export interface TenantEstimate {
   tenantId: string;
@@ -33,6 +42,16 @@ export interface TenantEstimate {
   features: FeatureEstimate[];
   totalOverageAmount: string;
   projectedTotalOverageAmount: string;
+  /** The period's invoice if it closed now (base fee for the whole period) and at the projection; null without a subscription. */
+  invoice: EstimateInvoice | null;
+  projectedInvoice: EstimateInvoice | null;
+  /** Their totals (0 without a subscription). */
+  totalAmount: string;
+  projectedTotalAmount: string;
+}
+
+function invoicePart(t: InvoiceTotals | null): EstimateInvoice | null {
+  return t && { subtotal: t.subtotal, discounts: t.discounts, discountTotal: t.discountTotal, taxes: t.taxes, taxTotal: t.taxTotal, total: t.total };
 }
 
 /**
@@ -81,8 +100,15 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
       projectedUsed: microToString(projectedMicro.get(c.featureKey)!),
       overageAmount: c.amount,
       projectedOverageAmount: projectedCharges.get(c.featureKey)!.amount,
+      projectedOverage: projectedCharges.get(c.featureKey)!.billable,
+      hardStop: c.hardStop,
     }),
   );
+  // The invoice totals go through the rating path too, on the usage so far and on the projection.
+  const extras = await loadInvoiceExtras(q, [opts.tenantId]);
+  const cache = new CatalogCache();
+  const invoice = await windowInvoiceTotals(q, cache, t, rated, rated.usedMicro, extras);
+  const projectedInvoice = await windowInvoiceTotals(q, cache, t, rated, projectedMicro, extras);
   const total = (pick: (f: FeatureEstimate) => string) => formatMoney(estimates.reduce((s, f) => s.plus(dec(pick(f))), ZERO), currency);
   return {
     tenantId: opts.tenantId,
@@ -93,5 +119,9 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
     features: estimates,
     totalOverageAmount: total((f) => f.overageAmount),
     projectedTotalOverageAmount: total((f) => f.projectedOverageAmount),
+    invoice: invoicePart(invoice),
+    projectedInvoice: invoicePart(projectedInvoice),
+    totalAmount: invoice?.total ?? formatMoney(ZERO, currency),
+    projectedTotalAmount: projectedInvoice?.total ?? formatMoney(ZERO, currency),
   };
 }

@@ -4,7 +4,7 @@ import { loadTenantTerms } from '../rate/tenant-terms.js';
 import type { Db } from '../storage/db.js';
 import { TenantTimeline, type Window } from '../aggregate/windows.js';
 import { rateWindows } from '../rate/window.js';
-import { toTenantReport, type TenantReport } from './report.js';
+import { toTenantReports, type TenantReport } from './report.js';
 
 /**
  * A tenant's last `limit` periods, newest first, each rated like `billing report`. History
@@ -29,5 +29,5 @@ export async function buildHistory(db: Db, opts: { now: Instant; tenantId: strin
     windows.push(w);
     if (w.start <= origin) break;
   }
-  return (await rateWindows(db, terms, new Map([[opts.tenantId, windows]]), opts.now)).map(toTenantReport);
+  return toTenantReports(db, terms, await rateWindows(db, terms, new Map([[opts.tenantId, windows]]), opts.now));
 }

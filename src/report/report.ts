@@ -2,11 +2,13 @@ import { dec, ZERO } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { formatMoney } from '../domain/money.js';
 import { periodToJson, type Instant } from '../domain/period.js';
-import { loadTenantTerms } from '../rate/tenant-terms.js';
+import type { Knex } from 'knex';
+import { CatalogCache, loadTenantTerms, type TenantTerms } from '../rate/tenant-terms.js';
 import { currencyOf, rateWindows, type RatedWindow } from '../rate/window.js';
 import type { Db } from '../storage/db.js';
 import { checkPeriodSpec, selectWindow } from '../aggregate/periods.js';
 import { TenantTimeline, type Window } from '../aggregate/windows.js';
+import { loadInvoiceExtras, windowInvoiceTotals } from './invoice-totals.js';
 
 /** One feature's line of a report (DESIGN.md §7). Decimal strings; amounts in major units. */
 export interface FeatureReport {
@@ -31,6 +33,11 @@ export interface TenantReport {
   subscriptionId: string | null;
   features: FeatureReport[];
   totalOverageAmount: string;
+  /**
+   * What the period's invoice totals (DESIGN.md §13 `total`): base fee + usage + minimum
+   * commitment − discounts + exclusive taxes, before prepaid credits; 0 without a subscription.
+   */
+  totalAmount: string;
 }
 
 export interface ReportOptions {
@@ -38,6 +45,8 @@ export interface ReportOptions {
   tenantId?: string;
   /** `current` (default), `previous`, or `YYYY-MM`: the billing period starting that month. */
   period?: string;
+  /** Only tenants whose id starts with this (ignored with tenantId). */
+  tenantPrefix?: string;
 }
 
 /**
@@ -49,18 +58,39 @@ export interface ReportOptions {
 export async function buildReport(db: Db, opts: ReportOptions): Promise<TenantReport[]> {
   const spec = checkPeriodSpec(opts.period ?? 'current');
   const q = db.knex;
-  const tenantIds = opts.tenantId !== undefined ? [opts.tenantId] : (await q('tenants').select('id').orderBy('id')).map((r) => r.id as string);
+  const tenantIds = opts.tenantId !== undefined ? [opts.tenantId] : await listTenantIds(q, opts.tenantPrefix);
   const terms = await loadTenantTerms(q, tenantIds);
   if (opts.tenantId !== undefined && !terms.get(opts.tenantId)?.tenant) {
     throw new BillingError('not_found', `tenant "${opts.tenantId}" does not exist (see \`billing tenant list\`)`);
   }
   const windows = new Map<string, Window[]>();
   for (const [id, t] of terms) windows.set(id, [selectWindow(new TenantTimeline(t.subscriptions), spec, opts.now)]);
-  const reports = (await rateWindows(db, terms, windows, opts.now)).map(toTenantReport);
+  const reports = await toTenantReports(db, terms, await rateWindows(db, terms, windows, opts.now));
   return opts.tenantId !== undefined ? reports : reports.filter((r) => r.subscriptionId !== null || r.features.some((f) => f.used !== '0'));
 }
 
-export function toTenantReport(r: RatedWindow): TenantReport {
+/** Tenant ids in id order; with a prefix, only those starting with it (LIKE narrows, startsWith decides: SQLite's LIKE ignores case). */
+async function listTenantIds(q: Knex, prefix: string | undefined): Promise<string[]> {
+  const query = q('tenants').select('id').orderBy('id');
+  if (prefix) query.whereRaw("id LIKE ? ESCAPE '!'", [`${prefix.replace(/[!%_]/g, (c) => `!${c}`)}%`]);
+  const ids = (await query).map((r) => r.id as string);
+  return prefix ? ids.filter((id) => id.startsWith(prefix)) : ids;
+}
+
+/** Reports of rated windows, each with its invoice total priced by the rating path (invoice-totals.ts). */
+export async function toTenantReports(db: Db, terms: Map<string, TenantTerms>, rated: RatedWindow[]): Promise<TenantReport[]> {
+  const q = db.knex;
+  const extras = await loadInvoiceExtras(q, [...new Set(rated.filter((r) => r.window.subscription).map((r) => r.tenantId))]);
+  const cache = new CatalogCache();
+  const out: TenantReport[] = [];
+  for (const r of rated) {
+    const totals = await windowInvoiceTotals(q, cache, terms.get(r.tenantId)!, r, r.usedMicro, extras);
+    out.push(toTenantReport(r, totals?.total ?? null));
+  }
+  return out;
+}
+
+function toTenantReport(r: RatedWindow, total: string | null): TenantReport {
   const currency = currencyOf(r);
   return {
     tenantId: r.tenantId,
@@ -78,5 +108,6 @@ export function toTenantReport(r: RatedWindow): TenantReport {
       hardStop: c.hardStop,
     })),
     totalOverageAmount: formatMoney(r.charges.reduce((s, c) => s.plus(dec(c.amount)), ZERO), currency),
+    totalAmount: total ?? formatMoney(ZERO, currency),
   };
 }

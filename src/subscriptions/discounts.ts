@@ -142,3 +142,34 @@ export async function recordDiscountUses(trx: Knex.Transaction, tenantId: string
   if (discountIds.length === 0) return;
   await trx('discount_uses').insert(discountIds.map((id) => ({ tenant_id: tenantId, discount_id: id, invoice_id: invoiceId })));
 }
+
+/**
+ * Reports and estimates: the tenants' discounts (not removed), creation order, each with the
+ * period start of every non-void invoice that used it, so a period's own uses can be left out.
+ */
+export async function loadDiscountsByTenant(q: Q, tenantIds: string[]): Promise<Map<string, Array<{ discount: Discount; usedFor: number[] }>>> {
+  const out = new Map<string, Array<{ discount: Discount; usedFor: number[] }>>();
+  if (tenantIds.length === 0) return out;
+  const rows = await q('discounts').select('*').whereIn('tenant_id', tenantIds).whereNull('removed_at').orderBy('tenant_id').orderBy('seq');
+  if (rows.length === 0) return out;
+  const withDiscounts = [...new Set(rows.map((r) => r.tenant_id as string))];
+  const usedFor = new Map<string, number[]>();
+  for (const u of await q('discount_uses as u')
+    .join('invoices as i', function () {
+      this.on('i.tenant_id', 'u.tenant_id').andOn('i.id', 'u.invoice_id');
+    })
+    .whereIn('u.tenant_id', withDiscounts)
+    .whereNot('i.status', 'void')
+    .select('u.discount_id', 'i.period_start')) {
+    const list = usedFor.get(u.discount_id) ?? [];
+    list.push(Number(u.period_start));
+    usedFor.set(u.discount_id, list);
+  }
+  for (const r of rows) {
+    const used = usedFor.get(r.id) ?? [];
+    const list = out.get(r.tenant_id) ?? [];
+    list.push({ discount: discountFromRow(r, used.length), usedFor: used });
+    out.set(r.tenant_id, list);
+  }
+  return out;
+}

@@ -69,3 +69,19 @@ export async function setTenantTax(
     return after;
   });
 }
+
+/** `loadTenantTaxes` for many tenants at once (reports): tenant id → the rates its invoices are taxed at. */
+export async function loadTaxRatesByTenant(q: Q, tenantIds: string[]): Promise<Map<string, TaxRate[]>> {
+  const out = new Map<string, TaxRate[]>();
+  if (tenantIds.length === 0) return out;
+  const tenants = await q('tenants').whereIn('id', tenantIds).select('id', 'taxes_set');
+  const own = tenants.filter((t) => bool(t.taxes_set)).map((t) => t.id as string);
+  const defaults = tenants.length > own.length ? await loadDefaultTaxRates(q) : [];
+  for (const t of tenants) out.set(t.id, bool(t.taxes_set) ? [] : defaults);
+  if (own.length > 0) {
+    for (const r of await q('tenant_tax_rates').whereIn('tenant_id', own).orderBy('tenant_id').orderBy('name')) {
+      out.get(r.tenant_id)!.push({ name: r.name, rate: r.rate, inclusive: bool(r.inclusive) });
+    }
+  }
+  return out;
+}

@@ -1,5 +1,6 @@
 import type { StageReport } from '../jobs/pipeline.js';
 import { formatTable } from '../format/table.js';
+import { formatPeriod } from '../format/period.js';
 
 /** One cell for the run table: what a previewed stage would do. */
 export function planSummary(r: StageReport): string {
@@ -23,7 +24,7 @@ export function planText(r: StageReport): string[] {
       `invoice: ${invoices.length} invoice(s) would be generated (after aggregating and rating)`,
       formatTable(
         ['NUMBER', 'TENANT', 'PERIOD', 'STATUS', 'TOTAL', 'LINES'],
-        invoices.map((i) => [i.number, i.tenant, `${String(i.period.start).slice(0, 10)} to ${String(i.period.end).slice(0, 10)}`, i.status, `${i.total} ${i.currency}`, i.lines?.length ?? i.lineCount ?? '']),
+        invoices.map((i) => [i.number, i.tenant, formatPeriod(i.period), i.status, `${i.total} ${i.currency}`, i.lines?.length ?? i.lineCount ?? '']),
       ),
     ];
   }

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { wholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
-import { formatTable } from '../../format/table.js';
+import { checkTimeZone, formatPeriod } from '../../format/period.js';
+import { formatTable, groupDigits as g, truncateCell } from '../../format/table.js';
 
 export function register(program: Command): void {
   program
@@ -10,8 +11,10 @@ export function register(program: Command): void {
     .description("a tenant's usage and overage per billing period, newest first")
     .argument('<tenant>', 'tenant id')
     .option('--limit <n>', 'number of periods', '12')
-    .action(async (tenantId: string, flags: { limit: string }, cmd: Command) => {
+    .option('--tz <zone>', 'show periods in this time zone (IANA name, e.g. Europe/Berlin); JSON stays UTC', 'UTC')
+    .action(async (tenantId: string, flags: { limit: string; tz: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
+      const zone = checkTimeZone(flags.tz);
       const limit = wholeNumber(flags.limit, '--limit');
       const { buildHistory } = await import('../../report/history.js');
       const periods = await withDb(ctx, (db) => buildHistory(db, { now: ctx.now, tenantId, limit }));
@@ -21,10 +24,10 @@ export function register(program: Command): void {
       }
       const rows: string[][] = [];
       for (const p of periods) {
-        const period = `${p.period.start.slice(0, 10)} → ${p.period.end.slice(0, 10)}`;
-        for (const f of p.features) rows.push([period, p.plan?.key ?? '-', f.featureKey, f.used, f.overage, f.overageAmount]);
-        rows.push([period, p.plan?.key ?? '-', `total (${p.currency})`, '', '', p.totalOverageAmount]);
+        const period = formatPeriod(p.period, zone);
+        for (const f of p.features) rows.push([period, p.plan?.key ?? '-', truncateCell(f.featureKey), g(f.used), g(f.overage), g(f.overageAmount), '']);
+        rows.push([period, p.plan?.key ?? '-', `total (${p.currency})`, '', '', g(p.totalOverageAmount), g(p.totalAmount)]);
       }
-      printLine(formatTable(['period', 'plan', 'feature', 'used', 'overage', 'amount'], rows));
+      printLine(formatTable(['period', 'plan', 'feature', 'used', 'overage', 'amount', 'invoice total'], rows));
     });
 }

@@ -5,6 +5,7 @@ import { oneOf } from '../options.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { formatTable } from '../../format/table.js';
+import { formatPeriod } from '../../format/period.js';
 
 const day = (t: number) => displayInstant(t).replace(/T.*/, '');
 
@@ -12,7 +13,7 @@ function invoicesTable(list: Array<Invoice | InvoiceSummary>): string {
   return formatTable(
     ['number', 'id', 'tenant', 'period', 'status', 'total', 'currency', 'lines'],
     list.map((i) => [
-      i.number, i.id, i.tenantId, `${day(i.period.start)} to ${day(i.period.end)}`, i.status, i.total, i.currency,
+      i.number, i.id, i.tenantId, formatPeriod(i.period), i.status, i.total, i.currency,
       'lines' in i ? i.lines.length : i.lineCount,
     ]),
   );
@@ -21,7 +22,7 @@ function invoicesTable(list: Array<Invoice | InvoiceSummary>): string {
 function printInvoice(inv: Invoice): void {
   printLine(`${inv.number}  ${inv.status}  ${inv.total} ${inv.currency}`);
   printLine(`  id ${inv.id}, tenant ${inv.tenantId}, subscription ${inv.subscriptionId}`);
-  printLine(`  period ${displayInstant(inv.period.start)} → ${displayInstant(inv.period.end)}`);
+  printLine(`  period ${formatPeriod(inv.period)}`);
   printLine(`  issued ${day(inv.issuedAt)}, due ${day(inv.dueAt)}`);
   if (inv.voidedAt !== null) printLine(`  voided ${displayInstant(inv.voidedAt)}: ${inv.voidReason ?? ''}`);
   if (inv.paidAt !== null) printLine(`  paid ${displayInstant(inv.paidAt)}${inv.paymentRef ? ` (${inv.paymentRef})` : ''}`);

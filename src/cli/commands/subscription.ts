@@ -5,6 +5,7 @@ import { parseInstant, toIso } from '../../domain/period.js';
 import { buildContext, withDb } from '../context.js';
 import { printJson, printLine } from '../output.js';
 import { formatTable } from '../../format/table.js';
+import { formatPeriod } from '../../format/period.js';
 
 /** `--at now|period-end|ISO`. */
 function parseAt(raw: string | undefined): 'now' | 'period-end' | number | undefined {
@@ -55,7 +56,7 @@ export function register(program: Command): void {
       const s = v.subscription;
       printLine(`${s.id} (tenant ${s.tenantId}): ${v.status}${v.current ? `, on ${v.current.planKey} v${v.current.planVersion}` : ''}`);
       printLine(`  billed per ${s.interval} in ${s.currency}, anchored ${toIso(s.anchorAt)}`);
-      if (v.currentPeriod) printLine(`  current period ${toIso(v.currentPeriod.start)} → ${toIso(v.currentPeriod.end)}`);
+      if (v.currentPeriod) printLine(`  current period ${formatPeriod(v.currentPeriod)}`);
       if (s.trialEndsAt !== null) printLine(`  trial ends ${toIso(s.trialEndsAt)}`);
       if (s.cancelAt !== null) printLine(`  ends ${toIso(s.cancelAt)}${s.canceledAt !== null ? ` (canceled ${toIso(s.canceledAt)})` : ' (cancellation scheduled)'}`);
       printLine('');
