@@ -53,6 +53,16 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     ],
   ],
   [
+    'graduated_percentage tiers: a rate in percent (0 to 100, a decimal string), no unitPrice',
+    { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', features: { OCR_SCAN: { included: 0, overage: { model: 'graduated_percentage', tiers: [{ upTo: 1000, rate: '101', unitPrice: '1' }, { upTo: null, rate: 2.5 }] } } } }] },
+    STORED,
+    [
+      'plans[0].features.OCR_SCAN.overage.tiers[0].unitPrice: unknown field (expected one of: upTo, rate, flatPrice)',
+      'plans[0].features.OCR_SCAN.overage.tiers[0].rate: "101" must be a percentage from "0" to "100" as a decimal string, like "2.9"',
+      'plans[0].features.OCR_SCAN.overage.tiers[1].rate: "2.5" must be a percentage from "0" to "100" as a decimal string, like "2.9"',
+    ],
+  ],
+  [
     'null tiers, empty tiers and a tier that is not an object',
     { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', features: { OCR_SCAN: { included: 1, overage: { model: 'volume', tiers: null } }, API_CALL: { included: 1, overage: { model: 'graduated', tiers: [] } }, SEATS: { included: 1, overage: { model: 'graduated', tiers: [null, 'x', { unitPrice: '1' }] } } } }] },
     STORED,
@@ -139,8 +149,8 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     STORED,
     [
       'plans[0].features.OCR_SCAN.overage: must be an object with a "model"',
-      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume',
-      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume',
+      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
+      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
     ],
   ],
   [

@@ -67,6 +67,19 @@ describe('package (size 100, 5.00 each)', () => {
   });
 });
 
+// DESIGN.md §14: 1,000 at 1 % + 200; 10,000 at 2 % + 300; above at 3 % + 400.
+describe('graduated_percentage (≤1000 @1% +200; ≤10000 @2% +300; above @3% +400)', () => {
+  const pct = { model: 'graduated_percentage' as const, tiers: [
+    { upTo: '1000', rate: '1', flatPrice: '200' }, { upTo: '10000', rate: '2', flatPrice: '300' }, { upTo: null, rate: '3', flatPrice: '400' },
+  ] };
+  runCases(pct, [
+    { name: 'nothing billable', billable: '0', amount: '0', refs: [] },
+    { name: 'inside tier 1', billable: '500', amount: '205', refs: ['tier-1'], quantities: ['500'] },
+    { name: 'the spec example: 210 + 81 + 300', billable: '5050', amount: '591', refs: ['tier-1', 'tier-2'], quantities: ['1000', '4050'] },
+    { name: 'into the open tier', billable: '10000.5', amount: '1090.015', refs: ['tier-1', 'tier-2', 'tier-3'], quantities: ['1000', '9000', '0.5'] },
+  ]);
+});
+
 describe('graduated (≤100 @0.02; ≤1000 @0.01 +1.00; above @0.005 +2.00)', () => {
   runCases({ model: 'graduated', tiers: TIERS }, [
     { name: 'no usage, no flat price', billable: '0', amount: '0', refs: [] },

@@ -59,6 +59,7 @@ describe('reference rater: hand-checked cases', () => {
     ['volume 10 (upTo inclusive): 10 × 1.00 + 5.00', volume, '10', '15'],
     ['volume 10.5: all at tier 2, 10.5 × 0.50 + 2.00', volume, '10.5', '7.25'],
     ['no billable quantity, no flat price', graduated, '0', '0'],
+    ['graduated_percentage 5,050 (DESIGN.md §14): 1 % of 1,000 + 200 + 2 % of 4,050 + 300', { model: 'graduated_percentage', tiers: [{ upTo: 1000, rate: '1', flatPrice: '200' }, { upTo: 10000, rate: '2', flatPrice: '300' }, { upTo: null, rate: '3', flatPrice: '400' }] }, '5050', '591'],
   ];
   it.each(cases)('%s', (_name, pricing, billable, amount) => {
     expect(modelAmount(pricing, D(billable)).toFixed()).toBe(amount);

@@ -21,6 +21,8 @@ function canonicalPricing(p: Pricing | null): string {
       return JSON.stringify({ ...base, unitPrice: c(p.unitPrice) });
     case 'package':
       return JSON.stringify({ ...base, size: c(p.size), packagePrice: c(p.packagePrice) });
+    case 'graduated_percentage':
+      return JSON.stringify({ ...base, tiers: p.tiers.map((t) => [c(t.upTo), c(t.rate), c(t.flatPrice)]) });
     default:
       return JSON.stringify({ ...base, tiers: p.tiers.map((t) => [c(t.upTo), c(t.unitPrice), c(t.flatPrice)]) });
   }

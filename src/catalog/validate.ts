@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Aggregation, Feature, PlanFeature, PlanVersion, Pricing, Tier } from '../domain/catalog.js';
+import type { Aggregation, Feature, PercentTier, PlanFeature, PlanVersion, Pricing, Tier } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { isKnownCurrency } from '../domain/money.js';
@@ -143,8 +143,18 @@ const tier = obj({ upTo: later, unitPrice: price, flatPrice: price.nullish() }).
   (t): Tier => ({ upTo: (t.upTo as string | null | undefined) ?? null, unitPrice: t.unitPrice, flatPrice: t.flatPrice ?? null }),
 );
 
+const RATE = /^\d{1,3}(\.\d{1,6})?$/;
+const percentRate = z.unknown().transform((v, ctx) => {
+  if (typeof v !== 'string' || !RATE.test(v) || dec(v).gt(100)) return fail(ctx, `"${String(v)}" must be a percentage from "0" to "100" as a decimal string, like "2.9"`);
+  return v;
+});
+
+const percentTier = obj({ upTo: later, rate: percentRate, flatPrice: price.nullish() }).transform(
+  (t): PercentTier => ({ upTo: (t.upTo as string | null | undefined) ?? null, rate: t.rate, flatPrice: t.flatPrice ?? null }),
+);
+
 /** Tier bounds are quantities rising strictly; only the last tier is open-ended (upTo null or absent). */
-const tiers = z
+const tiersOf = <T>(tierSchema: z.ZodType<T>) => z
   .array(z.unknown(), { error: NOT_TIERS })
   .min(1, NOT_TIERS)
   .transform((ts, ctx) => {
@@ -167,9 +177,11 @@ const tiers = z
           t = { ...t, upTo: q.value };
         }
       }
-      return sub(ctx, tier, t, [i]) as Tier;
+      return sub(ctx, tierSchema, t, [i]) as T;
     });
   });
+const tiers = tiersOf(tier);
+const percentTiers = tiersOf(percentTier);
 
 /** One pricing model: `model` plus its own terms, then the optional minimum and maximum charge. */
 function pricingModel(model: Pricing['model'], shape: z.ZodRawShape) {
@@ -191,8 +203,9 @@ const pricing = z.discriminatedUnion(
     pricingModel('package', { size: packageSize, packagePrice: price }),
     pricingModel('graduated', { tiers }),
     pricingModel('volume', { tiers }),
+    pricingModel('graduated_percentage', { tiers: percentTiers }),
   ],
-  { error: (i) => (isObj(i.input) ? 'must be one of per_unit, package, graduated, volume' : 'must be an object with a "model"') },
+  { error: (i) => (isObj(i.input) ? 'must be one of per_unit, package, graduated, volume, graduated_percentage' : 'must be an object with a "model"') },
 );
 
 const feature = obj(

@@ -19,11 +19,19 @@ export interface Tier {
   flatPrice: string | null;
 }
 
+/** A graduated_percentage tier (DESIGN.md §14): rate is a percentage of the amount in the tier. */
+export interface PercentTier {
+  upTo: string | null; // inclusive bound of the summed amount; null = infinity (last tier)
+  rate: string; // percentage, decimal string, 0 to 100
+  flatPrice: string | null;
+}
+
 export type Pricing =
   | { model: 'per_unit'; unitPrice: string; minimum?: string | null; maximum?: string | null }
   | { model: 'package'; size: string; packagePrice: string; minimum?: string | null; maximum?: string | null }
   | { model: 'graduated'; tiers: Tier[]; minimum?: string | null; maximum?: string | null }
-  | { model: 'volume'; tiers: Tier[]; minimum?: string | null; maximum?: string | null };
+  | { model: 'volume'; tiers: Tier[]; minimum?: string | null; maximum?: string | null }
+  | { model: 'graduated_percentage'; tiers: PercentTier[]; minimum?: string | null; maximum?: string | null };
 
 /** One feature's terms in one plan version. */
 export interface PlanFeature {

@@ -57,12 +57,13 @@ export function stripeUnits(amountMajor: string, currency: string): bigint {
 // ---- catalog (the JSON of DESIGN.md §3) ---------------------------------------------------
 
 export type Num = string | number;
-export interface RefTier { upTo: Num | null; unitPrice: string; flatPrice?: string }
+export interface RefTier { upTo: Num | null; unitPrice?: string; rate?: string; flatPrice?: string }
 export type RefPricing = {
-  model: 'per_unit' | 'package' | 'graduated' | 'volume';
+  model: 'per_unit' | 'package' | 'graduated' | 'volume' | 'graduated_percentage';
   unitPrice?: string;
   size?: Num;
   packagePrice?: string;
+  /** graduated_percentage tiers carry a rate in percent instead of a unit price. */
   tiers?: RefTier[];
   minimum?: string;
   maximum?: string;
@@ -138,13 +139,26 @@ export function modelAmount(p: RefPricing, billable: Decimal): Decimal {
     return packages.times(D(p.packagePrice!));
   }
   const tiers = p.tiers!;
+  if (p.model === 'graduated_percentage') {
+    // DESIGN.md §14: each tier charges rate % of the amount inside it, plus its flat price.
+    let total = new Decimal(0);
+    let lower = new Decimal(0);
+    for (const tier of tiers) {
+      if (billable.lte(lower)) break;
+      const upper = tier.upTo === null ? billable : Decimal.min(billable, D(tier.upTo));
+      total = total.plus(upper.minus(lower).times(D(tier.rate!)).div(100)).plus(D(tier.flatPrice ?? '0'));
+      if (tier.upTo === null) break;
+      lower = D(tier.upTo);
+    }
+    return total;
+  }
   if (p.model === 'graduated') {
     let total = new Decimal(0);
     let lower = new Decimal(0);
     for (const tier of tiers) {
       if (billable.lte(lower)) break;
       const upper = tier.upTo === null ? billable : Decimal.min(billable, D(tier.upTo));
-      total = total.plus(upper.minus(lower).times(D(tier.unitPrice))).plus(D(tier.flatPrice ?? '0'));
+      total = total.plus(upper.minus(lower).times(D(tier.unitPrice!))).plus(D(tier.flatPrice ?? '0'));
       if (tier.upTo === null) break;
       lower = D(tier.upTo);
     }
@@ -153,7 +167,7 @@ export function modelAmount(p: RefPricing, billable: Decimal): Decimal {
   // volume: every unit at the first tier whose (inclusive) upTo holds the whole quantity
   for (const tier of tiers) {
     if (tier.upTo === null || billable.lte(D(tier.upTo))) {
-      return billable.times(D(tier.unitPrice)).plus(D(tier.flatPrice ?? '0'));
+      return billable.times(D(tier.unitPrice!)).plus(D(tier.flatPrice ?? '0'));
     }
   }
   throw new Error('reference rater: tiers without a last upTo null');

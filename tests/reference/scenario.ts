@@ -91,10 +91,13 @@ function tiers(r: Rnd, currency: string): RefTier[] {
 }
 
 function pricing(r: Rnd, currency: string): RefPricing {
-  const model = r.pick(['per_unit', 'package', 'graduated', 'volume'] as const);
+  const model = r.pick(['per_unit', 'package', 'graduated', 'volume', 'graduated_percentage'] as const);
   let p: RefPricing;
   if (model === 'per_unit') p = { model, unitPrice: price(r, currency, 5) };
   else if (model === 'package') p = { model, size: r.pick([1, 3, 10, 25, '2.5']), packagePrice: price(r, currency, 30) };
+  else if (model === 'graduated_percentage') {
+    p = { model, tiers: tiers(r, currency).map(({ unitPrice: _, ...t }) => ({ ...t, rate: decimal(r, 30, 3) })) };
+  }
   else p = { model, tiers: tiers(r, currency) };
   if (r.chance(0.25)) p.minimum = price(r, currency, 15);
   if (r.chance(0.25)) {

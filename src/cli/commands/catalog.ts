@@ -17,7 +17,10 @@ function describePricing(p: Pricing | null): string {
   let s: string;
   if (p.model === 'per_unit') s = `${p.unitPrice}/unit`;
   else if (p.model === 'package') s = `${p.packagePrice} per ${p.size}`;
-  else {
+  else if (p.model === 'graduated_percentage') {
+    const tiers = p.tiers.map((t) => `${t.upTo === null ? 'rest' : `≤${t.upTo}`} @${t.rate}%${t.flatPrice ? ` +${t.flatPrice}` : ''}`);
+    s = `${p.model}: ${tiers.join('; ')}`;
+  } else {
     const tiers = p.tiers.map((t) => `${t.upTo === null ? 'rest' : `≤${t.upTo}`} @${t.unitPrice}${t.flatPrice ? ` +${t.flatPrice}` : ''}`);
     s = `${p.model}: ${tiers.join('; ')}`;
   }

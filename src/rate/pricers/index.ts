@@ -1,11 +1,12 @@
 import { dec, isDecimalString, type Decimal } from '../../domain/decimal.js';
 import { BillingError } from '../../domain/errors.js';
-import type { Pricing, Tier } from '../../domain/catalog.js';
+import type { PercentTier, Pricing, Tier } from '../../domain/catalog.js';
 import type { PriceLine } from '../price-line.js';
 import { pricePerUnit } from './per-unit.js';
 import { pricePackage } from './package.js';
 import { priceGraduated } from './graduated.js';
 import { priceVolume } from './volume.js';
+import { priceGraduatedPercentage } from './graduated-percentage.js';
 
 /** The one place a pricing model picks its pricer. Lines exclude minimum/maximum (see rate.ts). */
 export function priceModel(pricing: Pricing, billable: Decimal): PriceLine[] {
@@ -25,6 +26,9 @@ export function priceModel(pricing: Pricing, billable: Decimal): PriceLine[] {
     case 'volume':
       assertTiers(pricing.tiers);
       return priceVolume(pricing, billable);
+    case 'graduated_percentage':
+      assertTiers(pricing.tiers);
+      return priceGraduatedPercentage(pricing, billable);
     default:
       throw invalid(`unknown pricing model "${(pricing as { model: unknown }).model}"`);
   }
@@ -39,11 +43,12 @@ function assertPrice(v: unknown, name: string): void {
 }
 
 // The catalog validates tiers; this guards against rows that would price silently wrong.
-function assertTiers(tiers: Tier[]): void {
+function assertTiers(tiers: Array<Tier | PercentTier>): void {
   if (!Array.isArray(tiers) || tiers.length === 0) throw invalid('tiered pricing needs at least one tier');
   let prev: Decimal | null = null;
   tiers.forEach((t, i) => {
-    assertPrice(t.unitPrice, `tier ${i + 1} unitPrice`);
+    if ('rate' in t) assertPrice(t.rate, `tier ${i + 1} rate`);
+    else assertPrice(t.unitPrice, `tier ${i + 1} unitPrice`);
     if (t.flatPrice !== null && t.flatPrice !== undefined) assertPrice(t.flatPrice, `tier ${i + 1} flatPrice`);
     const last = i === tiers.length - 1;
     if (last !== (t.upTo === null || t.upTo === undefined)) throw invalid('only the last tier has upTo null');
