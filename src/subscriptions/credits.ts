@@ -53,6 +53,8 @@ export interface GrantInput {
   expires?: Instant;
   recurring?: 'monthly';
   name?: string;
+  /** A fixed id (the demo's, so that its output is the same every run); default random. */
+  id?: string;
 }
 
 /** One grant instance's state at an instant. */
@@ -255,7 +257,7 @@ export async function grantCredit(
     const last = await trx('credit_grants').where('tenant_id', input.tenantId).max('seq as seq').first();
     const row = {
       tenant_id: input.tenantId,
-      id: `cg_${randomBytes(8).toString('hex')}`,
+      id: input.id ?? `cg_${randomBytes(8).toString('hex')}`,
       seq: Number(last?.seq ?? 0) + 1,
       name,
       currency,
