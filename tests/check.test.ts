@@ -2,6 +2,7 @@ import { beforeEach, expect, it } from 'vitest';
 import { setQuota } from '../src/subscriptions/quota.js';
 import { checkEntitlement } from '../src/entitlements/check.js';
 import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
+import { grantCredit, voidCredit } from '../src/subscriptions/credits.js';
 import { runCli } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
 import { ACTOR, applyTestCatalog, insertEvents, iso, tenant } from './aggregate-support.js';
@@ -117,7 +118,7 @@ describeEachDb('billing check', (t) => {
     const ok = await runCli(['check', 'acme', 'OCR_SCAN', '--json'], { db: url, now });
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout)).toEqual({
-      allowed: true, remaining: '50', reason: 'within_plan', hardStop: false, used: '0', included: '50', limit: '50',
+      allowed: true, remaining: '50', reason: 'within_plan', hardStop: false, used: '0', included: '50', limit: '50', credits: null,
     });
     const no = await runCli(['check', 'acme', 'PREMIUM_VOICE'], { db: url, now });
     expect(no.code).toBe(3);
@@ -125,5 +126,29 @@ describeEachDb('billing check', (t) => {
     const bad = await runCli(['check', 'acme', 'OCR_SCAN', '--quantity', 'x'], { db: url, now });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/not a valid quantity/);
+  });
+
+  it('adds the prepaid balance to --json: grants effective now and not expired nor void, null with no grant', async () => {
+    const { db, url } = t();
+    const run = (tenantId: string, now: string) => runCli(['check', tenantId, 'OCR_SCAN', '--json'], { db: url, now });
+    const credits = async (tenantId: string, now = '2026-03-20T12:00:00Z') => JSON.parse((await run(tenantId, now)).stdout).credits;
+    const at = (when: string) => ({ now: iso(when), actor: ACTOR });
+    await grantCredit(db, { tenantId: 'acme', amount: '50.00' }, at('2026-03-01T00:00:00Z'));
+    await grantCredit(db, { tenantId: 'acme', amount: '30.00', effective: iso('2026-04-01T00:00:00Z') }, at('2026-03-01T00:00:00Z'));
+    await grantCredit(db, { tenantId: 'acme', amount: '20.00', expires: iso('2026-03-19T00:00:00Z') }, at('2026-03-01T00:00:00Z'));
+    const voided = await grantCredit(db, { tenantId: 'acme', amount: '5.00' }, at('2026-03-01T00:00:00Z'));
+    await voidCredit(db, 'acme', voided.id, at('2026-03-02T00:00:00Z'));
+    // On the 20th only the 50.00 is live; on the 18th the 20.00 has not expired; in April the 30.00 starts.
+    expect(await credits('acme')).toEqual({ balance: '50.00', currency: 'USD' });
+    expect(await credits('acme', '2026-03-18T00:00:00Z')).toEqual({ balance: '70.00', currency: 'USD' });
+    expect(await credits('acme', '2026-04-02T00:00:00Z')).toEqual({ balance: '80.00', currency: 'USD' });
+    // Before any grant took effect: a balance of zero, not null (the tenant has grants).
+    expect(await credits('acme', '2026-02-01T00:00:00Z')).toEqual({ balance: '0.00', currency: 'USD' });
+    // Other tenants see none of it; an unknown tenant is denied (exit 3) and has none.
+    expect(await credits('bigco')).toBeNull();
+    const ghost = await run('ghost', '2026-03-20T12:00:00Z');
+    expect([ghost.code, JSON.parse(ghost.stdout).credits]).toEqual([3, null]);
+    // Text output is unchanged.
+    expect((await runCli(['check', 'acme', 'OCR_SCAN'], { db: url, now: '2026-03-20T12:00:00Z' })).stdout).not.toMatch(/credit/);
   });
 });

@@ -25,6 +25,25 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
       const denied = r.checks.find((c: { featureKey: string }) => c.featureKey === 'API_CALL');
       expect(denied.result).toMatchObject({ allowed: false, reason: 'limit_reached', hardStop: true });
 
+      // DESIGN.md §13 on the demo (seeds/tenants.json), by hand:
+      // - tnt_globex, 10 % repeating 3 invoices + VAT 19 %: INV-000004 subtotal 121.28 (99.00 base
+      //   + 22.28 usage), discount 12.128 → 12.13, VAT 19 % of 109.15 = 20.7385 → 20.74, total 129.89;
+      //   INV-000005 119.84, 11.984 → 11.98, 19 % of 107.86 = 20.4934 → 20.49, total 128.35, then
+      //   credit note CN-000001 of 10.00 (tax share 10.00 × 20.49 / 128.35 = 1.596 → 1.60): due 118.35.
+      // - tnt_umbrella, a 75.00 grant: INV-000006 29.65 and INV-000007 29.14 are paid by it
+      //   (due 0.00), leaving 75.00 − 29.65 − 29.14 = 16.21.
+      const totals = (i: Record<string, string>) => [i.number, i.subtotal, i.discountTotal, i.taxTotal, i.total, i.creditsApplied, i.amountDue];
+      expect(r.invoices.slice(3).map(totals)).toEqual([
+        ['INV-000004', '121.28', '12.13', '20.74', '129.89', '0.00', '129.89'],
+        ['INV-000005', '119.84', '11.98', '20.49', '128.35', '0.00', '118.35'],
+        ['INV-000006', '29.65', '0.00', '0.00', '29.65', '29.65', '0.00'],
+        ['INV-000007', '29.14', '0.00', '0.00', '29.14', '29.14', '0.00'],
+      ]);
+      // The tenants without §13 terms pay their total.
+      for (const i of r.invoices.slice(0, 3)) expect([i.subtotal, i.amountDue]).toEqual([i.total, i.total]);
+      expect(r.commercial.creditNote).toMatchObject({ number: 'CN-000001', invoiceNumber: 'INV-000005', amount: '10.00', taxAmount: '1.60', dueReduction: '10.00', credited: '0.00' });
+      expect(r.commercial.balances).toEqual([{ tenantId: 'tnt_umbrella', currency: 'USD', balance: '16.21' }]);
+
       // A second run starts fresh: same numbers, not doubled.
       const second = await runCli(['demo', '--json'], { cwd });
       expect(second.code).toBe(0);
@@ -32,7 +51,14 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
         r.invoices.map((i: { total: string }) => i.total));
 
       const verify = await runCli(['verify'], { cwd, db: 'sqlite:./billing-demo.db' });
+      expect(verify.stdout).toMatch(/^ok: 7 invoice\(s\)/);
       expect(verify.code).toBe(0);
+      // The same numbers through the commands the walk-through points at.
+      const at = { cwd, db: 'sqlite:./billing-demo.db', now: '2026-03-20T12:00:00Z' };
+      const shown = JSON.parse((await runCli(['invoice', 'show', 'INV-000005', '--json'], at)).stdout);
+      expect([shown.total, shown.creditNotes, shown.amountDue]).toEqual(['128.35', [{ number: 'CN-000001', amount: '10.00' }], '118.35']);
+      const check = await runCli(['check', 'tnt_umbrella', 'OCR_SCAN', '--json'], at);
+      expect(JSON.parse(check.stdout).credits).toEqual({ balance: '16.21', currency: 'USD' });
     } finally {
       rmSync(cwd, { recursive: true, force: true });
     }
@@ -43,10 +69,46 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
     try {
       const r = await runCli(['demo'], { cwd });
       expect(r.code).toBe(0);
-      for (const step of ['catalog apply', 'ingest', 'aggregate', 'overage', 'invoice generate', 'report', 'check']) {
+      for (const step of ['catalog apply', 'discount add', 'tax set', 'credit grant', 'ingest', 'aggregate', 'overage', 'invoice generate', 'credit-note create', 'invoice show', 'credit balance', 'report', 'check']) {
         expect(r.stdout).toContain(`$ billing ${step}`);
       }
       expect(r.stdout).toMatch(/tnt_umbrella .*quota OCR_SCAN: 100 included at 0.05/);
+      // The §13 steps, as README's walk-through quotes them (numbers worked out in the test above).
+      const block = (from: string, to: string) => r.stdout.slice(r.stdout.indexOf(from), r.stdout.indexOf(to)).trimEnd().split('\n');
+      expect(block('$ billing discount add', '$ billing ingest')).toEqual([
+        '$ billing discount add tnt_globex --percent 10 --duration repeating --periods 3',
+        '  dsc_demo_launch: 10% off its next 3 invoices',
+        '',
+        '$ billing tax set tnt_globex --name VAT --rate 19',
+        '  tnt_globex: VAT 19%, added on top of the discounted amount',
+        '',
+        '$ billing credit grant tnt_umbrella 75.00 --name "Prepaid package"',
+        '  cg_demo_package: 75.00 USD of prepaid credit, taken off its invoices after tax',
+      ]);
+      expect(r.stdout).toContain('  INV-000005  tnt_globex    2026-01-31 → 2026-02-28  USD total  128.35  due  128.35  (8 lines)\n');
+      expect(r.stdout).toContain('  INV-000007  tnt_umbrella  2026-02-01 → 2026-03-01  USD total   29.14  due    0.00  (6 lines)\n');
+      expect(block('$ billing credit-note create', '$ billing report')).toEqual([
+        '$ billing credit-note create INV-000005 --amount 10.00 --reason "API outage on 2026-02-10"',
+        '  CN-000001  INV-000005  10.00 USD  amount due −10.00 (of which tax 1.60)',
+        '',
+        '$ billing invoice show INV-000005',
+        '  INV-000005  open  128.35 USD  (tnt_globex; its 8 lines left out here)',
+        '  Subtotal                                                     119.84 USD',
+        '  Discount 10% (repeating, 3 invoices, dsc_demo_launch)        -11.98 USD',
+        '  VAT 19% on 107.86                                             20.49 USD',
+        '  Total                                                        128.35 USD',
+        '  Credit note CN-000001                                        -10.00 USD',
+        '  Amount due                                                   118.35 USD',
+        '',
+        '$ billing invoice show INV-000007',
+        '  INV-000007  open  29.14 USD  (tnt_umbrella; its 6 lines left out here)',
+        '  Total                          29.14 USD',
+        '  Prepaid credit applied        -29.14 USD',
+        '  Amount due                      0.00 USD',
+        '',
+        '$ billing credit balance tnt_umbrella',
+        '  tnt_umbrella: 16.21 USD left',
+      ]);
       expect(r.stdout).not.toMatch(/\x1b\[/); // no escape codes off a TTY
     } finally {
       rmSync(cwd, { recursive: true, force: true });
@@ -60,6 +122,8 @@ describeEachDb('billing demo --db', (t) => {
     const first = await runCli(['demo', '--json'], { db: url });
     expect(first.code).toBe(0);
     expect(JSON.parse(first.stdout).invoices).toHaveLength(7);
+    const verify = await runCli(['verify'], { db: url });
+    expect([verify.code, verify.stdout]).toEqual([0, expect.stringMatching(/^ok: 7 invoice\(s\)/)]);
     const again = await runCli(['demo'], { db: url });
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/already has tenants/);
@@ -82,7 +146,11 @@ describe('billing demo on an empty PostgreSQL schema, with a password in the URL
       expect(sqliteJson.code).toBe(0);
       const pick = (out: string) => {
         const r = JSON.parse(out);
-        return { report: r.report, invoices: r.invoices.map((i: { number: string; total: string }) => [i.number, i.total]) };
+        return {
+          report: r.report,
+          invoices: r.invoices.map((i: { number: string; total: string; amountDue: string }) => [i.number, i.total, i.amountDue]),
+          balances: r.commercial.balances,
+        };
       };
       expect(pick(pgJson.stdout)).toEqual(pick(sqliteJson.stdout));
 

@@ -10,6 +10,11 @@ import { discoverTables } from '../src/ops/tables.js';
 import type { Db } from '../src/storage/db.js';
 import { BIN } from './helpers/cli.js';
 import { runPipeline } from '../src/jobs/pipeline.js';
+import { addDiscount } from '../src/subscriptions/discounts.js';
+import { setTenantTax } from '../src/subscriptions/taxes.js';
+import { grantCredit } from '../src/subscriptions/credits.js';
+import { createCreditNote } from '../src/invoice/credit-notes.js';
+import { markInvoicePaid } from '../src/invoice/lifecycle.js';
 
 /** Shared by the jobs, daemon and ops tests: a small billing world and process helpers. */
 
@@ -42,9 +47,15 @@ export async function seedWorld(db: Db, tenants: string[] = ['acme', 'globex']):
   }
 }
 
-/** seedWorld plus many more events (more than a backup page), then every stage run at NOW. */
-export async function opsWorld(db: Db): Promise<void> {
+/**
+ * seedWorld plus many more events (more than a backup page), then every stage run at NOW.
+ * `commercial`: a row in every DESIGN.md §13 table too (catalog default tax and a coupon; acme
+ * a discount, its own VAT and a credit note on its open January invoice; globex a prepaid
+ * grant and, once its January invoice is paid, a credit note that becomes a grant).
+ */
+export async function opsWorld(db: Db, opts: { commercial?: boolean } = {}): Promise<void> {
   await seedWorld(db);
+  if (opts.commercial) await commercialTerms(db);
   const rows = [];
   for (const tenant of ['acme', 'globex']) {
     for (let i = 0; i < 40; i++) {
@@ -69,6 +80,28 @@ export async function opsWorld(db: Db): Promise<void> {
   await db.knex('usage_events').where({ seq: m }).delete();
   const r = await runPipeline(db, { now: NOW, actor: 'test' });
   if (!r.ok) throw new Error(`pipeline stopped: ${JSON.stringify(r.stoppedAt)}`);
+  if (opts.commercial) await commercialNotes(db);
+}
+
+async function commercialTerms(db: Db): Promise<void> {
+  const at = { now: JAN.start - 500, actor: 'test' };
+  await applyCatalog(db, {
+    ...CATALOG,
+    taxes: [{ name: 'Sales tax', rate: '8.25' }],
+    coupons: [{ key: 'launch', percent: '10', duration: 'repeating', periods: 2 }],
+  }, at);
+  await addDiscount(db, { tenantId: 'acme', percent: '10', duration: 'repeating', periods: 2 }, at);
+  await setTenantTax(db, 'acme', { name: 'VAT', rate: '19', inclusive: false }, at);
+  await grantCredit(db, { tenantId: 'globex', amount: '20.00', name: 'Prepaid package' }, at);
+}
+
+async function commercialNotes(db: Db): Promise<void> {
+  const at = { now: NOW, actor: 'test' };
+  const jan = async (tenantId: string) => (await db.knex('invoices').where({ tenant_id: tenantId, period_start: JAN.start }).first('id', 'number')) as { id: string; number: string };
+  await createCreditNote(db, { invoice: (await jan('acme')).number, amount: '5.00', reason: 'outage' }, at);
+  const globex = await jan('globex');
+  await markInvoicePaid(db, globex.id, at);
+  await createCreditNote(db, { invoice: globex.number, amount: '3.00', reason: 'goodwill' }, at);
 }
 
 /** Many summaries for tenants without subscriptions: makes the overage stage take a while. */

@@ -6,21 +6,44 @@ import { runCli } from './helpers/cli.js';
 import { snapshot } from './jobs-support.js';
 import { T, world } from './invoice-world.js';
 import { voidInvoice } from '../src/invoice/lifecycle.js';
+import { createCreditNote } from '../src/invoice/credit-notes.js';
+import { addDiscount } from '../src/subscriptions/discounts.js';
+import { grantCredit } from '../src/subscriptions/credits.js';
+import { setTenantTax } from '../src/subscriptions/taxes.js';
 import type { Db } from '../src/storage/db.js';
 
 const AT = '2026-03-05T00:00:00.000Z';
 
-/** acme and globex on basic; January invoiced and finalized (acme INV-000001, globex INV-000002). */
-async function scenario(db: Db, tenants = ['acme', 'globex']): Promise<void> {
+/**
+ * acme and globex on basic; January invoiced and finalized (acme INV-000001, globex INV-000002).
+ * `commercial`: each also has a 10 % discount (3 invoices), VAT 19 % and a 5.00 prepaid grant before
+ * invoicing, and a 2.00 credit note on its invoice after (acme CN-000001, globex CN-000002).
+ */
+async function scenario(db: Db, tenants = ['acme', 'globex'], opts: { commercial?: boolean } = {}): Promise<void> {
   const w = world(db);
   await w.apply('2026-01-01T00:00:00Z');
+  const at = { now: T('2026-01-01T00:00:00Z'), actor: 'test' };
   for (const id of tenants) {
     await w.tenant('2026-01-01T00:00:00Z', id);
     await w.subscribe('2026-01-01T00:00:00Z', id, 'basic');
     await w.usage('2026-01-10T00:00:00Z', id, 'OCR_SCAN', '150');
+    if (opts.commercial) {
+      await addDiscount(db, { tenantId: id, percent: '10', duration: 'repeating', periods: 3 }, at);
+      await setTenantTax(db, id, { name: 'VAT', rate: '19', inclusive: false }, at);
+      await grantCredit(db, { tenantId: id, amount: '5.00' }, at);
+    }
   }
-  await w.generate('2026-02-01T01:00:00Z', { finalize: true });
+  const { created } = await w.generate('2026-02-01T01:00:00Z', { finalize: true });
+  if (opts.commercial) {
+    for (const inv of created) await creditNote(db, inv.number);
+  }
 }
+
+const creditNote = (db: Db, invoice: string, when = '2026-02-02T00:00:00Z') =>
+  createCreditNote(db, { invoice, amount: '2.00', reason: 'outage' }, { now: T(when), actor: 'test' });
+
+/** The DESIGN.md §13 tables a tenant restore carries. */
+const COMMERCIAL = ['tenant_tax_rates', 'discounts', 'discount_uses', 'credit_grants', 'credit_uses', 'credit_notes'];
 
 async function backupTenant(url: string, tenant: string): Promise<string> {
   const file = path.join(tempDir('billing-restore-'), `${tenant}.ndjson`);
@@ -127,6 +150,75 @@ describeEachDb('tenant restore keeps invoices and numbering whole', (t) => {
     after = await snapshot(db);
     for (const table of ['invoices', 'invoice_lines']) expect(acme(after, table)).toEqual(acme(before, table));
     await expectVerifyPasses(url);
+  });
+});
+
+describeEachDb('tenant restore of discounts, taxes, prepaid credits and credit notes', (t) => {
+  const rowsOf = (s: Record<string, unknown[]>, table: string, tenant: string) => (s[table] as Array<Record<string, unknown>>).filter((r) => r.tenant_id === tenant);
+
+  it("brings back every §13 row the tenant lost, leaves the other tenant's, and verify passes", async () => {
+    const { db, url } = t();
+    await scenario(db, ['acme', 'globex'], { commercial: true });
+    // basic 10.00 + 50 × 0.05 = 12.50; 10 % off 1.25; VAT 19 % of 11.25 = 2.14; total 13.39;
+    // credit 5.00; CN-000001 2.00: due 6.39.
+    const inv = await db.knex('invoices').where({ tenant_id: 'acme' }).first();
+    expect([inv.number, inv.total, inv.credits_applied, inv.credit_note_total, inv.amount_due]).toEqual(['INV-000001', '13.39', '5.00', '2.00', '6.39']);
+    const file = await backupTenant(url, 'acme');
+    const before = await snapshot(db);
+    for (const table of COMMERCIAL) expect(rowsOf(before, table, 'acme'), table).not.toEqual([]);
+
+    // Lost by mistake: acme's invoices and every §13 row, children first.
+    for (const table of ['credit_notes', 'credit_uses', 'discount_uses', 'invoice_lines', 'invoices', 'credit_grants', 'discounts', 'tenant_tax_rates']) {
+      await db.knex(table).where({ tenant_id: 'acme' }).delete();
+    }
+    await db.knex('tenants').where({ id: 'acme' }).update({ taxes_set: false });
+    expect((await runCli(['verify'], { db: url, now: AT })).code).toBe(1);
+    const r = await runCli(['restore', file], { db: url, now: AT });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const after = await snapshot(db);
+    for (const table of [...COMMERCIAL, 'invoices', 'invoice_lines']) {
+      expect(rowsOf(after, table, 'acme'), table).toEqual(rowsOf(before, table, 'acme'));
+      expect(rowsOf(after, table, 'globex'), table).toEqual(rowsOf(before, table, 'globex'));
+    }
+    expect(after.tenants).toEqual(before.tenants); // taxes_set is back
+    expect(JSON.parse((await runCli(['tax', 'show', 'acme', '--json'], { db: url, now: AT })).stdout).rates).toEqual([{ name: 'VAT', rate: '19', inclusive: false }]);
+    await expectVerifyPasses(url);
+  });
+
+  it('refuses to undo a credit note issued after the backup', async () => {
+    const { db, url } = t();
+    await scenario(db, ['acme', 'globex'], { commercial: true });
+    const file = await backupTenant(url, 'acme');
+    expect((await creditNote(db, 'INV-000001', '2026-02-03T00:00:00Z')).number).toBe('CN-000003');
+    const before = await snapshot(db);
+    // The invoice it lowered changed too: one more reason.
+    expectRefused(await runCli(['restore', file], { db: url, now: AT }), /into tenant "acme": credit note CN-000003 was issued after the backup \(and 1 more\); a tenant restore never rolls back invoices, credit notes/);
+    expect(await snapshot(db)).toEqual(before);
+    await expectVerifyPasses(url);
+  });
+
+  it('refuses credit note numbers this database did not issue, or that are another tenant\'s here', async () => {
+    const { db, url, dialect } = t();
+    await scenario(db, ['acme', 'globex'], { commercial: true });
+    const file = await backupTenant(url, 'acme');
+    const other = await freshDb(dialect);
+    try {
+      // Another database with the same invoices but no credit note yet, where acme lost its invoice.
+      await scenario(other.db, ['acme', 'globex']);
+      await other.db.knex('invoice_lines').where({ tenant_id: 'acme' }).delete();
+      await other.db.knex('invoices').where({ tenant_id: 'acme' }).delete();
+      let before = await snapshot(other.db);
+      expectRefused(await runCli(['restore', file], { db: other.url, now: AT }), /the backup's credit note CN-000001 was not issued by this database \(its numbers end at 0\)/);
+      expect(await snapshot(other.db)).toEqual(before);
+
+      expect((await creditNote(other.db, 'INV-000002')).number).toBe('CN-000001');
+      before = await snapshot(other.db);
+      expectRefused(await runCli(['restore', file], { db: other.url, now: AT }), /the backup's credit note CN-000001 is numbered like another tenant's credit note here/);
+      expect(await snapshot(other.db)).toEqual(before);
+    } finally {
+      await other.cleanup();
+    }
   });
 });
 

@@ -11,6 +11,7 @@ import type { Db } from '../src/storage/db.js';
 import { asText } from '../src/storage/sql.js';
 import { subscribe } from '../src/subscriptions/lifecycle.js';
 import { createTenant } from '../src/subscriptions/tenants.js';
+import { grantCredit } from '../src/subscriptions/credits.js';
 import { BIN } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
 
@@ -392,6 +393,12 @@ describeEachDb('billing serve', (t) => {
     expect(ocr).toMatchObject({ used: '60', included: '50', overage: '10', overageAmount: '0.50', isExceeded: true });
     expect((await s.call('GET', `${USAGE}/nobody`, { headers: SVC })).status).toBe(404);
     expect((await s.call('GET', `${USAGE}/acme?period=previous`, { headers: SVC })).json.period.start).toBe('2025-12-01T00:00:00.000Z');
+    // Its prepaid balance, as `billing check --json` gives it: null until a grant, then what is live now.
+    expect(r.json.credits).toBeNull();
+    await grantCredit(db, { tenantId: 'acme', amount: '25.00' }, { now: START, actor: 'test' });
+    await grantCredit(db, { tenantId: 'acme', amount: '10.00', effective: NOW + 1 }, { now: START, actor: 'test' });
+    expect((await s.call('GET', `${USAGE}/acme`, { headers: SVC })).json.credits).toEqual({ balance: '25.00', currency: 'USD' });
+    expect((await s.call('GET', `${USAGE}/globex`, { headers: SVC })).json.credits).toBeNull();
 
     await s.call('POST', CHECK, { headers: SVC, body: { tenantId: 'acme', usageType: 'API_CALL' } });
     const m = await s.call('GET', '/metrics');

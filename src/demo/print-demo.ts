@@ -21,9 +21,12 @@ export function printDemo(r: DemoResult, opts: { /** Printed: pass the redacted 
   for (const c of [
     `billing report --tenant tnt_globex --format csv`,
     `billing invoice list`,
-    `billing invoice show ${r.invoices[0]?.number ?? 'INV-000001'}`,
+    `billing invoice show ${r.commercial.creditNote.invoiceNumber}`,
+    `billing credit list ${r.commercial.grants[0]?.tenantId ?? 'tnt_umbrella'}`,
+    `billing credit-note list`,
     `billing invoice export ${r.invoices[0]?.number ?? 'INV-000001'} --format html --out invoice.html`,
     `billing check tnt_acme API_CALL --quantity 500 --json`,
+    `billing check tnt_umbrella OCR_SCAN --json`,
     `billing estimate tnt_globex`,
     `billing verify`,
   ]) out(`  npx ${c} ${flags}`);

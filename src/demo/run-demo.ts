@@ -13,9 +13,14 @@ import { runAggregate } from '../aggregate/aggregate.js';
 import { runOverage } from '../rate/overage.js';
 import { generateInvoices } from '../invoice/generate.js';
 import { listInvoices } from '../invoice/repository.js';
-import type { Invoice } from '../invoice/types.js';
+import { invoiceTotalsLines, type Invoice } from '../invoice/types.js';
 import { buildReport, type TenantReport } from '../report/report.js';
 import { checkEntitlement, type CheckResult } from '../entitlements/check.js';
+import { addDiscount } from '../subscriptions/discounts.js';
+import { setTenantTax } from '../subscriptions/taxes.js';
+import { creditBalance, grantCredit } from '../subscriptions/credits.js';
+import { createCreditNote, type CreditNote } from '../invoice/credit-notes.js';
+import type { Discount } from '../domain/discount.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 // Works from src/ (tests) and dist/src/ (installed): seeds/ and fixtures/ sit at the package root.
@@ -36,11 +41,17 @@ interface DemoTenant {
   start: string;
   trialDays?: number;
   quotas?: Array<{ feature: string; included?: string; unitPrice?: string }>;
+  /** DESIGN.md §13 terms, set when the tenant subscribes. */
+  discounts?: Array<{ id: string; percent: string; duration: 'once' | 'repeating' | 'forever'; periods?: number }>;
+  taxes?: Array<{ name: string; rate: string }>;
+  credits?: Array<{ id: string; amount: string; name: string }>;
 }
 
 export interface DemoSeeds {
   now: string;
   tenants: DemoTenant[];
+  /** Issued after invoicing, on the tenant's latest invoice. */
+  creditNote: { tenant: string; amount: string; reason: string };
 }
 
 export function loadDemoSeeds(): DemoSeeds {
@@ -61,6 +72,15 @@ export interface DemoChecks {
   result: CheckResult;
 }
 
+export interface DemoCommercial {
+  discounts: Discount[];
+  taxes: Array<{ tenantId: string; name: string; rate: string }>;
+  grants: Array<{ id: string; tenantId: string; amount: string; currency: string }>;
+  creditNote: CreditNote;
+  /** Prepaid balances left at the demo's clock. */
+  balances: Array<{ tenantId: string; currency: string; balance: string }>;
+}
+
 export interface DemoResult {
   catalogChanges: number;
   tenants: DemoTenant[];
@@ -70,6 +90,7 @@ export interface DemoResult {
   invoices: Invoice[];
   report: TenantReport[];
   checks: DemoChecks[];
+  commercial: DemoCommercial;
 }
 
 export type DemoStep = (title: string, detail: string[]) => void;
@@ -104,6 +125,33 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
   }
   step('tenant create + subscribe', tenantLines);
 
+  // Set when each tenant subscribes, so they apply from its first invoice.
+  const discounts: DemoCommercial['discounts'] = [];
+  const taxes: DemoCommercial['taxes'] = [];
+  const grants: DemoCommercial['grants'] = [];
+  for (const t of seeds.tenants) {
+    const at = { now: parseInstant(t.start)!, actor };
+    for (const d of t.discounts ?? []) {
+      const added = await addDiscount(db, { tenantId: t.id, id: d.id, percent: d.percent, duration: d.duration, periods: d.periods }, at);
+      discounts.push(added);
+      const span = d.duration === 'repeating' ? `its next ${d.periods} invoices` : d.duration === 'once' ? 'its next invoice' : 'every invoice';
+      step(
+        `discount add ${t.id} --percent ${d.percent} --duration ${d.duration}${d.periods ? ` --periods ${d.periods}` : ''}`,
+        [`${added.id}: ${d.percent}% off ${span}`],
+      );
+    }
+    for (const x of t.taxes ?? []) {
+      await setTenantTax(db, t.id, { name: x.name, rate: x.rate, inclusive: false }, at);
+      taxes.push({ tenantId: t.id, name: x.name, rate: x.rate });
+      step(`tax set ${t.id} --name ${x.name} --rate ${x.rate}`, [`${t.id}: ${x.name} ${x.rate}%, added on top of the discounted amount`]);
+    }
+    for (const c of t.credits ?? []) {
+      const g = await grantCredit(db, { tenantId: t.id, id: c.id, amount: c.amount, name: c.name }, at);
+      grants.push({ id: g.id, tenantId: t.id, amount: g.amount, currency: g.currency });
+      step(`credit grant ${t.id} ${c.amount} --name "${c.name}"`, [`${g.id}: ${g.amount} ${g.currency} of prepaid credit, taken off its invoices after tax`]);
+    }
+  }
+
   const started = Date.now();
   const inputs = ['fixtures/demo/usage.csv', 'fixtures/demo/photo-service.ndjson'].map((f) => {
     const input = fileInput(packagePath(f));
@@ -122,14 +170,34 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
   step('overage', [`${rated.rated} charges rated`]);
 
   const generated = await generateInvoices(db, { now, actor, finalize: true });
-  const invoices = await listInvoices(db, {});
+  const issued = await listInvoices(db, {});
   step(
     'invoice generate --finalize',
-    invoices.map(
+    issued.map(
       (i) =>
-        `${i.number}  ${i.tenantId.padEnd(13)} ${new Date(i.period.start).toISOString().slice(0, 10)} → ${new Date(i.period.end).toISOString().slice(0, 10)}  ${i.currency} ${i.total.padStart(9)}  (${i.lines.length} lines)`,
-    ).concat(generated.created.length === invoices.length ? [] : [`(${generated.created.length} created this run)`]),
+        `${i.number}  ${i.tenantId.padEnd(13)} ${new Date(i.period.start).toISOString().slice(0, 10)} → ${new Date(i.period.end).toISOString().slice(0, 10)}  ${i.currency} total ${i.total.padStart(7)}  due ${i.amountDue.padStart(7)}  (${i.lines.length} lines)`,
+    ).concat(generated.created.length === issued.length ? [] : [`(${generated.created.length} created this run)`]),
   );
+
+  const cn = seeds.creditNote;
+  const target = issued.filter((i) => i.tenantId === cn.tenant).at(-1);
+  if (!target) throw new BillingError('internal', `seeds/tenants.json: creditNote: ${cn.tenant} has no invoice`);
+  const note = await createCreditNote(db, { invoice: target.number, amount: cn.amount, reason: cn.reason }, { now, actor });
+  step(`credit-note create ${target.number} --amount ${cn.amount} --reason "${cn.reason}"`, [
+    `${note.number}  ${note.invoiceNumber}  ${note.amount} ${note.currency}  amount due −${note.dueReduction} (of which tax ${note.taxAmount})`,
+  ]);
+  const invoices = await listInvoices(db, {});
+  // One invoice per kind of §13 row: the discounted, taxed and credited one, and one paid with prepaid credit.
+  const shown = [target.number, ...grants.map((g) => invoices.filter((i) => i.tenantId === g.tenantId).at(-1)?.number)];
+  for (const inv of invoices.filter((i) => shown.includes(i.number))) {
+    step(`invoice show ${inv.number}`, [`${inv.number}  ${inv.status}  ${inv.total} ${inv.currency}  (${inv.tenantId}; its ${inv.lines.length} lines left out here)`, ...invoiceTotalsLines(inv)]);
+  }
+  const balances: DemoCommercial['balances'] = [];
+  for (const tenantId of new Set(grants.map((g) => g.tenantId))) {
+    const left = await creditBalance(db, tenantId, now);
+    balances.push(...left.map((b) => ({ tenantId, currency: b.currency, balance: b.balance })));
+    step(`credit balance ${tenantId}`, left.map((b) => `${tenantId}: ${b.balance} ${b.currency} left`));
+  }
 
   const report = await buildReport(db, { now, period: 'current' });
 
@@ -152,5 +220,6 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
     invoices,
     report,
     checks,
+    commercial: { discounts, taxes, grants, creditNote: note, balances },
   };
 }

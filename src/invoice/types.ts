@@ -91,6 +91,13 @@ export function invoiceTotalsRows(inv: Pick<Invoice, 'subtotal' | 'discounts' | 
   return rows;
 }
 
+/** The totals block as `billing invoice show` (and the demo) print it, one row per line. */
+export function invoiceTotalsLines(inv: Parameters<typeof invoiceTotalsRows>[0] & Pick<Invoice, 'currency'>): string[] {
+  const rows = invoiceTotalsRows(inv);
+  const width = Math.max(...rows.map((r) => r.label.length));
+  return rows.map((r) => `${r.label.padEnd(width)}  ${r.amount.padStart(12)} ${inv.currency}`);
+}
+
 export function invoiceToJson(inv: Invoice | InvoiceSummary) {
   return {
     id: inv.id,

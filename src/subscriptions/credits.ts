@@ -53,6 +53,8 @@ export interface GrantInput {
   expires?: Instant;
   recurring?: 'monthly';
   name?: string;
+  /** A fixed id (the demo's, so that its output is the same every run); default random. */
+  id?: string;
 }
 
 /** One grant instance's state at an instant. */
@@ -174,6 +176,23 @@ export async function creditBalance(db: Db, tenantId: string, at: Instant): Prom
   return [...by.entries()].sort().map(([currency, b]) => ({ currency, balance: formatMoney(b.balance, currency), grants: b.grants }));
 }
 
+/**
+ * The prepaid credit the tenant's next invoice can draw on at `at` (`billing check --json`, the
+ * usage API): what is left of its live grants in its billing currency (grants in another
+ * currency never apply to its invoices). Null for an unknown tenant or one that never had a grant.
+ */
+export async function prepaidCredit(q: Q, tenantId: string, at: Instant): Promise<{ balance: string; currency: string } | null> {
+  const last = await q('credit_grants').where('tenant_id', tenantId).orderBy('seq', 'desc').first('currency');
+  if (!last) return null;
+  const tenant = await q('tenants').where({ id: tenantId }).first();
+  const currency: string = (tenant && (await tenantCurrency(q, tenant))) ?? last.currency;
+  let balance = dec(0);
+  for (const i of await grantInstances(q, tenantId, at)) {
+    if (i.grant.currency === currency && live(i, at)) balance = balance.plus(i.balance);
+  }
+  return { balance: formatMoney(balance, currency), currency };
+}
+
 export interface LedgerEntry {
   at: Instant;
   kind: 'grant' | 'use' | 'expiry' | 'void';
@@ -255,7 +274,7 @@ export async function grantCredit(
     const last = await trx('credit_grants').where('tenant_id', input.tenantId).max('seq as seq').first();
     const row = {
       tenant_id: input.tenantId,
-      id: `cg_${randomBytes(8).toString('hex')}`,
+      id: input.id ?? `cg_${randomBytes(8).toString('hex')}`,
       seq: Number(last?.seq ?? 0) + 1,
       name,
       currency,

@@ -23,6 +23,8 @@ export interface DiscountInput {
   periods?: number;
   features?: string[];
   start?: Instant;
+  /** A fixed id (the demo's, so that its output is the same every run); default random. */
+  id?: string;
 }
 
 const DECIMAL = /^\d{1,18}(\.\d{1,12})?$/;
@@ -96,7 +98,7 @@ export async function addDiscount(db: Db, input: DiscountInput, opts: { now: Ins
     const last = await trx('discounts').where('tenant_id', input.tenantId).max('seq as seq').first();
     const row = {
       tenant_id: input.tenantId,
-      id: `dsc_${randomBytes(8).toString('hex')}`,
+      id: input.id ?? `dsc_${randomBytes(8).toString('hex')}`,
       seq: Number(last?.seq ?? 0) + 1,
       percent: input.percent ?? null,
       amount: input.amount ?? null,

@@ -13,8 +13,13 @@ export function register(program: Command): void {
     .action(async (tenantId: string, featureKey: string, opts: { quantity: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { checkEntitlement } = await import('../../entitlements/check.js');
-      const r = await withDb(ctx, (db) => checkEntitlement(db, { tenantId, featureKey, quantity: opts.quantity }, { now: ctx.now }));
-      if (ctx.json) printJson(r);
+      const { prepaidCredit } = await import('../../subscriptions/credits.js');
+      const { r, credits } = await withDb(ctx, async (db) => {
+        const r = await checkEntitlement(db, { tenantId, featureKey, quantity: opts.quantity }, { now: ctx.now });
+        // The JSON adds the prepaid balance (DESIGN.md §13) for callers that show it beside the verdict.
+        return { r, credits: ctx.json ? await prepaidCredit(db.knex, tenantId, ctx.now) : null };
+      });
+      if (ctx.json) printJson({ ...r, credits });
       else {
         const terms = [`used ${r.used}`];
         if (r.limit !== null) terms.push(`limit ${r.limit}`, `remaining ${r.remaining}`);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { displayInstant } from '../../domain/period.js';
-import { invoiceTotalsRows, type Invoice, type InvoiceStatus, type InvoiceSummary } from '../../invoice/types.js';
+import { invoiceTotalsLines, type Invoice, type InvoiceStatus, type InvoiceSummary } from '../../invoice/types.js';
 import { oneOf } from '../options.js';
 import { buildContext, withDb, type CliContext } from '../context.js';
 import { printJson, printLine } from '../output.js';
@@ -35,10 +35,8 @@ function printInvoice(inv: Invoice): void {
       inv.lines.map((l) => [l.lineNo, l.kind, l.description, l.quantity, l.unitPrice, l.amount]),
     ),
   );
-  const rows = invoiceTotalsRows(inv);
-  const width = Math.max(...rows.map((r) => r.label.length));
   printLine('');
-  for (const r of rows) printLine(`${r.label.padEnd(width)}  ${r.amount.padStart(12)} ${inv.currency}`);
+  for (const l of invoiceTotalsLines(inv)) printLine(l);
 }
 
 export function register(program: Command): void {

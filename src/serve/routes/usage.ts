@@ -1,5 +1,6 @@
 import type { RecordResult, UsageInput } from '../../ingest/record.js';
 import { buildReport } from '../../report/report.js';
+import { prepaidCredit } from '../../subscriptions/credits.js';
 import { HttpError } from '../http-error.js';
 import { eventTenant, toUsageInput } from '../usage-input.js';
 import { consumeRoute } from './entitlements.js';
@@ -51,11 +52,12 @@ export async function recordRoute(ctx: RouteContext): Promise<Reply> {
 
 /**
  * GET /v1/billing/usage/:tenantId[?period=current|previous|YYYY-MM]: the fields of
- * `billing report --json` for one tenant (404 for an unknown tenant).
+ * `billing report --json` for one tenant (404 for an unknown tenant), and `credits`: its
+ * prepaid balance now, as `billing check --json` gives it.
  */
 export async function summaryRoute(ctx: RouteContext): Promise<Reply> {
   const tenantId = ctx.params.tenantId;
   assertTenantAllowed(ctx, tenantId);
   const [report] = await buildReport(ctx.db, { now: ctx.now, tenantId, period: ctx.query.get('period') ?? 'current' });
-  return { status: 200, body: report };
+  return { status: 200, body: { ...report, credits: await prepaidCredit(ctx.db.knex, tenantId, ctx.now) } };
 }
