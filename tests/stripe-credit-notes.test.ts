@@ -54,11 +54,11 @@ describeEachDb('stripe credit notes', (t) => {
       return { code: r.code, drift: JSON.parse(r.stdout).stripe?.drift };
     };
     const [inv] = await invoicesByNumber(db);
-    return { db, cli, sync, verifyStripe, number: inv.number };
+    return { db, cli, sync, verifyStripe, number: inv.number, url: () => url };
   }
 
   it('a note on an open invoice lowers Stripe amount_due to ours, before and after the invoice reached Stripe', async () => {
-    const { db, cli, sync, verifyStripe, number } = await setup();
+    const { db, cli, sync, verifyStripe, number, url } = await setup();
     // Declined: the invoice stays open at Stripe.
     fake.defaultPaymentOutcome = 'decline';
     await sync();
@@ -84,6 +84,19 @@ describeEachDb('stripe credit notes', (t) => {
     expect(again.report.queued.rows).toBe(0);
     expect(again.report.sent).toEqual({});
     expect(fake.requests.length).toBe(before);
+
+    // A note for the rest, then the dunning retry: the note goes first and settles the invoice; nothing is charged.
+    expect((await cli(['credit-note', 'create', number, '--amount', '99.00', '--reason', 'goodwill'], '2026-02-02T00:00:00Z')).code).toBe(0);
+    const DUN = '2026-02-05T00:00:00Z';
+    fake.setNow(T(DUN));
+    const dun = await spawnBilling(['stripe', 'dunning', '--json', ...FAST], { db: url(), now: T(DUN), fake }).done;
+    expect(dun.stderr).toBe('');
+    expect(fake.requests.filter((q) => q.path.endsWith('/pay')).length).toBe(1);
+    expect(fake.invoices()[0]).toMatchObject({ status: 'paid', amount_due: 0, amount_paid: 0, pre_payment_credit_notes_amount: 11900 });
+    const [paid] = await invoicesByNumber(db);
+    expect([paid.status, paid.amountDue]).toEqual(['paid', '0.00']);
+    expect((await db.knex('stripe_dunning').first()).status).toBe('recovered');
+    expect(await verifyStripe()).toEqual({ code: 0, drift: [] });
   });
 
   it('a note made before the invoice reached Stripe waits for it and goes before the payment attempt (JPY)', async () => {

@@ -246,6 +246,18 @@ async function unqueuedCreditNotes(db: Db, tenantId?: string, queuedInvoices: In
   return rows;
 }
 
+/** Queue the credit notes of invoices queued for Stripe (sync, and dunning before it charges again); returns rows added. */
+export async function enqueueCreditNotes(db: Db, opts: { now: Instant; actor: string; tenantId?: string }): Promise<number> {
+  return db.tx(async (t) => {
+    const rows = await unqueuedCreditNotes(t, opts.tenantId);
+    const added = await enqueue(t, rows, opts.now);
+    for (const r of rows) {
+      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.localRef, action: 'credit_note.queued', after: { idempotencyKey: r.idempotencyKey } });
+    }
+    return added;
+  });
+}
+
 /** Everything missing from the outbox, without writing anything (dry run). */
 export async function findPending(db: Db, opts: { tenantId?: string }): Promise<Pending> {
   const invoices = await unqueuedOpenInvoices(db, opts.tenantId);
@@ -301,15 +313,9 @@ export async function enqueueMissing(db: Db, opts: { now: Instant; actor: string
     result.rows += added;
   });
   // After the invoices: a note is queued once its invoice is.
-  await db.tx(async (t) => {
-    const rows = await unqueuedCreditNotes(t, opts.tenantId);
-    const added = await enqueue(t, rows, opts.now);
-    for (const r of rows) {
-      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.localRef, action: 'credit_note.queued', after: { idempotencyKey: r.idempotencyKey } });
-    }
-    result.creditNotes += added;
-    result.rows += added;
-  });
+  const notes = await enqueueCreditNotes(db, opts);
+  result.creditNotes += notes;
+  result.rows += notes;
   let maxSeq = 0n;
   for await (const b of unqueuedMeterEvents(db, opts.tenantId)) {
     const added = await db.tx((t) => enqueue(t, b.rows, opts.now));
