@@ -119,6 +119,31 @@ describeEachDb('stripe credit notes', (t) => {
     expect(await verifyStripe()).toEqual({ code: 0, drift: [] });
   });
 
+  it('dry run shows the credit note call; an unknown outcome past the 24 h key window is found by listing, never sent twice', async () => {
+    const { db, cli, sync, verifyStripe, number, url } = await setup();
+    fake.defaultPaymentOutcome = 'decline';
+    await sync();
+    expect((await cli(['credit-note', 'create', number, '--amount', '20.00', '--reason', 'outage'])).code).toBe(0);
+    const dry = JSON.parse((await spawnBilling(['stripe', 'sync', '--dry-run', '--json'], { db: url(), now: T(FEB1), fake }).done).stdout);
+    expect(dry.planned.map((c: any) => [c.path, c.params.amount])).toEqual([['/v1/credit_notes', 2000]]);
+    expect(dry.planned[0].params.invoice).toBe(fake.invoices()[0].id);
+
+    // Stripe executes, the answer never arrives (in-run retries replay the same lost answer).
+    fake.inject({ method: 'POST', path: '/v1/credit_notes', times: 100, fault: { kind: 'reset', after: 'process' } });
+    const lost = await sync();
+    expect(lost.report.sent.credit_note).toBeUndefined();
+    fake.clearFaults();
+    expect(fake.creditNotes()).toHaveLength(1);
+    const later = new Date(T(FEB1) + 25 * 3_600_000).toISOString();
+    const healed = await sync(later);
+    expect(healed.report.sent.credit_note).toBe(1);
+    expect(fake.creditNotes()).toHaveLength(1);
+    expect(fake.requests.filter((q) => q.method === 'GET' && q.path === '/v1/credit_notes')).toHaveLength(1);
+    const [inv] = await invoicesByNumber(db);
+    expect(fake.invoices()[0].amount_due).toBe(toStripeUnits(inv.amountDue, 'USD'));
+    expect(await verifyStripe()).toEqual({ code: 0, drift: [] });
+  });
+
   for (const refund of [false, true]) {
     it(`a note on a paid invoice is ${refund ? 'refund_amount (--refund)' : 'out_of_band_amount, the grant going out as the next invoice\'s item'} (KWD)`, async () => {
       const { db, cli, sync, verifyStripe, number } = await setup('KWD', '10.000');
