@@ -219,3 +219,46 @@ describe('fake stripe: OpenAPI validation', () => {
     expect(fake.customers()).toHaveLength(1);
   });
 });
+
+describe('fake stripe: credit notes', () => {
+  // /v1/credit_notes is not in the OpenAPI subset: the fake checks Stripe's rules itself.
+  async function openInvoice(s: Stripe, amount: number) {
+    const c = await s.customers.create({ name: 'Acme' });
+    const inv = await s.invoices.create({ customer: c.id, currency: 'usd', auto_advance: false });
+    await s.invoiceItems.create({ customer: c.id, invoice: inv.id, amount, currency: 'usd' });
+    return s.invoices.finalizeInvoice(inv.id);
+  }
+
+  it('lowers an open invoice amount_due, settles it at zero, and refuses more than remains', async () => {
+    fake = await FakeStripe.start();
+    const s = sdk(fake);
+    const inv = await openInvoice(s, 1000);
+    const cn = await s.creditNotes.create({ invoice: inv.id, amount: 300, reason: 'duplicate', memo: 'm' });
+    expect(cn).toMatchObject({ amount: 300, type: 'pre_payment', invoice: inv.id });
+    expect(await s.invoices.retrieve(inv.id)).toMatchObject({ status: 'open', amount_due: 700, amount_remaining: 700, pre_payment_credit_notes_amount: 300 });
+    expect((await stripeError(s.creditNotes.create({ invoice: inv.id, amount: 701 }))).param).toBe('amount');
+    expect((await stripeError(s.creditNotes.create({ invoice: inv.id, amount: 10, refund_amount: 10 }))).param).toBe('refund_amount');
+    await s.creditNotes.create({ invoice: inv.id, amount: 700 });
+    expect(await s.invoices.retrieve(inv.id)).toMatchObject({ status: 'paid', amount_due: 0 });
+    expect((await s.creditNotes.list({ invoice: inv.id })).data).toHaveLength(2);
+  });
+
+  it('on a paid invoice needs refund + credit + out of band to add up to the amount, within what was paid', async () => {
+    fake = await FakeStripe.start();
+    const s = sdk(fake);
+    const inv = await openInvoice(s, 1000);
+    await s.invoices.pay(inv.id);
+    expect((await stripeError(s.creditNotes.create({ invoice: inv.id, amount: 300, refund_amount: 200 }))).param).toBe('amount');
+    await s.creditNotes.create({ invoice: inv.id, amount: 600, out_of_band_amount: 600 });
+    expect((await stripeError(s.creditNotes.create({ invoice: inv.id, amount: 500, refund_amount: 500 }))).param).toBe('amount');
+    expect(await s.invoices.retrieve(inv.id)).toMatchObject({ status: 'paid', amount_due: 1000, post_payment_credit_notes_amount: 600 });
+  });
+
+  it('refuses unknown parameters and reasons outside Stripe enum', async () => {
+    fake = await FakeStripe.start();
+    const s = sdk(fake);
+    const inv = await openInvoice(s, 1000);
+    expect((await stripeError(s.creditNotes.create({ invoice: inv.id, amount: 1, reason: 'outage' as never }))).param).toBe('reason');
+    expect((await stripeError(s.creditNotes.create({ invoice: inv.id, amount: 1, colour: 'red' } as never))).param).toBe('colour');
+  });
+});

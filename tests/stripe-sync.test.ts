@@ -38,7 +38,7 @@ describeEachDb('stripe sync', (t) => {
     const r = await stripeSync(db, syncOpts(T0));
     expect(r.errors).toEqual([]);
     expect(r.warnings).toEqual([]);
-    expect(r.queued).toEqual({ customers: 3, invoices: 3, voids: 0, meterEvents: 0, rows: 3 + 3 * 3 + 7 });
+    expect(r.queued).toEqual({ customers: 3, invoices: 3, voids: 0, creditNotes: 0, meterEvents: 0, rows: 3 + 3 * 3 + 7 });
     expect(r.sent).toEqual({ customer: 3, invoice: 3, invoice_item: 7, invoice_finalize: 3, invoice_pay: 3 });
     expect(r.paid).toBe(3);
     await expectMirrored(db, { paid: true });

@@ -31,7 +31,8 @@ export function taxLines(lines: RatedLine[], rates: TaxRate[], currency: string,
     return {
       kind: 'tax',
       featureKey: null,
-      description: `${t.name} ${dec(t.rate).toFixed()}%${t.inclusive ? ' (included in the prices)' : ''}`,
+      // Names rate and base: Stripe gets this line as a plain item (src/stripe/README.md).
+      description: `${t.name} ${dec(t.rate).toFixed()}% ${t.inclusive ? 'included in' : 'on'} ${base}`,
       quantity: null,
       unitPrice: null,
       amountPrecise: amount,

@@ -6,7 +6,7 @@ import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { classifyStripeError, type CallFailure } from './client.js';
 import { startDunning } from './dunning-state.js';
-import { invoiceDrift } from './reconcile.js';
+import { invoiceDrift, unsyncedDueReduction } from './reconcile.js';
 import { loadTenantInvoice, recordPaid } from './local.js';
 import { METER_WINDOW } from './mapper.js';
 import {
@@ -158,6 +158,14 @@ async function requireMapped(ctx: Ctx, row: OutboxRow, invoiceId: string): Promi
   return { outcome: BLOCKED };
 }
 
+/** The credit note rows of an invoice, with their note numbers. */
+async function creditNoteRows(db: Db, tenantId: string, invoiceId: string): Promise<Array<{ status: string; last_error: string | null; number: string }>> {
+  return db.knex('stripe_outbox as o')
+    .join('credit_notes as c', (j) => j.on('c.tenant_id', 'o.tenant_id').andOn('c.id', 'o.local_ref'))
+    .where({ 'o.tenant_id': tenantId, 'o.kind': 'credit_note', 'c.invoice_id': invoiceId })
+    .select('o.status', 'o.last_error', 'c.number');
+}
+
 async function audit(ctx: Ctx, t: Db, row: OutboxRow, entityId: string, action: string, after: unknown): Promise<void> {
   await writeAudit(t.knex, { at: ctx.now, actor: ctx.actor, tenantId: row.tenantId, entity: 'stripe', entityId, action, after });
 }
@@ -282,7 +290,8 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       const inv = await loadTenantInvoice(t, row.tenantId, row.localRef);
       await audit(ctx, t, row, row.localRef, 'invoice.finalized', { stripeInvoiceId: si.id, number: si.number, total: si.total, currency: si.currency });
       if (inv) {
-        for (const d of invoiceDrift(inv, si, si.lines && !si.lines.has_more ? si.lines.data : undefined)) {
+        const unsynced = await unsyncedDueReduction(t, inv.tenantId, inv.id);
+        for (const d of invoiceDrift(inv, si, si.lines && !si.lines.has_more ? si.lines.data : undefined, unsynced)) {
           ctx.report.warnings.push(`Stripe invoice ${si.id}: ${d.message}`);
           await audit(ctx, t, row, row.localRef, `invoice.${d.field}_mismatch`, { field: d.field, ours: d.ours, stripe: d.stripe, currency: inv.currency });
         }
@@ -296,6 +305,62 @@ const HANDLERS: Record<OutboxKind, Handler> = {
     idOf: (i) => i.id,
   },
 
+  credit_note: {
+    async prepare(ctx, row) {
+      const p = row.payload;
+      if (p.unsendable) return failed(p.unsendable);
+      const number: string = p.metadata.billing_credit_note_number;
+      const r = await requireMapped(ctx, row, p.invoice_id);
+      if ('outcome' in r) return r.outcome;
+      const sid: string = r.mapped.stripe_invoice_id;
+      if (r.mapped.stripe_status === 'draft') {
+        const fin = await ctx.db.knex('stripe_outbox').where({ tenant_id: row.tenantId, kind: 'invoice_finalize', local_ref: p.invoice_id }).first();
+        if (!fin || fin.status === 'pending') return BLOCKED;
+        return failed(`credit note ${number}: Stripe invoice ${sid} is still a draft (its finalize call is ${fin.status}); fix that, then run \`billing stripe retry\``);
+      }
+      const base = { invoice: sid, memo: p.memo, metadata: p.metadata, ...(p.reason ? { reason: p.reason } : {}) };
+      let params: Stripe.CreditNoteCreateParams;
+      if (r.mapped.stripe_status === 'open') {
+        // What became a local grant (or refund marker) is not Stripe's to credit: only the amount due it lowered.
+        if (p.pre === 0) return done(null, undefined, `credit note ${number} lowers nothing due at Stripe`);
+        params = { ...base, amount: p.pre };
+      } else if (r.mapped.stripe_status === 'paid') {
+        if (p.pre > 0) {
+          return dead(`credit note ${number} lowered the amount due of ${p.metadata.billing_invoice_id}, but Stripe collected ${sid} first: refund or credit the difference at Stripe by hand; this note is not sent`);
+        }
+        if (p.post === 0) return done(null, undefined, `credit note ${number} has nothing to credit at Stripe`);
+        params = { ...base, amount: p.post, ...(p.refund ? { refund_amount: p.post } : { out_of_band_amount: p.post }) };
+      } else {
+        return dead(`credit note ${number}: Stripe invoice ${sid} is ${r.mapped.stripe_status}; it takes no credit note`);
+      }
+      return call(async () => {
+        let note: Stripe.CreditNote | null = null;
+        if (keyExpired(ctx, row)) {
+          const listed: Stripe.CreditNote[] = [];
+          for await (const c of ctx.stripe.creditNotes.list({ invoice: sid, limit: 100 })) listed.push(c);
+          note = exactlyOurs(listed, { tenant_id: row.tenantId, billing_credit_note_id: row.localRef }, 'credit note');
+        }
+        note ??= await ctx.stripe.creditNotes.create(params, { idempotencyKey: row.idempotencyKey });
+        // The invoice's new amount due (and status: a note covering it settles it at Stripe).
+        return { note, invoice: await ctx.stripe.invoices.retrieve(sid) };
+      });
+    },
+    async applied(ctx, t, row, answer) {
+      if (!answer) return;
+      const si = answer.invoice;
+      await t.knex('stripe_invoices')
+        .where({ tenant_id: row.tenantId, invoice_id: row.payload.invoice_id })
+        .update({ stripe_status: si.status, amount_due: si.amount_due, updated_at: ctx.now });
+      await audit(ctx, t, row, row.localRef, 'credit_note.created', { stripeCreditNoteId: answer.note.id, amount: answer.note.amount, currency: answer.note.currency, invoiceAmountDue: si.amount_due });
+      const inv = await loadTenantInvoice(t, row.tenantId, row.payload.invoice_id);
+      if (inv && si.status === 'paid' && inv.status === 'open') {
+        await recordPaid(t, inv, { now: ctx.now, actor: ctx.actor, paidAt: ctx.now, reference: si.id });
+        ctx.report.paid++;
+      }
+    },
+    idOf: (a) => a.note.id,
+  },
+
   invoice_pay: {
     async prepare(ctx, row) {
       const r = await requireMapped(ctx, row, row.localRef);
@@ -303,6 +368,12 @@ const HANDLERS: Record<OutboxKind, Handler> = {
       const sid: string = r.mapped.stripe_invoice_id;
       const inv = await loadTenantInvoice(ctx.db, row.tenantId, row.localRef);
       if (!inv || inv.status !== 'open') return done(sid, undefined, `local invoice is ${inv?.status ?? 'gone'}; no payment attempt`);
+      const notes = await creditNoteRows(ctx.db, row.tenantId, row.localRef);
+      if (notes.some((n) => n.status === 'pending')) return BLOCKED;
+      const stuck = notes.find((n) => n.status !== 'sent');
+      if (stuck) {
+        return failed(`credit note ${stuck.number} on ${inv.number} is ${stuck.status} at Stripe${stuck.last_error ? ` (${stuck.last_error})` : ''}: no payment attempt, it would collect more than the amount due; fix the cause, then run \`billing stripe retry\``);
+      }
       let draft = false;
       if (r.mapped.stripe_status === 'draft') {
         // Stripe finalizes a draft it is asked to charge: never pay one, or lines still missing would never be billed.

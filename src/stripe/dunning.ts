@@ -1,3 +1,4 @@
+import { dec } from '../domain/decimal.js';
 import type { Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
@@ -5,8 +6,10 @@ import { classifyStripeError, createStripeClient, type StripeClient } from './cl
 import type { StripeConfig } from './config.js';
 import { deliver, emptyDeliveryReport } from './deliver.js';
 import { DUNNING_RETRY_OFFSETS_MS } from './dunning-state.js';
+import { enqueueCreditNotes } from './enqueue.js';
 import { loadTenantInvoice, recordPaid, recordUncollectible } from './local.js';
 import { idempotencyKeys } from './mapper.js';
+import { unsyncedDueReduction } from './reconcile.js';
 import { DEFAULT_MAX_ATTEMPTS, enqueue } from './outbox.js';
 import { createLimiter, settleAll } from './pool.js';
 
@@ -70,6 +73,14 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
   if (!inv || inv.status !== 'open') {
     await db.tx((t) => close(ctx, t, row, inv?.status === 'paid' ? 'recovered' : 'closed', `local invoice is ${inv?.status ?? 'gone'}`));
     report.closed++;
+    return;
+  }
+  // Stripe would collect what a credit note took off: this retry waits (same retry, next run).
+  const unsynced = await unsyncedDueReduction(db, row.tenant_id, row.invoice_id);
+  if (dec(unsynced).gt(0)) {
+    const message = `a credit note lowered ${inv.number}'s amount due by ${unsynced} ${inv.currency}, and Stripe does not have it yet: payment retry held until it is delivered (\`billing stripe status\`)`;
+    await db.knex('stripe_dunning').where({ tenant_id: row.tenant_id, invoice_id: row.invoice_id }).update({ last_error: message, updated_at: opts.now });
+    report.errors.push({ tenantId: inv.tenantId, invoiceId: inv.id, message });
     return;
   }
   const retry = Number(row.retries_done) + 1;
@@ -159,6 +170,20 @@ export async function runDunning(db: Db, opts: DunningOptions): Promise<DunningR
   const stripe = await createStripeClient(opts.stripe);
   const limit = createLimiter({ concurrency: opts.stripe.concurrency, perSecond: opts.stripe.maxRequestsPerSecond });
   const ctx: Ctx = { db, stripe, opts, report };
+  // Credit notes first, so a retry charges only what is still due.
+  await enqueueCreditNotes(db, opts);
+  const notes = await deliver(db, stripe, {
+    now: opts.now,
+    actor: opts.actor,
+    tenantId: opts.tenantId,
+    kinds: ['credit_note'],
+    maxAttempts: DEFAULT_MAX_ATTEMPTS,
+    inRunRetries: 2,
+    random: opts.random ?? Math.random,
+    sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+    limit,
+  }, emptyDeliveryReport());
+  for (const e of notes.errors) report.errors.push({ tenantId: e.tenantId, invoiceId: e.ref, message: `credit note at Stripe: ${e.message}` });
   await settleAll(due, (row) => retryPayment(ctx, row, limit));
   const marks = await deliver(db, stripe, {
     now: opts.now,

@@ -6,6 +6,7 @@ import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { asText } from '../storage/sql.js';
 import {
+  creditNotePayload,
   customerParams,
   idempotencyKeys,
   invoiceItemParams,
@@ -84,6 +85,7 @@ export interface Pending {
   customers: NewOutboxRow[];
   invoices: Invoice[];
   voids: NewOutboxRow[];
+  creditNotes: NewOutboxRow[];
   meterEvents: NewOutboxRow[];
 }
 
@@ -205,12 +207,65 @@ async function unqueuedVoids(db: Db, tenantId?: string): Promise<NewOutboxRow[]>
   }));
 }
 
+/**
+ * Credit notes on invoices that go to Stripe (their invoice row is queued), not queued yet.
+ * Delivery waits for the Stripe invoice; `queuedInvoices` counts invoices queued in the same
+ * run (dry run) that have no outbox row yet.
+ */
+async function unqueuedCreditNotes(db: Db, tenantId?: string, queuedInvoices: Invoice[] = []): Promise<NewOutboxRow[]> {
+  const fresh = new Set(queuedInvoices.map((i) => `${i.tenantId}\u0000${i.id}`));
+  const query = db.knex('credit_notes as c')
+    .join('invoices as i', (j) => j.on('i.tenant_id', 'c.tenant_id').andOn('i.id', 'c.invoice_id'))
+    .whereNotExists(
+      db.knex('stripe_outbox as o')
+        .select(db.knex.raw('1'))
+        .whereRaw('o.tenant_id = c.tenant_id')
+        .andWhere('o.kind', 'credit_note')
+        .andWhereRaw('o.local_ref = c.id'),
+    )
+    .select('c.*', 'i.number as invoice_number', db.knex.raw(
+      `CASE WHEN EXISTS (SELECT 1 FROM stripe_outbox o2 WHERE o2.tenant_id = c.tenant_id AND o2.kind = 'invoice' AND o2.local_ref = c.invoice_id) THEN 1 ELSE 0 END as queued`,
+    ))
+    .orderByRaw('c.tenant_id, LENGTH(c.number), c.number');
+  if (tenantId) query.andWhere('c.tenant_id', tenantId);
+  const rows: NewOutboxRow[] = [];
+  for (const c of await query) {
+    if (Number(c.queued) !== 1 && !fresh.has(`${c.tenant_id}\u0000${c.invoice_id}`)) continue;
+    let payload: unknown;
+    try {
+      payload = creditNotePayload({
+        tenantId: c.tenant_id, id: c.id, number: c.number, invoiceId: c.invoice_id, invoiceNumber: c.invoice_number, currency: c.currency,
+        dueReduction: c.due_reduction, credited: c.credited, refund: c.refund === true || Number(c.refund) === 1, reason: c.reason,
+      });
+    } catch (e) {
+      if (!(e instanceof BillingError)) throw e;
+      payload = { unsendable: `credit note ${c.number}: ${e.message}` };
+    }
+    rows.push({ tenantId: c.tenant_id, idempotencyKey: idempotencyKeys.creditNote(c.tenant_id, c.id), kind: 'credit_note', localRef: c.id, payload });
+  }
+  return rows;
+}
+
+/** Queue the credit notes of invoices queued for Stripe (sync, and dunning before it charges again); returns rows added. */
+export async function enqueueCreditNotes(db: Db, opts: { now: Instant; actor: string; tenantId?: string }): Promise<number> {
+  return db.tx(async (t) => {
+    const rows = await unqueuedCreditNotes(t, opts.tenantId);
+    const added = await enqueue(t, rows, opts.now);
+    for (const r of rows) {
+      await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: r.tenantId, entity: 'stripe', entityId: r.localRef, action: 'credit_note.queued', after: { idempotencyKey: r.idempotencyKey } });
+    }
+    return added;
+  });
+}
+
 /** Everything missing from the outbox, without writing anything (dry run). */
 export async function findPending(db: Db, opts: { tenantId?: string }): Promise<Pending> {
+  const invoices = await unqueuedOpenInvoices(db, opts.tenantId);
   const pending: Pending = {
     customers: await missingCustomers(db, opts.tenantId),
-    invoices: await unqueuedOpenInvoices(db, opts.tenantId),
+    invoices,
     voids: await unqueuedVoids(db, opts.tenantId),
+    creditNotes: await unqueuedCreditNotes(db, opts.tenantId, invoices),
     meterEvents: [],
   };
   for await (const b of unqueuedMeterEvents(db, opts.tenantId)) pending.meterEvents.push(...b.rows);
@@ -221,13 +276,14 @@ export interface EnqueueResult {
   customers: number;
   invoices: number;
   voids: number;
+  creditNotes: number;
   meterEvents: number;
   rows: number;
 }
 
-/** Add whatever is missing to the outbox: customers, then each invoice in its own transaction, then usage. */
+/** Add whatever is missing to the outbox: customers, then each invoice in its own transaction, voids, credit notes, then usage. */
 export async function enqueueMissing(db: Db, opts: { now: Instant; actor: string; tenantId?: string }): Promise<EnqueueResult> {
-  const result: EnqueueResult = { customers: 0, invoices: 0, voids: 0, meterEvents: 0, rows: 0 };
+  const result: EnqueueResult = { customers: 0, invoices: 0, voids: 0, creditNotes: 0, meterEvents: 0, rows: 0 };
   await db.tx(async (t) => {
     const rows = await missingCustomers(t, opts.tenantId);
     const added = await enqueue(t, rows, opts.now);
@@ -256,6 +312,10 @@ export async function enqueueMissing(db: Db, opts: { now: Instant; actor: string
     result.voids += added;
     result.rows += added;
   });
+  // After the invoices: a note is queued once its invoice is.
+  const notes = await enqueueCreditNotes(db, opts);
+  result.creditNotes += notes;
+  result.rows += notes;
   let maxSeq = 0n;
   for await (const b of unqueuedMeterEvents(db, opts.tenantId)) {
     const added = await db.tx((t) => enqueue(t, b.rows, opts.now));

@@ -28,6 +28,7 @@ export const idempotencyKeys = {
   pay: (tenantId: string, invoiceId: string) => bounded(`billing/${tenantId}/invoice/${invoiceId}/pay`, MAX_KEY),
   uncollectible: (tenantId: string, invoiceId: string) => bounded(`billing/${tenantId}/invoice/${invoiceId}/uncollectible`, MAX_KEY),
   void: (tenantId: string, invoiceId: string) => bounded(`billing/${tenantId}/invoice/${invoiceId}/void`, MAX_KEY),
+  creditNote: (tenantId: string, creditNoteId: string) => bounded(`billing/${tenantId}/credit_note/${creditNoteId}`, MAX_KEY),
   dunning: (tenantId: string, invoiceId: string, retry: number) =>
     bounded(`billing/${tenantId}/invoice/${invoiceId}/dunning/${retry}`, MAX_KEY),
   meterEvent: (tenantId: string, seq: string) => bounded(`billing/${tenantId}/usage/${seq}`, MAX_KEY),
@@ -110,6 +111,54 @@ export function invoiceItemParams(inv: InvoiceRef, line: LineRef): InvoiceItemPa
     description: clip(line.description, 5000),
     period: { start, end: Math.max(start, toUnixSeconds(line.period.end)) },
     metadata: { tenant_id: inv.tenantId, billing_invoice_id: inv.id, billing_line_no: String(line.lineNo) },
+  };
+}
+
+/** Stripe's credit note reasons; any other reason text travels in the memo only. */
+const STRIPE_CN_REASONS = ['duplicate', 'fraudulent', 'order_change', 'product_unsatisfactory'] as const;
+
+export interface CreditNoteRef {
+  tenantId: string;
+  id: string;
+  number: string;
+  invoiceId: string;
+  invoiceNumber: string;
+  currency: string;
+  /** Major units, exact: what it took off the amount due, and what became a grant (or refund). */
+  dueReduction: string;
+  credited: string;
+  refund: boolean;
+  reason: string;
+}
+
+/**
+ * The outbox payload of a credit note. Which Stripe amounts are sent depends on the Stripe
+ * invoice's status at delivery (deliver.ts): `pre` lowers an open invoice's amount due;
+ * `post` on a paid one is a refund with --refund, else out of band (the local prepaid grant
+ * reaches Stripe as a negative item on a later invoice, so Stripe's customer balance must not
+ * carry it too).
+ */
+export interface CreditNotePayload {
+  invoice_id: string;
+  pre: number;
+  post: number;
+  refund: boolean;
+  reason: (typeof STRIPE_CN_REASONS)[number] | null;
+  memo: string;
+  metadata: { tenant_id: string; billing_invoice_id: string; billing_credit_note_id: string; billing_credit_note_number: string };
+}
+
+/** Throws a BillingError when an amount cannot be carried in Stripe's units. */
+export function creditNotePayload(cn: CreditNoteRef): CreditNotePayload {
+  const word = cn.reason.trim().toLowerCase().replace(/[\s-]+/g, '_');
+  return {
+    invoice_id: cn.invoiceId,
+    pre: toStripeUnits(cn.dueReduction, cn.currency),
+    post: toStripeUnits(cn.credited, cn.currency),
+    refund: cn.refund,
+    reason: (STRIPE_CN_REASONS as readonly string[]).includes(word) ? (word as CreditNotePayload['reason']) : null,
+    memo: clip(`Credit note ${cn.number} on ${cn.invoiceNumber}: ${cn.reason}`, 5000),
+    metadata: { tenant_id: cn.tenantId, billing_invoice_id: cn.invoiceId, billing_credit_note_id: cn.id, billing_credit_note_number: cn.number },
   };
 }
 

@@ -12,6 +12,7 @@ export type OutboxKind =
   | 'invoice'
   | 'invoice_item'
   | 'invoice_finalize'
+  | 'credit_note'
   | 'invoice_pay'
   | 'invoice_uncollectible'
   | 'invoice_void'
@@ -24,6 +25,8 @@ export const KIND_ORDER: OutboxKind[] = [
   'invoice',
   'invoice_item',
   'invoice_finalize',
+  // Before the payment attempt, so Stripe never collects what a credit note took off.
+  'credit_note',
   'invoice_pay',
   'invoice_uncollectible',
   'invoice_void',

@@ -1,5 +1,6 @@
 import type Stripe from 'stripe';
 import { BillingError } from '../domain/errors.js';
+import { dec } from '../domain/decimal.js';
 import { minorToMajor } from '../domain/money.js';
 import type { Invoice } from '../invoice/types.js';
 import type { Db } from '../storage/db.js';
@@ -39,8 +40,29 @@ interface StripeLineLike {
   metadata?: Record<string, string> | null;
 }
 
-/** What differs between a local invoice and Stripe's copy; lines only when given. */
-export function invoiceDrift(inv: Invoice, si: StripeInvoiceLike, lines?: StripeLineLike[]): Drift[] {
+/**
+ * What our credit notes took off an invoice's amount due that Stripe has not been told yet
+ * (major units): Stripe's amount_due is ours plus this until those notes are delivered.
+ */
+export async function unsyncedDueReduction(db: Db, tenantId: string, invoiceId: string): Promise<string> {
+  const rows = await db.knex('credit_notes as c')
+    .where({ 'c.tenant_id': tenantId, 'c.invoice_id': invoiceId })
+    .whereNotExists(
+      db.knex('stripe_outbox as o')
+        .select(db.knex.raw('1'))
+        .whereRaw('o.tenant_id = c.tenant_id')
+        .andWhere({ 'o.kind': 'credit_note', 'o.status': 'sent' })
+        .andWhereRaw('o.local_ref = c.id'),
+    )
+    .select('c.due_reduction');
+  return rows.reduce((s, r) => s.plus(r.due_reduction), dec(0)).toFixed();
+}
+
+/**
+ * What differs between a local invoice and Stripe's copy; lines only when given. amount_due is
+ * compared after credit notes: ours plus what notes not yet delivered took off (`unsynced`).
+ */
+export function invoiceDrift(inv: Invoice, si: StripeInvoiceLike, lines?: StripeLineLike[], unsynced = '0'): Drift[] {
   const out: Drift[] = [];
   const cur = inv.currency.toUpperCase();
   const unit = `${cur}, Stripe units of ${fromStripeUnits(1, cur)}`;
@@ -53,7 +75,7 @@ export function invoiceDrift(inv: Invoice, si: StripeInvoiceLike, lines?: Stripe
   // Stripe's total is the sum of the items it was sent: every line, prepaid credit and cash rounding included.
   const total = String(toStripeUnits(minorToMajor(inv.totalMinor, cur), cur));
   if (String(si.total) !== total) add('total', total, String(si.total));
-  const due = String(toStripeUnits(inv.amountDue ?? inv.total, cur));
+  const due = String(toStripeUnits(dec(inv.amountDue ?? inv.total).plus(unsynced).toFixed(), cur));
   if (String(si.amount_due) !== due) {
     add('amount_due', due, String(si.amount_due), String(si.total) === total ? ': Stripe moved the difference to the customer balance (negative or below its minimum charge) or applied a balance' : '');
   }
@@ -111,7 +133,7 @@ export async function verifyAgainstStripe(db: Db, config: StripeConfig, opts: { 
       if (isStripeError(e)) throw new BillingError('stripe_error', `reading Stripe invoice ${sid} (${inv.number}) failed: ${classifyStripeError(e).message}`);
       throw e;
     }
-    report.drift.push(...invoiceDrift(inv, si as unknown as StripeInvoiceLike, lines));
+    report.drift.push(...invoiceDrift(inv, si as unknown as StripeInvoiceLike, lines, await unsyncedDueReduction(db, inv.tenantId, inv.id)));
   }
   return report;
 }

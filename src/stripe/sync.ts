@@ -57,7 +57,7 @@ export interface PlannedCall {
 export interface SyncReport extends DeliveryReport {
   dryRun: boolean;
   /** Rows added to the outbox by this run. */
-  queued: { customers: number; invoices: number; voids: number; meterEvents: number; rows: number };
+  queued: { customers: number; invoices: number; voids: number; creditNotes: number; meterEvents: number; rows: number };
   /** Failed/dead rows made pending again (retry only). */
   requeued: number;
   /** Dry run: the calls that would be made, in order. */
@@ -72,7 +72,7 @@ function report(dryRun: boolean): SyncReport {
   return {
     ...emptyDeliveryReport(),
     dryRun,
-    queued: { customers: 0, invoices: 0, voids: 0, meterEvents: 0, rows: 0 },
+    queued: { customers: 0, invoices: 0, voids: 0, creditNotes: 0, meterEvents: 0, rows: 0 },
     requeued: 0,
     planned: [],
     outstanding: { failed: 0, dead: 0, stalledDrafts: 0 },
@@ -117,7 +117,7 @@ export async function stripeSync(db: Db, opts: SyncOptions): Promise<SyncReport>
   const stripe = await createStripeClient(opts.stripe);
   const out = report(false);
   const queued = await enqueueMissing(db, opts);
-  out.queued = { customers: queued.customers, invoices: queued.invoices, voids: queued.voids, meterEvents: queued.meterEvents, rows: queued.rows };
+  out.queued = { customers: queued.customers, invoices: queued.invoices, voids: queued.voids, creditNotes: queued.creditNotes, meterEvents: queued.meterEvents, rows: queued.rows };
   await checkMeters(db, stripe, opts.tenantId, out.warnings);
   await deliver(db, stripe, deliverOptions(opts, KIND_ORDER), out);
   out.outstanding = await outboxProblems(db, opts.tenantId);
@@ -145,6 +145,7 @@ const PATHS: Record<OutboxKind, (sid: string) => string> = {
   invoice: () => '/v1/invoices',
   invoice_item: () => '/v1/invoiceitems',
   invoice_finalize: (sid) => `/v1/invoices/${sid}/finalize`,
+  credit_note: () => '/v1/credit_notes',
   invoice_pay: (sid) => `/v1/invoices/${sid}/pay`,
   invoice_uncollectible: (sid) => `/v1/invoices/${sid}/mark_uncollectible`,
   invoice_void: (sid) => `/v1/invoices/${sid}/void`,
@@ -155,8 +156,15 @@ const PATHS: Record<OutboxKind, (sid: string) => string> = {
 async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
   const out = report(true);
   const pending = await findPending(db, { tenantId: opts.tenantId });
-  const fresh: NewOutboxRow[] = [...pending.customers, ...pending.invoices.flatMap(invoiceRows), ...pending.voids, ...pending.meterEvents];
-  out.queued = { customers: pending.customers.length, invoices: pending.invoices.length, voids: pending.voids.length, meterEvents: pending.meterEvents.length, rows: fresh.length };
+  const fresh: NewOutboxRow[] = [...pending.customers, ...pending.invoices.flatMap(invoiceRows), ...pending.voids, ...pending.creditNotes, ...pending.meterEvents];
+  out.queued = {
+    customers: pending.customers.length,
+    invoices: pending.invoices.length,
+    voids: pending.voids.length,
+    creditNotes: pending.creditNotes.length,
+    meterEvents: pending.meterEvents.length,
+    rows: fresh.length,
+  };
   const rows: Array<Pick<OutboxRow, 'tenantId' | 'kind' | 'localRef' | 'idempotencyKey' | 'payload'>> = [];
   for (const kind of KIND_ORDER) {
     let after: OutboxRow | null = null;
@@ -215,6 +223,20 @@ async function planSync(db: Db, opts: SyncOptions): Promise<SyncReport> {
           method = 'DELETE';
           path = `/v1/invoices/${sid}`;
         }
+        break;
+      }
+      case 'credit_note': {
+        const p = r.payload;
+        if (p.unsendable) {
+          out.errors.push({ tenantId: r.tenantId, kind: r.kind, ref: r.localRef, idempotencyKey: r.idempotencyKey, outcome: 'failed', message: p.unsendable });
+          out.failed++;
+          continue;
+        }
+        // The amounts depend on the Stripe invoice's status at delivery (deliver.ts): as it stands now.
+        const m = await db.knex('stripe_invoices').where({ tenant_id: r.tenantId, invoice_id: p.invoice_id }).first();
+        const paid = (m?.stripe_status ?? (p.pre > 0 ? 'open' : 'paid')) === 'paid';
+        const amounts = paid ? { amount: p.post, [p.refund ? 'refund_amount' : 'out_of_band_amount']: p.post } : { amount: p.pre };
+        params = { invoice: m?.stripe_invoice_id ?? `<Stripe invoice for ${p.invoice_id}>`, ...amounts, memo: p.memo, ...(p.reason ? { reason: p.reason } : {}), metadata: p.metadata };
         break;
       }
       case 'meter_event': {

@@ -182,6 +182,8 @@ export class FakeStripe {
   private readonly itemMap = new Map<string, Obj>();
   private readonly meterMap = new Map<string, Obj>();
   private readonly meterEventMap = new Map<string, Obj>();
+  private readonly creditNoteMap = new Map<string, Obj>();
+  private creditNoteSeq = 0;
   private readonly outcomes = new Map<string, PaymentOutcome[]>();
   private readonly routes: Array<[string, RegExp, Handler]>;
   private fixedNow: number | null;
@@ -271,6 +273,10 @@ export class FakeStripe {
 
   invoiceItems(): Obj[] {
     return [...this.itemMap.values()].map(clone);
+  }
+
+  creditNotes(): Obj[] {
+    return [...this.creditNoteMap.values()].map(clone);
   }
 
   meterEvents(): Obj[] {
@@ -508,6 +514,9 @@ export class FakeStripe {
         this.transition(m[1], ['open'], 'uncollectible', 'marked_uncollectible_at', 'invoice.marked_uncollectible', { id: requestId, key }, apiVersion)],
       ['POST', new RegExp(`^/v1/invoices/${id}/void$`), ({ m, requestId, key, apiVersion }) =>
         this.transition(m[1], ['open', 'uncollectible'], 'void', 'voided_at', 'invoice.voided', { id: requestId, key }, apiVersion)],
+      ['POST', /^\/v1\/credit_notes$/, ({ params, requestId, key, apiVersion }) => this.createCreditNote(params, { id: requestId, key }, apiVersion)],
+      ['GET', /^\/v1\/credit_notes$/, ({ params }) =>
+        this.list('/v1/credit_notes', this.creditNotes().filter((c) => !params.invoice || c.invoice === params.invoice), params)],
       ['POST', /^\/v1\/billing\/meters$/, ({ params }) => this.createMeter(params)],
       ['GET', /^\/v1\/billing\/meters$/, ({ params }) => this.list('/v1/billing/meters', [...this.meterMap.values()].map(clone), params)],
       ['POST', /^\/v1\/billing\/meter_events$/, ({ params }) => this.createMeterEvent(params)],
@@ -867,6 +876,83 @@ export class FakeStripe {
     inv.status_transitions[stamp] = this.nowSec();
     this.emitEvent(eventType, inv, request, apiVersion);
     return clone(inv);
+  }
+
+  /**
+   * Stripe's rules for a credit note by amount: an open invoice's amount_due (and remaining)
+   * drop by it, never below zero, and a note leaving nothing due settles the invoice; on a
+   * paid invoice amount_due stays and refund + credit + out-of-band amounts must add up to it,
+   * within what was paid and not yet credited. Parameters are checked by hand: the OpenAPI
+   * subset has no /v1/credit_notes.
+   */
+  private createCreditNote(params: FormObject, request: { id: string; key: string | null }, apiVersion: string | null): Obj {
+    const known = ['amount', 'credit_amount', 'effective_at', 'email_type', 'expand', 'invoice', 'lines', 'memo', 'metadata', 'out_of_band_amount', 'reason', 'refund_amount', 'refunds', 'shipping_cost'];
+    for (const k of Object.keys(params)) if (!known.includes(k)) throw invalid(`Received unknown parameter: ${k}`, k);
+    const iid = asString(params.invoice);
+    if (!iid) throw invalid('Missing required param: invoice.', 'invoice', 'parameter_missing');
+    const reason = asString(params.reason);
+    const reasons = ['duplicate', 'fraudulent', 'order_change', 'product_unsatisfactory'];
+    if (reason !== undefined && !reasons.includes(reason)) throw invalid(`Invalid reason: must be one of ${reasons.join(', ')}`, 'reason');
+    const inv = this.invoice(iid, 'invoice');
+    const amount = asInt(params.amount, 'amount');
+    if (amount === undefined) throw invalid('Missing required param: amount.', 'amount', 'parameter_missing');
+    if (amount <= 0) throw invalid('The credit note amount must be positive.', 'amount');
+    const refund = asInt(params.refund_amount, 'refund_amount') ?? 0;
+    const credit = asInt(params.credit_amount, 'credit_amount') ?? 0;
+    const outOfBand = asInt(params.out_of_band_amount, 'out_of_band_amount') ?? 0;
+    if (inv.status === 'open') {
+      if (refund + credit + outOfBand > 0) throw invalid('refund_amount, credit_amount and out_of_band_amount apply to paid invoices only.', 'refund_amount');
+      if (amount > inv.amount_remaining) throw invalid(`The credit note amount (${amount}) exceeds the invoice's amount remaining (${inv.amount_remaining}).`, 'amount');
+    } else if (inv.status === 'paid') {
+      if (refund + credit + outOfBand !== amount) throw invalid(`refund_amount + credit_amount + out_of_band_amount must equal the credit note amount (${amount}).`, 'amount');
+      if (amount > inv.amount_paid - inv.post_payment_credit_notes_amount) throw invalid(`The credit note amount (${amount}) exceeds what is left to credit on invoice ${iid}.`, 'amount');
+    } else {
+      throw invalid(`You can only create credit notes on open or paid invoices; ${iid} is ${inv.status}.`, 'invoice', 'invoice_unexpected_state');
+    }
+    this.creditNoteSeq++;
+    const note: Obj = {
+      ...this.shape('credit_note'),
+      id: stripeId('cn'),
+      object: 'credit_note',
+      amount,
+      amount_shipping: 0,
+      created: this.nowSec(),
+      currency: inv.currency,
+      customer: inv.customer,
+      customer_balance_transaction: credit > 0 ? stripeId('cbtxn') : null,
+      discount_amount: 0,
+      discount_amounts: [],
+      effective_at: this.nowSec(),
+      invoice: iid,
+      lines: { object: 'list', data: [], has_more: false, url: '' },
+      livemode: false,
+      memo: asString(params.memo) ?? null,
+      metadata: asMetadata(params.metadata),
+      number: `${inv.number ?? 'FAKE'}-CN-${String(this.creditNoteSeq).padStart(2, '0')}`,
+      out_of_band_amount: outOfBand || null,
+      pre_payment_amount: inv.status === 'open' ? amount : 0,
+      post_payment_amount: inv.status === 'paid' ? amount : 0,
+      reason: reason ?? null,
+      refunds: refund > 0 ? [{ amount_refunded: refund, refund: stripeId('re') }] : [],
+      status: 'issued',
+      subtotal: amount,
+      subtotal_excluding_tax: amount,
+      total: amount,
+      total_excluding_tax: amount,
+      type: inv.status === 'open' ? 'pre_payment' : 'post_payment',
+      voided_at: null,
+    };
+    this.creditNoteMap.set(note.id, note);
+    if (inv.status === 'open') {
+      inv.amount_due -= amount;
+      inv.amount_remaining -= amount;
+      inv.pre_payment_credit_notes_amount += amount;
+    } else {
+      inv.post_payment_credit_notes_amount += amount;
+    }
+    this.emitEvent('credit_note.created', note, request, apiVersion);
+    if (inv.status === 'open' && inv.amount_remaining === 0) this.markPaid(inv, request, apiVersion);
+    return clone(note);
   }
 
   private createMeter(params: FormObject): Obj {

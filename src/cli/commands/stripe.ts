@@ -49,7 +49,7 @@ function printSyncReport(r: SyncReport): void {
   } else {
     const q = r.queued;
     if (r.requeued) printLine(`re-queued ${r.requeued} failed row(s)`);
-    printLine(`queued ${q.rows} call(s): ${q.customers} customer(s), ${q.invoices} invoice(s), ${q.voids} void(s), ${q.meterEvents} meter event(s)`);
+    printLine(`queued ${q.rows} call(s): ${q.customers} customer(s), ${q.invoices} invoice(s), ${q.voids} void(s), ${q.creditNotes} credit note(s), ${q.meterEvents} meter event(s)`);
     const sent = Object.entries(r.sent).map(([k, n]) => `${k} ${n}`);
     printLine(`sent: ${sent.length ? sent.join(', ') : 'nothing'}`);
     if (r.paid || r.paymentFailures) printLine(`payments: ${r.paid} paid, ${r.paymentFailures} declined (dunning started)`);
