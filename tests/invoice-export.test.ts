@@ -94,10 +94,10 @@ describeEachDb('billing invoice export', (t) => {
     expect(draft).toContain('<dt>Period</dt><dd>2026-01-01 – 2026-01-31</dd>');
     expect(draft).not.toContain('2026-02-01');
     // Graduated: the tier breakdown; package: the price per package and the packages billed.
-    expect(draft).toContain('<li>tier 1 (0 &lt; units ≤ 100): 100 units: 100 × 0.1 = 10</li><li>tier 2 (above 100): 50 units: 50 × 0.05 + 1 flat = 3.5</li>');
+    expect(draft).toContain('<li>tier 1 (0 &lt; units ≤ 100): 100 units: 100 × 0.10 = 10.00</li><li>tier 2 (above 100): 50 units: 50 × 0.05 + 1.00 flat = 3.50</li>');
     expect(draft).toMatch(/<td class="num">tiered \(graduated\)<\/td><td class="num">13\.50<\/td>/);
     expect(draft).toMatch(/<td class="num">5\.00 per 100<\/td><td class="num">15\.00<\/td>/);
-    expect(draft).toContain('<li>3 × package of 100 (250 units): 3 × 5 = 15</li>');
+    expect(draft).toContain('<li>3 × package of 100 (250 units): 3 × 5.00 = 15.00</li>');
     expect(draft).not.toContain('OCR scans');
     expect(draft).toContain('1 usage line(s) with nothing to pay not shown.');
     expect(draft).toMatch(/<td colspan="5">Total<\/td><td class="num">38\.50 USD<\/td>/);
@@ -107,6 +107,14 @@ describeEachDb('billing invoice export', (t) => {
     expect(open).not.toContain('DRAFT');
     expect(open).toContain('<dt>Issued</dt><dd>2026-02-02</dd>');
     expect(open).not.toContain('<h2>From</h2>'); // no seller configured: no block
+
+    // Late usage bills a difference: its breakdown says what is due in all and what was billed before.
+    await w.usage('2026-02-10T00:00:00Z', 'acme', 'API_CALL', '50', '2026-01-20T00:00:00Z');
+    await w.generate('2026-03-01T01:00:00Z');
+    const feb = (await runCli(['invoice', 'export', 'INV-000002', '--format', 'html'], { db: url })).stdout;
+    expect(feb).toContain('<dt>Period</dt><dd>2026-02-01 – 2026-02-28</dd>');
+    expect(feb).toMatch(/<td>Late usage for [^<]*<ul class="tiers">.*<li>due for 200 used: 16\.00, less 13\.50 billed before<\/li><\/ul><\/td><td>2026-01-01 – 2026-01-31<\/td>/);
+    expect(feb).toMatch(/<td class="num">tiered \(graduated\)<\/td><td class="num">2\.50<\/td>/);
   });
 });
 

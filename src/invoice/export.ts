@@ -2,6 +2,7 @@ import { toCsv } from '../format/csv.js';
 import { BillingError } from '../domain/errors.js';
 import type { PlanFeature } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
+import { currencyDigits } from '../domain/money.js';
 import { displayInstant, toIso, type Period } from '../domain/period.js';
 import type { SellerDetails } from './seller.js';
 import { invoiceToJson, invoiceTotalsRows, SUBTOTAL_KINDS, USAGE_KINDS, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
@@ -92,8 +93,14 @@ function unitPriceCell(l: InvoiceLine): string {
   }
 }
 
+/** An exact price or amount with at least the currency's decimals ("5" → "5.00", "0.005" stays), never rounded. */
+function exact(x: string, currency: string): string {
+  const d = dec(x);
+  return d.toFixed(Math.max(currencyDigits(currency), d.decimalPlaces()));
+}
+
 /** How a usage line's amount comes about: each priced tier, package or minimum, and what was billed before. */
-function breakdown(l: InvoiceLine): string[] {
+function breakdown(l: InvoiceLine, currency: string): string[] {
   if (!USAGE_KINDS.includes(l.kind)) return [];
   const { pricing, details } = usageTerms(l);
   if (!details) return [];
@@ -101,9 +108,10 @@ function breakdown(l: InvoiceLine): string[] {
   const plain = pricing?.model === 'per_unit' && details.tiers.length === 1 && details.tiers[0].ref === 'unit';
   if (plain && !billedBefore) return [];
   const out = details.tiers.map((t) => {
-    if (t.unitPrice === null) return `${t.description}: ${t.amount}`;
-    const flat = t.flatPrice === null ? '' : ` + ${t.flatPrice} flat`;
-    return `${t.description}: ${t.quantity} × ${t.unitPrice}${flat} = ${t.amount}`;
+    const m = (x: string) => exact(x, currency);
+    if (t.unitPrice === null) return `${t.description}: ${m(t.amount)}`;
+    const flat = t.flatPrice === null ? '' : ` + ${m(t.flatPrice)} flat`;
+    return `${t.description}: ${t.quantity} × ${m(t.unitPrice)}${flat} = ${m(t.amount)}`;
   });
   if (billedBefore) out.push(`due for ${details.usedTotal} used: ${details.dueAmount}, less ${details.billedBefore} billed before`);
   return out;
@@ -117,7 +125,7 @@ function renderHtml(inv: Invoice, parties: InvoiceParties): string {
   const hiddenCount = inv.lines.filter(hidden).length;
   const rows = shown
     .map((l) => {
-      const parts = breakdown(l);
+      const parts = breakdown(l, inv.currency);
       const detail = parts.length === 0 ? '' : `\n          <ul class="tiers">${parts.map((p) => `<li>${e(p)}</li>`).join('')}</ul>`;
       return `      <tr class="${e(l.kind)}">
         <td>${e(l.lineNo)}</td><td>${e(l.description)}${detail}</td><td>${e(htmlPeriod(l.period))}</td>
