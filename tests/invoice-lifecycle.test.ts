@@ -80,7 +80,7 @@ describeEachDb('invoice lifecycle', (t) => {
     expect(shape(p!)).toEqual(['acme', '2026-01-01..2026-02-01', ['base_fee basic@1 10.00', 'overage OCR_SCAN 1.50'], '11.50']);
     expect(await counts()).toEqual(before);
     const dry = await w.generate('2026-03-01T00:00:00Z', { dryRun: true });
-    expect(dry.created.map((i) => [i.number, i.total])).toEqual([['INV-000001', '11.50'], ['INV-000002', '10.00']]);
+    expect(dry.created.map((i) => [i.id, i.number, i.total])).toEqual([['(new)', '(new)', '11.50'], ['(new)', '(new)', '10.00']]);
     expect(await counts()).toEqual(before);
     expect(await previewInvoice(db, { now: T('2025-12-01T00:00:00Z'), tenantId: 'acme' })).toBeNull();
     await expect(previewInvoice(db, { now: T('2026-01-20T00:00:00Z'), tenantId: 'nobody' })).rejects.toMatchObject({ code: 'not_found' });

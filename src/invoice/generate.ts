@@ -19,6 +19,8 @@ import { inRolledBackTx, isUniqueViolation } from './tx.js';
 import { summarize, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
 
 export const DEFAULT_DUE_DAYS = 7;
+/** The id and number a dry run shows for an invoice it would create (text and JSON alike). */
+export const NEW_INVOICE = '(new)';
 const DAY_MS = 86_400_000;
 
 export interface GenerateOptions {
@@ -27,7 +29,7 @@ export interface GenerateOptions {
   tenantId?: string;
   /** Issue as open (immutable) instead of draft. */
   finalize?: boolean;
-  /** Compute and report, write nothing (everything runs in a transaction that is rolled back). */
+  /** Compute and report, write nothing (everything runs in a transaction that is rolled back); id and number are NEW_INVOICE. */
   dryRun?: boolean;
   /** due_at = issued_at + dueDays (default 7; the CLI reads INVOICE_DUE_DAYS). */
   dueDays?: number;
@@ -59,10 +61,12 @@ export async function generateInvoices(db: Db, opts: GenerateOptions): Promise<G
     throw new BillingError('not_found', `unknown tenant "${opts.tenantId}"`);
   }
   if (opts.dryRun) {
-    return inRolledBackTx(db, async (tdb) => {
+    const r = await inRolledBackTx(db, async (tdb) => {
       await runAggregate(tdb, { now: opts.now, tenantId: opts.tenantId });
       return generateAll(tdb, opts, dueDays);
     });
+    // The numbers and ids taken inside the rolled-back transaction are not the ones a real run would use.
+    return { ...r, created: r.created.map((c) => ({ ...c, id: NEW_INVOICE, number: NEW_INVOICE })) };
   }
   await runAggregate(db, { now: opts.now, tenantId: opts.tenantId });
   return generateAll(db, opts, dueDays);

@@ -132,7 +132,8 @@ export async function listInvoices(db: Db, filter: InvoiceFilter = {}): Promise<
 }
 
 export async function findInvoice(q: Q, id: string, opts: { forUpdate?: boolean } = {}): Promise<Invoice | null> {
-  const query = q('invoices').select(invoiceColumns(q)).where('id', id).orWhere('number', id);
+  // Numbers are issued upper case (INV-000001) and looked up in any case; ids are exact.
+  const query = q('invoices').select(invoiceColumns(q)).where('id', id).orWhere('number', id.toUpperCase());
   if (opts.forUpdate) query.forUpdate(); // PostgreSQL row lock; ignored by SQLite (writer lock held)
   const rows = await query;
   if (rows.length === 0) return null;

@@ -44,7 +44,7 @@ export function register(program: Command): void {
 
   cn.command('create')
     .description('credit an open or paid invoice, by amount or by line; prints its number')
-    .argument('<invoice>', 'invoice number or id')
+    .argument('<invoice>', 'invoice number (any case) or id')
     .option('--amount <x>', 'gross amount to credit (with --line: at most that line\'s share)')
     .option('--line <n>', "credit this line's share of the total (discounts and taxes pro rata)")
     .requiredOption('--reason <text>', 'why, kept with the note')

@@ -56,7 +56,7 @@ function registerInvoiceGenerate(invoice: Command): void {
     .description('invoice every subscription period that has ended (per --now) and has none yet')
     .option('--tenant <id>', 'only this tenant')
     .option('--finalize', 'issue the invoices as open (immutable) instead of draft')
-    .option('--dry-run', 'show what would be invoiced; write nothing')
+    .option('--dry-run', 'show what would be invoiced; write nothing (number and id show as "(new)", in --json too)')
     .action(async (opts: { tenant?: string; finalize?: boolean; dryRun?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { generateInvoices } = await import('../../invoice/generate.js');
@@ -104,7 +104,7 @@ function registerInvoiceShow(invoice: Command): void {
   invoice
     .command('show')
     .description('one invoice and its lines')
-    .argument('<id>', 'invoice id or number (INV-000123)')
+    .argument('<id>', 'invoice id or number (INV-000123, any case)')
     .action(async (id: string, _opts, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { getInvoice } = await import('../../invoice/repository.js');
@@ -137,7 +137,7 @@ function registerInvoiceFinalize(invoice: Command): void {
   invoice
     .command('finalize')
     .description('issue a draft: open, immutable, due after INVOICE_DUE_DAYS (7)')
-    .argument('<id>', 'invoice id or number')
+    .argument('<id>', 'invoice id or number (any case)')
     .action(async (id: string, _opts, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { finalizeInvoice } = await import('../../invoice/lifecycle.js');
@@ -150,7 +150,7 @@ function registerInvoiceVoid(invoice: Command): void {
   invoice
     .command('void')
     .description('void a draft or unpaid invoice; `invoice generate` then reissues the period under a new number')
-    .argument('<id>', 'invoice id or number')
+    .argument('<id>', 'invoice id or number (any case)')
     .requiredOption('--reason <text>', 'why (kept on the invoice and in the audit log)')
     .action(async (id: string, opts: { reason: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
@@ -164,7 +164,7 @@ function registerInvoiceExport(invoice: Command): void {
   invoice
     .command('export')
     .description('one invoice as JSON, CSV or a printable self-contained HTML page')
-    .argument('<id>', 'invoice id or number')
+    .argument('<id>', 'invoice id or number (any case)')
     .option('--format <format>', 'json | csv | html', 'json')
     .option('--out <file>', 'write to this file instead of stdout')
     .action(async (id: string, opts: { format: string; out?: string }, cmd: Command) => {
@@ -172,8 +172,13 @@ function registerInvoiceExport(invoice: Command): void {
       const { EXPORT_FORMATS, renderInvoice } = await import('../../invoice/export.js');
       oneOf(opts.format, '--format', EXPORT_FORMATS);
       const { getInvoice } = await import('../../invoice/repository.js');
-      const inv = await withDb(ctx, (db) => getInvoice(db, id));
-      const text = renderInvoice(inv, opts.format);
+      const { loadTenant } = await import('../../subscriptions/repository.js');
+      const { sellerDetails } = await import('../../invoice/seller.js');
+      const { inv, tenant } = await withDb(ctx, async (db) => {
+        const inv = await getInvoice(db, id);
+        return { inv, tenant: await loadTenant(db.knex, inv.tenantId) };
+      });
+      const text = renderInvoice(inv, opts.format, { tenantName: tenant?.name ?? null, seller: sellerDetails() });
       if (!opts.out) {
         process.stdout.write(text);
         return;
