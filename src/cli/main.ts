@@ -20,7 +20,8 @@ function packageVersion(): string {
 export async function buildProgram(args: string[] = []): Promise<Command> {
   const program = new Command('billing')
     .description('Usage metering and billing engine: ingest → aggregate → overage → invoice → stripe')
-    .option('--db <url>', 'database URL (sqlite:PATH or postgres://...; env BILLING_DATABASE_URL, DATABASE_URL)')
+    .option('--db <url>', 'database URL (sqlite:PATH or postgres://...; env BILLING_DATABASE_URL, DATABASE_URL; config databaseUrl)')
+    .option('--config <file>', 'config file (env BILLING_CONFIG; default ./billing.config.json when present)')
     .option('--now <iso>', 'override the clock (env BILLING_NOW)')
     .option('--json', 'machine-readable JSON output')
     .option('--debug', 'print stack traces on errors')
