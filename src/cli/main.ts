@@ -46,7 +46,7 @@ export function reportError(e: unknown, debug: boolean): number {
     return e.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
   }
   if (e instanceof BillingError) {
-    process.stderr.write(`billing: ${redactUrl(e.message)}\n`);
+    process.stderr.write(`billing: ${redactUrl(e.message)}${e.hint ? ` (${e.hint})` : ''}\n`);
     if (debug && e.stack) process.stderr.write(e.stack + '\n');
     return e.exitCode;
   }
