@@ -9,6 +9,7 @@ export { resolveDbUrl, DEFAULT_DB_URL } from './storage/url.js';
 export { BillingError, EXIT, type ErrorCode } from './domain/errors.js';
 export type { Feature, PlanFeature, PlanVersion, Pricing, QuotaOverride } from './domain/catalog.js';
 export type { Instant, Period } from './domain/period.js';
+export type { SellerDetails } from './domain/seller.js';
 export { roundMoney, currencyDigits } from './domain/money.js';
 
 export { applyCatalog } from './catalog/apply.js';

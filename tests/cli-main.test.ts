@@ -25,6 +25,7 @@ it('finds the invoked command past global options, so only its file is loaded', 
   const { invokedCommand } = await import('../src/cli/commands/index.js');
   expect(invokedCommand(['--db', 'sqlite:x.db', '--now', '2026-01-01', '--json', 'check', 't', 'F'])).toBe('check');
   expect(invokedCommand(['--db=sqlite:x.db', 'report'])).toBe('report');
+  expect(invokedCommand(['--config', 'ops.json', 'status'])).toBe('status');
   expect(invokedCommand(['--help'])).toBeUndefined();
 });
 
@@ -36,6 +37,16 @@ it('still lists every command in --help and resolves options given before the co
   const sub = spawnSync(process.execPath, [BIN, '--json', 'check', '--help'], { encoding: 'utf8' });
   expect(sub.status).toBe(0);
   expect(sub.stdout).toMatch(/Usage: billing check/);
+});
+
+it("prints an error's CLI hint after its message (the HTTP API leaves it out)", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'billing-hint-'));
+  try {
+    const r = await runCli(['report', '--tenant', 'nosuch'], { db: `sqlite:${path.join(dir, 'x.db')}` });
+    expect([r.code, r.stdout, r.stderr]).toEqual([2, '', 'billing: tenant "nosuch" does not exist (see `billing tenant list`)\n']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 it('prints the package version for --version and -V', () => {

@@ -41,9 +41,10 @@ describe('billing completion', () => {
     expect(complete('billing cre')).toEqual(['credit', 'credit-note']);
     expect(complete('billing tenant ')).toEqual(['create', 'import', 'list', 'show', 'update']);
     expect(complete('billing credit-note c')).toEqual(['create']);
-    expect(complete('billing invoice generate --')).toEqual(['--db', '--debug', '--dry-run', '--finalize', '--help', '--json', '--now', '--tenant']);
+    expect(complete('billing invoice generate --')).toEqual(['--config', '--db', '--debug', '--dry-run', '--finalize', '--help', '--json', '--now', '--tenant']);
     // global options and their values before the command do not hide it
     expect(complete('billing --db sqlite:x.db tax s')).toEqual(['set', 'show']);
+    expect(complete('billing --config ops.json tax s')).toEqual(['set', 'show']);
     expect(complete('billing --j')).toEqual(['--json']);
     // a command without subcommands leaves the word to file-name completion
     expect(complete('billing ingest us')).toEqual([]);

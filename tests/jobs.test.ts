@@ -295,7 +295,7 @@ describeEachDb('billing run / status (CLI)', (t) => {
     writeFileSync(`${dir}/bad.json`, JSON.stringify({ daemon: { schedules: { invoice: '61 * * * *' } } }));
     const bad = await runCli(['status', '--config', `${dir}/bad.json`], { db: url, now: ISO_NOW });
     expect(bad.code).toBe(2);
-    expect(bad.stderr.trim()).toMatch(/schedule for "invoice" is not a valid cron expression: "61 \* \* \* \*"/);
+    expect(bad.stderr.trim()).toMatch(/^billing: .*bad\.json: daemon\.schedules\.invoice: not a valid cron expression: "61 \* \* \* \*"/);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
   });
 });

@@ -2,7 +2,9 @@ import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { authenticate, mayActFor } from '../src/serve/auth.js';
 import { authConfigFromEnv } from '../src/serve/config.js';
+import { BillingError } from '../src/domain/errors.js';
 import { Gate } from '../src/serve/gate.js';
+import { apiWording, toHttpError } from '../src/serve/http-error.js';
 import { verifyJwt } from '../src/serve/jwt.js';
 import { RateLimiter } from '../src/serve/rate-limit.js';
 
@@ -159,5 +161,28 @@ describe('Gate', () => {
     const gate = new Gate(1);
     await expect(gate.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     expect(await gate.run(async () => 'next')).toBe('next');
+  });
+});
+
+describe('toHttpError', () => {
+  it('keeps the machine code and status, and never sends the CLI hint', () => {
+    const e = toHttpError(new BillingError('not_found', 'tenant "x" does not exist', undefined, { hint: 'see `billing tenant list`' }));
+    expect([e.status, e.code, e.message]).toEqual([404, 'not_found', 'tenant "x" does not exist']);
+    expect(toHttpError(new Error('select * from secrets'))).toMatchObject({ status: 500, code: 'internal', message: 'internal error' });
+  });
+
+  it('words core messages that still carry CLI advice for an API caller', () => {
+    const cases: Array<[string, string]> = [
+      ['unknown tenant "x" (create it with `billing tenant create x`)', 'unknown tenant "x"'],
+      ['no invoice "INV-9"; list them with `billing invoice list`', 'no invoice "INV-9"'],
+      ['tenant "x" already has subscription s1 until 2026-03-01T00:00:00.000Z; use `billing subscription change` to move it to another plan', 'tenant "x" already has subscription s1 until 2026-03-01T00:00:00.000Z'],
+      ['tenant "x" has no currency yet: subscribe it to a plan or set one with `billing tenant update --currency`', 'tenant "x" has no currency yet'],
+      ['--period "2026-13" is not current, previous or YYYY-MM (e.g. 2026-03)', 'period "2026-13" is not current, previous or YYYY-MM (e.g. 2026-03)'],
+      ['quantity must be a number or a decimal string', 'quantity must be a number or a decimal string'],
+    ];
+    for (const [core, api] of cases) {
+      expect(apiWording(core)).toBe(api);
+      expect(toHttpError(new BillingError('usage', core)).message).toBe(api);
+    }
   });
 });

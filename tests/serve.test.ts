@@ -381,6 +381,23 @@ describeEachDb('billing serve', (t) => {
     expect((await s.call('POST', CHECK, { headers: { 'x-service-secret': SECRETS[0] }, body })).status).toBe(200);
   });
 
+  it('answers an unknown tenant and a bad period in API words: a machine code, no CLI command or flag', async () => {
+    const { db } = t();
+    await seed(db);
+    const s = await start(db);
+    const unknown = await s.call('GET', `${USAGE}/nobody`, { headers: SVC });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json).toEqual({ error: 'not_found', message: 'tenant "nobody" does not exist' });
+    const badPeriod = await s.call('GET', `${USAGE}/acme?period=2026-13`, { headers: SVC });
+    expect(badPeriod.status).toBe(400);
+    expect(badPeriod.json).toEqual({ error: 'usage', message: 'period "2026-13" is not current, previous or YYYY-MM (e.g. 2026-03)' });
+    for (const r of [unknown, badPeriod]) {
+      expect(r.text).not.toContain('`');
+      expect(r.text).not.toContain('--');
+      expect(r.text).not.toContain('billing ');
+    }
+  });
+
   it('serves the current period summary and Prometheus metrics', async () => {
     const { db } = t();
     await seed(db);

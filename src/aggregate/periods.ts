@@ -7,9 +7,10 @@ export type PeriodSpec = string;
 
 const MONTH_RE = /^(\d{4})-(0[1-9]|1[0-2])$/;
 
-export function checkPeriodSpec(spec: string): PeriodSpec {
+/** `name` is what the caller typed the spec as: the CLI's --period, the HTTP API's period parameter. */
+export function checkPeriodSpec(spec: string, name = '--period'): PeriodSpec {
   if (spec === 'current' || spec === 'previous' || MONTH_RE.test(spec)) return spec;
-  throw new BillingError('usage', `--period "${spec}" is not current, previous or YYYY-MM (e.g. 2026-03)`);
+  throw new BillingError('usage', `${name} "${spec}" is not current, previous or YYYY-MM (e.g. 2026-03)`);
 }
 
 /**
@@ -23,7 +24,7 @@ export function selectWindow(timeline: TenantTimeline, spec: PeriodSpec, now: In
   if (spec === 'current') return timeline.windowAt(now);
   if (spec === 'previous') return timeline.windowAt(timeline.windowAt(now).start - 1);
   const m = MONTH_RE.exec(spec);
-  if (!m) throw new BillingError('usage', `--period "${spec}" is not current, previous or YYYY-MM`);
+  if (!m) throw new BillingError('usage', `period "${spec}" is not current, previous or YYYY-MM`);
   const from = Date.UTC(Number(m[1]), Number(m[2]) - 1, 1);
   const to = Date.UTC(Number(m[1]), Number(m[2]), 1);
   const starting = timeline.windowsBetween(from, to).filter((w) => w.start >= from);

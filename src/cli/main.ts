@@ -20,7 +20,8 @@ function packageVersion(): string {
 export async function buildProgram(args: string[] = []): Promise<Command> {
   const program = new Command('billing')
     .description('Usage metering and billing engine: ingest → aggregate → overage → invoice → stripe')
-    .option('--db <url>', 'database URL (sqlite:PATH or postgres://...; env BILLING_DATABASE_URL, DATABASE_URL)')
+    .option('--db <url>', 'database URL (sqlite:PATH or postgres://...; env BILLING_DATABASE_URL, DATABASE_URL; config databaseUrl)')
+    .option('--config <file>', 'config file (env BILLING_CONFIG; default ./billing.config.json when present)')
     .option('--now <iso>', 'override the clock (env BILLING_NOW)')
     .option('--json', 'machine-readable JSON output')
     .option('--debug', 'print stack traces on errors')
@@ -45,7 +46,7 @@ export function reportError(e: unknown, debug: boolean): number {
     return e.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
   }
   if (e instanceof BillingError) {
-    process.stderr.write(`billing: ${redactUrl(e.message)}\n`);
+    process.stderr.write(`billing: ${redactUrl(e.message)}${e.hint ? ` (${e.hint})` : ''}\n`);
     if (debug && e.stack) process.stderr.write(e.stack + '\n');
     return e.exitCode;
   }

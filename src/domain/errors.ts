@@ -47,15 +47,21 @@ const EXIT_BY_CODE: Record<ErrorCode, number> = {
   internal: EXIT.failure,
 };
 
-/** An expected failure with a stable code; the CLI prints `message` as one line. */
+/**
+ * An expected failure with a stable code. `message` says what went wrong in words any caller
+ * reads (CLI, library, HTTP API); `hint` is the next command to type, for the CLI only: the
+ * CLI prints `message (hint)` as one line, the HTTP API never shows it.
+ */
 export class BillingError extends Error {
   readonly code: ErrorCode;
   readonly details?: unknown;
-  constructor(code: ErrorCode, message: string, details?: unknown) {
+  readonly hint?: string;
+  constructor(code: ErrorCode, message: string, details?: unknown, options: { hint?: string } = {}) {
     super(message);
     this.name = 'BillingError';
     this.code = code;
     this.details = details;
+    this.hint = options.hint;
   }
   get exitCode(): number {
     return EXIT_BY_CODE[this.code];

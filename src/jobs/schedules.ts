@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { BillingError } from '../domain/errors.js';
@@ -44,94 +43,77 @@ function checkJob(job: string, where: string): JobName {
   return job as JobName;
 }
 
-function checkExpression(job: string, expr: unknown, where: string): string {
-  if (typeof expr !== 'string') bad(`${where}: schedule for "${job}" must be a cron expression string`);
+/** Why a cron expression is refused, or null when node-cron accepts it. */
+function cronProblem(expr: string): string | null {
   const v = cron.validateDetailed(expr);
-  if (!v.valid) {
-    const why = v.errors.map((e) => e.message).join('; ');
-    bad(`${where}: schedule for "${job}" is not a valid cron expression: "${expr}"${why ? ` (${why})` : ''}`);
-  }
+  if (v.valid) return null;
+  const why = v.errors.map((e) => e.message).join('; ');
+  return `not a valid cron expression: "${expr}"${why ? ` (${why})` : ''}`;
+}
+
+function checkExpression(job: string, expr: string, where: string): string {
+  const problem = cronProblem(expr);
+  if (problem !== null) bad(`${where}: schedule for "${job}" is ${problem}`);
   return expr;
 }
 
-function checkTimezone(tz: unknown, where: string): string {
-  if (typeof tz !== 'string' || tz === '') bad(`${where}: timezone must be an IANA name such as "UTC" or "Europe/Paris"`);
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-  } catch {
-    bad(`${where}: unknown timezone "${tz}"`);
-  }
-  return tz;
-}
+const cronText = z
+  .string({ error: 'must be a cron expression string, "off" or null' })
+  .superRefine((expr, ctx) => {
+    if (expr === 'off') return;
+    const problem = cronProblem(expr);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .nullable()
+  .optional();
 
-function positiveSeconds(v: unknown, name: string, where: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) bad(`${where}: ${name} must be a positive number of seconds`);
-  return Math.round(v * 1000);
-}
-
-const SETTINGS = ['timezone', 'schedules', 'lockTtlSeconds', 'shutdownTimeoutSeconds', 'draftInvoices'] as const;
-
-// Unknown keys are an error at every level, so a misspelt setting never silently keeps its
-// default; the values' own rules and messages are the checks below.
-const FILE_KEYS = z.strictObject({ daemon: z.unknown().optional() });
-const DAEMON_KEYS = z.strictObject(Object.fromEntries(SETTINGS.map((k) => [k, z.unknown().optional()])));
-
-/** One line naming the first unknown key by its path in the file, e.g. `daemon.lockTtl`. */
-function refuseUnknownKeys(schema: z.ZodType, value: unknown, at: string[], allowed: readonly string[], where: string): void {
-  const issue = schema.safeParse(value).error?.issues.find((i) => i.code === 'unrecognized_keys');
-  if (issue?.code === 'unrecognized_keys') bad(`${where}: unknown key "${[...at, issue.keys[0]].join('.')}" (use ${allowed.join(', ')})`);
-}
+const seconds = z
+  .number({ error: 'must be a positive number of seconds' })
+  .positive({ error: 'must be a positive number of seconds' })
+  .optional();
 
 /**
- * The daemon section of a config object (`{ "daemon": { "timezone", "schedules",
- * "lockTtlSeconds", "shutdownTimeoutSeconds", "draftInvoices" } }`) merged over the defaults.
+ * The `daemon` section of billing.config.json (DESIGN.md §10). Strict at every level, so a
+ * misspelt setting or job is an error rather than a silently kept default.
  */
-export function parseDaemonConfig(raw: unknown, where = 'config'): DaemonConfig {
+export const daemonSection = z.strictObject(
+  {
+    timezone: z
+      .string({ error: 'must be an IANA time zone name such as "UTC" or "Europe/Paris"' })
+      .superRefine((tz, ctx) => {
+        try {
+          new Intl.DateTimeFormat('en-US', { timeZone: tz });
+        } catch {
+          ctx.addIssue({ code: 'custom', message: `unknown time zone "${tz}"` });
+        }
+      })
+      .optional(),
+    schedules: z
+      .strictObject(Object.fromEntries(JOB_NAMES.map((j) => [j, cronText])) as Record<JobName, typeof cronText>, {
+        error: 'must be an object of job: cron expression',
+      })
+      .optional(),
+    lockTtlSeconds: seconds,
+    shutdownTimeoutSeconds: seconds,
+    draftInvoices: z.boolean({ error: 'must be true or false' }).optional(),
+  },
+  { error: 'must be an object' },
+);
+
+/** A validated `daemon` section merged over the defaults. */
+export function toDaemonConfig(section: z.infer<typeof daemonSection> | undefined): DaemonConfig {
   const config: DaemonConfig = { ...DEFAULT_DAEMON_CONFIG, schedules: { ...DEFAULT_SCHEDULES } };
-  if (raw === undefined || raw === null) return config;
-  if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${where}: expected a JSON object`);
-  refuseUnknownKeys(FILE_KEYS, raw, [], ['daemon'], where);
-  const section = (raw as Record<string, unknown>).daemon;
-  if (section === undefined) return config;
-  if (!section || typeof section !== 'object' || Array.isArray(section)) bad(`${where}: "daemon" must be an object`);
-  refuseUnknownKeys(DAEMON_KEYS, section, ['daemon'], SETTINGS, where);
-  const d = section as Record<string, unknown>;
-  if (d.draftInvoices !== undefined) {
-    if (typeof d.draftInvoices !== 'boolean') bad(`${where}: draftInvoices must be true or false`);
-    config.draftInvoices = d.draftInvoices;
-  }
-  if (d.timezone !== undefined) config.timezone = checkTimezone(d.timezone, where);
-  if (d.lockTtlSeconds !== undefined) config.lockTtlMs = positiveSeconds(d.lockTtlSeconds, 'lockTtlSeconds', where);
-  if (d.shutdownTimeoutSeconds !== undefined) {
-    config.shutdownTimeoutMs = positiveSeconds(d.shutdownTimeoutSeconds, 'shutdownTimeoutSeconds', where);
-  }
-  if (d.schedules !== undefined) {
-    if (!d.schedules || typeof d.schedules !== 'object' || Array.isArray(d.schedules)) bad(`${where}: "schedules" must be an object`);
-    for (const [job, expr] of Object.entries(d.schedules as Record<string, unknown>)) {
-      const name = checkJob(job, where);
-      if (expr === null || expr === 'off') delete config.schedules[name];
-      else config.schedules[name] = checkExpression(job, expr, where);
-    }
+  if (!section) return config;
+  if (section.timezone !== undefined) config.timezone = section.timezone;
+  if (section.lockTtlSeconds !== undefined) config.lockTtlMs = Math.round(section.lockTtlSeconds * 1000);
+  if (section.shutdownTimeoutSeconds !== undefined) config.shutdownTimeoutMs = Math.round(section.shutdownTimeoutSeconds * 1000);
+  if (section.draftInvoices !== undefined) config.draftInvoices = section.draftInvoices;
+  for (const [job, expr] of Object.entries(section.schedules ?? {}) as Array<[JobName, string | null | undefined]>) {
+    if (expr === undefined) continue;
+    if (expr === null || expr === 'off') delete config.schedules[job];
+    else config.schedules[job] = expr;
   }
   return config;
-}
-
-/** Read and validate a config file; `required` false tolerates a missing default file. */
-export function loadDaemonConfig(file: string, required: boolean): DaemonConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return parseDaemonConfig(undefined);
-    bad(`cannot read config ${file}: ${(e as Error).message}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    bad(`config ${file} is not valid JSON: ${(e as Error).message}`);
-  }
-  return parseDaemonConfig(raw, file);
 }
 
 /** Apply `--schedule job=CRON` overrides (CRON "off" disables the job). */

@@ -61,7 +61,7 @@ export async function buildReport(db: Db, opts: ReportOptions): Promise<TenantRe
   const tenantIds = opts.tenantId !== undefined ? [opts.tenantId] : await listTenantIds(q, opts.tenantPrefix);
   const terms = await loadTenantTerms(q, tenantIds);
   if (opts.tenantId !== undefined && !terms.get(opts.tenantId)?.tenant) {
-    throw new BillingError('not_found', `tenant "${opts.tenantId}" does not exist (see \`billing tenant list\`)`);
+    throw new BillingError('not_found', `tenant "${opts.tenantId}" does not exist`, undefined, { hint: 'see `billing tenant list`' });
   }
   const windows = new Map<string, Window[]>();
   for (const [id, t] of terms) windows.set(id, [selectWindow(new TenantTimeline(t.subscriptions), spec, opts.now)]);

@@ -26,9 +26,23 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   db_error: 503,
 };
 
-/** Expected failures keep their message; anything else becomes an opaque 500. */
+/**
+ * A core message as an API caller should read it: without the CLI's advice. Core errors put
+ * the command to type in BillingError.hint, which is never sent; this catches the messages
+ * that still carry it inline ("(see `billing tenant list`)", "; list them with `billing ...`",
+ * "--period"), so no API response tells a caller to run a command or pass a flag.
+ */
+export function apiWording(message: string): string {
+  return message
+    .replace(/\s*\([^()]*`[^()]*\)/g, '')
+    .replace(/\s*[;:]\s[^;:]*`[^;]*$/, '')
+    .replace(/(^|[\s("/])--(?=[a-z])/g, '$1')
+    .replace(/`/g, '"');
+}
+
+/** Expected failures keep their code and their message in API words; anything else becomes an opaque 500. */
 export function toHttpError(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
-  if (isBillingError(e)) return new HttpError(STATUS_BY_CODE[e.code] ?? 500, e.code, e.message);
+  if (isBillingError(e)) return new HttpError(STATUS_BY_CODE[e.code] ?? 500, e.code, apiWording(e.message));
   return new HttpError(500, 'internal', 'internal error');
 }

@@ -6,9 +6,9 @@ export type DbTarget =
 
 export const DEFAULT_DB_URL = 'sqlite:./billing.db';
 
-/** Resolve the database URL the way every command does: flag, env, default. */
-export function resolveDbUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  return flag || env.BILLING_DATABASE_URL || env.DATABASE_URL || DEFAULT_DB_URL;
+/** Resolve the database URL the way every command does: flag, env, config file, default. */
+export function resolveDbUrl(flag: string | undefined, env: NodeJS.ProcessEnv, fromFile?: string): string {
+  return flag || env.BILLING_DATABASE_URL || env.DATABASE_URL || fromFile || DEFAULT_DB_URL;
 }
 
 /** The URL with any password replaced, safe to print in errors and logs. */

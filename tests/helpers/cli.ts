@@ -26,8 +26,10 @@ function buildArgs(args: string[], opts: CliOptions): string[] {
 
 function cleanEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', ...extra };
-  delete env.BILLING_DATABASE_URL;
-  delete env.DATABASE_URL;
+  // The caller's shell must not choose the database; a test may (precedence tests).
+  if (!extra?.BILLING_DATABASE_URL) delete env.BILLING_DATABASE_URL;
+  if (!extra?.DATABASE_URL) delete env.DATABASE_URL;
+  if (!extra?.BILLING_CONFIG) delete env.BILLING_CONFIG;
   if (!extra?.BILLING_NOW) delete env.BILLING_NOW;
   return env;
 }

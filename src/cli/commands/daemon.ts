@@ -6,22 +6,20 @@ import { repeatable } from '../options.js';
 export function register(program: Command): void {
   program
     .command('daemon')
-    .description('run the batch stages on their schedules (node-cron, UTC) until SIGTERM/SIGINT; JSON log lines on stdout')
-    .option('--config <file>', 'config file with a "daemon" section (default: ./billing.config.json when present)')
+    .description('run the batch stages on their schedules (node-cron, UTC; the config file\'s "daemon" section) until SIGTERM/SIGINT; JSON log lines on stdout')
     .option('--schedule <job=cron>', 'override one schedule, e.g. aggregate="*/5 * * * *" (repeatable; "off" disables)', repeatable, [])
-    .action(async (opts: { config?: string; schedule: string[] }, cmd: Command) => {
+    .action(async (opts: { schedule: string[] }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { BillingError } = await import('../../domain/errors.js');
       if (ctx.pinnedNow !== undefined) {
         throw new BillingError('usage', 'the daemon runs on the real clock; drop --now / BILLING_NOW (use `billing run --now` for backfills)');
       }
-      const path = await import('node:path');
-      const { loadDaemonConfig, applyScheduleFlags } = await import('../../jobs/schedules.js');
-      const file = opts.config ?? path.resolve('billing.config.json');
-      const config = applyScheduleFlags(loadDaemonConfig(file, Boolean(opts.config)), opts.schedule);
+      const { applyScheduleFlags } = await import('../../jobs/schedules.js');
+      // --schedule flags over the config file's "daemon" section over the defaults.
+      const config = applyScheduleFlags(ctx.daemonConfig, opts.schedule);
       const { startDaemon } = await import('../../jobs/daemon.js');
       const { stageSettingsFromEnv } = await import('../../jobs/env.js');
-      const settings = stageSettingsFromEnv(ctx.env);
+      const settings = stageSettingsFromEnv(ctx.env, ctx.invoiceDueDays());
       const { isInteractive } = await import('../../ui/live.js');
       const panel = isInteractive(process.stdout, { json: ctx.json, env: ctx.env })
         ? await (await import('../../ui/daemon-view.js')).createDaemonView(process.stdout)

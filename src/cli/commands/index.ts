@@ -38,7 +38,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   completion: () => import('./completion.js'),
 };
 
-const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--db', '--now']);
+const GLOBAL_OPTIONS_WITH_VALUE = new Set(['--db', '--config', '--now']);
 
 /** The command named on the command line (skipping global options), if any. */
 export function invokedCommand(args: string[]): string | undefined {

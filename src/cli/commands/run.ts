@@ -15,7 +15,7 @@ export function register(program: Command): void {
       const { runPipeline } = await import('../../jobs/pipeline.js');
       const { createRunReporter, stageDetail } = await import('../../ui/run-reporter.js');
       const { stageSettingsFromEnv } = await import('../../jobs/env.js');
-      const settings = stageSettingsFromEnv(ctx.env);
+      const settings = stageSettingsFromEnv(ctx.env, ctx.invoiceDueDays());
       const { BillingError } = await import('../../domain/errors.js');
       const { formatDuration } = await import('../../ui/format.js');
       const reporter = createRunReporter(process.stderr, { json: ctx.json, env: ctx.env });

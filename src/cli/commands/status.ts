@@ -8,15 +8,12 @@ export function register(program: Command): void {
   program
     .command('status')
     .description('last run of each job, next scheduled run, and what is waiting (events, invoices, Stripe outbox)')
-    .option('--config <file>', 'daemon config to compute next runs from (default: ./billing.config.json when present)')
     .option('--strict', 'exit 3 when a job\'s last run failed, Stripe calls are failed or dead, an open invoice is stuck as a Stripe draft, or an ingest run is stale (for monitoring)')
-    .action(async (opts: { config?: string; strict?: boolean }, cmd: Command) => {
+    .action(async (opts: { strict?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
-      const path = await import('node:path');
-      const { loadDaemonConfig } = await import('../../jobs/schedules.js');
       const { getStatus } = await import('../../jobs/status.js');
       const { formatDuration } = await import('../../ui/format.js');
-      const config = loadDaemonConfig(opts.config ?? path.resolve('billing.config.json'), Boolean(opts.config));
+      const config = ctx.daemonConfig; // next runs follow the config file's schedules
       const report = await withDb(ctx, (db) => getStatus(db, { now: ctx.now, wallNow: ctx.wallClock(), config }));
       if (ctx.json) printJson(report);
       else {

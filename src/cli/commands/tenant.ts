@@ -12,11 +12,12 @@ export function register(program: Command): void {
     .description('create a tenant')
     .argument('<id>', 'tenant id: no whitespace, at most 128 characters')
     .option('--name <name>', 'display name')
-    .option('--currency <code>', 'ISO 4217 currency its plans must be billed in')
+    .option('--currency <code>', 'ISO 4217 currency its plans must be billed in (default: BILLING_DEFAULT_CURRENCY, else the config file\'s defaultCurrency, else any)')
     .action(async (id: string, opts: { name?: string; currency?: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { createTenant } = await import('../../subscriptions/tenants.js');
-      const t = await withDb(ctx, (db) => createTenant(db, { id, name: opts.name, currency: opts.currency }, { now: ctx.now, actor: ctx.actor }));
+      const currency = opts.currency ?? ctx.defaultCurrency();
+      const t = await withDb(ctx, (db) => createTenant(db, { id, name: opts.name, currency }, { now: ctx.now, actor: ctx.actor }));
       const { toIso } = await import('../../domain/period.js');
       if (ctx.json) printJson({ ...t, createdAt: toIso(t.createdAt) });
       else printLine(`created tenant ${t.id}${t.name ? ` (${t.name})` : ''}${t.currency ? `, currency ${t.currency}` : ''}`);

@@ -1,3 +1,4 @@
+import { checkPeriodSpec } from '../../aggregate/periods.js';
 import type { RecordResult, UsageInput } from '../../ingest/record.js';
 import { buildReport } from '../../report/report.js';
 import { prepaidCredit } from '../../subscriptions/credits.js';
@@ -58,6 +59,8 @@ export async function recordRoute(ctx: RouteContext): Promise<Reply> {
 export async function summaryRoute(ctx: RouteContext): Promise<Reply> {
   const tenantId = ctx.params.tenantId;
   assertTenantAllowed(ctx, tenantId);
-  const [report] = await buildReport(ctx.db, { now: ctx.now, tenantId, period: ctx.query.get('period') ?? 'current' });
+  // Checked here so the message names the query parameter, not the CLI's --period.
+  const period = checkPeriodSpec(ctx.query.get('period') ?? 'current', 'period');
+  const [report] = await buildReport(ctx.db, { now: ctx.now, tenantId, period });
   return { status: 200, body: { ...report, credits: await prepaidCredit(ctx.db.knex, tenantId, ctx.now) } };
 }
