@@ -68,6 +68,8 @@ export function register(program: Command): void {
       // ink progress bar (rows/s, ETA by bytes) on a terminal; nothing on pipes, --json or NO_COLOR.
       const { createProgressReporter } = await import('../../ui/progress.js');
       const progress = createProgressReporter(process.stderr, { json: ctx.json, env: ctx.env, label: 'ingest', unit: 'bytes' });
+      // Up before the first byte is read: the first batch can take seconds on a large file.
+      await progress.start({ label: inputs[0].label, total: inputs[0].size ?? null, unit: 'bytes', rows: 0 });
       // The first SIGINT/SIGTERM commits what was read and marks the runs interrupted; a second
       // one gets Node's default (immediate exit, the runs stay "running": `billing status` flags them).
       const stop = new AbortController();
