@@ -92,7 +92,7 @@ describe('ink components', () => {
   });
 
   it('a daemon log entry reads as one line', () => {
-    expect(humanLine({ ts: '2026-02-10T12:00:01.000Z', level: 'info', event: 'job.end', job: 'invoice', counts: { created: 2 } }))
+    expect(humanLine({ time: '2026-02-10T12:00:01.000Z', level: 'info', msg: 'job.end', job: 'invoice', counts: { created: 2 } }))
       .toBe('12:00:01 job.end job=invoice counts={"created":2}');
   });
 });
