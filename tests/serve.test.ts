@@ -540,6 +540,8 @@ describeEachDb('billing serve', (t) => {
     expect(stdout).toMatch(/"msg":"stopped"/);
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.find((l) => l.path === CHECK)).toMatchObject({ status: 200, client: 'service:2' });
+    // The daemon's shape too: {time, level, msg, ...}.
+    for (const l of lines) expect(Object.keys(l).slice(0, 3)).toEqual(['time', 'level', 'msg']);
     expect(stdout).not.toContain(SECRETS[1]);
   });
 });
