@@ -14,8 +14,9 @@ export const MAX_RECORD_BYTES = 1 << 20;
  *   reading resumes at the line after the one it opened on;
  * - a longer record is reported (its first KiB kept) and skipped to the end of its line;
  * - a record that is not valid UTF-8 is reported with the field at fault.
- * Otherwise lenient as before: leading blanks of a field are dropped (the caller trims the
- * right side), a quote inside an unquoted field or text after a closing quote is kept as is,
+ * Fields are split on `opts.delimiter` (by default detected from the header line).
+ * Otherwise lenient as before: leading blanks of a field are dropped (not tabs when the tab
+ * is the delimiter; the caller trims the right side), a quote inside an unquoted field or text after a closing quote is kept as is,
  * rows may have any field count (the caller checks them against the header), LF, CRLF or CR
  * end a record, a UTF-8 BOM is skipped, and empty lines are skipped but counted.
  */
