@@ -24,7 +24,7 @@ const daemon = (url: string, file: string) => spawnBilling(['daemon', '--config'
 const isEvent = (event: string, more: (e: any) => boolean = () => true) => (l: string) => {
   if (!l.startsWith('{')) return false;
   const e = JSON.parse(l);
-  return e.event === event && more(e);
+  return e.msg === event && more(e);
 };
 
 describeEachDb('daemon', (t) => {
@@ -71,13 +71,13 @@ describeEachDb('daemon', (t) => {
       }
       // Each tick ran once in all: the other daemon found it done (or taken) and skipped it.
       const logged = [...logs[0], ...logs[1]];
-      expect(logged.filter((e) => e.event === 'job.end').length).toBe(runs.length);
-      expect(logged.filter((e) => e.event === 'job.skipped').length).toBe(6);
-      for (const e of logged.filter((x) => x.event === 'job.end')) {
+      expect(logged.filter((e) => e.msg === 'job.end').length).toBe(runs.length);
+      expect(logged.filter((e) => e.msg === 'job.skipped').length).toBe(6);
+      for (const e of logged.filter((x) => x.msg === 'job.end')) {
         expect(e).toMatchObject({ level: 'info', status: 'succeeded', counts: expect.any(Object) });
         expect(typeof e.duration_ms).toBe('number');
       }
-      expect(logged.filter((e) => e.event === 'daemon.stop').map((e) => e.clean)).toEqual([true, true]);
+      expect(logged.filter((e) => e.msg === 'daemon.stop').map((e) => e.clean)).toEqual([true, true]);
     }
   });
 
@@ -91,7 +91,12 @@ describeEachDb('daemon', (t) => {
     const runs = await listJobRuns(db);
     expect(runs.length).toBeGreaterThanOrEqual(1);
     expect(runs.every((r) => r.job === 'overage' && r.status === 'succeeded' && r.trigger === 'daemon')).toBe(true);
-    expect(events(d).at(-1)).toMatchObject({ event: 'daemon.stop', clean: true });
+    expect(events(d).at(-1)).toMatchObject({ msg: 'daemon.stop', clean: true });
+    // One log shape with billing serve: {time, level, msg, ...}, time as ISO.
+    for (const e of events(d)) {
+      expect(Object.keys(e).slice(0, 3)).toEqual(['time', 'level', 'msg']);
+      expect(new Date(e.time).toISOString()).toBe(e.time);
+    }
   });
 
   it('SIGTERM during a long job lets it finish and commit, then exits 0', async () => {
@@ -103,9 +108,9 @@ describeEachDb('daemon', (t) => {
     const exit = await d.exited;
     expect(exit.code).toBe(0);
     const log = events(d);
-    const order = log.map((e) => e.event).filter((e) => e !== 'daemon.start' && e !== 'job.overlap');
+    const order = log.map((e) => e.msg).filter((e) => e !== 'daemon.start' && e !== 'job.overlap');
     expect(order).toEqual(['job.start', 'daemon.stopping', 'job.end', 'daemon.stop']);
-    expect(log.find((e) => e.event === 'job.end')).toMatchObject({ status: 'succeeded', counts: { rated: 12_000 } });
+    expect(log.find((e) => e.msg === 'job.end')).toMatchObject({ status: 'succeeded', counts: { rated: 12_000 } });
     expect(Number((await db.knex('rated_charges').count('* as n').first())!.n)).toBe(12_000);
     expect((await listJobRuns(db)).map((r) => r.status)).toEqual(['succeeded']);
     expect(await db.knex('job_locks').select()).toEqual([]);
@@ -125,7 +130,7 @@ describeEachDb('daemon', (t) => {
       expect(await db.knex('job_locks').first()).toMatchObject({ owner: expect.any(String) });
       const skipped = JSON.parse(await b.waitFor(isEvent('job.skipped')));
       expect(skipped.reason).toMatch(/already running in another process/);
-      expect(events(b).some((e) => e.event === 'job.end')).toBe(false);
+      expect(events(b).some((e) => e.msg === 'job.end')).toBe(false);
       // ...until it expires (written here rather than waited for).
       await db.knex('job_locks').update({ expires_at: 0 });
     } // PostgreSQL releases the advisory lock with the dead session.
@@ -170,7 +175,7 @@ describeEachDb('daemon', (t) => {
       scheduler.tick(now - 1000);
       if (tick === 1) await until(async () => runs === 1);
     }
-    expect(log.filter((e) => e.event === 'job.overlap').length).toBe(2);
+    expect(log.filter((e) => e.msg === 'job.overlap').length).toBe(2);
     expect(runs).toBe(1);
     expect(d.state().jobs).toMatchObject([{ job: 'invoice', state: 'running' }]);
     const stopping = d.stop('test');
@@ -178,7 +183,7 @@ describeEachDb('daemon', (t) => {
     expect(await stopping).toEqual({ clean: true });
     expect(runs).toBe(1);
     expect((await listJobRuns(db)).map((r) => [r.job, r.status])).toEqual([['invoice', 'succeeded']]);
-    expect(log.find((e) => e.event === 'job.overlap')).toMatchObject({ level: 'warn', job: 'invoice', reason: 'still running from an earlier tick' });
+    expect(log.find((e) => e.msg === 'job.overlap')).toMatchObject({ level: 'warn', job: 'invoice', reason: 'still running from an earlier tick' });
   });
 
   it('refuses a bad schedule with one line naming it, and --now', async () => {

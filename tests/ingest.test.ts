@@ -53,7 +53,7 @@ describeEachDb('ingest', (t) => {
       'usage.csv:10: quantity: "1000000000001" is more than 1e12',
       'usage.csv:11: quantity: "0.1234567" has more than 6 decimals',
       'usage.csv:12: occurred_at: "yesterday" is not an ISO 8601 time with offset or epoch seconds/milliseconds',
-      'usage.csv:13: occurred_at: "2026-11-21T10:00:00" is not an ISO 8601 time with offset or epoch seconds/milliseconds',
+      'usage.csv:13: occurred_at: "2026-11-21T10:00:00" has no time zone: add Z or an offset such as +02:00',
       'usage.csv:14: occurred_at: "2026-11-21T12:05:01Z" is more than 5 minutes in the future',
       'usage.csv:15: metadata: "{oops" is not valid JSON',
       'usage.csv:16: metadata: "[1,2]" is not a JSON object',

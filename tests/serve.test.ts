@@ -311,6 +311,24 @@ describeEachDb('billing serve', (t) => {
     expect(s.logs.filter((l) => l.status === 500)).toEqual([]);
   });
 
+  it('rejects an empty quantity (null or "") like ingest does, while a missing one counts 1', async () => {
+    const { db } = t();
+    await seed(db);
+    const s = await start(db);
+    for (const [name, quantity] of [['null', null], ['empty', ''], ['blank', '  ']] as const) {
+      const body = { tenantId: 'acme', usageType: 'API_CALL', quantity, sourceService: 'svc', sourceEntityId: `q-${name}` };
+      const recorded = await s.call('POST', USAGE, { headers: SVC, body });
+      expect(recorded.status, name).toBe(422);
+      expect(recorded.json.results[0], name).toEqual({ status: 'rejected', field: 'quantity', reason: 'is empty (leave the field out for the default 1)' });
+      const consumed = await s.call('POST', CONSUME, { headers: SVC, body });
+      expect([consumed.status, consumed.json.message], name).toEqual([400, 'quantity is empty (leave it out for the default 1)']);
+    }
+    expect(await recordedUnits(db, 'acme', 'API_CALL')).toBe('0');
+    const absent = await s.call('POST', USAGE, { headers: SVC, body: { tenantId: 'acme', usageType: 'API_CALL', sourceService: 'svc', sourceEntityId: 'q-absent' } });
+    expect(absent.status).toBe(200);
+    expect(await recordedUnits(db, 'acme', 'API_CALL')).toBe('1000000');
+  });
+
   it('logs an unexpected database failure by kind and code, never its SQL or the submitted values', async () => {
     const { db } = t();
     await seed(db);
@@ -546,6 +564,8 @@ describeEachDb('billing serve', (t) => {
     expect(stdout).toMatch(/"msg":"stopped"/);
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.find((l) => l.path === CHECK)).toMatchObject({ status: 200, client: 'service:2' });
+    // The daemon's shape too: {time, level, msg, ...}.
+    for (const l of lines) expect(Object.keys(l).slice(0, 3)).toEqual(['time', 'level', 'msg']);
     expect(stdout).not.toContain(SECRETS[1]);
   });
 });

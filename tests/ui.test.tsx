@@ -46,6 +46,13 @@ describe('ink components', () => {
     expect(plain(lastFrame())).toBe('usage.csv ██░░░░░░ 25% 4,000 rows 2,000 rows/s ETA 6.0s');
   });
 
+  it('ProgressBar before the first batch says it is reading, with or without a total', () => {
+    const sized = render(<ProgressBar label="usage.csv" done={0} total={2048} unit="bytes" rows={0} elapsedMs={3} width={4} />);
+    expect(plain(sized.lastFrame())).toBe('usage.csv ░░░░ 0% reading… 3ms');
+    const piped = render(<ProgressBar label="stdin" done={0} unit="bytes" rows={0} elapsedMs={3} />);
+    expect(plain(piped.lastFrame())).toBe('stdin reading… 3ms');
+  });
+
   it('RunProgress keeps finished stages above the bar', () => {
     const finished = [
       { job: 'aggregate', status: 'succeeded', durationMs: 1200, detail: 'groups=4 events=120' },
@@ -85,7 +92,7 @@ describe('ink components', () => {
   });
 
   it('a daemon log entry reads as one line', () => {
-    expect(humanLine({ ts: '2026-02-10T12:00:01.000Z', level: 'info', event: 'job.end', job: 'invoice', counts: { created: 2 } }))
+    expect(humanLine({ time: '2026-02-10T12:00:01.000Z', level: 'info', msg: 'job.end', job: 'invoice', counts: { created: 2 } }))
       .toBe('12:00:01 job.end job=invoice counts={"created":2}');
   });
 });

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { BillingError } from '../domain/errors.js';
 import { parseInstant, type Instant } from '../domain/period.js';
@@ -6,6 +7,15 @@ import type { DaemonConfig } from '../jobs/schedules.js';
 import type { Db, MigrationPolicy } from '../storage/db.js';
 import { resolveDbUrl } from '../storage/url.js';
 import { resolveConfigFile, type ConfigFile } from './config-file.js';
+
+/** The login name of the process's user (no $USER under cron, systemd or `env -i`); null if unknown. */
+function osUser(): string | null {
+  try {
+    return userInfo().username || null;
+  } catch {
+    return null; // a uid with no passwd entry (some containers)
+  }
+}
 
 /** What every command gets: resolved once here, so the core never reads env or clock. */
 export interface CliContext {
@@ -96,7 +106,7 @@ export function buildContext(cmd: Command, env: NodeJS.ProcessEnv = process.env)
     wallClock: Date.now,
     json: Boolean(opts.json),
     debug: Boolean(opts.debug),
-    actor: env.BILLING_ACTOR || `cli:${env.USER || 'unknown'}`,
+    actor: env.BILLING_ACTOR || `cli:${env.USER || osUser() || 'unknown'}`,
     backfillDays: resolveBackfillDays(env),
     env,
     invoiceDueDays: () => resolveDueDays(env, file.invoiceDueDays),

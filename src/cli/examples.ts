@@ -12,6 +12,7 @@ export const EXAMPLES: Record<string, string[]> = {
     'billing ingest usage-2026-03.csv',
     'gunzip -c export.ndjson.gz | billing ingest - --format ndjson',
     'billing ingest legacy.csv --map account=tenant_id --map sku=feature_key --rejects rejects.csv',
+    "billing ingest excel-export.csv --delimiter ';' --assume-utc",
   ],
   record: ['billing record --tenant acme --feature API_CALL --quantity 1 --event-id job_abc'],
   overage: ['billing overage', 'billing overage --tenant acme --json'],

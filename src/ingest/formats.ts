@@ -118,18 +118,18 @@ export class JsonRows {
   }
 }
 
+// A key given as null counts only when no other name has a value: null then means "present
+// but empty" (a quantity: null is rejected), undefined "absent" (the quantity defaults to 1).
 function valueOf(obj: Record<string, unknown>, names: readonly string[]): unknown {
-  for (const n of names) {
-    const v = obj[n];
-    if (v !== undefined && v !== null) return v;
-  }
-  return undefined;
+  return locate(obj, names)?.value;
 }
 
 function locate(obj: Record<string, unknown>, names: readonly string[], prefix = ''): { name: string; value: unknown } | undefined {
+  let nulled: string | undefined;
   for (const n of names) {
     const v = obj[n];
     if (v !== undefined && v !== null) return { name: prefix + n, value: v };
+    if (v === null) nulled ??= n;
   }
-  return undefined;
+  return nulled === undefined ? undefined : { name: prefix + nulled, value: null };
 }

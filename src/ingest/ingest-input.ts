@@ -7,7 +7,7 @@ import { ALIASES, type Field } from './fields.js';
 import { JsonNumber, JsonSyntaxError, JsonTooDeep, parseJson } from './json.js';
 import { CsvRows, JsonRows } from './formats.js';
 import type { IngestOptions, InputSummary } from './ingest.js';
-import { readCsv } from './readers/csv.js';
+import { readCsv, type Delimiter } from './readers/csv.js';
 import { readLines } from './readers/lines.js';
 import type { RejectsFile } from './rejects.js';
 import { IngestInterrupted, updateRun } from './runs.js';
@@ -108,7 +108,14 @@ async function openRecords(
   }
   counts.format = format;
   const batchSize = opts.batchSize ?? Math.min(DEFAULT_BATCH, opts.rowsPerTransaction ?? DEFAULT_BATCH);
-  const vctx: ValidateContext = { known: opts.known, now: opts.now, runId: counts.runId, backfillDays: opts.backfillDays };
+  const vctx: ValidateContext = {
+    known: opts.known,
+    now: opts.now,
+    runId: counts.runId,
+    backfillDays: opts.backfillDays,
+    assumeUtc: opts.assumeUtc,
+    assumeUtcOption: opts.assumeUtcOption,
+  };
   const map = opts.map ?? new Map();
   const label = input.label;
   const rejects = opts.rejects;
@@ -121,14 +128,18 @@ async function openRecords(
 
   if (format === 'csv') {
     let rows: CsvRows | null = null;
-    return readCsv(source, batchSize, {
+    let delimiter: Delimiter = ',';
+    return readCsv(
+      source,
+      batchSize,
+      {
       record(fields, line) {
         if (!rows) {
           rows = new CsvRows(
             fields.map((h) => h.trim()),
             map,
           );
-          requireColumns(rows, label);
+          requireColumns(rows, label, delimiter, opts.delimiter === undefined || opts.delimiter === 'auto');
           rejects?.beginCsv(rows.header, label);
           return;
         }
@@ -144,7 +155,9 @@ async function openRecords(
         const reason = reject(line, field === undefined ? 'row' : (rows.header[field] ?? 'row'), message);
         rejects?.csv(cells, line, reason);
       },
-    });
+      },
+      { delimiter: opts.delimiter, onDelimiter: (d) => (delimiter = d) },
+    );
   }
 
   const json = new JsonRows(map, format === 'cloudevents');
@@ -182,15 +195,24 @@ function jsonRecord(text: string, json: JsonRows, vctx: ValidateContext): { obj:
   return { obj, result: validateEvent(json.event(obj), vctx) };
 }
 
-/** Without a tenant or a feature column every row would be rejected: say so once instead. */
-function requireColumns(rows: CsvRows, label: string): void {
+const SHOWN_DELIMITER: Record<Delimiter, string> = { ',': '","', ';': '";"', '\t': 'tab', '|': '"|"' };
+const DELIMITER_FLAG: Record<Delimiter, string> = { ',': ',', ';': "';'", '\t': "'\\t'", '|': "'|'" };
+
+/**
+ * Without a tenant or a feature column every row would be rejected: say so once instead,
+ * with the delimiter the header was split on and any other one it contains.
+ */
+function requireColumns(rows: CsvRows, label: string, delimiter: Delimiter, detected: boolean): void {
   for (const f of ['tenant_id', 'feature'] as const) {
-    if (!rows.has(f)) {
-      throw new BillingError(
-        'invalid_input',
-        `${label}: the header has no ${f} column (looked for ${ALIASES[f].join(', ')}); name one with --map COLUMN=${f}`,
-      );
-    }
+    if (rows.has(f)) continue;
+    const line = rows.header.join(delimiter);
+    const other = ([';', '\t', '|', ','] as const).find((d) => d !== delimiter && line.includes(d));
+    const split = `split on ${SHOWN_DELIMITER[delimiter]}${detected ? ' (detected)' : ''}`;
+    const hint = other ? `; the header was ${split} but contains ${SHOWN_DELIMITER[other]}: try --delimiter ${DELIMITER_FLAG[other]}` : `; the header was ${split}`;
+    throw new BillingError(
+      'invalid_input',
+      `${label}: the header has no ${f} column (looked for ${ALIASES[f].join(', ')}); name one with --map COLUMN=${f}${hint}`,
+    );
   }
 }
 

@@ -9,6 +9,7 @@ import { loadKnownIds } from './known.js';
 import { RejectsFile } from './rejects.js';
 import { finishRuns, IngestInterrupted, startRuns, type RunCounts } from './runs.js';
 import type { Format, IngestInput } from './source.js';
+import type { Delimiter } from './readers/csv.js';
 
 export { IngestInterrupted };
 
@@ -26,6 +27,12 @@ export interface IngestOptions {
   format?: Format;
   /** `--map col=field`. */
   map?: FieldMap;
+  /** CSV field separator (default 'auto': a header without a comma may use ";" or a tab). */
+  delimiter?: Delimiter | 'auto';
+  /** Read zone-less date-times as UTC (`--assume-utc`); else they are rejected. */
+  assumeUtc?: boolean;
+  /** The option named in the reject of a zone-less time. */
+  assumeUtcOption?: string;
   /** All-or-nothing: any rejected record and nothing is inserted. */
   strict?: boolean;
   rejectsPath?: string;

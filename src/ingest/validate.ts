@@ -23,6 +23,10 @@ export interface ValidateContext {
   runId: number | null;
   /** How far before its tenant's creation an event may lie (default DEFAULT_BACKFILL_DAYS). */
   backfillDays?: number;
+  /** Read a date-time without a zone ("2026-01-01T10:00:00") as UTC instead of rejecting it. */
+  assumeUtc?: boolean;
+  /** The option that sets assumeUtc, named in the reject of a zone-less time (CLI only). */
+  assumeUtcOption?: string;
 }
 
 /** Events may be backdated this far before their tenant was created (BILLING_BACKFILL_DAYS). */
@@ -98,6 +102,28 @@ function timeProblem(t: unknown): string {
 }
 
 const isQuantityError = (m: string): m is QuantityError => m in QUANTITY_REASON;
+
+/** Why a quantity was refused, with a hint for the usual spreadsheet habits. */
+function quantityReason(q: unknown, error: QuantityError): string {
+  const base = `${show(q)} ${QUANTITY_REASON[error]}`;
+  if (error !== 'not_a_number' || typeof q !== 'string') return base;
+  const comma = /^(\d+),(\d+)$/.exec(q);
+  if (comma) {
+    // Three digits after the comma may be digit grouping as well.
+    return comma[2].length === 3
+      ? `${base} (decimal comma or digit grouping? write ${comma[1]}.${comma[2]} or ${comma[1]}${comma[2]})`
+      : `${base} (decimal comma? use ${comma[1]}.${comma[2]})`;
+  }
+  if (/^\+?\d+(\.\d+)?e[+-]?\d{1,3}$/i.test(q)) {
+    const d = new Decimal(q);
+    const plain = d.toFixed();
+    return `${base} (exponent not accepted: write ${plain.length <= 30 ? plain : 'the number out in full'})`;
+  }
+  return base;
+}
+
+/** A date and time of day with no offset: ambiguous, so refused unless UTC is assumed. */
+const ZONELESS = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/i;
 
 // Plain decimals that need no Decimal arithmetic: the common case on the hot path.
 const SIMPLE_QUANTITY = /^(\d{1,12})(?:\.(\d{1,6}))?$/;
@@ -212,20 +238,29 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
   if (type === undefined) return { field: 'feature', reason: `${show(featureKey)} is not a known feature` };
   if (type === 'boolean') return { field: 'feature', reason: `${show(featureKey)} is a boolean feature and takes no usage` };
 
+  // No quantity field at all counts 1; a field that is there but empty is a mistake.
   let micro = '1000000';
   const q = typeof e.quantity === 'string' ? e.quantity.trim() : e.quantity;
-  if (q !== undefined && q !== null && q !== '') {
+  if (q === null || q === '') return { field: 'quantity', reason: 'is empty (leave the field out for the default 1)' };
+  if (q !== undefined) {
     const m = quantityMicro(q);
-    if (isQuantityError(m)) return { field: 'quantity', reason: `${show(q)} ${QUANTITY_REASON[m]}` };
+    if (isQuantityError(m)) return { field: 'quantity', reason: quantityReason(q, m) };
     micro = m;
   }
 
   let occurredAt: number | null = null;
   const t = typeof e.occurred_at === 'string' ? e.occurred_at.trim() : e.occurred_at;
   if (t !== undefined && t !== null && t !== '') {
-    occurredAt = typeof t === 'string' && UTC_ISO.test(t) ? Date.parse(t) : parseInstant(t instanceof JsonNumber ? Number(t.text) : t);
+    const zoneless = typeof t === 'string' && ZONELESS.test(t);
+    if (zoneless && !ctx.assumeUtc) {
+      const how = ctx.assumeUtcOption ? `, or pass ${ctx.assumeUtcOption} to read zone-less times as UTC` : '';
+      return { field: 'occurred_at', reason: `${show(t)} has no time zone: add Z or an offset such as +02:00${how}` };
+    }
+    const zoned = zoneless ? `${t as string}Z` : t;
+    occurredAt =
+      typeof zoned === 'string' && UTC_ISO.test(zoned) ? Date.parse(zoned) : parseInstant(zoned instanceof JsonNumber ? Number(zoned.text) : zoned);
     if (Number.isNaN(occurredAt)) occurredAt = null; // e.g. month 13
-    if (occurredAt === null) return { field: 'occurred_at', reason: `${show(t)} ${timeProblem(t instanceof JsonNumber ? t.text : t)}` };
+    if (occurredAt === null) return { field: 'occurred_at', reason: `${show(t)} ${timeProblem(zoned instanceof JsonNumber ? zoned.text : zoned)}` };
     if (occurredAt > ctx.now + MAX_FUTURE_MS) {
       return { field: 'occurred_at', reason: `${show(t)} is more than 5 minutes in the future` };
     }

@@ -16,10 +16,11 @@ import { JOB_NAMES, STAGES, type JobName, type Stage } from './stages.js';
 const SETTLE_MS = 250;
 
 export type LogLevel = 'info' | 'warn' | 'error';
+/** One log line; the same shape as `billing serve`'s: {time, level, msg, ...fields}. */
 export interface DaemonLogEntry {
-  ts: string;
+  time: string;
   level: LogLevel;
-  event: string;
+  msg: string;
   [field: string]: unknown;
 }
 
@@ -74,7 +75,7 @@ export interface DaemonHandle {
 
 export function startDaemon(db: Db, opts: DaemonOptions): DaemonHandle {
   const { config, clock } = opts;
-  const log: Log = (level, event, fields = {}) => opts.log({ ts: new Date(clock()).toISOString(), level, event, ...fields });
+  const log: Log = (level, msg, fields = {}) => opts.log({ time: new Date(clock()).toISOString(), level, msg, ...fields });
   const d: Daemon = {
     db,
     opts,
@@ -246,7 +247,7 @@ async function stop(d: Daemon, reason: string): Promise<{ clean: boolean }> {
   return { clean };
 }
 
-type Log = (level: LogLevel, event: string, fields?: Record<string, unknown>) => void;
+type Log = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 type ScheduledJob = DaemonJobState & { stage: Stage };
 
 /** The configured jobs this build has a stage for, in pipeline order; the others are logged. */

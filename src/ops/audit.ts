@@ -1,5 +1,5 @@
 import type { Db } from '../storage/db.js';
-import { toIso } from '../domain/period.js';
+import { EVENT_TIMES, toIso } from '../domain/period.js';
 
 /** `billing audit`: read the append-only audit log, newest last. */
 
@@ -18,10 +18,23 @@ export interface AuditRecord {
 function parse(v: unknown): unknown {
   if (v === null || v === undefined) return null;
   try {
-    return JSON.parse(String(v));
+    return isoTimes(JSON.parse(String(v)));
   } catch {
     return v;
   }
+}
+
+// Snapshots keep instants as epoch ms (createdAt, issuedAt, a period's start/end): shown as
+// ISO strings like every other time the CLI prints.
+const TIME_KEY = /(?:At|_at)$|^(?:at|start|end)$/;
+
+function isoTimes(v: unknown, key = ''): unknown {
+  if (Array.isArray(v)) return v.map((x) => isoTimes(x));
+  if (typeof v === 'object' && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, isoTimes(x, k)]));
+  }
+  if (typeof v === 'number' && Number.isInteger(v) && TIME_KEY.test(key) && v >= EVENT_TIMES.start && v < EVENT_TIMES.end) return toIso(v);
+  return v;
 }
 
 /** The latest `limit` entries matching the filters, in the order they were written. */

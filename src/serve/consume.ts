@@ -21,7 +21,7 @@ export async function consumeUsage(db: Db, input: UsageInput, opts: { now: numbe
   return db.tx(async (tdb) => {
     const trx = tdb.trx!;
     await lockForTransaction(tdb, 'billing.consume', JSON.stringify([input.tenantId, input.featureKey]));
-    const quantity = input.quantity === undefined ? undefined : String(input.quantity);
+    const quantity = input.quantity === undefined || input.quantity === null ? undefined : String(input.quantity);
     const check = await checkEntitlement(db, { tenantId: input.tenantId, featureKey: input.featureKey, quantity }, { now: opts.now, trx });
     if (check.allowed) {
       const [record] = await recordUsage(db, [input], { now: opts.now, trx, backfillDays: opts.backfillDays });

@@ -8,9 +8,15 @@ import type { UsageInput } from '../ingest/record.js';
  */
 export type ApiEvent = { ok: true; input: UsageInput } | { ok: false; field: string; reason: string };
 
+// null when a name is given as null and none has a value: "quantity": null is then rejected
+// as empty, while a missing quantity counts 1.
 function pick(o: Record<string, unknown>, names: readonly string[]): any {
-  for (const n of names) if (o[n] !== undefined && o[n] !== null) return o[n];
-  return undefined;
+  let nulled = false;
+  for (const n of names) {
+    if (o[n] !== undefined && o[n] !== null) return o[n];
+    if (o[n] === null) nulled = true;
+  }
+  return nulled ? null : undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

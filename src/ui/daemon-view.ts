@@ -9,9 +9,9 @@ const PRINTED: LogLine = { id: 0, text: '', level: 'info' };
 
 /** A log entry as one human line for the panel (the JSON form is for pipes). */
 export function humanLine(e: DaemonLogEntry): string {
-  const { ts, level: _level, event, ...rest } = e;
+  const { time, level: _level, msg, ...rest } = e;
   const parts = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
-  return `${ts.slice(11, 19)} ${event} ${parts.join(' ')}`;
+  return `${time.slice(11, 19)} ${msg} ${parts.join(' ')}`;
 }
 
 /** The daemon's live panel: feeds the DaemonPanel component from log entries and state. */

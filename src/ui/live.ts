@@ -7,6 +7,8 @@ import type { ComponentType } from 'react';
  */
 export interface LiveView<P> {
   update(props: P): void;
+  /** Resolves once the first frame is drawn (ink loaded and rendered). */
+  readonly drawn: Promise<void>;
   /** Draw the final props, unmount, and resolve once ink has flushed. */
   finish(props?: P): Promise<void>;
 }
@@ -46,6 +48,7 @@ export function liveView<P extends object>(
   };
 
   return {
+    drawn: ready,
     update(next: P) {
       props = next;
       dirty = true;

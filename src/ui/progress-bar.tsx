@@ -23,6 +23,8 @@ export function ProgressBar({ label, done, total, unit = 'rows', rows, elapsedMs
   const r = rate(counted, elapsedMs);
   const left = eta(done, total, elapsedMs);
   const known = typeof total === 'number' && total > 0;
+  // Before the first batch: the bar is up at once, saying what it waits for.
+  const waiting = done === 0 && rows === 0;
   return (
     <Box gap={1}>
       <Text bold>{label}</Text>
@@ -30,12 +32,12 @@ export function ProgressBar({ label, done, total, unit = 'rows', rows, elapsedMs
         <>
           <Text color="green">{bar(done / total, width)}</Text>
           <Text>{`${Math.floor((Math.min(done, total) * 100) / total)}%`}</Text>
-          <Text>{rows === undefined ? `${formatCount(done)}/${formatCount(total)} ${unit}` : `${formatCount(rows)} rows`}</Text>
+          <Text>{waiting ? 'reading…' : rows === undefined ? `${formatCount(done)}/${formatCount(total)} ${unit}` : `${formatCount(rows)} rows`}</Text>
         </>
       ) : (
-        <Text>{`${formatCount(counted)} ${countUnit}`}</Text>
+        <Text>{waiting ? 'reading…' : `${formatCount(counted)} ${countUnit}`}</Text>
       )}
-      {showRate && <Text dimColor>{r === null ? '' : `${formatCount(r)} ${countUnit}/s`}</Text>}
+      {showRate && r !== null && <Text dimColor>{`${formatCount(r)} ${countUnit}/s`}</Text>}
       <Text dimColor>{left === null ? `${formatDuration(elapsedMs)}` : `ETA ${formatDuration(left)}`}</Text>
     </Box>
   );

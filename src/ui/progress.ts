@@ -16,6 +16,11 @@ export interface ProgressUpdate {
 export type ProgressReporter = ((p: ProgressUpdate) => void) & {
   /** Whether anything is drawn (a TTY, no --json, no NO_COLOR). */
   readonly enabled: boolean;
+  /**
+   * Draw the bar now, at 0 ("reading…"), instead of at the first report: a slow first batch
+   * would otherwise leave the terminal blank. Resolves once that first frame is drawn.
+   */
+  start(p?: Partial<ProgressUpdate>): Promise<void>;
   /** Draw the last state and release the terminal; call before printing the summary. */
   finish(): Promise<void>;
 };
@@ -51,6 +56,12 @@ export function createProgressReporter(
   };
   return Object.assign(report, {
     enabled,
+    async start(p: Partial<ProgressUpdate> = {}) {
+      if (!enabled || view) return;
+      last = { ...last, label: p.label ?? last.label, total: p.total ?? last.total, unit: p.unit ?? last.unit, rows: p.rows, done: p.done ?? 0 };
+      view = liveView(async () => (await import('./progress-bar.js')).ProgressBar, stream, last);
+      await view.drawn;
+    },
     async finish() {
       if (view) await view.finish({ ...last, elapsedMs: performance.now() - started });
       view = null;

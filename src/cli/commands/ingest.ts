@@ -10,7 +10,23 @@ interface IngestFlags {
   rejects?: string;
   strict?: boolean;
   batchSize?: string;
+  delimiter: string;
+  assumeUtc?: boolean;
 }
+
+// What --delimiter accepts: the character itself, or a name for those awkward in a shell.
+const DELIMITERS: Record<string, ',' | ';' | '\t' | '|' | 'auto'> = {
+  auto: 'auto',
+  ',': ',',
+  comma: ',',
+  ';': ';',
+  semicolon: ';',
+  '\t': '\t',
+  '\\t': '\t',
+  tab: '\t',
+  '|': '|',
+  pipe: '|',
+};
 
 const SHOWN_REJECTS = 5;
 
@@ -23,6 +39,8 @@ export function register(program: Command): void {
     .option('--map <col=field>', 'read column/key COL as FIELD (repeatable), e.g. --map units=quantity', repeatable, [])
     .option('--rejects <file>', 'write rejected records, with line and reason, to FILE')
     .option('--strict', 'all or nothing: insert nothing if any record is rejected')
+    .option('--delimiter <char>', "CSV field separator: , ; '\\t' (tab) | or auto (a header without a comma: ; or tab)", 'auto')
+    .option('--assume-utc', 'read date-times without a zone ("2026-01-01T10:00:00") as UTC instead of rejecting them')
     .option('--batch-size <rows>', 'rows per transaction (default: 50000 on SQLite, 5000 on PostgreSQL)')
     .action(async (files: string[], flags: IngestFlags, cmd: Command) => {
       const ctx = buildContext(cmd);
@@ -33,6 +51,11 @@ export function register(program: Command): void {
         import('../../ingest/ingest.js'),
       ]);
       const map = parseFieldMap(flags.map);
+      const key = flags.delimiter.toLowerCase();
+      const delimiter = Object.hasOwn(DELIMITERS, key) ? DELIMITERS[key] : undefined;
+      if (delimiter === undefined) {
+        throw new BillingError('usage', `--delimiter "${flags.delimiter}" must be one of , ; '\\t' (or tab) | auto`);
+      }
       const txRows = optionalWholeNumber(flags.batchSize, '--batch-size', { min: 1, unit: 'rows' });
       const names = files.length ? files : ['-'];
       if (names.filter((n) => n === '-').length > 1) throw new BillingError('usage', 'stdin ("-") can be read only once');
@@ -45,6 +68,8 @@ export function register(program: Command): void {
       // ink progress bar (rows/s, ETA by bytes) on a terminal; nothing on pipes, --json or NO_COLOR.
       const { createProgressReporter } = await import('../../ui/progress.js');
       const progress = createProgressReporter(process.stderr, { json: ctx.json, env: ctx.env, label: 'ingest', unit: 'bytes' });
+      // Up before the first byte is read: the first batch can take seconds on a large file.
+      await progress.start({ label: inputs[0].label, total: inputs[0].size ?? null, unit: 'bytes', rows: 0 });
       // The first SIGINT/SIGTERM commits what was read and marks the runs interrupted; a second
       // one gets Node's default (immediate exit, the runs stay "running": `billing status` flags them).
       const stop = new AbortController();
@@ -63,6 +88,9 @@ export function register(program: Command): void {
           now: ctx.now,
           format: flags.format,
           map,
+          delimiter,
+          assumeUtc: flags.assumeUtc,
+          assumeUtcOption: '--assume-utc',
           strict: flags.strict,
           rejectsPath: flags.rejects,
           rowsPerTransaction: txRows,
@@ -88,6 +116,8 @@ export function register(program: Command): void {
         return;
       }
 
+      // Nothing to ingest is rarely what was meant (a wrong file, an empty export): say so, exit 0.
+      for (const i of summary.inputs) if (i.read === 0) printErr(`warning: ${i.source === '-' ? 'stdin' : i.source}: no rows to ingest (empty input)`);
       if (ctx.json) printJson(summary);
       else {
         const s = summary;

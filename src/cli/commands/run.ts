@@ -38,12 +38,17 @@ export function register(program: Command): void {
       if (ctx.json) printJson(result);
       else {
         if (result.dryRun) printLine('dry run: nothing was changed');
-        printLine(
-          formatTable(
-            ['STAGE', 'STATUS', 'TIME', 'DETAIL'],
-            result.stages.map((s) => [s.job, s.status, formatDuration(s.durationMs), stageDetail(s)]),
-          ),
-        );
+        // On a terminal the live view already left one line per stage: the table would repeat
+        // them. It stays for a redirected stdout, which saw none of them.
+        const shownLive = reporter.enabled && Boolean(process.stdout.isTTY);
+        if (!shownLive) {
+          printLine(
+            formatTable(
+              ['STAGE', 'STATUS', 'TIME', 'DETAIL'],
+              result.stages.map((s) => [s.job, s.status, formatDuration(s.durationMs), stageDetail(s)]),
+            ),
+          );
+        }
         const { planText } = await import('../../ui/plan.js');
         for (const s of result.stages) for (const line of planText(s)) printLine(line);
       }

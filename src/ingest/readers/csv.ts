@@ -14,8 +14,9 @@ export const MAX_RECORD_BYTES = 1 << 20;
  *   reading resumes at the line after the one it opened on;
  * - a longer record is reported (its first KiB kept) and skipped to the end of its line;
  * - a record that is not valid UTF-8 is reported with the field at fault.
- * Otherwise lenient as before: leading blanks of a field are dropped (the caller trims the
- * right side), a quote inside an unquoted field or text after a closing quote is kept as is,
+ * Fields are split on `opts.delimiter` (by default detected from the header line).
+ * Otherwise lenient as before: leading blanks of a field are dropped (not tabs when the tab
+ * is the delimiter; the caller trims the right side), a quote inside an unquoted field or text after a closing quote is kept as is,
  * rows may have any field count (the caller checks them against the header), LF, CRLF or CR
  * end a record, a UTF-8 BOM is skipped, and empty lines are skipped but counted.
  */
@@ -23,8 +24,17 @@ export async function* readCsv(
   bytes: AsyncIterable<Buffer>,
   batchSize: number,
   handler: RecordHandler<string[]>,
+  opts: CsvOptions = {},
 ): AsyncGenerator<void> {
-  const scanner = new Scanner();
+  let scanner: Scanner | null = opts.delimiter === undefined || opts.delimiter === 'auto' ? null : new Scanner(opts.delimiter);
+  const pick = (final: boolean): Scanner | null => {
+    if (scanner) return scanner;
+    const d = detectDelimiter(buf, final);
+    if (d === null) return null;
+    opts.onDelimiter?.(d);
+    return (scanner = new Scanner(d));
+  };
+  if (scanner) opts.onDelimiter?.(opts.delimiter as Delimiter);
   let buf: Buffer = Buffer.alloc(0);
   let line = 1;
   let count = 0;
@@ -33,12 +43,14 @@ export async function* readCsv(
   let skip: { line: number; head: Buffer; bytes: number } | null = null;
 
   const unreadable = (at: number, message: string, raw: Buffer, total: number, field?: number) => {
-    const cells = scanner.lenient(raw.subarray(0, RAW_KEPT_BYTES));
+    const cells = scanner!.lenient(raw.subarray(0, RAW_KEPT_BYTES));
     if (total > RAW_KEPT_BYTES) cells[cells.length - 1] += `... (truncated, ${total} bytes)`;
     handler.unreadable(at, message, cells, field);
   };
 
   const consume = function* (final: boolean): Generator<void> {
+    const scanner = pick(final);
+    if (!scanner) return; // the header line is not complete yet
     let p = 0;
     for (;;) {
       if (skip) {
@@ -119,6 +131,40 @@ export async function* readCsv(
   yield* consume(true);
 }
 
+export type Delimiter = ',' | ';' | '\t' | '|';
+
+export interface CsvOptions {
+  /** The field separator, or 'auto' (the default): see detectDelimiter. */
+  delimiter?: Delimiter | 'auto';
+  /** Told the delimiter in use before the first record. */
+  onDelimiter?: (d: Delimiter) => void;
+}
+
+/**
+ * The delimiter of a header line: a comma when it has one, else a semicolon or a tab (the
+ * more frequent), else a comma. Null while the first line may still be incomplete.
+ */
+function detectDelimiter(buf: Buffer, final: boolean): Delimiter | null {
+  let end = buf.indexOf(10);
+  const cr = buf.indexOf(13);
+  if (cr !== -1 && (end === -1 || cr < end)) end = cr;
+  if (end === -1) {
+    if (!final && buf.length < MAX_RECORD_BYTES) return null;
+    end = buf.length;
+  }
+  let commas = 0;
+  let semis = 0;
+  let tabs = 0;
+  for (let i = 0; i < end; i++) {
+    const c = buf[i];
+    if (c === 44) commas++;
+    else if (c === 59) semis++;
+    else if (c === 9) tabs++;
+  }
+  if (commas > 0 || semis + tabs === 0) return ',';
+  return semis >= tabs ? ';' : '\t';
+}
+
 const RECORD = 0;
 const MORE = 1;
 const UNCLOSED = 2;
@@ -135,6 +181,7 @@ const withoutEol = (b: Buffer) => trimCr(b.length > 0 && b[b.length - 1] === 10 
 
 /** Reads one record at a time from a buffer; the results are left in its fields. */
 class Scanner {
+  private readonly sep: number;
   fields: string[] = [];
   /** Just after the record's terminator. */
   end = 0;
@@ -144,6 +191,10 @@ class Scanner {
   quoteAt = -1;
   private readonly starts: number[] = [];
   private readonly ends: number[] = [];
+
+  constructor(delimiter: Delimiter = ',') {
+    this.sep = delimiter.charCodeAt(0);
+  }
 
   /**
    * One record starting at `p`: RECORD, MORE (it may continue past the end of `buf`),
@@ -160,7 +211,7 @@ class Scanner {
     let lines = 0;
     let i = p;
     for (;;) {
-      while (i < n && (buf[i] === 32 || buf[i] === 9)) i++;
+      while (i < n && (buf[i] === 32 || (buf[i] === 9 && this.sep !== 9))) i++;
       let value: string;
       const start = i;
       let j = i;
@@ -197,7 +248,7 @@ class Scanner {
         } else {
           lines += countLf(buf, i, closed);
           const c = closed + 1 < n ? buf[closed + 1] : -1;
-          if (c === -1 || c === 44 || c === 10 || c === 13) {
+          if (c === -1 || c === this.sep || c === 10 || c === 13) {
             value = buf.toString('utf8', i + 1, closed);
             if (escaped) value = value.replaceAll('""', '"');
             j = closed + 1;
@@ -211,7 +262,7 @@ class Scanner {
       }
       while (j < stop) {
         const c = buf[j];
-        if (c === 44 || c === 10 || c === 13) break;
+        if (c === this.sep || c === 10 || c === 13) break;
         j++;
       }
       if (j >= limit) {
@@ -241,7 +292,7 @@ class Scanner {
   /** At `j` (after a field): -1 for a comma, MORE, or RECORD with the results set. */
   private terminator(buf: Buffer, j: number, final: boolean, fields: string[], lines: number): number {
     const n = buf.length;
-    if (j < n && buf[j] === 44) return -1;
+    if (j < n && buf[j] === this.sep) return -1;
     let end = j;
     if (j < n) {
       if (buf[j] === 13) {

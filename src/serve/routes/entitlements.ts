@@ -19,6 +19,10 @@ function checkFields(body: Record<string, unknown>): { tenantId: string; feature
   const tenantId = requiredText(body, ALIASES.tenant_id, 'tenantId');
   const featureKey = requiredText(body, ALIASES.feature, 'usageType (or featureId)');
   const q = ALIASES.quantity.map((n) => body[n]).find((v) => v !== undefined && v !== null);
+  // As in ingest: no quantity means 1, an empty one (null, "") is a mistake.
+  if ((q === undefined && ALIASES.quantity.some((n) => body[n] === null)) || (typeof q === 'string' && q.trim() === '')) {
+    throw new HttpError(400, 'invalid_body', 'quantity is empty (leave it out for the default 1)');
+  }
   if (q !== undefined && typeof q !== 'string' && typeof q !== 'number') {
     throw new HttpError(400, 'invalid_body', 'quantity must be a number or a decimal string');
   }
