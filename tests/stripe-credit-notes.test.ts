@@ -30,7 +30,7 @@ function catalog(currency: string, price: string) {
 }
 
 describeEachDb('stripe credit notes', (t) => {
-  async function setup(currency = 'USD', price = '100.00') {
+  async function setup(currency = 'USD', price = '100.00', grant?: string) {
     const { db, url } = t();
     const w = world(db);
     await w.apply(JAN, catalog(currency, price));
@@ -42,6 +42,7 @@ describeEachDb('stripe credit notes', (t) => {
       return r;
     };
     expect((await cli(['tax', 'set', 'acme', '--name', 'VAT', '--rate', '19'])).code).toBe(0);
+    if (grant) expect((await cli(['credit', 'grant', 'acme', grant], JAN)).code).toBe(0);
     expect((await cli(['invoice', 'generate', '--finalize'])).code).toBe(0);
     const sync = async (now = FEB1) => {
       fake.setNow(T(now));
@@ -116,6 +117,20 @@ describeEachDb('stripe credit notes', (t) => {
     const [si] = fake.invoices();
     expect(si).toMatchObject({ status: 'paid', amount_due: 1000, amount_paid: 1000 });
     expect(fake.creditNotes()[0]).toMatchObject({ amount: 190, reason: null });
+    expect(await verifyStripe()).toEqual({ code: 0, drift: [] });
+  });
+
+  it('a note on an invoice prepaid credit paid in full sends Stripe nothing: Stripe collected nothing to credit, the note is a local grant', async () => {
+    const { db, cli, sync, verifyStripe, number } = await setup('USD', '100.00', '200.00');
+    expect((await cli(['credit-note', 'create', number, '--amount', '50.00', '--reason', 'outage'])).code).toBe(0);
+    const r = await sync();
+    expect([r.code, r.report.errors]).toEqual([0, []]);
+    const [inv] = await invoicesByNumber(db);
+    expect([inv.total, inv.creditsApplied, inv.amountDue, inv.status]).toEqual(['119.00', '119.00', '0.00', 'paid']);
+    expect(fake.invoices()[0]).toMatchObject({ status: 'paid', total: 0, amount_paid: 0 });
+    expect(fake.creditNotes()).toEqual([]);
+    // 81.00 left of the grant, and the note's 50.00 as a grant of its own.
+    expect(JSON.parse((await cli(['credit', 'balance', 'acme', '--json'])).stdout).balances).toEqual([{ currency: 'USD', balance: '131.00', grants: 2 }]);
     expect(await verifyStripe()).toEqual({ code: 0, drift: [] });
   });
 

@@ -1,17 +1,14 @@
+import type { SellerDetails as ConfiguredSeller } from '../domain/seller.js';
+
 /** Who issues the invoices: printed as the seller block of the HTML export. */
-export interface SellerDetails {
-  name: string | null;
-  addressLines: string[];
-  email: string | null;
-  taxId: string | null;
-}
+export type SellerDetails = Omit<ConfiguredSeller, 'name'> & { name: string | null };
 
 /**
- * The seller, from BILLING_SELLER_NAME / _ADDRESS / _EMAIL / _TAX_ID; null when none is set.
- * The one place that knows where seller details come from, so a config file can take over here.
+ * The seller: from BILLING_SELLER_NAME / _ADDRESS / _EMAIL / _TAX_ID when any is set (the
+ * environment over the file, as everywhere), else the config file's `seller`, else null.
  * The address splits into lines on a newline, a literal "\n" or "|".
  */
-export function sellerDetails(env: NodeJS.ProcessEnv = process.env): SellerDetails | null {
+export function sellerDetails(env: NodeJS.ProcessEnv = process.env, configured?: ConfiguredSeller): SellerDetails | null {
   const get = (k: string) => {
     const v = env[k]?.trim();
     return v ? v : null;
@@ -24,5 +21,5 @@ export function sellerDetails(env: NodeJS.ProcessEnv = process.env): SellerDetai
     taxId: get('BILLING_SELLER_TAX_ID'),
   };
   const empty = seller.name === null && seller.addressLines.length === 0 && seller.email === null && seller.taxId === null;
-  return empty ? null : seller;
+  return empty ? (configured ?? null) : seller;
 }

@@ -329,7 +329,13 @@ const HANDLERS: Record<OutboxKind, Handler> = {
           return dead(`credit note ${number} lowered the amount due of ${p.metadata.billing_invoice_id}, but Stripe collected ${sid} first: refund or credit the difference at Stripe by hand; this note is not sent`);
         }
         if (p.post === 0) return done(null, undefined, `credit note ${number} has nothing to credit at Stripe`);
-        params = { ...base, amount: p.post, ...(p.refund ? { refund_amount: p.post } : { out_of_band_amount: p.post }) };
+        // Stripe credits at most what it collected less earlier notes; prepaid credit may have
+        // paid part or all of our total, and that part is ours alone (the local grant carries it).
+        const si = await ctx.stripe.invoices.retrieve(sid);
+        const left = Math.max(0, (si.amount_paid ?? 0) - (si.post_payment_credit_notes_amount ?? 0));
+        const amount = Math.min(p.post, left);
+        if (amount === 0) return done(null, undefined, `credit note ${number}: Stripe collected nothing left to credit on ${sid}`);
+        params = { ...base, amount, ...(p.refund ? { refund_amount: amount } : { out_of_band_amount: amount }) };
       } else {
         return dead(`credit note ${number}: Stripe invoice ${sid} is ${r.mapped.stripe_status}; it takes no credit note`);
       }

@@ -178,7 +178,7 @@ function registerInvoiceExport(invoice: Command): void {
         const inv = await getInvoice(db, id);
         return { inv, tenant: await loadTenant(db.knex, inv.tenantId) };
       });
-      const text = renderInvoice(inv, opts.format, { tenantName: tenant?.name ?? null, seller: sellerDetails() });
+      const text = renderInvoice(inv, opts.format, { tenantName: tenant?.name ?? null, seller: sellerDetails(process.env, ctx.seller()) });
       if (!opts.out) {
         process.stdout.write(text);
         return;
