@@ -239,6 +239,11 @@ describeEachDb('§13 credit notes on open and paid invoices', (t) => {
       ['CN-000001', 'open', '4.00', false], ['CN-000002', 'paid', '4.00', false], ['CN-000003', 'refund', '4.00', true],
     ]);
 
+    const csv = (await cli(['credit-note', 'export', '--tenant', 'paid'], '2026-02-04T00:00:00Z')).stdout.trim().split('\n').map((l) => l.split(','));
+    expect(csv[0].slice(0, 4)).toEqual(['number', 'id', 'tenant', 'invoice']);
+    expect(csv.slice(1).map((r) => [r[0], r[2], r[csv[0].indexOf('amount')], r[csv[0].indexOf('credited')], r[csv[0].indexOf('reason')]])).toEqual([['CN-000002', 'paid', '4.00', '4.00', 'outage']]);
+    expect(JSON.parse((await cli(['credit-note', 'export', '--format', 'json'], '2026-02-04T00:00:00Z')).stdout)).toEqual(notes);
+
     expect((await cli(['invoice', 'generate', '--finalize'], MONTH_ENDS[1])).code).toBe(0);
     const feb = (await invoicesByNumber(db)).filter((i) => i.period.start === T('2026-02-01T00:00:00Z'));
     expect(feb.map((i) => [i.tenantId, i.lines.map((l) => `${l.kind} ${l.amount}`), i.amountDue])).toEqual([

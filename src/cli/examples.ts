@@ -64,6 +64,7 @@ export const EXAMPLES: Record<string, string[]> = {
   ],
   'credit-note list': ['billing credit-note list', 'billing credit-note list --tenant acme --json'],
   'credit-note show': ['billing credit-note show CN-000001'],
+  'credit-note export': ['billing credit-note export --out credit-notes.csv', 'billing credit-note export --tenant acme --format json'],
   invoice: ['billing invoice generate --finalize', 'billing invoice list --tenant acme', 'billing invoice export INV-000001 --format html --out inv.html'],
   'invoice generate': ['billing invoice generate --dry-run', 'billing invoice generate --finalize --now 2026-04-01T00:00:00Z'],
   'invoice list': ['billing invoice list --status open', 'billing invoice list --tenant acme --json'],

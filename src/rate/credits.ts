@@ -1,7 +1,7 @@
 import { Decimal, dec } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import type { Instant, Period } from '../domain/period.js';
-import type { CreditDetails, RatedLine } from './lines.js';
+import { adjustmentLine, type CreditDetails, type RatedLine } from './lines.js';
 import type { CreditAvailable } from '../subscriptions/credits.js';
 export type { CreditAvailable };
 
@@ -30,21 +30,7 @@ export function creditLines(lines: RatedLine[], credits: CreditAvailable[], curr
     left = left.minus(take);
     const amount = formatMoney(take.neg(), currency);
     const details: CreditDetails = { grantId: c.grantId, instance: c.instance, balanceBefore: formatMoney(c.balance, currency) };
-    out.push({
-      kind: 'prepaid_credit',
-      featureKey: null,
-      description: `Prepaid credit: ${c.name} (${c.grantId}${c.instance > 0 ? ` #${c.instance + 1}` : ''})`,
-      quantity: null,
-      unitPrice: null,
-      amountPrecise: amount,
-      amount,
-      amountMinor: roundMoney(amount, currency).minor,
-      period,
-      planKey: null,
-      planVersion: null,
-      priceSnapshot: null,
-      details,
-    });
+    out.push(adjustmentLine('prepaid_credit', `Prepaid credit: ${c.name} (${c.grantId}${c.instance > 0 ? ` #${c.instance + 1}` : ''})`, amount, roundMoney(amount, currency).minor, period, details));
   }
   return out;
 }

@@ -2,7 +2,7 @@ import { Decimal, dec } from '../domain/decimal.js';
 import type { Discount } from '../domain/discount.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
-import { USAGE_KINDS, type DiscountDetails, type RatedLine } from './lines.js';
+import { USAGE_KINDS, adjustmentLine, type DiscountDetails, type RatedLine } from './lines.js';
 
 /**
  * Whether a discount applies to the invoice of `period`: not removed, started before the
@@ -46,21 +46,7 @@ export function discountLines(lines: RatedLine[], discounts: Discount[], currenc
       base: formatMoney(base, currency),
       before: formatMoney(before, currency),
     };
-    out.push({
-      kind: 'discount',
-      featureKey: null,
-      description: describeDiscount(d, currency),
-      quantity: null,
-      unitPrice: null,
-      amountPrecise: amount,
-      amount,
-      amountMinor: roundMoney(amount, currency).minor,
-      period,
-      planKey: null,
-      planVersion: null,
-      priceSnapshot: null,
-      details,
-    });
+    out.push(adjustmentLine('discount', describeDiscount(d, currency), amount, roundMoney(amount, currency).minor, period, details));
   }
   return out;
 }

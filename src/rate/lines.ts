@@ -107,3 +107,19 @@ export interface RatedLine {
   priceSnapshot: PlanFeature | { price: string; interval: string } | null;
   details: BaseFeeDetails | UsageDetails | DiscountDetails | CommitmentDetails | TaxDetails | CreditDetails | null;
 }
+
+/**
+ * A line that adjusts the invoice rather than pricing usage or the plan (discount, tax,
+ * prepaid credit, rounding): no feature, quantity, unit price, plan or price snapshot.
+ * `amount` is already rounded to the currency; `amountMinor` is its minor units.
+ */
+export function adjustmentLine(
+  kind: 'discount' | 'tax' | 'prepaid_credit' | 'rounding',
+  description: string,
+  amount: string,
+  amountMinor: string,
+  period: Period,
+  details: RatedLine['details'],
+): RatedLine {
+  return { kind, featureKey: null, description, quantity: null, unitPrice: null, amountPrecise: amount, amount, amountMinor, period, planKey: null, planVersion: null, priceSnapshot: null, details };
+}

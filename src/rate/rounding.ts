@@ -1,6 +1,6 @@
 import { cashRoundingMinor, minorToMajor } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
-import type { RatedLine } from './lines.js';
+import { adjustmentLine, type RatedLine } from './lines.js';
 
 /**
  * The cash-rounding line of an invoice whose currency is collected in steps of 10 minor units
@@ -11,19 +11,5 @@ export function roundingLine(lines: Array<{ amountMinor: string }>, currency: st
   const adjust = cashRoundingMinor(totalMinor, currency);
   if (adjust === '0') return null;
   const amount = minorToMajor(adjust, currency);
-  return {
-    kind: 'rounding',
-    featureKey: null,
-    description: `Rounding to a collectible amount (multiples of ${minorToMajor(10, currency)} ${currency.toUpperCase()})`,
-    quantity: null,
-    unitPrice: null,
-    amountPrecise: amount,
-    amount,
-    amountMinor: adjust,
-    period,
-    planKey: null,
-    planVersion: null,
-    priceSnapshot: null,
-    details: null,
-  };
+  return adjustmentLine('rounding', `Rounding to a collectible amount (multiples of ${minorToMajor(10, currency)} ${currency.toUpperCase()})`, amount, adjust, period, null);
 }

@@ -1,7 +1,7 @@
 import { Decimal, dec } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import type { Period } from '../domain/period.js';
-import type { RatedLine, TaxDetails } from './lines.js';
+import { adjustmentLine, type RatedLine, type TaxDetails } from './lines.js';
 import type { TaxRate } from '../subscriptions/taxes.js';
 export type { TaxRate };
 
@@ -28,21 +28,6 @@ export function taxLines(lines: RatedLine[], rates: TaxRate[], currency: string,
     const tax = taxOn(base, t, currency);
     const amount = t.inclusive ? formatMoney(0, currency) : tax;
     const details: TaxDetails = { name: t.name, rate: t.rate, inclusive: t.inclusive, base, tax };
-    return {
-      kind: 'tax',
-      featureKey: null,
-      // Names rate and base: Stripe gets this line as a plain item (src/stripe/README.md).
-      description: `${t.name} ${dec(t.rate).toFixed()}% ${t.inclusive ? 'included in' : 'on'} ${base}`,
-      quantity: null,
-      unitPrice: null,
-      amountPrecise: amount,
-      amount,
-      amountMinor: roundMoney(amount, currency).minor,
-      period,
-      planKey: null,
-      planVersion: null,
-      priceSnapshot: null,
-      details,
-    } satisfies RatedLine;
+    return adjustmentLine('tax', `${t.name} ${dec(t.rate).toFixed()}% ${t.inclusive ? 'included in' : 'on'} ${base}`, amount, roundMoney(amount, currency).minor, period, details);
   });
 }

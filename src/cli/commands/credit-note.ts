@@ -3,7 +3,8 @@ import { toIso } from '../../domain/period.js';
 import { formatTable } from '../../format/table.js';
 import type { CreditNote } from '../../invoice/credit-notes.js';
 import { buildContext, withDb } from '../context.js';
-import { optionalWholeNumber } from '../options.js';
+import { oneOf, optionalWholeNumber } from '../options.js';
+import { toCsv } from '../../format/csv.js';
 import { printJson, printLine } from '../output.js';
 
 interface CreateOptions {
@@ -31,6 +32,8 @@ function noteToJson(n: CreditNote) {
     createdAt: toIso(n.createdAt),
   };
 }
+
+const NOTE_COLUMNS = ['number', 'id', 'tenant', 'invoice', 'line', 'currency', 'amount', 'taxAmount', 'dueReduction', 'credited', 'grant', 'refund', 'reason', 'createdAt'] as const;
 
 function outcome(n: CreditNote): string {
   const parts = [];
@@ -79,6 +82,28 @@ export function register(program: Command): void {
           rows.map((n) => [n.number, n.tenantId, n.invoiceNumber, `${n.amount} ${n.currency}`, n.taxAmount, outcome(n), n.reason]),
         ),
       );
+    });
+
+  cn.command('export')
+    .description('every credit note (or one tenant\'s) for the books, as CSV or JSON, like invoice export')
+    .option('--tenant <id>', 'only this tenant')
+    .option('--format <format>', 'csv | json', 'csv')
+    .option('--out <file>', 'write to FILE instead of stdout')
+    .action(async (opts: { tenant?: string; format: string; out?: string }, cmd: Command) => {
+      const ctx = buildContext(cmd);
+      oneOf(opts.format, '--format', ['csv', 'json']);
+      const { listCreditNotes } = await import('../../invoice/credit-notes.js');
+      const rows = (await withDb(ctx, (db) => listCreditNotes(db, { tenantId: opts.tenant }))).map(noteToJson);
+      const columns = NOTE_COLUMNS;
+      const text = opts.format === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : toCsv([...columns], rows.map((r) => columns.map((c) => r[c])));
+      if (!opts.out) {
+        process.stdout.write(text);
+        return;
+      }
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(opts.out, text);
+      if (ctx.json) printJson({ creditNotes: rows.length, format: opts.format, out: opts.out, bytes: Buffer.byteLength(text) });
+      else printLine(`wrote ${rows.length} credit note(s) as ${opts.format} to ${opts.out}`);
     });
 
   cn.command('show')
