@@ -102,6 +102,8 @@ interface Case {
   setup: string[][];
   /** Per month (Jan, Feb, Mar): the lines as "kind amount", then total and amount due. */
   months: Array<[string[], string, string]>;
+  /** The invoices that used a grant up, in order. */
+  depletedOn?: string[];
 }
 
 // Hand-computed from DESIGN.md §13's order of operations.
@@ -139,6 +141,7 @@ const CASES: Record<string, Case> = {
       [['base_fee 10.00', 'prepaid_credit -10.00'], '10.00', '0.00'],
       [['base_fee 10.00', 'prepaid_credit -5.00'], '10.00', '5.00'],
     ],
+    depletedOn: ['INV-000003'],
   },
   'an expired grant is not applied': {
     plan: 'usd10',
@@ -157,6 +160,7 @@ const CASES: Record<string, Case> = {
       [['base_fee 10.00', 'prepaid_credit -3.00', 'prepaid_credit -4.00', 'prepaid_credit -3.00'], '10.00', '0.00'],
       [['base_fee 10.00', 'prepaid_credit -2.00'], '10.00', '8.00'],
     ],
+    depletedOn: ['INV-000001', 'INV-000001', 'INV-000002'],
   },
   'a repeating discount ends after its periods': {
     plan: 'usd10',
@@ -199,6 +203,10 @@ describeEachDb('§13 order of operations and rounding, table-driven', (t) => {
     const invoices = await invoicesByNumber(db);
     expect(invoices.slice(0, c.months.length).map((i) => [i.lines.map((l) => `${l.kind} ${l.amount}`), i.total, i.amountDue])).toEqual(c.months);
     await expectVerified(db);
+    // The invoice that uses a grant up records it as an event, once.
+    const depleted = await db.knex('audit_log').where({ tenant_id: 'ten', entity: 'credit_grant', action: 'depleted' }).orderBy('at');
+    const byInvoice = new Map(invoices.map((i) => [i.id, i.number]));
+    expect(depleted.map((r) => byInvoice.get(JSON.parse(r.after).invoiceId))).toEqual(c.depletedOn ?? []);
   });
 });
 

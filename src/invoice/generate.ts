@@ -135,7 +135,7 @@ async function createInvoice(
       await trx('invoices').insert({ ...invoiceRow(head, opts.now), feature_terms: JSON.stringify(composed.featureTerms) });
       await insertLines(trx, head.id, composed.lines);
       await recordDiscountUses(trx, sub.tenantId, head.id, composed.discountsUsed);
-      await recordCreditUses(trx, sub.tenantId, head.id, composed.creditsUsed);
+      await recordCreditUses(trx, sub.tenantId, head.id, composed.creditsUsed, opts);
       const invoice: Invoice = { ...head, lines: composed.lines };
       await writeAudit(trx, {
         at: opts.now,

@@ -315,7 +315,19 @@ export async function recordCreditUses(
   tenantId: string,
   invoiceId: string,
   uses: Array<{ grantId: string; instance: number; amount: string }>,
+  opts: { now: Instant; actor: string },
 ): Promise<void> {
   if (uses.length === 0) return;
   await trx('credit_uses').insert(uses.map((u) => ({ tenant_id: tenantId, grant_id: u.grantId, instance: u.instance, invoice_id: invoiceId, amount: u.amount })));
+  // A grant instance this invoice used up is an event (alerts and webhooks read the audit log).
+  const used = await usesOf(trx, tenantId);
+  const grants = new Map((await loadGrants(trx, tenantId)).map((g) => [g.id, g]));
+  for (const u of uses) {
+    const g = grants.get(u.grantId);
+    if (!g || dec(g.amount).gt(used.get(`${u.grantId}|${u.instance}`) ?? dec(0))) continue;
+    await writeAudit(trx, {
+      at: opts.now, actor: opts.actor, tenantId, entity: 'credit_grant', entityId: g.id, action: 'depleted',
+      after: { instance: u.instance, amount: g.amount, currency: g.currency, invoiceId },
+    });
+  }
 }
