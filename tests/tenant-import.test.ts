@@ -81,6 +81,36 @@ describeEachDb('billing tenant import', (t) => {
     expect(renamed.code).toBe(3);
   });
 
+  it('sets each tenant\'s own tax rate from tax_name / tax_rate / tax_inclusive, rejects a bad one by field, and a rerun checks it', async () => {
+    const { db, url } = t();
+    await catalog(db);
+    const csv = [
+      'id,plan,tax_name,tax_rate,tax_inclusive',
+      'de,starter,VAT,19,',
+      'ch,starter,MWST,7.7,true',
+      'none,starter,,,',
+      'half,starter,VAT,,',
+      'big,starter,VAT,101,',
+      'odd,starter,,,yes',
+      '',
+    ].join('\n');
+    const r = await runCli(['tenant', 'import', '-'], { db: url, now: NOW, input: csv });
+    expect(r.stderr.split('\n').filter(Boolean)).toEqual([
+      'stdin:5: tax_rate: tax_name and tax_rate go together',
+      'stdin:6: tax_rate: tax rate "101" must be a percentage from 0 to 100, like "19" or "7.7"',
+      'stdin:7: tax_inclusive: is only meaningful with tax_name and tax_rate',
+    ]);
+    expect([r.stdout, r.code]).toEqual(['created 3 tenant(s) (3 subscribed), 0 unchanged, 3 rejected\n', 3]);
+    const show = async (id: string) => JSON.parse((await runCli(['tax', 'show', id, '--json'], { db: url, now: NOW })).stdout);
+    expect(await show('de')).toMatchObject({ source: 'tenant', rates: [{ name: 'VAT', rate: '19', inclusive: false }] });
+    expect(await show('ch')).toMatchObject({ source: 'tenant', rates: [{ name: 'MWST', rate: '7.7', inclusive: true }] });
+    expect(await show('none')).toMatchObject({ source: 'catalog' });
+    const good = csv.split('\n').slice(0, 4).join('\n');
+    expect((await runCli(['tenant', 'import', '-'], { db: url, now: NOW, input: good })).stdout).toBe('created 0 tenant(s) (0 subscribed), 3 unchanged, 0 rejected\n');
+    const changed = await runCli(['tenant', 'import', '-'], { db: url, now: NOW, input: 'id,tax_name,tax_rate\nde,VAT,20\n' });
+    expect([changed.stderr, changed.code]).toEqual(['stdin:2: tax_rate: tenant "de" exists without VAT 20% (change it with `billing tax set`)\n', 3]);
+  });
+
   it('writes exactly the rows `tenant create` and `subscribe` write', async () => {
     const { db, url } = t();
     await catalog(db);
@@ -111,7 +141,7 @@ describeEachDb('billing tenant import', (t) => {
     const csv = path.join(dir, 'tenants.csv');
     writeFileSync(csv, 'id,plan,seats\nx,starter,3\n');
     const unknown = await runCli(['tenant', 'import', csv], { db: url, now: NOW });
-    expect(unknown.stderr).toBe(`billing: ${csv}:1: unknown field "seats" (expected id, name, currency, plan, start, trial_days)\n`);
+    expect(unknown.stderr).toBe(`billing: ${csv}:1: unknown field "seats" (expected id, name, currency, plan, start, trial_days, tax_name, tax_rate, tax_inclusive)\n`);
     expect(unknown.stdout).toBe('');
     expect(unknown.code).toBe(2);
 

@@ -1,4 +1,5 @@
 import { listPlanKeys, loadCurrentPlanVersion } from '../catalog/repository.js';
+import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { parseInstant, type Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
@@ -7,12 +8,13 @@ import { auditRow } from '../storage/audit.js';
 import { newSegmentRow, newSubscription, newSubscriptionRow, subscriptionCreated } from './lifecycle.js';
 import { tenantFromRow, type Tenant } from './repository.js';
 import { checkCurrency, checkTenantId, newTenant, tenantCreated } from './tenants.js';
+import { checkTaxRate, taxRateRow, type TaxRate } from './taxes.js';
 
 /** Rows per statement: well under SQLite's bind limit for the widest table written. */
 const CHUNK = 200;
 
 /** The columns of a tenant import (CSV header or NDJSON keys); only `id` is required. */
-export const IMPORT_FIELDS = ['id', 'name', 'currency', 'plan', 'start', 'trial_days'] as const;
+export const IMPORT_FIELDS = ['id', 'name', 'currency', 'plan', 'start', 'trial_days', 'tax_name', 'tax_rate', 'tax_inclusive'] as const;
 export type ImportField = (typeof IMPORT_FIELDS)[number];
 
 /** One input record: its line and its fields as text (absent or empty: not given). */
@@ -44,6 +46,8 @@ interface Row {
   plan?: string;
   start?: Instant;
   trialDays?: number;
+  /** The tenant's own tax rate (`tax set`), when the row names one. */
+  tax?: TaxRate;
 }
 
 class RowError extends Error {
@@ -82,7 +86,24 @@ function checkRow(r: ImportRecord): Row {
   if (plan === undefined && (start !== undefined || trialDays !== undefined)) {
     throw new RowError(start !== undefined ? 'start' : 'trial_days', 'is only meaningful with a plan');
   }
-  return { line: r.line, id, name: given('name'), currency: field('currency', checkCurrency), plan, start, trialDays };
+  const taxName = given('tax_name');
+  const taxRate = given('tax_rate');
+  if ((taxName === undefined) !== (taxRate === undefined)) throw new RowError(taxName === undefined ? 'tax_name' : 'tax_rate', 'tax_name and tax_rate go together');
+  const inclusive = field('tax_inclusive', (v) => {
+    if (!/^(true|false|yes|no|1|0)$/i.test(v)) throw new Error(`"${v}" is not true or false`);
+    return /^(true|yes|1)$/i.test(v);
+  });
+  if (taxName === undefined && inclusive !== undefined) throw new RowError('tax_inclusive', 'is only meaningful with tax_name and tax_rate');
+  let tax: TaxRate | undefined;
+  if (taxName !== undefined && taxRate !== undefined) {
+    tax = { name: taxName, rate: taxRate, inclusive: inclusive ?? false };
+    try {
+      checkTaxRate(tax);
+    } catch (e) {
+      throw new RowError(/rate/.test((e as Error).message.split('"')[0]) ? 'tax_rate' : 'tax_name', (e as Error).message);
+    }
+  }
+  return { line: r.line, id, name: given('name'), currency: field('currency', checkCurrency), plan, start, trialDays, tax };
 }
 
 /**
@@ -124,13 +145,16 @@ export async function importTenants(
       const existing = new Map<string, Existing>();
       for (let i = 0; i < rows.length; i += CHUNK) {
         const ids = rows.slice(i, i + CHUNK).map((r) => r.id);
-        for (const r of await tx.knex('tenants').select('*').whereIn('id', ids)) existing.set(r.id as string, { tenant: tenantFromRow(r), plans: new Set() });
+        for (const r of await tx.knex('tenants').select('*').whereIn('id', ids)) existing.set(r.id as string, { tenant: tenantFromRow(r), plans: new Set(), taxes: new Map() });
+        for (const r of await tx.knex('tenant_tax_rates').select('*').whereIn('tenant_id', ids)) {
+          existing.get(r.tenant_id as string)?.taxes.set(r.name as string, { name: r.name, rate: r.rate, inclusive: r.inclusive === true || r.inclusive === 1 });
+        }
         for (const r of await tx.knex('subscription_segments').distinct('tenant_id', 'plan_key').whereIn('tenant_id', ids)) {
           existing.get(r.tenant_id as string)?.plans.add(r.plan_key as string);
         }
       }
       // Every row is checked in memory; new tenants are written in bulk.
-      const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], audit: [] as object[] };
+      const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], taxes: [] as object[], audit: [] as object[] };
       const reject = (row: Row, e: unknown) => {
         if (!(e instanceof BillingError || e instanceof RowError)) throw e;
         result.rejected.push({ line: row.line, field: e instanceof RowError ? e.field : null, message: e.message });
@@ -145,7 +169,11 @@ export async function importTenants(
             continue;
           }
           const { row: tenantRow, tenant } = newTenant({ id: row.id, name: row.name, currency: row.currency }, opts.now);
-          fresh.tenants.push(tenantRow);
+          fresh.tenants.push({ ...tenantRow, taxes_set: row.tax !== undefined });
+          if (row.tax) {
+            fresh.taxes.push(taxRateRow(row.id, row.tax, opts.now));
+            fresh.audit.push(auditRow({ at: opts.now, actor: opts.actor, tenantId: row.id, entity: 'tax', entityId: row.id, action: 'update', after: { tenantId: row.id, source: 'tenant', rates: [row.tax] } }));
+          }
           fresh.audit.push(auditRow(tenantCreated(tenant, opts)));
           result.created++;
           if (plan) {
@@ -159,7 +187,7 @@ export async function importTenants(
           reject(row, e);
         }
       }
-      for (const [table, list] of [['tenants', fresh.tenants], ['subscriptions', fresh.subscriptions], ['subscription_segments', fresh.segments], ['audit_log', fresh.audit]] as const) {
+      for (const [table, list] of [['tenants', fresh.tenants], ['subscriptions', fresh.subscriptions], ['subscription_segments', fresh.segments], ['tenant_tax_rates', fresh.taxes], ['audit_log', fresh.audit]] as const) {
         for (let i = 0; i < list.length; i += CHUNK) await tx.knex(table).insert(list.slice(i, i + CHUNK));
       }
       if (opts.dryRun) throw rollback;
@@ -186,10 +214,12 @@ interface Existing {
   tenant: Tenant;
   /** Plan keys of the tenant's subscription segments. */
   plans: Set<string>;
+  /** Its own tax rates by name. */
+  taxes: Map<string, TaxRate>;
 }
 
 /** An existing tenant is fine as the row describes it, else the row is rejected. */
-function checkUnchanged(row: Row, plan: PlanVersion | undefined, { tenant, plans }: Existing): void {
+function checkUnchanged(row: Row, plan: PlanVersion | undefined, { tenant, plans, taxes }: Existing): void {
   const differs = (field: ImportField, ours: string | null, theirs: string | undefined) => {
     if (theirs !== undefined && theirs !== ours) {
       throw new RowError(field, `tenant "${row.id}" exists with ${field} ${ours ?? '(none)'}, not ${theirs} (change it with \`billing tenant update\`)`);
@@ -198,4 +228,10 @@ function checkUnchanged(row: Row, plan: PlanVersion | undefined, { tenant, plans
   differs('name', tenant.name, row.name);
   differs('currency', tenant.currency, row.currency);
   if (plan && !plans.has(plan.planKey)) throw new RowError('plan', `tenant "${row.id}" exists without a subscription to "${plan.planKey}"`);
+  if (row.tax) {
+    const t = taxes.get(row.tax.name);
+    if (!t || !dec(t.rate).eq(row.tax.rate) || t.inclusive !== row.tax.inclusive) {
+      throw new RowError('tax_rate', `tenant "${row.id}" exists without ${row.tax.name} ${row.tax.rate}%${row.tax.inclusive ? ' inclusive' : ''} (change it with \`billing tax set\`)`);
+    }
+  }
 }

@@ -29,6 +29,19 @@ export interface TenantTaxes {
 const RATE = /^\d{1,3}(\.\d{1,6})?$/;
 const NAME = /^[\p{L}\p{N} ._\-/()%]{1,64}$/u;
 
+/** A tax rate as given (`tax set`, `tenant import`): a name and a percentage from 0 to 100. */
+export function checkTaxRate(t: { name: string; rate: string }): void {
+  if (!NAME.test(t.name)) throw new BillingError('invalid_input', `tax name "${t.name}" must be 1 to 64 letters, digits, spaces or . _ - / ( ) %`);
+  if (!RATE.test(t.rate) || dec(t.rate).gt(100)) {
+    throw new BillingError('invalid_input', `tax rate "${t.rate}" must be a percentage from 0 to 100, like "19" or "7.7"`);
+  }
+}
+
+/** The row of a tenant's own tax rate. */
+export function taxRateRow(tenantId: string, t: TaxRate, now: Instant) {
+  return { tenant_id: tenantId, name: t.name, rate: dec(t.rate).toFixed(), inclusive: t.inclusive, created_at: now };
+}
+
 /** The rates a tenant's invoices are taxed at. */
 export async function loadTenantTaxes(q: Q, tenantId: string): Promise<TenantTaxes> {
   const tenant = await q('tenants').where({ id: tenantId }).first('id', 'taxes_set');
@@ -48,12 +61,7 @@ export async function setTenantTax(
   input: { none: true } | { name: string; rate: string; inclusive: boolean },
   opts: { now: Instant; actor: string },
 ): Promise<TenantTaxes> {
-  if (!('none' in input)) {
-    if (!NAME.test(input.name)) throw new BillingError('invalid_input', `tax name "${input.name}" must be 1 to 64 letters, digits, spaces or . _ - / ( ) %`);
-    if (!RATE.test(input.rate) || dec(input.rate).gt(100)) {
-      throw new BillingError('invalid_input', `tax rate "${input.rate}" must be a percentage from 0 to 100, like "19" or "7.7"`);
-    }
-  }
+  if (!('none' in input)) checkTaxRate(input);
   return withTx(db, async (trx) => {
     const tenant = await trx('tenants').where({ id: tenantId }).forUpdate().first();
     if (!tenant) throw new BillingError('not_found', `unknown tenant "${tenantId}" (create it with \`billing tenant create\`)`);
@@ -61,7 +69,7 @@ export async function setTenantTax(
     if ('none' in input) await trx('tenant_tax_rates').where({ tenant_id: tenantId }).del();
     else {
       await trx('tenant_tax_rates').where({ tenant_id: tenantId, name: input.name }).del();
-      await trx('tenant_tax_rates').insert({ tenant_id: tenantId, name: input.name, rate: dec(input.rate).toFixed(), inclusive: input.inclusive, created_at: opts.now });
+      await trx('tenant_tax_rates').insert(taxRateRow(tenantId, input, opts.now));
     }
     await trx('tenants').where({ id: tenantId }).update({ taxes_set: true });
     const after = await loadTenantTaxes(trx, tenantId);

@@ -91,7 +91,7 @@ export function register(program: Command): void {
   tenant
     .command('import')
     .description('create tenants and their subscriptions from a CSV (with a header) or JSON-lines file, in one transaction')
-    .argument('<file>', 'file, or - for stdin; fields: id, name, currency, plan, start, trial_days')
+    .argument('<file>', 'file, or - for stdin; fields: id, name, currency, plan, start, trial_days, tax_name, tax_rate, tax_inclusive')
     .option('--dry-run', 'check and report, change nothing')
     .addHelpText(
       'after',
