@@ -111,6 +111,34 @@ describeEachDb('billing tenant import', (t) => {
     expect([changed.stderr, changed.code]).toEqual(['stdin:2: tax_rate: tenant "de" exists without VAT 20% (change it with `billing tax set`)\n', 3]);
   });
 
+  it('included.FEATURE columns set quota overrides like `quota set --included`, by feature, checked on a rerun', async () => {
+    const { db, url } = t();
+    await catalog(db);
+    const csv = [
+      'id,plan,included.ocr_scan,included.api_call',
+      'big,starter,1000,unlimited',
+      'plain,starter,,',
+      'bad,starter,lots,',
+      '',
+    ].join('\n');
+    const r = await runCli(['tenant', 'import', '-'], { db: url, now: NOW, input: csv });
+    expect(r.stderr).toBe('stdin:4: included.ocr_scan: "lots" must be a non-negative number up to 1e12 with at most 6 decimals, or "unlimited"\n');
+    expect([r.stdout, r.code]).toEqual(['created 2 tenant(s) (2 subscribed), 0 unchanged, 1 rejected\n', 3]);
+    const quotas = async (id: string) => JSON.parse((await runCli(['quota', 'list', id, '--json'], { db: url, now: NOW })).stdout);
+    expect(await quotas('big')).toEqual([
+      { tenantId: 'big', featureKey: 'API_CALL', included: null },
+      { tenantId: 'big', featureKey: 'OCR_SCAN', included: '1000' },
+    ]);
+    expect(await quotas('plain')).toEqual([]);
+    const again = await runCli(['tenant', 'import', '-'], { db: url, now: NOW, input: csv.split('\n').slice(0, 3).join('\n') });
+    expect([again.stdout, again.code]).toEqual(['created 0 tenant(s) (0 subscribed), 2 unchanged, 0 rejected\n', 0]);
+    const changed = await runCli(['tenant', 'import', '-'], { db: url, now: NOW, input: 'id,included.ocr_scan,included.premium_voice\nbig,5,\nplain,,1\n' });
+    expect(changed.stderr.split('\n').filter(Boolean)).toEqual([
+      'stdin:2: included.ocr_scan: tenant "big" exists with included 1000 for OCR_SCAN, not 5 (change it with `billing quota set`)',
+      'stdin:3: included.premium_voice: PREMIUM_VOICE is a boolean feature: it has no quota',
+    ]);
+  });
+
   it('writes exactly the rows `tenant create` and `subscribe` write', async () => {
     const { db, url } = t();
     await catalog(db);
@@ -141,7 +169,7 @@ describeEachDb('billing tenant import', (t) => {
     const csv = path.join(dir, 'tenants.csv');
     writeFileSync(csv, 'id,plan,seats\nx,starter,3\n');
     const unknown = await runCli(['tenant', 'import', csv], { db: url, now: NOW });
-    expect(unknown.stderr).toBe(`billing: ${csv}:1: unknown field "seats" (expected id, name, currency, plan, start, trial_days, tax_name, tax_rate, tax_inclusive)\n`);
+    expect(unknown.stderr).toBe(`billing: ${csv}:1: unknown field "seats" (expected id, name, currency, plan, start, trial_days, tax_name, tax_rate, tax_inclusive, included.FEATURE)\n`);
     expect(unknown.stdout).toBe('');
     expect(unknown.code).toBe(2);
 

@@ -19,10 +19,10 @@ export interface TableRecords {
  * Every record of a CSV (with a header) or JSON-lines input, held in memory: for inputs of
  * thousands of rows (tenants to import), not usage streams. Header names and JSON keys are
  * lower-cased; numbers and booleans are kept as their JSON text; null is absent. Only the
- * `known` fields are kept; an unknown column is an error of the whole input (a typo would
- * otherwise drop data silently).
+ * `known` fields (and those `family` matches) are kept; an unknown column is an error of the
+ * whole input (a typo would otherwise drop data silently).
  */
-export async function readTableRecords(input: IngestInput, known: readonly string[]): Promise<TableRecords> {
+export async function readTableRecords(input: IngestInput, known: readonly string[], family?: { pattern: RegExp; label: string }): Promise<TableRecords> {
   const chunks: Buffer[] = [];
   for await (const b of inputBytes(input.open(), { bytes: 0 })) chunks.push(b);
   const all = Buffer.concat(chunks);
@@ -34,7 +34,9 @@ export async function readTableRecords(input: IngestInput, known: readonly strin
   })();
   const unreadable = (line: number, message: string) => out.unreadable.push({ line, field: null, message });
   const checkKey = (key: string, line: number) => {
-    if (!known.includes(key)) throw new BillingError('invalid_input', `${input.label}:${line}: unknown field "${key}" (expected ${known.join(', ')})`);
+    if (!known.includes(key) && !family?.pattern.test(key)) {
+      throw new BillingError('invalid_input', `${input.label}:${line}: unknown field "${key}" (expected ${known.join(', ')}${family ? `, ${family.label}` : ''})`);
+    }
   };
   if (format === 'csv') {
     let header: string[] | null = null;

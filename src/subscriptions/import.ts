@@ -2,6 +2,7 @@ import { listPlanKeys, loadCurrentPlanVersion } from '../catalog/repository.js';
 import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { parseInstant, type Instant } from '../domain/period.js';
+import { parseQuantity } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import type { PlanVersion } from '../domain/catalog.js';
 import { auditRow } from '../storage/audit.js';
@@ -16,17 +17,19 @@ const CHUNK = 200;
 /** The columns of a tenant import (CSV header or NDJSON keys); only `id` is required. */
 export const IMPORT_FIELDS = ['id', 'name', 'currency', 'plan', 'start', 'trial_days', 'tax_name', 'tax_rate', 'tax_inclusive'] as const;
 export type ImportField = (typeof IMPORT_FIELDS)[number];
+/** `included.FEATURE` columns: the tenant's override of a feature's included quantity (`quota set --included`). */
+export const IMPORT_QUOTA_FIELDS = { pattern: /^included\.[a-z][a-z0-9_]*$/, label: 'included.FEATURE' };
 
 /** One input record: its line and its fields as text (absent or empty: not given). */
 export interface ImportRecord {
   line: number;
-  fields: Partial<Record<ImportField, string>>;
+  fields: Partial<Record<ImportField, string>> & Record<string, string | undefined>;
 }
 
 export interface ImportReject {
   line: number;
   /** The field at fault, when one is. */
-  field: ImportField | null;
+  field: string | null;
   message: string;
 }
 
@@ -48,11 +51,13 @@ interface Row {
   trialDays?: number;
   /** The tenant's own tax rate (`tax set`), when the row names one. */
   tax?: TaxRate;
+  /** Included-quantity overrides by feature key (null: unlimited). */
+  included: Map<string, string | null>;
 }
 
 class RowError extends Error {
   constructor(
-    readonly field: ImportField | null,
+    readonly field: string | null,
     message: string,
   ) {
     super(message);
@@ -103,7 +108,18 @@ function checkRow(r: ImportRecord): Row {
       throw new RowError(/rate/.test((e as Error).message.split('"')[0]) ? 'tax_rate' : 'tax_name', (e as Error).message);
     }
   }
-  return { line: r.line, id, name: given('name'), currency: field('currency', checkCurrency), plan, start, trialDays, tax };
+  const included = new Map<string, string | null>();
+  for (const [k, v] of Object.entries(f)) {
+    if (!IMPORT_QUOTA_FIELDS.pattern.test(k) || v === undefined || v.trim() === '') continue;
+    const value = v.trim();
+    if (/^unlimited$/i.test(value)) included.set(k.slice('included.'.length).toUpperCase(), null);
+    else {
+      const q = parseQuantity(value);
+      if (!q.ok) throw new RowError(k, `"${value}" must be a non-negative number up to 1e12 with at most 6 decimals, or "unlimited"`);
+      included.set(k.slice('included.'.length).toUpperCase(), q.value);
+    }
+  }
+  return { line: r.line, id, name: given('name'), currency: field('currency', checkCurrency), plan, start, trialDays, tax, included };
 }
 
 /**
@@ -145,16 +161,21 @@ export async function importTenants(
       const existing = new Map<string, Existing>();
       for (let i = 0; i < rows.length; i += CHUNK) {
         const ids = rows.slice(i, i + CHUNK).map((r) => r.id);
-        for (const r of await tx.knex('tenants').select('*').whereIn('id', ids)) existing.set(r.id as string, { tenant: tenantFromRow(r), plans: new Set(), taxes: new Map() });
+        for (const r of await tx.knex('tenants').select('*').whereIn('id', ids)) existing.set(r.id as string, { tenant: tenantFromRow(r), plans: new Set(), taxes: new Map(), included: new Map() });
         for (const r of await tx.knex('tenant_tax_rates').select('*').whereIn('tenant_id', ids)) {
           existing.get(r.tenant_id as string)?.taxes.set(r.name as string, { name: r.name, rate: r.rate, inclusive: r.inclusive === true || r.inclusive === 1 });
+        }
+        for (const r of await tx.knex('quota_overrides').select('*').whereIn('tenant_id', ids)) {
+          const set = r.included_set === true || r.included_set === 1;
+          if (set) existing.get(r.tenant_id as string)?.included.set(r.feature_key as string, r.included ?? null);
         }
         for (const r of await tx.knex('subscription_segments').distinct('tenant_id', 'plan_key').whereIn('tenant_id', ids)) {
           existing.get(r.tenant_id as string)?.plans.add(r.plan_key as string);
         }
       }
       // Every row is checked in memory; new tenants are written in bulk.
-      const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], taxes: [] as object[], audit: [] as object[] };
+      const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], taxes: [] as object[], quotas: [] as object[], audit: [] as object[] };
+      const features = new Map((await tx.knex('features').select('key', 'type')).map((f) => [f.key as string, f.type as string]));
       const reject = (row: Row, e: unknown) => {
         if (!(e instanceof BillingError || e instanceof RowError)) throw e;
         result.rejected.push({ line: row.line, field: e instanceof RowError ? e.field : null, message: e.message });
@@ -162,6 +183,11 @@ export async function importTenants(
       for (const row of rows) {
         try {
           const plan = planOf(row, plans);
+          for (const key of row.included.keys()) {
+            const type = features.get(key);
+            if (type === undefined) throw new RowError(`included.${key.toLowerCase()}`, `unknown feature "${key}" (see \`billing catalog show\`)`);
+            if (type === 'boolean') throw new RowError(`included.${key.toLowerCase()}`, `${key} is a boolean feature: it has no quota`);
+          }
           const found = existing.get(row.id);
           if (found) {
             checkUnchanged(row, plan, found);
@@ -170,6 +196,10 @@ export async function importTenants(
           }
           const { row: tenantRow, tenant } = newTenant({ id: row.id, name: row.name, currency: row.currency }, opts.now);
           fresh.tenants.push({ ...tenantRow, taxes_set: row.tax !== undefined });
+          for (const [featureKey, included] of row.included) {
+            fresh.quotas.push({ tenant_id: row.id, feature_key: featureKey, included, included_set: true, unit_price: null, hard_stop: null, limit: null, updated_at: opts.now });
+            fresh.audit.push(auditRow({ at: opts.now, actor: opts.actor, tenantId: row.id, entity: 'quota', entityId: `${row.id}/${featureKey}`, action: 'create', after: { tenantId: row.id, featureKey, included } }));
+          }
           if (row.tax) {
             fresh.taxes.push(taxRateRow(row.id, row.tax, opts.now));
             fresh.audit.push(auditRow({ at: opts.now, actor: opts.actor, tenantId: row.id, entity: 'tax', entityId: row.id, action: 'update', after: { tenantId: row.id, source: 'tenant', rates: [row.tax] } }));
@@ -187,7 +217,7 @@ export async function importTenants(
           reject(row, e);
         }
       }
-      for (const [table, list] of [['tenants', fresh.tenants], ['subscriptions', fresh.subscriptions], ['subscription_segments', fresh.segments], ['tenant_tax_rates', fresh.taxes], ['audit_log', fresh.audit]] as const) {
+      for (const [table, list] of [['tenants', fresh.tenants], ['subscriptions', fresh.subscriptions], ['subscription_segments', fresh.segments], ['tenant_tax_rates', fresh.taxes], ['quota_overrides', fresh.quotas], ['audit_log', fresh.audit]] as const) {
         for (let i = 0; i < list.length; i += CHUNK) await tx.knex(table).insert(list.slice(i, i + CHUNK));
       }
       if (opts.dryRun) throw rollback;
@@ -216,10 +246,19 @@ interface Existing {
   plans: Set<string>;
   /** Its own tax rates by name. */
   taxes: Map<string, TaxRate>;
+  /** Its included-quantity overrides by feature (null: unlimited). */
+  included: Map<string, string | null>;
 }
 
 /** An existing tenant is fine as the row describes it, else the row is rejected. */
-function checkUnchanged(row: Row, plan: PlanVersion | undefined, { tenant, plans, taxes }: Existing): void {
+function checkUnchanged(row: Row, plan: PlanVersion | undefined, { tenant, plans, taxes, included }: Existing): void {
+  for (const [key, want] of row.included) {
+    const has = included.get(key);
+    const same = has === undefined ? false : has === null || want === null ? has === want : dec(has).eq(want);
+    if (!same) {
+      throw new RowError(`included.${key.toLowerCase()}`, `tenant "${row.id}" exists with ${has === undefined ? 'no override' : `included ${has ?? 'unlimited'}`} for ${key}, not ${want ?? 'unlimited'} (change it with \`billing quota set\`)`);
+    }
+  }
   const differs = (field: ImportField, ours: string | null, theirs: string | undefined) => {
     if (theirs !== undefined && theirs !== ours) {
       throw new RowError(field, `tenant "${row.id}" exists with ${field} ${ours ?? '(none)'}, not ${theirs} (change it with \`billing tenant update\`)`);

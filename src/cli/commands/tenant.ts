@@ -91,7 +91,7 @@ export function register(program: Command): void {
   tenant
     .command('import')
     .description('create tenants and their subscriptions from a CSV (with a header) or JSON-lines file, in one transaction')
-    .argument('<file>', 'file, or - for stdin; fields: id, name, currency, plan, start, trial_days, tax_name, tax_rate, tax_inclusive')
+    .argument('<file>', 'file, or - for stdin; fields: id, name, currency, plan, start, trial_days, tax_name, tax_rate, tax_inclusive, included.FEATURE (a quota override: a quantity or "unlimited")')
     .option('--dry-run', 'check and report, change nothing')
     .addHelpText(
       'after',
@@ -104,10 +104,10 @@ reported on stderr (file:line: field: reason) and the others are imported; exit 
       const ctx = buildContext(cmd);
       const { fileInput, streamInput } = await import('../../ingest/source.js');
       const { readTableRecords } = await import('../../ingest/table-records.js');
-      const { importTenants, IMPORT_FIELDS } = await import('../../subscriptions/import.js');
+      const { importTenants, IMPORT_FIELDS, IMPORT_QUOTA_FIELDS } = await import('../../subscriptions/import.js');
       if (file === '-' && process.stdin.isTTY) throw new BillingError('usage', 'stdin is a terminal: pipe a file in, or give its path');
       const input = file === '-' ? streamInput('-', process.stdin) : fileInput(file);
-      const read = await readTableRecords(input, IMPORT_FIELDS);
+      const read = await readTableRecords(input, IMPORT_FIELDS, IMPORT_QUOTA_FIELDS);
       const result = await withDb(ctx, (db) => importTenants(db, read.records, { now: ctx.now, actor: ctx.actor, dryRun: opts.dryRun }));
       const rejected = [...read.unreadable, ...result.rejected].sort((a, b) => a.line - b.line);
       for (const r of rejected) printErr(`${input.label}:${r.line}: ${r.field ? `${r.field}: ` : ''}${r.message}`);
