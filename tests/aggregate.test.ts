@@ -80,6 +80,9 @@ describeEachDb('billing aggregate', (t) => {
       ev('API_CALL', '2026-02-04T00:00:00Z', { qty: '9' }),
       ev('STORAGE_GB', '2026-02-05T00:00:00Z', { qty: '12.5' }),
       ev('STORAGE_GB', '2026-02-06T00:00:00Z', { qty: '3' }),
+      ev('LOW_WATER', '2026-02-05T00:00:00Z', { qty: '12.5' }),
+      ev('LOW_WATER', '2026-02-06T00:00:00Z', { qty: '3.75' }),
+      ev('LOW_WATER', '2026-02-07T00:00:00Z', { qty: '8' }),
       ev('SEATS', '2026-02-07T00:00:00Z', { qty: '4' }),
       ev('SEATS', '2026-02-09T00:00:00Z', { qty: '6' }), // latest by time
       ev('SEATS', '2026-02-08T00:00:00Z', { qty: '9' }), // ingested later, but earlier in time
@@ -94,13 +97,14 @@ describeEachDb('billing aggregate', (t) => {
     // Same instant: the later ingest (higher seq) is the last value.
     await insertEvents(db, [ev('SEATS', '2026-03-01T00:00:00Z', { qty: '2' }), ev('SEATS', '2026-03-01T00:00:00Z', { qty: '8' })]);
     const r = await runAggregate(db, { now: NOW });
-    expect(r).toMatchObject({ full: true, groups: 8, events: 19 });
+    expect(r).toMatchObject({ full: true, groups: 9, events: 22 });
     const P1 = { start: '2026-01-31T10:00:00.000Z', end: '2026-02-28T10:00:00.000Z' };
     const P2 = { start: '2026-02-28T10:00:00.000Z', end: '2026-03-31T10:00:00.000Z' };
     const sub = 'sub_acme_1';
     expect(await summaries(db)).toEqual([
       { tenant: 'acme', feature: 'ACTIVE_USERS', ...P1, sub, qty: M('2'), events: 4 },
       { tenant: 'acme', feature: 'API_CALL', ...P1, sub, qty: M('2'), events: 2 },
+      { tenant: 'acme', feature: 'LOW_WATER', ...P1, sub, qty: '3750000', events: 3 },
       { tenant: 'acme', feature: 'OCR_SCAN', ...P1, sub, qty: '300000', events: 2 },
       { tenant: 'acme', feature: 'OCR_SCAN', ...P2, sub, qty: M('5'), events: 1 },
       { tenant: 'acme', feature: 'REGIONS', ...P1, sub, qty: M('2'), events: 3 },
@@ -111,6 +115,12 @@ describeEachDb('billing aggregate', (t) => {
     expect(sub).toBe((await db.knex('subscriptions').first()).id);
     // Nothing new: nothing recomputed.
     expect(await runAggregate(db, { now: NOW })).toMatchObject({ full: false, groups: 0, events: 0 });
+    // A merge keeps the smaller of the stored low-water mark and the new events' one.
+    await insertEvents(db, [ev('LOW_WATER', '2026-02-20T00:00:00Z', { qty: '9' })]);
+    await runAggregate(db, { now: NOW });
+    await insertEvents(db, [ev('LOW_WATER', '2026-02-21T00:00:00Z', { qty: '0.25' })]);
+    await runAggregate(db, { now: NOW });
+    expect((await summaries(db)).find((s) => s.feature === 'LOW_WATER')).toMatchObject({ qty: '250000', events: 5 });
   });
 
   it('uses calendar months without a subscription, and re-cuts a tenant when it subscribes or cancels', async () => {
@@ -152,7 +162,7 @@ describeEachDb('billing aggregate', (t) => {
     await tenant(db, 'ann', { planKey: 'pro', start: '2026-01-31T10:00:00Z' });
     await tenant(db, 'bob', { planKey: 'starter', start: '2026-02-15T00:00:00Z' });
     await tenant(db, 'cal');
-    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
     const boundaries = ['2026-02-28T10:00:00Z', '2026-03-15T00:00:00Z', '2026-03-01T00:00:00Z', '2026-03-31T10:00:00Z'].map(iso);
     const from = iso('2026-01-01T00:00:00Z');
     const span = iso('2026-04-20T00:00:00Z') - from;

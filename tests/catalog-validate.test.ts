@@ -178,7 +178,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
   ],
   [
     'feature fields: boolean takes no metered fields, unique needs uniqueBy, uniqueBy only for unique',
-    { features: [{ key: 'B', type: 'boolean', unit: null, stripeMeter: 'm', aggregation: 'sum', uniqueBy: 'u' }, { key: 'U', aggregation: 'unique' }, { key: 'C', aggregation: 'count', uniqueBy: 'u' }, { key: 'D', type: 'flag', aggregation: 'median', name: '' }, { key: ' lower ', unit: 5 }] },
+    { features: [{ key: 'B', type: 'boolean', unit: null, stripeMeter: 'm', aggregation: 'sum', uniqueBy: 'u' }, { key: 'U', aggregation: 'unique' }, { key: 'C', aggregation: 'min', uniqueBy: 'u' }, { key: 'D', type: 'flag', aggregation: 'median', name: '' }, { key: ' lower ', unit: 5 }] },
     NONE,
     [
       'features[0].aggregation: a boolean feature is on or off per plan: it takes no aggregation',
@@ -189,7 +189,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
       'features[2].uniqueBy: only applies to aggregation "unique"',
       'features[3].type: must be "metered" or "boolean"',
       'features[3].name: must be a non-empty string',
-      'features[3].aggregation: must be one of sum, count, max, last, unique',
+      'features[3].aggregation: must be one of sum, count, max, min, last, unique',
       'features[4].key: "lower" must be UPPER_SNAKE (A-Z, 0-9, _; starting with a letter)',
       'features[4].unit: must be a non-empty string',
     ],

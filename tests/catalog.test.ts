@@ -75,7 +75,7 @@ describe('catalog validation', () => {
       'features[0].key: "ocr_scan" must be UPPER_SNAKE (A-Z, 0-9, _; starting with a letter)',
       'features[1].uniqueBy: is required when aggregation is "unique" (e.g. "user_id")',
       'features[2].aggregation: a boolean feature is on or off per plan: it takes no aggregation',
-      'features[3].aggregation: must be one of sum, count, max, last, unique',
+      'features[3].aggregation: must be one of sum, count, max, min, last, unique',
       'features[3].key: duplicate feature "USERS"',
       'plans[0].key: "Starter" must be lower-kebab (a-z, 0-9, single dashes)',
       'plans[0].currency: "XYZ" is not an ISO 4217 currency code',
@@ -301,6 +301,23 @@ describeEachDb('catalog apply', (t) => {
     const r5 = await runCli(['catalog', 'apply', path.join(dir, 'missing.json')], { db: url });
     expect(r5.code).toBe(2);
     expect(r5.stderr).toMatch(/cannot read catalog file .*missing\.json: ENOENT/);
+  });
+  it('CLI: applies and shows a min feature; uniqueBy on it is refused', async () => {
+    const { url } = t();
+    const dir = tempDir('billing-catalog-');
+    const file = path.join(dir, 'min.json');
+    writeFileSync(file, JSON.stringify({ features: [{ key: 'FREE_GB', name: 'Free space', unit: 'GB', aggregation: 'min' }] }));
+    const applied = await runCli(['catalog', 'apply', file], { db: url });
+    expect(applied.stderr).toBe('');
+    expect(applied.code).toBe(0);
+    const shown = await runCli(['catalog', 'show'], { db: url });
+    expect(shown.stdout).toMatch(/^FREE_GB\s+Free space\s+metered\s+min\s+GB/m);
+    const json = await runCli(['catalog', 'show', '--json'], { db: url });
+    expect(JSON.parse(json.stdout).features).toContainEqual(expect.objectContaining({ key: 'FREE_GB', aggregation: 'min' }));
+    writeFileSync(file, JSON.stringify({ features: [{ key: 'FREE_GB', name: 'Free space', aggregation: 'min', uniqueBy: 'user_id' }] }));
+    const refused = await runCli(['catalog', 'apply', file], { db: url });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/features\[0\]\.uniqueBy: only applies to aggregation "unique"/);
   });
   it('CLI: a YAML alias bomb is refused as invalid input (exit 2, one line); a JSON or YAML catalog with a BOM applies', async () => {
     const { url } = t();

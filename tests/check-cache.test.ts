@@ -117,7 +117,7 @@ describeEachDb('entitlement terms cache', (t) => {
     // pro anchored on the 10th: the current window is [10 Mar, 10 Apr).
     await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
     const rnd = randomInts(7);
-    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
     const events: Ev[] = Array.from({ length: 400 }, () => ({
       tenant: 'pro1',
       feature: features[rnd(features.length)],
@@ -212,7 +212,7 @@ describeEachDb('entitlement terms cache', (t) => {
     const { db } = t();
     await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
     const rnd = randomInts(11);
-    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
     const byKey = new Map((await db.knex('features')).map((r) => [r.key as string, featureFromRow(r)]));
     const window = { tenantId: 'pro1', start: iso('2026-03-10T00:00:00Z'), end: iso('2026-04-10T00:00:00Z') };
     for (let step = 0; step < 12; step++) {

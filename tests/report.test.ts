@@ -82,6 +82,7 @@ describeEachDb('billing report', (t) => {
         features: [
           f('ACTIVE_USERS', '0', '20', '0', '0.00', false),
           f('API_CALL', '3', null, '0', '0.00', false),
+          f('LOW_WATER', '0', '50', '0', '0.00', false),
           f('OCR_SCAN', '0.3', '200', '0', '0.00', false),
           f('REGIONS', '0', '3', '0', '0.00', false, true),
           f('SEATS', '0', '10', '0', '0.00', false, true),
@@ -251,8 +252,8 @@ describeEachDb('billing report from summaries', (t) => {
 
   it('a tenant with many events is read from its summary (a changed summary shows); a tenant with few, from its events', async () => {
     const { db } = t();
-    // acme's history is 2 periods × 6 metered features: past 500 events a group, summaries are read.
-    await insertEvents(db, times(6000, { tenant: 'acme', feature: 'API_CALL' }, '2026-03-10T00:00:00Z'));
+    // acme's history is 2 periods × 7 metered features: past 500 events a group, summaries are read.
+    await insertEvents(db, times(7100, { tenant: 'acme', feature: 'API_CALL' }, '2026-03-10T00:00:00Z'));
     await runAggregate(db, { now });
     await insertEvents(db, [{ tenant: 'acme', feature: 'OCR_SCAN', qty: '1', at: '2026-03-20T00:00:00Z' }]);
     await db.knex('usage_summaries').where(OCR_MARCH).update({ quantity: 10_000_000 });

@@ -65,7 +65,7 @@ const IN_RANGE = `e.occurred_at >= ${EVENT_TIMES.start} AND e.occurred_at < ${EV
 /**
  * The `billing aggregate` stage: usage_summaries per tenant × feature × billing period
  * (src/aggregate/README.md). Incremental: the events ingested since the last run are merged
- * into their summaries (sum, count, max, last); unique counts and groups touched by
+ * into their summaries (sum, count, max, min, last); unique counts and groups touched by
  * late-committed events are recomputed from all their events. Runs are serialized and atomic.
  */
 export async function runAggregate(db: Db, opts: AggregateOptions): Promise<AggregateResult> {

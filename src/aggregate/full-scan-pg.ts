@@ -25,7 +25,7 @@ export async function insertAllSummariesPg(
   if (features.length === 0) return { groups: 0, events: 0 };
   const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
   const keys = (kind: string) => features.filter((f) => f.aggregation === kind).map((f) => f.key);
-  const [counts, peaks, lasts] = [keys('count'), keys('max'), keys('last')];
+  const [counts, peaks, troughs, lasts] = [keys('count'), keys('max'), keys('min'), keys('last')];
   const uniques = features.filter((f) => f.aggregation === 'unique');
   const micro = 10 ** QUANTITY_SCALE;
 
@@ -33,7 +33,7 @@ export async function insertAllSummariesPg(
   const latest = lasts.length
     ? { sql: `CASE WHEN e.feature_key IN (${marks(lasts)}) THEN ARRAY[e.occurred_at, e.seq, e.quantity] END`, bindings: lasts }
     : { sql: 'CAST(NULL AS BIGINT[])', bindings: [] };
-  // Two branches: the features summed, counted, peaked or last by (window, feature); the
+  // Two branches: the features summed, counted, peaked, troughed or last by (window, feature); the
   // unique ones grouped by value first, then counted. Folding the value into every feature's
   // grouping key made the whole pass hash ~66k text keys instead of ~4k.
   // The first branch is a CREATE TABLE AS, which PostgreSQL runs in parallel; with no
@@ -42,13 +42,13 @@ export async function insertAllSummariesPg(
   if (!others.length) {
     parts.push({
       sql: 'SELECT CAST(NULL AS INT) AS window_id, CAST(NULL AS TEXT) AS feature_key, CAST(NULL AS BIGINT) AS n, CAST(NULL AS NUMERIC) AS s, ' +
-        'CAST(NULL AS BIGINT) AS m, CAST(NULL AS BIGINT) AS d, CAST(NULL AS BIGINT[]) AS l WHERE false',
+        'CAST(NULL AS BIGINT) AS m, CAST(NULL AS BIGINT) AS mn, CAST(NULL AS BIGINT) AS d, CAST(NULL AS BIGINT[]) AS l WHERE false',
       bindings: [],
     });
   } else {
     parts.push({
       sql:
-        'SELECT w.window_id, e.feature_key, COUNT(*) AS n, SUM(e.quantity) AS s, MAX(e.quantity) AS m, CAST(NULL AS BIGINT) AS d, ' +
+        'SELECT w.window_id, e.feature_key, COUNT(*) AS n, SUM(e.quantity) AS s, MAX(e.quantity) AS m, MIN(e.quantity) AS mn, CAST(NULL AS BIGINT) AS d, ' +
         `MAX(${latest.sql}) AS l FROM ${EVENTS_TO_WINDOWS} WHERE e.feature_key IN (${marks(others)}) AND e.seq <= ? GROUP BY 1, 2`,
       bindings: [...latest.bindings, ...others.map((f) => f.key), upTo],
     });
@@ -56,7 +56,7 @@ export async function insertAllSummariesPg(
   if (uniques.length) {
     parts.push({
       sql:
-        'SELECT window_id, feature_key, SUM(n) AS n, CAST(NULL AS NUMERIC) AS s, CAST(NULL AS BIGINT) AS m, COUNT(v) AS d, CAST(NULL AS BIGINT[]) AS l FROM (' +
+        'SELECT window_id, feature_key, SUM(n) AS n, CAST(NULL AS NUMERIC) AS s, CAST(NULL AS BIGINT) AS m, CAST(NULL AS BIGINT) AS mn, COUNT(v) AS d, CAST(NULL AS BIGINT[]) AS l FROM (' +
         `SELECT w.window_id, e.feature_key, CASE e.feature_key ${uniques.map(() => 'WHEN ? THEN ?').join(' ')} END AS v, COUNT(*) AS n ` +
         `FROM ${EVENTS_TO_WINDOWS} WHERE e.feature_key IN (${marks(uniques)}) AND e.seq <= ? GROUP BY 1, 2, 3) x GROUP BY 1, 2`,
       bindings: [...uniques.flatMap((f) => [f.key, uniqueValue(db, f)]), ...uniques.map((f) => f.key), upTo],
@@ -79,6 +79,7 @@ export async function insertAllSummariesPg(
     [
       counts.length ? `WHEN t.feature_key IN (${marks(counts)}) THEN t.n * ${micro} ` : '',
       peaks.length ? `WHEN t.feature_key IN (${marks(peaks)}) THEN t.m ` : '',
+      troughs.length ? `WHEN t.feature_key IN (${marks(troughs)}) THEN t.mn ` : '',
       uniques.length ? `WHEN t.feature_key IN (${marks(uniques)}) THEN t.d * ${micro} ` : '',
       lasts.length ? `WHEN t.feature_key IN (${marks(lasts)}) THEN t.l[3] ` : '',
     ],
@@ -90,7 +91,7 @@ export async function insertAllSummariesPg(
       't.n, t.l[1], t.l[2], ? FROM aggregate_parts t ' +
       'JOIN (SELECT DISTINCT window_id, tenant_id, period_start, period_end, subscription_id FROM aggregate_windows) w ' +
       'ON w.window_id = t.window_id RETURNING event_count) SELECT COUNT(*) AS n, CAST(SUM(event_count) AS TEXT) AS events FROM ins',
-    [...counts, ...peaks, ...uniques.map((f) => f.key), ...lasts, computedAt],
+    [...counts, ...peaks, ...troughs, ...uniques.map((f) => f.key), ...lasts, computedAt],
   );
   const row = res.rows[0] as { n: unknown; events: unknown };
   return { groups: Number(row.n), events: Number(row.events ?? 0) };

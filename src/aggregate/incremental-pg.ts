@@ -35,14 +35,14 @@ export async function mergeNewEventsPg(
   return res.rowCount ?? 0;
 }
 
-type Kinds = { counts: string[]; peaks: string[]; lasts: string[]; uniques: string[]; uniqueFeatures: Feature[] };
+type Kinds = { counts: string[]; peaks: string[]; troughs: string[]; lasts: string[]; uniques: string[]; uniqueFeatures: Feature[] };
 
 const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
 const MICRO = 10 ** QUANTITY_SCALE;
 
 function byAggregation(features: Feature[]): Kinds {
   const keys = (kind: string) => features.filter((f) => f.aggregation === kind).map((f) => f.key);
-  return { counts: keys('count'), peaks: keys('max'), lasts: keys('last'), uniques: keys('unique'), uniqueFeatures: features.filter((f) => f.aggregation === 'unique') };
+  return { counts: keys('count'), peaks: keys('max'), troughs: keys('min'), lasts: keys('last'), uniques: keys('unique'), uniqueFeatures: features.filter((f) => f.aggregation === 'unique') };
 }
 
 function concat(parts: SqlPart[]): SqlPart {
@@ -118,23 +118,24 @@ function valueSetsCte(uniques: string[], value: SqlPart, seen: number): SqlPart 
   };
 }
 
-/** `g`: the new events per group (count, sum, peak, latest). */
+/** `g`: the new events per group (count, sum, peak, trough, latest). */
 function groupsCte(): SqlPart {
   return {
     sql:
       'g AS (SELECT tenant_id, feature_key, period_start, period_end, subscription_id, COUNT(*) AS n, SUM(quantity) AS s, ' +
-      'MAX(quantity) AS m, MAX(l) AS l FROM d GROUP BY 1, 2, 3, 4, 5) ',
+      'MAX(quantity) AS m, MIN(quantity) AS mn, MAX(l) AS l FROM d GROUP BY 1, 2, 3, 4, 5) ',
     bindings: [],
   };
 }
 
 /** Each group's new summary, upserted into the stored one by its aggregation. */
 function upsertSummaries(k: Kinds, computedAt: number): SqlPart {
-  const { counts, peaks, lasts, uniques } = k;
+  const { counts, peaks, troughs, lasts, uniques } = k;
   const quantity = caseOf(
     [
       counts.length ? `WHEN g.feature_key IN (${marks(counts)}) THEN g.n * ${MICRO} ` : '',
       peaks.length ? `WHEN g.feature_key IN (${marks(peaks)}) THEN g.m ` : '',
+      troughs.length ? `WHEN g.feature_key IN (${marks(troughs)}) THEN g.mn ` : '',
       uniques.length ? `WHEN g.feature_key IN (${marks(uniques)}) THEN COALESCE(a.n, 0) * ${MICRO} ` : '',
       lasts.length ? `WHEN g.feature_key IN (${marks(lasts)}) THEN g.l[3] ` : '',
     ],
@@ -147,6 +148,7 @@ function upsertSummaries(k: Kinds, computedAt: number): SqlPart {
   const merge = caseOf(
     [
       peaks.length ? `WHEN excluded.feature_key IN (${marks(peaks)}) THEN GREATEST(excluded.quantity, usage_summaries.quantity) ` : '',
+      troughs.length ? `WHEN excluded.feature_key IN (${marks(troughs)}) THEN LEAST(excluded.quantity, usage_summaries.quantity) ` : '',
       lasts.length ? `WHEN ${isLast} THEN CASE WHEN ${later} THEN excluded.quantity ELSE usage_summaries.quantity END ` : '',
       // A unique count grows by the values its set did not have. A set filled just now (the
       // statement's snapshot predates its inserts) holds them all; never below the stored
@@ -172,10 +174,12 @@ function upsertSummaries(k: Kinds, computedAt: number): SqlPart {
     bindings: [
       ...counts,
       ...peaks,
+      ...troughs,
       ...uniques,
       ...lasts,
       computedAt,
       ...peaks,
+      ...troughs,
       ...lasts,
       ...uniques,
       ...lasts,

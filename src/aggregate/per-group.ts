@@ -35,6 +35,7 @@ export async function insertGroupsByIndex(
     bindings.push(f.key);
     if (f.aggregation === 'sum') branches.push(`WHEN ? THEN (SELECT SUM(e.quantity) ${range})`);
     else if (f.aggregation === 'max') branches.push(`WHEN ? THEN (SELECT MAX(e.quantity) ${range})`);
+    else if (f.aggregation === 'min') branches.push(`WHEN ? THEN (SELECT MIN(e.quantity) ${range})`);
     else if (f.aggregation === 'count' || f.aggregation === 'last') {
       // count: from event_count; last: from the latest event, below.
       branches.push('WHEN ? THEN NULL');

@@ -34,6 +34,8 @@ export function windowQuantitySql(
       return { sql: `SELECT CAST(COUNT(*) * ${MICRO} AS TEXT) FROM usage_events e WHERE ${IN_WINDOW} HAVING COUNT(*) > 0`, bindings: range };
     case 'max':
       return { sql: `SELECT CAST(MAX(e.quantity) AS TEXT) FROM usage_events e WHERE ${IN_WINDOW}`, bindings: range };
+    case 'min':
+      return { sql: `SELECT CAST(MIN(e.quantity) AS TEXT) FROM usage_events e WHERE ${IN_WINDOW}`, bindings: range };
     case 'last':
       // Latest by occurred_at, ties to the later ingest (seq), as lastSelect.
       return {
@@ -90,6 +92,9 @@ export function summaryPlusNewSql(
       break;
     case 'max':
       [cols, bindings, merged] = [`(SELECT MAX(e.quantity) ${fresh}) AS d`, newer, 'CASE WHEN x.d IS NULL THEN x.s WHEN x.s IS NULL OR x.d > x.s THEN x.d ELSE x.s END'];
+      break;
+    case 'min':
+      [cols, bindings, merged] = [`(SELECT MIN(e.quantity) ${fresh}) AS d`, newer, 'CASE WHEN x.d IS NULL THEN x.s WHEN x.s IS NULL OR x.d < x.s THEN x.d ELSE x.s END'];
       break;
     case 'last':
       // Every new event has a higher seq than the summary's latest: at an equal instant it wins.

@@ -130,19 +130,21 @@ function frame(source: UsageSource, keys: string[]) {
 
 const keysOf = (fs: Feature[], ...kinds: string[]) => fs.filter((f) => kinds.includes(f.aggregation)).map((f) => f.key);
 
-/** sum, count and max in one pass (count is in events, stored as micro-units like the rest). */
+/** sum, count, max and min in one pass (count is in events, stored as micro-units like the rest). */
 function additiveSelect(source: UsageSource, features: Feature[]): SqlPart {
-  const keys = keysOf(features, 'sum', 'count', 'max');
+  const keys = keysOf(features, 'sum', 'count', 'max', 'min');
   const f = frame(source, keys);
   const counts = keysOf(features, 'count');
   const peaks = keysOf(features, 'max');
+  const troughs = keysOf(features, 'min');
   const branches =
     (counts.length ? `WHEN ${f.feature} IN (${marks(counts)}) THEN COUNT(*) * ${MICRO} ` : '') +
-    (peaks.length ? `WHEN ${f.feature} IN (${marks(peaks)}) THEN MAX(e.quantity) ` : '');
+    (peaks.length ? `WHEN ${f.feature} IN (${marks(peaks)}) THEN MAX(e.quantity) ` : '') +
+    (troughs.length ? `WHEN ${f.feature} IN (${marks(troughs)}) THEN MIN(e.quantity) ` : '');
   const quantity = branches ? `CASE ${branches}ELSE SUM(e.quantity) END` : 'SUM(e.quantity)';
   return {
     sql: `SELECT ${f.cols}, ${quantity} AS quantity, COUNT(*) AS event_count, ${NO_LAST} FROM ${f.from} ${f.where} GROUP BY ${f.group}`,
-    bindings: [...counts, ...peaks, ...f.fromBindings, ...f.whereBindings],
+    bindings: [...counts, ...peaks, ...troughs, ...f.fromBindings, ...f.whereBindings],
   };
 }
 
@@ -185,7 +187,7 @@ function uniqueSelect(db: Db, source: UsageSource, feature: Feature): SqlPart {
 export function usageSelects(db: Db, source: UsageSource, features: Iterable<Feature>): SqlPart[] {
   const fs = [...features].filter((f) => f.type !== 'boolean');
   const out: SqlPart[] = [];
-  if (keysOf(fs, 'sum', 'count', 'max').length > 0) out.push(additiveSelect(source, fs));
+  if (keysOf(fs, 'sum', 'count', 'max', 'min').length > 0) out.push(additiveSelect(source, fs));
   if (keysOf(fs, 'last').length > 0) out.push(lastSelect(source, fs));
   for (const f of fs) if (f.aggregation === 'unique') out.push(uniqueSelect(db, source, f));
   return out;
@@ -198,7 +200,7 @@ const LATER =
 /**
  * Fold new events into existing summaries: the selects compute the groups of the new events
  * only, and each is merged into the stored group (or inserted): sum and count add up, a peak
- * is the larger, the last value is the later event's, a unique count is the size of the
+ * is the larger, a trough (min) the smaller, the last value is the later event's, a unique count is the size of the
  * group's value set after adding the new values. Exact only for events never folded in
  * before; the caller guarantees that with the seq watermark.
  */
@@ -206,15 +208,18 @@ const LATER =
 export async function mergeSummaries(db: Db, source: UsageSource, features: Feature[], computedAt: number): Promise<number> {
   const merges: Array<{ select: SqlPart; set: string; setBindings?: Knex.RawBinding[] }> = [];
   for (const u of features.filter((f) => f.aggregation === 'unique')) merges.push(await mergeUniqueValues(db, source, u));
-  const additive = features.filter((f) => f.aggregation === 'sum' || f.aggregation === 'count' || f.aggregation === 'max');
+  const additive = features.filter((f) => ['sum', 'count', 'max', 'min'].includes(f.aggregation));
   const peaks = keysOf(features, 'max');
+  const troughs = keysOf(features, 'min');
   if (additive.length > 0) {
     const larger = 'CASE WHEN excluded.quantity > usage_summaries.quantity THEN excluded.quantity ELSE usage_summaries.quantity END';
+    const smaller = 'CASE WHEN excluded.quantity < usage_summaries.quantity THEN excluded.quantity ELSE usage_summaries.quantity END';
     const isPeak = peaks.length ? `excluded.feature_key IN (${marks(peaks)})` : 'false';
+    const isTrough = troughs.length ? `excluded.feature_key IN (${marks(troughs)})` : 'false';
     merges.push({
       select: additiveSelect(source, additive),
-      set: `quantity = CASE WHEN ${isPeak} THEN ${larger} ELSE usage_summaries.quantity + excluded.quantity END`,
-      setBindings: peaks,
+      set: `quantity = CASE WHEN ${isPeak} THEN ${larger} WHEN ${isTrough} THEN ${smaller} ELSE usage_summaries.quantity + excluded.quantity END`,
+      setBindings: [...peaks, ...troughs],
     });
   }
   if (keysOf(features, 'last').length > 0) {

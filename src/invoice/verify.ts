@@ -351,7 +351,7 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
         message: `${feature} for the period starting ${toIso(latest.line.period.start)}: ${billed.toFixed()} billed (${where}) but ${d.usedTotal} is rated at ${due}`,
       });
     }
-    if (aggregation.get(feature) === 'last') continue; // a gauge may legitimately be revised down
+    if (['last', 'min'].includes(aggregation.get(feature) ?? '')) continue; // a gauge (or a low-water mark) may legitimately be revised down
     const recorded = summaries.get(key);
     const recordedUsed = recorded === undefined ? dec(0) : microToDecimal(recorded);
     if (dec(d.usedTotal).gt(recordedUsed)) {

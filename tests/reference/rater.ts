@@ -80,7 +80,7 @@ export interface RefPlan {
   minimumCommitment?: string;
   features: Record<string, RefPlanFeature>;
 }
-export interface RefFeature { key: string; name: string; type?: 'boolean'; aggregation?: 'sum' | 'count' | 'max' | 'last' | 'unique'; uniqueBy?: string }
+export interface RefFeature { key: string; name: string; type?: 'boolean'; aggregation?: 'sum' | 'count' | 'max' | 'min' | 'last' | 'unique'; uniqueBy?: string }
 export interface RefCatalog { features: RefFeature[]; plans: RefPlan[] }
 
 /** Terms of one feature as rated: the plan's, after the tenant's override. */
@@ -421,6 +421,7 @@ export class ReferenceBilling {
     if (agg === 'count') return new Decimal(evs.length);
     if (agg === 'sum') return evs.reduce((s, e) => s.plus(D(e.quantity)), new Decimal(0));
     if (agg === 'max') return evs.reduce((m, e) => Decimal.max(m, D(e.quantity)), D(evs[0].quantity));
+    if (agg === 'min') return evs.reduce((m, e) => Decimal.min(m, D(e.quantity)), D(evs[0].quantity));
     if (agg === 'last') {
       let latest = evs[0];
       for (const e of evs) if (e.occurredAt >= latest.occurredAt) latest = e;

@@ -118,6 +118,7 @@ const AGGREGATIONS = [
   { aggregation: 'sum' },
   { aggregation: 'count' },
   { aggregation: 'max' },
+  { aggregation: 'min' },
   { aggregation: 'last' },
   { aggregation: 'unique', uniqueBy: 'user_id' },
   { aggregation: 'unique', uniqueBy: 'region' },

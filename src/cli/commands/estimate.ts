@@ -49,7 +49,7 @@ export function register(program: Command): void {
       const pct = (Number(e.elapsed) * 100).toFixed(2);
       printLine(`${e.tenantId}  ${formatPeriod(e.period, zone)}  (${e.currency}), ${pct}% elapsed at ${e.asOf}`);
       printLine('sum/count features: projected at the run rate so far (used × period length / elapsed);');
-      printLine('max/last/unique features: projected at their current value.');
+      printLine('max/min/last/unique features: projected at their current value.');
       const rows = e.features.map((f) => [
         truncateCell(f.featureKey), g(f.used), f.projection.replace('_', ' '), shownQuantity(f), g(f.overageAmount), g(f.projectedOverageAmount), note(f),
       ]);
