@@ -113,7 +113,7 @@ describeEachDb('billing invoice export', (t) => {
     await w.generate('2026-03-01T01:00:00Z');
     const feb = (await runCli(['invoice', 'export', 'INV-000002', '--format', 'html'], { db: url })).stdout;
     expect(feb).toContain('<dt>Period</dt><dd>2026-02-01 – 2026-02-28</dd>');
-    expect(feb).toMatch(/<td>Late usage for [^<]*<ul class="tiers">.*<li>due for 200 used: 16\.00, less 13\.50 billed before<\/li><\/ul><\/td><td>2026-01-01 – 2026-01-31<\/td>/);
+    expect(feb).toMatch(/<td>Late usage for [^<]*<ul class="tiers">.*<li>due for 200 used: 16\.00, less 13\.50 billed before<\/li><\/ul><\/td><td class="period">2026-01-01 – 2026-01-31<\/td>/);
     expect(feb).toMatch(/<td class="num">tiered \(graduated\)<\/td><td class="num">2\.50<\/td>/);
   });
 });

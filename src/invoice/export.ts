@@ -128,7 +128,7 @@ function renderHtml(inv: Invoice, parties: InvoiceParties): string {
       const parts = breakdown(l, inv.currency);
       const detail = parts.length === 0 ? '' : `\n          <ul class="tiers">${parts.map((p) => `<li>${e(p)}</li>`).join('')}</ul>`;
       return `      <tr class="${e(l.kind)}">
-        <td>${e(l.lineNo)}</td><td>${e(l.description)}${detail}</td><td>${e(htmlPeriod(l.period))}</td>
+        <td>${e(l.lineNo)}</td><td>${e(l.description)}${detail}</td><td class="period">${e(htmlPeriod(l.period))}</td>
         <td class="num">${e(l.quantity ?? '')}</td><td class="num">${e(unitPriceCell(l))}</td><td class="num">${e(l.amount)}</td>
       </tr>`;
     })
@@ -193,6 +193,7 @@ ${[
     table { border-collapse: collapse; width: 100%; }
     th, td { border-bottom: 1px solid #ccc; padding: .35rem .5rem; text-align: left; vertical-align: top; }
     .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+    .period { white-space: nowrap; }
     .tiers { margin: .3rem 0 0; padding-left: 1.2rem; color: #444; font-size: .9em; }
     tfoot td { font-weight: 700; border-bottom: none; }
     .credit td { color: #0a5; }
