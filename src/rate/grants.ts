@@ -1,20 +1,8 @@
 import type { PlanFeature } from '../domain/catalog.js';
 import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
-import type { Instant, Period } from '../domain/period.js';
-
-/** A grant of units of one feature (DESIGN.md §14), with what invoiced periods drew from it. */
-export interface UnitGrant {
-  id: string;
-  seq: number;
-  featureKey: string;
-  quantity: string;
-  priority: number;
-  effectiveAt: Instant;
-  expiresAt: Instant | null;
-  voidedAt: Instant | null;
-  /** period_start → units that period's non-void invoice drew. */
-  draws: Map<number, string>;
-}
+import type { Period } from '../domain/period.js';
+import type { UnitGrant } from '../subscriptions/unit-grants.js';
+export type { UnitGrant };
 
 /** What a period draws from one grant. */
 export interface GrantDraw {

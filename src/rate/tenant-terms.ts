@@ -12,8 +12,7 @@ import {
 } from '../subscriptions/repository.js';
 import { segmentAtPeriodEnd } from '../subscriptions/timeline.js';
 import type { PeriodTerms } from './charge.js';
-import { loadUnitGrants } from './grant-repository.js';
-import type { UnitGrant } from './grants.js';
+import { loadUnitGrants, type UnitGrant } from '../subscriptions/unit-grants.js';
 
 type Q = Knex | Knex.Transaction;
 

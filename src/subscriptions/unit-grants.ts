@@ -1,16 +1,73 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
-import { dec, decStr } from '../domain/decimal.js';
+import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import type { Instant } from '../domain/period.js';
-import { loadUnitGrants, unitGrantFromRow } from '../rate/grant-repository.js';
-import { grantBalance, type UnitGrant } from '../rate/grants.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 
+type Q = Knex | Knex.Transaction;
+
 // Grants of units (DESIGN.md §14): top-ups of a feature's included quantity. How periods draw
 // on them is rate/grants.ts; what an invoiced period drew is stored in grant_uses.
+
+/** A grant of units of one feature (DESIGN.md §14), with what invoiced periods drew from it. */
+export interface UnitGrant {
+  id: string;
+  seq: number;
+  featureKey: string;
+  quantity: string;
+  priority: number;
+  effectiveAt: Instant;
+  expiresAt: Instant | null;
+  voidedAt: Instant | null;
+  /** period_start → units that period's non-void invoice drew. */
+  draws: Map<number, string>;
+}
+
+export function unitGrantFromRow(r: Record<string, any>): UnitGrant {
+  const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    id: r.id,
+    seq: Number(r.seq),
+    featureKey: r.feature_key,
+    quantity: r.quantity,
+    priority: Number(r.priority),
+    effectiveAt: Number(r.effective_at),
+    expiresAt: n(r.expires_at),
+    voidedAt: n(r.voided_at),
+    draws: new Map(),
+  };
+}
+
+/** Tenants' unit grants with what their non-void invoices drew, in two queries. */
+export async function loadUnitGrants(q: Q, tenantIds: string[]): Promise<Map<string, UnitGrant[]>> {
+  const out = new Map<string, UnitGrant[]>();
+  if (tenantIds.length === 0) return out;
+  const rows = await q('unit_grants').whereIn('tenant_id', tenantIds).orderBy('tenant_id').orderBy('seq');
+  if (rows.length === 0) return out;
+  const byKey = new Map<string, UnitGrant>();
+  for (const r of rows) {
+    const g = unitGrantFromRow(r);
+    byKey.set(`${r.tenant_id}|${g.id}`, g);
+    if (!out.has(r.tenant_id)) out.set(r.tenant_id, []);
+    out.get(r.tenant_id)!.push(g);
+  }
+  const uses = await q('grant_uses as u')
+    .join('invoices as i', function () {
+      this.on('i.tenant_id', 'u.tenant_id').andOn('i.id', 'u.invoice_id');
+    })
+    .whereIn('u.tenant_id', [...out.keys()])
+    .whereNot('i.status', 'void')
+    .select('u.tenant_id', 'u.grant_id', 'u.period_start', 'u.quantity');
+  for (const u of uses) {
+    const g = byKey.get(`${u.tenant_id}|${u.grant_id}`);
+    // One non-void invoice per period: at most one draw per grant and period.
+    if (g) g.draws.set(Number(u.period_start), u.quantity);
+  }
+  return out;
+}
 
 export interface UnitGrantInput {
   tenantId: string;
@@ -38,8 +95,9 @@ export interface UnitGrantView {
 const QUANTITY = /^\d{1,15}(\.\d{1,6})?$/;
 
 function view(tenantId: string, g: UnitGrant): UnitGrantView {
-  // A period start no draw can have: the balance less every recorded draw.
-  const remaining = grantBalance(g, { start: Number.NaN, end: Number.NaN });
+  let remaining = dec(g.quantity);
+  for (const q of g.draws.values()) remaining = remaining.minus(q);
+  remaining = Decimal.max(ZERO, remaining);
   return {
     id: g.id,
     tenantId,
