@@ -10,6 +10,7 @@ import { setQuota } from '../src/subscriptions/quota.js';
 import { addDiscount } from '../src/subscriptions/discounts.js';
 import { setTenantTax } from '../src/subscriptions/taxes.js';
 import { grantCredit } from '../src/subscriptions/credits.js';
+import { addUnitGrant, voidUnitGrant } from '../src/subscriptions/unit-grants.js';
 import { createCreditNote } from '../src/invoice/credit-notes.js';
 import { createTenant } from '../src/subscriptions/tenants.js';
 import { cancelSubscription, changePlan, subscribe } from '../src/subscriptions/lifecycle.js';
@@ -229,7 +230,11 @@ async function runReal(db: Db, s: Scenario): Promise<void> {
     else if (a.kind === 'grant') {
       const g = a.grant;
       await grantCredit(db, { tenantId: a.tenant, amount: g.amount, currency: g.currency, priority: g.priority, effective: g.effective, expires: g.expires, recurring: g.recurring }, o);
-    } else if (a.kind === 'creditNote') {
+    } else if (a.kind === 'unitGrant') {
+      const g = a.grant;
+      await addUnitGrant(db, { tenantId: a.tenant, featureKey: g.feature, quantity: g.quantity, priority: g.priority, effective: g.effective, expires: g.expires }, { ...o, id: a.id });
+    } else if (a.kind === 'unitGrantVoid') await voidUnitGrant(db, a.tenant, a.id, o);
+    else if (a.kind === 'creditNote') {
       const inv = (await listInvoices(db)).filter((i) => i.tenantId === a.tenant).sort((x, y) => x.number.localeCompare(y.number))[a.nth];
       if (!inv) continue;
       const creditable = toMinor(D(inv.total), inv.currency) - inv.creditNotes.reduce((sum, c) => sum + toMinor(D(c.amount), inv.currency), 0n);
@@ -263,6 +268,8 @@ function runReference(s: Scenario): ReferenceBilling {
     else if (a.kind === 'discount') ref.discount(a.tenant, a.discount);
     else if (a.kind === 'tax') ref.tax(a.tenant, a.rate);
     else if (a.kind === 'grant') ref.grant(a.tenant, a.grant);
+    else if (a.kind === 'unitGrant') ref.unitGrant(a.tenant, a.id, a.grant);
+    else if (a.kind === 'unitGrantVoid') ref.voidUnitGrant(a.t, a.tenant, a.id);
     else if (a.kind === 'creditNote') ref.creditNote(a.t, a.tenant, a.nth, a.pct);
     else if (a.kind === 'cancel') ref.cancel(a.t, a.tenant, a.at);
     else if (a.kind === 'generate') ref.generate(a.t);

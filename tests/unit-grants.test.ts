@@ -149,6 +149,8 @@ describe('drawGrants', () => {
   it("keeps a period's recorded draw as it was", () => {
     const grants = [g('a', 1, '10', 0, null, [[100, '3']]), g('b', 2, '10', 0, null)];
     expect(drawGrants(grants, 'F', p, '0', '50')).toEqual([{ grantId: 'a', quantity: '3', remaining: '7' }]);
+    // Invoiced without drawing (a zero draw marks it): late usage draws nothing either.
+    expect(drawGrants([g('a', 1, '10', 0, null, [[100, '0']])], 'F', p, '0', '50')).toEqual([]);
   });
   it('ignores grants not live in the period', () => {
     const expired = { ...g('x', 1, '10', 0, 100) };

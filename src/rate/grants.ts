@@ -35,14 +35,16 @@ export function grantBalance(g: UnitGrant, p: Period): Decimal {
 
 /**
  * What a period's usage beyond the plan's included quantity draws from the tenant's live grants
- * of the feature. A period with a recorded draw (invoiced) keeps it as it was.
+ * of the feature. An invoiced period keeps what it drew (a zero draw marks one that drew nothing).
  */
 export function drawGrants(grants: readonly UnitGrant[] | undefined, featureKey: string, p: Period, included: string | null, used: string): GrantDraw[] {
   if (!grants || included === null) return [];
   const mine = grants.filter((g) => g.featureKey === featureKey);
-  const recorded = mine.filter((g) => g.draws.has(p.start));
-  if (recorded.length > 0) {
-    return recorded.sort(grantOrder).map((g) => ({ grantId: g.id, quantity: g.draws.get(p.start)!, remaining: decStr(grantBalance(g, p).minus(g.draws.get(p.start)!)) }));
+  if (mine.some((g) => g.draws.has(p.start))) {
+    return mine
+      .filter((g) => dec(g.draws.get(p.start) ?? '0').gt(0))
+      .sort(grantOrder)
+      .map((g) => ({ grantId: g.id, quantity: g.draws.get(p.start)!, remaining: decStr(grantBalance(g, p).minus(g.draws.get(p.start)!)) }));
   }
   let need = Decimal.max(ZERO, dec(used).minus(included));
   const out: GrantDraw[] = [];

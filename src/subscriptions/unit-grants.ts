@@ -22,7 +22,7 @@ export interface UnitGrant {
   effectiveAt: Instant;
   expiresAt: Instant | null;
   voidedAt: Instant | null;
-  /** period_start → units that period's non-void invoice drew. */
+  /** period_start → units that period's non-void invoice drew ('0' for every other invoiced period). */
   draws: Map<number, string>;
 }
 
@@ -61,6 +61,9 @@ export async function loadUnitGrants(q: Q, tenantIds: string[]): Promise<Map<str
     .whereIn('u.tenant_id', [...out.keys()])
     .whereNot('i.status', 'void')
     .select('u.tenant_id', 'u.grant_id', 'u.period_start', 'u.quantity');
+  // An invoiced period keeps what it drew, also nothing: a zero draw marks it for every grant.
+  const invoiced = await q('invoices').whereIn('tenant_id', [...out.keys()]).whereNot('status', 'void').distinct('tenant_id', 'period_start');
+  for (const i of invoiced) for (const g of out.get(i.tenant_id)!) g.draws.set(Number(i.period_start), '0');
   for (const u of uses) {
     const g = byKey.get(`${u.tenant_id}|${u.grant_id}`);
     // One non-void invoice per period: at most one draw per grant and period.
