@@ -490,6 +490,11 @@ export class ReferenceBilling {
     this.unitGrants.set(tenant, [...(this.unitGrants.get(tenant) ?? []), { ...g, id, drawn: new Map() }]);
   }
 
+  /** How many (grant, period) draws invoices made: how much of a run exercised grants. */
+  unitGrantDraws(): number {
+    return [...this.unitGrants.values()].flat().reduce((n, g) => n + [...g.drawn.values()].filter((q) => q.gt(0)).length, 0);
+  }
+
   /** `billing grant void` at t. */
   voidUnitGrant(t: number, tenant: string, id: string): void {
     const g = this.unitGrants.get(tenant)?.find((x) => x.id === id);
