@@ -7,6 +7,9 @@ import { runCli } from './helpers/cli.js';
 import { invoicesByNumber, world } from './invoice-world.js';
 import { drawGrants, type UnitGrant } from '../src/rate/grants.js';
 import { discoverTables } from '../src/ops/tables.js';
+import { checkEntitlement } from '../src/entitlements/check.js';
+import { addUnitGrant, voidUnitGrant } from '../src/subscriptions/unit-grants.js';
+import { voidInvoice } from '../src/invoice/lifecycle.js';
 
 const JAN = '2026-01-01T00:00:00Z';
 const CATALOG = {
@@ -123,6 +126,30 @@ describeEachDb('unit grants', (t) => {
       expect(r.stderr).toMatch(message);
     }
     expect((await runCli(['grant', 'list', 'acme'], { db: url })).stdout).toBe('no unit grants for acme\n');
+  });
+
+  it("a cached check sees a grant added, an invoice's draw and a voided invoice at once (terms epoch)", async () => {
+    const { db } = t();
+    const w = world(db);
+    const o = (iso: string) => ({ now: Date.parse(iso), actor: 'test' });
+    await w.apply(JAN, CATALOG);
+    await w.tenant(JAN, 'acme');
+    await w.subscribe(JAN, 'acme', 'growth', 0);
+    await w.usage('2026-01-10T00:00:00Z', 'acme', 'API_CALL', '1200');
+    const check = async (iso: string) => checkEntitlement(db, { tenantId: 'acme', featureKey: 'API_CALL' }, { now: Date.parse(iso) });
+    expect((await check('2026-01-20T00:00:00Z')).included).toBe('1000');
+    const g = await addUnitGrant(db, { tenantId: 'acme', featureKey: 'API_CALL', quantity: '500' }, o('2026-01-20T00:00:00Z'));
+    expect(await check('2026-01-20T00:00:01Z')).toMatchObject({ included: '1500', grants: [{ id: g.id, balance: '500', drawn: '200', remaining: '300' }] });
+    // January's invoice draws 200: February sees 300 left.
+    await w.generate('2026-02-01T01:00:00Z', { finalize: true });
+    expect((await check('2026-02-02T00:00:00Z')).grants).toEqual([{ id: g.id, balance: '300', drawn: '0', remaining: '300', expires: null }]);
+    const [jan] = await invoicesByNumber(db);
+    await voidInvoice(db, jan.id, { reason: 'test', now: Date.parse('2026-02-02T01:00:00Z'), actor: 'test' });
+    expect((await check('2026-02-02T02:00:00Z')).grants?.[0].balance).toBe('500');
+    await voidUnitGrant(db, 'acme', g.id, o('2026-02-02T03:00:00Z'));
+    // Voided mid-February: still live in February, in no later period.
+    expect((await check('2026-02-02T04:00:00Z')).included).toBe('1500');
+    expect((await check('2026-03-02T00:00:00Z')).grants).toBeUndefined();
   });
 
   it('backup and restore carry grants and their draws as tenant tables', async () => {
