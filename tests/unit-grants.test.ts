@@ -1,6 +1,6 @@
 // Grants of units (DESIGN.md §14, docs/reference.md "Unit grants") through the CLI on both
 // databases: drawing order, a grant expiring mid-period, one effective mid-period, a void, late
-// usage on the period's recorded draw, report and check agreeing with the invoice, and verify.
+// usage on the period's recorded draw, report, estimate and check agreeing with the invoice, and verify.
 import { describe, expect, it } from 'vitest';
 import { describeEachDb } from './helpers/db.js';
 import { runCli } from './helpers/cli.js';
@@ -23,7 +23,7 @@ const CATALOG = {
 };
 
 describeEachDb('unit grants', (t) => {
-  it('top up included units in drawing order until used, expired or voided; invoices, report and check agree', async () => {
+  it('top up included units in drawing order until used, expired or voided; invoices, report, estimate and check agree', async () => {
     const { db, url } = t();
     const w = world(db);
     const cli = (args: string[], now = JAN) => runCli(args, { db: url, now });
@@ -57,6 +57,9 @@ describeEachDb('unit grants', (t) => {
     // Uninvoiced March: report and check count the remaining balance without recording it.
     const report = JSON.parse((await cli(['report', '--json'], '2026-03-25T00:00:00Z')).stdout);
     expect(report[0].features[0]).toMatchObject({ used: '4000', included: '3700', overage: '300', overageAmount: '3.00' });
+    const estimate = JSON.parse((await cli(['estimate', 'acme', '--json'], '2026-03-25T00:00:00Z')).stdout);
+    expect(estimate.features[0]).toMatchObject({ used: '4000', overageAmount: '3.00' });
+    expect(estimate.invoice.total).toBe('103.00');
     const check = JSON.parse((await cli(['check', 'acme', 'API_CALL', '--json'], '2026-03-25T00:00:00Z')).stdout);
     expect(check).toMatchObject({ allowed: true, reason: 'overage', used: '4000', included: '3700', limit: '3700', remaining: '0' });
     expect(check.grants).toEqual([
