@@ -118,7 +118,7 @@ describeEachDb('billing check', (t) => {
     const ok = await runCli(['check', 'acme', 'OCR_SCAN', '--json'], { db: url, now });
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout)).toEqual({
-      allowed: true, remaining: '50', reason: 'within_plan', hardStop: false, used: '0', included: '50', limit: '50', credits: null,
+      allowed: true, remaining: '50', reason: 'within_plan', hardStop: false, used: '0', included: '50', limit: '50', grants: [], credits: null,
     });
     const no = await runCli(['check', 'acme', 'PREMIUM_VOICE'], { db: url, now });
     expect(no.code).toBe(3);

@@ -10,6 +10,7 @@ import { setQuota } from '../src/subscriptions/quota.js';
 import { addDiscount } from '../src/subscriptions/discounts.js';
 import { setTenantTax } from '../src/subscriptions/taxes.js';
 import { grantCredit } from '../src/subscriptions/credits.js';
+import { addUnitGrant, voidUnitGrant } from '../src/subscriptions/unit-grants.js';
 import { createCreditNote } from '../src/invoice/credit-notes.js';
 import { createTenant } from '../src/subscriptions/tenants.js';
 import { cancelSubscription, changePlan, subscribe } from '../src/subscriptions/lifecycle.js';
@@ -167,6 +168,28 @@ describe('reference rater: hand-checked cases', () => {
     expect(feb.totalMinor).toBe(15349n);
   });
 
+  it('unit grants: 1,000 included + A 500 (priority 0) + B 2,000 (priority 1); 1,500 then 3,200 used; late +100 on the recorded draw', () => {
+    const ref = new ReferenceBilling({
+      features: [{ key: 'API_CALL', name: 'API calls', aggregation: 'sum' }],
+      plans: [{ key: 'growth', name: 'Growth', currency: 'USD', price: '100.00', interval: 'month', features: { API_CALL: { included: 1000, overage: { model: 'per_unit', unitPrice: '0.01' } } } }],
+    });
+    const jan1 = T('2026-01-01T00:00:00Z');
+    ref.subscribe(jan1, 'acme', 'growth');
+    ref.unitGrant('acme', 'b', { feature: 'API_CALL', quantity: '2000', priority: 1, effective: jan1 });
+    ref.unitGrant('acme', 'a', { feature: 'API_CALL', quantity: '500', priority: 0, effective: jan1, expires: T('2026-02-10T00:00:00Z') });
+    ref.ingest([{ tenant: 'acme', feature: 'API_CALL', quantity: '1500', occurredAt: T('2026-01-10T00:00:00Z') }]);
+    const [jan] = ref.generate(T('2026-02-01T01:00:00Z'));
+    expect(jan.lines.map((l) => `${l.kind} ${l.quantity?.toFixed()} ${l.amountMinor}`)).toEqual(['base_fee 1 10000', 'overage 0 0']); // all 500 from A
+    ref.ingest([
+      { tenant: 'acme', feature: 'API_CALL', quantity: '3200', occurredAt: T('2026-02-10T00:00:00Z') },
+      { tenant: 'acme', feature: 'API_CALL', quantity: '100', occurredAt: T('2026-01-20T00:00:00Z') },
+    ]);
+    const [feb] = ref.generate(T('2026-03-01T01:00:00Z'));
+    // February: A is used up, B gives 2,000: 200 billable. January's late 100 on its 1,500 included: 100 billable.
+    expect(feb.lines.map((l) => `${l.kind} ${l.quantity?.toFixed()} ${l.amountMinor}`)).toEqual(['base_fee 1 10000', 'overage 200 200', 'late_usage 100 100']);
+    expect(ref.unitGrantDraws()).toBe(2);
+  });
+
   it('credit notes: a 20.00 note on an open 110.65 leaves 90.65; on KWD only whole 10 fils come off the due', () => {
     const ref = new ReferenceBilling({
       features: [{ key: 'OCR', name: 'OCR', aggregation: 'sum' }],
@@ -229,7 +252,11 @@ async function runReal(db: Db, s: Scenario): Promise<void> {
     else if (a.kind === 'grant') {
       const g = a.grant;
       await grantCredit(db, { tenantId: a.tenant, amount: g.amount, currency: g.currency, priority: g.priority, effective: g.effective, expires: g.expires, recurring: g.recurring }, o);
-    } else if (a.kind === 'creditNote') {
+    } else if (a.kind === 'unitGrant') {
+      const g = a.grant;
+      await addUnitGrant(db, { tenantId: a.tenant, featureKey: g.feature, quantity: g.quantity, priority: g.priority, effective: g.effective, expires: g.expires }, { ...o, id: a.id });
+    } else if (a.kind === 'unitGrantVoid') await voidUnitGrant(db, a.tenant, a.id, o);
+    else if (a.kind === 'creditNote') {
       const inv = (await listInvoices(db)).filter((i) => i.tenantId === a.tenant).sort((x, y) => x.number.localeCompare(y.number))[a.nth];
       if (!inv) continue;
       const creditable = toMinor(D(inv.total), inv.currency) - inv.creditNotes.reduce((sum, c) => sum + toMinor(D(c.amount), inv.currency), 0n);
@@ -263,6 +290,8 @@ function runReference(s: Scenario): ReferenceBilling {
     else if (a.kind === 'discount') ref.discount(a.tenant, a.discount);
     else if (a.kind === 'tax') ref.tax(a.tenant, a.rate);
     else if (a.kind === 'grant') ref.grant(a.tenant, a.grant);
+    else if (a.kind === 'unitGrant') ref.unitGrant(a.tenant, a.id, a.grant);
+    else if (a.kind === 'unitGrantVoid') ref.voidUnitGrant(a.t, a.tenant, a.id);
     else if (a.kind === 'creditNote') ref.creditNote(a.t, a.tenant, a.nth, a.pct);
     else if (a.kind === 'cancel') ref.cancel(a.t, a.tenant, a.at);
     else if (a.kind === 'generate') ref.generate(a.t);
@@ -412,6 +441,8 @@ describeEachDb('reference rater vs the pipeline', (t) => {
         problems.push(`the pipeline failed: ${(e as Error).stack}`);
       }
       const ref = runReference(s);
+      const draws = ref.unitGrantDraws();
+      if (draws > 0) kinds.set('unit grant draw', (kinds.get('unit grant draw') ?? 0) + draws);
       const notes = s.actions.filter((x) => x.kind === 'creditNote').length;
       if (notes > 0) kinds.set('credit note (asked)', (kinds.get('credit note (asked)') ?? 0) + notes);
       const refInvoices = [...ref.invoices.values()].flat();

@@ -56,6 +56,13 @@ export const EXAMPLES: Record<string, string[]> = {
   'credit list': ['billing credit list acme', 'billing credit list acme --json'],
   'credit balance': ['billing credit balance acme', 'billing credit balance acme --json'],
   'credit void': ['billing credit void acme cg_0123456789abcdef'],
+  grant: ['billing grant add acme api-calls 5000 --expires 2027-01-01T00:00:00Z', 'billing grant list acme'],
+  'grant add': [
+    'billing grant add acme api-calls 5000',
+    'billing grant add acme api-calls 1000 --priority 1 --effective 2026-12-01T00:00:00Z --expires 2027-01-01T00:00:00Z',
+  ],
+  'grant list': ['billing grant list acme', 'billing grant list acme --json'],
+  'grant void': ['billing grant void acme ug_0123456789abcdef'],
   'credit-note': ['billing credit-note create INV-000001 --amount 20.00 --reason "outage credit"', 'billing credit-note list'],
   'credit-note create': [
     'billing credit-note create INV-000001 --amount 20.00 --reason "outage credit"',

@@ -3,13 +3,14 @@ import { applyOverride } from '../catalog/repository.js';
 import type { Feature, PlanFeature } from '../domain/catalog.js';
 import { dec, decStr, Decimal, ZERO } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
-import type { Instant } from '../domain/period.js';
+import { toIso, type Instant } from '../domain/period.js';
 import { microToDecimal, parseQuantity } from '../domain/quantity.js';
 import { handleOn, type Db } from '../storage/db.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt } from '../subscriptions/timeline.js';
 import { usageOf } from '../aggregate/usage.js';
 import type { Window } from '../aggregate/windows.js';
+import { drawGrants, grantBalance, grantLive, grantOrder, type UnitGrant } from '../rate/grants.js';
 import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';
 
 export type CheckReason =
@@ -31,6 +32,18 @@ export interface CheckResult {
   used: string;
   included: string | null;
   limit: string | null;
+  /** Live grants of units counted in the allowance (only when there are any), in drawing order. */
+  grants?: CheckGrant[];
+}
+
+/** A grant counted in a check: its balance this period, what usage so far draws, what is left. */
+export interface CheckGrant {
+  id: string;
+  balance: string;
+  drawn: string;
+  remaining: string;
+  /** ISO instant; null: never. */
+  expires: string | null;
 }
 
 export interface CheckInput {
@@ -55,7 +68,7 @@ function parseRequested(raw: string | undefined): Decimal {
 
 type Resolved =
   | { denial: CheckResult }
-  | { feature: Feature; window: Window; terms: PlanFeature; windowsKey: string };
+  | { feature: Feature; window: Window; terms: PlanFeature; windowsKey: string; grants: UnitGrant[] };
 
 /** The terms in force for this tenant and feature now, or the denial that precedes usage. */
 async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, input: CheckInput, now: Instant): Promise<Resolved> {
@@ -77,7 +90,9 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
   if (feature.type === 'boolean') {
     return { denial: { allowed: true, remaining: null, reason: 'within_plan', hardStop: false, used: '0', included: null, limit: null } };
   }
-  return { feature, window, terms, windowsKey: tenant.windowsKey };
+  const period = { start: window.start, end: window.end };
+  const grants = tenant.grants.filter((g) => g.featureKey === feature.key && grantLive(g, period) && grantBalance(g, period).gt(0)).sort(grantOrder);
+  return { feature, window, terms, windowsKey: tenant.windowsKey, grants };
 }
 
 /** The window's usage of the feature (aggregate's read model) and the terms epoch, read in one statement. */
@@ -86,10 +101,14 @@ async function readUsed(db: Db, tenantId: string, r: { feature: Feature; window:
   return { used: microToDecimal(u.quantity ?? '0'), epoch: Number(u.alongside) };
 }
 
-function decide(terms: PlanFeature, used: Decimal, requested: Decimal): CheckResult {
-  const included = terms.included === null ? null : dec(terms.included);
+function decide(r: { terms: PlanFeature; window: Window; grants: UnitGrant[] }, used: Decimal, requested: Decimal): CheckResult {
+  const { terms } = r;
+  const period = { start: r.window.start, end: r.window.end };
+  // Live grants' balance tops up the allowance, and an explicit limit with it (rate/grants.ts).
+  const granted = terms.included === null ? ZERO : r.grants.reduce((s, g) => s.plus(grantBalance(g, period)), ZERO);
+  const included = terms.included === null ? null : dec(terms.included).plus(granted);
   // The limit defaults to the allowance (DESIGN.md §3); it denies only under a hard stop.
-  const limit = terms.limit !== null ? dec(terms.limit) : included;
+  const limit = terms.limit !== null ? dec(terms.limit).plus(granted) : included;
   const after = used.plus(requested);
   let allowed = true;
   let reason: CheckReason = 'within_plan';
@@ -107,7 +126,17 @@ function decide(terms: PlanFeature, used: Decimal, requested: Decimal): CheckRes
     used: decStr(used),
     included: included === null ? null : decStr(included),
     limit: limit === null ? null : decStr(limit),
+    ...(terms.included !== null && r.grants.length > 0 ? { grants: checkGrants(r.grants, period, terms.included, used) } : {}),
   };
+}
+
+function checkGrants(grants: UnitGrant[], period: { start: number; end: number }, included: string, used: Decimal): CheckGrant[] {
+  const draws = new Map(drawGrants(grants, grants[0].featureKey, period, included, decStr(used)).map((d) => [d.grantId, d.quantity]));
+  return grants.map((g) => {
+    const balance = grantBalance(g, period);
+    const drawn = dec(draws.get(g.id) ?? '0');
+    return { id: g.id, balance: decStr(balance), drawn: decStr(drawn), remaining: decStr(balance.minus(drawn)), expires: g.expiresAt === null ? null : toIso(g.expiresAt) };
+  });
 }
 
 /** Past this many epoch changes during one check, answer from the last read (see below). */
@@ -132,7 +161,7 @@ export async function checkEntitlement(
   const requested = parseRequested(input.quantity);
   if (opts.trx) {
     const r = await resolveTerms(new TermsGeneration(null), opts.trx, input, opts.now);
-    return 'denial' in r ? r.denial : decide(r.terms, (await readUsed(handleOn(db, opts.trx), input.tenantId, r)).used, requested);
+    return 'denial' in r ? r.denial : decide(r, (await readUsed(handleOn(db, opts.trx), input.tenantId, r)).used, requested);
   }
   const cache = termsCache(db);
   for (let attempt = 1; ; attempt++) {
@@ -142,7 +171,7 @@ export async function checkEntitlement(
     // Terms changing under every attempt: the last answer is as good as any taken during
     // those changes, which a caller could not order against this check anyway.
     if (read.epoch === gen.epoch || attempt >= MAX_ATTEMPTS) {
-      return 'denial' in r ? r.denial : decide(r.terms, read.used!, requested);
+      return 'denial' in r ? r.denial : decide(r, read.used!, requested);
     }
     cache.advance(read.epoch);
   }

@@ -5,6 +5,7 @@ import type { Db } from '../storage/db.js';
 import { TenantTimeline, windowsKey } from '../aggregate/windows.js';
 import { CatalogCache, loadTenantTerms } from '../rate/tenant-terms.js';
 import type { Segment, Tenant } from '../subscriptions/repository.js';
+import type { UnitGrant } from '../rate/grants.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -17,6 +18,8 @@ export interface TenantTerms {
   /** Segments by subscription id, in order. */
   segments: Map<string, Segment[]>;
   overrides: Map<string, QuotaOverride>;
+  /** Grants of units with their recorded draws (rate/grants.ts). */
+  grants: UnitGrant[];
 }
 
 /** Tenants kept per generation; the least recently loaded go first past this. */
@@ -64,8 +67,8 @@ export class TermsGeneration {
 async function loadCheckTerms(q: Q, tenantId: string): Promise<TenantTerms | null> {
   const t = (await loadTenantTerms(q, [tenantId])).get(tenantId);
   if (!t?.tenant) return null;
-  const { tenant, subscriptions, segments, overrides } = t;
-  return { tenant, timeline: new TenantTimeline(subscriptions), windowsKey: windowsKey(subscriptions), segments, overrides };
+  const { tenant, subscriptions, segments, overrides, grants } = t;
+  return { tenant, timeline: new TenantTimeline(subscriptions), windowsKey: windowsKey(subscriptions), segments, overrides, grants };
 }
 
 /** The counter's current value, as this handle (a connection or a transaction) sees it. */

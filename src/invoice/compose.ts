@@ -10,7 +10,7 @@ import { loadDiscounts } from '../subscriptions/discounts.js';
 import { availableCredits } from '../subscriptions/credits.js';
 import { loadTenantTaxes } from '../subscriptions/taxes.js';
 import { versionKey } from '../rate/base-fee.js';
-import { periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage } from '../rate/period.js';
+import { periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage, type RatedPeriod } from '../rate/period.js';
 import type { Billed } from '../rate/usage-lines.js';
 import { invoiceTotals, type InvoiceTotals } from '../rate/totals.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
@@ -109,6 +109,8 @@ export interface Composed {
   discountsUsed: string[];
   /** Recorded with the invoice: what it took from each prepaid credit grant. */
   creditsUsed: Array<{ grantId: string; instance: number; amount: string }>;
+  /** Recorded with the invoice: what its period drew from each grant of units. */
+  grantsUsed: RatedPeriod['grantsUsed'];
 }
 
 /**
@@ -136,7 +138,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const discounts = await loadDiscounts(q, sub.tenantId);
   const taxes = (await loadTenantTaxes(q, sub.tenantId)).rates;
   const credits = await availableCredits(q, sub.tenantId, sub.currency, input.issuedAt);
-  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, discounts, taxes, credits }, state);
+  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, grants: t.grants, discounts, taxes, credits }, state);
   const lines = rated.lines.map((d, i) => ({ lineNo: i + 1, ...d }));
-  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed, creditsUsed: rated.creditsUsed };
+  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed, creditsUsed: rated.creditsUsed, grantsUsed: rated.grantsUsed };
 }

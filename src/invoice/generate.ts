@@ -12,6 +12,7 @@ import { CatalogCache } from '../rate/tenant-terms.js';
 import type { InvoiceTotals } from '../rate/totals.js';
 import { recordDiscountUses } from '../subscriptions/discounts.js';
 import { recordCreditUses } from '../subscriptions/credits.js';
+import { recordGrantUses } from '../subscriptions/unit-grants.js';
 import { composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
@@ -136,6 +137,7 @@ async function createInvoice(
       await insertLines(trx, head.id, composed.lines);
       await recordDiscountUses(trx, sub.tenantId, head.id, composed.discountsUsed);
       await recordCreditUses(trx, sub.tenantId, head.id, composed.creditsUsed, opts);
+      await recordGrantUses(trx, sub.tenantId, head.id, composed.grantsUsed);
       const invoice: Invoice = { ...head, lines: composed.lines };
       await writeAudit(trx, {
         at: opts.now,

@@ -59,6 +59,9 @@ export async function verifyInvoices(db: Db): Promise<VerifyReport> {
   for (const tenantId of (await db.knex('credit_grants').distinct('tenant_id').orderBy('tenant_id')).map((r) => r.tenant_id as string)) {
     await checkCreditLedger(db, tenantId, out);
   }
+  for (const tenantId of (await db.knex('unit_grants').distinct('tenant_id').orderBy('tenant_id')).map((r) => r.tenant_id as string)) {
+    await checkUnitGrants(db, tenantId, out);
+  }
   await checkNumbers(db, numbers, out);
   return { ok: out.length === 0, invoices, lines, violations: out };
 }
@@ -469,6 +472,33 @@ async function checkCreditLedger(db: Db, tenantId: string, out: Violation[]): Pr
     if (!g) out.push({ check: 'credits', message: `tenant ${tenantId}: invoices used grant ${key} that does not exist` });
     else if (!isDecimalString(g.amount ?? '') || sum.gt(g.amount)) {
       out.push({ check: 'credits', message: `tenant ${tenantId}: grant ${key} gave ${formatMoney(sum, g.currency)} of ${g.amount}: its balance went negative` });
+    }
+  }
+}
+
+/** No grant of units gave more than its quantity (what non-void invoices drew from it). */
+async function checkUnitGrants(db: Db, tenantId: string, out: Violation[]): Promise<void> {
+  const grants = new Map((await db.knex('unit_grants').where('tenant_id', tenantId)).map((g) => [g.id as string, g]));
+  const uses = await db.knex('grant_uses as u')
+    .join('invoices as i', function () {
+      this.on('i.tenant_id', 'u.tenant_id').andOn('i.id', 'u.invoice_id');
+    })
+    .where('u.tenant_id', tenantId)
+    .whereNot('i.status', 'void')
+    .select('u.grant_id', 'u.quantity', 'i.number');
+  const used = new Map<string, Decimal>();
+  for (const u of uses) {
+    if (!isDecimalString(u.quantity ?? '') || dec(u.quantity).lte(0)) {
+      out.push({ check: 'grants', invoice: u.number, message: `tenant ${tenantId}: draw "${u.quantity}" from unit grant ${u.grant_id} is not a positive quantity` });
+      continue;
+    }
+    used.set(u.grant_id, (used.get(u.grant_id) ?? dec(0)).plus(u.quantity));
+  }
+  for (const [id, sum] of used) {
+    const g = grants.get(id);
+    if (!g) out.push({ check: 'grants', message: `tenant ${tenantId}: invoices drew on unit grant ${id} that does not exist` });
+    else if (!isDecimalString(g.quantity ?? '') || sum.gt(g.quantity)) {
+      out.push({ check: 'grants', message: `tenant ${tenantId}: unit grant ${id} gave ${sum.toFixed()} of ${g.quantity} ${g.feature_key}: more than its quantity` });
     }
   }
 }

@@ -6,6 +6,7 @@ import { microToString } from '../domain/quantity.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
 import type { PriceLine } from './price-line.js';
 import { rateUsage } from './rate.js';
+import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 
 /** Why a summary got a zero charge instead of being priced. */
 export type UnratedReason = 'no_subscription' | 'no_plan_segment' | 'plan_version_missing' | 'feature_not_in_plan';
@@ -60,6 +61,7 @@ export function rateCharge(
   terms: PeriodTerms,
   override: QuotaOverride | undefined,
   ratedAt: Instant,
+  grants?: readonly UnitGrant[],
 ): RatedCharge {
   const used = microToString(usedMicro ?? '0');
   const base = { ...key, ratedAt, summaryQuantity: usedMicro };
@@ -84,7 +86,9 @@ export function rateCharge(
       lines: [],
     };
   }
-  const r = rateUsage(pf, used, terms.plan.currency);
+  // Units granted to the tenant top up the included quantity (rate/grants.ts).
+  const draws = drawGrants(grants, key.featureKey, { start: key.periodStart, end: key.periodEnd }, pf.included, used);
+  const r = rateUsage(withGrantDraws(pf, draws), used, terms.plan.currency);
   return {
     ...base,
     planKey: terms.plan.planKey,

@@ -86,7 +86,7 @@ export async function rateMinimums(
             const closedAndCharged = final.get(k) === period.end && period.end <= opts.now;
             if (closedAndCharged) continue;
             const chargeKey = { tenantId, featureKey, periodStart: period.start, periodEnd: period.end };
-            out.push(rateCharge(chargeKey, null, pt, t.overrides.get(featureKey), opts.now));
+            out.push(rateCharge(chargeKey, null, pt, t.overrides.get(featureKey), opts.now, t.grants));
           }
         }
       }

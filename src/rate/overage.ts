@@ -105,7 +105,7 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
       const sub = governingSubscription(t.subscriptions, r.subscription_id ?? null, period.start);
       const pt = await termsForPeriod(t, sub, period, plans);
       const key = { tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: period.start, periodEnd: period.end };
-      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now));
+      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now, t.grants));
     }
     await write(charges);
     const last = page[page.length - 1];

@@ -5,6 +5,7 @@ import type { Discount } from '../domain/discount.js';
 import { baseFeeLines } from './base-fee.js';
 import { discountApplies, discountLines } from './discounts.js';
 import { featureTerms as termsOf } from './charge.js';
+import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 import type { CreditDetails, RatedLine } from './lines.js';
 import { roundingLine } from './rounding.js';
 import { commitmentLine } from './commitment.js';
@@ -38,6 +39,8 @@ export interface PeriodRatingTerms {
   plan: PlanVersion | null;
   features: Map<string, Feature>;
   overrides: Map<string, QuotaOverride>;
+  /** The tenant's grants of units, with what invoiced periods drew (rate/grants.ts). */
+  grants?: UnitGrant[];
   /** The tenant's discounts, creation order, with their uses so far (which apply is decided here). */
   discounts?: Discount[];
   /** The tax rates the invoice is taxed at (the tenant's, else the catalog's default). */
@@ -64,6 +67,8 @@ export interface RatedPeriod {
   discountsUsed: string[];
   /** What the invoice takes from each prepaid credit grant. */
   creditsUsed: Array<{ grantId: string; instance: number; amount: string }>;
+  /** What the period's usage draws from each grant of units (recorded with the invoice). */
+  grantsUsed: Array<{ grantId: string; periodStart: number; quantity: string }>;
 }
 
 /**
@@ -77,17 +82,23 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
   const { sub, period, plan: pv } = terms;
   const lines: RatedLine[] = baseFeeLines(terms);
   const featureTerms: FeatureTerms = {};
+  const grantsUsed: RatedPeriod['grantsUsed'] = [];
   if (pv) {
     for (const featureKey of Object.keys(pv.features).sort()) {
       const feature = terms.features.get(featureKey);
       if (!feature || feature.type !== 'metered') continue;
-      const ft = termsOf(pv, featureKey, terms.overrides.get(featureKey))!;
+      const usedTotal = usage.usage.get(period.start)?.get(featureKey) ?? '0';
+      const planTerms = termsOf(pv, featureKey, terms.overrides.get(featureKey))!;
+      // The draw is part of the stored terms, so late usage is priced on what the period drew.
+      const draws = drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
+      for (const d of draws) grantsUsed.push({ grantId: d.grantId, periodStart: period.start, quantity: d.quantity });
+      const ft = withGrantDraws(planTerms, draws);
       featureTerms[featureKey] = ft;
       const line = usageLine({
         context: 'current',
         feature,
         terms: ft,
-        usedTotal: usage.usage.get(period.start)?.get(featureKey) ?? '0',
+        usedTotal,
         billed: usage.billed.get(`${featureKey}|${period.start}`) ?? null,
         currency: sub.currency,
         period,
@@ -118,6 +129,7 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
       const d = l.details as CreditDetails;
       return { grantId: d.grantId, instance: d.instance, amount: l.amount.replace(/^-/, '') };
     }),
+    grantsUsed,
   };
 }
 

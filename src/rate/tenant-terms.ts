@@ -12,6 +12,7 @@ import {
 } from '../subscriptions/repository.js';
 import { segmentAtPeriodEnd } from '../subscriptions/timeline.js';
 import type { PeriodTerms } from './charge.js';
+import { loadUnitGrants, type UnitGrant } from '../subscriptions/unit-grants.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -21,6 +22,8 @@ export interface TenantTerms {
   subscriptions: Subscription[];
   segments: Map<string, Segment[]>; // by subscription id, in seq order
   overrides: Map<string, QuotaOverride>;
+  /** Grants of units, with what invoiced periods drew from them. */
+  grants: UnitGrant[];
 }
 
 /**
@@ -35,7 +38,7 @@ export async function loadTenantTerms(q: Q, tenantIds: string[]): Promise<Map<st
   const subs = await q('subscriptions').whereIn('tenant_id', tenantIds).orderBy('started_at').orderBy('id');
   const segs = await q('subscription_segments').whereIn('tenant_id', tenantIds).orderBy('tenant_id').orderBy('subscription_id').orderBy('seq');
   const withOverrides = await q('quota_overrides').distinct('tenant_id').whereIn('tenant_id', tenantIds);
-  for (const id of tenantIds) out.set(id, { tenant: null, subscriptions: [], segments: new Map(), overrides: new Map() });
+  for (const id of tenantIds) out.set(id, { tenant: null, subscriptions: [], segments: new Map(), overrides: new Map(), grants: [] });
   for (const r of tenants) out.get(r.id)!.tenant = tenantFromRow(r);
   for (const r of subs) out.get(r.tenant_id)!.subscriptions.push(subscriptionFromRow(r));
   for (const r of segs) {
@@ -44,6 +47,7 @@ export async function loadTenantTerms(q: Q, tenantIds: string[]): Promise<Map<st
     if (!m.has(s.subscriptionId)) m.set(s.subscriptionId, []);
     m.get(s.subscriptionId)!.push(s);
   }
+  for (const [id, gs] of await loadUnitGrants(q, tenantIds)) out.get(id)!.grants = gs;
   // Overrides are rare: only tenants that have one pay a query.
   for (const r of withOverrides) out.get(r.tenant_id)!.overrides = await loadQuotaOverrides(q, r.tenant_id);
   return out;

@@ -3,6 +3,7 @@ import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
 import { windowsKey, type Window } from '../aggregate/windows.js';
+import type { UnitGrant } from './grants.js';
 import { rateCharge, type PeriodTerms, type RatedCharge } from './charge.js';
 import { CatalogCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';
 
@@ -37,6 +38,7 @@ export function rateWindowCharges(
   features: Map<string, Feature>,
   overrides: Map<string, QuotaOverride>,
   now: Instant,
+  grants?: readonly UnitGrant[],
 ): RatedCharge[] {
   const keys = new Set([...usedMicro.keys()]);
   if (terms.ok) {
@@ -47,7 +49,7 @@ export function rateWindowCharges(
   return [...keys]
     .sort()
     .map((featureKey) =>
-      rateCharge({ tenantId, featureKey, periodStart: window.start, periodEnd: window.end }, usedMicro.get(featureKey) ?? null, terms, overrides.get(featureKey), now),
+      rateCharge({ tenantId, featureKey, periodStart: window.start, periodEnd: window.end }, usedMicro.get(featureKey) ?? null, terms, overrides.get(featureKey), now, grants),
     );
 }
 
@@ -69,7 +71,7 @@ export async function rateWindows(
     for (const w of ws) {
       const usedMicro = usage.get(tenantId)?.get(w.start) ?? new Map<string, string>();
       const pt = await termsForPeriod(t, w.subscription, w, plans);
-      out.push({ tenantId, window: w, terms: pt, charges: rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now), usedMicro });
+      out.push({ tenantId, window: w, terms: pt, charges: rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants), usedMicro });
     }
   }
   return out;

@@ -63,6 +63,7 @@ export async function windowInvoiceTotals(
       plan: r.terms.ok ? r.terms.plan : null,
       features: await cache.allFeatures(q),
       overrides: t.overrides,
+      grants: t.grants,
       discounts,
       taxes: extras.taxes.get(r.tenantId) ?? [],
       credits: [],

@@ -244,6 +244,15 @@ export interface RefGrant {
   recurring?: 'monthly';
 }
 
+/** A grant of units of one feature (DESIGN.md §14): tops up its included quantity while live. */
+export interface RefUnitGrant {
+  feature: string;
+  quantity: string;
+  priority: number;
+  effective: number;
+  expires?: number;
+}
+
 export interface RefInvoice {
   tenant: string;
   start: number;
@@ -287,6 +296,9 @@ export class ReferenceBilling {
   private readonly taxes = new Map<string, Map<string, RefTaxRate>>();
   /** tenant → its grants in creation order, each with what invoices took per instance. */
   private readonly grants = new Map<string, Array<RefGrant & { uses: Map<number, bigint> }>>();
+
+  /** tenant → its unit grants in creation order, with what each invoiced period drew. */
+  private readonly unitGrants = new Map<string, Array<RefUnitGrant & { id: string; voided?: number; drawn: Map<number, Decimal> }>>();
 
   constructor(catalog: RefCatalog) {
     this.applyCatalog(catalog);
@@ -448,7 +460,8 @@ export class ReferenceBilling {
         for (const [feature, f] of this.features) {
           if (f.type === 'boolean') continue;
           const used = this.usage(tenant, feature, period);
-          const terms = this.terms(tenant, endPlan, feature);
+          const plain = this.terms(tenant, endPlan, feature);
+          const terms = plain && this.withGranted(tenant, feature, period, plain, used ?? new Decimal(0), false);
           const minor = terms ? rate(terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
           if (used !== undefined || minor !== 0n) out.set(`${feature}|${period.start}`, minor);
         }
@@ -471,6 +484,58 @@ export class ReferenceBilling {
   /** `billing credit grant`. */
   grant(tenant: string, g: RefGrant): void {
     this.grants.set(tenant, [...(this.grants.get(tenant) ?? []), { ...g, uses: new Map() }]);
+  }
+
+  /** `billing grant add`. */
+  unitGrant(tenant: string, id: string, g: RefUnitGrant): void {
+    this.unitGrants.set(tenant, [...(this.unitGrants.get(tenant) ?? []), { ...g, id, drawn: new Map() }]);
+  }
+
+  /** How many (grant, period) draws invoices made: how much of a run exercised grants. */
+  unitGrantDraws(): number {
+    return [...this.unitGrants.values()].flat().reduce((n, g) => n + [...g.drawn.values()].filter((q) => q.gt(0)).length, 0);
+  }
+
+  /** `billing grant void` at t. */
+  voidUnitGrant(t: number, tenant: string, id: string): void {
+    const g = this.unitGrants.get(tenant)?.find((x) => x.id === id);
+    if (g && g.voided === undefined) g.voided = t;
+  }
+
+  /**
+   * Units a period of the tenant takes from its grants of the feature beyond `included`: an
+   * invoiced period what it took then; otherwise live grants (effective before the period ends,
+   * not expired or voided by its start) by priority, expiry (none last), age, each up to what
+   * other periods left. `record`: the invoice of the period takes it.
+   */
+  private grantedUnits(tenant: string, feature: string, period: Span, included: Decimal | null, used: Decimal, record: boolean): Decimal {
+    const grants = (this.unitGrants.get(tenant) ?? []).filter((g) => g.feature === feature);
+    if (included === null || grants.length === 0) return new Decimal(0);
+    if (this.invoices.get(tenant)?.some((i) => i.start === period.start)) {
+      return grants.reduce((sum, g) => sum.plus(g.drawn.get(period.start) ?? 0), new Decimal(0));
+    }
+    const order = grants
+      .map((g, seq) => ({ g, seq }))
+      .filter(({ g }) => g.effective < period.end && (g.expires === undefined || g.expires > period.start) && (g.voided === undefined || g.voided > period.start))
+      .sort((a, b) => a.g.priority - b.g.priority || (a.g.expires ?? Infinity) - (b.g.expires ?? Infinity) || a.seq - b.seq);
+    let want = Decimal.max(0, used.minus(included));
+    let total = new Decimal(0);
+    for (const { g } of order) {
+      let left = D(g.quantity);
+      for (const [start, q] of g.drawn) if (start !== period.start) left = left.minus(q);
+      const take = Decimal.min(Decimal.max(0, left), want);
+      if (take.lte(0)) continue;
+      want = want.minus(take);
+      total = total.plus(take);
+      if (record) g.drawn.set(period.start, take);
+    }
+    return total;
+  }
+
+  /** The terms with the period's granted units added to what is included. */
+  private withGranted(tenant: string, feature: string, period: Span, terms: Terms, used: Decimal, record: boolean): Terms {
+    const extra = this.grantedUnits(tenant, feature, period, terms.included, used, record);
+    return extra.isZero() ? terms : { ...terms, included: terms.included!.plus(extra) };
   }
 
   /**
@@ -557,8 +622,10 @@ export class ReferenceBilling {
     this.invoicedTerms.set(`${tenant}|${period.start}`, new Map([...this.features.keys()].map((f) => [f, this.terms(tenant, endPlan, f)])));
     for (const feature of Object.keys(this.plan(endPlan).features).sort()) {
       if (this.features.get(feature)?.type === 'boolean') continue;
-      const terms = this.terms(tenant, endPlan, feature)!;
       const used = this.usage(tenant, feature, period);
+      // What the period draws from unit grants is part of the terms its late usage is priced on.
+      const terms = this.withGranted(tenant, feature, period, this.terms(tenant, endPlan, feature)!, used ?? new Decimal(0), true);
+      this.invoicedTerms.get(`${tenant}|${period.start}`)!.set(feature, terms);
       const key = `${tenant}|${feature}|${period.start}`;
       const before = this.billed.get(key);
       const r = rate(terms, used ?? new Decimal(0), currency);

@@ -11,6 +11,7 @@ import {
   type RefDiscount,
   type RefEvent,
   type RefGrant,
+  type RefUnitGrant,
   type RefTaxRate,
   type RefPlan,
   type RefPlanFeature,
@@ -26,6 +27,8 @@ export type Action =
   | { t: number; kind: 'discount'; tenant: string; discount: RefDiscount }
   | { t: number; kind: 'tax'; tenant: string; rate: RefTaxRate | null }
   | { t: number; kind: 'grant'; tenant: string; grant: RefGrant }
+  | { t: number; kind: 'unitGrant'; tenant: string; id: string; grant: RefUnitGrant }
+  | { t: number; kind: 'unitGrantVoid'; tenant: string; id: string }
   | { t: number; kind: 'creditNote'; tenant: string; nth: number; pct: number }
   | { t: number; kind: 'usage'; events: RefEvent[] }
   | { t: number; kind: 'catalog'; catalog: RefCatalog }
@@ -45,7 +48,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 export const EPOCH = Date.UTC(2026, 0, 1);
 const END = Date.UTC(2026, 4, 20, 6); // 20 May 2026: four to five months of periods
-const ORDER: Record<Action['kind'], number> = { catalog: 0, subscribe: 1, quota: 2, discount: 3, tax: 4, grant: 5, change: 6, cancel: 7, usage: 8, generate: 9, creditNote: 10 };
+const ORDER: Record<Action['kind'], number> = { catalog: 0, subscribe: 1, quota: 2, discount: 3, tax: 4, grant: 5, unitGrant: 5, unitGrantVoid: 5, change: 6, cancel: 7, usage: 8, generate: 9, creditNote: 10 };
 
 /** Default currencies; RATER_CURRENCIES=USD,JPY narrows them. */
 export const DEFAULT_CURRENCIES = ['USD', 'JPY', 'HUF', 'KWD', 'ISK'];
@@ -260,6 +263,22 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
       if (r.chance(0.3)) g.expires = effective + (1 + r.int(60)) * DAY;
       if (r.chance(0.25)) g.recurring = 'monthly';
       actions.push({ t: at, kind: 'grant', tenant: id, grant: g });
+    }
+    // Grants of units (DESIGN.md §14) now and then, effective when added or later (an earlier
+    // start would reprice periods already closed), some expiring, some voided later.
+    for (let k = 0, n = r.chance(0.4) ? 1 + r.int(3) : 0; k < n; k++) {
+      const at = instant(r, start, 100);
+      if (at >= END - DAY) continue;
+      const effective = r.chance(0.6) ? at : at + r.int(30) * DAY;
+      const g: RefUnitGrant = { feature: r.pick(metered).key, quantity: decimal(r, 80, 3), priority: r.pick([0, 0, 1, 3]), effective };
+      if (!/[1-9]/.test(g.quantity)) g.quantity = '5';
+      if (r.chance(0.4)) g.expires = effective + (1 + r.int(60)) * DAY;
+      const gid = `ug_${id}_${k}`;
+      actions.push({ t: at, kind: 'unitGrant', tenant: id, id: gid, grant: g });
+      if (r.chance(0.2)) {
+        const voidAt = instant(r, at + DAY, 60);
+        if (voidAt < END - DAY) actions.push({ t: voidAt, kind: 'unitGrantVoid', tenant: id, id: gid });
+      }
     }
     for (let k = r.chance(0.35) ? 1 + r.int(2) : 0; k > 0; k--) {
       actions.push({ t: instant(r, Date.UTC(2026, 1, 2), 100), kind: 'creditNote', tenant: id, nth: r.int(4), pct: r.pick([10, 33, 50, 100]) });

@@ -19,9 +19,11 @@ export function register(program: Command): void {
         // The JSON adds the prepaid balance (DESIGN.md §13) for callers that show it beside the verdict.
         return { r, credits: ctx.json ? await prepaidCredit(db.knex, tenantId, ctx.now) : null };
       });
-      if (ctx.json) printJson({ ...r, credits });
-      else {
+      if (ctx.json) {
+        printJson({ ...r, grants: r.grants ?? [], credits });
+      } else {
         const terms = [`used ${r.used}`];
+        if (r.grants) terms.push(`with ${r.grants.length} unit grant${r.grants.length === 1 ? '' : 's'} (${r.grants.map((g) => `${g.id} ${g.remaining} left`).join(', ')})`);
         if (r.limit !== null) terms.push(`limit ${r.limit}`, `remaining ${r.remaining}`);
         else if (r.allowed) terms.push('unlimited');
         if (r.hardStop) terms.push('hard stop');

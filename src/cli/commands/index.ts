@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   tax: () => import('./tax.js'),
   credit: () => import('./credit.js'),
   'credit-note': () => import('./credit-note.js'),
+  grant: () => import('./grant.js'),
   invoice: () => import('./invoice.js'),
   verify: () => import('./verify.js'),
   run: () => import('./run.js'),
