@@ -172,30 +172,22 @@ export async function runDunning(db: Db, opts: DunningOptions): Promise<DunningR
   const ctx: Ctx = { db, stripe, opts, report };
   // Credit notes first, so a retry charges only what is still due.
   await enqueueCreditNotes(db, opts);
-  const notes = await deliver(db, stripe, {
-    now: opts.now,
-    actor: opts.actor,
-    tenantId: opts.tenantId,
-    kinds: ['credit_note'],
-    maxAttempts: DEFAULT_MAX_ATTEMPTS,
-    inRunRetries: 2,
-    random: opts.random ?? Math.random,
-    sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
-    limit,
-  }, emptyDeliveryReport());
+  const deliverKind = (kind: 'credit_note' | 'invoice_uncollectible') =>
+    deliver(db, stripe, {
+      now: opts.now,
+      actor: opts.actor,
+      tenantId: opts.tenantId,
+      kinds: [kind],
+      maxAttempts: DEFAULT_MAX_ATTEMPTS,
+      inRunRetries: 2,
+      random: opts.random ?? Math.random,
+      sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+      limit,
+    }, emptyDeliveryReport());
+  const notes = await deliverKind('credit_note');
   for (const e of notes.errors) report.errors.push({ tenantId: e.tenantId, invoiceId: e.ref, message: `credit note at Stripe: ${e.message}` });
   await settleAll(due, (row) => retryPayment(ctx, row, limit));
-  const marks = await deliver(db, stripe, {
-    now: opts.now,
-    actor: opts.actor,
-    tenantId: opts.tenantId,
-    kinds: ['invoice_uncollectible'],
-    maxAttempts: DEFAULT_MAX_ATTEMPTS,
-    inRunRetries: 2,
-    random: opts.random ?? Math.random,
-    sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
-    limit,
-  }, emptyDeliveryReport());
+  const marks = await deliverKind('invoice_uncollectible');
   for (const e of marks.errors) report.errors.push({ tenantId: e.tenantId, invoiceId: e.ref, message: `marking uncollectible at Stripe: ${e.message}` });
   return report;
 }
