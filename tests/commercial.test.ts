@@ -3,6 +3,7 @@
 // per-tenant over the catalog default), credit grants' order and expiry, and credit notes on
 // open and paid invoices, each checked by `billing verify`.
 import { expect, it } from 'vitest';
+import type { Db } from '../src/storage/db.js';
 import { describeEachDb } from './helpers/db.js';
 import { runCli } from './helpers/cli.js';
 import { T, expectVerified, invoicesByNumber, world } from './invoice-world.js';
@@ -25,20 +26,29 @@ function growthCatalog(extra: Record<string, unknown> = {}) {
   };
 }
 
+/** The worked example through the CLI: acme on growth, 10 % forever, VAT 19 %, a 50.00 grant, 3,000 calls, January invoiced. */
+async function workedExampleJanuary(db: Db, url: string) {
+  const w = world(db);
+  const cli = (args: string[], now = JAN) => runCli(args, { db: url, now });
+  await w.apply(JAN, growthCatalog());
+  await w.tenant(JAN, 'acme');
+  await w.subscribe(JAN, 'acme', 'growth', 0);
+  const discount = await cli(['discount', 'add', 'acme', '--percent', '10', '--duration', 'forever', '--start', JAN]);
+  const tax = await cli(['tax', 'set', 'acme', '--name', 'VAT', '--rate', '19']);
+  const grant = await cli(['credit', 'grant', 'acme', '50.00']);
+  await w.usage('2026-01-15T00:00:00Z', 'acme', 'API_CALL', '3000');
+  const generate = await cli(['invoice', 'generate', '--finalize'], '2026-02-01T01:00:00Z');
+  return { w, cli, steps: { discount, tax, grant, generate } };
+}
+
 describeEachDb('§13 commercial invoice', (t) => {
   it('the worked example: commitment, 10 % forever, VAT 19 %, a 50.00 grant and a 20.00 credit note', async () => {
     const { db, url } = t();
-    const w = world(db);
-    const cli = (args: string[], now = JAN) => runCli(args, { db: url, now });
-    await w.apply(JAN, growthCatalog());
-    await w.tenant(JAN, 'acme');
-    await w.subscribe(JAN, 'acme', 'growth', 0);
-    expect((await cli(['discount', 'add', 'acme', '--percent', '10', '--duration', 'forever', '--start', JAN])).code).toBe(0);
-    expect((await cli(['tax', 'set', 'acme', '--name', 'VAT', '--rate', '19'])).stdout).toBe('acme: VAT 19%\n');
-    const grant = await cli(['credit', 'grant', 'acme', '50.00']);
-    expect(grant.stdout).toMatch(/^cg_[0-9a-f]{16}\n$/);
-    await w.usage('2026-01-15T00:00:00Z', 'acme', 'API_CALL', '3000');
-    expect((await cli(['invoice', 'generate', '--finalize'], '2026-02-01T01:00:00Z')).code).toBe(0);
+    const { w, cli, steps } = await workedExampleJanuary(db, url);
+    expect(steps.discount.code).toBe(0);
+    expect(steps.tax.stdout).toBe('acme: VAT 19%\n');
+    expect(steps.grant.stdout).toMatch(/^cg_[0-9a-f]{16}\n$/);
+    expect(steps.generate.code).toBe(0);
 
     let [jan] = await invoicesByNumber(db);
     expect(jan.lines.map((l) => `${l.kind} ${l.amount}`)).toEqual([
@@ -266,16 +276,7 @@ describeEachDb('§13 credit notes on open and paid invoices', (t) => {
 describeEachDb('billing verify: §13 invariants', (t) => {
   it('names a corrupted tax, commitment, amount due, credit use and credit note, and passes once each is restored', async () => {
     const { db, url } = t();
-    const w = world(db);
-    const cli = (args: string[], now = JAN) => runCli(args, { db: url, now });
-    await w.apply(JAN, growthCatalog());
-    await w.tenant(JAN, 'acme');
-    await w.subscribe(JAN, 'acme', 'growth', 0);
-    await cli(['discount', 'add', 'acme', '--percent', '10', '--duration', 'forever', '--start', JAN]);
-    await cli(['tax', 'set', 'acme', '--name', 'VAT', '--rate', '19']);
-    await cli(['credit', 'grant', 'acme', '50.00']);
-    await w.usage('2026-01-15T00:00:00Z', 'acme', 'API_CALL', '3000');
-    await cli(['invoice', 'generate', '--finalize'], '2026-02-01T01:00:00Z');
+    const { cli } = await workedExampleJanuary(db, url);
     const [jan] = await invoicesByNumber(db);
     expect((await cli(['credit-note', 'create', jan.number, '--amount', '20.00', '--reason', 'outage'], '2026-02-02T00:00:00Z')).code).toBe(0);
     expect((await cli(['verify'])).code).toBe(0);
