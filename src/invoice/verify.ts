@@ -442,12 +442,17 @@ async function checkCreditNotes(db: Db, tenantId: string, list: Invoice[], out: 
     const refund = r.refund === true || r.refund === 1;
     if (dec(r.credited).gt(0) && !refund && (!grant || !dec(grant.amount).eq(r.credited))) v(`credited ${r.credited} but no prepaid grant of that amount records it`);
   }
-  for (const inv of list) {
-    const notes = rows.filter((r) => r.invoice_id === inv.id);
-    const stored = (await db.knex('invoices').where({ tenant_id: tenantId, id: inv.id }).first('credit_note_total'))?.credit_note_total ?? null;
-    const sum = notes.reduce((s, r) => s.plus(isDecimalString(r.amount ?? '') ? r.amount : 0), dec(0));
-    if (notes.length > 0 && (stored === null || !dec(stored).eq(sum))) {
-      out.push({ check: 'credit_note', invoice: inv.number, message: `credit_note_total ${stored} but its credit notes add up to ${formatMoney(sum, inv.currency)}` });
+  const sums = new Map<string, Decimal>();
+  for (const r of rows) sums.set(r.invoice_id, (sums.get(r.invoice_id) ?? dec(0)).plus(isDecimalString(r.amount ?? '') ? r.amount : 0));
+  const stored = new Map(
+    (await db.knex('invoices').where('tenant_id', tenantId).whereIn('id', [...sums.keys()]).select('id', 'credit_note_total')).map((r) => [r.id as string, (r.credit_note_total ?? null) as string | null]),
+  );
+  for (const [invoiceId, sum] of sums) {
+    const inv = byId.get(invoiceId);
+    if (!inv) continue;
+    const total = stored.get(invoiceId) ?? null;
+    if (total === null || !dec(total).eq(sum)) {
+      out.push({ check: 'credit_note', invoice: inv.number, message: `credit_note_total ${total} but its credit notes add up to ${formatMoney(sum, inv.currency)}` });
     }
   }
 }
