@@ -6,6 +6,7 @@ import { parseQuantity } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import type { PlanVersion } from '../domain/catalog.js';
 import { auditRow } from '../storage/audit.js';
+import { bool } from '../storage/sql.js';
 import { newSegmentRow, newSubscription, newSubscriptionRow, subscriptionCreated } from './lifecycle.js';
 import { tenantFromRow, type Tenant } from './repository.js';
 import { checkCurrency, checkTenantId, newTenant, tenantCreated } from './tenants.js';
@@ -163,11 +164,10 @@ export async function importTenants(
         const ids = rows.slice(i, i + CHUNK).map((r) => r.id);
         for (const r of await tx.knex('tenants').select('*').whereIn('id', ids)) existing.set(r.id as string, { tenant: tenantFromRow(r), plans: new Set(), taxes: new Map(), included: new Map() });
         for (const r of await tx.knex('tenant_tax_rates').select('*').whereIn('tenant_id', ids)) {
-          existing.get(r.tenant_id as string)?.taxes.set(r.name as string, { name: r.name, rate: r.rate, inclusive: r.inclusive === true || r.inclusive === 1 });
+          existing.get(r.tenant_id as string)?.taxes.set(r.name as string, { name: r.name, rate: r.rate, inclusive: bool(r.inclusive) });
         }
         for (const r of await tx.knex('quota_overrides').select('*').whereIn('tenant_id', ids)) {
-          const set = r.included_set === true || r.included_set === 1;
-          if (set) existing.get(r.tenant_id as string)?.included.set(r.feature_key as string, r.included ?? null);
+          if (bool(r.included_set)) existing.get(r.tenant_id as string)?.included.set(r.feature_key as string, r.included ?? null);
         }
         for (const r of await tx.knex('subscription_segments').distinct('tenant_id', 'plan_key').whereIn('tenant_id', ids)) {
           existing.get(r.tenant_id as string)?.plans.add(r.plan_key as string);

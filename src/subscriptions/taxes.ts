@@ -46,9 +46,8 @@ export function taxRateRow(tenantId: string, t: TaxRate, now: Instant) {
 export async function loadTenantTaxes(q: Q, tenantId: string): Promise<TenantTaxes> {
   const tenant = await q('tenants').where({ id: tenantId }).first('id', 'taxes_set');
   if (!tenant) throw new BillingError('not_found', `unknown tenant "${tenantId}"`);
-  if (!bool(tenant.taxes_set)) return { tenantId, source: 'catalog', rates: await loadDefaultTaxRates(q) };
-  const rows = await q('tenant_tax_rates').where({ tenant_id: tenantId }).orderBy('name');
-  return { tenantId, source: 'tenant', rates: rows.map((r) => ({ name: r.name, rate: r.rate, inclusive: bool(r.inclusive) })) };
+  const rates = (await loadTaxRatesByTenant(q, [tenantId])).get(tenantId) ?? [];
+  return { tenantId, source: bool(tenant.taxes_set) ? 'tenant' : 'catalog', rates };
 }
 
 /**
