@@ -190,6 +190,24 @@ describe('reference rater: hand-checked cases', () => {
     expect(ref.unitGrantDraws()).toBe(2);
   });
 
+  it('rollover: 1,000 included, max 300; 600 / 1,500 / 0 / 1,250 used; carried units never roll twice', () => {
+    const ref = new ReferenceBilling({
+      features: [{ key: 'API_CALL', name: 'API calls', aggregation: 'sum' }],
+      plans: [{ key: 'growth', name: 'Growth', currency: 'USD', price: '100.00', interval: 'month', features: { API_CALL: { included: 1000, overage: { model: 'per_unit', unitPrice: '0.01' }, rollover: { max: 300 } } } }],
+    });
+    ref.subscribe(T('2026-01-01T00:00:00Z'), 'acme', 'growth');
+    const use = (q: string, at: string) => ref.ingest([{ tenant: 'acme', feature: 'API_CALL', quantity: q, occurredAt: T(at) }]);
+    use('600', '2026-01-10T00:00:00Z');
+    use('1500', '2026-02-10T00:00:00Z');
+    use('1250', '2026-04-10T00:00:00Z');
+    const inv = ref.generate(T('2026-05-01T01:00:00Z'));
+    const usage = (i: RefInvoice) => i.lines.filter((l) => l.kind === 'overage').map((l) => `${l.quantity?.toFixed()} ${l.amountMinor}`);
+    // Jan: first period, nothing carried. Feb: 400 unused, capped at 300: 1,500 − 1,300 = 200.
+    // Mar: February's own 1,000 were used up: nothing. Apr: March's 1,000 unused, capped: 1,250 − 1,300.
+    expect(inv.map(usage)).toEqual([['0 0'], ['200 200'], [], ['0 0']]);
+    expect(ref.carriedPeriods).toBe(2);
+  });
+
   it('credit notes: a 20.00 note on an open 110.65 leaves 90.65; on KWD only whole 10 fils come off the due', () => {
     const ref = new ReferenceBilling({
       features: [{ key: 'OCR', name: 'OCR', aggregation: 'sum' }],
@@ -443,6 +461,7 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       const ref = runReference(s);
       const draws = ref.unitGrantDraws();
       if (draws > 0) kinds.set('unit grant draw', (kinds.get('unit grant draw') ?? 0) + draws);
+      if (ref.carriedPeriods > 0) kinds.set('rollover carried', (kinds.get('rollover carried') ?? 0) + ref.carriedPeriods);
       const notes = s.actions.filter((x) => x.kind === 'creditNote').length;
       if (notes > 0) kinds.set('credit note (asked)', (kinds.get('credit note (asked)') ?? 0) + notes);
       const refInvoices = [...ref.invoices.values()].flat();

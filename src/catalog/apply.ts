@@ -106,6 +106,7 @@ function planFeatureRow(planKey: string, version: number, pf: PlanFeature) {
     hard_stop: pf.hardStop,
     limit: pf.limit,
     overage: pf.overage === null ? null : JSON.stringify(pf.overage),
+    rollover_max: pf.rollover?.max ?? null,
   };
 }
 

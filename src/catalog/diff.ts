@@ -44,6 +44,7 @@ function diffPlanFeature(key: string, a: PlanFeature, b: PlanFeature): string[] 
   if (a.hardStop !== b.hardStop) out.push(`${at}.hardStop: ${a.hardStop} → ${b.hardStop}`);
   if (!sameDecimal(a.limit, b.limit)) out.push(`${at}.limit: ${show(a.limit)} → ${show(b.limit)}`);
   if (canonicalPricing(a.overage) !== canonicalPricing(b.overage)) out.push(`${at}.overage: ${show(a.overage)} → ${show(b.overage)}`);
+  if (!sameDecimal(a.rollover?.max ?? null, b.rollover?.max ?? null)) out.push(`${at}.rollover.max: ${show(a.rollover?.max ?? null)} → ${show(b.rollover?.max ?? null)}`);
   return out;
 }
 

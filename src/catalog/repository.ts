@@ -36,6 +36,7 @@ function planFeatureFromRow(r: Record<string, any>): PlanFeature {
     hardStop: bool(r.hard_stop),
     limit: r.limit ?? null,
     overage: r.overage ? (JSON.parse(r.overage) as Pricing) : null,
+    ...(r.rollover_max !== null && r.rollover_max !== undefined ? { rollover: { max: String(r.rollover_max) } } : {}),
   };
 }
 

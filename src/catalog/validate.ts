@@ -45,7 +45,7 @@ const PLAN_KEY = /^(?=.{1,64}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 const PRICE = /^\d{1,18}(\.\d{1,12})?$/;
 const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'min', 'last', 'unique'];
 const MAX_TRIAL_DAYS = 3650;
-const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage'];
+const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage', 'rollover'];
 const NOT_PRICE = 'must be a decimal string like "0.05"';
 const NOT_TIERS = 'must be a non-empty array of {upTo, unitPrice, flatPrice?}';
 const NOT_TRIAL = `must be a whole number of days from 0 to ${MAX_TRIAL_DAYS}`;
@@ -246,7 +246,8 @@ const feature = obj(
 
 // A feature's terms in a plan; which terms apply depends on the feature's type.
 type Terms = Omit<PlanFeature, 'featureKey'>;
-const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later });
+const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later, rollover: later });
+const rolloverSchema = obj({ max: quantity });
 
 const booleanTerms = (key: string) =>
   terms.transform((o, ctx): Terms => {
@@ -277,7 +278,20 @@ const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
       overage = sub(ctx, pricing, o.overage, ['overage']);
       if (included === null) issue(ctx, 'has no effect when included is null (unlimited); remove it or set included', ['overage']);
     }
-  return { enabled, included: included as string | null, hardStop, limit: limit as string | null, overage: overage as Pricing | null };
+    let rollover: { max: string } | undefined;
+    if (o.rollover !== undefined && o.rollover !== null) {
+      rollover = sub(ctx, rolloverSchema, o.rollover, ['rollover']);
+      if (rollover && rollover.max === undefined) issue(ctx, 'is required (the most units carried into a period)', ['rollover', 'max']);
+      if (included === null) issue(ctx, 'has no effect when included is null (unlimited); remove it or set included', ['rollover']);
+    }
+  return {
+    enabled,
+    included: included as string | null,
+    hardStop,
+    limit: limit as string | null,
+    overage: overage as Pricing | null,
+    ...(rollover?.max !== undefined ? { rollover: { max: rollover.max } } : {}),
+  };
 });
 
 /** A plan; `features` are those it may reference: stored ones and those declared in the same file. */

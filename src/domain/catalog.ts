@@ -41,6 +41,8 @@ export interface PlanFeature {
   hardStop: boolean;
   limit: string | null; // decimal string; defaults to included when hardStop
   overage: Pricing | null; // null: no overage allowed/charged beyond included
+  /** DESIGN.md §14: unused included units carried into the next period, at most `max` (rate/rollover.ts). */
+  rollover?: { max: string };
 }
 
 export interface PlanVersion {

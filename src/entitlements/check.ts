@@ -1,13 +1,15 @@
 import type { Knex } from 'knex';
 import { applyOverride } from '../catalog/repository.js';
-import type { Feature, PlanFeature } from '../domain/catalog.js';
+import type { Feature, PlanFeature, QuotaOverride } from '../domain/catalog.js';
 import { dec, decStr, Decimal, ZERO } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
-import { toIso, type Instant } from '../domain/period.js';
-import { microToDecimal, parseQuantity } from '../domain/quantity.js';
+import { toIso, type Instant, type Period } from '../domain/period.js';
+import { microToDecimal, microToString, parseQuantity } from '../domain/quantity.js';
 import { handleOn, type Db } from '../storage/db.js';
 import { effectiveStatus } from '../subscriptions/lifecycle.js';
-import { segmentAt } from '../subscriptions/timeline.js';
+import { segmentAt, segmentAtPeriodEnd } from '../subscriptions/timeline.js';
+import type { Segment, Subscription } from '../subscriptions/repository.js';
+import { carriedUnits, previousPeriod, withCarried, type RolloverSource } from '../rate/rollover.js';
 import { usageOf } from '../aggregate/usage.js';
 import type { Window } from '../aggregate/windows.js';
 import { drawGrants, grantBalance, grantLive, grantOrder, type UnitGrant } from '../rate/grants.js';
@@ -34,6 +36,8 @@ export interface CheckResult {
   limit: string | null;
   /** Live grants of units counted in the allowance (only when there are any), in drawing order. */
   grants?: CheckGrant[];
+  /** Units carried over from the previous period, counted in included and limit (only on a feature with rollover). */
+  carried?: string;
 }
 
 /** A grant counted in a check: its balance this period, what usage so far draws, what is left. */
@@ -68,7 +72,7 @@ function parseRequested(raw: string | undefined): Decimal {
 
 type Resolved =
   | { denial: CheckResult }
-  | { feature: Feature; window: Window; terms: PlanFeature; windowsKey: string; grants: UnitGrant[] };
+  | { feature: Feature; window: Window; terms: PlanFeature; windowsKey: string; grants: UnitGrant[]; rollover: RolloverSource | null };
 
 /** The terms in force for this tenant and feature now, or the denial that precedes usage. */
 async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, input: CheckInput, now: Instant): Promise<Resolved> {
@@ -92,7 +96,33 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
   }
   const period = { start: window.start, end: window.end };
   const grants = tenant.grants.filter((g) => g.featureKey === feature.key && grantLive(g, period) && grantBalance(g, period).gt(0)).sort(grantOrder);
-  return { feature, window, terms, windowsKey: tenant.windowsKey, grants };
+  return { feature, window, terms, windowsKey: tenant.windowsKey, grants, rollover: await rolloverOf(gen, q, tenant, sub, period, feature.key, terms) };
+}
+
+/** Where the period's carried units come from (rate/rollover.ts's rule, on the cached terms). */
+async function rolloverOf(
+  gen: TermsGeneration,
+  q: Knex | Knex.Transaction,
+  tenant: { segments: Map<string, Segment[]>; overrides: Map<string, QuotaOverride> },
+  sub: Subscription,
+  period: Period,
+  featureKey: string,
+  terms: PlanFeature,
+): Promise<RolloverSource | null> {
+  if (!terms.rollover || terms.included === null) return null;
+  const prev = previousPeriod(sub, period);
+  const segment = prev && segmentAtPeriodEnd(tenant.segments.get(sub.id) ?? [], prev);
+  const plan = segment ? await gen.plan(q, segment.planKey, segment.planVersion) : null;
+  const pf = plan?.features[featureKey];
+  const included = pf ? applyOverride(pf, tenant.overrides.get(featureKey)).included : null;
+  return prev && included !== null ? { period: prev, included } : null;
+}
+
+/** Units carried into the period: the previous period's usage read like the current one's. */
+async function carriedOf(db: Db, tenantId: string, r: { feature: Feature; window: Window; windowsKey: string; terms: PlanFeature; rollover: RolloverSource | null }): Promise<string | undefined> {
+  if (!r.rollover) return undefined;
+  const prev = await usageOf(db, { tenantId, feature: r.feature, window: { ...r.rollover.period, subscription: r.window.subscription }, windowsKey: r.windowsKey });
+  return carriedUnits(r.terms, r.rollover, microToString(prev.quantity ?? '0'));
 }
 
 /** The window's usage of the feature (aggregate's read model) and the terms epoch, read in one statement. */
@@ -101,8 +131,9 @@ async function readUsed(db: Db, tenantId: string, r: { feature: Feature; window:
   return { used: microToDecimal(u.quantity ?? '0'), epoch: Number(u.alongside) };
 }
 
-function decide(r: { terms: PlanFeature; window: Window; grants: UnitGrant[] }, used: Decimal, requested: Decimal): CheckResult {
-  const { terms } = r;
+function decide(r: { terms: PlanFeature; window: Window; grants: UnitGrant[] }, used: Decimal, requested: Decimal, carried?: string): CheckResult {
+  // Carried units raise the allowance and an explicit limit, before grants (rate/rollover.ts).
+  const terms = carried === undefined ? r.terms : { ...withCarried(r.terms, carried), limit: r.terms.limit === null ? null : decStr(dec(r.terms.limit).plus(carried)) };
   const period = { start: r.window.start, end: r.window.end };
   // Live grants' balance tops up the allowance, and an explicit limit with it (rate/grants.ts).
   const granted = terms.included === null ? ZERO : r.grants.reduce((s, g) => s.plus(grantBalance(g, period)), ZERO);
@@ -127,6 +158,7 @@ function decide(r: { terms: PlanFeature; window: Window; grants: UnitGrant[] }, 
     included: included === null ? null : decStr(included),
     limit: limit === null ? null : decStr(limit),
     ...(terms.included !== null && r.grants.length > 0 ? { grants: checkGrants(r.grants, period, terms.included, used) } : {}),
+    ...(carried !== undefined ? { carried } : {}),
   };
 }
 
@@ -161,7 +193,9 @@ export async function checkEntitlement(
   const requested = parseRequested(input.quantity);
   if (opts.trx) {
     const r = await resolveTerms(new TermsGeneration(null), opts.trx, input, opts.now);
-    return 'denial' in r ? r.denial : decide(r, (await readUsed(handleOn(db, opts.trx), input.tenantId, r)).used, requested);
+    if ('denial' in r) return r.denial;
+    const h = handleOn(db, opts.trx);
+    return decide(r, (await readUsed(h, input.tenantId, r)).used, requested, await carriedOf(h, input.tenantId, r));
   }
   const cache = termsCache(db);
   for (let attempt = 1; ; attempt++) {
@@ -171,7 +205,7 @@ export async function checkEntitlement(
     // Terms changing under every attempt: the last answer is as good as any taken during
     // those changes, which a caller could not order against this check anyway.
     if (read.epoch === gen.epoch || attempt >= MAX_ATTEMPTS) {
-      return 'denial' in r ? r.denial : decide(r, read.used!, requested);
+      return 'denial' in r ? r.denial : decide(r, read.used!, requested, await carriedOf(db, input.tenantId, r));
     }
     cache.advance(read.epoch);
   }

@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { PlanFeature, PlanVersion } from '../domain/catalog.js';
-import type { PeriodTerms } from '../rate/charge.js';
-import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from '../rate/tenant-terms.js';
+import { featureTerms, type PeriodTerms } from '../rate/charge.js';
+import { carriedUnits, rolloverSource } from '../rate/rollover.js';
+import { CatalogCache, loadTenantTerms, termsForPeriod, type PlanLookup, type TenantTerms } from '../rate/tenant-terms.js';
 import { dec } from '../domain/decimal.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
@@ -92,6 +93,17 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
   return { usage, billed, invoiced };
 }
 
+/** Units each feature carries over into the period from its previous one (its summary; rate/rollover.ts). */
+async function carriedInto(t: TenantTerms, sub: Subscription, period: Period, plan: PlanVersion | null, state: TenantState, plans: PlanLookup) {
+  const out = new Map<string, string>();
+  for (const featureKey of Object.keys(plan?.features ?? {})) {
+    const pf = featureTerms(plan!, featureKey, t.overrides.get(featureKey));
+    const source = await rolloverSource(t, sub, period, featureKey, pf, plans);
+    if (source && pf) out.set(featureKey, carriedUnits(pf, source, state.usage.get(source.period.start)?.get(featureKey) ?? '0'));
+  }
+  return out;
+}
+
 export interface ComposeInput {
   sub: Subscription;
   period: Period;
@@ -138,7 +150,8 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   const discounts = await loadDiscounts(q, sub.tenantId);
   const taxes = (await loadTenantTaxes(q, sub.tenantId)).rates;
   const credits = await availableCredits(q, sub.tenantId, sub.currency, input.issuedAt);
-  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, grants: t.grants, discounts, taxes, credits }, state);
+  const carried = await carriedInto(t, sub, period, plan, state, cache.lookup(q));
+  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, grants: t.grants, carried, discounts, taxes, credits }, state);
   const lines = rated.lines.map((d, i) => ({ lineNo: i + 1, ...d }));
   return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed, creditsUsed: rated.creditsUsed, grantsUsed: rated.grantsUsed };
 }

@@ -7,6 +7,13 @@ import type { Segment, Subscription } from '../subscriptions/repository.js';
 import type { PriceLine } from './price-line.js';
 import { rateUsage } from './rate.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
+import { withCarried } from './rollover.js';
+
+/** What a charge is rated on besides its usage and terms (DESIGN.md §14). */
+export interface ChargeDetail {
+  /** Units carried over from the previous period (rate/rollover.ts). */
+  carried?: string;
+}
 
 /** Why a summary got a zero charge instead of being priced. */
 export type UnratedReason = 'no_subscription' | 'no_plan_segment' | 'plan_version_missing' | 'feature_not_in_plan';
@@ -62,6 +69,7 @@ export function rateCharge(
   override: QuotaOverride | undefined,
   ratedAt: Instant,
   grants?: readonly UnitGrant[],
+  detail?: ChargeDetail,
 ): RatedCharge {
   const used = microToString(usedMicro ?? '0');
   const base = { ...key, ratedAt, summaryQuantity: usedMicro };
@@ -86,9 +94,10 @@ export function rateCharge(
       lines: [],
     };
   }
-  // Units granted to the tenant top up the included quantity (rate/grants.ts).
-  const draws = drawGrants(grants, key.featureKey, { start: key.periodStart, end: key.periodEnd }, pf.included, used);
-  const r = rateUsage(withGrantDraws(pf, draws), used, terms.plan.currency);
+  // Carried units, then units granted to the tenant, top up the included quantity.
+  const own = withCarried(pf, detail?.carried);
+  const draws = drawGrants(grants, key.featureKey, { start: key.periodStart, end: key.periodEnd }, own.included, used);
+  const r = rateUsage(withGrantDraws(own, draws), used, terms.plan.currency);
   return {
     ...base,
     planKey: terms.plan.planKey,

@@ -44,6 +44,8 @@ export interface UsageDetails {
   duePrecise: string;
   billedBefore: string;
   tiers: Array<{ ref: string; description: string; quantity: string; unitPrice: string | null; flatPrice: string | null; amount: string }>;
+  /** Units carried over from the previous period, part of `included` (DESIGN.md §14 rollover). */
+  carried?: string;
   reason?: string;
 }
 

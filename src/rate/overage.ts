@@ -2,7 +2,9 @@ import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
 import { governingSubscription } from '../subscriptions/timeline.js';
-import { rateCharge, type RatedCharge } from './charge.js';
+import { microToString } from '../domain/quantity.js';
+import { featureTerms, rateCharge, type RatedCharge } from './charge.js';
+import { carriedUnits, rolloverSource } from './rollover.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from './tenant-terms.js';
@@ -34,6 +36,8 @@ interface PendingSummary {
   period_end: number | string;
   subscription_id: string | null;
   quantity: string;
+  /** The summary of the subscription's previous period (rollover), if any. */
+  prev_quantity: string | null;
 }
 
 /**
@@ -48,8 +52,13 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
     .leftJoin('rated_charges as c', (j) => {
       j.on('c.tenant_id', 's.tenant_id').andOn('c.feature_key', 's.feature_key').andOn('c.period_start', 's.period_start');
     })
+    // The previous period's summary: what it left unused rolls over into this one.
+    .leftJoin('usage_summaries as p', (j) => {
+      j.on('p.tenant_id', 's.tenant_id').andOn('p.feature_key', 's.feature_key').andOn('p.period_end', 's.period_start').andOn('p.subscription_id', 's.subscription_id');
+    })
     .select('s.tenant_id', 's.feature_key', 's.period_start', 's.period_end', 's.subscription_id')
     .select(asText(db, 's.quantity').wrap('(', ') AS quantity'))
+    .select(asText(db, 'p.quantity').wrap('(', ') AS prev_quantity'))
     .where((w) =>
       w
         .whereNull('c.tenant_id')
@@ -57,7 +66,9 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
         .orWhereRaw('c.rated_at < s.period_end')
         .orWhereRaw('c.period_end <> s.period_end')
         .orWhereNull('c.summary_quantity')
-        .orWhereRaw('c.summary_quantity <> s.quantity'),
+        .orWhereRaw('c.summary_quantity <> s.quantity')
+        // Late usage of the previous period changes what rolls over into this one.
+        .orWhereRaw('p.computed_at > c.rated_at'),
     )
     .modify((b) => {
       if (opts.tenantId !== undefined) b.andWhere('s.tenant_id', opts.tenantId);
@@ -105,7 +116,10 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
       const sub = governingSubscription(t.subscriptions, r.subscription_id ?? null, period.start);
       const pt = await termsForPeriod(t, sub, period, plans);
       const key = { tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: period.start, periodEnd: period.end };
-      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now, t.grants));
+      const pf = pt.ok ? featureTerms(pt.plan, r.feature_key, t.overrides.get(r.feature_key)) : null;
+      const source = await rolloverSource(t, sub, period, r.feature_key, pf, plans);
+      const carried = pf ? carriedUnits(pf, source, microToString(r.prev_quantity ?? '0')) : undefined;
+      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now, t.grants, { carried }));
     }
     await write(charges);
     const last = page[page.length - 1];

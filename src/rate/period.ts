@@ -6,6 +6,7 @@ import { baseFeeLines } from './base-fee.js';
 import { discountApplies, discountLines } from './discounts.js';
 import { featureTerms as termsOf } from './charge.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
+import { withCarried } from './rollover.js';
 import type { CreditDetails, RatedLine } from './lines.js';
 import { roundingLine } from './rounding.js';
 import { commitmentLine } from './commitment.js';
@@ -41,6 +42,8 @@ export interface PeriodRatingTerms {
   overrides: Map<string, QuotaOverride>;
   /** The tenant's grants of units, with what invoiced periods drew (rate/grants.ts). */
   grants?: UnitGrant[];
+  /** Feature key → units carried over from the previous period (rate/rollover.ts). */
+  carried?: ReadonlyMap<string, string>;
   /** The tenant's discounts, creation order, with their uses so far (which apply is decided here). */
   discounts?: Discount[];
   /** The tax rates the invoice is taxed at (the tenant's, else the catalog's default). */
@@ -88,8 +91,10 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
       const feature = terms.features.get(featureKey);
       if (!feature || feature.type !== 'metered') continue;
       const usedTotal = usage.usage.get(period.start)?.get(featureKey) ?? '0';
-      const planTerms = termsOf(pv, featureKey, terms.overrides.get(featureKey))!;
-      // The draw is part of the stored terms, so late usage is priced on what the period drew.
+      // Carried units come before grants; both are part of the stored terms, so late usage is
+      // priced on what the period carried and drew.
+      const carried = terms.carried?.get(featureKey);
+      const planTerms = withCarried(termsOf(pv, featureKey, terms.overrides.get(featureKey))!, carried);
       const draws = drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
       for (const d of draws) grantsUsed.push({ grantId: d.grantId, periodStart: period.start, quantity: d.quantity });
       const ft = withGrantDraws(planTerms, draws);
@@ -104,6 +109,7 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
         period,
         planKey: pv.planKey,
         planVersion: pv.version,
+        carried,
       });
       if (line) lines.push(line);
     }

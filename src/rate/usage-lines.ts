@@ -23,6 +23,8 @@ export interface UsageLineInput {
   period: Period;
   planKey: string | null;
   planVersion: number | null;
+  /** Units carried over from the previous period, part of `terms.included` (rate/rollover.ts). */
+  carried?: string;
 }
 
 /** Amount a usage line must carry: due now − billed before; exact, since both are rounded. */
@@ -76,7 +78,8 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     quantity = decStr(dec(rated.billable).minus(billableOf(billed?.snapshot ?? terms, usedBefore)));
   } else {
     kind = dec(rated.billable).isZero() && amt.gt(0) ? 'minimum' : 'overage';
-    const inc = rated.included === null ? 'unlimited' : rated.included;
+    const carried = input.carried !== undefined && dec(input.carried).gt(0) ? ` (${input.carried} carried over)` : '';
+    const inc = rated.included === null ? 'unlimited' : `${rated.included}${carried}`;
     description =
       kind === 'minimum'
         ? `${name}: minimum spend (${rated.used} used, ${inc} included)`
@@ -92,6 +95,7 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     duePrecise: rated.amountPrecise,
     billedBefore: formatMoney(billedBefore, currency),
     tiers: rated.lines,
+    ...(input.carried !== undefined && dec(input.carried).gt(0) ? { carried: input.carried } : {}),
     ...(reason ? { reason } : {}),
   };
   return {

@@ -1,10 +1,12 @@
-import type { Feature, QuotaOverride } from '../domain/catalog.js';
+import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import { microToString } from '../domain/quantity.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
 import { windowsKey, type Window } from '../aggregate/windows.js';
 import type { UnitGrant } from './grants.js';
-import { rateCharge, type PeriodTerms, type RatedCharge } from './charge.js';
+import { featureTerms, rateCharge, type PeriodTerms, type RatedCharge } from './charge.js';
+import { carriedUnits, rolloverSource, type RolloverSource } from './rollover.js';
 import { CatalogCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';
 
 /**
@@ -24,6 +26,8 @@ export interface RatedWindow {
   charges: RatedCharge[];
   /** Micro-units used per feature (absent: no usage). */
   usedMicro: Map<string, string>;
+  /** Units carried over from the previous period per feature (rollover; absent: none). */
+  carried: Map<string, string>;
 }
 
 /**
@@ -39,6 +43,7 @@ export function rateWindowCharges(
   overrides: Map<string, QuotaOverride>,
   now: Instant,
   grants?: readonly UnitGrant[],
+  carried?: ReadonlyMap<string, string>,
 ): RatedCharge[] {
   const keys = new Set([...usedMicro.keys()]);
   if (terms.ok) {
@@ -49,7 +54,9 @@ export function rateWindowCharges(
   return [...keys]
     .sort()
     .map((featureKey) =>
-      rateCharge({ tenantId, featureKey, periodStart: window.start, periodEnd: window.end }, usedMicro.get(featureKey) ?? null, terms, overrides.get(featureKey), now, grants),
+      rateCharge({ tenantId, featureKey, periodStart: window.start, periodEnd: window.end }, usedMicro.get(featureKey) ?? null, terms, overrides.get(featureKey), now, grants, {
+        carried: carried?.get(featureKey),
+      }),
     );
 }
 
@@ -65,14 +72,40 @@ export async function rateWindows(
   const features = await cache.allFeatures(db.knex);
   const usage = await windowUsage(db, terms, windows, [...features.values()], context);
   const plans = cache.lookup(db.knex);
-  const out: RatedWindow[] = [];
+  const pending: Array<{ tenantId: string; w: Window; pt: PeriodTerms; sources: Map<string, RolloverSource> }> = [];
+  const previous = new Map<string, Window[]>(); // windows rollover reads beyond those asked for
   for (const [tenantId, ws] of windows) {
     const t = terms.get(tenantId)!;
     for (const w of ws) {
-      const usedMicro = usage.get(tenantId)?.get(w.start) ?? new Map<string, string>();
       const pt = await termsForPeriod(t, w.subscription, w, plans);
-      out.push({ tenantId, window: w, terms: pt, charges: rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants), usedMicro });
+      const sources = new Map<string, RolloverSource>();
+      for (const featureKey of pt.ok ? Object.keys(pt.plan.features) : []) {
+        const pf = featureTerms((pt as { plan: PlanVersion }).plan, featureKey, t.overrides.get(featureKey));
+        const source = await rolloverSource(t, w.subscription, w, featureKey, pf, plans);
+        if (!source) continue;
+        sources.set(featureKey, source);
+        const list = previous.get(tenantId) ?? [];
+        if (!usage.get(tenantId)?.has(source.period.start) && !list.some((x) => x.start === source.period.start)) {
+          previous.set(tenantId, [...list, { ...source.period, subscription: w.subscription }]);
+        }
+      }
+      pending.push({ tenantId, w, pt, sources });
     }
+  }
+  // The previous periods are whole: their usage is read like a report's (aggregate/usage.ts).
+  const prevUsage = previous.size > 0 ? await windowUsage(db, terms, previous, [...features.values()], { kind: 'report' }) : new Map<string, UsageByWindow>();
+  const out: RatedWindow[] = [];
+  for (const { tenantId, w, pt, sources } of pending) {
+    const t = terms.get(tenantId)!;
+    const usedMicro = usage.get(tenantId)?.get(w.start) ?? new Map<string, string>();
+    const carried = new Map<string, string>();
+    for (const [featureKey, source] of sources) {
+      const prev = usage.get(tenantId)?.get(source.period.start) ?? prevUsage.get(tenantId)?.get(source.period.start);
+      const pf = featureTerms((pt as { plan: PlanVersion }).plan, featureKey, t.overrides.get(featureKey))!;
+      carried.set(featureKey, carriedUnits(pf, source, microToString(prev?.get(featureKey) ?? '0')));
+    }
+    const charges = rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants, carried);
+    out.push({ tenantId, window: w, terms: pt, charges, usedMicro, carried });
   }
   return out;
 }

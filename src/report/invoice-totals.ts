@@ -64,6 +64,7 @@ export async function windowInvoiceTotals(
       features: await cache.allFeatures(q),
       overrides: t.overrides,
       grants: t.grants,
+      carried: r.carried,
       discounts,
       taxes: extras.taxes.get(r.tenantId) ?? [],
       credits: [],

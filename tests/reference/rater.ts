@@ -68,7 +68,7 @@ export type RefPricing = {
   minimum?: string;
   maximum?: string;
 };
-export interface RefPlanFeature { included?: Num | null; overage?: RefPricing | null; enabled?: boolean }
+export interface RefPlanFeature { included?: Num | null; overage?: RefPricing | null; enabled?: boolean; rollover?: { max: Num } }
 export interface RefPlan {
   key: string;
   name: string;
@@ -461,7 +461,7 @@ export class ReferenceBilling {
           if (f.type === 'boolean') continue;
           const used = this.usage(tenant, feature, period);
           const plain = this.terms(tenant, endPlan, feature);
-          const terms = plain && this.withGranted(tenant, feature, period, plain, used ?? new Decimal(0), false);
+          const terms = plain && this.withGranted(tenant, feature, period, this.withRollover(tenant, s, period, endPlan, feature, plain), used ?? new Decimal(0), false);
           const minor = terms ? rate(terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
           if (used !== undefined || minor !== 0n) out.set(`${feature}|${period.start}`, minor);
         }
@@ -490,6 +490,9 @@ export class ReferenceBilling {
   unitGrant(tenant: string, id: string, g: RefUnitGrant): void {
     this.unitGrants.set(tenant, [...(this.unitGrants.get(tenant) ?? []), { ...g, id, drawn: new Map() }]);
   }
+
+  /** How many invoiced (feature, period) pairs carried units over: how much of a run exercised rollover. */
+  carriedPeriods = 0;
 
   /** How many (grant, period) draws invoices made: how much of a run exercised grants. */
   unitGrantDraws(): number {
@@ -530,6 +533,23 @@ export class ReferenceBilling {
       if (record) g.drawn.set(period.start, take);
     }
     return total;
+  }
+
+  /**
+   * DESIGN.md §14 rollover: a feature whose plan (at period end) sets `rollover.max` includes
+   * min(max, max(0, included − used)) more, where included and used are the previous period's
+   * own (same subscription; its plan at its end, the tenant's override; no carried units).
+   */
+  private withRollover(tenant: string, s: Sub, period: Span, endPlan: string, feature: string, terms: Terms, record = false): Terms {
+    const rollover = this.plan(endPlan).features[feature]?.rollover;
+    const prev = this.periods(s, period.start).at(-1)?.period;
+    if (!rollover || terms.included === null || !prev) return terms;
+    const before = this.terms(tenant, this.planOf(s, prev.end - 1), feature);
+    if (!before || before.included === null) return terms;
+    const unused = before.included.minus(this.usage(tenant, feature, prev) ?? 0);
+    const carried = Decimal.min(D(rollover.max), Decimal.max(new Decimal(0), unused));
+    if (record && carried.gt(0)) this.carriedPeriods++;
+    return { ...terms, included: terms.included.plus(carried) };
   }
 
   /** The terms with the period's granted units added to what is included. */
@@ -624,7 +644,8 @@ export class ReferenceBilling {
       if (this.features.get(feature)?.type === 'boolean') continue;
       const used = this.usage(tenant, feature, period);
       // What the period draws from unit grants is part of the terms its late usage is priced on.
-      const terms = this.withGranted(tenant, feature, period, this.terms(tenant, endPlan, feature)!, used ?? new Decimal(0), true);
+      const own = this.withRollover(tenant, s, period, endPlan, feature, this.terms(tenant, endPlan, feature)!, true);
+      const terms = this.withGranted(tenant, feature, period, own, used ?? new Decimal(0), true);
       this.invoicedTerms.get(`${tenant}|${period.start}`)!.set(feature, terms);
       const key = `${tenant}|${feature}|${period.start}`;
       const before = this.billed.get(key);

@@ -114,7 +114,10 @@ function planFeature(r: Rnd, currency: string): RefPlanFeature {
   if (r.chance(0.08)) return { enabled: false };
   const included = r.pick([0, 0, 1, 5, 10, '2.5', '0.75', 20, null] as const);
   if (included === null) return { included: null };
-  return { included, overage: r.chance(0.85) ? pricing(r, currency) : null };
+  const pf: RefPlanFeature = { included, overage: r.chance(0.85) ? pricing(r, currency) : null };
+  // Rollover (DESIGN.md §14) on monthly plans now and then: a cap below, at or above included.
+  if (r.chance(0.3)) pf.rollover = { max: r.pick([1, 3, '2.5', 10, 50] as const) };
+  return pf;
 }
 
 const AGGREGATIONS = [
