@@ -35,7 +35,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     [
       '$.cost: unknown field (expected one of: features, plans, taxes, coupons)',
       'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, features)',
-      'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage)',
+      'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover)',
       'plans[0].features.OCR_SCAN.enabled: must be true or false',
       'plans[0].features.OCR_SCAN.overage.per: unknown field (expected one of: model, minimum, maximum, unitPrice)',
       'plans[0].features.OCR_SCAN.overage.unitPrice: must be a decimal string like "1" (prices are strings so no float ever touches money)',
@@ -110,7 +110,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', features: { VOICE: { limit: 1, enabled: 1, included: null, junk: 0 } } }] },
     STORED,
     [
-      'plans[0].features.VOICE.junk: unknown field (expected one of: enabled, included, hardStop, limit, overage)',
+      'plans[0].features.VOICE.junk: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover)',
       'plans[0].features.VOICE.included: VOICE is a boolean feature: it takes only "enabled"',
       'plans[0].features.VOICE.limit: VOICE is a boolean feature: it takes only "enabled"',
       'plans[0].features.VOICE.enabled: must be true or false',
@@ -225,6 +225,18 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
       '$.extra: unknown field (expected one of: features, plans, taxes, coupons)',
       'features: must be an array',
       'plans: must be an array',
+    ],
+  ],
+  [
+    'rollover: a non-negative max, only on a limited included quantity, no other field',
+    { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', features: { OCR_SCAN: { included: 10, rollover: { max: -1 } }, API_CALL: { included: null, rollover: { max: 5 } }, SEATS: { included: 1, rollover: {} }, STORAGE_GB: { included: 1, rollover: 5 }, REPORTS: { included: 1, rollover: { cap: 5 } } } }] },
+    STORED,
+    [
+      'plans[0].features.OCR_SCAN.rollover.max: must not be negative',
+      'plans[0].features.API_CALL.rollover: has no effect when included is null (unlimited); remove it or set included',
+      'plans[0].features.SEATS.rollover.max: is required (the most units carried into a period)',
+      'plans[0].features.STORAGE_GB.rollover: must be an object',
+      'plans[0].features.REPORTS.rollover.cap: unknown field (expected one of: max)',
     ],
   ],
   [

@@ -247,7 +247,7 @@ const feature = obj(
 // A feature's terms in a plan; which terms apply depends on the feature's type.
 type Terms = Omit<PlanFeature, 'featureKey'>;
 const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later, rollover: later });
-const rolloverSchema = obj({ max: quantity });
+const rolloverSchema = obj({ max: later });
 
 const booleanTerms = (key: string) =>
   terms.transform((o, ctx): Terms => {
@@ -280,8 +280,10 @@ const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
     }
     let rollover: { max: string } | undefined;
     if (o.rollover !== undefined && o.rollover !== null) {
-      rollover = sub(ctx, rolloverSchema, o.rollover, ['rollover']);
-      if (rollover && rollover.max === undefined) issue(ctx, 'is required (the most units carried into a period)', ['rollover', 'max']);
+      const r = sub(ctx, rolloverSchema, o.rollover, ['rollover']);
+      if (r && r.max === undefined) issue(ctx, 'is required (the most units carried into a period)', ['rollover', 'max']);
+      const max = r && r.max !== undefined ? sub(ctx, quantity, r.max, ['rollover', 'max']) : undefined;
+      if (max !== undefined) rollover = { max };
       if (included === null) issue(ctx, 'has no effect when included is null (unlimited); remove it or set included', ['rollover']);
     }
   return {

@@ -120,7 +120,8 @@ async function rolloverOf(
 
 /** Units carried into the period: the previous period's usage read like the current one's. */
 async function carriedOf(db: Db, tenantId: string, r: { feature: Feature; window: Window; windowsKey: string; terms: PlanFeature; rollover: RolloverSource | null }): Promise<string | undefined> {
-  if (!r.rollover) return undefined;
+  if (!r.terms.rollover || r.terms.included === null) return undefined;
+  if (!r.rollover) return '0';
   const prev = await usageOf(db, { tenantId, feature: r.feature, window: { ...r.rollover.period, subscription: r.window.subscription }, windowsKey: r.windowsKey });
   return carriedUnits(r.terms, r.rollover, microToString(prev.quantity ?? '0'));
 }

@@ -79,11 +79,11 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
   } else {
     kind = dec(rated.billable).isZero() && amt.gt(0) ? 'minimum' : 'overage';
     const carried = input.carried !== undefined && dec(input.carried).gt(0) ? ` (${input.carried} carried over)` : '';
-    const inc = rated.included === null ? 'unlimited' : `${rated.included}${carried}`;
+    const inc = rated.included === null ? 'unlimited' : rated.included;
     description =
       kind === 'minimum'
-        ? `${name}: minimum spend (${rated.used} used, ${inc} included)`
-        : `${name}: ${rated.used} used, ${inc} included, ${rated.billable} billable`;
+        ? `${name}: minimum spend (${rated.used} used, ${inc} included${carried})`
+        : `${name}: ${rated.used} used, ${inc} included${carried}, ${rated.billable} billable`;
     quantity = rated.billable;
   }
   const details: UsageDetails = {
