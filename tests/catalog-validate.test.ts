@@ -35,7 +35,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     [
       '$.cost: unknown field (expected one of: features, plans, taxes, coupons)',
       'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, features)',
-      'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover)',
+      'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover, resetEvery)',
       'plans[0].features.OCR_SCAN.enabled: must be true or false',
       'plans[0].features.OCR_SCAN.overage.per: unknown field (expected one of: model, minimum, maximum, unitPrice)',
       'plans[0].features.OCR_SCAN.overage.unitPrice: must be a decimal string like "1" (prices are strings so no float ever touches money)',
@@ -110,7 +110,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', features: { VOICE: { limit: 1, enabled: 1, included: null, junk: 0 } } }] },
     STORED,
     [
-      'plans[0].features.VOICE.junk: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover)',
+      'plans[0].features.VOICE.junk: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover, resetEvery)',
       'plans[0].features.VOICE.included: VOICE is a boolean feature: it takes only "enabled"',
       'plans[0].features.VOICE.limit: VOICE is a boolean feature: it takes only "enabled"',
       'plans[0].features.VOICE.enabled: must be true or false',
@@ -238,6 +238,27 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
       'plans[0].features.STORAGE_GB.rollover: must be an object',
       'plans[0].features.REPORTS.rollover.cap: unknown field (expected one of: max)',
     ],
+  ],
+  [
+    'resetEvery: day, week or month, shorter than the plan interval, not with rollover, not on unlimited without a limit',
+    {
+      plans: [
+        { key: 'm', currency: 'USD', price: '1', interval: 'month', features: { OCR_SCAN: { included: 10, resetEvery: 'month' }, API_CALL: { included: 10, resetEvery: 'hour' }, SEATS: { included: 1, resetEvery: 'day', rollover: { max: 1 } }, STORAGE_GB: { included: null, resetEvery: 'week' } } },
+        { key: 'y', currency: 'USD', price: '1', interval: 'year', features: { OCR_SCAN: { included: 10, resetEvery: 'month' }, API_CALL: { included: null, hardStop: true, limit: 5, resetEvery: 'day' } } },
+      ],
+    },
+    STORED,
+    [
+      'plans[0].features.API_CALL.resetEvery: must be "day", "week" or "month"',
+      'plans[0].features.SEATS.resetEvery: cannot be combined with rollover (each window starts afresh; nothing carries)',
+      'plans[0].features.STORAGE_GB.resetEvery: has no effect when included is null (unlimited) and there is no limit',
+    ],
+  ],
+  [
+    'resetEvery as long as the period',
+    { plans: [{ key: 'm', currency: 'USD', price: '1', interval: 'month', features: { OCR_SCAN: { included: 10, resetEvery: 'month' } } }] },
+    STORED,
+    ['plans[0].features.OCR_SCAN.resetEvery: must be shorter than the plan\'s interval (month): one of "day", "week"'],
   ],
   [
     'keys that are not identifiers are quoted in paths',

@@ -6,6 +6,7 @@ import { summaryPlusNewSql, wholeWindowSql } from './usage-read.js';
 import { literalGroupsSource, readUsage, usageSelects, type GroupRow } from './usage-sql.js';
 import { readState } from './watermark.js';
 import type { Window } from './windows.js';
+import type { Period } from '../domain/period.js';
 
 /*
  * The usage read model (README "Reading usage"): what a tenant used of a feature in a window,
@@ -283,4 +284,36 @@ async function summarizedEvents(db: Db, windows: Map<string, Window[]>): Promise
     for (const r of rs) out.set(String(r.tenant_id), Number(r.n ?? 0));
   }
   return out;
+}
+
+/** One feature's reset windows (DESIGN.md §14 `resetEvery`) of a tenant's billing period. */
+export interface ResetWindowsRequest {
+  tenantId: string;
+  feature: Feature;
+  /** The period's windows, in time order (rate/reset.ts). */
+  windows: Period[];
+  subscriptionId: string | null;
+}
+
+/**
+ * Usage per reset window, in micro-units as text ('0': no events), one array per request in
+ * its windows' order: the one reader of windowed usage. Read from the windows' events, each
+ * window a group of the indexed range (tenant_id, feature_key, occurred_at) and grouped by it;
+ * summaries stay per billing period and are not involved.
+ */
+export async function resetWindowsUsage(db: Db, requests: ResetWindowsRequest[]): Promise<string[][]> {
+  const out = new Map<string, UsageByWindow>();
+  const groups: GroupRow[] = [];
+  const features = new Map<string, Feature>();
+  for (const r of requests) {
+    features.set(r.feature.key, r.feature);
+    const byStart = out.get(r.tenantId) ?? new Map<number, Map<string, string>>();
+    out.set(r.tenantId, byStart);
+    for (const w of r.windows) {
+      if (!byStart.has(w.start)) byStart.set(w.start, new Map());
+      groups.push({ tenantId: r.tenantId, featureKey: r.feature.key, periodStart: w.start, periodEnd: w.end, subscriptionId: r.subscriptionId });
+    }
+  }
+  await readGroups(db, groups, [...features.values()], out);
+  return requests.map((r) => r.windows.map((w) => out.get(r.tenantId)?.get(w.start)?.get(r.feature.key) ?? '0'));
 }

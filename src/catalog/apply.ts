@@ -107,6 +107,7 @@ function planFeatureRow(planKey: string, version: number, pf: PlanFeature) {
     limit: pf.limit,
     overage: pf.overage === null ? null : JSON.stringify(pf.overage),
     rollover_max: pf.rollover?.max ?? null,
+    reset_every: pf.resetEvery ?? null,
   };
 }
 

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Feature, PlanFeature, PlanVersion, Pricing, QuotaOverride } from '../domain/catalog.js';
+import type { Feature, PlanFeature, ResetEvery, PlanVersion, Pricing, QuotaOverride } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { bool } from '../storage/sql.js';
 import type { CouponSpec, TaxRateSpec } from './validate.js';
@@ -37,6 +37,7 @@ function planFeatureFromRow(r: Record<string, any>): PlanFeature {
     limit: r.limit ?? null,
     overage: r.overage ? (JSON.parse(r.overage) as Pricing) : null,
     ...(r.rollover_max !== null && r.rollover_max !== undefined ? { rollover: { max: String(r.rollover_max) } } : {}),
+    ...(r.reset_every ? { resetEvery: r.reset_every as ResetEvery } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Aggregation, Feature, PercentTier, PlanFeature, PlanVersion, Pricing, Tier } from '../domain/catalog.js';
+import type { Aggregation, Feature, PercentTier, PlanFeature, PlanVersion, Pricing, ResetEvery, Tier } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { isKnownCurrency } from '../domain/money.js';
@@ -45,7 +45,7 @@ const PLAN_KEY = /^(?=.{1,64}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 const PRICE = /^\d{1,18}(\.\d{1,12})?$/;
 const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'min', 'last', 'unique'];
 const MAX_TRIAL_DAYS = 3650;
-const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage', 'rollover'];
+const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage', 'rollover', 'resetEvery'];
 const NOT_PRICE = 'must be a decimal string like "0.05"';
 const NOT_TIERS = 'must be a non-empty array of {upTo, unitPrice, flatPrice?}';
 const NOT_TRIAL = `must be a whole number of days from 0 to ${MAX_TRIAL_DAYS}`;
@@ -246,7 +246,7 @@ const feature = obj(
 
 // A feature's terms in a plan; which terms apply depends on the feature's type.
 type Terms = Omit<PlanFeature, 'featureKey'>;
-const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later, rollover: later });
+const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later, rollover: later, resetEvery: later });
 const rolloverSchema = obj({ max: later });
 
 const booleanTerms = (key: string) =>
@@ -286,6 +286,12 @@ const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
       if (max !== undefined) rollover = { max };
       if (included === null) issue(ctx, 'has no effect when included is null (unlimited); remove it or set included', ['rollover']);
     }
+    let resetEvery: ResetEvery | undefined;
+    if (o.resetEvery !== undefined && o.resetEvery !== null) {
+      resetEvery = sub(ctx, z.enum(['day', 'week', 'month'], { error: 'must be "day", "week" or "month"' }), o.resetEvery, ['resetEvery']);
+      if (o.rollover !== undefined && o.rollover !== null) issue(ctx, 'cannot be combined with rollover (each window starts afresh; nothing carries)', ['resetEvery']);
+      else if (included === null && limit === null) issue(ctx, 'has no effect when included is null (unlimited) and there is no limit', ['resetEvery']);
+    }
   return {
     enabled,
     included: included as string | null,
@@ -293,6 +299,7 @@ const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
     limit: limit as string | null,
     overage: overage as Pricing | null,
     ...(rollover?.max !== undefined ? { rollover: { max: rollover.max } } : {}),
+    ...(resetEvery !== undefined ? { resetEvery } : {}),
   };
 });
 
@@ -330,7 +337,17 @@ function planSchema(features: Map<string, Feature>) {
       }
       return terms;
     }),
-  }).transform(
+  })
+    .superRefine((p, ctx) => {
+      // A window as long as the period (or longer) would be the period itself.
+      const allowed = p.interval === 'year' ? ['day', 'week', 'month'] : ['day', 'week'];
+      for (const [fk, pf] of Object.entries(p.features ?? {})) {
+        if (pf.resetEvery && !allowed.includes(pf.resetEvery)) {
+          issue(ctx, `must be shorter than the plan's interval (${p.interval}): one of ${allowed.map((a) => `"${a}"`).join(', ')}`, ['features', fk, 'resetEvery']);
+        }
+      }
+    })
+    .transform(
     (p): PlanSpec => ({
       planKey: p.key,
       name: p.name ?? p.key,

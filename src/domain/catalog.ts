@@ -43,7 +43,11 @@ export interface PlanFeature {
   overage: Pricing | null; // null: no overage allowed/charged beyond included
   /** DESIGN.md §14: unused included units carried into the next period, at most `max` (rate/rollover.ts). */
   rollover?: { max: string };
+  /** DESIGN.md §14: included and limit apply per window of this length inside the period (rate/reset.ts). */
+  resetEvery?: ResetEvery;
 }
+
+export type ResetEvery = 'day' | 'week' | 'month';
 
 export interface PlanVersion {
   planKey: string; // lower-kebab

@@ -10,7 +10,8 @@ import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt, segmentAtPeriodEnd } from '../subscriptions/timeline.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
 import { carriedUnits, previousPeriod, withCarried, type RolloverSource } from '../rate/rollover.js';
-import { usageOf } from '../aggregate/usage.js';
+import { resetWindowsUsage, usageOf } from '../aggregate/usage.js';
+import { resetWindows, windowedDraws, windowsBillable } from '../rate/reset.js';
 import type { Window } from '../aggregate/windows.js';
 import { drawGrants, grantBalance, grantLive, grantOrder, type UnitGrant } from '../rate/grants.js';
 import { readTermsEpoch, termsCache, TermsGeneration, TERMS_EPOCH_SQL } from './terms-cache.js';
@@ -38,6 +39,17 @@ export interface CheckResult {
   grants?: CheckGrant[];
   /** Units carried over from the previous period, counted in included and limit (only on a feature with rollover). */
   carried?: string;
+  /** A feature with reset windows: the window the check counts usage in (ISO instants). */
+  window?: { start: string; end: string };
+}
+
+/** The reset window a check counts in, its usage, and what the period's earlier windows left billable. */
+interface ResetState {
+  window: { start: number; end: number };
+  used: Decimal;
+  earlierBillable: Decimal;
+  /** Every window's usage so far, in order (the grants' draws). */
+  windowsUsed: string[];
 }
 
 /** A grant counted in a check: its balance this period, what usage so far draws, what is left. */
@@ -132,12 +144,16 @@ async function readUsed(db: Db, tenantId: string, r: { feature: Feature; window:
   return { used: microToDecimal(u.quantity ?? '0'), epoch: Number(u.alongside) };
 }
 
-function decide(r: { terms: PlanFeature; window: Window; grants: UnitGrant[] }, used: Decimal, requested: Decimal, carried?: string): CheckResult {
+function decide(r: { terms: PlanFeature; window: Window; grants: UnitGrant[] }, periodUsed: Decimal, requested: Decimal, carried?: string, reset?: ResetState): CheckResult {
+  // Reset windows: usage, included and limit are the current window's (rate/reset.ts).
+  const used = reset ? reset.used : periodUsed;
   // Carried units raise the allowance and an explicit limit, before grants (rate/rollover.ts).
   const terms = carried === undefined ? r.terms : { ...withCarried(r.terms, carried), limit: r.terms.limit === null ? null : decStr(dec(r.terms.limit).plus(carried)) };
   const period = { start: r.window.start, end: r.window.end };
   // Live grants' balance tops up the allowance, and an explicit limit with it (rate/grants.ts).
-  const granted = terms.included === null ? ZERO : r.grants.reduce((s, g) => s.plus(grantBalance(g, period)), ZERO);
+  // With reset windows, what earlier windows' billable usage drew is gone.
+  const balance = terms.included === null ? ZERO : r.grants.reduce((s, g) => s.plus(grantBalance(g, period)), ZERO);
+  const granted = reset ? Decimal.max(ZERO, balance.minus(reset.earlierBillable)) : balance;
   const included = terms.included === null ? null : dec(terms.included).plus(granted);
   // The limit defaults to the allowance (DESIGN.md §3); it denies only under a hard stop.
   const limit = terms.limit !== null ? dec(terms.limit).plus(granted) : included;
@@ -158,18 +174,40 @@ function decide(r: { terms: PlanFeature; window: Window; grants: UnitGrant[] }, 
     used: decStr(used),
     included: included === null ? null : decStr(included),
     limit: limit === null ? null : decStr(limit),
-    ...(terms.included !== null && r.grants.length > 0 ? { grants: checkGrants(r.grants, period, terms.included, used) } : {}),
+    ...(terms.included !== null && r.grants.length > 0 ? { grants: checkGrants(r.grants, period, terms, used, reset) } : {}),
     ...(carried !== undefined ? { carried } : {}),
+    ...(reset ? { window: { start: toIso(reset.window.start), end: toIso(reset.window.end) } } : {}),
   };
 }
 
-function checkGrants(grants: UnitGrant[], period: { start: number; end: number }, included: string, used: Decimal): CheckGrant[] {
-  const draws = new Map(drawGrants(grants, grants[0].featureKey, period, included, decStr(used)).map((d) => [d.grantId, d.quantity]));
+function checkGrants(grants: UnitGrant[], period: { start: number; end: number }, terms: PlanFeature, used: Decimal, reset?: ResetState): CheckGrant[] {
+  const drawn = reset
+    ? windowedDraws(grants, grants[0].featureKey, period, terms, reset.windowsUsed)
+    : drawGrants(grants, grants[0].featureKey, period, terms.included, decStr(used));
+  const draws = new Map(drawn.map((d) => [d.grantId, d.quantity]));
   return grants.map((g) => {
     const balance = grantBalance(g, period);
     const drawn = dec(draws.get(g.id) ?? '0');
     return { id: g.id, balance: decStr(balance), drawn: decStr(drawn), remaining: decStr(balance.minus(drawn)), expires: g.expiresAt === null ? null : toIso(g.expiresAt) };
   });
+}
+
+/**
+ * A feature with reset windows: the window containing `now` (at a boundary, the new one) and
+ * the usage of each window of the period up to it, read from their events (aggregate/usage.ts).
+ */
+async function resetStateOf(db: Db, tenantId: string, r: { feature: Feature; window: Window; terms: PlanFeature }, now: Instant): Promise<ResetState | undefined> {
+  const every = r.terms.resetEvery;
+  if (!every) return undefined;
+  const windows = resetWindows({ start: r.window.start, end: r.window.end }, every).filter((w) => w.start <= now);
+  const [micro] = await resetWindowsUsage(db, [{ tenantId, feature: r.feature, windows, subscriptionId: r.window.subscription?.id ?? null }]);
+  const windowsUsed = micro.map(microToString);
+  return {
+    window: windows[windows.length - 1],
+    used: dec(windowsUsed[windowsUsed.length - 1]),
+    earlierBillable: dec(windowsBillable(r.terms.included, windowsUsed.slice(0, -1))),
+    windowsUsed,
+  };
 }
 
 /** Past this many epoch changes during one check, answer from the last read (see below). */
@@ -196,7 +234,7 @@ export async function checkEntitlement(
     const r = await resolveTerms(new TermsGeneration(null), opts.trx, input, opts.now);
     if ('denial' in r) return r.denial;
     const h = handleOn(db, opts.trx);
-    return decide(r, (await readUsed(h, input.tenantId, r)).used, requested, await carriedOf(h, input.tenantId, r));
+    return decide(r, (await readUsed(h, input.tenantId, r)).used, requested, await carriedOf(h, input.tenantId, r), await resetStateOf(h, input.tenantId, r, opts.now));
   }
   const cache = termsCache(db);
   for (let attempt = 1; ; attempt++) {
@@ -206,7 +244,7 @@ export async function checkEntitlement(
     // Terms changing under every attempt: the last answer is as good as any taken during
     // those changes, which a caller could not order against this check anyway.
     if (read.epoch === gen.epoch || attempt >= MAX_ATTEMPTS) {
-      return 'denial' in r ? r.denial : decide(r, read.used!, requested, await carriedOf(db, input.tenantId, r));
+      return 'denial' in r ? r.denial : decide(r, read.used!, requested, await carriedOf(db, input.tenantId, r), await resetStateOf(db, input.tenantId, r, opts.now));
     }
     cache.advance(read.epoch);
   }

@@ -1,5 +1,8 @@
 import type { Knex } from 'knex';
-import type { PlanFeature, PlanVersion } from '../domain/catalog.js';
+import type { Feature, PlanFeature, PlanVersion, ResetEvery } from '../domain/catalog.js';
+import { resetWindowsUsage, type ResetWindowsRequest } from '../aggregate/usage.js';
+import { resetWindows } from '../rate/reset.js';
+import type { Db } from '../storage/db.js';
 import { featureTerms, type PeriodTerms } from '../rate/charge.js';
 import { carriedUnits, rolloverSource } from '../rate/rollover.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type PlanLookup, type TenantTerms } from '../rate/tenant-terms.js';
@@ -88,6 +91,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
       amount: prev ? dec(prev.amount).plus(l.amount).toFixed() : l.amount,
       usedTotal: details.usedTotal,
       snapshot: JSON.parse(l.price_snapshot) as PlanFeature,
+      billable: details.billable,
     });
   }
   return { usage, billed, invoiced };
@@ -104,12 +108,37 @@ async function carriedInto(t: TenantTerms, sub: Subscription, period: Period, pl
   return out;
 }
 
+/**
+ * Each reset window's usage (aggregate/usage.ts), for the features with `resetEvery`: of this
+ * period on its plan, and of earlier invoiced periods with late usage on the terms they were billed on.
+ */
+async function windowsOf(db: Db, t: TenantTerms, sub: Subscription, period: Period, plan: PlanVersion | null, state: TenantState, features: Map<string, Feature>) {
+  const wanted: Array<{ key: string; request: ResetWindowsRequest }> = [];
+  const want = (featureKey: string, p: Period, every: ResetEvery | undefined, subscriptionId: string | null) => {
+    const feature = features.get(featureKey);
+    if (every && feature) wanted.push({ key: `${featureKey}|${p.start}`, request: { tenantId: sub.tenantId, feature, windows: resetWindows(p, every), subscriptionId } });
+  };
+  for (const [featureKey, pf] of Object.entries(plan?.features ?? {})) want(featureKey, period, pf.resetEvery, sub.id);
+  for (const inv of periodsWithLateUsage(state, sub.currency)) {
+    for (const featureKey of state.usage.get(inv.period.start)!.keys()) {
+      const billed = state.billed.get(`${featureKey}|${inv.period.start}`);
+      const ft = billed?.snapshot ?? inv.featureTerms?.[featureKey] ?? (inv.plan ? featureTerms(inv.plan, featureKey, t.overrides.get(featureKey)) : null);
+      want(featureKey, inv.period, ft?.resetEvery, inv.subscriptionId);
+    }
+  }
+  if (wanted.length === 0) return undefined;
+  const used = await resetWindowsUsage(db, wanted.map((w) => w.request));
+  return new Map(wanted.map((w, i) => [w.key, used[i].map(microToString)]));
+}
+
 export interface ComposeInput {
   sub: Subscription;
   period: Period;
   nominal: Period;
   /** When the invoice is issued: which prepaid credit it may use. */
   issuedAt: number;
+  /** The handle `q` belongs to: reset windows read usage through aggregate/usage.ts. */
+  db: Db;
 }
 
 export interface Composed {
@@ -146,6 +175,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
     inv.plan = await planAtEnd(q, cache, t, invSub, inv.period);
   }
   const features = await cache.allFeatures(q);
+  state.windows = await windowsOf(input.db, t, sub, period, plan, state, features);
 
   const discounts = await loadDiscounts(q, sub.tenantId);
   const taxes = (await loadTenantTaxes(q, sub.tenantId)).rates;

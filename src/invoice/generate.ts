@@ -4,7 +4,7 @@ import { runAggregate } from '../aggregate/aggregate.js';
 import { BillingError } from '../domain/errors.js';
 import type { Instant, Period } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
-import type { Db } from '../storage/db.js';
+import { handleOn, type Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { loadTenant, subscriptionAt, subscriptionFromRow, type Subscription } from '../subscriptions/repository.js';
 import { endedPeriods, subscriptionPeriodAt, type BillingPeriod } from '../subscriptions/timeline.js';
@@ -125,7 +125,7 @@ async function createInvoice(
         .select('id', 'status');
       if (earlier.some((i) => i.status !== 'void')) throw new AlreadyInvoiced();
       const voided = earlier.at(-1);
-      const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal, issuedAt: opts.now });
+      const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal, issuedAt: opts.now, db: handleOn(db, trx) });
       const head = draftHead(sub, bp.period, composed, {
         id: newInvoiceId(),
         number,
@@ -222,7 +222,7 @@ export async function previewInvoice(db: Db, opts: { now: Instant; tenantId: str
     if (!sub) return null;
     await runAggregate(tdb, { now: opts.now, tenantId: opts.tenantId });
     const { period, nominal } = subscriptionPeriodAt(sub, opts.now);
-    const composed = await composeInvoice(q, new CatalogCache(), { sub, period, nominal, issuedAt: opts.now });
+    const composed = await composeInvoice(q, new CatalogCache(), { sub, period, nominal, issuedAt: opts.now, db: tdb });
     const head = draftHead(sub, period, composed, { id: 'preview', number: 'PREVIEW', now: opts.now, dueDays, supersedes: null });
     return { ...head, lines: composed.lines };
   });

@@ -269,6 +269,11 @@ function checkDiscountSum(inv: Invoice, v: (check: string, message: string, line
   if (off.gt(charged.isNegative() ? 0 : charged)) v('discount', `discounts take ${off.toFixed()} off lines that charge ${charged.toFixed()}: below zero`, discounts[0].lineNo);
 }
 
+/** A windowed line's windows as recorded (its billable is re-derived from them). */
+function windowsOf(d: UsageDetails) {
+  return Array.isArray(d.windows) ? { used: d.windows, granted: d.granted ?? '0' } : undefined;
+}
+
 function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
   const d = l.details as UsageDetails | null;
   const snap = l.priceSnapshot as PlanFeature | null;
@@ -278,7 +283,7 @@ function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message
   }
   let again: ReturnType<typeof dueMinusBilled>;
   try {
-    again = dueMinusBilled(snap, d.usedTotal, d.billedBefore, inv.currency);
+    again = dueMinusBilled(snap, d.usedTotal, d.billedBefore, inv.currency, windowsOf(d));
   } catch (e) {
     v('recompute', `the line's price snapshot cannot be rated: ${(e as Error).message}`);
     return;
@@ -340,7 +345,7 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
     const billed = entries.reduce((sum, e) => sum.plus(e.line.amount), dec(0));
     let due: string;
     try {
-      due = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency).rated.amount;
+      due = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency, windowsOf(d)).rated.amount;
     } catch {
       continue; // reported by the line check
     }

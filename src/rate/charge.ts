@@ -5,7 +5,8 @@ import { roundMoney } from '../domain/money.js';
 import { microToString } from '../domain/quantity.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
 import type { PriceLine } from './price-line.js';
-import { rateUsage } from './rate.js';
+import { rateUsage, type RatedUsage } from './rate.js';
+import { drawnTotal, rateWindowed, windowedDraws } from './reset.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 import { withCarried } from './rollover.js';
 
@@ -13,6 +14,8 @@ import { withCarried } from './rollover.js';
 export interface ChargeDetail {
   /** Units carried over from the previous period (rate/rollover.ts). */
   carried?: string;
+  /** A feature with reset windows: the usage of each window of the period, in order (rate/reset.ts). */
+  windowsUsed?: readonly string[];
 }
 
 /** Why a summary got a zero charge instead of being priced. */
@@ -96,8 +99,17 @@ export function rateCharge(
   }
   // Carried units, then units granted to the tenant, top up the included quantity.
   const own = withCarried(pf, detail?.carried);
-  const draws = drawGrants(grants, key.featureKey, { start: key.periodStart, end: key.periodEnd }, own.included, used);
-  const r = rateUsage(withGrantDraws(own, draws), used, terms.plan.currency);
+  const period = { start: key.periodStart, end: key.periodEnd };
+  let r: RatedUsage;
+  if (pf.resetEvery) {
+    // Without per-window usage (a minimum-only charge), the period is one window.
+    const windowsUsed = detail?.windowsUsed ?? [used];
+    const granted = drawnTotal(windowedDraws(grants, key.featureKey, period, pf, windowsUsed));
+    r = rateWindowed(pf, used, { used: windowsUsed, granted }, terms.plan.currency);
+  } else {
+    const draws = drawGrants(grants, key.featureKey, period, own.included, used);
+    r = rateUsage(withGrantDraws(own, draws), used, terms.plan.currency);
+  }
   return {
     ...base,
     planKey: terms.plan.planKey,

@@ -46,6 +46,9 @@ export interface UsageDetails {
   tiers: Array<{ ref: string; description: string; quantity: string; unitPrice: string | null; flatPrice: string | null; amount: string }>;
   /** Units carried over from the previous period, part of `included` (DESIGN.md §14 rollover). */
   carried?: string;
+  /** Reset windows (DESIGN.md §14): each window's usage in order, and what grants covered of their billable total. */
+  windows?: string[];
+  granted?: string;
   reason?: string;
 }
 

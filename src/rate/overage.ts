@@ -5,6 +5,8 @@ import { governingSubscription } from '../subscriptions/timeline.js';
 import { microToString } from '../domain/quantity.js';
 import { featureTerms, rateCharge, type RatedCharge } from './charge.js';
 import { carriedUnits, rolloverSource } from './rollover.js';
+import { resetWindows } from './reset.js';
+import { resetWindowsUsage } from '../aggregate/usage.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from './tenant-terms.js';
@@ -85,7 +87,9 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
  */
 export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageResult> {
   const pageSize = opts.pageSize ?? 1000;
-  const plans = new CatalogCache().lookup(db.knex);
+  const cache = new CatalogCache();
+  const plans = cache.lookup(db.knex);
+  const features = await cache.allFeatures(db.knex);
   const result: OverageResult = { rated: 0, minimums: 0, unrated: 0, removed: 0 };
   const write = async (charges: RatedCharge[], remove: ChargeId[] = []) => {
     if (charges.length === 0 && remove.length === 0) return;
@@ -109,7 +113,7 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
     if (page.length === 0) break;
     const missing = [...new Set(page.map((r) => r.tenant_id))].filter((id) => !terms.has(id));
     for (const [id, t] of await loadTenantTerms(db.knex, missing)) terms.set(id, t);
-    const charges: RatedCharge[] = [];
+    const rows = [];
     for (const r of page) {
       const t = terms.get(r.tenant_id)!;
       const period = { start: Number(r.period_start), end: Number(r.period_end) };
@@ -119,8 +123,18 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
       const pf = pt.ok ? featureTerms(pt.plan, r.feature_key, t.overrides.get(r.feature_key)) : null;
       const source = await rolloverSource(t, sub, period, r.feature_key, pf, plans);
       const carried = pf ? carriedUnits(pf, source, microToString(r.prev_quantity ?? '0')) : undefined;
-      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now, t.grants, { carried }));
+      rows.push({ r, t, key, pt, pf, carried, period });
     }
+    // Features with reset windows: each window's usage, for the whole page in one read.
+    const windowed = rows.filter((x) => x.pf?.resetEvery && features.has(x.key.featureKey));
+    const windowsUsed = await resetWindowsUsage(
+      db,
+      windowed.map((x) => ({ tenantId: x.key.tenantId, feature: features.get(x.key.featureKey)!, windows: resetWindows(x.period, x.pf!.resetEvery!), subscriptionId: x.r.subscription_id })),
+    );
+    const byRow = new Map(windowed.map((x, i) => [x, windowsUsed[i].map(microToString)]));
+    const charges: RatedCharge[] = rows.map((x) =>
+      rateCharge(x.key, x.r.quantity, x.pt, x.t.overrides.get(x.key.featureKey), opts.now, x.t.grants, { carried: x.carried, windowsUsed: byRow.get(x) }),
+    );
     await write(charges);
     const last = page[page.length - 1];
     after = [last.tenant_id, last.feature_key, Number(last.period_start)];

@@ -7,6 +7,7 @@ import { discountApplies, discountLines } from './discounts.js';
 import { featureTerms as termsOf } from './charge.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 import { withCarried } from './rollover.js';
+import { drawnTotal, recordedDrawn, windowedDraws } from './reset.js';
 import type { CreditDetails, RatedLine } from './lines.js';
 import { roundingLine } from './rounding.js';
 import { commitmentLine } from './commitment.js';
@@ -60,6 +61,8 @@ export interface PeriodUsage {
   billed: Map<string, Billed>;
   /** period_start → an invoiced period, its subscription, currency and terms */
   invoiced: Map<number, InvoicedPeriod>;
+  /** `${feature}|${period_start}` → each reset window's usage (features with `resetEvery`; rate/reset.ts) */
+  windows?: Map<string, string[]>;
 }
 
 export interface RatedPeriod {
@@ -92,12 +95,16 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
       if (!feature || feature.type !== 'metered') continue;
       const usedTotal = usage.usage.get(period.start)?.get(featureKey) ?? '0';
       // Carried units come before grants; both are part of the stored terms, so late usage is
-      // priced on what the period carried and drew.
+      // priced on what the period carried and drew. Reset windows: grants cover the windows'
+      // billable total, recorded with the invoice and found again by late usage.
       const carried = terms.carried?.get(featureKey);
       const planTerms = withCarried(termsOf(pv, featureKey, terms.overrides.get(featureKey))!, carried);
-      const draws = drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
+      const windowsUsed = planTerms.resetEvery ? usage.windows?.get(`${featureKey}|${period.start}`) ?? [usedTotal] : null;
+      const draws = windowsUsed
+        ? windowedDraws(terms.grants, featureKey, period, planTerms, windowsUsed)
+        : drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
       for (const d of draws) grantsUsed.push({ grantId: d.grantId, periodStart: period.start, quantity: d.quantity });
-      const ft = withGrantDraws(planTerms, draws);
+      const ft = windowsUsed ? planTerms : withGrantDraws(planTerms, draws);
       featureTerms[featureKey] = ft;
       const line = usageLine({
         context: 'current',
@@ -110,6 +117,7 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
         planKey: pv.planKey,
         planVersion: pv.version,
         carried,
+        ...(windowsUsed ? { windows: { used: windowsUsed, granted: drawnTotal(draws) } } : {}),
       });
       if (line) lines.push(line);
     }
@@ -163,11 +171,16 @@ function lateUsageLines(terms: PeriodRatingTerms, usage: PeriodUsage): RatedLine
       const ft =
         billed?.snapshot ?? (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, terms.overrides.get(featureKey)) : null);
       if (!ft) continue;
+      const usedTotal = usage.usage.get(start)?.get(featureKey) ?? '0';
+      // Reset windows: the period's windows now, on what its invoice drew from grants.
+      const windowsUsed = ft.resetEvery ? usage.windows?.get(`${featureKey}|${start}`) ?? [usedTotal] : null;
+      const granted = windowsUsed ? recordedDrawn(terms.grants, featureKey, inv.period) : '0';
       const line = usageLine({
         context: 'late',
         feature,
         terms: ft,
-        usedTotal: usage.usage.get(start)?.get(featureKey) ?? '0',
+        usedTotal,
+        ...(windowsUsed ? { windows: { used: windowsUsed, granted } } : {}),
         billed,
         currency: terms.sub.currency,
         period: inv.period,

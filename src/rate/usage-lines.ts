@@ -3,6 +3,7 @@ import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import { toIso, type Period } from '../domain/period.js';
 import { rateUsage } from './rate.js';
+import { rateWindowed, windowsLabel, type WindowedUsage } from './reset.js';
 import type { RatedLine as DraftLine, UsageDetails } from './lines.js';
 
 /** What earlier invoices already billed for one (tenant, feature, period). */
@@ -10,6 +11,7 @@ export interface Billed {
   amount: string; // sum of rounded line amounts
   usedTotal: string; // usage the latest of those lines was rated on
   snapshot: PlanFeature; // terms of the latest line
+  billable?: string; // billable quantity of the latest line (reset windows: not derivable from usedTotal)
 }
 
 export interface UsageLineInput {
@@ -25,11 +27,14 @@ export interface UsageLineInput {
   planVersion: number | null;
   /** Units carried over from the previous period, part of `terms.included` (rate/rollover.ts). */
   carried?: string;
+  /** A feature with reset windows (`terms.resetEvery`): each window's usage and what grants cover (rate/reset.ts). */
+  windows?: WindowedUsage;
 }
 
 /** Amount a usage line must carry: due now − billed before; exact, since both are rounded. */
-export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefore: string, currency: string) {
-  const rated = rateUsage(terms, usedTotal, currency);
+export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefore: string, currency: string, windows?: WindowedUsage) {
+  // Reset windows price what the windows leave billable; without them the period is one window.
+  const rated = terms.resetEvery ? rateWindowed(terms, usedTotal, windows ?? { used: [usedTotal], granted: '0' }, currency) : rateUsage(terms, usedTotal, currency);
   const amount = dec(rated.amount).minus(billedBefore);
   return {
     rated,
@@ -56,7 +61,8 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
   const { context, feature, terms, usedTotal, billed, currency, period } = input;
   const billedBefore = billed?.amount ?? '0';
   const usedBefore = billed?.usedTotal ?? '0';
-  const { rated, amount, precise } = dueMinusBilled(terms, usedTotal, billedBefore, currency);
+  const { rated, amount, precise } = dueMinusBilled(terms, usedTotal, billedBefore, currency, input.windows);
+  const billableBefore = () => (billed?.billable !== undefined && (billed.snapshot ?? terms).resetEvery ? dec(billed.billable) : billableOf(billed?.snapshot ?? terms, usedBefore));
   const amt = dec(amount);
   const used = dec(usedTotal);
   if (context === 'current' ? used.isZero() && amt.isZero() && !billed : amt.isZero()) return null;
@@ -70,18 +76,20 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     kind = 'credit';
     reason = `usage for ${periodLabel(period)} revised from ${decStr(dec(usedBefore))} to ${rated.used}; ${billedBefore} was billed, ${rated.amount} is due`;
     description = `Credit for ${periodLabel(period)}: ${name}, ${reason}`;
-    quantity = decStr(dec(rated.billable).minus(billableOf(billed?.snapshot ?? terms, usedBefore)));
+    quantity = decStr(dec(rated.billable).minus(billableBefore()));
   } else if (context === 'late') {
     kind = 'late_usage';
     const delta = used.minus(usedBefore);
     description = `Late usage for ${periodLabel(period)}: ${name}, ${delta.isNegative() ? '' : '+'}${decStr(delta)} (now ${rated.used})`;
-    quantity = decStr(dec(rated.billable).minus(billableOf(billed?.snapshot ?? terms, usedBefore)));
+    quantity = decStr(dec(rated.billable).minus(billableBefore()));
   } else {
     kind = dec(rated.billable).isZero() && amt.gt(0) ? 'minimum' : 'overage';
     const carried = input.carried !== undefined && dec(input.carried).gt(0) ? ` (${input.carried} carried over)` : '';
     const inc = rated.included === null ? 'unlimited' : rated.included;
-    description =
-      kind === 'minimum'
+    const windowed = terms.resetEvery && input.windows ? windowsLabel(terms.resetEvery, input.windows.used.length, rated.included) : null;
+    description = windowed
+      ? `${name}: ${windowed}, ${rated.billable} billable`
+      : kind === 'minimum'
         ? `${name}: minimum spend (${rated.used} used, ${inc} included${carried})`
         : `${name}: ${rated.used} used, ${inc} included${carried}, ${rated.billable} billable`;
     quantity = rated.billable;
@@ -96,6 +104,7 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     billedBefore: formatMoney(billedBefore, currency),
     tiers: rated.lines,
     ...(input.carried !== undefined && dec(input.carried).gt(0) ? { carried: input.carried } : {}),
+    ...(terms.resetEvery && input.windows ? { windows: [...input.windows.used], granted: input.windows.granted } : {}),
     ...(reason ? { reason } : {}),
   };
   return {

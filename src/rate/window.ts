@@ -2,10 +2,11 @@ import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
 import { microToString } from '../domain/quantity.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
-import { usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
+import { resetWindowsUsage, usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
 import { windowsKey, type Window } from '../aggregate/windows.js';
 import type { UnitGrant } from './grants.js';
-import { featureTerms, rateCharge, type PeriodTerms, type RatedCharge } from './charge.js';
+import { featureTerms, rateCharge, type ChargeDetail, type PeriodTerms, type RatedCharge } from './charge.js';
+import { resetWindows } from './reset.js';
 import { carriedUnits, rolloverSource, type RolloverSource } from './rollover.js';
 import { CatalogCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';
 
@@ -26,8 +27,8 @@ export interface RatedWindow {
   charges: RatedCharge[];
   /** Micro-units used per feature (absent: no usage). */
   usedMicro: Map<string, string>;
-  /** Units carried over from the previous period per feature (rollover; absent: none). */
-  carried: Map<string, string>;
+  /** Per feature: units carried over (rollover) and each reset window's usage (absent: neither). */
+  details: Map<string, ChargeDetail>;
 }
 
 /**
@@ -43,7 +44,7 @@ export function rateWindowCharges(
   overrides: Map<string, QuotaOverride>,
   now: Instant,
   grants?: readonly UnitGrant[],
-  carried?: ReadonlyMap<string, string>,
+  details?: ReadonlyMap<string, ChargeDetail>,
 ): RatedCharge[] {
   const keys = new Set([...usedMicro.keys()]);
   if (terms.ok) {
@@ -54,9 +55,7 @@ export function rateWindowCharges(
   return [...keys]
     .sort()
     .map((featureKey) =>
-      rateCharge({ tenantId, featureKey, periodStart: window.start, periodEnd: window.end }, usedMicro.get(featureKey) ?? null, terms, overrides.get(featureKey), now, grants, {
-        carried: carried?.get(featureKey),
-      }),
+      rateCharge({ tenantId, featureKey, periodStart: window.start, periodEnd: window.end }, usedMicro.get(featureKey) ?? null, terms, overrides.get(featureKey), now, grants, details?.get(featureKey)),
     );
 }
 
@@ -94,18 +93,35 @@ export async function rateWindows(
   }
   // The previous periods are whole: their usage is read like a report's (aggregate/usage.ts).
   const prevUsage = previous.size > 0 ? await windowUsage(db, terms, previous, [...features.values()], { kind: 'report' }) : new Map<string, UsageByWindow>();
+  // Features with reset windows: each window's usage (cut at the estimate's instant), in one read.
+  const until = context.kind === 'estimate' ? context.asOf + 1 : Infinity;
+  const windowed = pending.flatMap(({ tenantId, w, pt }) =>
+    Object.entries(pt.ok ? pt.plan.features : {})
+      .filter(([key, pf]) => pf.resetEvery && features.has(key))
+      .map(([key, pf]) => ({
+        tenantId,
+        start: w.start,
+        feature: features.get(key)!,
+        windows: resetWindows(w, pf.resetEvery!).map((x) => ({ start: x.start, end: Math.max(x.start, Math.min(x.end, until)) })),
+        subscriptionId: w.subscription?.id ?? null,
+      })),
+  );
+  const windowsUsed = await resetWindowsUsage(db, windowed);
   const out: RatedWindow[] = [];
   for (const { tenantId, w, pt, sources } of pending) {
     const t = terms.get(tenantId)!;
     const usedMicro = usage.get(tenantId)?.get(w.start) ?? new Map<string, string>();
-    const carried = new Map<string, string>();
+    const details = new Map<string, ChargeDetail>();
     for (const [featureKey, source] of sources) {
       const prev = usage.get(tenantId)?.get(source.period.start) ?? prevUsage.get(tenantId)?.get(source.period.start);
       const pf = featureTerms((pt as { plan: PlanVersion }).plan, featureKey, t.overrides.get(featureKey))!;
-      carried.set(featureKey, carriedUnits(pf, source, microToString(prev?.get(featureKey) ?? '0')));
+      details.set(featureKey, { carried: carriedUnits(pf, source, microToString(prev?.get(featureKey) ?? '0')) });
     }
-    const charges = rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants, carried);
-    out.push({ tenantId, window: w, terms: pt, charges, usedMicro, carried });
+    windowed.forEach((x, i) => {
+      if (x.tenantId === tenantId && x.start === w.start) details.set(x.feature.key, { ...details.get(x.feature.key), windowsUsed: windowsUsed[i].map(microToString) });
+    });
+    const charges = rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants, details);
+    out.push({ tenantId, window: w, terms: pt, charges, usedMicro, details });
   }
   return out;
 }

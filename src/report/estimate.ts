@@ -88,7 +88,7 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
   );
   // The projection is priced exactly as the usage so far: the same window, terms and charges.
   const projectedCharges = new Map(
-    rateWindowCharges(opts.tenantId, window, rated.terms, projectedMicro, features, t.overrides, opts.now, t.grants, rated.carried).map((c) => [c.featureKey, c]),
+    rateWindowCharges(opts.tenantId, window, rated.terms, projectedMicro, features, t.overrides, opts.now, t.grants, rated.details).map((c) => [c.featureKey, c]),
   );
 
   const estimates = rated.charges.map(

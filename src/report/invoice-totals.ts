@@ -64,12 +64,17 @@ export async function windowInvoiceTotals(
       features: await cache.allFeatures(q),
       overrides: t.overrides,
       grants: t.grants,
-      carried: r.carried,
+      carried: new Map([...r.details].filter(([, d]) => d.carried !== undefined).map(([k, d]) => [k, d.carried!])),
       discounts,
       taxes: extras.taxes.get(r.tenantId) ?? [],
       credits: [],
     },
-    { usage: new Map([[period.start, usage]]), billed: new Map(), invoiced: new Map() },
+    {
+      usage: new Map([[period.start, usage]]),
+      billed: new Map(),
+      invoiced: new Map(),
+      windows: new Map([...r.details].filter(([, d]) => d.windowsUsed).map(([k, d]) => [`${k}|${period.start}`, [...d.windowsUsed!]])),
+    },
   );
   return invoiceTotals(rated.lines, sub.currency);
 }

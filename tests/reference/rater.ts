@@ -68,7 +68,7 @@ export type RefPricing = {
   minimum?: string;
   maximum?: string;
 };
-export interface RefPlanFeature { included?: Num | null; overage?: RefPricing | null; enabled?: boolean; rollover?: { max: Num } }
+export interface RefPlanFeature { included?: Num | null; overage?: RefPricing | null; enabled?: boolean; rollover?: { max: Num }; resetEvery?: 'day' | 'week' | 'month' }
 export interface RefPlan {
   key: string;
   name: string;
@@ -84,7 +84,16 @@ export interface RefFeature { key: string; name: string; type?: 'boolean'; aggre
 export interface RefCatalog { features: RefFeature[]; plans: RefPlan[] }
 
 /** Terms of one feature as rated: the plan's, after the tenant's override. */
-export interface Terms { enabled: boolean; included: Decimal | null; pricing: RefPricing | null }
+export interface Terms {
+  enabled: boolean;
+  /** Per reset window when `resetEvery` is set. */
+  included: Decimal | null;
+  pricing: RefPricing | null;
+  /** DESIGN.md §14: included (and the limit) apply per window of this length inside the period. */
+  resetEvery?: 'day' | 'week' | 'month';
+  /** With reset windows: the units the period's grants cover of the windows' billable total. */
+  granted?: Decimal;
+}
 
 // ---- time (DESIGN.md §5) ----------------------------------------------------------------
 
@@ -269,7 +278,7 @@ export interface RefInvoice {
   notesMinor: bigint;
 }
 
-interface Billed { minor: bigint; used: Decimal; terms: Terms }
+interface Billed { minor: bigint; used: Decimal; terms: Terms; billable: Decimal }
 
 /**
  * The whole billing world, replayed from the same actions the real pipeline gets, each at its
@@ -405,7 +414,7 @@ export class ReferenceBilling {
     if (o?.unitPrice !== undefined) {
       pricing = { model: 'per_unit', unitPrice: o.unitPrice, minimum: pricing?.minimum, maximum: pricing?.maximum };
     }
-    return { enabled: pf.enabled !== false, included, pricing };
+    return { enabled: pf.enabled !== false, included, pricing, ...(pf.resetEvery ? { resetEvery: pf.resetEvery } : {}) };
   }
 
   /** The subscription's periods: anniversary periods clipped to [start, cancelAt). */
@@ -462,7 +471,7 @@ export class ReferenceBilling {
           const used = this.usage(tenant, feature, period);
           const plain = this.terms(tenant, endPlan, feature);
           const terms = plain && this.withGranted(tenant, feature, period, this.withRollover(tenant, s, period, endPlan, feature, plain), used ?? new Decimal(0), false);
-          const minor = terms ? rate(terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
+          const minor = terms ? this.rateIn(tenant, feature, period, terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
           if (used !== undefined || minor !== 0n) out.set(`${feature}|${period.start}`, minor);
         }
       }
@@ -490,6 +499,9 @@ export class ReferenceBilling {
   unitGrant(tenant: string, id: string, g: RefUnitGrant): void {
     this.unitGrants.set(tenant, [...(this.unitGrants.get(tenant) ?? []), { ...g, id, drawn: new Map() }]);
   }
+
+  /** How many invoice lines reset windows priced differently from one window per period. */
+  windowedLines = 0;
 
   /** How many invoiced (feature, period) pairs carried units over: how much of a run exercised rollover. */
   carriedPeriods = 0;
@@ -552,8 +564,38 @@ export class ReferenceBilling {
     return { ...terms, included: terms.included.plus(carried) };
   }
 
-  /** The terms with the period's granted units added to what is included. */
+  /**
+   * DESIGN.md §14 reset windows of a period: from its start every day, 7 days or month (the
+   * start's day of month, clamped), the last cut at the period's end.
+   */
+  resetWindows(period: Span, every: 'day' | 'week' | 'month'): Span[] {
+    const out: Span[] = [];
+    const at = (k: number) => (every === 'month' ? addMonths(period.start, k) : period.start + k * (every === 'week' ? 7 : 1) * DAY);
+    for (let k = 0; at(k) < period.end; k++) out.push({ start: at(k), end: Math.min(at(k + 1), period.end) });
+    return out;
+  }
+
+  /** With reset windows: Σ over the period's windows of max(0, used in it − included). */
+  private windowsBillable(tenant: string, feature: string, period: Span, terms: Terms): Decimal {
+    let sum = new Decimal(0);
+    if (terms.included === null) return sum;
+    for (const w of this.resetWindows(period, terms.resetEvery!)) sum = sum.plus(Decimal.max(0, (this.usage(tenant, feature, w) ?? new Decimal(0)).minus(terms.included)));
+    return sum;
+  }
+
+  /** A feature's rating in a period: with reset windows, the windows' billable total less what grants cover. */
+  private rateIn(tenant: string, feature: string, period: Span, terms: Terms, used: Decimal, currency: string): Rated {
+    if (!terms.resetEvery) return rate(terms, used, currency);
+    const billable = Decimal.max(0, this.windowsBillable(tenant, feature, period, terms).minus(terms.granted ?? 0));
+    return { ...rate({ ...terms, included: new Decimal(0) }, billable, currency), used };
+  }
+
+  /** The terms with the period's granted units added to what is included (reset windows: as `granted`). */
   private withGranted(tenant: string, feature: string, period: Span, terms: Terms, used: Decimal, record: boolean): Terms {
+    if (terms.resetEvery) {
+      const over = this.windowsBillable(tenant, feature, period, terms);
+      return { ...terms, granted: this.grantedUnits(tenant, feature, period, terms.included === null ? null : new Decimal(0), over, record) };
+    }
     const extra = this.grantedUnits(tenant, feature, period, terms.included, used, record);
     return extra.isZero() ? terms : { ...terms, included: terms.included!.plus(extra) };
   }
@@ -649,9 +691,11 @@ export class ReferenceBilling {
       this.invoicedTerms.get(`${tenant}|${period.start}`)!.set(feature, terms);
       const key = `${tenant}|${feature}|${period.start}`;
       const before = this.billed.get(key);
-      const r = rate(terms, used ?? new Decimal(0), currency);
+      const r = this.rateIn(tenant, feature, period, terms, used ?? new Decimal(0), currency);
       const amount = r.minor - (before?.minor ?? 0n);
       if (r.used.isZero() && amount === 0n && !before) continue;
+      // A windowed line whose billable differs from the whole period's: windows made a difference.
+      if (terms.resetEvery && !r.billable.eq(rate({ ...terms, granted: undefined }, r.used, currency).billable)) this.windowedLines++;
       lines.push({
         kind: r.billable.isZero() && amount > 0n ? 'minimum' : 'overage',
         feature,
@@ -660,7 +704,7 @@ export class ReferenceBilling {
         amountMinor: amount,
         periodStart: period.start,
       });
-      this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used: r.used, terms });
+      this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used: r.used, terms, billable: r.billable });
     }
 
     // Late usage: invoiced earlier periods whose usage changed since they were billed, in this
@@ -676,10 +720,10 @@ export class ReferenceBilling {
         // Rated on the terms the period was invoiced with (a quota override may have changed since).
         const terms = before?.terms ?? this.invoicedTerms.get(`${tenant}|${inv.start}`)!.get(feature) ?? null;
         if (!terms) continue;
-        const r = rate(terms, used, currency);
+        const r = this.rateIn(tenant, feature, span, terms, used, currency);
         const amount = r.minor - (before?.minor ?? 0n);
         if (amount === 0n) continue;
-        const billableBefore = before ? rate(before.terms, before.used, currency).billable : new Decimal(0);
+        const billableBefore = before ? before.billable : new Decimal(0);
         lines.push({
           kind: amount < 0n ? 'credit' : 'late_usage',
           feature,
@@ -688,7 +732,7 @@ export class ReferenceBilling {
           amountMinor: amount,
           periodStart: inv.start,
         });
-        this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used, terms });
+        this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used, terms, billable: r.billable });
       }
     }
 

@@ -117,6 +117,8 @@ function planFeature(r: Rnd, currency: string): RefPlanFeature {
   const pf: RefPlanFeature = { included, overage: r.chance(0.85) ? pricing(r, currency) : null };
   // Rollover (DESIGN.md §14) on monthly plans now and then: a cap below, at or above included.
   if (r.chance(0.3)) pf.rollover = { max: r.pick([1, 3, '2.5', 10, 50] as const) };
+  // Or reset windows (DESIGN.md §14): included per day or week inside the monthly period.
+  else if (r.chance(0.3)) pf.resetEvery = r.pick(['day', 'week'] as const);
   return pf;
 }
 
