@@ -109,11 +109,26 @@ describeEachDb('reset windows', (t) => {
       ['API calls: 31 daily windows, 1000 a day, 1100 billable 11.00', 'Exports: 31 daily windows, 2 a day, 0 billable 0.00'],
       ['API calls: 28 daily windows, 1000 a day, 4000 billable 40.00'],
     ]);
-    const jan = (await invoicesByNumber(db))[0].lines.find((l) => l.featureKey === 'API_CALL')!;
+    const janInvoice = (await invoicesByNumber(db))[0];
+    const jan = janInvoice.lines.find((l) => l.featureKey === 'API_CALL')!;
     expect(jan.details).toMatchObject({ usedTotal: '4100', included: '1000', billable: '1100' });
     expect((jan.details as any).windows.slice(0, 3)).toEqual(['1800', '1200', '0']);
     const charges = await db.knex('rated_charges').where({ tenant_id: 'acme', feature_key: 'API_CALL' }).orderBy('period_start').select('billable', 'amount');
     expect(charges.map((c) => `${c.billable} ${c.amount}`)).toEqual(['1100 11.00', '4000 40.00']);
+    expect((await cli(['verify'], '2026-03-01T02:00:00Z')).code).toBe(0);
+
+    // verify re-derives the billable from the recorded windows: one window less is named.
+    const row = () => db.knex('invoice_lines').where({ invoice_id: janInvoice.id, line_no: jan.lineNo });
+    const stored = (await row().first()).details as string;
+    await row().update({ details: JSON.stringify({ ...JSON.parse(stored), windows: JSON.parse(stored).windows.slice(1) }) });
+    const r = await cli(['verify', '--json'], '2026-03-01T02:00:00Z');
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).violations.map((v: any) => v.message)).toEqual([
+      'API_CALL overage has 30 reset windows, but its period has 31',
+      'API_CALL overage 11.00 (precise 11) but rating 4100 on its snapshot, less 0.00 billed before, gives 3.00 (3)',
+      'API_CALL for the period starting 2026-01-01T00:00:00.000Z: 11 billed (INV-000001#2 11.00) but 4100 is rated at 3.00',
+    ]);
+    await row().update({ details: stored });
     expect((await cli(['verify'], '2026-03-01T02:00:00Z')).code).toBe(0);
   });
 

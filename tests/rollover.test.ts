@@ -103,10 +103,21 @@ describeEachDb('rollover', (t) => {
       ['API calls: 1250 used, 1300 included (300 carried over), 0 billable 0.00'],
       ['API calls: 1100 used, 1000 included, 100 billable 1.00'],
     ]);
-    const feb = (await invoicesByNumber(db))[1].lines.find((l) => l.featureKey === 'API_CALL')!;
+    const febInvoice = (await invoicesByNumber(db))[1];
+    const feb = febInvoice.lines.find((l) => l.featureKey === 'API_CALL')!;
     expect(feb.details).toMatchObject({ included: '1300', carried: '300' });
     const charges = await db.knex('rated_charges').where({ tenant_id: 'acme', feature_key: 'API_CALL' }).orderBy('period_start').select('included', 'billable');
     expect(charges.map((c) => `${c.included} ${c.billable}`)).toEqual(['1000 0', '1300 0', '1000 100', '1300 0', '1000 100']);
+    expect((await cli(['verify'], '2026-07-01T02:00:00Z')).code).toBe(0);
+
+    // A line claiming more carried over than its terms' cap is named by verify.
+    const row = () => db.knex('invoice_lines').where({ invoice_id: febInvoice.id, line_no: feb.lineNo });
+    const stored = (await row().first()).details as string;
+    await row().update({ details: JSON.stringify({ ...JSON.parse(stored), carried: '400' }) });
+    const r = await cli(['verify', '--json'], '2026-07-01T02:00:00Z');
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).violations.map((v: any) => v.message)).toEqual(["API_CALL overage carries 400 over, more than its terms' rollover allows (300)"]);
+    await row().update({ details: stored });
     expect((await cli(['verify'], '2026-07-01T02:00:00Z')).code).toBe(0);
   });
 });

@@ -12,6 +12,7 @@ import { taxOn } from '../rate/taxes.js';
 import { listInvoices } from './repository.js';
 import { INVOICE_STATUSES, LINE_KINDS, SUBTOTAL_KINDS, USAGE_KINDS, type BaseFeeDetails, type CommitmentDetails, type CreditDetails, type DiscountDetails, type TaxDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
 import { dueMinusBilled } from '../rate/usage-lines.js';
+import { resetWindows } from '../rate/reset.js';
 import { formatInvoiceNumber } from './numbering.js';
 
 export interface Violation {
@@ -287,6 +288,13 @@ function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message
   } catch (e) {
     v('recompute', `the line's price snapshot cannot be rated: ${(e as Error).message}`);
     return;
+  }
+  // What the line says it carried or cut into windows must be what its terms allow.
+  if (d.carried !== undefined && !(snap.rollover && isDecimalString(d.carried) && dec(d.carried).lte(snap.rollover.max))) {
+    v('recompute', `${l.featureKey} ${l.kind} carries ${d.carried} over, more than its terms' rollover allows (${snap.rollover?.max ?? 'none'})`);
+  }
+  if (Array.isArray(d.windows) && (!snap.resetEvery || d.windows.length !== resetWindows(l.period, snap.resetEvery).length)) {
+    v('recompute', `${l.featureKey} ${l.kind} has ${d.windows.length} reset windows, but its period has ${snap.resetEvery ? resetWindows(l.period, snap.resetEvery).length : 'none'}`);
   }
   if (again.amount !== l.amount || again.precise !== l.amountPrecise) {
     v('recompute', `${l.featureKey} ${l.kind} ${l.amount} (precise ${l.amountPrecise}) but rating ${d.usedTotal} on its snapshot, less ${d.billedBefore} billed before, gives ${again.amount} (${again.precise})`);

@@ -69,6 +69,9 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
         .orWhereRaw('c.period_end <> s.period_end')
         .orWhereNull('c.summary_quantity')
         .orWhereRaw('c.summary_quantity <> s.quantity')
+        // New events since it was rated: with reset windows they may move the billable
+        // quantity while the period's total (a max, say) stays.
+        .orWhereRaw('s.computed_at > c.rated_at')
         // Late usage of the previous period changes what rolls over into this one.
         .orWhereRaw('p.computed_at > c.rated_at'),
     )

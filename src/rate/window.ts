@@ -1,4 +1,4 @@
-import type { Feature, PlanVersion, QuotaOverride } from '../domain/catalog.js';
+import type { Feature, PlanFeature, QuotaOverride } from '../domain/catalog.js';
 import { microToString } from '../domain/quantity.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
@@ -71,18 +71,19 @@ export async function rateWindows(
   const features = await cache.allFeatures(db.knex);
   const usage = await windowUsage(db, terms, windows, [...features.values()], context);
   const plans = cache.lookup(db.knex);
-  const pending: Array<{ tenantId: string; w: Window; pt: PeriodTerms; sources: Map<string, RolloverSource> }> = [];
+  const pending: Array<{ tenantId: string; w: Window; pt: PeriodTerms; sources: Map<string, { source: RolloverSource; terms: PlanFeature }> }> = [];
   const previous = new Map<string, Window[]>(); // windows rollover reads beyond those asked for
   for (const [tenantId, ws] of windows) {
     const t = terms.get(tenantId)!;
     for (const w of ws) {
       const pt = await termsForPeriod(t, w.subscription, w, plans);
-      const sources = new Map<string, RolloverSource>();
-      for (const featureKey of pt.ok ? Object.keys(pt.plan.features) : []) {
-        const pf = featureTerms((pt as { plan: PlanVersion }).plan, featureKey, t.overrides.get(featureKey));
+      const sources = new Map<string, { source: RolloverSource; terms: PlanFeature }>();
+      const plan = pt.ok ? pt.plan : null;
+      for (const featureKey of Object.keys(plan?.features ?? {})) {
+        const pf = featureTerms(plan!, featureKey, t.overrides.get(featureKey));
         const source = await rolloverSource(t, w.subscription, w, featureKey, pf, plans);
         if (!source) continue;
-        sources.set(featureKey, source);
+        sources.set(featureKey, { source, terms: pf! });
         const list = previous.get(tenantId) ?? [];
         if (!usage.get(tenantId)?.has(source.period.start) && !list.some((x) => x.start === source.period.start)) {
           previous.set(tenantId, [...list, { ...source.period, subscription: w.subscription }]);
@@ -112,9 +113,8 @@ export async function rateWindows(
     const t = terms.get(tenantId)!;
     const usedMicro = usage.get(tenantId)?.get(w.start) ?? new Map<string, string>();
     const details = new Map<string, ChargeDetail>();
-    for (const [featureKey, source] of sources) {
+    for (const [featureKey, { source, terms: pf }] of sources) {
       const prev = usage.get(tenantId)?.get(source.period.start) ?? prevUsage.get(tenantId)?.get(source.period.start);
-      const pf = featureTerms((pt as { plan: PlanVersion }).plan, featureKey, t.overrides.get(featureKey))!;
       details.set(featureKey, { carried: carriedUnits(pf, source, microToString(prev?.get(featureKey) ?? '0')) });
     }
     windowed.forEach((x, i) => {
