@@ -10,7 +10,7 @@ import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt, segmentAtPeriodEnd } from '../subscriptions/timeline.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
 import { carriedUnits, previousPeriod, withCarried, type RolloverSource } from '../rate/rollover.js';
-import { resetWindowsUsage, usageOf } from '../aggregate/usage.js';
+import { resetWindowsUsage, usageOf, wholeWindowsUsage } from '../aggregate/usage.js';
 import { resetWindows, windowedDraws, windowsBillable } from '../rate/reset.js';
 import type { Window } from '../aggregate/windows.js';
 import { drawGrants, grantBalance, grantLive, grantOrder, type UnitGrant } from '../rate/grants.js';
@@ -134,8 +134,10 @@ async function rolloverOf(
 async function carriedOf(db: Db, tenantId: string, r: { feature: Feature; window: Window; windowsKey: string; terms: PlanFeature; rollover: RolloverSource | null }): Promise<string | undefined> {
   if (!r.terms.rollover || r.terms.included === null) return undefined;
   if (!r.rollover) return '0';
-  const prev = await usageOf(db, { tenantId, feature: r.feature, window: { ...r.rollover.period, subscription: r.window.subscription }, windowsKey: r.windowsKey });
-  return carriedUnits(r.terms, r.rollover, microToString(prev.quantity ?? '0'));
+  // A whole, ended period: read as reports read one, from its summary once past retention.
+  const window = { ...r.rollover.period, subscription: r.window.subscription };
+  const usage = await wholeWindowsUsage(db, new Map([[tenantId, [window]]]), [r.feature], new Map([[tenantId, r.windowsKey]]));
+  return carriedUnits(r.terms, r.rollover, microToString(usage.get(tenantId)?.get(window.start)?.get(r.feature.key) ?? '0'));
 }
 
 /** The window's usage of the feature (aggregate's read model) and the terms epoch, read in one statement. */
