@@ -208,6 +208,23 @@ describe('reference rater: hand-checked cases', () => {
     expect(ref.carriedPeriods).toBe(2);
   });
 
+  it('reset windows: 1,000 a day; 1,800 on day 1 and 1,200 on day 2 bill 1,000, not 2,000 on the month; late 1,500 on an unused day bills 500', () => {
+    const ref = new ReferenceBilling({
+      features: [{ key: 'API_CALL', name: 'API calls', aggregation: 'sum' }],
+      plans: [{ key: 'daily', name: 'Daily', currency: 'USD', price: '100.00', interval: 'month', features: { API_CALL: { included: 1000, overage: { model: 'per_unit', unitPrice: '0.01' }, resetEvery: 'day' } } }],
+    });
+    ref.subscribe(T('2026-01-01T00:00:00Z'), 'acme', 'daily');
+    const use = (q: string, at: string) => ref.ingest([{ tenant: 'acme', feature: 'API_CALL', quantity: q, occurredAt: T(at) }]);
+    use('1800', '2026-01-01T23:59:59.999Z');
+    use('1200', '2026-01-02T00:00:00.000Z');
+    const [jan] = ref.generate(T('2026-02-01T01:00:00Z'));
+    expect(jan.lines.filter((l) => l.feature).map((l) => `${l.kind} ${l.quantity?.toFixed()} ${l.amountMinor}`)).toEqual(['overage 1000 1000']);
+    use('1500', '2026-01-05T12:00:00Z');
+    const [feb] = ref.generate(T('2026-03-01T01:00:00Z'));
+    expect(feb.lines.filter((l) => l.feature).map((l) => `${l.kind} ${l.quantity?.toFixed()} ${l.amountMinor}`)).toEqual(['late_usage 500 500']);
+    expect(ref.resetWindows({ start: T('2026-01-31T00:00:00Z'), end: T('2027-01-31T00:00:00Z') }, 'month').slice(0, 3).map((w) => new Date(w.start).toISOString().slice(0, 10))).toEqual(['2026-01-31', '2026-02-28', '2026-03-31']);
+  });
+
   it('credit notes: a 20.00 note on an open 110.65 leaves 90.65; on KWD only whole 10 fils come off the due', () => {
     const ref = new ReferenceBilling({
       features: [{ key: 'OCR', name: 'OCR', aggregation: 'sum' }],
