@@ -135,6 +135,30 @@ describeEachDb('reset windows', (t) => {
     expect((await cli(['verify'], '2026-03-01T02:00:00Z')).code).toBe(0);
   });
 
+  it('grants cover what the windows leave billable, in window order; check counts what earlier windows left of them', async () => {
+    const { db, url } = t();
+    const w = world(db);
+    const cli = (args: string[], now: string) => runCli(args, { db: url, now });
+    const JAN = '2026-01-01T00:00:00Z';
+    await w.apply(JAN, CATALOG);
+    await w.tenant(JAN, 'gamma');
+    await w.subscribe(JAN, 'gamma', 'daily', 0);
+    const grant = (await cli(['grant', 'add', 'gamma', 'API_CALL', '1000'], JAN)).stdout.trim();
+    await w.usage('2026-01-01T12:00:00Z', 'gamma', 'API_CALL', '1800'); // 800 over: from the grant
+    await w.usage('2026-01-02T12:00:00Z', 'gamma', 'API_CALL', '900');
+    const check = JSON.parse((await cli(['check', 'gamma', 'API_CALL', '--json'], '2026-01-02T13:00:00Z')).stdout);
+    expect(check).toMatchObject({ used: '900', included: '1200', limit: '1200', remaining: '300', window: { start: '2026-01-02T00:00:00.000Z' } });
+    expect(check.grants).toEqual([{ id: grant, balance: '1000', drawn: '800', remaining: '200', expires: null }]);
+    await w.usage('2026-01-03T12:00:00Z', 'gamma', 'API_CALL', '1500'); // 500 over: 200 from the grant, 300 billable
+    expect((await cli(['invoice', 'generate', '--finalize'], '2026-02-01T01:00:00Z')).code).toBe(0);
+    const [inv] = await invoicesByNumber(db);
+    const line = inv.lines.find((l) => l.featureKey === 'API_CALL')!;
+    expect(`${line.description} ${line.amount}`).toBe('API calls: 31 daily windows, 1000 a day, 300 billable 3.00');
+    expect(line.details).toMatchObject({ billable: '300', granted: '1000' });
+    expect(JSON.parse((await cli(['grant', 'list', 'gamma', '--json'], '2026-02-01T02:00:00Z')).stdout)[0]).toMatchObject({ used: '1000', remaining: '0' });
+    expect((await cli(['verify'], '2026-02-01T02:00:00Z')).code).toBe(0);
+  });
+
   it('monthly windows on a yearly plan', async () => {
     const { db, url } = t();
     const w = world(db);
