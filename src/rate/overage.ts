@@ -39,8 +39,9 @@ interface PendingSummary {
 /**
  * Summaries to (re)rate: never rated, still open at `now` (terms may change until the period
  * ends), last rated before the period ended (a plan change may have come after that run),
- * or changed since rated (late usage, a period cut short). Closed, unchanged periods rated
- * after their end keep their charge, so an hourly run only touches what moved.
+ * changed since rated (late usage, a period cut short), or with a unit grant live in it added
+ * or voided since rated (grants may be back-dated). Closed, unchanged periods rated after
+ * their end keep their charge, so an hourly run only touches what moved.
  */
 function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, number] | null, limit: number) {
   return db
@@ -57,7 +58,14 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
         .orWhereRaw('c.rated_at < s.period_end')
         .orWhereRaw('c.period_end <> s.period_end')
         .orWhereNull('c.summary_quantity')
-        .orWhereRaw('c.summary_quantity <> s.quantity'),
+        .orWhereRaw('c.summary_quantity <> s.quantity')
+        .orWhereExists((g) =>
+          g
+            .from('unit_grants as g')
+            .whereRaw('g.tenant_id = s.tenant_id AND g.feature_key = s.feature_key')
+            .whereRaw('g.effective_at < s.period_end AND (g.expires_at IS NULL OR g.expires_at > s.period_start)')
+            .whereRaw('(g.created_at > c.rated_at OR g.voided_at > c.rated_at)'),
+        ),
     )
     .modify((b) => {
       if (opts.tenantId !== undefined) b.andWhere('s.tenant_id', opts.tenantId);
