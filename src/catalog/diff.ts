@@ -60,6 +60,9 @@ export function diffPlanTerms(before: PlanVersion, after: PlanSpec): string[] {
   if (!sameDecimal(before.minimumCommitment ?? null, after.minimumCommitment ?? null)) {
     out.push(`minimumCommitment: ${show(before.minimumCommitment ?? null)} → ${show(after.minimumCommitment ?? null)}`);
   }
+  if (!sameDecimal(before.spendThreshold ?? null, after.spendThreshold ?? null)) {
+    out.push(`spendThreshold: ${show(before.spendThreshold ?? null)} → ${show(after.spendThreshold ?? null)}`);
+  }
   const keys = [...new Set([...Object.keys(before.features), ...Object.keys(after.features)])].sort();
   for (const k of keys) {
     const a = before.features[k];

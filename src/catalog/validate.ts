@@ -303,6 +303,7 @@ function planSchema(features: Map<string, Feature>) {
       .refine((t) => Number.isInteger(t) && t >= 0 && t <= MAX_TRIAL_DAYS, NOT_TRIAL)
       .optional(),
     minimumCommitment: price.nullish(),
+    spendThreshold: price.refine((p) => dec(p).gt(0), { error: 'must be above 0' }).nullish(),
     features: z.unknown().transform((v, ctx) => {
       if (v === undefined) return fail(ctx, 'is required: a map of feature key to terms (a feature absent from a plan is not available on it)');
       if (!isObj(v)) return fail(ctx, 'must be an object mapping feature keys to terms');
@@ -323,6 +324,7 @@ function planSchema(features: Map<string, Feature>) {
       interval: p.interval,
       trialDays: p.trialDays ?? 0,
       ...(p.minimumCommitment == null || dec(p.minimumCommitment).isZero() ? {} : { minimumCommitment: p.minimumCommitment }),
+      ...(p.spendThreshold == null ? {} : { spendThreshold: p.spendThreshold }),
       features: p.features,
     }),
   );

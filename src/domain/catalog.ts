@@ -53,6 +53,8 @@ export interface PlanVersion {
   trialDays: number;
   /** DESIGN.md §13: a period's subtotal below this (prorated) gets a true-up line; absent: none. */
   minimumCommitment?: string;
+  /** DESIGN.md §15: unbilled usage of an open period reaching this gets a threshold invoice; absent: none. */
+  spendThreshold?: string;
   features: Record<string, PlanFeature>;
 }
 

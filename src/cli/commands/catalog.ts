@@ -108,7 +108,11 @@ export function register(program: Command): void {
       const booleans = new Set(view.features.filter((f) => f.type === 'boolean').map((f) => f.key));
       for (const p of view.plans) {
         printLine('');
-        printLine(`Plan ${p.planKey} v${p.version} "${p.name}": ${p.price} ${p.currency}/${p.interval}, trial ${p.trialDays} day(s)`);
+        const extras = [
+          p.minimumCommitment ? `, minimum commitment ${p.minimumCommitment}` : '',
+          p.spendThreshold ? `, spend threshold ${p.spendThreshold}` : '',
+        ].join('');
+        printLine(`Plan ${p.planKey} v${p.version} "${p.name}": ${p.price} ${p.currency}/${p.interval}, trial ${p.trialDays} day(s)${extras}`);
         printLine(
           formatTable(
             ['feature', 'enabled', 'included', 'hardStop', 'limit', 'overage'],
