@@ -69,7 +69,9 @@ describeEachDb('percentage pricing', (t) => {
       expect(r.code).toBe(0);
       return r.stdout;
     };
-    await cli(['catalog', 'apply', catalogFile()], JAN);
+    const file = catalogFile();
+    await cli(['catalog', 'apply', file], JAN);
+    expect(await cli(['catalog', 'apply', file], JAN)).toContain('catalog unchanged');
     for (let i = 0; i < CASES.length; i++) {
       await w.tenant(JAN, `t${i}`);
       await w.subscribe(JAN, `t${i}`, `p${i}`, 0);
@@ -82,6 +84,12 @@ describeEachDb('percentage pricing', (t) => {
     const show = await cli(['catalog', 'show'], day(20));
     expect(show).toContain('1.3% + 2.00 per event, free up to 3 events');
     expect(show).toContain('2.99% per event, per-event min 1.75, per-event max 12');
+
+    // Before aggregation: the report and the estimate price the events read directly.
+    const report = JSON.parse(await cli(['report', '--json'], day(20))) as Array<{ tenantId: string; features: Array<{ overageAmount: string }> }>;
+    expect(report.find((r) => r.tenantId === 't0')!.features[0]).toMatchObject({ used: '800', overageAmount: '18.40' });
+    const estimate = JSON.parse(await cli(['estimate', 't0', '--json'], day(20)));
+    expect(estimate.features[0]).toMatchObject({ projection: 'current_value', projectedUsed: '800', overageAmount: '18.40', projectedOverageAmount: '18.40' });
 
     await cli(['aggregate'], FEB);
     const charges = JSON.parse(await cli(['overage', '--json'], FEB)).charges as Array<{ tenantId: string; amountPrecise: string; amount: string }>;
