@@ -136,6 +136,33 @@ describeEachDb('percentage pricing', (t) => {
   });
 });
 
+describeEachDb('percentage pricing: billing verify', (t) => {
+  it('checks a line\'s price lines against its snapshot, and re-derives its due from the events', async () => {
+    const { db, url } = t();
+    const w = world(db);
+    await w.apply(JAN, {
+      features: [{ key: 'PAYMENTS', name: 'Payments', aggregation: 'sum' }],
+      plans: [{ key: 'pay', name: 'Pay', currency: 'USD', price: '0', interval: 'month', features: { PAYMENTS: { included: 0, overage: P({}) } } }],
+    });
+    await w.tenant(JAN, 'acme');
+    await w.subscribe(JAN, 'acme', 'pay', 0);
+    for (const [q, d] of FOUR) await w.usage(day(d), 'acme', 'PAYMENTS', q);
+    await w.generate(FEB, { finalize: true });
+    const row = await db.knex('invoice_lines').where({ tenant_id: 'acme', feature_key: 'PAYMENTS' }).first();
+    const verify = async () => JSON.parse((await runCli(['verify', '--json'], { db: url, now: FEB })).stdout).violations.map((v: { check: string; message: string }) => `${v.check}: ${v.message}`);
+    expect(await verify()).toEqual([]);
+    const snapshot = JSON.parse(row.price_snapshot);
+    const tamper = (over: Record<string, unknown>) =>
+      db.knex('invoice_lines').where({ tenant_id: 'acme', feature_key: 'PAYMENTS' }).update({ price_snapshot: JSON.stringify({ ...snapshot, overage: { ...snapshot.overage, ...over } }) });
+    // A fee the price lines do not charge: the line's own arithmetic says so.
+    await tamper({ fixedFeePerEvent: '2.50' });
+    expect(await verify()).toContainEqual('recompute: PAYMENTS overage: price line event-fee charges 2 per event, not 2.50');
+    // Free events the price lines cannot show: the period's events, still there, rate at 7.20.
+    await tamper({ freeEvents: 3 });
+    expect((await verify()).some((v: string) => v.startsWith('recompute: PAYMENTS for the period starting 2026-01-01T00:00:00.000Z: its events rate at 7.20 (7.2), the line says 18.40 (18.4)'))).toBe(true);
+  });
+});
+
 describe('percentage catalog validation', () => {
   const known = new Map<string, Feature>([
     ['PAYMENTS', { key: 'PAYMENTS', type: 'metered', aggregation: 'sum' } as Feature],
