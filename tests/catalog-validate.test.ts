@@ -149,8 +149,8 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     STORED,
     [
       'plans[0].features.OCR_SCAN.overage: must be an object with a "model"',
-      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
-      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
+      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage, percentage',
+      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage, percentage',
     ],
   ],
   [

@@ -21,6 +21,8 @@ function canonicalPricing(p: Pricing | null): string {
       return JSON.stringify({ ...base, unitPrice: c(p.unitPrice) });
     case 'package':
       return JSON.stringify({ ...base, size: c(p.size), packagePrice: c(p.packagePrice) });
+    case 'percentage':
+      return JSON.stringify({ ...base, rate: c(p.rate), fee: c(p.fixedFeePerEvent), freeEvents: p.freeEvents ?? null, freeAmount: c(p.freeAmount), min: c(p.perEventMin), max: c(p.perEventMax) });
     case 'graduated_percentage':
       return JSON.stringify({ ...base, tiers: p.tiers.map((t) => [c(t.upTo), c(t.rate), c(t.flatPrice)]) });
     default:

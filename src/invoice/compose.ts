@@ -5,6 +5,8 @@ import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from 
 import { dec } from '../domain/decimal.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
+import { applyOverride } from '../catalog/repository.js';
+import { eventAmounts } from '../aggregate/usage.js';
 import type { Subscription } from '../subscriptions/repository.js';
 import { loadDiscounts } from '../subscriptions/discounts.js';
 import { availableCredits } from '../subscriptions/credits.js';
@@ -106,6 +108,35 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number, current: { 
   return { usage, billed, invoiced, prior };
 }
 
+/**
+ * The event amounts ratePeriod prices percentage features by: the invoice's period and each
+ * earlier period with late usage, for every feature some of their terms price by percentage
+ * (plan at end, recorded invoice terms, billed snapshots). Read per period and feature.
+ */
+async function percentageEvents(q: Q, tenantId: string, state: TenantState, plan: PlanVersion | null, period: Period, currency: string, t: TenantTerms) {
+  const keys = new Set<string>();
+  const note = (terms: Iterable<PlanFeature | null | undefined>) => {
+    for (const pf of terms) if (pf && pf.overage?.model === 'percentage') keys.add(pf.featureKey);
+  };
+  for (const pv of [plan, ...[...state.invoiced.values()].map((i) => i.plan)]) {
+    if (pv) note(Object.values(pv.features).map((pf) => applyOverride(pf, t.overrides.get(pf.featureKey))));
+  }
+  for (const inv of state.invoiced.values()) note(Object.values(inv.featureTerms ?? {}));
+  note([...state.billed.values()].map((b) => b.snapshot));
+  const out = new Map<number, Map<string, string[]>>();
+  if (keys.size === 0) return out;
+  const periods = [period, ...periodsWithLateUsage(state, currency).map((i) => i.period)];
+  for (const p of periods) {
+    const m = new Map<string, string[]>();
+    for (const key of [...keys].sort()) {
+      if (p !== period && !state.usage.get(p.start)?.has(key)) continue;
+      m.set(key, (await eventAmounts(q, tenantId, key, p)).map((micro) => microToString(micro)));
+    }
+    out.set(p.start, m);
+  }
+  return out;
+}
+
 export interface ComposeInput {
   sub: Subscription;
   period: Period;
@@ -152,6 +183,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
     inv.plan = await planAtEnd(q, cache, t, invSub, inv.period);
   }
   const features = await cache.allFeatures(q);
+  state.events = await percentageEvents(q, sub.tenantId, state, plan, period, sub.currency, t);
 
   const discounts = await loadDiscounts(q, sub.tenantId, { exceptPeriod: period.start });
   const taxes = (await loadTenantTaxes(q, sub.tenantId)).rates;

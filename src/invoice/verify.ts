@@ -1,4 +1,5 @@
-import type { PlanFeature } from '../domain/catalog.js';
+import type { PercentagePricing, PlanFeature } from '../domain/catalog.js';
+import { eventAmounts } from '../aggregate/usage.js';
 import { Decimal, dec, isDecimalString } from '../domain/decimal.js';
 import { cashRoundingMinor, cashStepMinor, formatMoney, minorToMajor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
@@ -319,6 +320,10 @@ function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message
     v('recompute', `${l.kind} line lacks its usage details or price snapshot`);
     return;
   }
+  if (snap.overage?.model === 'percentage') {
+    checkPercentageLine(inv, l, d, snap.overage, v);
+    return;
+  }
   let again: ReturnType<typeof dueMinusBilled>;
   try {
     again = dueMinusBilled(snap, d.usedTotal, d.billedBefore, inv.currency);
@@ -329,6 +334,32 @@ function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message
   if (again.amount !== l.amount || again.precise !== l.amountPrecise) {
     v('recompute', `${l.featureKey} ${l.kind} ${l.amount} (precise ${l.amountPrecise}) but rating ${d.usedTotal} on its snapshot, less ${d.billedBefore} billed before, gives ${again.amount} (${again.precise})`);
   }
+}
+
+/**
+ * A percentage line is priced from its period's events, which a line does not carry (they are
+ * re-read by checkUsageBilling while they exist): here its stored price lines must hold
+ * together: each line's arithmetic, the rate and fee of the snapshot, no more paying amount
+ * than was used, their sum the due amount, rounded once, less what was billed before.
+ */
+function checkPercentageLine(inv: Invoice, l: InvoiceLine, d: UsageDetails, p: PercentagePricing, v: (check: string, message: string) => void): void {
+  const bad = (m: string) => v('recompute', `${l.featureKey} ${l.kind}: ${m}`);
+  let sum = dec(0);
+  for (const t of d.tiers ?? []) {
+    const again = dec(t.quantity).times(t.unitPrice ?? 0).plus(t.flatPrice ?? 0);
+    if (!again.eq(t.amount)) bad(`price line ${t.ref} ${t.amount} is not ${t.quantity} × ${t.unitPrice ?? 0} + ${t.flatPrice ?? 0}`);
+    if (t.ref === 'percentage' && !dec(t.unitPrice ?? -1).eq(dec(p.rate).div(100))) bad(`price line ${t.ref} charges ${t.unitPrice}, not ${p.rate}%`);
+    if (t.ref === 'percentage' && dec(t.quantity).gt(d.usedTotal)) bad(`${t.quantity} pays the rate but only ${d.usedTotal} was used`);
+    if (t.ref === 'event-fee' && !dec(t.unitPrice ?? -1).eq(p.fixedFeePerEvent ?? 0)) bad(`price line ${t.ref} charges ${t.unitPrice} per event, not ${p.fixedFeePerEvent}`);
+    if (t.ref === 'event-minimum' && dec(t.amount).isNegative()) bad('a per-event minimum takes money off');
+    if (t.ref === 'event-maximum' && dec(t.amount).gt(0)) bad('a per-event maximum adds money');
+    sum = sum.plus(t.amount);
+  }
+  if (!sum.eq(d.duePrecise)) bad(`its price lines sum to ${sum.toFixed()}, not the due ${d.duePrecise}`);
+  const due = roundMoney(d.duePrecise, inv.currency);
+  if (due.amount !== d.dueAmount) bad(`due ${d.duePrecise} rounds to ${due.amount}, not ${d.dueAmount}`);
+  const amount = formatMoney(dec(d.dueAmount).minus(d.billedBefore), inv.currency);
+  if (amount !== l.amount) bad(`${l.amount} but the due ${d.dueAmount} less ${d.billedBefore} billed before is ${amount}`);
 }
 
 function checkOnePerPeriod(list: Invoice[], out: Violation[]): void {
@@ -383,7 +414,26 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
     const billed = entries.reduce((sum, e) => sum.plus(e.line.amount), dec(0));
     let due: string;
     try {
-      due = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency).rated.amount;
+      if (snap.overage?.model === 'percentage') {
+        // Re-derived from the period's events while they add up to what was billed on (not
+        // past retention, no late usage pending); otherwise the line's own due stands.
+        const events = (await eventAmounts(db.knex, tenantId, feature, latest.line.period)).map((m) => microToDecimal(m));
+        const used = events.reduce((s, e) => s.plus(e), dec(0));
+        due = d.dueAmount;
+        if (used.eq(d.usedTotal)) {
+          const again = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency, events.map((e) => e.toFixed())).rated;
+          if (again.amount !== d.dueAmount || again.amountPrecise !== d.duePrecise) {
+            out.push({
+              check: 'recompute',
+              tenantId,
+              invoice: latest.inv.number,
+              line: latest.line.lineNo,
+              message: `${feature} for the period starting ${toIso(latest.line.period.start)}: its events rate at ${again.amount} (${again.amountPrecise}), the line says ${d.dueAmount} (${d.duePrecise})`,
+            });
+          }
+          due = again.amount;
+        }
+      } else due = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency).rated.amount;
     } catch {
       continue; // reported by the line check
     }

@@ -7,13 +7,14 @@ import { discountApplies, discountLines } from './discounts.js';
 import { featureTerms as termsOf } from './charge.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 import { SUBTOTAL_KINDS, type CreditDetails, type DiscountDetails, type RatedLine, type TaxDetails } from './lines.js';
-import { dec } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import { roundingLine } from './rounding.js';
 import { commitmentLine } from './commitment.js';
 import { creditLines, type CreditAvailable } from './credits.js';
 import { ownTax, ownTaxBase, taxLines, type TaxRate } from './taxes.js';
 import { usageLine, type Billed } from './usage-lines.js';
+import { chargesEveryEvent } from './rate.js';
+import { ZERO, dec } from '../domain/decimal.js';
 
 /** Feature key → the terms (plan at period end, after the tenant's override) an invoice priced it on. */
 export type FeatureTerms = Record<string, PlanFeature>;
@@ -66,6 +67,19 @@ export interface PeriodUsage {
   invoiced: Map<number, InvoicedPeriod>;
   /** The lines of this period's earlier threshold invoices (not void), oldest first. */
   prior?: RatedLine[];
+  /** period_start → feature → event amounts in time order (decimal strings), for percentage terms. */
+  events?: Map<number, Map<string, string[]>>;
+}
+
+/**
+ * A percentage feature's events for a period, or null when they do not add up to its summary
+ * (retention deleted them, or they are not summarized yet): its charge cannot be re-derived,
+ * so no line is written now and what was billed stands.
+ */
+function eventsFor(usage: PeriodUsage, start: number, featureKey: string, usedTotal: string): string[] | null {
+  const events = usage.events?.get(start)?.get(featureKey) ?? [];
+  const sum = events.reduce((s, e) => s.plus(dec(e)), ZERO);
+  return sum.eq(dec(usedTotal)) ? events : null;
 }
 
 export interface RatedPeriod {
@@ -100,11 +114,15 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
       const usedTotal = usage.usage.get(period.start)?.get(featureKey) ?? '0';
       const planTerms = termsOf(pv, featureKey, terms.overrides.get(featureKey))!;
       // The draw is part of the stored terms, so late usage is priced on what the period drew.
-      const draws = drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
+      const pct = chargesEveryEvent(planTerms);
+      const draws = pct ? [] : drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
       for (const d of draws) grantsUsed.push({ grantId: d.grantId, periodStart: period.start, quantity: d.quantity });
       const ft = withGrantDraws(planTerms, draws);
       featureTerms[featureKey] = ft;
+      const events = pct ? eventsFor(usage, period.start, featureKey, usedTotal) : undefined;
+      if (events === null) continue;
       const line = usageLine({
+        events,
         context: 'current',
         feature,
         terms: ft,
@@ -217,7 +235,11 @@ function lateUsageLines(terms: PeriodRatingTerms, usage: PeriodUsage): RatedLine
       const ft =
         billed?.snapshot ?? (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, terms.overrides.get(featureKey)) : null);
       if (!ft) continue;
+      const usedTotal = usage.usage.get(start)?.get(featureKey) ?? '0';
+      const events = chargesEveryEvent(ft) ? eventsFor(usage, start, featureKey, usedTotal) : undefined;
+      if (events === null) continue;
       const line = usageLine({
+        events,
         context: 'late',
         feature,
         terms: ft,
