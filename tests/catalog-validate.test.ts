@@ -34,7 +34,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     STORED,
     [
       '$.cost: unknown field (expected one of: features, plans, taxes, coupons)',
-      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, features)',
+      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, spendThreshold, features)',
       'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover, resetEvery)',
       'plans[0].features.OCR_SCAN.enabled: must be true or false',
       'plans[0].features.OCR_SCAN.overage.per: unknown field (expected one of: model, minimum, maximum, unitPrice)',
@@ -149,8 +149,8 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     STORED,
     [
       'plans[0].features.OCR_SCAN.overage: must be an object with a "model"',
-      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
-      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
+      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage, percentage',
+      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage, percentage',
     ],
   ],
   [
@@ -245,6 +245,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
       plans: [
         { key: 'm', currency: 'USD', price: '1', interval: 'month', features: { OCR_SCAN: { included: 10, resetEvery: 'month' }, API_CALL: { included: 10, resetEvery: 'hour' }, SEATS: { included: 1, resetEvery: 'day', rollover: { max: 1 } }, STORAGE_GB: { included: null, resetEvery: 'week' } } },
         { key: 'y', currency: 'USD', price: '1', interval: 'year', features: { OCR_SCAN: { included: 10, resetEvery: 'month' }, API_CALL: { included: null, hardStop: true, limit: 5, resetEvery: 'day' } } },
+        { key: 'p', currency: 'USD', price: '1', interval: 'month', features: { OCR_SCAN: { included: 0, overage: { model: 'percentage', rate: '1' }, resetEvery: 'day' }, API_CALL: { included: 0, overage: { model: 'percentage', rate: '1' }, rollover: { max: 1 } } } },
       ],
     },
     STORED,
@@ -252,6 +253,8 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
       'plans[0].features.API_CALL.resetEvery: must be "day", "week" or "month"',
       'plans[0].features.SEATS.resetEvery: cannot be combined with rollover (each window starts afresh; nothing carries)',
       'plans[0].features.STORAGE_GB.resetEvery: has no effect when included is null (unlimited) and there is no limit',
+      'plans[2].features.OCR_SCAN.resetEvery: has no effect with percentage pricing (every event is priced; nothing is included per window)',
+      'plans[2].features.API_CALL.rollover: has no effect with percentage pricing (nothing is included to carry)',
     ],
   ],
   [

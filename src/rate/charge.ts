@@ -5,18 +5,10 @@ import { roundMoney } from '../domain/money.js';
 import { microToString } from '../domain/quantity.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
 import type { PriceLine } from './price-line.js';
-import { rateUsage, type RatedUsage } from './rate.js';
+import { chargesEveryEvent, rateUsage, type RatedUsage } from './rate.js';
 import { drawnTotal, rateWindowed, windowedDraws } from './reset.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 import { withCarried } from './rollover.js';
-
-/** What a charge is rated on besides its usage and terms (DESIGN.md §14). */
-export interface ChargeDetail {
-  /** Units carried over from the previous period (rate/rollover.ts). */
-  carried?: string;
-  /** A feature with reset windows: the usage of each window of the period, in order (rate/reset.ts). */
-  windowsUsed?: readonly string[];
-}
 
 /** Why a summary got a zero charge instead of being priced. */
 export type UnratedReason = 'no_subscription' | 'no_plan_segment' | 'plan_version_missing' | 'feature_not_in_plan';
@@ -64,6 +56,19 @@ export interface ChargeKey {
   periodEnd: Instant;
 }
 
+/**
+ * What rating may need besides the summed usage. `eventsMicro`: the window's event amounts in
+ * time order, micro-units as text (aggregate/usage.ts `eventAmounts`), for percentage pricing.
+ */
+export interface UsageDetail {
+  eventsMicro?: readonly string[];
+  /** Units carried over from the previous period (rate/rollover.ts). */
+  carried?: string;
+  /** A feature with reset windows: the usage of each window of the period, in order (rate/reset.ts). */
+  windowsUsed?: readonly string[];
+}
+export type ChargeDetail = UsageDetail;
+
 /** Rate one tenant × feature × period. `usedMicro` null: no summary (a minimum-only charge). */
 export function rateCharge(
   key: ChargeKey,
@@ -72,7 +77,7 @@ export function rateCharge(
   override: QuotaOverride | undefined,
   ratedAt: Instant,
   grants?: readonly UnitGrant[],
-  detail?: ChargeDetail,
+  detail?: UsageDetail,
 ): RatedCharge {
   const used = microToString(usedMicro ?? '0');
   const base = { ...key, ratedAt, summaryQuantity: usedMicro };
@@ -97,18 +102,19 @@ export function rateCharge(
       lines: [],
     };
   }
-  // Carried units, then units granted to the tenant, top up the included quantity.
+  // Carried units, then units granted to the tenant, top up the included quantity (percentage has none).
   const own = withCarried(pf, detail?.carried);
   const period = { start: key.periodStart, end: key.periodEnd };
   let r: RatedUsage;
-  if (pf.resetEvery) {
+  if (pf.resetEvery && !chargesEveryEvent(pf)) {
     // Without per-window usage (a minimum-only charge), the period is one window.
     const windowsUsed = detail?.windowsUsed ?? [used];
     const granted = drawnTotal(windowedDraws(grants, key.featureKey, period, pf, windowsUsed));
     r = rateWindowed(pf, used, { used: windowsUsed, granted }, terms.plan.currency);
   } else {
-    const draws = drawGrants(grants, key.featureKey, period, own.included, used);
-    r = rateUsage(withGrantDraws(own, draws), used, terms.plan.currency);
+    const draws = chargesEveryEvent(pf) ? [] : drawGrants(grants, key.featureKey, period, own.included, used);
+    const events = detail?.eventsMicro?.map((m) => microToString(m)) ?? (usedMicro === null ? [] : undefined);
+    r = rateUsage(withGrantDraws(own, draws), used, terms.plan.currency, events);
   }
   return {
     ...base,

@@ -3,10 +3,11 @@ import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
 import { governingSubscription } from '../subscriptions/timeline.js';
 import { microToString } from '../domain/quantity.js';
-import { featureTerms, rateCharge, type RatedCharge } from './charge.js';
+import { featureTerms, rateCharge, type RatedCharge, type UsageDetail } from './charge.js';
 import { carriedUnits, rolloverSource } from './rollover.js';
 import { resetWindows } from './reset.js';
-import { resetWindowsUsage } from '../aggregate/usage.js';
+import { chargesEveryEvent } from './rate.js';
+import { eventAmounts, resetWindowsUsage } from '../aggregate/usage.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from './tenant-terms.js';
@@ -45,8 +46,9 @@ interface PendingSummary {
 /**
  * Summaries to (re)rate: never rated, still open at `now` (terms may change until the period
  * ends), last rated before the period ended (a plan change may have come after that run),
- * or changed since rated (late usage, a period cut short). Closed, unchanged periods rated
- * after their end keep their charge, so an hourly run only touches what moved.
+ * changed since rated (late usage, a period cut short), or with a unit grant live in it added
+ * or voided since rated (grants may be back-dated). Closed, unchanged periods rated after
+ * their end keep their charge, so an hourly run only touches what moved.
  */
 function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, number] | null, limit: number) {
   return db
@@ -73,7 +75,14 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
         // quantity while the period's total (a max, say) stays.
         .orWhereRaw('s.computed_at > c.rated_at')
         // Late usage of the previous period changes what rolls over into this one.
-        .orWhereRaw('p.computed_at > c.rated_at'),
+        .orWhereRaw('p.computed_at > c.rated_at')
+        .orWhereExists((g) =>
+          g
+            .from('unit_grants as g')
+            .whereRaw('g.tenant_id = s.tenant_id AND g.feature_key = s.feature_key')
+            .whereRaw('g.effective_at < s.period_end AND (g.expires_at IS NULL OR g.expires_at > s.period_start)')
+            .whereRaw('(g.created_at > c.rated_at OR g.voided_at > c.rated_at)'),
+        ),
     )
     .modify((b) => {
       if (opts.tenantId !== undefined) b.andWhere('s.tenant_id', opts.tenantId);
@@ -123,10 +132,20 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
       const sub = governingSubscription(t.subscriptions, r.subscription_id ?? null, period.start);
       const pt = await termsForPeriod(t, sub, period, plans);
       const key = { tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: period.start, periodEnd: period.end };
-      const pf = pt.ok ? featureTerms(pt.plan, r.feature_key, t.overrides.get(r.feature_key)) : null;
+      const override = t.overrides.get(r.feature_key);
+      const pf = pt.ok ? featureTerms(pt.plan, r.feature_key, override) : null;
+      const detail: UsageDetail = {};
+      if (pf && chargesEveryEvent(pf)) {
+        // Percentage prices the window's events: read only for a window being (re)rated.
+        const events = await eventAmounts(db.knex, r.tenant_id, r.feature_key, period);
+        // Events that no longer add up to the summary (retention deleted them) cannot re-derive
+        // the charge: the window keeps the one it has.
+        if (events.reduce((s, e) => s + BigInt(e), 0n) !== BigInt(r.quantity)) continue;
+        detail.eventsMicro = events;
+      }
       const source = await rolloverSource(t, sub, period, r.feature_key, pf, plans);
-      const carried = pf ? carriedUnits(pf, source, microToString(r.prev_quantity ?? '0')) : undefined;
-      rows.push({ r, t, key, pt, pf, carried, period });
+      if (pf?.rollover) detail.carried = carriedUnits(pf, source, microToString(r.prev_quantity ?? '0'));
+      rows.push({ r, t, key, pt, pf, detail, period });
     }
     // Features with reset windows: each window's usage, for the whole page in one read.
     const windowed = rows.filter((x) => x.pf?.resetEvery && features.has(x.key.featureKey));
@@ -136,7 +155,7 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
     );
     const byRow = new Map(windowed.map((x, i) => [x, windowsUsed[i].map(microToString)]));
     const charges: RatedCharge[] = rows.map((x) =>
-      rateCharge(x.key, x.r.quantity, x.pt, x.t.overrides.get(x.key.featureKey), opts.now, x.t.grants, { carried: x.carried, windowsUsed: byRow.get(x) }),
+      rateCharge(x.key, x.r.quantity, x.pt, x.t.overrides.get(x.key.featureKey), opts.now, x.t.grants, { ...x.detail, ...(byRow.has(x) ? { windowsUsed: byRow.get(x) } : {}) }),
     );
     await write(charges);
     const last = page[page.length - 1];

@@ -1,8 +1,8 @@
-import type { Feature, PlanFeature } from '../domain/catalog.js';
+import type { Feature, PercentagePricing, PlanFeature } from '../domain/catalog.js';
 import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import { toIso, type Period } from '../domain/period.js';
-import { rateUsage } from './rate.js';
+import { chargesEveryEvent, rateUsage, type PriceLine } from './rate.js';
 import { rateWindowed, windowsLabel, type WindowedUsage } from './reset.js';
 import type { RatedLine as DraftLine, UsageDetails } from './lines.js';
 
@@ -25,6 +25,8 @@ export interface UsageLineInput {
   period: Period;
   planKey: string | null;
   planVersion: number | null;
+  /** Percentage terms: the period's event amounts in time order (decimal strings). */
+  events?: readonly string[];
   /** Units carried over from the previous period, part of `terms.included` (rate/rollover.ts). */
   carried?: string;
   /** A feature with reset windows (`terms.resetEvery`): each window's usage and what grants cover (rate/reset.ts). */
@@ -32,9 +34,12 @@ export interface UsageLineInput {
 }
 
 /** Amount a usage line must carry: due now − billed before; exact, since both are rounded. */
-export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefore: string, currency: string, windows?: WindowedUsage) {
+export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefore: string, currency: string, events?: readonly string[], windows?: WindowedUsage) {
   // Reset windows price what the windows leave billable; without them the period is one window.
-  const rated = terms.resetEvery ? rateWindowed(terms, usedTotal, windows ?? { used: [usedTotal], granted: '0' }, currency) : rateUsage(terms, usedTotal, currency);
+  const rated =
+    terms.resetEvery && !chargesEveryEvent(terms)
+      ? rateWindowed(terms, usedTotal, windows ?? { used: [usedTotal], granted: '0' }, currency)
+      : rateUsage(terms, usedTotal, currency, events);
   const amount = dec(rated.amount).minus(billedBefore);
   return {
     rated,
@@ -45,7 +50,19 @@ export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefo
 }
 
 function billableOf(terms: PlanFeature, used: string): Decimal {
+  if (chargesEveryEvent(terms)) return dec(used);
   return terms.included === null ? ZERO : Decimal.max(ZERO, dec(used).minus(terms.included));
+}
+
+/** "4 events, 800.00, 1.3% + 2.00 per event" (plus how many were free, and a minimum spend). */
+function percentageSummary(p: PercentagePricing, events: readonly string[], lines: PriceLine[], currency: string): string {
+  const total = events.reduce((s, e) => s.plus(dec(e)), ZERO);
+  const n = events.length;
+  let s = `${n} event${n === 1 ? '' : 's'}, ${formatMoney(total, currency)}, ${p.rate}%${p.fixedFeePerEvent ? ` + ${p.fixedFeePerEvent}` : ''} per event`;
+  const free = lines.find((l) => l.ref === 'free');
+  if (free) s += `, ${free.quantity} free`;
+  if (lines.some((l) => l.ref === 'minimum')) s += `, minimum spend ${p.minimum}`;
+  return s;
 }
 
 export function periodLabel(p: Period): string {
@@ -61,7 +78,7 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
   const { context, feature, terms, usedTotal, billed, currency, period } = input;
   const billedBefore = billed?.amount ?? '0';
   const usedBefore = billed?.usedTotal ?? '0';
-  const { rated, amount, precise } = dueMinusBilled(terms, usedTotal, billedBefore, currency, input.windows);
+  const { rated, amount, precise } = dueMinusBilled(terms, usedTotal, billedBefore, currency, input.events, input.windows);
   const billableBefore = () => (billed?.billable !== undefined && (billed.snapshot ?? terms).resetEvery ? dec(billed.billable) : billableOf(billed?.snapshot ?? terms, usedBefore));
   const amt = dec(amount);
   const used = dec(usedTotal);
@@ -87,11 +104,14 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     const carried = input.carried !== undefined && dec(input.carried).gt(0) ? ` (${input.carried} carried over)` : '';
     const inc = rated.included === null ? 'unlimited' : rated.included;
     const windowed = terms.resetEvery && input.windows ? windowsLabel(terms.resetEvery, input.windows.used.length, rated.included) : null;
-    description = windowed
-      ? `${name}: ${windowed}, ${rated.billable} billable`
-      : kind === 'minimum'
-        ? `${name}: minimum spend (${rated.used} used, ${inc} included${carried})`
-        : `${name}: ${rated.used} used, ${inc} included${carried}, ${rated.billable} billable`;
+    description =
+      terms.overage?.model === 'percentage' && input.events
+        ? `${name}: ${percentageSummary(terms.overage, input.events, rated.lines, currency)}`
+        : windowed
+          ? `${name}: ${windowed}, ${rated.billable} billable`
+          : kind === 'minimum'
+            ? `${name}: minimum spend (${rated.used} used, ${inc} included${carried})`
+            : `${name}: ${rated.used} used, ${inc} included${carried}, ${rated.billable} billable`;
     quantity = rated.billable;
   }
   const details: UsageDetails = {

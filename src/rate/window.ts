@@ -2,7 +2,8 @@ import type { Feature, PlanFeature, QuotaOverride } from '../domain/catalog.js';
 import { microToString } from '../domain/quantity.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
-import { resetWindowsUsage, usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
+import { eventAmounts, resetWindowsUsage, usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
+import { chargesEveryEvent } from './rate.js';
 import { windowsKey, type Window } from '../aggregate/windows.js';
 import type { UnitGrant } from './grants.js';
 import { featureTerms, rateCharge, type ChargeDetail, type PeriodTerms, type RatedCharge } from './charge.js';
@@ -27,8 +28,10 @@ export interface RatedWindow {
   charges: RatedCharge[];
   /** Micro-units used per feature (absent: no usage). */
   usedMicro: Map<string, string>;
-  /** Per feature: units carried over (rollover) and each reset window's usage (absent: neither). */
+  /** Per feature: units carried over (rollover), each reset window's usage, a percentage feature's event amounts. */
   details: Map<string, ChargeDetail>;
+  /** Percentage features' event amounts (micro-units, time order), what their charges price. */
+  eventsMicro: Map<string, string[]>;
 }
 
 /**
@@ -120,8 +123,33 @@ export async function rateWindows(
     windowed.forEach((x, i) => {
       if (x.tenantId === tenantId && x.start === w.start) details.set(x.feature.key, { ...details.get(x.feature.key), windowsUsed: windowsUsed[i].map(microToString) });
     });
+    const eventsMicro = await percentageEvents(db, tenantId, w, pt, usedMicro, t.overrides, context);
+    for (const [key, events] of eventsMicro) details.set(key, { ...details.get(key), eventsMicro: events });
     const charges = rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants, details);
-    out.push({ tenantId, window: w, terms: pt, charges, usedMicro, details });
+    out.push({ tenantId, window: w, terms: pt, charges, usedMicro, details, eventsMicro });
+  }
+  return out;
+}
+
+/**
+ * The events of a window's percentage features with usage (up to `asOf` for an estimate).
+ * A window past retention prices the events left.
+ */
+async function percentageEvents(
+  db: Db,
+  tenantId: string,
+  w: Window,
+  terms: PeriodTerms,
+  usedMicro: Map<string, string>,
+  overrides: Map<string, QuotaOverride>,
+  context: WindowContext,
+): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (!terms.ok) return out;
+  const end = context.kind === 'estimate' ? Math.max(w.start, Math.min(w.end, context.asOf + 1)) : w.end;
+  for (const key of [...usedMicro.keys()].sort()) {
+    const pf = featureTerms(terms.plan, key, overrides.get(key));
+    if (pf && chargesEveryEvent(pf)) out.set(key, await eventAmounts(db.knex, tenantId, key, { start: w.start, end }));
   }
   return out;
 }

@@ -74,6 +74,7 @@ export async function windowInvoiceTotals(
       billed: new Map(),
       invoiced: new Map(),
       windows: new Map([...r.details].filter(([, d]) => d.windowsUsed).map(([k, d]) => [`${k}|${period.start}`, [...d.windowsUsed!]])),
+      events: new Map([[period.start, new Map([...r.eventsMicro].map(([k, es]) => [k, es.map((m) => microToString(m))]))]]),
     },
   );
   return invoiceTotals(rated.lines, sub.currency);
