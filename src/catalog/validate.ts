@@ -43,7 +43,7 @@ const FEATURE_KEY = /^[A-Z][A-Z0-9_]{0,63}$/;
 const PLAN_KEY = /^(?=.{1,64}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 // Prices: plain non-negative decimals, at most 12 decimals, written as strings.
 const PRICE = /^\d{1,18}(\.\d{1,12})?$/;
-const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'min', 'last', 'unique'];
+const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'min', 'last', 'unique', 'avg', 'weighted_sum'];
 const MAX_TRIAL_DAYS = 3650;
 const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage'];
 const NOT_PRICE = 'must be a decimal string like "0.05"';

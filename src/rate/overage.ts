@@ -2,6 +2,8 @@ import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
 import { governingSubscription } from '../subscriptions/timeline.js';
+import { billingPeriodOf, usageValue } from '../aggregate/value.js';
+import type { Aggregation } from '../domain/catalog.js';
 import { rateCharge, type RatedCharge } from './charge.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
@@ -34,13 +36,16 @@ interface PendingSummary {
   period_end: number | string;
   subscription_id: string | null;
   quantity: string;
+  event_count: number | string;
+  aggregation: Aggregation | null;
 }
 
 /**
  * Summaries to (re)rate: never rated, still open at `now` (terms may change until the period
  * ends), last rated before the period ended (a plan change may have come after that run),
  * or changed since rated (late usage, a period cut short). Closed, unchanged periods rated
- * after their end keep their charge, so an hourly run only touches what moved.
+ * after their end keep their charge, so an hourly run only touches what moved. An average
+ * also moves with its event count alone (a late zero): re-rated when merged into since rated.
  */
 function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, number] | null, limit: number) {
   return db
@@ -48,7 +53,8 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
     .leftJoin('rated_charges as c', (j) => {
       j.on('c.tenant_id', 's.tenant_id').andOn('c.feature_key', 's.feature_key').andOn('c.period_start', 's.period_start');
     })
-    .select('s.tenant_id', 's.feature_key', 's.period_start', 's.period_end', 's.subscription_id')
+    .leftJoin('features as f', 'f.key', 's.feature_key')
+    .select('s.tenant_id', 's.feature_key', 's.period_start', 's.period_end', 's.subscription_id', 's.event_count', 'f.aggregation')
     .select(asText(db, 's.quantity').wrap('(', ') AS quantity'))
     .where((w) =>
       w
@@ -57,7 +63,8 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
         .orWhereRaw('c.rated_at < s.period_end')
         .orWhereRaw('c.period_end <> s.period_end')
         .orWhereNull('c.summary_quantity')
-        .orWhereRaw('c.summary_quantity <> s.quantity'),
+        .orWhereRaw('c.summary_quantity <> s.quantity')
+        .orWhereRaw("f.aggregation = 'avg' AND s.computed_at >= c.rated_at"),
     )
     .modify((b) => {
       if (opts.tenantId !== undefined) b.andWhere('s.tenant_id', opts.tenantId);
@@ -105,7 +112,10 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
       const sub = governingSubscription(t.subscriptions, r.subscription_id ?? null, period.start);
       const pt = await termsForPeriod(t, sub, period, plans);
       const key = { tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: period.start, periodEnd: period.end };
-      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now, t.grants));
+      // avg and weighted_sum store an accumulator (value.ts): rate the value, remember the accumulator.
+      const window = { start: period.start, subscription: r.subscription_id === null ? null : sub };
+      const used = usageValue(r.aggregation ?? 'sum', r.quantity, Number(r.event_count), billingPeriodOf(window));
+      charges.push({ ...rateCharge(key, used, pt, t.overrides.get(r.feature_key), opts.now, t.grants), summaryQuantity: r.quantity });
     }
     await write(charges);
     const last = page[page.length - 1];
