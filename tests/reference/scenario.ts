@@ -119,7 +119,9 @@ function planFeature(r: Rnd, currency: string): RefPlanFeature {
 
 const AGGREGATIONS = [
   { aggregation: 'sum' },
+  { aggregation: 'weighted_sum' },
   { aggregation: 'count' },
+  { aggregation: 'avg' },
   { aggregation: 'max' },
   { aggregation: 'min' },
   { aggregation: 'last' },
@@ -328,6 +330,8 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
           if (r.chance(0.04) && endAt !== null && endAt < END) occurred = endAt + r.int(Math.max(1, END - endAt));
           if (r.chance(0.05)) occurred = addMonths(from, r.int(5));
           if (r.chance(0.03) && endAt !== null) occurred = endAt;
+          // A period's first and last millisecond (weighted_sum holds them all or nothing).
+          if (r.chance(0.03)) occurred = addMonths(from, r.int(5)) - (r.chance(0.5) ? 1 : 0);
           if (r.chance(0.05) && seen.length > 0) occurred = r.pick(seen);
           if (occurred < EPOCH || occurred >= END) continue;
           seen.push(occurred);
