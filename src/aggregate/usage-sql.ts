@@ -159,11 +159,14 @@ function additiveSelect(source: UsageSource, features: Feature[]): SqlPart {
     (counts.length ? `WHEN ${f.feature} IN (${marks(counts)}) THEN COUNT(*) * ${MICRO} ` : '') +
     (peaks.length ? `WHEN ${f.feature} IN (${marks(peaks)}) THEN MAX(e.quantity) ` : '') +
     (troughs.length ? `WHEN ${f.feature} IN (${marks(troughs)}) THEN MIN(e.quantity) ` : '') +
-    (weighted.length ? `WHEN ${f.feature} IN (${marks(weighted)}) THEN SUM(${weightedTermSql('e.quantity', 'e.occurred_at', 'w.period_end')}) ` : '');
+    // The term under its own CASE too: the database computes every branch's aggregate over every row.
+    (weighted.length
+      ? `WHEN ${f.feature} IN (${marks(weighted)}) THEN SUM(CASE WHEN ${f.feature} IN (${marks(weighted)}) THEN ${weightedTermSql('e.quantity', 'e.occurred_at', 'w.period_end')} END) `
+      : '');
   const quantity = branches ? `CASE ${branches}ELSE SUM(e.quantity) END` : 'SUM(e.quantity)';
   return {
     sql: `SELECT ${f.cols}, ${quantity} AS quantity, COUNT(*) AS event_count, ${NO_LAST} FROM ${f.from} ${f.where} GROUP BY ${f.group}`,
-    bindings: [...counts, ...peaks, ...troughs, ...weighted, ...f.fromBindings, ...f.whereBindings],
+    bindings: [...counts, ...peaks, ...troughs, ...weighted, ...weighted, ...f.fromBindings, ...f.whereBindings],
   };
 }
 
