@@ -5,9 +5,16 @@ import { expect, it } from 'vitest';
 import { applyCatalog } from '../src/catalog/apply.js';
 import { runAggregate } from '../src/aggregate/aggregate.js';
 import { checkEntitlement } from '../src/entitlements/check.js';
+import { microToString } from '../src/domain/quantity.js';
 import { recordUsage } from '../src/ingest/record.js';
 import { runOverage } from '../src/rate/overage.js';
 import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
+import { tenantUsage, usageByTenant } from '../src/aggregate/usage.js';
+import { TenantTimeline, windowsKey } from '../src/aggregate/windows.js';
+import { loadFeatures } from '../src/catalog/repository.js';
+import { buildHistory } from '../src/report/history.js';
+import { buildReport } from '../src/report/report.js';
+import { listSubscriptions } from '../src/subscriptions/repository.js';
 import { runCli } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
 import { ACTOR, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
@@ -101,6 +108,36 @@ describeEachDb('aggregations avg and weighted_sum', (t) => {
     await runOverage(db, { now: closed + 3000 });
     expect(Number((await charge('LATENCY')).rated_at)).toBeGreaterThan(before);
     expect(await checkEntitlement(db, { tenantId: 'acme', featureKey: 'LATENCY', quantity: '0' }, { now })).toMatchObject({ used: '2' });
+  });
+
+  it('reports, history and both read models give the value', async () => {
+    const { db, url } = t();
+    await applyCatalog(db, CATALOG, { now: iso('2026-01-01T00:00:00Z'), actor: ACTOR });
+    await tenant(db, 'acme', { planKey: 'store', start: START });
+    const now = iso('2026-04-20T00:00:00Z');
+    await insertEvents(db, [
+      { tenant: 'acme', feature: 'DISK_GB', qty: '10', at: START },
+      { tenant: 'acme', feature: 'LATENCY', qty: '1', at: START },
+      { tenant: 'acme', feature: 'LATENCY', qty: '2', at: '2026-04-02T00:00:00Z' },
+    ]);
+    await runAggregate(db, { now });
+    await insertEvents(db, [
+      { tenant: 'acme', feature: 'DISK_GB', qty: '10', at: '2026-04-16T00:00:00Z' },
+      { tenant: 'acme', feature: 'LATENCY', qty: '2', at: '2026-04-03T00:00:00Z' },
+    ]);
+    const expected = { DISK_GB: '15', LATENCY: '1.666667' };
+    const used = (fs: Array<{ featureKey: string; used: string }>) => Object.fromEntries(fs.map((f) => [f.featureKey, f.used]));
+    expect(used((await buildReport(db, { now, tenantId: 'acme', period: '2026-04' }))[0].features)).toEqual(expected);
+    expect(used((await buildHistory(db, { now, tenantId: 'acme' }))[0].features)).toEqual(expected);
+    // The two reads a report picks between: every event, or each summary plus the new events.
+    const subs = await listSubscriptions(db.knex, 'acme');
+    const windows = new TenantTimeline(subs).windowsBetween(iso(START), iso('2026-05-01T00:00:00Z'));
+    const features = [...(await loadFeatures(db.knex)).values()];
+    const micro = (m: Map<string, string> | undefined) => Object.fromEntries([...(m ?? [])].map(([k, v]) => [k, microToString(v)]));
+    expect(micro((await usageByTenant(db, new Map([['acme', windows]]), features)).get('acme')!.get(iso(START)))).toEqual(expected);
+    expect(micro((await tenantUsage(db, 'acme', windows, features, windowsKey(subs))).get(iso(START)))).toEqual(expected);
+    const show = await runCli(['catalog', 'show'], { db: url, now: new Date(now).toISOString() });
+    expect(show.stdout).toMatch(/DISK_GB .*weighted_sum/);
   });
 
   it('refuses a weighted_sum event past its bound, naming the field', async () => {
