@@ -15,7 +15,9 @@ import { loadFeatures } from '../src/catalog/repository.js';
 import { buildHistory } from '../src/report/history.js';
 import { buildReport } from '../src/report/report.js';
 import { listSubscriptions } from '../src/subscriptions/repository.js';
+import { verifyInvoices } from '../src/invoice/verify.js';
 import { runCli } from './helpers/cli.js';
+import { invoicesByNumber, shape, world } from './invoice-world.js';
 import { describeEachDb } from './helpers/db.js';
 import { ACTOR, insertEvents, iso, tenant, type Ev } from './aggregate-support.js';
 
@@ -138,6 +140,24 @@ describeEachDb('aggregations avg and weighted_sum', (t) => {
     expect(micro((await tenantUsage(db, 'acme', windows, features, windowsKey(subs))).get(iso(START)))).toEqual(expected);
     const show = await runCli(['catalog', 'show'], { db: url, now: new Date(now).toISOString() });
     expect(show.stdout).toMatch(/DISK_GB .*weighted_sum/);
+  });
+
+  it('invoices the value, and verify holds billed usage to the recorded value', async () => {
+    const { db } = t();
+    const w = world(db);
+    await w.apply('2026-01-01T00:00:00Z', CATALOG);
+    await tenant(db, 'beta', { planKey: 'store', start: START });
+    await w.usage('2026-04-01T00:00:01Z', 'beta', 'DISK_GB', '10', START);
+    await w.usage('2026-04-16T00:00:00Z', 'beta', 'DISK_GB', '10');
+    await w.generate('2026-05-01T01:00:00Z', { finalize: true });
+    const [inv] = await invoicesByNumber(db);
+    expect(shape(inv)).toEqual(['beta', '2026-04-01..2026-05-01', ['base_fee store@1 0.00', 'overage DISK_GB 1.50'], '1.50']);
+    expect((await verifyInvoices(db)).violations).toEqual([]);
+    // The summary says 10 GB-months now (an accumulator far above the 15 billed, as a raw number).
+    await db.knex('usage_summaries').where({ tenant_id: 'beta', feature_key: 'DISK_GB' }).update({ quantity: 10_000_000 * 2_592_000 });
+    expect((await verifyInvoices(db)).violations).toEqual([
+      expect.objectContaining({ check: 'overbilled_usage', message: expect.stringMatching(/billed on 15 but only 10 is recorded/) }),
+    ]);
   });
 
   it('refuses a weighted_sum event past its bound, naming the field', async () => {
