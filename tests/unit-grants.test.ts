@@ -108,6 +108,33 @@ describeEachDb('unit grants', (t) => {
     expect((await cli(['verify'])).code).toBe(0);
   });
 
+  it('overage re-rates a closed period when a grant live in it is added or voided later (back-dated grants)', async () => {
+    const { db, url } = t();
+    const w = world(db);
+    const cli = (args: string[], now: string) => runCli(args, { db: url, now });
+    const overage = async (now: string) => {
+      const r = await cli(['overage', '--json'], now);
+      expect(r.stderr).toBe('');
+      return JSON.parse(r.stdout).charges.map((c: any) => `${c.period.start} ${c.included} ${c.billable} ${c.amount}`);
+    };
+    await w.apply(JAN, CATALOG);
+    await w.tenant(JAN, 'acme');
+    await w.subscribe(JAN, 'acme', 'growth', 0);
+    await w.usage('2026-01-15T00:00:00Z', 'acme', 'API_CALL', '1500');
+    expect((await cli(['aggregate'], '2026-02-02T00:00:00Z')).code).toBe(0);
+    const jan = '2026-01-01T00:00:00.000Z';
+    expect(await overage('2026-02-02T00:00:00Z')).toEqual([`${jan} 1000 500 5.00`]);
+    // Closed and unchanged: nothing to rate.
+    expect(await overage('2026-02-03T00:00:00Z')).toEqual([]);
+    const g = (await cli(['grant', 'add', 'acme', 'API_CALL', '300', '--effective', JAN], '2026-02-04T00:00:00Z')).stdout.trim();
+    expect(await overage('2026-02-05T00:00:00Z')).toEqual([`${jan} 1300 200 2.00`]);
+    expect(await overage('2026-02-06T00:00:00Z')).toEqual([]);
+    expect((await cli(['grant', 'void', 'acme', g], '2026-02-07T00:00:00Z')).code).toBe(0);
+    // Voided after January ended: it was live all of January, so January keeps it.
+    expect(await overage('2026-02-08T00:00:00Z')).toEqual([`${jan} 1300 200 2.00`]);
+    expect(await overage('2026-02-09T00:00:00Z')).toEqual([]);
+  });
+
   it('refuses bad input with one line on stderr and a clean stdout', async () => {
     const { db, url } = t();
     const w = world(db);

@@ -4,7 +4,9 @@ import { asText, withTx } from '../storage/sql.js';
 import { governingSubscription } from '../subscriptions/timeline.js';
 import { billingPeriodOf, usageValue } from '../aggregate/value.js';
 import type { Aggregation } from '../domain/catalog.js';
-import { rateCharge, type RatedCharge } from './charge.js';
+import { featureTerms, rateCharge, type RatedCharge, type UsageDetail } from './charge.js';
+import { chargesEveryEvent } from './rate.js';
+import { eventAmounts } from '../aggregate/usage.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from './tenant-terms.js';
@@ -43,9 +45,10 @@ interface PendingSummary {
 /**
  * Summaries to (re)rate: never rated, still open at `now` (terms may change until the period
  * ends), last rated before the period ended (a plan change may have come after that run),
- * or changed since rated (late usage, a period cut short). Closed, unchanged periods rated
- * after their end keep their charge, so an hourly run only touches what moved. An average
- * also moves with its event count alone (a late zero): re-rated when merged into since rated.
+ * changed since rated (late usage, a period cut short), or with a unit grant live in it added
+ * or voided since rated (grants may be back-dated). Closed, unchanged periods rated after
+ * their end keep their charge, so an hourly run only touches what moved. An average also
+ * moves with its event count alone (a late zero): re-rated when merged into since rated.
  */
 function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, number] | null, limit: number) {
   return db
@@ -64,7 +67,14 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
         .orWhereRaw('c.period_end <> s.period_end')
         .orWhereNull('c.summary_quantity')
         .orWhereRaw('c.summary_quantity <> s.quantity')
-        .orWhereRaw("f.aggregation = 'avg' AND s.computed_at >= c.rated_at"),
+        .orWhereRaw("f.aggregation = 'avg' AND s.computed_at >= c.rated_at")
+        .orWhereExists((g) =>
+          g
+            .from('unit_grants as g')
+            .whereRaw('g.tenant_id = s.tenant_id AND g.feature_key = s.feature_key')
+            .whereRaw('g.effective_at < s.period_end AND (g.expires_at IS NULL OR g.expires_at > s.period_start)')
+            .whereRaw('(g.created_at > c.rated_at OR g.voided_at > c.rated_at)'),
+        ),
     )
     .modify((b) => {
       if (opts.tenantId !== undefined) b.andWhere('s.tenant_id', opts.tenantId);
@@ -112,10 +122,21 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
       const sub = governingSubscription(t.subscriptions, r.subscription_id ?? null, period.start);
       const pt = await termsForPeriod(t, sub, period, plans);
       const key = { tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: period.start, periodEnd: period.end };
+      const override = t.overrides.get(r.feature_key);
+      const pf = pt.ok ? featureTerms(pt.plan, r.feature_key, override) : null;
+      let detail: UsageDetail | undefined;
+      if (pf && chargesEveryEvent(pf)) {
+        // Percentage prices the window's events: read only for a window being (re)rated.
+        const events = await eventAmounts(db.knex, r.tenant_id, r.feature_key, period);
+        // Events that no longer add up to the summary (retention deleted them) cannot re-derive
+        // the charge: the window keeps the one it has.
+        if (events.reduce((s, e) => s + BigInt(e), 0n) !== BigInt(r.quantity)) continue;
+        detail = { eventsMicro: events };
+      }
       // avg and weighted_sum store an accumulator (value.ts): rate the value, remember the accumulator.
       const window = { start: period.start, subscription: r.subscription_id === null ? null : sub };
       const used = usageValue(r.aggregation ?? 'sum', r.quantity, Number(r.event_count), billingPeriodOf(window));
-      charges.push({ ...rateCharge(key, used, pt, t.overrides.get(r.feature_key), opts.now, t.grants), summaryQuantity: r.quantity });
+      charges.push({ ...rateCharge(key, used, pt, override, opts.now, t.grants, detail), summaryQuantity: r.quantity });
     }
     await write(charges);
     const last = page[page.length - 1];
