@@ -54,10 +54,25 @@ export const CATALOG = {
   ],
 };
 
+/**
+ * CATALOG plus an average and a time-weighted sum, both in the pro plan (the aggregate and
+ * check property tests; reports keep CATALOG, their thresholds count its features).
+ */
+export const CATALOG_ALL = {
+  features: [
+    ...CATALOG.features,
+    { key: 'LATENCY_MS', name: 'Mean latency', unit: 'ms', aggregation: 'avg' },
+    { key: 'DISK_GB', name: 'Disk', unit: 'GB', aggregation: 'weighted_sum' },
+  ],
+  plans: CATALOG.plans.map((p) =>
+    p.key === 'pro' ? { ...p, features: { ...p.features, LATENCY_MS: { included: null }, DISK_GB: { included: 100, overage: { model: 'per_unit', unitPrice: '0.10' } } } } : p,
+  ),
+};
+
 export const iso = (s: string): number => Date.parse(s);
 
-export async function applyTestCatalog(db: Db, now: number): Promise<void> {
-  await applyCatalog(db, CATALOG, { now, actor: ACTOR });
+export async function applyTestCatalog(db: Db, now: number, catalog: typeof CATALOG | typeof CATALOG_ALL = CATALOG): Promise<void> {
+  await applyCatalog(db, catalog, { now, actor: ACTOR });
 }
 
 /** Create a tenant, and subscribe it when a plan is given. */

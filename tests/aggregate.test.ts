@@ -5,7 +5,7 @@ import { asText } from '../src/storage/sql.js';
 import { cancelSubscription } from '../src/subscriptions/lifecycle.js';
 import { runCli } from './helpers/cli.js';
 import { describeEachDb } from './helpers/db.js';
-import { ACTOR, applyTestCatalog, insertEvents, iso, prng, tenant, type Ev } from './aggregate-support.js';
+import { ACTOR, applyTestCatalog, CATALOG_ALL, insertEvents, iso, prng, tenant, type Ev } from './aggregate-support.js';
 
 const NOW = iso('2026-04-20T00:00:00Z');
 
@@ -65,7 +65,7 @@ const M = (units: string) => `${units}000000`; // whole units in micro-units
 
 describeEachDb('billing aggregate', (t) => {
   beforeEach(async () => {
-    await applyTestCatalog(t().db, iso('2026-01-01T00:00:00Z'));
+    await applyTestCatalog(t().db, iso('2026-01-01T00:00:00Z'), CATALOG_ALL);
   });
 
   it('computes every aggregation exactly, per anniversary period', async () => {
@@ -162,7 +162,7 @@ describeEachDb('billing aggregate', (t) => {
     await tenant(db, 'ann', { planKey: 'pro', start: '2026-01-31T10:00:00Z' });
     await tenant(db, 'bob', { planKey: 'starter', start: '2026-02-15T00:00:00Z' });
     await tenant(db, 'cal');
-    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS', 'LATENCY_MS', 'DISK_GB'];
     const boundaries = ['2026-02-28T10:00:00Z', '2026-03-15T00:00:00Z', '2026-03-01T00:00:00Z', '2026-03-31T10:00:00Z'].map(iso);
     const from = iso('2026-01-01T00:00:00Z');
     const span = iso('2026-04-20T00:00:00Z') - from;
@@ -242,6 +242,10 @@ describeEachDb('billing aggregate, a catalog of one aggregation', (t) => {
   it.each([
     { aggregation: 'sum', users: [null, null], first: '2', merged: '5' },
     { aggregation: 'unique', users: ['ann', 'bob'], first: '1', merged: '2' },
+    // Accumulators (aggregate/value.ts): avg stores the sum; weighted_sum quantity × seconds to
+    // the window's end (1 May): 2 × 29 days, then + 3 × 28 days.
+    { aggregation: 'avg', users: [null, null], first: '2', merged: '5' },
+    { aggregation: 'weighted_sum', users: [null, null], first: '5011200', merged: '12268800' },
   ] as const)('$aggregation: rebuilds and merges', async ({ aggregation, users, first, merged }) => {
     const { db } = t();
     const { applyCatalog } = await import('../src/catalog/apply.js');

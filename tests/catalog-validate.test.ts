@@ -189,7 +189,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
       'features[2].uniqueBy: only applies to aggregation "unique"',
       'features[3].type: must be "metered" or "boolean"',
       'features[3].name: must be a non-empty string',
-      'features[3].aggregation: must be one of sum, count, max, min, last, unique',
+      'features[3].aggregation: must be one of sum, count, max, min, last, unique, avg, weighted_sum',
       'features[4].key: "lower" must be UPPER_SNAKE (A-Z, 0-9, _; starting with a letter)',
       'features[4].unit: must be a non-empty string',
     ],

@@ -75,7 +75,7 @@ describe('catalog validation', () => {
       'features[0].key: "ocr_scan" must be UPPER_SNAKE (A-Z, 0-9, _; starting with a letter)',
       'features[1].uniqueBy: is required when aggregation is "unique" (e.g. "user_id")',
       'features[2].aggregation: a boolean feature is on or off per plan: it takes no aggregation',
-      'features[3].aggregation: must be one of sum, count, max, min, last, unique',
+      'features[3].aggregation: must be one of sum, count, max, min, last, unique, avg, weighted_sum',
       'features[3].key: duplicate feature "USERS"',
       'plans[0].key: "Starter" must be lower-kebab (a-z, 0-9, single dashes)',
       'plans[0].currency: "XYZ" is not an ISO 4217 currency code',

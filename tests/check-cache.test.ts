@@ -8,11 +8,13 @@ import { openDb, type Db } from '../src/storage/db.js';
 import { cancelSubscription, changePlan } from '../src/subscriptions/lifecycle.js';
 import { runAggregate } from '../src/aggregate/aggregate.js';
 import { describeEachDb } from './helpers/db.js';
-import { ACTOR, applyTestCatalog, CATALOG, insertEvents, iso, maybeAggregate, randomEvents, randomInts, tenant, type Ev } from './aggregate-support.js';
+import { ACTOR, applyTestCatalog, CATALOG, CATALOG_ALL, insertEvents, iso, maybeAggregate, randomEvents, randomInts, tenant, type Ev } from './aggregate-support.js';
 import { microToDecimal } from '../src/domain/quantity.js';
 import { featureFromRow } from '../src/catalog/repository.js';
 import { windowQuantitySql } from '../src/aggregate/usage-read.js';
 import { decStr } from '../src/domain/decimal.js';
+import { usageValue } from '../src/aggregate/value.js';
+import type { Aggregation } from '../src/domain/catalog.js';
 
 const NOW = iso('2026-03-20T12:00:00Z');
 const opts = { now: NOW, actor: ACTOR };
@@ -24,7 +26,7 @@ describeEachDb('entitlement terms cache', (t) => {
 
   beforeEach(async () => {
     const { db, url } = t();
-    await applyTestCatalog(db, iso('2026-01-01T00:00:00Z'));
+    await applyTestCatalog(db, iso('2026-01-01T00:00:00Z'), CATALOG_ALL);
     await tenant(db, 'acme', { planKey: 'starter', start: '2026-01-10T00:00:00Z' });
     other = await openDb(url); // stands in for another process
   });
@@ -117,7 +119,7 @@ describeEachDb('entitlement terms cache', (t) => {
     // pro anchored on the 10th: the current window is [10 Mar, 10 Apr).
     await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
     const rnd = randomInts(7);
-    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS', 'LATENCY_MS', 'DISK_GB'];
     const events: Ev[] = Array.from({ length: 400 }, () => ({
       tenant: 'pro1',
       feature: features[rnd(features.length)],
@@ -134,7 +136,10 @@ describeEachDb('entitlement terms cache', (t) => {
       const row = await db.knex('usage_summaries').where({ tenant_id: 'pro1', feature_key: feature, period_start: window }).first();
       expect(row, feature).toBeDefined();
       const r = await check('pro1', feature);
-      expect(r.used, feature).toBe(decStr(microToDecimal(String(row.quantity))));
+      // avg and weighted_sum store accumulators: the value is value.ts's, over [10 Mar, 10 Apr).
+      const aggregation = CATALOG_ALL.features.find((f) => f.key === feature)!.aggregation as Aggregation;
+      const value = usageValue(aggregation, String(row.quantity), Number(row.event_count), { start: window, end: iso('2026-04-10T00:00:00Z') })!;
+      expect(r.used, feature).toBe(decStr(microToDecimal(value)));
     }
     expect((await check('pro1', 'REGIONS')).used).toBe('5');
   });
@@ -212,7 +217,7 @@ describeEachDb('entitlement terms cache', (t) => {
     const { db } = t();
     await tenant(db, 'pro1', { planKey: 'pro', start: '2026-01-10T00:00:00Z' });
     const rnd = randomInts(11);
-    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS'];
+    const features = ['OCR_SCAN', 'API_CALL', 'STORAGE_GB', 'LOW_WATER', 'SEATS', 'ACTIVE_USERS', 'REGIONS', 'LATENCY_MS', 'DISK_GB'];
     const byKey = new Map((await db.knex('features')).map((r) => [r.key as string, featureFromRow(r)]));
     const window = { tenantId: 'pro1', start: iso('2026-03-10T00:00:00Z'), end: iso('2026-04-10T00:00:00Z') };
     for (let step = 0; step < 12; step++) {
@@ -224,7 +229,10 @@ describeEachDb('entitlement terms cache', (t) => {
       for (const key of features) {
         const whole = windowQuantitySql(db, byKey.get(key)!, window);
         const res = await db.knex.raw(`SELECT (${whole.sql}) AS q`, whole.bindings);
-        const expected = decStr(microToDecimal(String((db.dialect === 'pg' ? res.rows : res)[0].q ?? '0')));
+        const raw = (db.dialect === 'pg' ? res.rows : res)[0].q;
+        const n = Number((await db.knex('usage_events').where({ tenant_id: 'pro1', feature_key: key }).andWhere('occurred_at', '>=', window.start).andWhere('occurred_at', '<', window.end).count({ n: '*' }))[0].n);
+        const value = usageValue(byKey.get(key)!.aggregation, raw === null ? null : String(raw), n, window);
+        const expected = decStr(microToDecimal(value ?? '0'));
         expect((await check('pro1', key)).used, `step ${step} ${key}`).toBe(expected);
       }
     }

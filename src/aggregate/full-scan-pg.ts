@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { caseOf, EVENTS_TO_WINDOWS, uniqueValue } from './usage-sql.js';
+import { caseOf, EVENTS_TO_WINDOWS, uniqueValue, weightedTermSql } from './usage-sql.js';
 
 /**
  * PostgreSQL's full rebuild of the tenants in aggregate_windows. A parallel pass over
@@ -25,7 +25,7 @@ export async function insertAllSummariesPg(
   if (features.length === 0) return { groups: 0, events: 0 };
   const marks = (xs: unknown[]) => xs.map(() => '?').join(', ');
   const keys = (kind: string) => features.filter((f) => f.aggregation === kind).map((f) => f.key);
-  const [counts, peaks, troughs, lasts] = [keys('count'), keys('max'), keys('min'), keys('last')];
+  const [counts, peaks, troughs, lasts, weighted] = [keys('count'), keys('max'), keys('min'), keys('last'), keys('weighted_sum')];
   const uniques = features.filter((f) => f.aggregation === 'unique');
   const micro = 10 ** QUANTITY_SCALE;
 
@@ -33,6 +33,10 @@ export async function insertAllSummariesPg(
   const latest = lasts.length
     ? { sql: `CASE WHEN e.feature_key IN (${marks(lasts)}) THEN ARRAY[e.occurred_at, e.seq, e.quantity] END`, bindings: lasts }
     : { sql: 'CAST(NULL AS BIGINT[])', bindings: [] };
+  // weighted_sum sums each event's term of its accumulator (usage-sql.ts); avg sums quantities.
+  const summed = weighted.length
+    ? { sql: `CASE WHEN e.feature_key IN (${marks(weighted)}) THEN ${weightedTermSql('e.quantity', 'e.occurred_at', 'w.period_end')} ELSE e.quantity END`, bindings: weighted }
+    : { sql: 'e.quantity', bindings: [] };
   // Two branches: the features summed, counted, peaked, troughed or last by (window, feature); the
   // unique ones grouped by value first, then counted. Folding the value into every feature's
   // grouping key made the whole pass hash ~66k text keys instead of ~4k.
@@ -48,9 +52,10 @@ export async function insertAllSummariesPg(
   } else {
     parts.push({
       sql:
-        'SELECT w.window_id, e.feature_key, COUNT(*) AS n, SUM(e.quantity) AS s, MAX(e.quantity) AS m, MIN(e.quantity) AS mn, CAST(NULL AS BIGINT) AS d, ' +
+        `SELECT w.window_id, e.feature_key, COUNT(*) AS n, SUM(${summed.sql}) AS s, MAX(e.quantity) AS m, ` +
+        'MIN(e.quantity) AS mn, CAST(NULL AS BIGINT) AS d, ' +
         `MAX(${latest.sql}) AS l FROM ${EVENTS_TO_WINDOWS} WHERE e.feature_key IN (${marks(others)}) AND e.seq <= ? GROUP BY 1, 2`,
-      bindings: [...latest.bindings, ...others.map((f) => f.key), upTo],
+      bindings: [...summed.bindings, ...latest.bindings, ...others.map((f) => f.key), upTo],
     });
   }
   if (uniques.length) {

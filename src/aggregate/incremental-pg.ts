@@ -3,7 +3,7 @@ import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import type { TenantWindow } from './dialect.js';
-import { caseOf, uniqueValue, type SqlPart } from './usage-sql.js';
+import { caseOf, uniqueValue, weightedTermSql, type SqlPart } from './usage-sql.js';
 
 /**
  * PostgreSQL's incremental fold when no hole is open (the usual case): one statement merges
@@ -64,12 +64,17 @@ function newEventsCte(windows: TenantWindow[], features: Feature[], value: SqlPa
     ? { sql: `CASE WHEN e.feature_key IN (${marks(lasts)}) THEN ARRAY[e.occurred_at, e.seq, e.quantity] END`, bindings: lasts }
     : { sql: 'CAST(NULL AS BIGINT[])', bindings: [] };
   const inWindow = 'e.tenant_id = w.tenant_id AND e.occurred_at >= w.period_start AND e.occurred_at < w.period_end';
+  // weighted_sum sums each event's term of its accumulator (usage-sql.ts), the others its quantity.
+  const weighted = features.filter((f) => f.aggregation === 'weighted_sum').map((f) => f.key);
+  const quantity = weighted.length
+    ? { sql: `CASE WHEN e.feature_key IN (${marks(weighted)}) THEN ${weightedTermSql('e.quantity', 'e.occurred_at', 'w.period_end')} ELSE e.quantity END`, bindings: weighted }
+    : { sql: 'e.quantity', bindings: [] };
   return {
     sql:
       'WITH w AS (SELECT * FROM unnest(CAST(? AS text[]), CAST(? AS bigint[]), CAST(? AS bigint[]), CAST(? AS text[])) ' +
       'AS w(tenant_id, period_start, period_end, subscription_id)), ' +
       'd AS MATERIALIZED (SELECT w.tenant_id, e.feature_key, w.period_start, w.period_end, w.subscription_id, ' +
-      `e.quantity, ${latest.sql} AS l, ${value.sql} AS v FROM usage_events e JOIN w ON ${inWindow} ` +
+      `${quantity.sql} AS quantity, ${latest.sql} AS l, ${value.sql} AS v FROM usage_events e JOIN w ON ${inWindow} ` +
       `WHERE e.seq > ? AND e.seq <= ? AND e.feature_key IN (${marks(features)})), `,
     bindings: [
       ...([
@@ -78,6 +83,7 @@ function newEventsCte(windows: TenantWindow[], features: Feature[], value: SqlPa
         windows.map((x) => x.window.end),
         windows.map((x) => x.window.subscription?.id ?? null),
       ] as unknown as Knex.RawBinding[]),
+      ...quantity.bindings,
       ...latest.bindings,
       ...value.bindings,
       seen,

@@ -3,6 +3,7 @@ import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { jsonField } from '../storage/sql.js';
+import { weightedTermSql } from './usage-sql.js';
 
 /** Which groups to compute: every window × feature of aggregate_windows, or the whole groups of aggregate_groups. */
 export type GroupSet = 'windows' | 'whole-groups';
@@ -33,7 +34,11 @@ export async function insertGroupsByIndex(
   const branches: string[] = [];
   for (const f of features) {
     bindings.push(f.key);
-    if (f.aggregation === 'sum') branches.push(`WHEN ? THEN (SELECT SUM(e.quantity) ${range})`);
+    // avg stores the sum of quantities, weighted_sum its accumulator (value.ts turns them into values).
+    if (f.aggregation === 'sum' || f.aggregation === 'avg') branches.push(`WHEN ? THEN (SELECT SUM(e.quantity) ${range})`);
+    else if (f.aggregation === 'weighted_sum') {
+      branches.push(`WHEN ? THEN (SELECT SUM(${weightedTermSql('e.quantity', 'e.occurred_at', 'g.period_end')}) ${range})`);
+    }
     else if (f.aggregation === 'max') branches.push(`WHEN ? THEN (SELECT MAX(e.quantity) ${range})`);
     else if (f.aggregation === 'min') branches.push(`WHEN ? THEN (SELECT MIN(e.quantity) ${range})`);
     else if (f.aggregation === 'count' || f.aggregation === 'last') {

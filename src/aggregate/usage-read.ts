@@ -2,12 +2,14 @@ import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import { QUANTITY_SCALE } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
-import { uniqueValue } from './usage-sql.js';
+import { uniqueValue, weightedTermSql } from './usage-sql.js';
 import { HOLES, WATERMARK } from './watermark.js';
 
 const MICRO = 10 ** QUANTITY_SCALE;
 
 const IN_WINDOW = 'e.tenant_id = ? AND e.feature_key = ? AND e.occurred_at >= ? AND e.occurred_at < ?';
+/** An event's weighted_sum term, the window's end bound first. */
+const WEIGHTED_TERM = weightedTermSql('e.quantity', 'e.occurred_at', 'CAST(? AS BIGINT)');
 
 /*
  * The SQL of the usage read model (usage.ts `usageOf`, README "Reading usage"): one group's
@@ -29,7 +31,10 @@ export function windowQuantitySql(
   const range = [group.tenantId, feature.key, group.start, group.end];
   switch (feature.aggregation) {
     case 'sum':
+    case 'avg': // the sum; usageOf divides (value.ts)
       return { sql: `SELECT CAST(SUM(e.quantity) AS TEXT) FROM usage_events e WHERE ${IN_WINDOW}`, bindings: range };
+    case 'weighted_sum': // the accumulator; usageOf divides (value.ts)
+      return { sql: `SELECT CAST(SUM(${WEIGHTED_TERM}) AS TEXT) FROM usage_events e WHERE ${IN_WINDOW}`, bindings: [group.end, ...range] };
     case 'count':
       return { sql: `SELECT CAST(COUNT(*) * ${MICRO} AS TEXT) FROM usage_events e WHERE ${IN_WINDOW} HAVING COUNT(*) > 0`, bindings: range };
     case 'max':
@@ -85,7 +90,11 @@ export function summaryPlusNewSql(
   let bindings: Knex.RawBinding[];
   switch (feature.aggregation) {
     case 'sum':
+    case 'avg':
       [cols, bindings, merged] = [`(SELECT SUM(e.quantity) ${fresh}) AS d`, newer, 'COALESCE(x.s, 0) + COALESCE(x.d, 0)'];
+      break;
+    case 'weighted_sum':
+      [cols, bindings, merged] = [`(SELECT SUM(${WEIGHTED_TERM}) ${fresh}) AS d`, [end, ...newer], 'COALESCE(x.s, 0) + COALESCE(x.d, 0)'];
       break;
     case 'count':
       [cols, bindings, merged] = [`(SELECT COUNT(*) ${fresh}) AS d`, newer, `COALESCE(x.s, 0) + x.d * ${MICRO}`];
@@ -152,23 +161,31 @@ const WATERMARK_SQL = `(SELECT CAST(value AS BIGINT) FROM job_state WHERE key = 
  * summaryPlusNewSql could be trusted at it (`trusted` 0/1) for the tenant's windows key, for a
  * caller that reads the whole window until it can. A null key skips that question (no
  * aggregate run seen yet: the watermark alone tells when there is one). Columns: trusted,
- * watermark, quantity.
+ * watermark, quantity, and with `withEvents` the window's event count (events).
  */
 export function wholeWindowSql(
   db: Db,
   feature: Feature,
   group: { tenantId: string; start: number; end: number },
   windowsKey: string | null,
+  withEvents = false,
 ): { sql: string; bindings: Knex.RawBinding[] } {
-  const whole = windowQuantitySql(db, feature, group);
+  const q = windowQuantitySql(db, feature, group);
+  const count = `, (SELECT COUNT(*) FROM usage_events e WHERE ${IN_WINDOW}) AS events`;
+  const whole = withEvents
+    ? { sql: q.sql, bindings: q.bindings, events: count, eventBindings: [group.tenantId, feature.key, group.start, group.end] }
+    : { sql: q.sql, bindings: q.bindings, events: '', eventBindings: [] };
   if (windowsKey === null) {
-    return { sql: `SELECT 0 AS trusted, ${WATERMARK_SQL} AS watermark, (${whole.sql}) AS quantity`, bindings: whole.bindings };
+    return {
+      sql: `SELECT 0 AS trusted, ${WATERMARK_SQL} AS watermark, (${whole.sql}) AS quantity${whole.events}`,
+      bindings: [...whole.bindings, ...whole.eventBindings],
+    };
   }
   const aggregation = uniqueSetTrust(db, feature, group);
   return {
     sql:
       `SELECT CASE WHEN x.w IS NOT NULL AND ${TRUSTED}${aggregation.trusted} THEN 1 ELSE 0 END AS trusted, x.w AS watermark, ` +
-      `(${whole.sql}) AS quantity FROM (SELECT ${STATE_COLS}${aggregation.cols} ${STATE_FROM}) x`,
-    bindings: [windowsKey, group.end, ...whole.bindings, ...aggregation.bindings, group.tenantId, feature.key, group.start, group.tenantId],
+      `(${whole.sql}) AS quantity${whole.events} FROM (SELECT ${STATE_COLS}${aggregation.cols} ${STATE_FROM}) x`,
+    bindings: [windowsKey, group.end, ...whole.bindings, ...whole.eventBindings, ...aggregation.bindings, group.tenantId, feature.key, group.start, group.tenantId],
   };
 }

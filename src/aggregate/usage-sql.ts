@@ -36,6 +36,8 @@ export interface GroupRow {
   periodStart: number;
   periodEnd: number;
   subscriptionId: string | null;
+  /** The billing period the window belongs to, before clipping (weighted_sum's divisor, value.ts). */
+  billingPeriod?: { start: number; end: number };
 }
 
 /** Width and offset of the time buckets of aggregate_windows (about 6.2 days). */
@@ -130,21 +132,41 @@ function frame(source: UsageSource, keys: string[]) {
 
 const keysOf = (fs: Feature[], ...kinds: string[]) => fs.filter((f) => kinds.includes(f.aggregation)).map((f) => f.key);
 
-/** sum, count, max and min in one pass (count is in events, stored as micro-units like the rest). */
+/** The aggregations computed by additiveSelect (sums and their kin; merged as sums unless a peak or trough). */
+export const ADDITIVE = ['sum', 'count', 'max', 'min', 'avg', 'weighted_sum'];
+
+/**
+ * weighted_sum's accumulator term for one event: its quantity held from its instant to the
+ * window's end, in whole seconds (value.ts divides by the billing period's seconds). Instants
+ * are >= 0, so integer division is floor on both databases.
+ */
+export function weightedTermSql(quantity: string, occurredAt: string, windowEnd: string): string {
+  return `${quantity} * (${windowEnd} / 1000 - ${occurredAt} / 1000)`;
+}
+
+/**
+ * sum, count, max, min, avg and weighted_sum in one pass (count is in events, stored as
+ * micro-units like the rest; avg and weighted_sum store their accumulators, see value.ts).
+ */
 function additiveSelect(source: UsageSource, features: Feature[]): SqlPart {
-  const keys = keysOf(features, 'sum', 'count', 'max', 'min');
+  const keys = keysOf(features, ...ADDITIVE);
   const f = frame(source, keys);
   const counts = keysOf(features, 'count');
   const peaks = keysOf(features, 'max');
   const troughs = keysOf(features, 'min');
+  const weighted = keysOf(features, 'weighted_sum');
   const branches =
     (counts.length ? `WHEN ${f.feature} IN (${marks(counts)}) THEN COUNT(*) * ${MICRO} ` : '') +
     (peaks.length ? `WHEN ${f.feature} IN (${marks(peaks)}) THEN MAX(e.quantity) ` : '') +
-    (troughs.length ? `WHEN ${f.feature} IN (${marks(troughs)}) THEN MIN(e.quantity) ` : '');
+    (troughs.length ? `WHEN ${f.feature} IN (${marks(troughs)}) THEN MIN(e.quantity) ` : '') +
+    // The term under its own CASE too: the database computes every branch's aggregate over every row.
+    (weighted.length
+      ? `WHEN ${f.feature} IN (${marks(weighted)}) THEN SUM(CASE WHEN ${f.feature} IN (${marks(weighted)}) THEN ${weightedTermSql('e.quantity', 'e.occurred_at', 'w.period_end')} END) `
+      : '');
   const quantity = branches ? `CASE ${branches}ELSE SUM(e.quantity) END` : 'SUM(e.quantity)';
   return {
     sql: `SELECT ${f.cols}, ${quantity} AS quantity, COUNT(*) AS event_count, ${NO_LAST} FROM ${f.from} ${f.where} GROUP BY ${f.group}`,
-    bindings: [...counts, ...peaks, ...troughs, ...f.fromBindings, ...f.whereBindings],
+    bindings: [...counts, ...peaks, ...troughs, ...weighted, ...weighted, ...f.fromBindings, ...f.whereBindings],
   };
 }
 
@@ -187,7 +209,7 @@ function uniqueSelect(db: Db, source: UsageSource, feature: Feature): SqlPart {
 export function usageSelects(db: Db, source: UsageSource, features: Iterable<Feature>): SqlPart[] {
   const fs = [...features].filter((f) => f.type !== 'boolean');
   const out: SqlPart[] = [];
-  if (keysOf(fs, 'sum', 'count', 'max', 'min').length > 0) out.push(additiveSelect(source, fs));
+  if (keysOf(fs, ...ADDITIVE).length > 0) out.push(additiveSelect(source, fs));
   if (keysOf(fs, 'last').length > 0) out.push(lastSelect(source, fs));
   for (const f of fs) if (f.aggregation === 'unique') out.push(uniqueSelect(db, source, f));
   return out;
@@ -199,7 +221,8 @@ const LATER =
 
 /**
  * Fold new events into existing summaries: the selects compute the groups of the new events
- * only, and each is merged into the stored group (or inserted): sum and count add up, a peak
+ * only, and each is merged into the stored group (or inserted): sum, count and the
+ * accumulators of avg and weighted_sum add up, a peak
  * is the larger, a trough (min) the smaller, the last value is the later event's, a unique count is the size of the
  * group's value set after adding the new values. Exact only for events never folded in
  * before; the caller guarantees that with the seq watermark.
@@ -208,7 +231,7 @@ const LATER =
 export async function mergeSummaries(db: Db, source: UsageSource, features: Feature[], computedAt: number): Promise<number> {
   const merges: Array<{ select: SqlPart; set: string; setBindings?: Knex.RawBinding[] }> = [];
   for (const u of features.filter((f) => f.aggregation === 'unique')) merges.push(await mergeUniqueValues(db, source, u));
-  const additive = features.filter((f) => ['sum', 'count', 'max', 'min'].includes(f.aggregation));
+  const additive = features.filter((f) => ADDITIVE.includes(f.aggregation));
   const peaks = keysOf(features, 'max');
   const troughs = keysOf(features, 'min');
   if (additive.length > 0) {

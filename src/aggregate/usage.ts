@@ -4,6 +4,7 @@ import type { Db } from '../storage/db.js';
 import { preparedRaw } from '../storage/sql.js';
 import { summaryPlusNewSql, wholeWindowSql } from './usage-read.js';
 import { literalGroupsSource, readUsage, usageSelects, type GroupRow } from './usage-sql.js';
+import { billingPeriodOf, usageValue } from './value.js';
 import { readState } from './watermark.js';
 import type { Window } from './windows.js';
 import type { Period } from '../domain/period.js';
@@ -31,7 +32,7 @@ export interface UsageGroup {
 const aggregateSeen = new WeakMap<Db, { watermark: number; untrusted: Set<string> }>();
 const MAX_UNTRUSTED = 10_000;
 
-type UsedRow = { alongside: unknown; watermark: number | string | null; quantity: string | null };
+type UsedRow = { alongside: unknown; watermark: number | string | null; quantity: string | null; events?: unknown };
 
 /**
  * A group's usage now, in micro-units as text (null: no events), in one statement: the
@@ -59,12 +60,15 @@ export async function usageOf(db: Db, g: UsageGroup, opts: { alongside?: string 
     return w;
   };
   const groupKey = `${g.tenantId}\u0000${g.feature.key}`;
+  // The stored quantity made a value (value.ts); avg needs the window's event count for it.
+  const withEvents = g.feature.aggregation === 'avg';
+  const value = (row: UsedRow) => usageValue(g.feature.aggregation, row.quantity, Number(row.events ?? 0), billingPeriodOf(g.window));
   let guess = state.untrusted.has(groupKey) ? -1 : state.watermark;
   for (let attempt = 0; guess >= 0 && attempt < 2; attempt++) {
     const row = await first<UsedRow & { ok: number | string }>(
-      summaryPlusNewSql(db, g.feature, group, { windowsKey: g.windowsKey, watermark: guess }),
+      summaryPlusNewSql(db, g.feature, group, { windowsKey: g.windowsKey, watermark: guess }, withEvents),
     );
-    if (Number(row.ok) === 1) return { quantity: row.quantity, alongside: row.alongside };
+    if (Number(row.ok) === 1) return { quantity: value(row), alongside: row.alongside };
     const now = seen(row);
     if (now === guess) {
       // The watermark held, so something else is untrusted: read the events from now on.
@@ -75,11 +79,11 @@ export async function usageOf(db: Db, g: UsageGroup, opts: { alongside?: string 
     guess = now;
   }
   const row = await first<UsedRow & { trusted: number | string }>(
-    wholeWindowSql(db, g.feature, group, state.watermark < 0 ? null : g.windowsKey),
+    wholeWindowSql(db, g.feature, group, state.watermark < 0 ? null : g.windowsKey, withEvents),
   );
   seen(row);
   if (Number(row.trusted) === 1) state.untrusted.delete(groupKey);
-  return { quantity: row.quantity, alongside: row.alongside };
+  return { quantity: value(row), alongside: row.alongside };
 }
 
 /** Micro-units used (text), by window start, then feature key; a feature without events is absent. */
@@ -100,7 +104,14 @@ const metered = (features: Feature[]) => features.filter((f) => f.type !== 'bool
 /** A tenant's groups: each window × metered feature. */
 function groupsOf(tenantId: string, windows: Window[], features: Feature[]): GroupRow[] {
   return windows.flatMap((w) =>
-    metered(features).map((f) => ({ tenantId, featureKey: f.key, periodStart: w.start, periodEnd: w.end, subscriptionId: w.subscription?.id ?? null })),
+    metered(features).map((f) => ({
+      tenantId,
+      featureKey: f.key,
+      periodStart: w.start,
+      periodEnd: w.end,
+      subscriptionId: w.subscription?.id ?? null,
+      billingPeriod: billingPeriodOf(w),
+    })),
   );
 }
 
@@ -127,13 +138,19 @@ export async function usageByTenant(
  */
 async function readGroups(db: Db, groups: GroupRow[], features: Feature[], out: Map<string, UsageByWindow>): Promise<void> {
   const fs = metered(features);
+  const byKey = new Map(fs.map((f) => [f.key, f]));
+  const byGroup = new Map(groups.map((g) => [`${g.tenantId}\u0000${g.featureKey}\u0000${g.periodStart}`, g]));
   const batches = [fs.filter((f) => f.aggregation !== 'unique'), ...fs.filter((f) => f.aggregation === 'unique').map((f) => [f])];
   for (const batch of batches) {
     const keys = new Set(batch.map((f) => f.key));
     const mine = groups.filter((g) => keys.has(g.featureKey));
     for (let i = 0; i < mine.length; i += GROUPS_PER_QUERY) {
       const rows = await readUsage(db, usageSelects(db, literalGroupsSource(mine.slice(i, i + GROUPS_PER_QUERY)), batch));
-      for (const r of rows) out.get(r.tenantId)?.get(r.periodStart)?.set(r.featureKey, r.quantity);
+      for (const r of rows) {
+        const g = byGroup.get(`${r.tenantId}\u0000${r.featureKey}\u0000${r.periodStart}`)!;
+        const v = usageValue(byKey.get(r.featureKey)!.aggregation, r.quantity, r.eventCount, g.billingPeriod!);
+        out.get(r.tenantId)?.get(r.periodStart)?.set(r.featureKey, v!);
+      }
     }
   }
 }
@@ -256,7 +273,10 @@ async function fromSummaries(
       trust = Number(row.watermark);
     }
     if (Number(row.ok) !== 1 && !purged) rest.push(g);
-    else if (Number(row.events) > 0) usage.get(g.periodStart)!.set(g.featureKey, String(row.quantity));
+    else if (Number(row.events) > 0) {
+      const v = usageValue(byKey.get(g.featureKey)!.aggregation, String(row.quantity), Number(row.events), g.billingPeriod!);
+      usage.get(g.periodStart)!.set(g.featureKey, v!);
+    }
   }
   await readGroups(db, rest, features, into);
   return usage;
@@ -311,7 +331,8 @@ export async function resetWindowsUsage(db: Db, requests: ResetWindowsRequest[])
     out.set(r.tenantId, byStart);
     for (const w of r.windows) {
       if (!byStart.has(w.start)) byStart.set(w.start, new Map());
-      groups.push({ tenantId: r.tenantId, featureKey: r.feature.key, periodStart: w.start, periodEnd: w.end, subscriptionId: r.subscriptionId });
+      // Each window its own period (weighted_sum is refused with reset windows; avg needs none).
+      groups.push({ tenantId: r.tenantId, featureKey: r.feature.key, periodStart: w.start, periodEnd: w.end, subscriptionId: r.subscriptionId, billingPeriod: w });
     }
   }
   await readGroups(db, groups, [...features.values()], out);

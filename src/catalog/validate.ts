@@ -43,7 +43,7 @@ const FEATURE_KEY = /^[A-Z][A-Z0-9_]{0,63}$/;
 const PLAN_KEY = /^(?=.{1,64}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 // Prices: plain non-negative decimals, at most 12 decimals, written as strings.
 const PRICE = /^\d{1,18}(\.\d{1,12})?$/;
-const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'min', 'last', 'unique'];
+const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'min', 'last', 'unique', 'avg', 'weighted_sum'];
 const MAX_TRIAL_DAYS = 3650;
 const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage', 'rollover', 'resetEvery'];
 const NOT_PRICE = 'must be a decimal string like "0.05"';
@@ -363,6 +363,10 @@ function planSchema(features: Map<string, Feature>) {
           // Percentage prices each event's amount: only a feature summing amounts has them.
           if (terms[fk].overage?.model === 'percentage' && feature.aggregation !== undefined && feature.aggregation !== 'sum') {
             issue(ctx, `percentage prices each event's amount: ${fk} aggregates "${feature.aggregation}", it needs "sum"`, [fk, 'overage', 'model']);
+          }
+          // weighted_sum is a level averaged over the whole billing period: a window has no level of its own.
+          if (terms[fk].resetEvery && feature.aggregation === 'weighted_sum') {
+            issue(ctx, `has no meaning for ${fk}: weighted_sum averages a level over the whole billing period`, [fk, 'resetEvery']);
           }
         }
       }

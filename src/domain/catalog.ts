@@ -1,6 +1,6 @@
 /** Shapes of the declarative catalog (DESIGN.md §3) as validated and as stored. */
 
-export type Aggregation = 'sum' | 'count' | 'max' | 'min' | 'last' | 'unique';
+export type Aggregation = 'sum' | 'count' | 'max' | 'min' | 'last' | 'unique' | 'avg' | 'weighted_sum';
 export type FeatureType = 'metered' | 'boolean';
 
 export interface Feature {

@@ -1,6 +1,6 @@
 import type { FeatureType } from '../domain/catalog.js';
 import { EVENT_TIMES, parseInstant, toIso, type Instant } from '../domain/period.js';
-import { Decimal } from '../domain/decimal.js';
+import { Decimal, dec } from '../domain/decimal.js';
 import { MAX_QUANTITY, QUANTITY_SCALE, parseQuantity, type QuantityError } from '../domain/quantity.js';
 import type { Field } from './fields.js';
 import { idempotencyKey } from './idempotency.js';
@@ -14,7 +14,16 @@ export interface KnownIds {
   /** Tenant id -> created_at. */
   tenants: ReadonlyMap<string, Instant>;
   features: ReadonlyMap<string, FeatureType>;
+  /** The weighted_sum features: their events are bounded by MAX_WEIGHTED_QUANTITY. */
+  weighted?: ReadonlySet<string>;
 }
+
+/**
+ * The largest event of a weighted_sum feature: its accumulator (micro-units × seconds, see
+ * aggregate/value.ts) must fit a signed 64-bit integer, and 1e5 units held for a leap year is
+ * 3.2e18. A window whose events together pass 2^63 fails its aggregate run loudly.
+ */
+export const MAX_WEIGHTED_QUANTITY = '100000';
 
 export interface ValidateContext {
   known: KnownIds;
@@ -246,6 +255,9 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
     const m = quantityMicro(q);
     if (isQuantityError(m)) return { field: 'quantity', reason: quantityReason(q, m) };
     micro = m;
+    if (ctx.known.weighted?.has(featureKey) && dec(micro).gt(dec(MAX_WEIGHTED_QUANTITY).times(1_000_000))) {
+      return { field: 'quantity', reason: `${show(q)} is more than ${MAX_WEIGHTED_QUANTITY}, the largest step of a weighted_sum feature's level` };
+    }
   }
 
   let occurredAt: number | null = null;

@@ -12,6 +12,7 @@ import { microToString } from '../domain/quantity.js';
 import { applyOverride } from '../catalog/repository.js';
 import { eventAmounts } from '../aggregate/usage.js';
 import type { Subscription } from '../subscriptions/repository.js';
+import { billingPeriodOf, usageValue } from '../aggregate/value.js';
 import { loadDiscounts } from '../subscriptions/discounts.js';
 import { availableCredits } from '../subscriptions/credits.js';
 import { loadTenantTaxes } from '../subscriptions/taxes.js';
@@ -46,16 +47,26 @@ export type { FeatureTerms } from '../rate/period.js';
 /** What loadTenantState reads; the plans of invoiced periods are resolved afterwards. */
 type TenantState = PeriodUsage;
 
-async function loadTenantState(q: Q, tenantId: string, upTo: number, current: { subscriptionId: string; periodStart: number }): Promise<TenantState> {
+async function loadTenantState(
+  q: Q,
+  tenantId: string,
+  upTo: number,
+  current: { subscriptionId: string; periodStart: number },
+  subs: Subscription[],
+): Promise<TenantState> {
   const usage = new Map<number, Map<string, string>>();
-  const summaries = await q('usage_summaries')
-    .select('feature_key', 'period_start', q.raw('CAST(quantity AS TEXT) AS quantity_text'))
-    .where('tenant_id', tenantId)
-    .andWhere('period_start', '<=', upTo);
+  const summaries = await q('usage_summaries as s')
+    .leftJoin('features as f', 'f.key', 's.feature_key')
+    .select('s.feature_key', 's.period_start', 's.subscription_id', 's.event_count', 'f.aggregation', q.raw('CAST(s.quantity AS TEXT) AS quantity_text'))
+    .where('s.tenant_id', tenantId)
+    .andWhere('s.period_start', '<=', upTo);
   for (const s of summaries) {
     const start = Number(s.period_start);
     const m = usage.get(start) ?? new Map<string, string>();
-    m.set(s.feature_key, microToString(s.quantity_text));
+    // avg and weighted_sum store an accumulator: their value by value.ts.
+    const owner = s.subscription_id === null ? null : (subs.find((x) => x.id === s.subscription_id) ?? null);
+    const value = usageValue(s.aggregation ?? 'sum', s.quantity_text, Number(s.event_count), billingPeriodOf({ start, subscription: owner }));
+    m.set(s.feature_key, microToString(value));
     usage.set(start, m);
   }
 
@@ -217,7 +228,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
       versions.set(versionKey(s.planKey, s.planVersion), await planOf(q, cache, s.planKey, s.planVersion));
     }
   }
-  const state = await loadTenantState(q, sub.tenantId, period.start, { subscriptionId: sub.id, periodStart: period.start });
+  const state = await loadTenantState(q, sub.tenantId, period.start, { subscriptionId: sub.id, periodStart: period.start }, t.subscriptions);
   const plan = await planAtEnd(q, cache, t, sub, period);
   for (const inv of periodsWithLateUsage(state, sub.currency)) {
     const invSub = t.subscriptions.find((x) => x.id === inv.subscriptionId) ?? null;

@@ -1,10 +1,12 @@
-import type { PercentagePricing, PlanFeature } from '../domain/catalog.js';
+import type { Aggregation, PercentagePricing, PlanFeature } from '../domain/catalog.js';
 import { eventAmounts } from '../aggregate/usage.js';
 import { Decimal, dec, isDecimalString } from '../domain/decimal.js';
 import { cashRoundingMinor, cashStepMinor, formatMoney, minorToMajor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
 import { microToDecimal } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
+import { billingPeriodOf, usageValue } from '../aggregate/value.js';
+import { listSubscriptions } from '../subscriptions/repository.js';
 import { prorate, prorationQuantity } from '../rate/base-fee.js';
 import { invoiceTotals } from '../rate/totals.js';
 import { discountAmount } from '../rate/discounts.js';
@@ -409,15 +411,20 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
     }
   }
   if (groups.size === 0) return;
+  const aggregation = new Map<string, Aggregation>(
+    (await db.knex('features').select('key', 'aggregation')).map((f) => [f.key as string, f.aggregation as Aggregation]),
+  );
+  const subs = await listSubscriptions(db.knex, tenantId);
   const summaries = new Map<string, string>();
   for (const s of await db.knex('usage_summaries')
-    .select('feature_key', 'period_start', db.knex.raw('CAST(quantity AS TEXT) AS q'))
+    .select('feature_key', 'period_start', 'subscription_id', 'event_count', db.knex.raw('CAST(quantity AS TEXT) AS q'))
     .where('tenant_id', tenantId)) {
-    summaries.set(`${s.feature_key}|${Number(s.period_start)}`, s.q);
+    // The recorded value, as every reader makes it (value.ts: avg and weighted_sum store an accumulator).
+    const start = Number(s.period_start);
+    const owner = s.subscription_id === null ? null : (subs.find((x) => x.id === s.subscription_id) ?? null);
+    const value = usageValue(aggregation.get(s.feature_key) ?? 'sum', s.q, Number(s.event_count), billingPeriodOf({ start, subscription: owner }));
+    summaries.set(`${s.feature_key}|${start}`, value!);
   }
-  const aggregation = new Map<string, string>(
-    (await db.knex('features').select('key', 'aggregation')).map((f) => [f.key as string, f.aggregation as string]),
-  );
   for (const [key, entries] of groups) {
     const latest = entries[entries.length - 1];
     const d = latest.line.details as UsageDetails | null;
@@ -460,7 +467,8 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
         message: `${feature} for the period starting ${toIso(latest.line.period.start)}: ${billed.toFixed()} billed (${where}) but ${d.usedTotal} is rated at ${due}`,
       });
     }
-    if (['last', 'min'].includes(aggregation.get(feature) ?? '')) continue; // a gauge (or a low-water mark) may legitimately be revised down
+    // A gauge, a low-water mark or an average may legitimately be revised down.
+    if (['last', 'min', 'avg'].includes(aggregation.get(feature) ?? '')) continue;
     const recorded = summaries.get(key);
     const recordedUsed = recorded === undefined ? dec(0) : microToDecimal(recorded);
     if (dec(d.usedTotal).gt(recordedUsed)) {

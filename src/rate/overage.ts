@@ -3,6 +3,8 @@ import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
 import { governingSubscription } from '../subscriptions/timeline.js';
 import { microToString } from '../domain/quantity.js';
+import { billingPeriodOf, usageValue } from '../aggregate/value.js';
+import type { Aggregation } from '../domain/catalog.js';
 import { featureTerms, rateCharge, type RatedCharge, type UsageDetail } from './charge.js';
 import { carriedUnits, rolloverSource } from './rollover.js';
 import { resetWindows } from './reset.js';
@@ -41,6 +43,9 @@ interface PendingSummary {
   quantity: string;
   /** The summary of the subscription's previous period (rollover), if any. */
   prev_quantity: string | null;
+  event_count: number | string;
+  aggregation: Aggregation | null;
+  prev_event_count: number | string | null;
 }
 
 /**
@@ -48,7 +53,8 @@ interface PendingSummary {
  * ends), last rated before the period ended (a plan change may have come after that run),
  * changed since rated (late usage, a period cut short), or with a unit grant live in it added
  * or voided since rated (grants may be back-dated). Closed, unchanged periods rated after
- * their end keep their charge, so an hourly run only touches what moved.
+ * their end keep their charge, so an hourly run only touches what moved. An average also
+ * moves with its event count alone (a late zero): re-rated when merged into since rated.
  */
 function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, number] | null, limit: number) {
   return db
@@ -60,7 +66,9 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
     .leftJoin('usage_summaries as p', (j) => {
       j.on('p.tenant_id', 's.tenant_id').andOn('p.feature_key', 's.feature_key').andOn('p.period_end', 's.period_start').andOn('p.subscription_id', 's.subscription_id');
     })
-    .select('s.tenant_id', 's.feature_key', 's.period_start', 's.period_end', 's.subscription_id')
+    .leftJoin('features as f', 'f.key', 's.feature_key')
+    .select('s.tenant_id', 's.feature_key', 's.period_start', 's.period_end', 's.subscription_id', 's.event_count', 'f.aggregation')
+    .select('p.event_count AS prev_event_count')
     .select(asText(db, 's.quantity').wrap('(', ') AS quantity'))
     .select(asText(db, 'p.quantity').wrap('(', ') AS prev_quantity'))
     .where((w) =>
@@ -76,6 +84,7 @@ function pendingSummaries(db: Db, opts: OverageOptions, after: [string, string, 
         .orWhereRaw('s.computed_at > c.rated_at')
         // Late usage of the previous period changes what rolls over into this one.
         .orWhereRaw('p.computed_at > c.rated_at')
+        .orWhereRaw("f.aggregation = 'avg' AND s.computed_at >= c.rated_at")
         .orWhereExists((g) =>
           g
             .from('unit_grants as g')
@@ -143,9 +152,15 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
         if (events.reduce((s, e) => s + BigInt(e), 0n) !== BigInt(r.quantity)) continue;
         detail.eventsMicro = events;
       }
+      // avg and weighted_sum store an accumulator (value.ts): rate the value, remember the accumulator.
+      const window = { start: period.start, subscription: r.subscription_id === null ? null : sub };
+      const used = usageValue(r.aggregation ?? 'sum', r.quantity, Number(r.event_count), billingPeriodOf(window));
       const source = await rolloverSource(t, sub, period, r.feature_key, pf, plans);
-      if (pf?.rollover) detail.carried = carriedUnits(pf, source, microToString(r.prev_quantity ?? '0'));
-      rows.push({ r, t, key, pt, pf, detail, period });
+      if (pf?.rollover && source) {
+        const prev = usageValue(r.aggregation ?? 'sum', r.prev_quantity, Number(r.prev_event_count ?? 0), billingPeriodOf({ start: source.period.start, subscription: sub }));
+        detail.carried = carriedUnits(pf, source, microToString(prev ?? '0'));
+      } else if (pf?.rollover) detail.carried = '0';
+      rows.push({ r, t, key, pt, pf, detail, period, used });
     }
     // Features with reset windows: each window's usage, for the whole page in one read.
     const windowed = rows.filter((x) => x.pf?.resetEvery && features.has(x.key.featureKey));
@@ -155,7 +170,10 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
     );
     const byRow = new Map(windowed.map((x, i) => [x, windowsUsed[i].map(microToString)]));
     const charges: RatedCharge[] = rows.map((x) =>
-      rateCharge(x.key, x.r.quantity, x.pt, x.t.overrides.get(x.key.featureKey), opts.now, x.t.grants, { ...x.detail, ...(byRow.has(x) ? { windowsUsed: byRow.get(x) } : {}) }),
+      ({
+        ...rateCharge(x.key, x.used, x.pt, x.t.overrides.get(x.key.featureKey), opts.now, x.t.grants, { ...x.detail, ...(byRow.has(x) ? { windowsUsed: byRow.get(x) } : {}) }),
+        summaryQuantity: x.r.quantity,
+      }),
     );
     await write(charges);
     const last = page[page.length - 1];

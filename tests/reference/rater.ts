@@ -87,7 +87,7 @@ export interface RefPlan {
   minimumCommitment?: string;
   features: Record<string, RefPlanFeature>;
 }
-export interface RefFeature { key: string; name: string; type?: 'boolean'; aggregation?: 'sum' | 'count' | 'max' | 'min' | 'last' | 'unique'; uniqueBy?: string }
+export interface RefFeature { key: string; name: string; type?: 'boolean'; aggregation?: 'sum' | 'count' | 'max' | 'min' | 'last' | 'unique' | 'avg' | 'weighted_sum'; uniqueBy?: string }
 export interface RefCatalog { features: RefFeature[]; plans: RefPlan[] }
 
 /** Terms of one feature as rated: the plan's, after the tenant's override. */
@@ -458,6 +458,14 @@ export class ReferenceBilling {
     return { enabled: pf.enabled !== false, included, pricing, ...(pf.resetEvery ? { resetEvery: pf.resetEvery } : {}) };
   }
 
+  /** The whole anniversary period (before a cancellation clips it) of the subscription period starting at p.start. */
+  private nominalOf(tenant: string, p: Span): Span {
+    for (const s of this.subs.get(tenant) ?? []) {
+      for (const { period, nominal } of this.periods(s, p.end)) if (period.start === p.start) return nominal;
+    }
+    throw new Error(`reference rater: no subscription period of ${tenant} starts at ${p.start}`);
+  }
+
   /** The subscription's periods: anniversary periods clipped to [start, cancelAt). */
   private periods(s: Sub, until: number): Array<{ period: Span; nominal: Span }> {
     const out: Array<{ period: Span; nominal: Span }> = [];
@@ -482,6 +490,17 @@ export class ReferenceBilling {
     const agg = f.aggregation ?? 'sum';
     if (agg === 'count') return new Decimal(evs.length);
     if (agg === 'sum') return evs.reduce((s, e) => s.plus(D(e.quantity)), new Decimal(0));
+    // avg: the mean, to the micro-unit, half away from zero.
+    if (agg === 'avg') return evs.reduce((s, e) => s.plus(D(e.quantity)), new Decimal(0)).div(evs.length).toDecimalPlaces(6, Decimal.ROUND_HALF_UP);
+    if (agg === 'weighted_sum') {
+      // Each event raises the level from its second to the period's (clipped) end; the level
+      // is averaged over the whole anniversary period, in whole seconds, to the micro-unit.
+      const sec = (t: number) => Math.floor(t / 1000);
+      const nominal = this.nominalOf(tenant, p);
+      let held = new Decimal(0);
+      for (const e of evs) held = held.plus(D(e.quantity).times(sec(p.end) - sec(e.occurredAt)));
+      return held.div(sec(nominal.end) - sec(nominal.start)).toDecimalPlaces(6, Decimal.ROUND_HALF_UP);
+    }
     if (agg === 'max') return evs.reduce((m, e) => Decimal.max(m, D(e.quantity)), D(evs[0].quantity));
     if (agg === 'min') return evs.reduce((m, e) => Decimal.min(m, D(e.quantity)), D(evs[0].quantity));
     if (agg === 'last') {

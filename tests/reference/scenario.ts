@@ -134,13 +134,15 @@ function planFeature(r: Rnd, currency: string, aggregation?: string): RefPlanFea
   // Rollover (DESIGN.md §14) on monthly plans now and then: a cap below, at or above included.
   if (r.chance(0.3)) pf.rollover = { max: r.pick([1, 3, '2.5', 10, 50] as const) };
   // Or reset windows (DESIGN.md §14): included per day or week inside the monthly period.
-  else if (r.chance(0.3)) pf.resetEvery = r.pick(['day', 'week'] as const);
+  else if (r.chance(0.3) && aggregation !== 'weighted_sum') pf.resetEvery = r.pick(['day', 'week'] as const);
   return pf;
 }
 
 const AGGREGATIONS = [
   { aggregation: 'sum' },
+  { aggregation: 'weighted_sum' },
   { aggregation: 'count' },
+  { aggregation: 'avg' },
   { aggregation: 'max' },
   { aggregation: 'min' },
   { aggregation: 'last' },
@@ -349,6 +351,8 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
           if (r.chance(0.04) && endAt !== null && endAt < END) occurred = endAt + r.int(Math.max(1, END - endAt));
           if (r.chance(0.05)) occurred = addMonths(from, r.int(5));
           if (r.chance(0.03) && endAt !== null) occurred = endAt;
+          // A period's first and last millisecond (weighted_sum holds them all or nothing).
+          if (r.chance(0.03)) occurred = addMonths(from, r.int(5)) - (r.chance(0.5) ? 1 : 0);
           if (r.chance(0.05) && seen.length > 0) occurred = r.pick(seen);
           if (occurred < EPOCH || occurred >= END) continue;
           seen.push(occurred);
