@@ -264,6 +264,12 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     ['plans[0].features.OCR_SCAN.resetEvery: must be shorter than the plan\'s interval (month): one of "day", "week"'],
   ],
   [
+    'resetEvery on a weighted_sum feature (a level over the whole period)',
+    { plans: [{ key: 'm', currency: 'USD', price: '1', interval: 'month', features: { STORAGE_GB: { included: 10, resetEvery: 'day' } } }] },
+    new Map([...STORED, ['STORAGE_GB', { key: 'STORAGE_GB', type: 'metered', aggregation: 'weighted_sum' } as Feature]]),
+    ['plans[0].features.STORAGE_GB.resetEvery: has no meaning for STORAGE_GB: weighted_sum averages a level over the whole billing period'],
+  ],
+  [
     'keys that are not identifiers are quoted in paths',
     { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', features: { 'a b': {}, 'OCR.SCAN': {} } }] },
     STORED,
