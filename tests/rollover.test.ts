@@ -120,4 +120,25 @@ describeEachDb('rollover', (t) => {
     await row().update({ details: stored });
     expect((await cli(['verify'], '2026-07-01T02:00:00Z')).code).toBe(0);
   });
+  it('a previous period past retention still carries: read from its summary', async () => {
+    const { db, url } = t();
+    const w = world(db);
+    const cli = (args: string[], now: string) => runCli(args, { db: url, now });
+    await w.apply(JAN, CATALOG);
+    await w.tenant(JAN, 'acme');
+    await w.subscribe(JAN, 'acme', 'growth', 0);
+    await w.usage('2026-01-10T00:00:00Z', 'acme', 'API_CALL', '600');
+    expect((await cli(['invoice', 'generate', '--finalize'], '2026-02-01T01:00:00Z')).code).toBe(0);
+    expect((await cli(['retention', '--older-than', '1d'], '2026-02-10T00:00:00Z')).code).toBe(0);
+    expect(Number((await db.knex('usage_events').where('occurred_at', '<', Date.parse('2026-02-01T00:00:00Z')).count('* as n').first())?.n)).toBe(0);
+
+    const check = JSON.parse((await cli(['check', 'acme', 'API_CALL', '--json'], '2026-02-10T00:00:00Z')).stdout);
+    expect(check).toMatchObject({ included: '1300', carried: '300' });
+    await w.usage('2026-02-12T00:00:00Z', 'acme', 'API_CALL', '1200');
+    const report = JSON.parse((await cli(['report', '--json'], '2026-02-20T00:00:00Z')).stdout);
+    expect(report[0].features.find((f: any) => f.featureKey === 'API_CALL')).toMatchObject({ used: '1200', included: '1300', overageAmount: '0.00' });
+    expect((await cli(['invoice', 'generate', '--finalize'], '2026-03-01T01:00:00Z')).code).toBe(0);
+    const lines = (await invoicesByNumber(db)).map((i) => i.lines.filter((l) => l.featureKey === 'API_CALL').map((l) => l.description));
+    expect(lines[1]).toEqual(['API calls: 1200 used, 1300 included (300 carried over), 0 billable']);
+  });
 });
