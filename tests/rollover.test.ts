@@ -141,4 +141,21 @@ describeEachDb('rollover', (t) => {
     const lines = (await invoicesByNumber(db)).map((i) => i.lines.filter((l) => l.featureKey === 'API_CALL').map((l) => l.description));
     expect(lines[1]).toEqual(['API calls: 1200 used, 1300 included (300 carried over), 0 billable']);
   });
+  it('a minimum charged without usage states the carried units too', async () => {
+    const { db, url } = t();
+    const w = world(db);
+    const cli = (args: string[], now: string) => runCli(args, { db: url, now });
+    const catalog = {
+      features: CATALOG.features,
+      plans: [{ key: 'floor', name: 'Floor', currency: 'USD', price: '10.00', interval: 'month', features: { API_CALL: { included: 100, overage: { ...per('0.01'), minimum: '5.00' }, rollover: { max: 50 } } } }],
+    };
+    await w.apply(JAN, catalog);
+    await w.tenant(JAN, 'acme');
+    await w.subscribe(JAN, 'acme', 'floor', 0);
+    await w.usage('2026-01-10T00:00:00Z', 'acme', 'API_CALL', '20');
+    expect((await cli(['aggregate'], '2026-02-28T12:00:00Z')).code).toBe(0);
+    expect((await cli(['overage'], '2026-02-28T12:00:00Z')).code).toBe(0);
+    const charges = await db.knex('rated_charges').where({ tenant_id: 'acme' }).orderBy('period_start').select('included', 'amount', 'summary_quantity');
+    expect(charges.map((c) => `${c.included} ${c.amount} ${c.summary_quantity === null ? 'minimum' : 'usage'}`)).toEqual(['100 5.00 usage', '150 5.00 minimum']);
+  });
 });

@@ -3,7 +3,10 @@ import { dec } from '../domain/decimal.js';
 import type { Pricing } from '../domain/catalog.js';
 import type { Instant } from '../domain/period.js';
 import { startedPeriods } from '../subscriptions/timeline.js';
-import { rateCharge, type RatedCharge } from './charge.js';
+import { featureTerms, rateCharge, type RatedCharge } from './charge.js';
+import { carriedUnits, rolloverSource } from './rollover.js';
+import { microToString } from '../domain/quantity.js';
+import { billingPeriodOf, usageValue } from '../aggregate/value.js';
 import type { ChargeId } from './repository.js';
 import { loadTenantTerms, termsForPeriod, type PlanLookup } from './tenant-terms.js';
 
@@ -57,7 +60,11 @@ export async function rateMinimums(
     const batch = tenantIds.slice(i, i + TENANTS_PER_BATCH);
     const [terms, summaries, charges] = await Promise.all([
       loadTenantTerms(q, batch),
-      q('usage_summaries').select('tenant_id', 'feature_key', 'period_start').whereIn('tenant_id', batch).whereIn('feature_key', features),
+      q('usage_summaries')
+        .leftJoin('features as f', 'f.key', 'usage_summaries.feature_key')
+        .select('tenant_id', 'feature_key', 'period_start', 'event_count', 'f.aggregation', q.raw('CAST(quantity AS TEXT) AS quantity_text'))
+        .whereIn('tenant_id', batch)
+        .whereIn('feature_key', features),
       q('rated_charges')
         .select('tenant_id', 'feature_key', 'period_start', 'period_end', 'rated_at')
         .whereIn('tenant_id', batch)
@@ -66,6 +73,7 @@ export async function rateMinimums(
     ]);
     const key = (t: string, f: string, start: unknown) => `${t}\u0000${f}\u0000${Number(start)}`;
     const withUsage = new Set(summaries.map((r) => key(r.tenant_id, r.feature_key, r.period_start)));
+    const summaryByKey = new Map(summaries.map((r) => [key(r.tenant_id, r.feature_key, r.period_start), r]));
     // Charges that are final: rated after their period ended.
     const final = new Map(
       charges.filter((r) => Number(r.rated_at) >= Number(r.period_end)).map((r) => [key(r.tenant_id, r.feature_key, r.period_start), Number(r.period_end)]),
@@ -86,7 +94,13 @@ export async function rateMinimums(
             const closedAndCharged = final.get(k) === period.end && period.end <= opts.now;
             if (closedAndCharged) continue;
             const chargeKey = { tenantId, featureKey, periodStart: period.start, periodEnd: period.end };
-            out.push(rateCharge(chargeKey, null, pt, t.overrides.get(featureKey), opts.now, t.grants));
+            // Carried units are part of the terms a charge states, usage or not (rate/rollover.ts).
+            const pf = featureTerms(pt.plan, featureKey, t.overrides.get(featureKey));
+            const source = await rolloverSource(t, sub, period, featureKey, pf, plans);
+            const prev = source && summaryByKey.get(key(tenantId, featureKey, source.period.start));
+            const prevUsed = prev ? usageValue(prev.aggregation ?? 'sum', prev.quantity_text, Number(prev.event_count), billingPeriodOf({ start: source.period.start, subscription: sub })) : null;
+            const detail = pf?.rollover ? { carried: carriedUnits(pf, source, microToString(prevUsed ?? '0')) } : undefined;
+            out.push(rateCharge(chargeKey, null, pt, t.overrides.get(featureKey), opts.now, t.grants, detail));
           }
         }
       }
