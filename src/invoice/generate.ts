@@ -17,7 +17,8 @@ import { composeInvoice } from './compose.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
 import { inRolledBackTx, isUniqueViolation } from './tx.js';
-import { summarize, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
+import { invoiceToJson, summarize, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
+import { emitEvent } from '../webhooks/events.js';
 
 export const DEFAULT_DUE_DAYS = 7;
 /** The id and number a dry run shows for an invoice it would create (text and JSON alike). */
@@ -148,6 +149,7 @@ async function createInvoice(
         action: 'create',
         after: summarize(invoice),
       });
+      await emitEvent(trx, { type: 'invoice.created', tenantId: sub.tenantId, data: invoiceToJson(invoice), at: opts.now });
       if (!opts.finalize) return invoice;
       const open = { ...invoice, status: 'open' as const, finalizedAt: opts.now };
       await trx('invoices').where({ tenant_id: sub.tenantId, id: head.id }).update({ status: 'open', finalized_at: opts.now, updated_at: opts.now });
@@ -161,6 +163,7 @@ async function createInvoice(
         before: { status: 'draft' },
         after: { status: 'open', number, total: head.total },
       });
+      await emitEvent(trx, { type: 'invoice.finalized', tenantId: sub.tenantId, data: invoiceToJson(open), at: opts.now });
       return open;
     });
   } catch (e) {
