@@ -5,6 +5,7 @@ import type { Instant } from '../domain/period.js';
 import { toIso } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
+import { skipLocked } from '../storage/sql.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
 
 /**
@@ -75,8 +76,7 @@ async function claim(db: Db, owner: string, now: Instant): Promise<Claimed[]> {
       .orderBy([{ column: 'd.next_attempt_at' }, { column: 'd.created_at' }, { column: 'd.id' }])
       .limit(BATCH)
       .select('d.id');
-    if (db.dialect === 'pg') q.forUpdate('d').skipLocked();
-    const ids = (await q).map((r) => String(r.id));
+    const ids = (await skipLocked(t, q, 'd')).map((r) => String(r.id));
     if (ids.length === 0) return [];
     await t.knex('webhook_deliveries').whereIn('id', ids).update({ lease_owner: owner, lease_until: now + LEASE_MS });
     const rows = await t.knex('webhook_deliveries as d')
