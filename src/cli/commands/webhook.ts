@@ -8,7 +8,7 @@ import { printErr, printJson, printLine } from '../output.js';
 // The endpoint secret is write-only: no command here prints, audits or logs it.
 
 export function register(program: Command): void {
-  const hook = program.command('webhook').description('outgoing webhooks: signed event POSTs with retries (DESIGN.md §15)');
+  const hook = program.command('webhook').description('outgoing webhooks: signed event POSTs to your endpoints, with retries and redelivery');
 
   hook
     .command('add')
