@@ -14,6 +14,7 @@ import { markInvoicePaid } from '../src/invoice/lifecycle.js';
 import { getInvoice } from '../src/invoice/repository.js';
 import { invoiceToJson } from '../src/invoice/types.js';
 import { grantCredit } from '../src/subscriptions/credits.js';
+import { verifyInvoices } from '../src/invoice/verify.js';
 
 const SECRET = 'whsec_test_0123456789abcdef';
 const ACTOR = { actor: 'test' };
@@ -56,7 +57,7 @@ async function receiver(): Promise<Receiver> {
 }
 
 async function events(db: Db) {
-  return (await db.knex('webhook_events').select('*').orderBy([{ column: 'created_at' }, { column: 'type' }])).map((e) => ({ ...e, body: JSON.parse(e.body) }));
+  return (await db.knex('webhook_events').select('*').orderBy([{ column: 'created_at' }, { column: 'type' }])).map((e) => ({ ...e, body: JSON.parse(e.body), body_text: e.body as string }));
 }
 
 async function deliveriesOf(db: Db, endpointId: string) {
@@ -118,6 +119,15 @@ describeEachDb('webhooks', (t) => {
     // An endpoint added later receives only what happens after it.
     const late = await addEndpoint(db, { url: 'https://c.example/hooks', secret: SECRET }, { now: T('2026-03-04T00:00:00Z'), ...ACTOR });
     expect(await deliveriesOf(db, late.id)).toEqual([]);
+
+    // billing verify holds the outbox to its invariants.
+    expect((await verifyInvoices(db)).violations).toEqual([]);
+    await db.knex('webhook_events').where({ id: paid.id }).update({ body: paid.body_text.replace('"paid"', '"open"').replace(paid.id, 'evt_other') });
+    await db.knex('webhook_deliveries').insert({ id: 'whd_orphan', tenant_id: 'acme', event_id: 'evt_gone', endpoint_id: all.id, status: 'pending', attempts: 0, next_attempt_at: 0, created_at: 0, updated_at: 0 });
+    expect((await verifyInvoices(db)).violations).toEqual([
+      { check: 'webhooks', tenantId: 'acme', message: `event ${paid.id}: its stored body is not {id, type, created, data} of this event` },
+      { check: 'webhooks', message: 'delivery whd_orphan: its event is missing or belongs to another tenant' },
+    ]);
   });
 
   it('writes no event for a change that rolls back', async () => {
