@@ -15,6 +15,11 @@ import { getInvoice } from '../src/invoice/repository.js';
 import { invoiceToJson } from '../src/invoice/types.js';
 import { grantCredit } from '../src/subscriptions/credits.js';
 import { verifyInvoices } from '../src/invoice/verify.js';
+import { startDunning } from '../src/stripe/dunning-state.js';
+import { ManualScheduler } from './jobs-support.js';
+import { startDaemon } from '../src/jobs/daemon.js';
+import { JOB_NAMES } from '../src/jobs/stages.js';
+import { DEFAULT_DAEMON_CONFIG, DEFAULT_SCHEDULES, toDaemonConfig } from '../src/jobs/schedules.js';
 
 const SECRET = 'whsec_test_0123456789abcdef';
 const ACTOR = { actor: 'test' };
@@ -128,6 +133,40 @@ describeEachDb('webhooks', (t) => {
       { check: 'webhooks', tenantId: 'acme', message: `event ${paid.id}: its stored body is not {id, type, created, data} of this event` },
       { check: 'webhooks', message: 'delivery whd_orphan: its event is missing or belongs to another tenant' },
     ]);
+  });
+
+  it('writes invoice.payment_failed when a payment is declined and dunning starts, once per failure', async () => {
+    const { db } = t();
+    await addEndpoint(db, { url: 'https://a.example/hooks', secret: SECRET, events: 'invoice.payment_failed' }, { now: T('2025-12-31T00:00:00Z'), ...ACTOR });
+    const { invoice } = await januaryInvoice(db);
+    const fail = (at: string) =>
+      db.tx((tx) => startDunning(tx, { tenantId: 'acme', invoiceId: invoice.id, stripeInvoiceId: 'in_1', failedAt: T(at), reason: 'card_declined' }, { now: T(at), ...ACTOR }));
+    expect(await fail('2026-02-02T00:00:00Z')).toBe(true);
+    expect(await fail('2026-02-02T00:05:00Z')).toBe(false); // the same failure reported again: dunning already runs
+    const failed = (await events(db)).filter((e) => e.type === 'invoice.payment_failed');
+    expect(failed.map((e) => [e.body.created, e.body.data.id, e.body.data.status])).toEqual([[T('2026-02-02T00:00:00Z') / 1000, invoice.id, 'open']]);
+    expect(await db.knex('webhook_deliveries').select('event_id')).toEqual([{ event_id: failed[0].id }]);
+  });
+
+  it('the daemon delivers on its own webhooks schedule', async () => {
+    const { db } = t();
+    const rx = await receiver();
+    await addEndpoint(db, { url: rx.url, secret: SECRET }, { now: T('2026-01-01T00:00:00Z'), ...ACTOR });
+    await db.tx((tx) => emitEvent(tx.knex, { type: 'invoice.paid', tenantId: 'acme', data: {}, at: T('2026-01-01T00:00:00Z') }));
+    expect(DEFAULT_SCHEDULES.webhooks).toBe('* * * * *');
+    // The config file's key sets the schedule.
+    expect(toDaemonConfig({ schedules: { webhooks: '*/10 * * * * *' } }).schedules.webhooks).toBe('*/10 * * * * *');
+    const scheduler = new ManualScheduler();
+    let now = T('2026-01-01T00:01:00Z');
+    const schedules = Object.fromEntries(JOB_NAMES.map((j) => [j, j === 'webhooks' ? '* * * * *' : null]));
+    const d = startDaemon(db, { config: { ...DEFAULT_DAEMON_CONFIG, schedules }, actor: 'test', clock: () => now, scheduler, log: () => undefined });
+    const at = now;
+    now += 1000; // past the settle delay
+    scheduler.tick(at);
+    await d.idle();
+    expect(await d.stop('test')).toEqual({ clean: true });
+    expect(rx.got).toHaveLength(1);
+    expect((await listDeliveries(db)).map((x) => x.status)).toEqual(['delivered']);
   });
 
   it('writes no event for a change that rolls back', async () => {
