@@ -16,6 +16,7 @@ import { invoiceToJson } from '../src/invoice/types.js';
 import { grantCredit } from '../src/subscriptions/credits.js';
 import { verifyInvoices } from '../src/invoice/verify.js';
 import { startDunning } from '../src/stripe/dunning-state.js';
+import { importTenants } from '../src/subscriptions/import.js';
 import { ManualScheduler } from './jobs-support.js';
 import { startDaemon } from '../src/jobs/daemon.js';
 import { JOB_NAMES } from '../src/jobs/stages.js';
@@ -167,6 +168,29 @@ describeEachDb('webhooks', (t) => {
     expect(await d.stop('test')).toEqual({ clean: true });
     expect(rx.got).toHaveLength(1);
     expect((await listDeliveries(db)).map((x) => x.status)).toEqual(['delivered']);
+  });
+
+  it('tenant import announces each subscription it creates, and a dry run announces none', async () => {
+    const { db } = t();
+    await addEndpoint(db, { url: 'https://a.example/hooks', secret: SECRET, events: 'subscription.changed' }, { now: T('2025-12-31T00:00:00Z'), ...ACTOR });
+    await world(db).apply('2026-01-01T00:00:00Z');
+    const records = [
+      { line: 1, fields: { id: 'acme', plan: 'basic' } },
+      { line: 2, fields: { id: 'bolt' } },
+      { line: 3, fields: { id: 'cove', plan: 'pro' } },
+    ];
+    await importTenants(db, records, { now: T('2026-01-02T00:00:00Z'), ...ACTOR, dryRun: true });
+    expect(await events(db)).toEqual([]);
+    expect(await importTenants(db, records, { now: T('2026-01-02T00:00:00Z'), ...ACTOR })).toMatchObject({ created: 3, subscribed: 2 });
+    const evs = await events(db);
+    expect(evs.map((e) => [e.tenant_id, e.body.data.action, e.body.data.subscription.id, e.body.data.segments[0].planKey]).sort()).toEqual([
+      ['acme', 'create', 'sub_acme_1', 'basic'],
+      ['cove', 'create', 'sub_cove_1', 'pro'],
+    ]);
+    expect(Number((await db.knex('webhook_deliveries').count({ n: '*' }))[0].n)).toBe(2);
+    // Importing again changes nothing and announces nothing.
+    await importTenants(db, records, { now: T('2026-01-03T00:00:00Z'), ...ACTOR });
+    expect(await events(db)).toHaveLength(2);
   });
 
   it('writes no event for a change that rolls back', async () => {

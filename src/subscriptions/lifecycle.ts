@@ -20,7 +20,7 @@ import { emitEvent, type NewEvent } from '../webhooks/events.js';
 import { segmentJson, subscriptionJson } from './json.js';
 
 /** subscription.changed (DESIGN.md §15): what happened, the subscription and its plan segments as --json shows them. */
-function subscriptionChanged(action: 'create' | 'change' | 'cancel', sub: Subscription, segments: Segment[], at: Instant, effectiveAt?: Instant): NewEvent {
+export function subscriptionChanged(action: 'create' | 'change' | 'cancel', sub: Subscription, segments: Segment[], at: Instant, effectiveAt?: Instant): NewEvent {
   return {
     type: 'subscription.changed',
     tenantId: sub.tenantId,

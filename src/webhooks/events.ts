@@ -64,23 +64,41 @@ export function parseEventFilter(raw: string | undefined): string[] {
  * exactly when the change that caused it committed. Returns the event id.
  */
 export async function emitEvent(trx: Knex | Knex.Transaction, e: NewEvent): Promise<string> {
-  const id = newEventId();
-  const body: EventBody = { id, type: e.type, created: Math.floor(e.at / 1000), data: e.data };
-  await trx('webhook_events').insert({ id, tenant_id: e.tenantId, type: e.type, created_at: e.at, body: JSON.stringify(body) });
-  const endpoints = await trx('webhook_endpoints').where('enabled', true).select('id', 'events').orderBy('id');
-  const rows = endpoints
-    .filter((ep) => filterMatches(JSON.parse(ep.events) as string[], e.type))
-    .map((ep) => ({
-      id: newDeliveryId(),
-      tenant_id: e.tenantId,
-      event_id: id,
-      endpoint_id: ep.id,
-      status: 'pending',
-      attempts: 0,
-      next_attempt_at: e.at,
-      created_at: e.at,
-      updated_at: e.at,
-    }));
-  if (rows.length > 0) await trx('webhook_deliveries').insert(rows);
-  return id;
+  return (await emitEvents(trx, [e]))[0];
+}
+
+const CHUNK = 500;
+
+/** emitEvent for many events at once (bulk imports): the endpoints are read once. */
+export async function emitEvents(trx: Knex | Knex.Transaction, list: NewEvent[]): Promise<string[]> {
+  if (list.length === 0) return [];
+  const endpoints = (await trx('webhook_endpoints').where('enabled', true).select('id', 'events').orderBy('id')).map((ep) => ({
+    id: ep.id as string,
+    filter: JSON.parse(ep.events) as string[],
+  }));
+  const events: object[] = [];
+  const deliveries: object[] = [];
+  const ids = list.map((e) => {
+    const id = newEventId();
+    const body: EventBody = { id, type: e.type, created: Math.floor(e.at / 1000), data: e.data };
+    events.push({ id, tenant_id: e.tenantId, type: e.type, created_at: e.at, body: JSON.stringify(body) });
+    for (const ep of endpoints) {
+      if (!filterMatches(ep.filter, e.type)) continue;
+      deliveries.push({
+        id: newDeliveryId(),
+        tenant_id: e.tenantId,
+        event_id: id,
+        endpoint_id: ep.id,
+        status: 'pending',
+        attempts: 0,
+        next_attempt_at: e.at,
+        created_at: e.at,
+        updated_at: e.at,
+      });
+    }
+    return id;
+  });
+  for (let i = 0; i < events.length; i += CHUNK) await trx('webhook_events').insert(events.slice(i, i + CHUNK));
+  for (let i = 0; i < deliveries.length; i += CHUNK) await trx('webhook_deliveries').insert(deliveries.slice(i, i + CHUNK));
+  return ids;
 }
