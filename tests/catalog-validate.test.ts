@@ -34,7 +34,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     STORED,
     [
       '$.cost: unknown field (expected one of: features, plans, taxes, coupons)',
-      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, features)',
+      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, spendThreshold, features)',
       'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage)',
       'plans[0].features.OCR_SCAN.enabled: must be true or false',
       'plans[0].features.OCR_SCAN.overage.per: unknown field (expected one of: model, minimum, maximum, unitPrice)',
@@ -149,8 +149,8 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     STORED,
     [
       'plans[0].features.OCR_SCAN.overage: must be an object with a "model"',
-      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
-      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
+      'plans[0].features.API_CALL.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage, percentage',
+      'plans[0].features.SEATS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage, percentage',
     ],
   ],
   [

@@ -91,7 +91,7 @@ describe('catalog validation', () => {
       'plans[0].features.USERS.overage.tiers[2].upTo: the last tier must have upTo: null (it prices everything above the previous bound)',
       'plans[1].price: must not be negative',
       'plans[1].features.USERS.included: is required for a metered feature (a number, a decimal string, or null for unlimited)',
-      'plans[1].features.USERS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage',
+      'plans[1].features.USERS.overage.model: must be one of per_unit, package, graduated, volume, graduated_percentage, percentage',
     ]);
   });
 
@@ -104,7 +104,7 @@ describe('catalog validation', () => {
     };
     plan.colour = 'blue';
     expect(problemsOf(base)).toEqual([
-      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, features)',
+      'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, spendThreshold, features)',
       'plans[0].features.OCR_SCAN.limit: must be at least included (10)',
       'plans[0].features.OCR_SCAN.overage.size: must be greater than 0',
       'plans[0].features.STORAGE_GB.hardStop: needs a limit: included is unlimited (null) and no limit is given',

@@ -119,7 +119,7 @@ describe('export', () => {
     id: 'in_1', number: 'INV-000001', tenantId: '<script>alert(1)</script>', subscriptionId: 'sub_"x"', period: APRIL,
     status: 'open', currency: 'USD', subtotal: '1.50', discounts: [], discountTotal: '0.00', taxes: [], taxTotal: '0.00', total: '1.50', totalMinor: '150', creditsApplied: '0.00', creditNotes: [], amountDue: '1.50', issuedAt: APRIL.end, dueAt: APRIL.end,
     finalizedAt: APRIL.end, voidedAt: null, voidReason: null, paidAt: null, paymentRef: null, uncollectibleAt: null,
-    supersedes: null, createdAt: APRIL.end,
+    supersedes: null, billingReason: 'period', createdAt: APRIL.end,
     lines: [{
       lineNo: 1, kind: 'overage', featureKey: 'OCR_SCAN', description: '=HYPERLINK("http://evil") & <b>', quantity: '30',
       unitPrice: '0.05', amountPrecise: '1.5', amount: '1.50', amountMinor: '150', period: APRIL, planKey: 'p', planVersion: 1,

@@ -80,6 +80,31 @@ describe('graduated_percentage (≤1000 @1% +200; ≤10000 @2% +300; above @3% +
   ]);
 });
 
+// DESIGN.md §14: per event max(min, min(max, amount × rate / 100 + fee)); lines break it down.
+describe('percentage (priced from the events in time order)', () => {
+  const pct = (p: Partial<Extract<Pricing, { model: 'percentage' }>>): PlanFeature =>
+    terms({ included: '0', overage: { model: 'percentage', rate: '1.3', fixedFeePerEvent: '2.00', ...p } });
+  it.each([
+    { name: 'the reference: 50, 100, 250, 400', t: pct({}), events: ['50', '100', '250', '400'], amount: '18.4', refs: ['percentage', 'event-fee'], quantities: ['800', '4'] },
+    { name: 'freeEvents 3: whole events free', t: pct({ freeEvents: 3 }), events: ['50', '100', '250', '400'], amount: '7.2', refs: ['free', 'percentage', 'event-fee'], quantities: ['3', '400', '1'] },
+    { name: 'min 1.75 / max 12 at 2.99 %', t: pct({ rate: '2.99', fixedFeePerEvent: undefined, perEventMin: '1.75', perEventMax: '12' }), events: ['10', '80', '10000'], amount: '16.142', refs: ['percentage', 'event-minimum', 'event-maximum'], quantities: ['10090', '1', '1'] },
+    { name: 'freeEvents 0 frees nothing', t: pct({ freeEvents: 0 }), events: ['50'], amount: '2.65', refs: ['percentage', 'event-fee'], quantities: ['50', '1'] },
+    { name: 'everything free, then the pricing minimum tops up', t: pct({ freeAmount: '1000', minimum: '1.00' }), events: ['50'], amount: '1', refs: ['free', 'minimum'], quantities: ['1', '1'] },
+    { name: 'a quota override of included does not apply', t: { ...pct({}), included: '500' }, events: ['50', '100'], amount: '5.95', refs: ['percentage', 'event-fee'], quantities: ['150', '2'] },
+  ])('$name → $amount', ({ t, events, amount, refs, quantities }) => {
+    const used = events.reduce((s, e) => s.plus(e), dec(0)).toFixed();
+    const r = rateUsage(JSON.parse(JSON.stringify(t)) as PlanFeature, used, 'USD', events);
+    expect([r.amountPrecise, r.billable, r.included]).toEqual([amount, used, '0']);
+    expect(r.lines.map((l) => l.ref)).toEqual(refs);
+    expect(r.lines.map((l) => l.quantity)).toEqual(quantities);
+    expectConsistent(r.amountPrecise, r.lines);
+  });
+  it('refuses to price a percentage quantity without its events', () => {
+    expect(() => rateUsage(pct({}), '10', 'USD')).toThrow(/needs the window's event amounts/);
+    expect(rateUsage(pct({}), '0', 'USD').amount).toBe('0.00');
+  });
+});
+
 describe('graduated (≤100 @0.02; ≤1000 @0.01 +1.00; above @0.005 +2.00)', () => {
   runCases({ model: 'graduated', tiers: TIERS }, [
     { name: 'no usage, no flat price', billable: '0', amount: '0', refs: [] },

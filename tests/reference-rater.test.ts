@@ -30,6 +30,7 @@ import {
   addMonths,
   minorToMajor,
   modelAmount,
+  percentageAmount,
   rate,
   stripeUnits,
   toMinor,
@@ -64,6 +65,21 @@ describe('reference rater: hand-checked cases', () => {
   ];
   it.each(cases)('%s', (_name, pricing, billable, amount) => {
     expect(modelAmount(pricing, D(billable)).toFixed()).toBe(amount);
+  });
+
+  // DESIGN.md §14's percentage references, and the free-event boundaries (whole events only).
+  const pct = (p: Partial<RefPricing>): RefPricing => ({ model: 'percentage', rate: '1.3', fixedFeePerEvent: '2.00', ...p });
+  const pctCases: Array<[string, RefPricing, string[], string]> = [
+    ['50, 100, 250, 400 at 1.3 % + 2.00', pct({}), ['50', '100', '250', '400'], '18.4'],
+    ['the same with freeEvents 3: only 400 pays', pct({ freeEvents: 3 }), ['50', '100', '250', '400'], '7.2'],
+    ['freeAmount 150: 50 and 100 free (running 150), 250 pays in full', pct({ freeAmount: '150' }), ['50', '100', '250', '400'], '12.45'],
+    ['freeAmount 149: the 100 crosses it, so it and every later event pay', pct({ freeAmount: '149' }), ['50', '100', '250', '400'], '15.75'],
+    ['a small event after the threshold still pays', pct({ freeAmount: '100' }), ['50', '60', '1'], '4.793'],
+    ['10, 80, 10,000 at 2.99 % with min 1.75 / max 12', { model: 'percentage', rate: '2.99', perEventMin: '1.75', perEventMax: '12' }, ['10', '80', '10000'], '16.142'],
+    ['no events', pct({}), [], '0'],
+  ];
+  it.each(pctCases)('percentage: %s', (_name, pricing, events, amount) => {
+    expect(percentageAmount(pricing, events.map(D)).toFixed()).toBe(amount);
   });
 
   it('included, minimum (even at zero usage), maximum, rounding once half away from zero per currency', () => {

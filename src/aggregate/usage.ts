@@ -284,3 +284,25 @@ async function summarizedEvents(db: Db, windows: Map<string, Window[]>): Promise
   }
   return out;
 }
+
+/** Windows (or any half-open ranges) read per range of the events index. */
+export interface EventRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The one reader of a window's event amounts, for pricing per event (percentage): a tenant's
+ * events of a feature in [start, end), in time order (occurred_at, then ingest seq), as exact
+ * micro-unit text. One range of the (tenant_id, feature_key, occurred_at) index per window;
+ * the summary of the window is unaffected (it is still the summed amount).
+ */
+export async function eventAmounts(q: Knex | Knex.Transaction, tenantId: string, featureKey: string, window: EventRange): Promise<string[]> {
+  const rows = await q('usage_events')
+    .where({ tenant_id: tenantId, feature_key: featureKey })
+    .where('occurred_at', '>=', window.start)
+    .where('occurred_at', '<', window.end)
+    .orderBy([{ column: 'occurred_at' }, { column: 'seq' }])
+    .select(q.raw('CAST(quantity AS TEXT) AS quantity'));
+  return rows.map((r: { quantity: string }) => String(r.quantity));
+}

@@ -119,6 +119,7 @@ async function insertPlanVersion(trx: Knex.Transaction, v: PlanVersion, now: Ins
     interval: v.interval,
     trial_days: v.trialDays,
     minimum_commitment: v.minimumCommitment ?? null,
+    spend_threshold: v.spendThreshold ?? null,
     created_at: now,
   });
   const rows = Object.values(v.features).map((pf) => planFeatureRow(v.planKey, v.version, pf));

@@ -21,6 +21,8 @@ function canonicalPricing(p: Pricing | null): string {
       return JSON.stringify({ ...base, unitPrice: c(p.unitPrice) });
     case 'package':
       return JSON.stringify({ ...base, size: c(p.size), packagePrice: c(p.packagePrice) });
+    case 'percentage':
+      return JSON.stringify({ ...base, rate: c(p.rate), fee: c(p.fixedFeePerEvent), freeEvents: p.freeEvents ?? null, freeAmount: c(p.freeAmount), min: c(p.perEventMin), max: c(p.perEventMax) });
     case 'graduated_percentage':
       return JSON.stringify({ ...base, tiers: p.tiers.map((t) => [c(t.upTo), c(t.rate), c(t.flatPrice)]) });
     default:
@@ -59,6 +61,9 @@ export function diffPlanTerms(before: PlanVersion, after: PlanSpec): string[] {
   if (before.trialDays !== after.trialDays) out.push(`trialDays: ${before.trialDays} → ${after.trialDays}`);
   if (!sameDecimal(before.minimumCommitment ?? null, after.minimumCommitment ?? null)) {
     out.push(`minimumCommitment: ${show(before.minimumCommitment ?? null)} → ${show(after.minimumCommitment ?? null)}`);
+  }
+  if (!sameDecimal(before.spendThreshold ?? null, after.spendThreshold ?? null)) {
+    out.push(`spendThreshold: ${show(before.spendThreshold ?? null)} → ${show(after.spendThreshold ?? null)}`);
   }
   const keys = [...new Set([...Object.keys(before.features), ...Object.keys(after.features)])].sort();
   for (const k of keys) {

@@ -52,6 +52,7 @@ export async function loadPlanVersion(q: Q, planKey: string, version: number): P
     interval: v.interval,
     trialDays: Number(v.trial_days),
     ...(v.minimum_commitment ? { minimumCommitment: v.minimum_commitment as string } : {}),
+    ...(v.spend_threshold ? { spendThreshold: v.spend_threshold as string } : {}),
     features: Object.fromEntries(fs.map((r) => [r.feature_key, planFeatureFromRow(r)])),
   };
 }

@@ -183,6 +183,20 @@ const tiersOf = <T>(tierSchema: z.ZodType<T>) => z
 const tiers = tiersOf(tier);
 const percentTiers = tiersOf(percentTier);
 
+const freeEvents = z.unknown().transform((v, ctx) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 1_000_000_000 ? v : fail(ctx, `${JSON.stringify(v)} must be a whole number of events, 0 or more`),
+);
+
+/** percentage's per-event terms; perEventMin may not exceed perEventMax. */
+const percentageTerms = {
+  rate: percentRate,
+  fixedFeePerEvent: price.nullish(),
+  freeEvents: freeEvents.nullish(),
+  freeAmount: price.nullish(),
+  perEventMin: price.nullish(),
+  perEventMax: price.nullish(),
+};
+
 /** One pricing model: `model` plus its own terms, then the optional minimum and maximum charge. */
 function pricingModel(model: Pricing['model'], shape: z.ZodRawShape) {
   const terms = { model: z.literal(model), ...shape, minimum: price.nullish(), maximum: price.nullish() };
@@ -191,9 +205,12 @@ function pricingModel(model: Pricing['model'], shape: z.ZodRawShape) {
       if (typeof p.minimum === 'string' && typeof p.maximum === 'string' && dec(p.maximum).lt(dec(p.minimum))) {
         issue(ctx, `must be at least the minimum (${p.minimum})`, ['maximum']);
       }
+      if (typeof p.perEventMin === 'string' && typeof p.perEventMax === 'string' && dec(p.perEventMax).lt(dec(p.perEventMin))) {
+        issue(ctx, `must be at least perEventMin (${p.perEventMin})`, ['perEventMax']);
+      }
     }, onObject)
-    // Minimum and maximum are only written when given, so stored terms stay as small as the file.
-    .transform(({ minimum, maximum, ...p }: Obj) => ({ ...p, ...(minimum == null ? {} : { minimum }), ...(maximum == null ? {} : { maximum }) }) as Pricing);
+    // Optional terms are only written when given, so stored terms stay as small as the file.
+    .transform((p: Obj) => Object.fromEntries(Object.entries(p).filter(([, v]) => v !== null && v !== undefined)) as Pricing);
 }
 
 const pricing = z.discriminatedUnion(
@@ -204,8 +221,9 @@ const pricing = z.discriminatedUnion(
     pricingModel('graduated', { tiers }),
     pricingModel('volume', { tiers }),
     pricingModel('graduated_percentage', { tiers: percentTiers }),
+    pricingModel('percentage', percentageTerms),
   ],
-  { error: (i) => (isObj(i.input) ? 'must be one of per_unit, package, graduated, volume, graduated_percentage' : 'must be an object with a "model"') },
+  { error: (i) => (isObj(i.input) ? 'must be one of per_unit, package, graduated, volume, graduated_percentage, percentage' : 'must be an object with a "model"') },
 );
 
 const feature = obj(
@@ -275,7 +293,11 @@ const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
     let overage: Pricing | null | undefined = null;
     if (o.overage !== undefined && o.overage !== null) {
       overage = sub(ctx, pricing, o.overage, ['overage']);
-      if (included === null) issue(ctx, 'has no effect when included is null (unlimited); remove it or set included', ['overage']);
+      if (overage?.model === 'percentage') {
+        if (included !== undefined && included !== '0') {
+          issue(ctx, 'must be 0 with percentage pricing: its fee applies to every event (give a free allowance with freeEvents / freeAmount)', ['included']);
+        }
+      } else if (included === null) issue(ctx, 'has no effect when included is null (unlimited); remove it or set included', ['overage']);
     }
   return { enabled, included: included as string | null, hardStop, limit: limit as string | null, overage: overage as Pricing | null };
 });
@@ -303,6 +325,7 @@ function planSchema(features: Map<string, Feature>) {
       .refine((t) => Number.isInteger(t) && t >= 0 && t <= MAX_TRIAL_DAYS, NOT_TRIAL)
       .optional(),
     minimumCommitment: price.nullish(),
+    spendThreshold: price.refine((p) => dec(p).gt(0), { error: 'must be above 0' }).nullish(),
     features: z.unknown().transform((v, ctx) => {
       if (v === undefined) return fail(ctx, 'is required: a map of feature key to terms (a feature absent from a plan is not available on it)');
       if (!isObj(v)) return fail(ctx, 'must be an object mapping feature keys to terms');
@@ -310,7 +333,13 @@ function planSchema(features: Map<string, Feature>) {
       for (const [fk, fv] of Object.entries(v)) {
         const feature = features.get(fk);
         if (!feature) issue(ctx, `unknown feature "${fk}" (declare it under "features" or apply it first)`, [fk]);
-        else terms[fk] = { featureKey: fk, ...(sub(ctx, termsOf(feature), fv, [fk]) as Terms) };
+        else {
+          terms[fk] = { featureKey: fk, ...(sub(ctx, termsOf(feature), fv, [fk]) as Terms) };
+          // Percentage prices each event's amount: only a feature summing amounts has them.
+          if (terms[fk].overage?.model === 'percentage' && feature.aggregation !== undefined && feature.aggregation !== 'sum') {
+            issue(ctx, `percentage prices each event's amount: ${fk} aggregates "${feature.aggregation}", it needs "sum"`, [fk, 'overage', 'model']);
+          }
+        }
       }
       return terms;
     }),
@@ -323,6 +352,7 @@ function planSchema(features: Map<string, Feature>) {
       interval: p.interval,
       trialDays: p.trialDays ?? 0,
       ...(p.minimumCommitment == null || dec(p.minimumCommitment).isZero() ? {} : { minimumCommitment: p.minimumCommitment }),
+      ...(p.spendThreshold == null ? {} : { spendThreshold: p.spendThreshold }),
       features: p.features,
     }),
   );

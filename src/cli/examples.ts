@@ -63,6 +63,15 @@ export const EXAMPLES: Record<string, string[]> = {
   ],
   'grant list': ['billing grant list acme', 'billing grant list acme --json'],
   'grant void': ['billing grant void acme ug_0123456789abcdef'],
+  alert: ['billing alert add acme API_CALL --usage-percent 80', 'billing alert list --fired'],
+  'alert add': [
+    'billing alert add acme API_CALL --usage-percent 80',
+    'billing alert add acme API_CALL --usage-percent 100 --of limit',
+    'billing alert add acme --spend 500.00',
+    'billing alert add acme --credit-below 20.00',
+  ],
+  'alert list': ['billing alert list', 'billing alert list --tenant acme --fired --json'],
+  'alert remove': ['billing alert remove al_0123456789abcdef'],
   'credit-note': ['billing credit-note create INV-000001 --amount 20.00 --reason "outage credit"', 'billing credit-note list'],
   'credit-note create': [
     'billing credit-note create INV-000001 --amount 20.00 --reason "outage credit"',

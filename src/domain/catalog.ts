@@ -31,7 +31,26 @@ export type Pricing =
   | { model: 'package'; size: string; packagePrice: string; minimum?: string | null; maximum?: string | null }
   | { model: 'graduated'; tiers: Tier[]; minimum?: string | null; maximum?: string | null }
   | { model: 'volume'; tiers: Tier[]; minimum?: string | null; maximum?: string | null }
-  | { model: 'graduated_percentage'; tiers: PercentTier[]; minimum?: string | null; maximum?: string | null };
+  | { model: 'graduated_percentage'; tiers: PercentTier[]; minimum?: string | null; maximum?: string | null }
+  | PercentagePricing;
+
+/**
+ * percentage (DESIGN.md §14): each paying event of a feature that sums amounts is charged
+ * max(perEventMin, min(perEventMax, amount × rate / 100 + fixedFeePerEvent)). The first events
+ * in time order are free while within freeEvents and freeAmount. Optional terms are absent when
+ * not given.
+ */
+export interface PercentagePricing {
+  model: 'percentage';
+  rate: string; // percentage, decimal string, 0 to 100
+  fixedFeePerEvent?: string;
+  freeEvents?: number;
+  freeAmount?: string;
+  perEventMin?: string;
+  perEventMax?: string;
+  minimum?: string | null;
+  maximum?: string | null;
+}
 
 /** One feature's terms in one plan version. */
 export interface PlanFeature {
@@ -53,6 +72,8 @@ export interface PlanVersion {
   trialDays: number;
   /** DESIGN.md §13: a period's subtotal below this (prorated) gets a true-up line; absent: none. */
   minimumCommitment?: string;
+  /** DESIGN.md §15: unbilled usage of an open period reaching this gets a threshold invoice; absent: none. */
+  spendThreshold?: string;
   features: Record<string, PlanFeature>;
 }
 

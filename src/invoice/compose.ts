@@ -5,6 +5,8 @@ import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from 
 import { dec } from '../domain/decimal.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
+import { applyOverride } from '../catalog/repository.js';
+import { eventAmounts } from '../aggregate/usage.js';
 import type { Subscription } from '../subscriptions/repository.js';
 import { loadDiscounts } from '../subscriptions/discounts.js';
 import { availableCredits } from '../subscriptions/credits.js';
@@ -15,6 +17,8 @@ import type { Billed } from '../rate/usage-lines.js';
 import { invoiceTotals, type InvoiceTotals } from '../rate/totals.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
 import { USAGE_KINDS } from './types.js';
+import type { RatedLine } from '../rate/lines.js';
+import { lineFromRow } from './repository.js';
 
 type Q = Knex | Knex.Transaction;
 
@@ -38,7 +42,7 @@ export type { FeatureTerms } from '../rate/period.js';
 /** What loadTenantState reads; the plans of invoiced periods are resolved afterwards. */
 type TenantState = PeriodUsage;
 
-async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<TenantState> {
+async function loadTenantState(q: Q, tenantId: string, upTo: number, current: { subscriptionId: string; periodStart: number }): Promise<TenantState> {
   const usage = new Map<number, Map<string, string>>();
   const summaries = await q('usage_summaries')
     .select('feature_key', 'period_start', q.raw('CAST(quantity AS TEXT) AS quantity_text'))
@@ -56,6 +60,7 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
     .select('period_start', 'period_end', 'subscription_id', 'currency', 'feature_terms')
     .where('tenant_id', tenantId)
     .whereNot('status', 'void')
+    .andWhere('billing_reason', 'period')
     .andWhere('period_start', '<', upTo);
   for (const i of invoices) {
     invoiced.set(Number(i.period_start), {
@@ -89,7 +94,47 @@ async function loadTenantState(q: Q, tenantId: string, upTo: number): Promise<Te
       snapshot: JSON.parse(l.price_snapshot) as PlanFeature,
     });
   }
-  return { usage, billed, invoiced };
+  // This period's threshold invoices: the discounts, taxes and commitment of this invoice are the period's less theirs.
+  const prior: RatedLine[] = (
+    await q('invoice_lines as l')
+      .join('invoices as i', function () {
+        this.on('i.tenant_id', 'l.tenant_id').andOn('i.id', 'l.invoice_id');
+      })
+      .select('l.*')
+      .where({ 'l.tenant_id': tenantId, 'i.subscription_id': current.subscriptionId, 'i.period_start': current.periodStart, 'i.billing_reason': 'threshold' })
+      .whereNot('i.status', 'void')
+      .orderByRaw('LENGTH(i.number), i.number, l.line_no')
+  ).map((r: Record<string, any>) => lineFromRow(r));
+  return { usage, billed, invoiced, prior };
+}
+
+/**
+ * The event amounts ratePeriod prices percentage features by: the invoice's period and each
+ * earlier period with late usage, for every feature some of their terms price by percentage
+ * (plan at end, recorded invoice terms, billed snapshots). Read per period and feature.
+ */
+async function percentageEvents(q: Q, tenantId: string, state: TenantState, plan: PlanVersion | null, period: Period, currency: string, t: TenantTerms) {
+  const keys = new Set<string>();
+  const note = (terms: Iterable<PlanFeature | null | undefined>) => {
+    for (const pf of terms) if (pf && pf.overage?.model === 'percentage') keys.add(pf.featureKey);
+  };
+  for (const pv of [plan, ...[...state.invoiced.values()].map((i) => i.plan)]) {
+    if (pv) note(Object.values(pv.features).map((pf) => applyOverride(pf, t.overrides.get(pf.featureKey))));
+  }
+  for (const inv of state.invoiced.values()) note(Object.values(inv.featureTerms ?? {}));
+  note([...state.billed.values()].map((b) => b.snapshot));
+  const out = new Map<number, Map<string, string[]>>();
+  if (keys.size === 0) return out;
+  const periods = [period, ...periodsWithLateUsage(state, currency).map((i) => i.period)];
+  for (const p of periods) {
+    const m = new Map<string, string[]>();
+    for (const key of [...keys].sort()) {
+      if (p !== period && !state.usage.get(p.start)?.has(key)) continue;
+      m.set(key, (await eventAmounts(q, tenantId, key, p)).map((micro) => microToString(micro)));
+    }
+    out.set(p.start, m);
+  }
+  return out;
 }
 
 export interface ComposeInput {
@@ -98,6 +143,8 @@ export interface ComposeInput {
   nominal: Period;
   /** When the invoice is issued: which prepaid credit it may use. */
   issuedAt: number;
+  /** `threshold`: an invoice before the period ends, of its usage so far (DESIGN.md §15). */
+  reason?: 'period' | 'threshold';
 }
 
 export interface Composed {
@@ -111,6 +158,8 @@ export interface Composed {
   creditsUsed: Array<{ grantId: string; instance: number; amount: string }>;
   /** Recorded with the invoice: what its period drew from each grant of units. */
   grantsUsed: RatedPeriod['grantsUsed'];
+  /** The plan the period is priced on (in force at its end); null without one. */
+  plan: PlanVersion | null;
 }
 
 /**
@@ -127,18 +176,29 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
       versions.set(versionKey(s.planKey, s.planVersion), await planOf(q, cache, s.planKey, s.planVersion));
     }
   }
-  const state = await loadTenantState(q, sub.tenantId, period.start);
+  const state = await loadTenantState(q, sub.tenantId, period.start, { subscriptionId: sub.id, periodStart: period.start });
   const plan = await planAtEnd(q, cache, t, sub, period);
   for (const inv of periodsWithLateUsage(state, sub.currency)) {
     const invSub = t.subscriptions.find((x) => x.id === inv.subscriptionId) ?? null;
     inv.plan = await planAtEnd(q, cache, t, invSub, inv.period);
   }
   const features = await cache.allFeatures(q);
+  state.events = await percentageEvents(q, sub.tenantId, state, plan, period, sub.currency, t);
 
-  const discounts = await loadDiscounts(q, sub.tenantId);
+  const discounts = await loadDiscounts(q, sub.tenantId, { exceptPeriod: period.start });
   const taxes = (await loadTenantTaxes(q, sub.tenantId)).rates;
   const credits = await availableCredits(q, sub.tenantId, sub.currency, input.issuedAt);
-  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, grants: t.grants, discounts, taxes, credits }, state);
+  const reason = input.reason ?? 'period';
+  const rated = ratePeriod({ sub, segments, versions, period, nominal, plan, features, overrides: t.overrides, grants: t.grants, discounts, taxes, credits, reason }, state);
   const lines = rated.lines.map((d, i) => ({ lineNo: i + 1, ...d }));
-  return { lines, totals: invoiceTotals(lines, sub.currency), featureTerms: rated.featureTerms, discountsUsed: rated.discountsUsed, creditsUsed: rated.creditsUsed, grantsUsed: rated.grantsUsed };
+  return {
+    lines,
+    totals: invoiceTotals(lines, sub.currency),
+    featureTerms: rated.featureTerms,
+    discountsUsed: rated.discountsUsed,
+    creditsUsed: rated.creditsUsed,
+    // A threshold invoice draws nothing for good: the period's final invoice records the draws.
+    grantsUsed: reason === 'threshold' ? [] : rated.grantsUsed,
+    plan,
+  };
 }

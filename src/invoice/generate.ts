@@ -13,11 +13,12 @@ import type { InvoiceTotals } from '../rate/totals.js';
 import { recordDiscountUses } from '../subscriptions/discounts.js';
 import { recordCreditUses } from '../subscriptions/credits.js';
 import { recordGrantUses } from '../subscriptions/unit-grants.js';
-import { composeInvoice } from './compose.js';
+import { composeInvoice, type Composed } from './compose.js';
+import { dec } from '../domain/decimal.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
 import { inRolledBackTx, isUniqueViolation } from './tx.js';
-import { invoiceToJson, summarize, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
+import { invoiceToJson, summarize, type BillingReason, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
 import { emitEvent } from '../webhooks/events.js';
 
 export const DEFAULT_DUE_DAYS = 7;
@@ -93,6 +94,7 @@ async function generateAll(db: Db, opts: GenerateOptions, dueDays: number): Prom
           .whereIn('tenant_id', [...new Set(batch.map((b) => b.sub.tenantId))])
           .whereIn('subscription_id', batch.map((b) => b.sub.id))
           .whereNot('status', 'void')
+          .where('billing_reason', 'period')
       ).map((r) => `${r.tenant_id}|${r.subscription_id}|${Number(r.period_start)}`),
     );
     for (const { sub, due } of batch) {
@@ -104,7 +106,30 @@ async function generateAll(db: Db, opts: GenerateOptions, dueDays: number): Prom
       }
     }
   }
+  created.push(...(await thresholdInvoices(db, cache, subs, opts, dueDays)));
   return { created, skipped };
+}
+
+class BelowThreshold extends Error {}
+
+/**
+ * Spend thresholds (DESIGN.md §15): a subscription whose plan (in force at its current
+ * period's end) sets `spendThreshold` gets a threshold invoice when the usage its current
+ * period owes beyond what earlier invoices of the period billed reaches it. The period's
+ * final invoice then bills the rest (rate/period.ts).
+ */
+async function thresholdInvoices(db: Db, cache: CatalogCache, subs: Subscription[], opts: GenerateOptions, dueDays: number): Promise<InvoiceSummary[]> {
+  const any = await db.knex('plan_versions').whereNotNull('spend_threshold').first('plan_key');
+  if (!any) return [];
+  const out: InvoiceSummary[] = [];
+  for (const sub of subs) {
+    if (sub.startedAt > opts.now || (sub.cancelAt !== null && sub.cancelAt <= opts.now)) continue;
+    const bp = subscriptionPeriodAt(sub, opts.now);
+    if (bp.period.end <= opts.now) continue;
+    const inv = await createInvoice(db, cache, sub, bp, opts, dueDays, 'threshold');
+    if (inv) out.push(summarize(inv));
+  }
+  return out;
 }
 
 /** One invoice in its own transaction; null when another process got there first. */
@@ -115,24 +140,28 @@ async function createInvoice(
   bp: BillingPeriod,
   opts: GenerateOptions,
   dueDays: number,
+  reason: BillingReason = 'period',
 ): Promise<Invoice | null> {
   try {
     return await withTx(db, async (trx) => {
       // The counter lock serialises creators, so this check sees every committed invoice.
       const number = await takeInvoiceNumber(trx);
       const earlier = await trx('invoices')
-        .where({ tenant_id: sub.tenantId, subscription_id: sub.id, period_start: bp.period.start })
+        .where({ tenant_id: sub.tenantId, subscription_id: sub.id, period_start: bp.period.start, billing_reason: 'period' })
         .orderByRaw('created_at, LENGTH(number), number')
         .select('id', 'status');
       if (earlier.some((i) => i.status !== 'void')) throw new AlreadyInvoiced();
-      const voided = earlier.at(-1);
-      const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal, issuedAt: opts.now });
+      const voided = reason === 'period' ? earlier.at(-1) : undefined;
+      const composed = await composeInvoice(trx, cache, { sub, period: bp.period, nominal: bp.nominal, issuedAt: opts.now, reason });
+      // Rolled back (and its number returned) when the period's unbilled usage is below the threshold.
+      if (reason === 'threshold' && !reachesThreshold(composed)) throw new BelowThreshold();
       const head = draftHead(sub, bp.period, composed, {
         id: newInvoiceId(),
         number,
         now: opts.now,
         dueDays,
         supersedes: voided?.id ?? null,
+        billingReason: reason,
       });
       await trx('invoices').insert({ ...invoiceRow(head, opts.now), feature_terms: JSON.stringify(composed.featureTerms) });
       await insertLines(trx, head.id, composed.lines);
@@ -167,9 +196,15 @@ async function createInvoice(
       return open;
     });
   } catch (e) {
-    if (e instanceof AlreadyInvoiced || isUniqueViolation(e)) return null;
+    if (e instanceof AlreadyInvoiced || e instanceof BelowThreshold || isUniqueViolation(e)) return null;
     throw e;
   }
+}
+
+/** The usage a threshold invoice would bill (its subtotal) has reached the plan's threshold. */
+function reachesThreshold(composed: Composed): boolean {
+  const threshold = composed.plan?.spendThreshold;
+  return threshold !== undefined && dec(composed.totals.subtotal).gte(threshold);
 }
 
 function minorOf(lines: Array<{ amountMinor: string }>): string {
@@ -181,7 +216,7 @@ function draftHead(
   sub: Subscription,
   period: Period,
   composed: { totals: InvoiceTotals; lines: InvoiceLine[] },
-  o: { id: string; number: string; now: Instant; dueDays: number; supersedes: string | null },
+  o: { id: string; number: string; now: Instant; dueDays: number; supersedes: string | null; billingReason?: BillingReason },
 ): Omit<Invoice, 'lines'> {
   return {
     id: o.id,
@@ -203,6 +238,7 @@ function draftHead(
     paymentRef: null,
     uncollectibleAt: null,
     supersedes: o.supersedes,
+    billingReason: o.billingReason ?? 'period',
     createdAt: o.now,
   };
 }

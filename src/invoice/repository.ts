@@ -55,6 +55,7 @@ export function invoiceFromRow(r: Record<string, any>, lines: InvoiceLine[], cre
     paymentRef: r.payment_ref ?? null,
     uncollectibleAt: num(r.uncollectible_at),
     supersedes: r.supersedes ?? null,
+    billingReason: r.billing_reason ?? 'period',
     createdAt: Number(r.created_at),
     lines,
   };
@@ -173,6 +174,7 @@ export function invoiceRow(inv: Omit<Invoice, 'lines'>, now: number): Record<str
     payment_ref: inv.paymentRef,
     uncollectible_at: inv.uncollectibleAt,
     supersedes: inv.supersedes,
+    billing_reason: inv.billingReason,
     created_at: inv.createdAt,
     updated_at: now,
   };

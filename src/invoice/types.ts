@@ -48,9 +48,13 @@ export interface Invoice {
   paymentRef: string | null;
   uncollectibleAt: Instant | null;
   supersedes: string | null;
+  /** `period`: the period's final invoice; `threshold`: one issued before the period ended (DESIGN.md §15). */
+  billingReason: BillingReason;
   createdAt: Instant;
   lines: InvoiceLine[];
 }
+
+export type BillingReason = 'period' | 'threshold';
 
 /** What `generateInvoices` reports per invoice (lines are counted, not listed). */
 export type InvoiceSummary = Omit<Invoice, 'lines'> & { lineCount: number };
@@ -126,6 +130,7 @@ export function invoiceToJson(inv: Invoice | InvoiceSummary) {
     paymentRef: inv.paymentRef,
     uncollectibleAt: iso(inv.uncollectibleAt),
     supersedes: inv.supersedes,
+    billingReason: inv.billingReason,
     ...('lines' in inv ? { lines: inv.lines.map(lineToJson) } : { lineCount: inv.lineCount }),
   };
 }

@@ -1,4 +1,5 @@
-import type { PlanFeature } from '../domain/catalog.js';
+import type { PercentagePricing, PlanFeature } from '../domain/catalog.js';
+import { eventAmounts } from '../aggregate/usage.js';
 import { Decimal, dec, isDecimalString } from '../domain/decimal.js';
 import { cashRoundingMinor, cashStepMinor, formatMoney, minorToMajor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
@@ -8,7 +9,7 @@ import { prorate, prorationQuantity } from '../rate/base-fee.js';
 import { invoiceTotals } from '../rate/totals.js';
 import { discountAmount } from '../rate/discounts.js';
 import { commitmentAmount } from '../rate/commitment.js';
-import { taxOn } from '../rate/taxes.js';
+import { ownTax, ownTaxBase, taxOn } from '../rate/taxes.js';
 import { listInvoices } from './repository.js';
 import { INVOICE_STATUSES, LINE_KINDS, SUBTOTAL_KINDS, USAGE_KINDS, type BaseFeeDetails, type CommitmentDetails, type CreditDetails, type DiscountDetails, type TaxDetails, type Invoice, type InvoiceLine, type UsageDetails } from './types.js';
 import { dueMinusBilled } from '../rate/usage-lines.js';
@@ -46,10 +47,11 @@ export async function verifyInvoices(db: Db): Promise<VerifyReport> {
   for (const tenantId of tenants) {
     const list = await listInvoices(db, { tenantId });
     invoices += list.length;
+    const prior = priorLines(list);
     for (const inv of list) {
       lines += inv.lines.length;
       numbers.push(inv.number);
-      checkInvoice(inv, out);
+      checkInvoice(inv, out, prior.get(inv.id) ?? []);
     }
     checkOnePerPeriod(list, out);
     await checkUsageBilling(db, tenantId, list, out);
@@ -67,7 +69,35 @@ export async function verifyInvoices(db: Db): Promise<VerifyReport> {
   return { ok: out.length === 0, invoices, lines, violations: out };
 }
 
-function checkInvoice(inv: Invoice, out: Violation[]): void {
+/**
+ * Per invoice, the lines of the earlier threshold invoices of its subscription period (not
+ * void): its discounts, taxes and commitment are the period's so far less theirs.
+ */
+function priorLines(list: Invoice[]): Map<string, InvoiceLine[]> {
+  const out = new Map<string, InvoiceLine[]>();
+  const byPeriod = new Map<string, Invoice[]>();
+  for (const inv of [...list].sort((a, b) => numberOrder(a.number) - numberOrder(b.number))) {
+    if (inv.status === 'void') continue;
+    const key = `${inv.subscriptionId}|${inv.period.start}`;
+    const earlier = byPeriod.get(key) ?? [];
+    out.set(inv.id, earlier.filter((e) => e.billingReason === 'threshold').flatMap((e) => e.lines));
+    byPeriod.set(key, [...earlier, inv]);
+  }
+  return out;
+}
+
+/** A threshold invoice bills its own period's usage before the period ends, and nothing else. */
+function checkThresholdInvoice(inv: Invoice, v: (check: string, message: string, line?: number) => void): void {
+  if (inv.billingReason !== 'threshold') return;
+  if (inv.issuedAt >= inv.period.end) v('threshold', `threshold invoice issued ${toIso(inv.issuedAt)}, after its period ended ${toIso(inv.period.end)}`);
+  for (const l of inv.lines) {
+    if (l.kind === 'base_fee' || l.kind === 'commitment' || l.kind === 'late_usage' || l.period.start !== inv.period.start) {
+      v('threshold', `a threshold invoice bills only its period's usage so far, not a ${l.kind} line for the period starting ${toIso(l.period.start)}`, l.lineNo);
+    }
+  }
+}
+
+function checkInvoice(inv: Invoice, out: Violation[], prior: InvoiceLine[]): void {
   const v = (check: string, message: string, line?: number) =>
     out.push({ check, tenantId: inv.tenantId, invoice: inv.number, ...(line === undefined ? {} : { line }), message });
   if (!INVOICE_STATUSES.includes(inv.status)) v('status', `unknown status "${inv.status}"`);
@@ -80,12 +110,13 @@ function checkInvoice(inv: Invoice, out: Violation[]): void {
   let minor = 0n;
   let linesOk = true;
   for (const l of inv.lines) {
-    if (!checkLine(inv, l, (check, message) => v(check, message, l.lineNo))) linesOk = false;
+    if (!checkLine(inv, l, prior, (check, message) => v(check, message, l.lineNo))) linesOk = false;
     if (isDecimalString(l.amount)) sum = sum.plus(l.amount);
     if (INT_RE.test(l.amountMinor)) minor += BigInt(l.amountMinor);
   }
   if (!linesOk) return;
   checkTotals(inv, v);
+  checkThresholdInvoice(inv, v);
   checkDiscountSum(inv, v);
   checkOrder(inv, v);
   if (roundMoney(sum, inv.currency).minor !== inv.totalMinor) v('minor', `total_minor ${inv.totalMinor} does not match the lines' sum ${sum.toFixed()}`);
@@ -165,7 +196,7 @@ function moneyOk(s: string, currency: string): boolean {
 }
 
 /** Returns false when the line is too broken for totals to mean anything. */
-function checkLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): boolean {
+function checkLine(inv: Invoice, l: InvoiceLine, prior: InvoiceLine[], v: (check: string, message: string) => void): boolean {
   if (!LINE_KINDS.includes(l.kind)) {
     v('kind', `unknown line kind "${l.kind}"`);
     return false;
@@ -187,9 +218,9 @@ function checkLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: str
     v('sign', `${l.kind} line has amount ${l.amount}`);
   }
   if (l.kind === 'base_fee') checkBaseFee(inv, l, v);
-  else if (l.kind === 'discount') checkDiscountLine(inv, l, v);
-  else if (l.kind === 'commitment') checkCommitmentLine(inv, l, v);
-  else if (l.kind === 'tax') checkTaxLine(inv, l, v);
+  else if (l.kind === 'discount') checkDiscountLine(inv, l, prior, v);
+  else if (l.kind === 'commitment') checkCommitmentLine(inv, l, prior, v);
+  else if (l.kind === 'tax') checkTaxLine(inv, l, prior, v);
   else if (l.kind === 'prepaid_credit') {
     const d = l.details as CreditDetails | null;
     if (!d || typeof d.grantId !== 'string' || !isDecimalString(d.balanceBefore ?? '')) v('recompute', 'prepaid credit line lacks its grant or the balance before it');
@@ -199,32 +230,41 @@ function checkLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: str
 }
 
 /** A commitment line tops the subtotal lines before it up to the prorated commitment. */
-function checkCommitmentLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+function checkCommitmentLine(inv: Invoice, l: InvoiceLine, prior: InvoiceLine[], v: (check: string, message: string) => void): void {
   const d = l.details as CommitmentDetails | null;
   if (!d || ![d.commitment, d.billedSeconds, d.periodSeconds, d.subtotal].every((x) => typeof x === 'string' && isDecimalString(x))) {
     v('recompute', 'commitment line lacks its commitment, proration or the subtotal it tops up');
     return;
   }
-  const before = inv.lines.filter((x) => x.lineNo < l.lineNo && SUBTOTAL_KINDS.includes(x.kind)).reduce((s, x) => s.plus(x.amount), dec(0));
+  const before = [...prior, ...inv.lines.filter((x) => x.lineNo < l.lineNo)].filter((x) => SUBTOTAL_KINDS.includes(x.kind)).reduce((s, x) => s.plus(x.amount), dec(0));
   if (!before.eq(d.subtotal)) v('recompute', `commitment tops up ${d.subtotal} but the lines before it sum to ${before.toFixed()}`);
   const again = commitmentAmount(d, inv.currency);
   if (!dec(again).eq(l.amount)) v('recompute', `commitment ${l.amount} but ${d.commitment} × ${d.billedSeconds}/${d.periodSeconds} s less ${d.subtotal} gives ${again}`);
 }
 
-/** A tax line: its rate on the discounted amount (subtotal and discount lines, never below 0), rounded once. */
-function checkTaxLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+/**
+ * A tax line: its rate on the discounted amount (subtotal and discount lines, never below 0),
+ * rounded once; after threshold invoices of the period, on the period's so far, less what they added.
+ */
+function checkTaxLine(inv: Invoice, l: InvoiceLine, prior: InvoiceLine[], v: (check: string, message: string) => void): void {
   const d = l.details as TaxDetails | null;
   if (!d || typeof d.name !== 'string' || typeof d.inclusive !== 'boolean' || ![d.rate, d.base, d.tax].every((x) => typeof x === 'string' && isDecimalString(x))) {
     v('recompute', 'tax line lacks its name, rate, base or tax');
     return;
   }
-  const discounted = inv.lines.filter((x) => SUBTOTAL_KINDS.includes(x.kind) || x.kind === 'discount').reduce((s, x) => s.plus(x.amount), dec(0));
+  const discounted = [...prior, ...inv.lines].filter((x) => SUBTOTAL_KINDS.includes(x.kind) || x.kind === 'discount').reduce((s, x) => s.plus(x.amount), dec(0));
   const base = formatMoney(Decimal.max(discounted, 0), inv.currency);
   if (!dec(d.base).eq(base)) v('recompute', `${d.name} is computed on ${d.base} but the discounted amount is ${base}`);
   const tax = taxOn(d.base, d, inv.currency);
   if (!dec(tax).eq(d.tax)) v('recompute', `${d.name} ${d.rate}% of ${d.base}${d.inclusive ? ' (inclusive)' : ''} is ${tax}, not ${d.tax}`);
-  const amount = d.inclusive ? dec(0) : dec(d.tax);
-  if (!amount.eq(l.amount)) v('recompute', `${d.name} line amount ${l.amount} but ${d.inclusive ? 'an inclusive tax adds 0' : `its tax is ${d.tax}`}`);
+  const same = prior.filter((x) => x.kind === 'tax' && (x.details as TaxDetails | null)?.name === d.name).map((x) => x.details as TaxDetails);
+  const billedBefore = same.reduce((s, x) => s.plus(ownTax(x)), dec(0));
+  const baseBefore = same.reduce((s, x) => s.plus(ownTaxBase(x)), dec(0));
+  if (!billedBefore.eq(d.billedBefore ?? 0) || !baseBefore.eq(d.baseBefore ?? 0)) {
+    v('threshold', `${d.name} says ${d.billedBefore ?? 0} was added on ${d.baseBefore ?? 0} earlier this period, but the period's threshold invoices added ${billedBefore.toFixed()} on ${baseBefore.toFixed()}`);
+  }
+  const amount = d.inclusive ? dec(0) : ownTax(d);
+  if (!amount.eq(l.amount)) v('recompute', `${d.name} line amount ${l.amount} but ${d.inclusive ? 'an inclusive tax adds 0' : `its tax is ${amount.toFixed()}`}`);
 }
 
 function checkBaseFee(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
@@ -245,16 +285,20 @@ function checkBaseFee(inv: Invoice, l: InvoiceLine, v: (check: string, message: 
 }
 
 /** A discount line recomputes from its details: its rate or amount, its base and what was left before it. */
-function checkDiscountLine(inv: Invoice, l: InvoiceLine, v: (check: string, message: string) => void): void {
+function checkDiscountLine(inv: Invoice, l: InvoiceLine, prior: InvoiceLine[], v: (check: string, message: string) => void): void {
   const d = l.details as DiscountDetails | null;
   const oneOf = d && (d.percent === null) !== (d.fixed === null) && [d.percent ?? d.fixed, d.base, d.before].every((s) => typeof s === 'string' && isDecimalString(s));
   if (!d || !oneOf || typeof d.discountId !== 'string') {
     v('recompute', 'discount line lacks its discount id, rate or amount, base or the amount left before it');
     return;
   }
-  const again = discountAmount(d, inv.currency);
-  if (!dec(again).neg().eq(l.amount) || l.amountPrecise !== l.amount) {
-    v('recompute', `discount ${d.discountId} ${l.amount} but ${d.percent !== null ? `${d.percent}% of ${d.base}` : `${d.fixed}`} with ${d.before} left gives -${again}`);
+  const billedBefore = prior
+    .filter((x) => x.kind === 'discount' && (x.details as DiscountDetails | null)?.discountId === d.discountId)
+    .reduce((s, x) => s.minus(x.amount), dec(0));
+  if (!billedBefore.eq(d.billedBefore ?? 0)) v('threshold', `discount ${d.discountId} says ${d.billedBefore ?? 0} was taken off earlier this period, but the period's threshold invoices took ${billedBefore.toFixed()}`);
+  const again = dec(discountAmount(d, inv.currency)).minus(billedBefore);
+  if (!again.neg().eq(l.amount) || l.amountPrecise !== l.amount) {
+    v('recompute', `discount ${d.discountId} ${l.amount} but ${d.percent !== null ? `${d.percent}% of ${d.base}` : `${d.fixed}`} with ${d.before} left gives -${formatMoney(again, inv.currency)}`);
   }
 }
 
@@ -277,6 +321,10 @@ function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message
     v('recompute', `${l.kind} line lacks its usage details or price snapshot`);
     return;
   }
+  if (snap.overage?.model === 'percentage') {
+    checkPercentageLine(inv, l, d, snap.overage, v);
+    return;
+  }
   let again: ReturnType<typeof dueMinusBilled>;
   try {
     again = dueMinusBilled(snap, d.usedTotal, d.billedBefore, inv.currency);
@@ -289,10 +337,36 @@ function checkUsageLine(inv: Invoice, l: InvoiceLine, v: (check: string, message
   }
 }
 
+/**
+ * A percentage line is priced from its period's events, which a line does not carry (they are
+ * re-read by checkUsageBilling while they exist): here its stored price lines must hold
+ * together: each line's arithmetic, the rate and fee of the snapshot, no more paying amount
+ * than was used, their sum the due amount, rounded once, less what was billed before.
+ */
+function checkPercentageLine(inv: Invoice, l: InvoiceLine, d: UsageDetails, p: PercentagePricing, v: (check: string, message: string) => void): void {
+  const bad = (m: string) => v('recompute', `${l.featureKey} ${l.kind}: ${m}`);
+  let sum = dec(0);
+  for (const t of d.tiers ?? []) {
+    const again = dec(t.quantity).times(t.unitPrice ?? 0).plus(t.flatPrice ?? 0);
+    if (!again.eq(t.amount)) bad(`price line ${t.ref} ${t.amount} is not ${t.quantity} × ${t.unitPrice ?? 0} + ${t.flatPrice ?? 0}`);
+    if (t.ref === 'percentage' && !dec(t.unitPrice ?? -1).eq(dec(p.rate).div(100))) bad(`price line ${t.ref} charges ${t.unitPrice}, not ${p.rate}%`);
+    if (t.ref === 'percentage' && dec(t.quantity).gt(d.usedTotal)) bad(`${t.quantity} pays the rate but only ${d.usedTotal} was used`);
+    if (t.ref === 'event-fee' && !dec(t.unitPrice ?? -1).eq(p.fixedFeePerEvent ?? 0)) bad(`price line ${t.ref} charges ${t.unitPrice} per event, not ${p.fixedFeePerEvent}`);
+    if (t.ref === 'event-minimum' && dec(t.amount).isNegative()) bad('a per-event minimum takes money off');
+    if (t.ref === 'event-maximum' && dec(t.amount).gt(0)) bad('a per-event maximum adds money');
+    sum = sum.plus(t.amount);
+  }
+  if (!sum.eq(d.duePrecise)) bad(`its price lines sum to ${sum.toFixed()}, not the due ${d.duePrecise}`);
+  const due = roundMoney(d.duePrecise, inv.currency);
+  if (due.amount !== d.dueAmount) bad(`due ${d.duePrecise} rounds to ${due.amount}, not ${d.dueAmount}`);
+  const amount = formatMoney(dec(d.dueAmount).minus(d.billedBefore), inv.currency);
+  if (amount !== l.amount) bad(`${l.amount} but the due ${d.dueAmount} less ${d.billedBefore} billed before is ${amount}`);
+}
+
 function checkOnePerPeriod(list: Invoice[], out: Violation[]): void {
   const seen = new Map<string, Invoice>();
   for (const inv of list) {
-    if (inv.status === 'void') continue;
+    if (inv.status === 'void' || inv.billingReason === 'threshold') continue;
     const key = `${inv.subscriptionId}|${inv.period.start}`;
     const first = seen.get(key);
     if (first) {
@@ -341,7 +415,26 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
     const billed = entries.reduce((sum, e) => sum.plus(e.line.amount), dec(0));
     let due: string;
     try {
-      due = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency).rated.amount;
+      if (snap.overage?.model === 'percentage') {
+        // Re-derived from the period's events while they add up to what was billed on (not
+        // past retention, no late usage pending); otherwise the line's own due stands.
+        const events = (await eventAmounts(db.knex, tenantId, feature, latest.line.period)).map((m) => microToDecimal(m));
+        const used = events.reduce((s, e) => s.plus(e), dec(0));
+        due = d.dueAmount;
+        if (used.eq(d.usedTotal)) {
+          const again = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency, events.map((e) => e.toFixed())).rated;
+          if (again.amount !== d.dueAmount || again.amountPrecise !== d.duePrecise) {
+            out.push({
+              check: 'recompute',
+              tenantId,
+              invoice: latest.inv.number,
+              line: latest.line.lineNo,
+              message: `${feature} for the period starting ${toIso(latest.line.period.start)}: its events rate at ${again.amount} (${again.amountPrecise}), the line says ${d.dueAmount} (${d.duePrecise})`,
+            });
+          }
+          due = again.amount;
+        }
+      } else due = dueMinusBilled(snap, d.usedTotal, '0', latest.inv.currency).rated.amount;
     } catch {
       continue; // reported by the line check
     }

@@ -54,7 +54,10 @@ export const STAGES: Stage[] = [
     job: 'aggregate',
     async run(db, o) {
       const { runAggregate } = await import('../aggregate/aggregate.js');
-      return runAggregate(db, { now: o.now });
+      const { evaluateAlerts } = await import('../alerts/evaluate.js');
+      const r = await runAggregate(db, { now: o.now });
+      // Alert rules are evaluated on the usage the run just summarised (DESIGN.md §15).
+      return { ...r, alerts: (await evaluateAlerts(db, { now: o.now })).length };
     },
     async plan(db) {
       const { aggregationBacklog } = await import('./backlog.js');

@@ -5,7 +5,7 @@ import { roundMoney } from '../domain/money.js';
 import { microToString } from '../domain/quantity.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
 import type { PriceLine } from './price-line.js';
-import { rateUsage } from './rate.js';
+import { chargesEveryEvent, rateUsage } from './rate.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 
 /** Why a summary got a zero charge instead of being priced. */
@@ -54,6 +54,14 @@ export interface ChargeKey {
   periodEnd: Instant;
 }
 
+/**
+ * What rating may need besides the summed usage. `eventsMicro`: the window's event amounts in
+ * time order, micro-units as text (aggregate/usage.ts `eventAmounts`), for percentage pricing.
+ */
+export interface UsageDetail {
+  eventsMicro?: readonly string[];
+}
+
 /** Rate one tenant × feature × period. `usedMicro` null: no summary (a minimum-only charge). */
 export function rateCharge(
   key: ChargeKey,
@@ -62,6 +70,7 @@ export function rateCharge(
   override: QuotaOverride | undefined,
   ratedAt: Instant,
   grants?: readonly UnitGrant[],
+  detail?: UsageDetail,
 ): RatedCharge {
   const used = microToString(usedMicro ?? '0');
   const base = { ...key, ratedAt, summaryQuantity: usedMicro };
@@ -86,9 +95,10 @@ export function rateCharge(
       lines: [],
     };
   }
-  // Units granted to the tenant top up the included quantity (rate/grants.ts).
-  const draws = drawGrants(grants, key.featureKey, { start: key.periodStart, end: key.periodEnd }, pf.included, used);
-  const r = rateUsage(withGrantDraws(pf, draws), used, terms.plan.currency);
+  // Units granted to the tenant top up the included quantity (rate/grants.ts); percentage has none.
+  const draws = chargesEveryEvent(pf) ? [] : drawGrants(grants, key.featureKey, { start: key.periodStart, end: key.periodEnd }, pf.included, used);
+  const events = detail?.eventsMicro?.map((m) => microToString(m)) ?? (usedMicro === null ? [] : undefined);
+  const r = rateUsage(withGrantDraws(pf, draws), used, terms.plan.currency, events);
   return {
     ...base,
     planKey: terms.plan.planKey,

@@ -60,6 +60,11 @@ export interface DiscountDetails {
   base: string;
   /** The amount left to discount before it (never taken below 0). */
   before: string;
+  /**
+   * On an invoice after a threshold invoice of the same period: what those took off with this
+   * discount. The line is the period's discount so far (from base and before) less this.
+   */
+  billedBefore?: string;
 }
 
 /** Commitment true-up details: the commitment prorated (paying time over the nominal period) less the subtotal. */
@@ -82,6 +87,13 @@ export interface TaxDetails {
   base: string;
   /** The tax, rounded once (for an inclusive rate: the share of the base that is tax). */
   tax: string;
+  /**
+   * On an invoice after a threshold invoice of the same period: the tax those added at this
+   * rate. base and tax are then the period's so far, and the line is tax less this.
+   */
+  billedBefore?: string;
+  /** With billedBefore: the part of base those invoices were taxed on. */
+  baseBefore?: string;
 }
 
 /** Prepaid credit line details: which grant (and recurrence instance) paid, and what it had left. */

@@ -2,7 +2,9 @@ import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
 import { asText, withTx } from '../storage/sql.js';
 import { governingSubscription } from '../subscriptions/timeline.js';
-import { rateCharge, type RatedCharge } from './charge.js';
+import { featureTerms, rateCharge, type RatedCharge, type UsageDetail } from './charge.js';
+import { chargesEveryEvent } from './rate.js';
+import { eventAmounts } from '../aggregate/usage.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from './tenant-terms.js';
@@ -113,7 +115,18 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
       const sub = governingSubscription(t.subscriptions, r.subscription_id ?? null, period.start);
       const pt = await termsForPeriod(t, sub, period, plans);
       const key = { tenantId: r.tenant_id, featureKey: r.feature_key, periodStart: period.start, periodEnd: period.end };
-      charges.push(rateCharge(key, r.quantity, pt, t.overrides.get(r.feature_key), opts.now, t.grants));
+      const override = t.overrides.get(r.feature_key);
+      const pf = pt.ok ? featureTerms(pt.plan, r.feature_key, override) : null;
+      let detail: UsageDetail | undefined;
+      if (pf && chargesEveryEvent(pf)) {
+        // Percentage prices the window's events: read only for a window being (re)rated.
+        const events = await eventAmounts(db.knex, r.tenant_id, r.feature_key, period);
+        // Events that no longer add up to the summary (retention deleted them) cannot re-derive
+        // the charge: the window keeps the one it has.
+        if (events.reduce((s, e) => s + BigInt(e), 0n) !== BigInt(r.quantity)) continue;
+        detail = { eventsMicro: events };
+      }
+      charges.push(rateCharge(key, r.quantity, pt, override, opts.now, t.grants, detail));
     }
     await write(charges);
     const last = page[page.length - 1];

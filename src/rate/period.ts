@@ -6,12 +6,15 @@ import { baseFeeLines } from './base-fee.js';
 import { discountApplies, discountLines } from './discounts.js';
 import { featureTerms as termsOf } from './charge.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
-import type { CreditDetails, RatedLine } from './lines.js';
+import { SUBTOTAL_KINDS, type CreditDetails, type DiscountDetails, type RatedLine, type TaxDetails } from './lines.js';
+import { formatMoney, roundMoney } from '../domain/money.js';
 import { roundingLine } from './rounding.js';
 import { commitmentLine } from './commitment.js';
 import { creditLines, type CreditAvailable } from './credits.js';
-import { taxLines, type TaxRate } from './taxes.js';
+import { ownTax, ownTaxBase, taxLines, type TaxRate } from './taxes.js';
 import { usageLine, type Billed } from './usage-lines.js';
+import { chargesEveryEvent } from './rate.js';
+import { ZERO, dec } from '../domain/decimal.js';
 
 /** Feature key → the terms (plan at period end, after the tenant's override) an invoice priced it on. */
 export type FeatureTerms = Record<string, PlanFeature>;
@@ -47,6 +50,11 @@ export interface PeriodRatingTerms {
   taxes?: TaxRate[];
   /** Prepaid credit available at the invoice's issue time, in its currency. */
   credits?: CreditAvailable[];
+  /**
+   * `threshold`: an invoice before the period ends (DESIGN.md §15), billing only its usage so
+   * far (no base fee, late usage or commitment: those wait for the period's final invoice).
+   */
+  reason?: 'period' | 'threshold';
 }
 
 /** The tenant's usage and what earlier invoices billed for it. */
@@ -57,6 +65,21 @@ export interface PeriodUsage {
   billed: Map<string, Billed>;
   /** period_start → an invoiced period, its subscription, currency and terms */
   invoiced: Map<number, InvoicedPeriod>;
+  /** The lines of this period's earlier threshold invoices (not void), oldest first. */
+  prior?: RatedLine[];
+  /** period_start → feature → event amounts in time order (decimal strings), for percentage terms. */
+  events?: Map<number, Map<string, string[]>>;
+}
+
+/**
+ * A percentage feature's events for a period, or null when they do not add up to its summary
+ * (retention deleted them, or they are not summarized yet): its charge cannot be re-derived,
+ * so no line is written now and what was billed stands.
+ */
+function eventsFor(usage: PeriodUsage, start: number, featureKey: string, usedTotal: string): string[] | null {
+  const events = usage.events?.get(start)?.get(featureKey) ?? [];
+  const sum = events.reduce((s, e) => s.plus(dec(e)), ZERO);
+  return sum.eq(dec(usedTotal)) ? events : null;
 }
 
 export interface RatedPeriod {
@@ -80,7 +103,8 @@ export interface RatedPeriod {
  */
 export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedPeriod {
   const { sub, period, plan: pv } = terms;
-  const lines: RatedLine[] = baseFeeLines(terms);
+  const threshold = terms.reason === 'threshold';
+  const lines: RatedLine[] = threshold ? [] : baseFeeLines(terms);
   const featureTerms: FeatureTerms = {};
   const grantsUsed: RatedPeriod['grantsUsed'] = [];
   if (pv) {
@@ -90,11 +114,15 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
       const usedTotal = usage.usage.get(period.start)?.get(featureKey) ?? '0';
       const planTerms = termsOf(pv, featureKey, terms.overrides.get(featureKey))!;
       // The draw is part of the stored terms, so late usage is priced on what the period drew.
-      const draws = drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
+      const pct = chargesEveryEvent(planTerms);
+      const draws = pct ? [] : drawGrants(terms.grants, featureKey, period, planTerms.included, usedTotal);
       for (const d of draws) grantsUsed.push({ grantId: d.grantId, periodStart: period.start, quantity: d.quantity });
       const ft = withGrantDraws(planTerms, draws);
       featureTerms[featureKey] = ft;
+      const events = pct ? eventsFor(usage, period.start, featureKey, usedTotal) : undefined;
+      if (events === null) continue;
       const line = usageLine({
+        events,
         context: 'current',
         feature,
         terms: ft,
@@ -109,13 +137,21 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
     }
   }
 
-  lines.push(...lateUsageLines(terms, usage));
-  const commitment = commitmentLine(lines, { sub, plan: pv, period, nominal: terms.nominal });
-  if (commitment) lines.push(commitment);
+  // Usage lines already bill what the period's usage owes less what earlier invoices billed.
+  // The period's earlier threshold invoices count in the commitment, discounts and taxes the
+  // same way, so the invoices of a period always add up to the one invoice it would have had.
+  const prior = usage.prior ?? [];
+  const priorCharges = prior.filter((l) => SUBTOTAL_KINDS.includes(l.kind));
+  if (!threshold) {
+    lines.push(...lateUsageLines(terms, usage));
+    const commitment = commitmentLine([...priorCharges, ...lines], { sub, plan: pv, period, nominal: terms.nominal });
+    if (commitment) lines.push(commitment);
+  }
 
   const applied = (terms.discounts ?? []).filter((d) => discountApplies(d, period));
-  lines.push(...discountLines(lines, applied, sub.currency, period));
-  lines.push(...taxLines(lines, terms.taxes ?? [], sub.currency, period));
+  lines.push(...lessBilledBefore(discountLines([...priorCharges, ...lines], applied, sub.currency, period), prior, sub.currency));
+  const priorDiscounted = prior.filter((l) => SUBTOTAL_KINDS.includes(l.kind) || l.kind === 'discount');
+  lines.push(...lessBilledBefore(taxLines([...priorDiscounted, ...lines], terms.taxes ?? [], sub.currency, period), prior, sub.currency));
   const credits = creditLines(lines, terms.credits ?? [], sub.currency, period);
   lines.push(...credits);
 
@@ -131,6 +167,48 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
     }),
     grantsUsed,
   };
+}
+
+/** The discount id or tax name a discount or tax line is for. */
+function adjustmentKey(l: Pick<RatedLine, 'kind' | 'details'>): string {
+  const d = l.details as DiscountDetails & TaxDetails;
+  return l.kind === 'discount' ? `discount|${d.discountId}` : `tax|${d.name}`;
+}
+
+/**
+ * The period's discount or tax lines so far, each less what the period's earlier threshold
+ * invoices billed with the same discount or rate (kept in its details); a discount or
+ * exclusive tax left at zero after a threshold invoice has no line.
+ */
+function lessBilledBefore(lines: RatedLine[], prior: RatedLine[], currency: string): RatedLine[] {
+  if (prior.length === 0) return lines;
+  const out: RatedLine[] = [];
+  for (const l of lines) {
+    const same = prior.filter((p) => p.kind === l.kind && adjustmentKey(p) === adjustmentKey(l));
+    if (same.length === 0) {
+      out.push(l);
+      continue;
+    }
+    if (l.kind === 'tax') {
+      const d = l.details as TaxDetails;
+      const before = same.reduce((s, p) => s.plus(ownTax(p.details as TaxDetails)), dec(0));
+      const baseBefore = same.reduce((s, p) => s.plus(ownTaxBase(p.details as TaxDetails)), dec(0));
+      const details: TaxDetails = { ...d, billedBefore: formatMoney(before, currency), baseBefore: formatMoney(baseBefore, currency) };
+      const amount = d.inclusive ? formatMoney(0, currency) : formatMoney(ownTax(details), currency);
+      if (!d.inclusive && dec(amount).isZero()) continue;
+      const base = formatMoney(ownTaxBase(details), currency);
+      const description = `${d.name} ${dec(d.rate).toFixed()}% ${d.inclusive ? 'included in' : 'on'} ${base} (${d.tax} on ${d.base} this period, ${details.billedBefore} billed earlier)`;
+      out.push({ ...l, amount, amountPrecise: amount, amountMinor: roundMoney(amount, currency).minor, description, details });
+      continue;
+    }
+    const before = same.reduce((s, p) => s.plus(p.amount), dec(0));
+    const amount = formatMoney(dec(l.amount).minus(before), currency);
+    if (dec(amount).isZero()) continue;
+    const details: DiscountDetails = { ...(l.details as DiscountDetails), billedBefore: formatMoney(before.neg(), currency) };
+    const description = `${l.description}, less ${details.billedBefore} taken off earlier this period`;
+    out.push({ ...l, amount, amountPrecise: amount, amountMinor: roundMoney(amount, currency).minor, description, details });
+  }
+  return out;
 }
 
 /** Earlier periods (in this invoice's currency) with a usage summary to bill or credit. */
@@ -157,7 +235,11 @@ function lateUsageLines(terms: PeriodRatingTerms, usage: PeriodUsage): RatedLine
       const ft =
         billed?.snapshot ?? (inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, terms.overrides.get(featureKey)) : null);
       if (!ft) continue;
+      const usedTotal = usage.usage.get(start)?.get(featureKey) ?? '0';
+      const events = chargesEveryEvent(ft) ? eventsFor(usage, start, featureKey, usedTotal) : undefined;
+      if (events === null) continue;
       const line = usageLine({
+        events,
         context: 'late',
         feature,
         terms: ft,

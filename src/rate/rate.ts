@@ -32,9 +32,9 @@ export interface RatedUsage {
  * up with a positive "minimum" line, even at zero usage; a maximum caps it with a negative
  * "maximum" line, so the lines always add up to `amount`.
  */
-export function priceBillable(pricing: Pricing, billable: string): PricedQuantity {
+export function priceBillable(pricing: Pricing, billable: string, events?: readonly string[]): PricedQuantity {
   const qty = dec(billable);
-  const lines = priceModel(pricing, qty.gt(0) ? qty : ZERO);
+  const lines = priceModel(pricing, qty.gt(0) ? qty : ZERO, events?.map((e) => dec(e)));
   let total = sumLines(lines);
   if (pricing.minimum !== null && pricing.minimum !== undefined && total.lt(pricing.minimum)) {
     const topUp = dec(pricing.minimum).minus(total);
@@ -53,12 +53,14 @@ export function priceBillable(pricing: Pricing, billable: string): PricedQuantit
  * Rate one feature's usage for a period: billable = max(0, used − included) (included null =
  * unlimited, nothing billable); priced by the terms' overage pricing, rounded once.
  * No pricing (overage null) or a disabled feature: billable is still reported, amount is 0.
+ * Percentage pricing charges every event (its free allowance is its own): included is 0 and
+ * `events` (the window's amounts in time order, decimal strings) are what it prices.
  */
-export function rateUsage(terms: PlanFeature, used: string, currency: string): RatedUsage {
+export function rateUsage(terms: PlanFeature, used: string, currency: string, events?: readonly string[]): RatedUsage {
   const u = dec(used);
-  const included = terms.included === null ? null : dec(terms.included);
+  const included = chargesEveryEvent(terms) ? ZERO : terms.included === null ? null : dec(terms.included);
   const billable = included === null ? ZERO : Decimal.max(ZERO, u.minus(included));
-  const priced = terms.overage && terms.enabled ? priceBillable(terms.overage, decStr(billable)) : { amount: '0', lines: [] };
+  const priced = terms.overage && terms.enabled ? priceBillable(terms.overage, decStr(billable), events) : { amount: '0', lines: [] };
   const money = roundMoney(priced.amount, currency);
   return {
     used: decStr(u),
@@ -72,6 +74,11 @@ export function rateUsage(terms: PlanFeature, used: string, currency: string): R
     lines: priced.lines,
     priceSnapshot: terms,
   };
+}
+
+/** Percentage terms: priced per event from the window's events; no included units, no unit grants. */
+export function chargesEveryEvent(terms: PlanFeature): boolean {
+  return terms.overage?.model === 'percentage';
 }
 
 /**

@@ -16,6 +16,16 @@ export function taxOn(base: string, t: Pick<TaxRate, 'rate' | 'inclusive'>, curr
   return roundMoney(precise, currency).amount;
 }
 
+/** The tax a line adds on its own invoice: the period's so far less what earlier invoices of the period added. */
+export function ownTax(d: Pick<TaxDetails, 'tax' | 'billedBefore'>): Decimal {
+  return dec(d.tax).minus(d.billedBefore ?? 0);
+}
+
+/** The base a line's own tax is on: the period's so far less what earlier invoices of the period were taxed on. */
+export function ownTaxBase(d: Pick<TaxDetails, 'base' | 'baseBefore'>): Decimal {
+  return dec(d.base).minus(d.baseBefore ?? 0);
+}
+
 /**
  * The tax lines of an invoice (DESIGN.md §13 step 3), one per rate, on the discounted amount
  * (never below zero). An exclusive tax is added to the total; an inclusive one is only shown

@@ -1,6 +1,7 @@
 import { Decimal, dec } from '../domain/decimal.js';
 import { formatMoney } from '../domain/money.js';
 import type { DiscountDetails, RatedLine, TaxDetails } from './lines.js';
+import { ownTax, ownTaxBase } from './taxes.js';
 
 /** One discount as the invoice shows it: the amount it took off (positive). */
 export interface AppliedDiscount {
@@ -59,9 +60,11 @@ export function invoiceTotals(
       discounts.push({ id: (l.details as DiscountDetails | null)?.discountId ?? '', description: l.description, amount: formatMoney(dec(l.amount).neg(), currency) });
     } else if (l.kind === 'tax') {
       const d = l.details as TaxDetails;
-      taxTotal = taxTotal.plus(d.tax);
+      // After a threshold invoice of the period, a tax line carries the period's tax so far less what those added.
+      const own = ownTax(d);
+      taxTotal = taxTotal.plus(own);
       exclusiveTax = exclusiveTax.plus(l.amount);
-      taxes.push({ name: d.name, rate: d.rate, inclusive: d.inclusive, base: d.base, amount: formatMoney(d.tax, currency) });
+      taxes.push({ name: d.name, rate: d.rate, inclusive: d.inclusive, base: formatMoney(ownTaxBase(d), currency), amount: formatMoney(own, currency) });
     } else if (l.kind === 'prepaid_credit') credits = credits.minus(l.amount);
     else if (l.kind === 'rounding') rounding = rounding.plus(l.amount);
     else subtotal = subtotal.plus(l.amount);

@@ -1,8 +1,8 @@
-import type { Feature, PlanFeature } from '../domain/catalog.js';
+import type { Feature, PercentagePricing, PlanFeature } from '../domain/catalog.js';
 import { Decimal, ZERO, dec, decStr } from '../domain/decimal.js';
 import { formatMoney, roundMoney } from '../domain/money.js';
 import { toIso, type Period } from '../domain/period.js';
-import { rateUsage } from './rate.js';
+import { chargesEveryEvent, rateUsage, type PriceLine } from './rate.js';
 import type { RatedLine as DraftLine, UsageDetails } from './lines.js';
 
 /** What earlier invoices already billed for one (tenant, feature, period). */
@@ -23,11 +23,13 @@ export interface UsageLineInput {
   period: Period;
   planKey: string | null;
   planVersion: number | null;
+  /** Percentage terms: the period's event amounts in time order (decimal strings). */
+  events?: readonly string[];
 }
 
 /** Amount a usage line must carry: due now − billed before; exact, since both are rounded. */
-export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefore: string, currency: string) {
-  const rated = rateUsage(terms, usedTotal, currency);
+export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefore: string, currency: string, events?: readonly string[]) {
+  const rated = rateUsage(terms, usedTotal, currency, events);
   const amount = dec(rated.amount).minus(billedBefore);
   return {
     rated,
@@ -38,7 +40,19 @@ export function dueMinusBilled(terms: PlanFeature, usedTotal: string, billedBefo
 }
 
 function billableOf(terms: PlanFeature, used: string): Decimal {
+  if (chargesEveryEvent(terms)) return dec(used);
   return terms.included === null ? ZERO : Decimal.max(ZERO, dec(used).minus(terms.included));
+}
+
+/** "4 events, 800.00, 1.3% + 2.00 per event" (plus how many were free, and a minimum spend). */
+function percentageSummary(p: PercentagePricing, events: readonly string[], lines: PriceLine[], currency: string): string {
+  const total = events.reduce((s, e) => s.plus(dec(e)), ZERO);
+  const n = events.length;
+  let s = `${n} event${n === 1 ? '' : 's'}, ${formatMoney(total, currency)}, ${p.rate}%${p.fixedFeePerEvent ? ` + ${p.fixedFeePerEvent}` : ''} per event`;
+  const free = lines.find((l) => l.ref === 'free');
+  if (free) s += `, ${free.quantity} free`;
+  if (lines.some((l) => l.ref === 'minimum')) s += `, minimum spend ${p.minimum}`;
+  return s;
 }
 
 export function periodLabel(p: Period): string {
@@ -54,7 +68,7 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
   const { context, feature, terms, usedTotal, billed, currency, period } = input;
   const billedBefore = billed?.amount ?? '0';
   const usedBefore = billed?.usedTotal ?? '0';
-  const { rated, amount, precise } = dueMinusBilled(terms, usedTotal, billedBefore, currency);
+  const { rated, amount, precise } = dueMinusBilled(terms, usedTotal, billedBefore, currency, input.events);
   const amt = dec(amount);
   const used = dec(usedTotal);
   if (context === 'current' ? used.isZero() && amt.isZero() && !billed : amt.isZero()) return null;
@@ -78,9 +92,11 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     kind = dec(rated.billable).isZero() && amt.gt(0) ? 'minimum' : 'overage';
     const inc = rated.included === null ? 'unlimited' : rated.included;
     description =
-      kind === 'minimum'
-        ? `${name}: minimum spend (${rated.used} used, ${inc} included)`
-        : `${name}: ${rated.used} used, ${inc} included, ${rated.billable} billable`;
+      terms.overage?.model === 'percentage' && input.events
+        ? `${name}: ${percentageSummary(terms.overage, input.events, rated.lines, currency)}`
+        : kind === 'minimum'
+          ? `${name}: minimum spend (${rated.used} used, ${inc} included)`
+          : `${name}: ${rated.used} used, ${inc} included, ${rated.billable} billable`;
     quantity = rated.billable;
   }
   const details: UsageDetails = {

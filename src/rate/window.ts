@@ -1,10 +1,11 @@
 import type { Feature, QuotaOverride } from '../domain/catalog.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
-import { usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
+import { eventAmounts, usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
 import { windowsKey, type Window } from '../aggregate/windows.js';
 import type { UnitGrant } from './grants.js';
-import { rateCharge, type PeriodTerms, type RatedCharge } from './charge.js';
+import { featureTerms, rateCharge, type PeriodTerms, type RatedCharge } from './charge.js';
+import { chargesEveryEvent } from './rate.js';
 import { CatalogCache, termsForPeriod, type TenantTerms } from './tenant-terms.js';
 
 /**
@@ -24,6 +25,8 @@ export interface RatedWindow {
   charges: RatedCharge[];
   /** Micro-units used per feature (absent: no usage). */
   usedMicro: Map<string, string>;
+  /** Percentage features' event amounts (micro-units, time order), what their charges price. */
+  eventsMicro: Map<string, string[]>;
 }
 
 /**
@@ -39,6 +42,7 @@ export function rateWindowCharges(
   overrides: Map<string, QuotaOverride>,
   now: Instant,
   grants?: readonly UnitGrant[],
+  eventsMicro?: Map<string, string[]>,
 ): RatedCharge[] {
   const keys = new Set([...usedMicro.keys()]);
   if (terms.ok) {
@@ -49,7 +53,15 @@ export function rateWindowCharges(
   return [...keys]
     .sort()
     .map((featureKey) =>
-      rateCharge({ tenantId, featureKey, periodStart: window.start, periodEnd: window.end }, usedMicro.get(featureKey) ?? null, terms, overrides.get(featureKey), now, grants),
+      rateCharge(
+        { tenantId, featureKey, periodStart: window.start, periodEnd: window.end },
+        usedMicro.get(featureKey) ?? null,
+        terms,
+        overrides.get(featureKey),
+        now,
+        grants,
+        eventsMicro?.has(featureKey) ? { eventsMicro: eventsMicro.get(featureKey) } : undefined,
+      ),
     );
 }
 
@@ -71,8 +83,33 @@ export async function rateWindows(
     for (const w of ws) {
       const usedMicro = usage.get(tenantId)?.get(w.start) ?? new Map<string, string>();
       const pt = await termsForPeriod(t, w.subscription, w, plans);
-      out.push({ tenantId, window: w, terms: pt, charges: rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants), usedMicro });
+      const eventsMicro = await percentageEvents(db, tenantId, w, pt, usedMicro, t.overrides, context);
+      const charges = rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants, eventsMicro);
+      out.push({ tenantId, window: w, terms: pt, charges, usedMicro, eventsMicro });
     }
+  }
+  return out;
+}
+
+/**
+ * The events of a window's percentage features with usage (up to `asOf` for an estimate).
+ * A window past retention prices the events left.
+ */
+async function percentageEvents(
+  db: Db,
+  tenantId: string,
+  w: Window,
+  terms: PeriodTerms,
+  usedMicro: Map<string, string>,
+  overrides: Map<string, QuotaOverride>,
+  context: WindowContext,
+): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (!terms.ok) return out;
+  const end = context.kind === 'estimate' ? Math.max(w.start, Math.min(w.end, context.asOf + 1)) : w.end;
+  for (const key of [...usedMicro.keys()].sort()) {
+    const pf = featureTerms(terms.plan, key, overrides.get(key));
+    if (pf && chargesEveryEvent(pf)) out.set(key, await eventAmounts(db.knex, tenantId, key, { start: w.start, end }));
   }
   return out;
 }

@@ -72,7 +72,10 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
   const length = new Decimal(window.end - window.start);
   const elapsed = new Decimal(opts.now - window.start);
 
+  // Percentage prices the events so far: transactions yet to come have no amounts to price.
+  const perEvent = new Set(rated.charges.filter((c) => 'overage' in c.priceSnapshot && c.priceSnapshot.overage?.model === 'percentage').map((c) => c.featureKey));
   const projectionOf = (featureKey: string): Projection => {
+    if (perEvent.has(featureKey)) return 'current_value';
     const aggregation = features.get(featureKey)?.aggregation ?? 'sum';
     return aggregation === 'sum' || aggregation === 'count' ? 'run_rate' : 'current_value';
   };
@@ -88,7 +91,7 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
   );
   // The projection is priced exactly as the usage so far: the same window, terms and charges.
   const projectedCharges = new Map(
-    rateWindowCharges(opts.tenantId, window, rated.terms, projectedMicro, features, t.overrides, opts.now, t.grants).map((c) => [c.featureKey, c]),
+    rateWindowCharges(opts.tenantId, window, rated.terms, projectedMicro, features, t.overrides, opts.now, t.grants, rated.eventsMicro).map((c) => [c.featureKey, c]),
   );
 
   const estimates = rated.charges.map(

@@ -68,7 +68,12 @@ export async function windowInvoiceTotals(
       taxes: extras.taxes.get(r.tenantId) ?? [],
       credits: [],
     },
-    { usage: new Map([[period.start, usage]]), billed: new Map(), invoiced: new Map() },
+    {
+      usage: new Map([[period.start, usage]]),
+      billed: new Map(),
+      invoiced: new Map(),
+      events: new Map([[period.start, new Map([...r.eventsMicro].map(([k, es]) => [k, es.map((m) => microToString(m))]))]]),
+    },
   );
   return invoiceTotals(rated.lines, sub.currency);
 }

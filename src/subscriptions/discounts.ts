@@ -46,8 +46,12 @@ function discountFromRow(r: Record<string, any>, uses: number): Discount {
   };
 }
 
-/** A tenant's discounts in creation order, each with its uses on non-void invoices; removed ones only when asked. */
-export async function loadDiscounts(q: Q, tenantId: string, opts: { withRemoved?: boolean } = {}): Promise<Discount[]> {
+/**
+ * A tenant's discounts in creation order, each with its uses: the periods of non-void invoices
+ * that used it (a period's threshold invoices and its final one are one use), but
+ * `exceptPeriod`, the period being invoiced. Removed ones only when asked.
+ */
+export async function loadDiscounts(q: Q, tenantId: string, opts: { withRemoved?: boolean; exceptPeriod?: number } = {}): Promise<Discount[]> {
   const query = q('discounts').select('*').where('tenant_id', tenantId).orderBy('seq');
   if (!opts.withRemoved) query.whereNull('removed_at');
   const rows = await query;
@@ -59,8 +63,11 @@ export async function loadDiscounts(q: Q, tenantId: string, opts: { withRemoved?
     })
     .where('u.tenant_id', tenantId)
     .whereNot('i.status', 'void')
+    .modify((b) => {
+      if (opts.exceptPeriod !== undefined) b.whereNot('i.period_start', opts.exceptPeriod);
+    })
     .groupBy('u.discount_id')
-    .select('u.discount_id', q.raw('COUNT(*) AS n'))) {
+    .select('u.discount_id', q.raw('COUNT(DISTINCT i.period_start) AS n'))) {
     uses.set(u.discount_id, Number(u.n));
   }
   return rows.map((r) => discountFromRow(r, uses.get(r.id) ?? 0));

@@ -61,8 +61,9 @@ export async function loadUnitGrants(q: Q, tenantIds: string[]): Promise<Map<str
     .whereIn('u.tenant_id', [...out.keys()])
     .whereNot('i.status', 'void')
     .select('u.tenant_id', 'u.grant_id', 'u.period_start', 'u.quantity');
+  // Threshold invoices record no draws: a period's draws are its final invoice's.
   // An invoiced period keeps what it drew, also nothing: a zero draw marks it for every grant.
-  const invoiced = await q('invoices').whereIn('tenant_id', [...out.keys()]).whereNot('status', 'void').distinct('tenant_id', 'period_start');
+  const invoiced = await q('invoices').whereIn('tenant_id', [...out.keys()]).whereNot('status', 'void').where('billing_reason', 'period').distinct('tenant_id', 'period_start');
   for (const i of invoiced) for (const g of out.get(i.tenant_id)!) g.draws.set(Number(i.period_start), '0');
   for (const u of uses) {
     const g = byKey.get(`${u.tenant_id}|${u.grant_id}`);

@@ -59,7 +59,14 @@ export function stripeUnits(amountMajor: string, currency: string): bigint {
 export type Num = string | number;
 export interface RefTier { upTo: Num | null; unitPrice?: string; rate?: string; flatPrice?: string }
 export type RefPricing = {
-  model: 'per_unit' | 'package' | 'graduated' | 'volume' | 'graduated_percentage';
+  model: 'per_unit' | 'package' | 'graduated' | 'volume' | 'graduated_percentage' | 'percentage';
+  /** percentage (DESIGN.md §14): rate in percent, per-event fee, free events / amount, per-event bounds. */
+  rate?: string;
+  fixedFeePerEvent?: string;
+  freeEvents?: number;
+  freeAmount?: string;
+  perEventMin?: string;
+  perEventMax?: string;
   unitPrice?: string;
   size?: Num;
   packagePrice?: string;
@@ -173,15 +180,49 @@ export function modelAmount(p: RefPricing, billable: Decimal): Decimal {
   throw new Error('reference rater: tiers without a last upTo null');
 }
 
+/**
+ * percentage (DESIGN.md §14), from the window's events in time order: walking them, an event
+ * is free while its position is within freeEvents and the amounts so far (its own included)
+ * are within freeAmount; from the first that is not, every event pays rate % of its amount
+ * plus the fee, held between the per-event minimum and maximum. No rounding per event.
+ */
+export function percentageAmount(p: RefPricing, events: Decimal[]): Decimal {
+  let total = new Decimal(0);
+  let soFar = new Decimal(0);
+  let paying = false;
+  for (let i = 0; i < events.length; i++) {
+    soFar = soFar.plus(events[i]);
+    const withinCount = p.freeEvents === undefined || i + 1 <= p.freeEvents;
+    const withinAmount = p.freeAmount === undefined || soFar.lte(D(p.freeAmount));
+    const anyFree = p.freeEvents !== undefined || p.freeAmount !== undefined;
+    if (!paying && anyFree && withinCount && withinAmount) continue;
+    paying = true;
+    let fee = events[i].times(D(p.rate!)).div(100).plus(D(p.fixedFeePerEvent ?? '0'));
+    if (p.perEventMax !== undefined && fee.gt(D(p.perEventMax))) fee = D(p.perEventMax);
+    if (p.perEventMin !== undefined && fee.lt(D(p.perEventMin))) fee = D(p.perEventMin);
+    total = total.plus(fee);
+  }
+  return total;
+}
+
 export interface Rated { used: Decimal; billable: Decimal; precise: Decimal; minor: bigint }
 
-/** One feature's usage for a period: billable = max(0, used − included), priced, capped, rounded once. */
-export function rate(terms: Terms, used: Decimal, currency: string): Rated {
-  const billable = terms.included === null ? new Decimal(0) : Decimal.max(0, used.minus(terms.included));
+/** What is billable: used − included, never below 0; percentage terms charge every event (no included). */
+export function billableOf(terms: Terms, used: Decimal): Decimal {
+  if (terms.pricing?.model === 'percentage') return used;
+  return terms.included === null ? new Decimal(0) : Decimal.max(0, used.minus(terms.included));
+}
+
+/**
+ * One feature's usage for a period: billable = max(0, used − included), priced, capped, rounded
+ * once. `events`: the period's event amounts in time order, which percentage prices.
+ */
+export function rate(terms: Terms, used: Decimal, currency: string, events: Decimal[] = []): Rated {
+  const billable = billableOf(terms, used);
   let precise = new Decimal(0);
   if (terms.enabled && terms.pricing) {
     const p = terms.pricing;
-    precise = modelAmount(p, billable);
+    precise = p.model === 'percentage' ? percentageAmount(p, events) : modelAmount(p, billable);
     if (p.minimum !== undefined && precise.lt(D(p.minimum))) precise = D(p.minimum);
     if (p.maximum !== undefined && precise.gt(D(p.maximum))) precise = D(p.maximum);
   }
@@ -447,6 +488,13 @@ export class ReferenceBilling {
     return new Decimal(values.size);
   }
 
+  /** A feature's event amounts in a period, by occurrence, ties in the order they were ingested. */
+  eventAmounts(tenant: string, feature: string, p: Span): Decimal[] {
+    const evs = this.events.filter((e) => e.tenant === tenant && e.feature === feature && e.occurredAt >= p.start && e.occurredAt < p.end);
+    // Array.prototype.sort is stable: equal instants keep ingest order.
+    return evs.sort((a, b) => a.occurredAt - b.occurredAt).map((e) => D(e.quantity));
+  }
+
   /**
    * What `billing overage` holds at `now` for a tenant's subscription periods started by then,
    * by `${feature}|${periodStart}`: each usage rated on the plan in force at period end (a
@@ -462,7 +510,7 @@ export class ReferenceBilling {
           const used = this.usage(tenant, feature, period);
           const plain = this.terms(tenant, endPlan, feature);
           const terms = plain && this.withGranted(tenant, feature, period, plain, used ?? new Decimal(0), false);
-          const minor = terms ? rate(terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
+          const minor = terms ? rate(terms, used ?? new Decimal(0), this.plan(endPlan).currency, this.eventAmounts(tenant, feature, period)).minor : 0n;
           if (used !== undefined || minor !== 0n) out.set(`${feature}|${period.start}`, minor);
         }
       }
@@ -534,6 +582,8 @@ export class ReferenceBilling {
 
   /** The terms with the period's granted units added to what is included. */
   private withGranted(tenant: string, feature: string, period: Span, terms: Terms, used: Decimal, record: boolean): Terms {
+    // Percentage has no included units for a grant to top up.
+    if (terms.pricing?.model === 'percentage') return terms;
     const extra = this.grantedUnits(tenant, feature, period, terms.included, used, record);
     return extra.isZero() ? terms : { ...terms, included: terms.included!.plus(extra) };
   }
@@ -628,7 +678,7 @@ export class ReferenceBilling {
       this.invoicedTerms.get(`${tenant}|${period.start}`)!.set(feature, terms);
       const key = `${tenant}|${feature}|${period.start}`;
       const before = this.billed.get(key);
-      const r = rate(terms, used ?? new Decimal(0), currency);
+      const r = rate(terms, used ?? new Decimal(0), currency, this.eventAmounts(tenant, feature, period));
       const amount = r.minor - (before?.minor ?? 0n);
       if (r.used.isZero() && amount === 0n && !before) continue;
       lines.push({
@@ -655,10 +705,10 @@ export class ReferenceBilling {
         // Rated on the terms the period was invoiced with (a quota override may have changed since).
         const terms = before?.terms ?? this.invoicedTerms.get(`${tenant}|${inv.start}`)!.get(feature) ?? null;
         if (!terms) continue;
-        const r = rate(terms, used, currency);
+        const r = rate(terms, used, currency, this.eventAmounts(tenant, feature, span));
         const amount = r.minor - (before?.minor ?? 0n);
         if (amount === 0n) continue;
-        const billableBefore = before ? rate(before.terms, before.used, currency).billable : new Decimal(0);
+        const billableBefore = before ? billableOf(before.terms, before.used) : new Decimal(0);
         lines.push({
           kind: amount < 0n ? 'credit' : 'late_usage',
           feature,

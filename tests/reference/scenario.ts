@@ -2,6 +2,7 @@
 // subscriptions, changes, cancellations, quota overrides, and decimal usage (some late), as one
 // timeline of actions that both the real pipeline and the reference replay in order.
 import { prng } from '../aggregate-support.js';
+import { Decimal } from '../../src/domain/decimal.js';
 import {
   ReferenceBilling,
   addMonths,
@@ -110,8 +111,23 @@ function pricing(r: Rnd, currency: string): RefPricing {
   return p;
 }
 
-function planFeature(r: Rnd, currency: string): RefPlanFeature {
+/** percentage (DESIGN.md §14) with random terms, each optional one now and then. */
+function percentagePricing(r: Rnd, currency: string): RefPricing {
+  const p: RefPricing = { model: 'percentage', rate: decimal(r, 6, 3) };
+  if (r.chance(0.6)) p.fixedFeePerEvent = price(r, currency, 2);
+  if (r.chance(0.35)) p.freeEvents = r.int(4);
+  if (r.chance(0.35)) p.freeAmount = decimal(r, 60, 3);
+  if (r.chance(0.3)) p.perEventMin = price(r, currency, 2);
+  if (r.chance(0.3)) p.perEventMax = new Decimal(p.perEventMin ?? 0).plus(price(r, currency, 3)).toFixed();
+  if (r.chance(0.2)) p.minimum = price(r, currency, 15);
+  if (r.chance(0.2)) p.maximum = (Number(p.minimum ?? 0) + Number(price(r, currency, 40)) + 1).toFixed(isoDigits(currency));
+  return p;
+}
+
+/** A feature's terms in a plan; a feature summing amounts is priced by percentage now and then (included 0). */
+function planFeature(r: Rnd, currency: string, aggregation?: string): RefPlanFeature {
   if (r.chance(0.08)) return { enabled: false };
+  if ((aggregation ?? 'sum') === 'sum' && r.chance(0.3)) return { included: 0, overage: percentagePricing(r, currency) };
   const included = r.pick([0, 0, 1, 5, 10, '2.5', '0.75', 20, null] as const);
   if (included === null) return { included: null };
   return { included, overage: r.chance(0.85) ? pricing(r, currency) : null };
@@ -142,7 +158,7 @@ function catalog(r: Rnd, currencies: string[], ns: string): RefCatalog {
       for (const f of features) {
         if (f.type === 'boolean') {
           if (r.chance(0.5)) fs[f.key] = { enabled: r.chance(0.5) };
-        } else if (r.chance(0.75)) fs[f.key] = planFeature(r, currency);
+        } else if (r.chance(0.75)) fs[f.key] = planFeature(r, currency, f.aggregation);
       }
       plans.push({
         key: `${ns}${currency.toLowerCase()}-${tierName}`,
@@ -185,8 +201,8 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
     const plans = cat.plans.map((p) => {
       if (!r.chance(0.4)) return p;
       const features = { ...p.features };
-      const f = r.pick(metered).key;
-      if (r.chance(0.5)) features[f] = planFeature(r, p.currency);
+      const f = r.pick(metered);
+      if (r.chance(0.5)) features[f.key] = planFeature(r, p.currency, f.aggregation);
       return { ...p, price: (Number(p.price) + 1 + r.int(20)).toFixed(isoDigits(p.currency)), features };
     });
     repricings.push({ t: instant(r, Date.UTC(2026, 0, 20), 40), catalog: { features: cat.features, plans } });

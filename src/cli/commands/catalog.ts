@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { CatalogChange } from '../../catalog/apply.js';
-import type { PlanFeature, Pricing } from '../../domain/catalog.js';
+import type { PercentagePricing, PlanFeature, Pricing } from '../../domain/catalog.js';
 import { optionalWholeNumber } from '../options.js';
 import { buildContext, withDb } from '../context.js';
 import { printErr, printJson, printLine } from '../output.js';
@@ -12,11 +12,22 @@ function describeChange(c: CatalogChange): string {
   return c.action;
 }
 
+/** "1.3% + 2.00 per event, first 3 events / 250 free, per event 1.75..12". */
+export function describePercentage(p: PercentagePricing): string {
+  let s = `${p.rate}%${p.fixedFeePerEvent ? ` + ${p.fixedFeePerEvent}` : ''} per event`;
+  const free = [p.freeEvents === undefined ? null : `${p.freeEvents} events`, p.freeAmount === undefined ? null : `amount ${p.freeAmount}`].filter((x) => x !== null);
+  if (free.length > 0) s += `, free up to ${free.join(' and ')}`;
+  if (p.perEventMin !== undefined) s += `, per-event min ${p.perEventMin}`;
+  if (p.perEventMax !== undefined) s += `, per-event max ${p.perEventMax}`;
+  return s;
+}
+
 function describePricing(p: Pricing | null): string {
   if (!p) return '';
   let s: string;
   if (p.model === 'per_unit') s = `${p.unitPrice}/unit`;
   else if (p.model === 'package') s = `${p.packagePrice} per ${p.size}`;
+  else if (p.model === 'percentage') s = describePercentage(p);
   else if (p.model === 'graduated_percentage') {
     const tiers = p.tiers.map((t) => `${t.upTo === null ? 'rest' : `≤${t.upTo}`} @${t.rate}%${t.flatPrice ? ` +${t.flatPrice}` : ''}`);
     s = `${p.model}: ${tiers.join('; ')}`;
@@ -108,7 +119,11 @@ export function register(program: Command): void {
       const booleans = new Set(view.features.filter((f) => f.type === 'boolean').map((f) => f.key));
       for (const p of view.plans) {
         printLine('');
-        printLine(`Plan ${p.planKey} v${p.version} "${p.name}": ${p.price} ${p.currency}/${p.interval}, trial ${p.trialDays} day(s)`);
+        const extras = [
+          p.minimumCommitment ? `, minimum commitment ${p.minimumCommitment}` : '',
+          p.spendThreshold ? `, spend threshold ${p.spendThreshold}` : '',
+        ].join('');
+        printLine(`Plan ${p.planKey} v${p.version} "${p.name}": ${p.price} ${p.currency}/${p.interval}, trial ${p.trialDays} day(s)${extras}`);
         printLine(
           formatTable(
             ['feature', 'enabled', 'included', 'hardStop', 'limit', 'overage'],

@@ -20,6 +20,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   credit: () => import('./credit.js'),
   'credit-note': () => import('./credit-note.js'),
   grant: () => import('./grant.js'),
+  alert: () => import('./alert.js'),
   invoice: () => import('./invoice.js'),
   verify: () => import('./verify.js'),
   run: () => import('./run.js'),

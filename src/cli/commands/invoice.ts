@@ -22,7 +22,7 @@ function invoicesTable(list: Array<Invoice | InvoiceSummary>): string {
 function printInvoice(inv: Invoice): void {
   printLine(`${inv.number}  ${inv.status}  ${inv.total} ${inv.currency}`);
   printLine(`  id ${inv.id}, tenant ${inv.tenantId}, subscription ${inv.subscriptionId}`);
-  printLine(`  period ${formatPeriod(inv.period)}`);
+  printLine(`  period ${formatPeriod(inv.period)}${inv.billingReason === 'threshold' ? ' (threshold invoice: usage so far)' : ''}`);
   printLine(`  issued ${day(inv.issuedAt)}, due ${day(inv.dueAt)}`);
   if (inv.voidedAt !== null) printLine(`  voided ${displayInstant(inv.voidedAt)}: ${inv.voidReason ?? ''}`);
   if (inv.paidAt !== null) printLine(`  paid ${displayInstant(inv.paidAt)}${inv.paymentRef ? ` (${inv.paymentRef})` : ''}`);

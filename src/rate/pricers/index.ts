@@ -7,9 +7,13 @@ import { pricePackage } from './package.js';
 import { priceGraduated } from './graduated.js';
 import { priceVolume } from './volume.js';
 import { priceGraduatedPercentage } from './graduated-percentage.js';
+import { pricePercentage } from './percentage.js';
 
-/** The one place a pricing model picks its pricer. Lines exclude minimum/maximum (see rate.ts). */
-export function priceModel(pricing: Pricing, billable: Decimal): PriceLine[] {
+/**
+ * The one place a pricing model picks its pricer. Lines exclude minimum/maximum (see rate.ts).
+ * `events`: the window's event amounts in time order, which only percentage prices by.
+ */
+export function priceModel(pricing: Pricing, billable: Decimal, events?: readonly Decimal[]): PriceLine[] {
   switch (pricing.model) {
     case 'per_unit':
       assertPrice(pricing.unitPrice, 'unitPrice');
@@ -29,6 +33,13 @@ export function priceModel(pricing: Pricing, billable: Decimal): PriceLine[] {
     case 'graduated_percentage':
       assertTiers(pricing.tiers);
       return priceGraduatedPercentage(pricing, billable);
+    case 'percentage':
+      assertPrice(pricing.rate, 'rate');
+      if (events === undefined) {
+        if (billable.gt(0)) throw new BillingError('internal', 'percentage pricing needs the window\'s event amounts');
+        return [];
+      }
+      return pricePercentage(pricing, events);
     default:
       throw invalid(`unknown pricing model "${(pricing as { model: unknown }).model}"`);
   }
