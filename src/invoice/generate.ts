@@ -179,6 +179,10 @@ async function createInvoice(
         after: summarize(invoice),
       });
       await emitEvent(trx, { type: 'invoice.created', tenantId: sub.tenantId, data: invoiceToJson(invoice), at: opts.now });
+      if (reason === 'threshold') {
+        const data = { threshold: composed.plan!.spendThreshold, unbilled: composed.totals.subtotal, invoice: invoiceToJson(invoice) };
+        await emitEvent(trx, { type: 'threshold.invoiced', tenantId: sub.tenantId, data, at: opts.now });
+      }
       if (!opts.finalize) return invoice;
       const open = { ...invoice, status: 'open' as const, finalizedAt: opts.now };
       await trx('invoices').where({ tenant_id: sub.tenantId, id: head.id }).update({ status: 'open', finalized_at: opts.now, updated_at: opts.now });
