@@ -30,3 +30,6 @@ export { generateInvoices, previewInvoice } from './invoice/generate.js';
 export { finalizeInvoice, voidInvoice } from './invoice/lifecycle.js';
 export { listInvoices } from './invoice/repository.js';
 export { verifyInvoices } from './invoice/verify.js';
+
+export { verifyWebhook } from './webhooks/signature.js';
+export { emitEvent, EVENT_TYPES, type EventType, type NewEvent } from './webhooks/events.js';

@@ -46,6 +46,7 @@ describeEachDb('alerts', (t) => {
     await w.tenant(JAN, 'acme');
     await w.subscribe(JAN, 'acme', 'growth', 0);
     expect((await cli(['credit', 'grant', 'acme', '30.00'], JAN)).code).toBe(0);
+    expect((await cli(['webhook', 'add', 'http://127.0.0.1:9/hooks', '--secret', 'whsec_0123456789abcdef', '--events', 'alert.triggered,credit.low'], JAN)).code).toBe(0);
     const eighty = await add(['API_CALL', '--usage-percent', '80']);
     const absolute = await add(['API_CALL', '--usage', '1500']);
     const seatsOfLimit = await add(['SEATS', '--usage-percent', '90', '--of', 'limit']);
@@ -83,6 +84,15 @@ describeEachDb('alerts', (t) => {
     const rules = JSON.parse((await cli(['alert', 'list', '--json'], '2026-02-04T00:00:00Z')).stdout);
     expect(rules.map((r: any) => r.id)).not.toContain(absolute);
     expect(JSON.parse((await cli(['alert', 'list', '--all', '--json'], '2026-02-04T00:00:00Z')).stdout)).toHaveLength(6);
+    // Each firing is an outgoing event written with it: credit.low for the balance, alert.triggered otherwise.
+    const events = await db.knex('webhook_events').where({ tenant_id: 'acme' }).whereIn('type', ['alert.triggered', 'credit.low']).select('type', 'body');
+    const bodies = events.map((e) => ({ type: e.type, ...JSON.parse(e.body) }));
+    // The balance is still below the line in February: a new period, a new firing.
+    expect(bodies.filter((b) => b.type === 'credit.low').map((b) => `${b.data.rule} ${b.data.period.start.slice(0, 10)}`).sort()).toEqual([`${lowCredit} 2026-01-01`, `${lowCredit} 2026-02-01`]);
+    expect(bodies.filter((b) => b.type === 'alert.triggered').map((b) => `${b.data.rule} ${b.data.period.start.slice(0, 10)}`).sort()).toEqual(
+      fired.filter((f: any) => f.rule !== lowCredit).map((f: any) => `${f.rule} ${f.period.start.slice(0, 10)}`).sort(),
+    );
+    expect(Number((await db.knex('webhook_deliveries').whereIn('event_id', bodies.map((b) => b.id)).count({ n: '*' }))[0].n)).toBe(bodies.length);
     const audit = await db.knex('audit_log').where({ entity: 'alert_rule' }).select('action');
     expect(audit.map((a) => a.action).sort()).toEqual(['create', 'create', 'create', 'create', 'create', 'create', 'delete']);
   });

@@ -49,7 +49,7 @@ describe('billing.config.json: validation', () => {
     const seller = configFile({ seller: { name: 'Acme', vat: 'x' } });
     expect(messageOf(seller)).toBe(`${seller}: seller.vat: unknown key (use name, addressLines, email, taxId)`);
     const job = configFile({ daemon: { schedules: { invoices: '0 3 * * *' } } });
-    expect(messageOf(job)).toBe(`${job}: daemon.schedules.invoices: unknown key (use aggregate, overage, invoice, stripe-sync, stripe-retry, dunning)`);
+    expect(messageOf(job)).toBe(`${job}: daemon.schedules.invoices: unknown key (use aggregate, overage, invoice, stripe-sync, stripe-retry, dunning, webhooks)`);
   });
 
   it('names the key of a value of the wrong type', () => {
@@ -97,7 +97,7 @@ describe('billing.config.json: validation', () => {
     expect(Object.keys(c.daemon.schedules)).not.toContain('invoice');
     // --schedule flags come over the file, which comes over the defaults.
     expect(applyScheduleFlags(c.daemon, ['invoice=0 2 1 * *', 'aggregate=off']).schedules).toEqual({
-      overage: DEFAULT_SCHEDULES.overage, 'stripe-sync': DEFAULT_SCHEDULES['stripe-sync'], 'stripe-retry': DEFAULT_SCHEDULES['stripe-retry'], invoice: '0 2 1 * *',
+      overage: DEFAULT_SCHEDULES.overage, 'stripe-sync': DEFAULT_SCHEDULES['stripe-sync'], 'stripe-retry': DEFAULT_SCHEDULES['stripe-retry'], webhooks: DEFAULT_SCHEDULES.webhooks, invoice: '0 2 1 * *',
     });
     expect(loadConfigFile(configFile({ seller: { name: 'Solo' } }), true).seller).toEqual({ name: 'Solo', addressLines: [], email: null, taxId: null });
   });

@@ -143,6 +143,7 @@ describeEachDb('pipeline', (t) => {
       ['invoice', 'succeeded'],
       ['stripe-sync', 'skipped'],
       ['dunning', 'skipped'],
+      ['webhooks', 'succeeded'],
     ]);
     expect(first.stages[3].reason).toMatch(/STRIPE_SECRET_KEY/);
     expect(events.slice(0, 3)).toEqual(['stage-start:aggregate', 'stage-end:aggregate', 'stage-start:overage']);
@@ -221,7 +222,7 @@ describeEachDb('billing run / status (CLI)', (t) => {
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.ok).toBe(true);
-    expect(out.stages.map((s: any) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded']);
+    expect(out.stages.map((s: any) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded']);
     expect(out.stages.find((s: any) => s.job === 'stripe-sync').counts).toMatchObject({ 'sent.customer': 2, 'sent.invoice': 2, failed: 0, dead: 0 });
     expect(fake.customers()).toHaveLength(2);
     expect(fake.invoices().map((i) => i.amount_due).sort()).toEqual([3250, 3255]);

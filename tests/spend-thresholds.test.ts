@@ -82,6 +82,9 @@ describeEachDb('spend thresholds', (t) => {
     expect(split[2].lines.map((l) => l.kind)).toContain('base_fee');
     expect(split.slice(0, 2).flatMap((i) => i.lines.map((l) => l.kind))).not.toContain('base_fee');
     await expectVerified(db);
+    // Each threshold invoice announces itself, with the threshold and what it billed.
+    const announced = (await db.knex('webhook_events').where({ tenant_id: 'split', type: 'threshold.invoiced' }).orderBy('created_at').select('body')).map((e) => JSON.parse(e.body).data);
+    expect(announced.map((d) => [d.threshold, d.invoice.number, d.unbilled === d.invoice.subtotal])).toEqual(split.slice(0, 2).map((i) => ['50.00', i.number, true]));
 
     const json = JSON.parse((await runCli(['invoice', 'list', '--tenant', 'split', '--json'], { db: url, now: '2026-02-02T00:00:00Z' })).stdout);
     expect(json.map((i: { billingReason: string }) => i.billingReason).sort()).toEqual(['period', 'threshold', 'threshold']);

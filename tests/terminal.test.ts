@@ -42,7 +42,7 @@ describeEachDb('on a terminal', (t) => {
     await seedWorld(db);
     const r = await onTerminal(['run', '--db', url, '--now', '2026-02-10T12:00:00Z']);
     expect(r.code, r.out).toBe(0);
-    for (const stage of ['aggregate', 'overage', 'invoice', 'stripe-sync', 'dunning']) {
+    for (const stage of ['aggregate', 'overage', 'invoice', 'stripe-sync', 'dunning', 'webhooks']) {
       // A stage line is the name then a column gap; the progress bar's label has one space.
       const lines = r.out.split('\n').filter((l) => new RegExp(`(^|\\s)${stage} {2,}\\S`).test(l));
       expect(lines, `${stage} in:\n${r.out}`).toHaveLength(1);

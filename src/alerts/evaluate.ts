@@ -8,9 +8,10 @@ import { loadTenantTerms } from '../rate/tenant-terms.js';
 import type { Db } from '../storage/db.js';
 import { rowsWritten, withTx } from '../storage/sql.js';
 import { prepaidCredit } from '../subscriptions/credits.js';
-import { alertRuleFromRow, describeRule, type AlertFiring, type AlertRule } from './rules.js';
+import { alertRuleFromRow, describeRule, firingToJson, type AlertFiring, type AlertRule } from './rules.js';
+import { emitEvent } from '../webhooks/events.js';
 
-/** Called in the firing's own transaction (the outgoing `alert.triggered` event goes there). */
+/** Called in the firing's own transaction, after its outgoing event is written. */
 export type OnFired = (trx: Knex.Transaction, firing: AlertFiring) => Promise<void>;
 
 interface Measured {
@@ -138,6 +139,8 @@ export async function evaluateAlerts(db: Db, opts: { now: Instant; tenantId?: st
           [f.tenantId, f.ruleId, f.periodStart, f.periodEnd, f.firedAt, f.value, f.threshold, f.currency],
         );
         if (rowsWritten(db, res) === 0) continue; // another run fired it first
+        // A low prepaid balance is its own event type; every other rule is alert.triggered.
+        await emitEvent(trx, { type: f.kind === 'credit_below' ? 'credit.low' : 'alert.triggered', tenantId, data: firingToJson(f), at: opts.now });
         await opts.onFired?.(trx, f);
         fired.push(f);
       }

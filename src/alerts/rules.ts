@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { dec, decStr } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
-import type { Instant } from '../domain/period.js';
+import { toIso, type Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
@@ -137,6 +137,22 @@ export interface AlertFiring {
   value: string;
   threshold: string;
   currency: string | null;
+}
+
+/** A firing as `alert list --fired --json`, `aggregate --json` and the alert.triggered / credit.low events show it. */
+export function firingToJson(f: AlertFiring) {
+  return {
+    tenant: f.tenantId,
+    rule: f.ruleId,
+    feature: f.featureKey,
+    kind: f.kind,
+    description: f.description,
+    period: { start: toIso(f.periodStart), end: toIso(f.periodEnd) },
+    fired: toIso(f.firedAt),
+    value: f.value,
+    threshold: f.threshold,
+    currency: f.currency,
+  };
 }
 
 /** `billing alert list --fired`: what fired, newest first. */

@@ -116,6 +116,16 @@ export const EXAMPLES: Record<string, string[]> = {
   'stripe webhook': ['billing stripe webhook event.json --signature "$STRIPE_SIGNATURE"'],
   'stripe events': ['billing stripe events'],
   'stripe dunning': ['billing stripe dunning', 'billing stripe dunning --tenant acme --now 2026-04-04T00:00:00Z'],
+  webhook: ['billing webhook add https://example.com/hooks --secret "$WEBHOOK_SECRET"', 'billing webhook deliveries --failed'],
+  'webhook add': [
+    'billing webhook add https://example.com/hooks --secret "$WEBHOOK_SECRET"',
+    'billing webhook add https://example.com/billing --secret "$WEBHOOK_SECRET" --events invoice.paid,invoice.payment_failed',
+  ],
+  'webhook list': ['billing webhook list', 'billing webhook list --json'],
+  'webhook remove': ['billing webhook remove we_0123456789abcdef'],
+  'webhook deliveries': ['billing webhook deliveries', 'billing webhook deliveries --failed --json'],
+  'webhook redeliver': ['billing webhook redeliver whd_0123456789abcdef01234567'],
+  'webhook deliver': ['billing webhook deliver'],
   completion: [
     'source <(billing completion bash)',
     'billing completion zsh > "${fpath[1]}/_billing"',

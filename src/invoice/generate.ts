@@ -18,7 +18,8 @@ import { dec } from '../domain/decimal.js';
 import { takeInvoiceNumber } from './numbering.js';
 import { insertLines, invoiceRow } from './repository.js';
 import { inRolledBackTx, isUniqueViolation } from './tx.js';
-import { summarize, type BillingReason, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
+import { invoiceToJson, summarize, type BillingReason, type Invoice, type InvoiceLine, type InvoiceSummary } from './types.js';
+import { emitEvent } from '../webhooks/events.js';
 
 export const DEFAULT_DUE_DAYS = 7;
 /** The id and number a dry run shows for an invoice it would create (text and JSON alike). */
@@ -177,6 +178,11 @@ async function createInvoice(
         action: 'create',
         after: summarize(invoice),
       });
+      await emitEvent(trx, { type: 'invoice.created', tenantId: sub.tenantId, data: invoiceToJson(invoice), at: opts.now });
+      if (reason === 'threshold') {
+        const data = { threshold: composed.plan!.spendThreshold, unbilled: composed.totals.subtotal, invoice: invoiceToJson(invoice) };
+        await emitEvent(trx, { type: 'threshold.invoiced', tenantId: sub.tenantId, data, at: opts.now });
+      }
       if (!opts.finalize) return invoice;
       const open = { ...invoice, status: 'open' as const, finalizedAt: opts.now };
       await trx('invoices').where({ tenant_id: sub.tenantId, id: head.id }).update({ status: 'open', finalized_at: opts.now, updated_at: opts.now });
@@ -190,6 +196,7 @@ async function createInvoice(
         before: { status: 'draft' },
         after: { status: 'open', number, total: head.total },
       });
+      await emitEvent(trx, { type: 'invoice.finalized', tenantId: sub.tenantId, data: invoiceToJson(open), at: opts.now });
       return open;
     });
   } catch (e) {

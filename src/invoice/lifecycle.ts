@@ -5,7 +5,11 @@ import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
 import { checkDueDays } from './generate.js';
 import { findInvoice } from './repository.js';
-import type { Invoice, InvoiceStatus } from './types.js';
+import { invoiceToJson, type Invoice, type InvoiceStatus } from './types.js';
+import { emitEvent, type EventType } from '../webhooks/events.js';
+
+/** Transitions receivers are told about (DESIGN.md §15). */
+const EVENT_OF: Partial<Record<InvoiceStatus, EventType>> = { open: 'invoice.finalized', paid: 'invoice.paid' };
 
 const DAY_MS = 86_400_000;
 
@@ -50,6 +54,8 @@ async function transition(
       before: { status: inv.status },
       after: { status: to, number: inv.number, total: inv.total, ...cols },
     });
+    const type = EVENT_OF[to];
+    if (type) await emitEvent(trx, { type, tenantId: inv.tenantId, data: invoiceToJson(after), at: opts.now });
     return { invoice: after, changed: true };
   });
 }

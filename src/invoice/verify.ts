@@ -68,6 +68,7 @@ export async function verifyInvoices(db: Db): Promise<VerifyReport> {
     await checkUnitGrants(db, tenantId, out);
   }
   await checkNumbers(db, numbers, out);
+  await checkWebhookOutbox(db, out);
   return { ok: out.length === 0, invoices, lines, violations: out };
 }
 
@@ -620,6 +621,44 @@ async function checkUnitGrants(db: Db, tenantId: string, out: Violation[]): Prom
       out.push({ check: 'grants', message: `tenant ${tenantId}: unit grant ${id} gave ${sum.toFixed()} of ${g.quantity} ${g.feature_key}: more than its quantity` });
     }
   }
+}
+
+/**
+ * The webhook outbox: each stored body is the event it claims to be (a redelivery sends it
+ * as stored), every delivery has its event, and no invoice was announced as created twice.
+ */
+async function checkWebhookOutbox(db: Db, out: Violation[]): Promise<void> {
+  if (!(await db.knex.schema.hasTable('webhook_events'))) return;
+  const created = new Set<string>();
+  let after = '';
+  for (;;) {
+    const page = await db.knex('webhook_events').where('id', '>', after).orderBy('id').limit(1000).select('id', 'type', 'tenant_id', 'created_at', 'body');
+    if (page.length === 0) break;
+    for (const e of page) {
+      let body: any;
+      try {
+        body = JSON.parse(e.body);
+      } catch {
+        body = null;
+      }
+      if (!body || body.id !== e.id || body.type !== e.type || body.created !== Math.floor(Number(e.created_at) / 1000) || !('data' in body)) {
+        out.push({ check: 'webhooks', tenantId: e.tenant_id ?? undefined, message: `event ${e.id}: its stored body is not {id, type, created, data} of this event` });
+        continue;
+      }
+      if (e.type === 'invoice.created') {
+        const key = `${e.tenant_id}|${body.data?.id}`;
+        if (created.has(key)) out.push({ check: 'webhooks', tenantId: e.tenant_id ?? undefined, message: `invoice ${body.data?.number ?? body.data?.id}: invoice.created was written twice` });
+        created.add(key);
+      }
+    }
+    after = page[page.length - 1].id;
+  }
+  const orphans = await db.knex('webhook_deliveries as d')
+    .leftJoin('webhook_events as v', 'v.id', 'd.event_id')
+    .where((w) => w.whereNull('v.id').orWhereRaw('COALESCE(d.tenant_id, ?) <> COALESCE(v.tenant_id, ?)', ['', '']))
+    .select('d.id')
+    .limit(10);
+  for (const o of orphans) out.push({ check: 'webhooks', message: `delivery ${o.id}: its event is missing or belongs to another tenant` });
 }
 
 function numberOrder(n: string): number {

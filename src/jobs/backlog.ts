@@ -13,6 +13,8 @@ export interface Backlog {
   stripeOutbox: { pending: number; due: number; failed: number; dead: number; stalledDrafts: number } | null;
   /** Subscription periods that have ended without a (non-void) invoice. */
   invoicing: { periodsWaiting: number; oldestPeriodEnd: string | null } | null;
+  /** Webhook deliveries waiting (pending), due now, and given up on (failed: dead letters). */
+  webhooks: { pending: number; due: number; failed: number } | null;
 }
 
 async function invoicingBacklog(db: Db, now: number): Promise<Backlog['invoicing']> {
@@ -65,5 +67,6 @@ export async function backlog(db: Db, now: number): Promise<Backlog> {
     aggregation: await aggregationBacklog(db),
     invoicing: await invoicingBacklog(db, now),
     stripeOutbox: await stripeOutbox(db, now),
+    webhooks: (await db.knex.schema.hasTable('webhook_deliveries')) ? await (await import('../webhooks/deliver.js')).webhookBacklog(db, now) : null,
   };
 }

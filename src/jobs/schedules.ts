@@ -12,6 +12,8 @@ export const DEFAULT_SCHEDULES: Record<JobName, string> = {
   'stripe-sync': '30 0 * * *',
   'stripe-retry': '0 */6 * * *',
   dunning: '0 * * * *',
+  // Continuous delivery within cron's resolution: every minute.
+  webhooks: '* * * * *',
 };
 
 export interface DaemonConfig {

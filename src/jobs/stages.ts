@@ -8,11 +8,11 @@ import type { StripeConfig } from '../stripe/config.js';
  * never loads Stripe): cron and the CLI call the same function.
  */
 
-export const JOB_NAMES = ['aggregate', 'overage', 'invoice', 'stripe-sync', 'stripe-retry', 'dunning'] as const;
+export const JOB_NAMES = ['aggregate', 'overage', 'invoice', 'stripe-sync', 'stripe-retry', 'dunning', 'webhooks'] as const;
 export type JobName = (typeof JOB_NAMES)[number];
 
 /** What `billing run` runs by default; stripe-retry is the daemon's 6-hourly re-drive. */
-export const PIPELINE_JOBS: JobName[] = ['aggregate', 'overage', 'invoice', 'stripe-sync', 'dunning'];
+export const PIPELINE_JOBS: JobName[] = ['aggregate', 'overage', 'invoice', 'stripe-sync', 'dunning', 'webhooks'];
 
 export interface StageOptions {
   now: number;
@@ -116,6 +116,18 @@ export const STAGES: Stage[] = [
     },
     async attention(r: { errors: Array<{ tenantId: string; invoiceId: string; message: string }> }) {
       return r.errors.length ? `dunning: ${r.errors.length} error(s), e.g. ${r.errors[0].tenantId} ${r.errors[0].invoiceId}: ${r.errors[0].message}` : null;
+    },
+  },
+  {
+    // Last, so the events of this run's invoices and payments go out in it.
+    job: 'webhooks',
+    async run(db, o) {
+      const { deliverWebhooks } = await import('../webhooks/deliver.js');
+      const { errors: _errors, ...counts } = await deliverWebhooks(db, { now: o.now });
+      return counts;
+    },
+    async attention(r: { failed: number }) {
+      return r.failed > 0 ? `webhooks: ${r.failed} deliver(ies) failed for good (dead); see \`billing webhook deliveries --failed\`` : null;
     },
   },
 ];

@@ -34,6 +34,15 @@ export async function withTx<T>(db: Db, fn: (trx: Knex.Transaction) => Promise<T
   return db.tx((t) => fn(t.trx!));
 }
 
+/**
+ * Claim rows for this transaction, passing over rows another transaction is claiming
+ * (PostgreSQL: FOR UPDATE OF table SKIP LOCKED; SQLite: the transaction's write lock already
+ * keeps other claimers out).
+ */
+export function skipLocked<Q extends Knex.QueryBuilder>(db: Db, q: Q, table: string): Q {
+  return db.dialect === 'pg' ? (q.forUpdate(table).skipLocked() as Q) : q;
+}
+
 /** Lock the rows a select reads until the transaction ends (SQLite: withTx holds the database's write lock already). */
 export function forUpdate<Q extends Knex.QueryBuilder>(db: Db, q: Q): Q {
   return db.dialect === 'pg' ? (q.forUpdate() as Q) : q;

@@ -1,6 +1,9 @@
 import type { Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
+import { findInvoice } from '../invoice/repository.js';
+import { invoiceToJson } from '../invoice/types.js';
+import { emitEvent } from '../webhooks/events.js';
 
 /**
  * Dunning schedule (DESIGN.md §9): after a payment failure, retries at +0 h, +72 h and
@@ -37,5 +40,13 @@ export async function startDunning(
     action: 'dunning.started',
     after: { failedAt: input.failedAt, reason: input.reason, retriesAt: DUNNING_RETRY_OFFSETS_MS.map((o) => input.failedAt + o) },
   });
+  await paymentFailed(db, input.tenantId, input.invoiceId, opts.now);
   return true;
+}
+
+/** invoice.payment_failed, in the transaction that records the declined attempt. */
+export async function paymentFailed(db: Db, tenantId: string, invoiceId: string, at: Instant): Promise<void> {
+  const inv = await findInvoice(db.knex, invoiceId);
+  if (!inv || inv.tenantId !== tenantId) return;
+  await emitEvent(db.knex, { type: 'invoice.payment_failed', tenantId, data: invoiceToJson(inv), at });
 }

@@ -5,7 +5,7 @@ import type { Db } from '../storage/db.js';
 import { classifyStripeError, createStripeClient, type StripeClient } from './client.js';
 import type { StripeConfig } from './config.js';
 import { deliver, emptyDeliveryReport } from './deliver.js';
-import { DUNNING_RETRY_OFFSETS_MS } from './dunning-state.js';
+import { DUNNING_RETRY_OFFSETS_MS, paymentFailed } from './dunning-state.js';
 import { enqueueCreditNotes } from './enqueue.js';
 import { loadTenantInvoice, recordPaid, recordUncollectible } from './local.js';
 import { idempotencyKeys } from './mapper.js';
@@ -136,6 +136,7 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
   const message = failure ?? `payment attempt left Stripe invoice ${row.stripe_invoice_id} open`;
   await db.tx(async (t) => {
     const key = { tenant_id: row.tenant_id, invoice_id: row.invoice_id };
+    // Every declined retry is a payment failure; the event shows the invoice after this attempt's effects.
     if (retry >= DUNNING_RETRY_OFFSETS_MS.length) {
       await t.knex('stripe_dunning').where(key).update({ status: 'exhausted', retries_done: retry, next_attempt_at: null, last_error: message, updated_at: opts.now });
       await recordUncollectible(t, inv, opts);
@@ -148,11 +149,13 @@ async function retryPayment(ctx: Ctx, row: Record<string, any>, limit: <T>(fn: (
         payload: {},
       }], opts.now);
       await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.exhausted', after: { retries: retry, lastError: message } });
+      await paymentFailed(t, inv.tenantId, inv.id, opts.now);
       report.exhausted++;
     } else {
       const next = Number(row.started_at) + DUNNING_RETRY_OFFSETS_MS[retry];
       await t.knex('stripe_dunning').where(key).update({ retries_done: retry, next_attempt_at: next, last_error: message, updated_at: opts.now });
       await writeAudit(t.knex, { at: opts.now, actor: opts.actor, tenantId: inv.tenantId, entity: 'stripe', entityId: inv.id, action: 'dunning.retry_failed', after: { retry, nextAttemptAt: next, error: message } });
+      await paymentFailed(t, inv.tenantId, inv.id, opts.now);
       report.declined++;
     }
   });

@@ -7,6 +7,8 @@ import { addMonthsClamped, type Instant } from '../domain/period.js';
 import { writeAudit } from '../storage/audit.js';
 import type { Db } from '../storage/db.js';
 import { withTx } from '../storage/sql.js';
+import { emitEvent } from '../webhooks/events.js';
+import { grantToJson } from './json.js';
 
 /** What is left of one prepaid credit grant (one month's instance of a recurring one). */
 export interface CreditAvailable {
@@ -329,5 +331,6 @@ export async function recordCreditUses(
       at: opts.now, actor: opts.actor, tenantId, entity: 'credit_grant', entityId: g.id, action: 'depleted',
       after: { instance: u.instance, amount: g.amount, currency: g.currency, invoiceId },
     });
+    await emitEvent(trx, { type: 'credit.depleted', tenantId, data: { ...grantToJson(g), instance: u.instance, invoice: invoiceId }, at: opts.now });
   }
 }

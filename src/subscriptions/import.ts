@@ -7,7 +7,8 @@ import type { Db } from '../storage/db.js';
 import type { PlanVersion } from '../domain/catalog.js';
 import { auditRow } from '../storage/audit.js';
 import { bool } from '../storage/sql.js';
-import { newSegmentRow, newSubscription, newSubscriptionRow, subscriptionCreated } from './lifecycle.js';
+import { newSegmentRow, newSubscription, newSubscriptionRow, subscriptionChanged, subscriptionCreated } from './lifecycle.js';
+import { emitEvents, type NewEvent } from '../webhooks/events.js';
 import { tenantFromRow, type Tenant } from './repository.js';
 import { checkCurrency, checkTenantId, newTenant, tenantCreated } from './tenants.js';
 import { checkTaxRate, taxRateRow, type TaxRate } from './taxes.js';
@@ -174,7 +175,7 @@ export async function importTenants(
         }
       }
       // Every row is checked in memory; new tenants are written in bulk.
-      const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], taxes: [] as object[], quotas: [] as object[], audit: [] as object[] };
+      const fresh = { tenants: [] as object[], subscriptions: [] as object[], segments: [] as object[], taxes: [] as object[], quotas: [] as object[], audit: [] as object[], events: [] as NewEvent[] };
       const features = new Map((await tx.knex('features').select('key', 'type')).map((f) => [f.key as string, f.type as string]));
       const reject = (row: Row, e: unknown) => {
         if (!(e instanceof BillingError || e instanceof RowError)) throw e;
@@ -211,6 +212,7 @@ export async function importTenants(
             fresh.subscriptions.push(newSubscriptionRow(sub, opts.now));
             fresh.segments.push(newSegmentRow(segment, opts.now));
             fresh.audit.push(auditRow(subscriptionCreated(sub, segment, opts)));
+            fresh.events.push(subscriptionChanged('create', sub, [segment], opts.now));
             result.subscribed++;
           }
         } catch (e) {
@@ -220,6 +222,7 @@ export async function importTenants(
       for (const [table, list] of [['tenants', fresh.tenants], ['subscriptions', fresh.subscriptions], ['subscription_segments', fresh.segments], ['tenant_tax_rates', fresh.taxes], ['quota_overrides', fresh.quotas], ['audit_log', fresh.audit]] as const) {
         for (let i = 0; i < list.length; i += CHUNK) await tx.knex(table).insert(list.slice(i, i + CHUNK));
       }
+      await emitEvents(tx.knex, fresh.events);
       if (opts.dryRun) throw rollback;
     });
   } catch (e) {

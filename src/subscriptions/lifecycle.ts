@@ -16,6 +16,18 @@ import {
   type SubscriptionStatus,
 } from './repository.js';
 import { segmentAt } from './timeline.js';
+import { emitEvent, type NewEvent } from '../webhooks/events.js';
+import { segmentJson, subscriptionJson } from './json.js';
+
+/** subscription.changed (DESIGN.md §15): what happened, the subscription and its plan segments as --json shows them. */
+export function subscriptionChanged(action: 'create' | 'change' | 'cancel', sub: Subscription, segments: Segment[], at: Instant, effectiveAt?: Instant): NewEvent {
+  return {
+    type: 'subscription.changed',
+    tenantId: sub.tenantId,
+    data: { action, subscription: subscriptionJson(sub), segments: segments.map(segmentJson), ...(effectiveAt === undefined ? {} : { effectiveAt: toIso(effectiveAt) }) },
+    at,
+  };
+}
 
 type Trx = Knex.Transaction;
 type Opts = { now: Instant; actor: string };
@@ -166,6 +178,7 @@ export async function subscribe(
     await trx('subscriptions').insert(newSubscriptionRow(sub, opts.now));
     await saveSegments(trx, sub, [], [segment], opts.now);
     await writeAudit(trx, subscriptionCreated(sub, segment, opts));
+    await emitEvent(trx, subscriptionChanged('create', sub, [segment], opts.now));
     return sub;
   });
 }
@@ -252,6 +265,7 @@ export async function changePlan(
       before: { subscription: sub, segments: before },
       after: { subscription: sub, segments: after, effectiveAt },
     });
+    await emitEvent(trx, subscriptionChanged('change', sub, after, opts.now, effectiveAt));
     return { subscription: sub, segments: after, effectiveAt, changed: true };
   });
 }
@@ -291,6 +305,7 @@ export async function cancelSubscription(
       before: { subscription: sub, segments: before },
       after: { subscription: updated, segments: after },
     });
+    await emitEvent(trx, subscriptionChanged('cancel', updated, after, opts.now));
     return updated;
   });
 }

@@ -28,20 +28,8 @@ function ruleToJson(r: AlertRule) {
   };
 }
 
-export function firingToJson(f: AlertFiring) {
-  return {
-    tenant: f.tenantId,
-    rule: f.ruleId,
-    feature: f.featureKey,
-    kind: f.kind,
-    description: f.description,
-    period: { start: toIso(f.periodStart), end: toIso(f.periodEnd) },
-    fired: toIso(f.firedAt),
-    value: f.value,
-    threshold: f.threshold,
-    currency: f.currency,
-  };
-}
+import { firingToJson } from '../../alerts/rules.js';
+export { firingToJson };
 
 /** One line per firing, as `billing aggregate` and `billing alert list --fired` print it. */
 export function firingLine(f: AlertFiring): string {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { toIso } from '../../domain/period.js';
 import { formatTable } from '../../format/table.js';
-import type { CreditGrant } from '../../subscriptions/credits.js';
+import { grantToJson } from '../../subscriptions/json.js';
 import { buildContext, withDb } from '../context.js';
 import { oneOf, optionalInstant, optionalWholeNumber } from '../options.js';
 import { printJson, printLine } from '../output.js';
@@ -12,23 +12,6 @@ interface GrantOptions {
   expires?: string;
   recurring?: string;
   name?: string;
-}
-
-function grantToJson(g: CreditGrant) {
-  return {
-    id: g.id,
-    tenant: g.tenantId,
-    name: g.name,
-    currency: g.currency,
-    amount: g.amount,
-    priority: g.priority,
-    effective: toIso(g.effectiveAt),
-    expires: g.expiresAt === null ? null : toIso(g.expiresAt),
-    recurring: g.recurring,
-    source: g.source,
-    createdAt: toIso(g.createdAt),
-    voidedAt: g.voidedAt === null ? null : toIso(g.voidedAt),
-  };
 }
 
 export function register(program: Command): void {

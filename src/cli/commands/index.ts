@@ -36,6 +36,7 @@ const commands: Record<string, () => Promise<{ register: Register }>> = {
   history: () => import('./history.js'),
   estimate: () => import('./estimate.js'),
   stripe: () => import('./stripe.js'),
+  webhook: () => import('./webhook.js'),
   serve: () => import('./serve.js'),
   completion: () => import('./completion.js'),
 };

@@ -7,7 +7,7 @@ import { formatTable } from '../../format/table.js';
 export function register(program: Command): void {
   program
     .command('run')
-    .description('run every batch stage in order (aggregate → overage → invoice → stripe sync → dunning), each under its job lock')
+    .description('run every batch stage in order (aggregate → overage → invoice → stripe sync → dunning → webhooks), each under its job lock')
     .option('--dry-run', 'show what the stages would do (invoices, Stripe calls) and change nothing')
     .option('--draft-invoices', 'leave generated invoices as drafts for review (Stripe sync only sends open ones)')
     .action(async (opts: { dryRun?: boolean; draftInvoices?: boolean }, cmd: Command) => {

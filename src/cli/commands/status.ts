@@ -7,8 +7,8 @@ import { formatTable } from '../../format/table.js';
 export function register(program: Command): void {
   program
     .command('status')
-    .description('last run of each job, next scheduled run, and what is waiting (events, invoices, Stripe outbox)')
-    .option('--strict', 'exit 3 when a job\'s last run failed, Stripe calls are failed or dead, an open invoice is stuck as a Stripe draft, or an ingest run is stale (for monitoring)')
+    .description('last run of each job, next scheduled run, and what is waiting (events, invoices, Stripe outbox, webhooks)')
+    .option('--strict', 'exit 3 when a job\'s last run failed, Stripe calls are failed or dead, an open invoice is stuck as a Stripe draft, webhook deliveries failed for good, or an ingest run is stale (for monitoring)')
     .action(async (opts: { strict?: boolean }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { getStatus } = await import('../../jobs/status.js');
@@ -45,6 +45,10 @@ export function register(program: Command): void {
           printLine(`stripe outbox: ${o.pending} pending (${o.due} due now), ${o.failed} failed, ${o.dead} dead`);
           if (o.stalledDrafts) printLine(`open invoices left as drafts at Stripe (not finalized): ${o.stalledDrafts}`);
         }
+        if (b.webhooks) {
+          const w = b.webhooks;
+          printLine(`webhook deliveries: ${w.pending} pending (${w.due} due now), ${w.failed} failed`);
+        }
         for (const r of report.ingestRuns) {
           printLine(
             r.stale
@@ -57,6 +61,7 @@ export function register(program: Command): void {
       const failing =
         report.jobs.some((j) => j.last?.status === 'failed') ||
         (o !== null && o.failed + o.dead + o.stalledDrafts > 0) ||
+        (report.backlog.webhooks?.failed ?? 0) > 0 ||
         report.ingestRuns.some((r) => r.stale);
       if (opts.strict && failing) process.exitCode = ExitCode.Partial;
     });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import type { Segment, Subscription } from '../../subscriptions/repository.js';
+import type { Segment } from '../../subscriptions/repository.js';
+import { segmentJson, subscriptionJson } from '../../subscriptions/json.js';
 import { BillingError } from '../../domain/errors.js';
 import { parseInstant, toIso } from '../../domain/period.js';
 import { buildContext, withDb } from '../context.js';
@@ -15,15 +16,6 @@ function parseAt(raw: string | undefined): 'now' | 'period-end' | number | undef
   return t;
 }
 
-const iso = (t: number | null) => (t === null ? null : toIso(t));
-
-function subscriptionJson(s: Subscription) {
-  return { ...s, anchorAt: iso(s.anchorAt), startedAt: iso(s.startedAt), trialEndsAt: iso(s.trialEndsAt), cancelAt: iso(s.cancelAt), canceledAt: iso(s.canceledAt) };
-}
-
-function segmentJson(s: Segment) {
-  return { seq: s.seq, planKey: s.planKey, planVersion: s.planVersion, startsAt: iso(s.startsAt), endsAt: iso(s.endsAt) };
-}
 
 function segmentsTable(segments: Segment[]): string {
   return formatTable(
