@@ -20,8 +20,8 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
       expect(r.ingest).toMatchObject({ duplicates: 1, rejected: 3 });
       expect(r.ingest.inserted).toBe(r.ingest.read - 4);
       expect(r.invoices.map((i: { number: string }) => i.number)).toEqual(
-        ['INV-000001', 'INV-000002', 'INV-000003', 'INV-000004', 'INV-000005', 'INV-000006', 'INV-000007']);
-      expect(r.report.map((t: { tenantId: string }) => t.tenantId)).toEqual(['tnt_acme', 'tnt_globex', 'tnt_initech', 'tnt_umbrella']);
+        ['INV-000001', 'INV-000002', 'INV-000003', 'INV-000004', 'INV-000005', 'INV-000006', 'INV-000007', 'INV-000008', 'INV-000009']);
+      expect(r.report.map((t: { tenantId: string }) => t.tenantId)).toEqual(['tnt_acme', 'tnt_globex', 'tnt_initech', 'tnt_umbrella', 'tnt_wayne']);
       const denied = r.checks.find((c: { featureKey: string }) => c.featureKey === 'API_CALL');
       expect(denied.result).toMatchObject({ allowed: false, reason: 'limit_reached', hardStop: true });
 
@@ -33,14 +33,26 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
       // - tnt_umbrella, a 75.00 grant: INV-000006 29.65 and INV-000007 29.14 are paid by it
       //   (due 0.00), leaving 75.00 − 29.65 − 29.14 = 16.21.
       const totals = (i: Record<string, string>) => [i.number, i.subtotal, i.discountTotal, i.taxTotal, i.total, i.creditsApplied, i.amountDue];
-      expect(r.invoices.slice(3).map(totals)).toEqual([
+      expect(r.invoices.slice(3, 7).map(totals)).toEqual([
         ['INV-000004', '121.28', '12.13', '20.74', '129.89', '0.00', '129.89'],
         ['INV-000005', '119.84', '11.98', '20.49', '128.35', '0.00', '118.35'],
         ['INV-000006', '29.65', '0.00', '0.00', '29.65', '29.65', '0.00'],
         ['INV-000007', '29.14', '0.00', '0.00', '29.14', '29.14', '0.00'],
       ]);
       // The tenants without §13 terms pay their total.
-      for (const i of r.invoices.slice(0, 3)) expect([i.subtotal, i.amountDue]).toEqual([i.total, i.total]);
+      for (const i of [...r.invoices.slice(0, 3), ...r.invoices.slice(7)]) expect([i.subtotal, i.amountDue]).toEqual([i.total, i.total]);
+      // DESIGN.md §14–15 on tnt_wayne (platform plan), by hand. February: base 49.00; storage 40 GB
+      // all month + 30 GB from the 15th of 28 days = 55 GB-month, 45 beyond 10 × 0.25 = 11.25;
+      // payments at 2.9 % + 0.30 each: 3.78 + 1.6195 + 28.72 + 0.735 = 34.8545 → 34.85. Total 95.10.
+      // March, running: payments 72.80 + 9.29725 + 58.30 = 140.39725 → 140.40 and storage
+      // 70 + 20 × 27/31 = 87.419355 GB-month, 77.419355 × 0.25 → 19.35: 159.75 of usage reaches the
+      // 150.00 spend threshold, so March gets a threshold invoice now (the base fee waits for its end).
+      expect(r.invoices.slice(7).map((i: Record<string, string>) => [i.number, i.billingReason, i.total])).toEqual([
+        ['INV-000008', 'period', '95.10'],
+        ['INV-000009', 'threshold', '159.75'],
+      ]);
+      expect(r.webhooks.fired.map((f: { ruleId: string; tenantId: string }) => `${f.ruleId} ${f.tenantId}`)).toEqual(['al_demo_wayne tnt_wayne']);
+      expect(r.webhooks.received.map((w: { type: string; verified: boolean }) => `${w.type} ${w.verified}`)).toEqual(['alert.triggered true', 'threshold.invoiced true']);
       expect(r.commercial.creditNote).toMatchObject({ number: 'CN-000001', invoiceNumber: 'INV-000005', amount: '10.00', taxAmount: '1.60', dueReduction: '10.00', credited: '0.00' });
       expect(r.commercial.balances).toEqual([{ tenantId: 'tnt_umbrella', currency: 'USD', balance: '16.21' }]);
 
@@ -51,7 +63,7 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
         r.invoices.map((i: { total: string }) => i.total));
 
       const verify = await runCli(['verify'], { cwd, db: 'sqlite:./billing-demo.db' });
-      expect(verify.stdout).toMatch(/^ok: 7 invoice\(s\)/);
+      expect(verify.stdout).toMatch(/^ok: 9 invoice\(s\)/);
       expect(verify.code).toBe(0);
       // The same numbers through the commands the walk-through points at.
       const at = { cwd, db: 'sqlite:./billing-demo.db', now: '2026-03-20T12:00:00Z' };
@@ -69,13 +81,13 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
     try {
       const r = await runCli(['demo'], { cwd });
       expect(r.code).toBe(0);
-      for (const step of ['catalog apply', 'discount add', 'tax set', 'credit grant', 'ingest', 'aggregate', 'overage', 'invoice generate', 'credit-note create', 'invoice show', 'credit balance', 'report', 'check']) {
+      for (const step of ['catalog apply', 'discount add', 'tax set', 'credit grant', 'webhook add', 'alert add', 'ingest', 'aggregate', 'overage', 'invoice generate', 'credit-note create', 'invoice show', 'credit balance', 'webhook deliver', 'report', 'check']) {
         expect(r.stdout).toContain(`$ billing ${step}`);
       }
       expect(r.stdout).toMatch(/tnt_umbrella .*quota OCR_SCAN: 100 included at 0.05/);
       // The §13 steps, as README's walk-through quotes them (numbers worked out in the test above).
       const block = (from: string, to: string) => r.stdout.slice(r.stdout.indexOf(from), r.stdout.indexOf(to)).trimEnd().split('\n');
-      expect(block('$ billing discount add', '$ billing ingest')).toEqual([
+      expect(block('$ billing discount add', '$ billing webhook add')).toEqual([
         '$ billing discount add tnt_globex --percent 10 --duration repeating --periods 3',
         '  dsc_demo_launch: 10% off its next 3 invoices',
         '',
@@ -87,7 +99,7 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
       ]);
       expect(r.stdout).toContain('  INV-000005  tnt_globex    2026-01-31 → 2026-02-28  USD total  128.35  due  128.35  (8 lines)\n');
       expect(r.stdout).toContain('  INV-000007  tnt_umbrella  2026-02-01 → 2026-03-01  USD total   29.14  due    0.00  (6 lines)\n');
-      expect(block('$ billing credit-note create', '$ billing report')).toEqual([
+      expect(block('$ billing credit-note create', '$ billing webhook deliver')).toEqual([
         '$ billing credit-note create INV-000005 --amount 10.00 --reason "API outage on 2026-02-10"',
         '  CN-000001  INV-000005  10.00 USD  amount due −10.00 (of which tax 1.60)',
         '',
@@ -121,9 +133,9 @@ describeEachDb('billing demo --db', (t) => {
     const { url } = t();
     const first = await runCli(['demo', '--json'], { db: url });
     expect(first.code).toBe(0);
-    expect(JSON.parse(first.stdout).invoices).toHaveLength(7);
+    expect(JSON.parse(first.stdout).invoices).toHaveLength(9);
     const verify = await runCli(['verify'], { db: url });
-    expect([verify.code, verify.stdout]).toEqual([0, expect.stringMatching(/^ok: 7 invoice\(s\)/)]);
+    expect([verify.code, verify.stdout]).toEqual([0, expect.stringMatching(/^ok: 9 invoice\(s\)/)]);
     const again = await runCli(['demo'], { db: url });
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/already has tenants/);

@@ -28,6 +28,9 @@ export function printDemo(r: DemoResult, opts: { /** Printed: pass the redacted 
     `billing check tnt_acme API_CALL --quantity 500 --json`,
     `billing check tnt_umbrella OCR_SCAN --json`,
     `billing estimate tnt_globex`,
+    `billing invoice list --tenant tnt_wayne`,
+    `billing alert list --fired`,
+    `billing webhook deliveries`,
     `billing verify`,
   ]) out(`  npx ${c} ${flags}`);
 }

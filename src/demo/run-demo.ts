@@ -21,6 +21,13 @@ import { setTenantTax } from '../subscriptions/taxes.js';
 import { creditBalance, grantCredit } from '../subscriptions/credits.js';
 import { createCreditNote, type CreditNote } from '../invoice/credit-notes.js';
 import type { Discount } from '../domain/discount.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { addAlertRule, describeRule, type AlertFiring } from '../alerts/rules.js';
+import { evaluateAlerts } from '../alerts/evaluate.js';
+import { addEndpoint } from '../webhooks/endpoints.js';
+import { deliverWebhooks } from '../webhooks/deliver.js';
+import { verifyWebhook } from '../webhooks/signature.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 // Works from src/ (tests) and dist/src/ (installed): seeds/ and fixtures/ sit at the package root.
@@ -45,6 +52,8 @@ interface DemoTenant {
   discounts?: Array<{ id: string; percent: string; duration: 'once' | 'repeating' | 'forever'; periods?: number }>;
   taxes?: Array<{ name: string; rate: string }>;
   credits?: Array<{ id: string; amount: string; name: string }>;
+  /** DESIGN.md §15 alert rules on the tenant. */
+  alerts?: Array<{ feature: string; usagePercent: string }>;
 }
 
 export interface DemoSeeds {
@@ -52,6 +61,8 @@ export interface DemoSeeds {
   tenants: DemoTenant[];
   /** Issued after invoicing, on the tenant's latest invoice. */
   creditNote: { tenant: string; amount: string; reason: string };
+  /** The outgoing webhook endpoint the demo registers: a receiver it starts itself, taking these event types. */
+  webhook: { url: string; events: string };
 }
 
 export function loadDemoSeeds(): DemoSeeds {
@@ -81,6 +92,12 @@ export interface DemoCommercial {
   balances: Array<{ tenantId: string; currency: string; balance: string }>;
 }
 
+/** What the demo's own webhook receiver got: each event's type, id and whether its signature verified. */
+export interface DemoWebhooks {
+  fired: AlertFiring[];
+  received: Array<{ type: string; verified: boolean; data: unknown }>;
+}
+
 export interface DemoResult {
   catalogChanges: number;
   tenants: DemoTenant[];
@@ -91,6 +108,7 @@ export interface DemoResult {
   report: TenantReport[];
   checks: DemoChecks[];
   commercial: DemoCommercial;
+  webhooks: DemoWebhooks;
 }
 
 export type DemoStep = (title: string, detail: string[]) => void;
@@ -152,6 +170,58 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
     }
   }
 
+  // Alerts and outgoing webhooks (DESIGN.md §15): a local receiver the demo starts and stops itself.
+  const receiver = await startReceiver();
+  try {
+    const endpoint = await addEndpoint(db, { url: receiver.url, secret: DEMO_WEBHOOK_SECRET, events: seeds.webhook.events }, { now, actor });
+    step(`webhook add http://127.0.0.1:PORT/billing-events --secret *** --events ${seeds.webhook.events}`, [`${endpoint.id}: a receiver the demo runs itself`]);
+    for (const t of seeds.tenants) {
+      for (const a of t.alerts ?? []) {
+        const rule = await addAlertRule(db, { tenantId: t.id, featureKey: a.feature, kind: 'usage_percent', threshold: a.usagePercent }, { now, actor, id: `al_demo_${t.id.replace(/^tnt_/, '')}` });
+        step(`alert add ${t.id} ${a.feature} --usage-percent ${a.usagePercent}`, [`${rule.id}: ${describeRule(rule)}`]);
+      }
+    }
+    return await pipeline(db, seeds, opts, { discounts, taxes, grants }, receiver, applied.changes.length);
+  } finally {
+    await receiver.close();
+  }
+}
+
+const DEMO_WEBHOOK_SECRET = 'whsec_demo_receiver_key';
+
+interface Receiver {
+  url: string;
+  received: Array<{ body: string; signature: string | undefined }>;
+  close(): Promise<void>;
+}
+
+/** A webhook receiver on a free local port, keeping what it is sent. */
+async function startReceiver(): Promise<Receiver> {
+  const received: Receiver['received'] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ body: Buffer.concat(chunks).toString('utf8'), signature: req.headers['billing-signature'] as string | undefined });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}/billing-events`, received, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+async function pipeline(
+  db: Db,
+  seeds: DemoSeeds,
+  opts: { now: Instant; actor: string; onStep?: DemoStep },
+  terms: Pick<DemoCommercial, 'discounts' | 'taxes' | 'grants'>,
+  receiver: Receiver,
+  catalogChanges: number,
+): Promise<DemoResult> {
+  const step = opts.onStep ?? (() => {});
+  const { now, actor } = opts;
+  const { discounts, taxes, grants } = terms;
   const started = Date.now();
   const inputs = ['fixtures/demo/usage.csv', 'fixtures/demo/photo-service.ndjson'].map((f) => {
     const input = fileInput(packagePath(f));
@@ -164,7 +234,8 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
   ]);
 
   const agg = await runAggregate(db, { now });
-  step('aggregate', [`${agg.groups} usage summaries from ${agg.events} events`]);
+  const fired = await evaluateAlerts(db, { now });
+  step('aggregate', [`${agg.groups} usage summaries from ${agg.events} events`, ...fired.map((f) => `alert ${f.ruleId} fired for ${f.tenantId}: ${f.description} (now ${f.value}%)`)]);
 
   const rated = await runOverage(db, { now });
   step('overage', [`${rated.rated} charges rated`]);
@@ -175,7 +246,7 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
     'invoice generate --finalize',
     issued.map(
       (i) =>
-        `${i.number}  ${i.tenantId.padEnd(13)} ${new Date(i.period.start).toISOString().slice(0, 10)} → ${new Date(i.period.end).toISOString().slice(0, 10)}  ${i.currency} total ${i.total.padStart(7)}  due ${i.amountDue.padStart(7)}  (${i.lines.length} lines)`,
+        `${i.number}  ${i.tenantId.padEnd(13)} ${new Date(i.period.start).toISOString().slice(0, 10)} → ${new Date(i.period.end).toISOString().slice(0, 10)}  ${i.currency} total ${i.total.padStart(7)}  due ${i.amountDue.padStart(7)}  (${i.lines.length} lines${i.billingReason === 'threshold' ? ', threshold invoice: usage so far' : ''})`,
     ).concat(generated.created.length === issued.length ? [] : [`(${generated.created.length} created this run)`]),
   );
 
@@ -199,6 +270,19 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
     step(`credit balance ${tenantId}`, left.map((b) => `${tenantId}: ${b.balance} ${b.currency} left`));
   }
 
+  const delivered = await deliverWebhooks(db, { now });
+  // Deliveries run concurrently: shown in type order so every run prints the same.
+  const received = receiver.received
+    .map((r) => {
+      const body = JSON.parse(r.body) as { type: string; data: unknown };
+      return { type: body.type, verified: verifyWebhook(r.body, r.signature, DEMO_WEBHOOK_SECRET, { now }), data: body.data };
+    })
+    .sort((a, b) => a.type.localeCompare(b.type));
+  step(
+    'webhook deliver',
+    [`${delivered.delivered} delivered, ${delivered.retryLater} to retry`, ...received.map((r) => `receiver got ${r.type}, signature ${r.verified ? 'verified' : 'INVALID'}`)],
+  );
+
   const report = await buildReport(db, { now, period: 'current' });
 
   const checks: DemoChecks[] = [];
@@ -207,12 +291,13 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
     ['tnt_acme', 'API_CALL', '20000'],
     ['tnt_acme', 'PREMIUM_VOICE', '1'],
     ['tnt_globex', 'PREMIUM_VOICE', '1'],
+    ['tnt_wayne', 'API_CALL', '100'],
   ] as const) {
     checks.push({ tenantId, featureKey, quantity, result: await checkEntitlement(db, { tenantId, featureKey, quantity }, { now }) });
   }
 
   return {
-    catalogChanges: applied.changes.length,
+    catalogChanges,
     tenants: seeds.tenants,
     ingest: summary,
     aggregated: { groups: agg.groups, events: agg.events },
@@ -221,5 +306,6 @@ export async function runDemo(db: Db, opts: { now: Instant; actor: string; onSte
     report,
     checks,
     commercial: { discounts, taxes, grants, creditNote: note, balances },
+    webhooks: { fired, received },
   };
 }
