@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { Feature } from '../domain/catalog.js';
 import type { Db } from '../storage/db.js';
-import { preparedRaw } from '../storage/sql.js';
+import { jsonField, preparedRaw } from '../storage/sql.js';
+import { QUANTITY_SCALE } from '../domain/quantity.js';
 import { summaryPlusNewSql, wholeWindowSql } from './usage-read.js';
 import { literalGroupsSource, readUsage, usageSelects, type GroupRow } from './usage-sql.js';
 import { billingPeriodOf, usageValue } from './value.js';
@@ -359,4 +360,35 @@ export async function eventAmounts(q: Knex | Knex.Transaction, tenantId: string,
     .orderBy([{ column: 'occurred_at' }, { column: 'seq' }])
     .select(q.raw('CAST(quantity AS TEXT) AS quantity'));
   return rows.map((r: { quantity: string }) => String(r.quantity));
+}
+
+/**
+ * The one reader of usage by dimension value (DESIGN.md §14 prices by dimension): a tenant's
+ * usage of a feature in [start, end) per value of the metadata field `dimension`, micro-units
+ * as text; events without the field count under '*'. One range of the (tenant_id,
+ * feature_key, occurred_at) index grouped by the value; summaries stay per feature (their
+ * total is the values' sum). Only sum and count features are priced by dimension.
+ */
+export async function dimensionUsage(
+  db: Db,
+  tenantId: string,
+  feature: Feature,
+  dimension: string,
+  window: EventRange,
+  q: Knex | Knex.Transaction = db.knex,
+): Promise<Map<string, string>> {
+  const value = jsonField(db, 'metadata', dimension);
+  const quantity = feature.aggregation === 'count' ? `COUNT(*) * ${10 ** QUANTITY_SCALE}` : 'SUM(quantity)';
+  const rows = await q('usage_events')
+    .where({ tenant_id: tenantId, feature_key: feature.key })
+    .where('occurred_at', '>=', window.start)
+    .where('occurred_at', '<', window.end)
+    .groupBy(value)
+    .select(q.raw('? AS value', [value]), q.raw(`CAST(${quantity} AS TEXT) AS quantity`));
+  const out = new Map<string, string>();
+  for (const r of rows as Array<{ value: unknown; quantity: string }>) {
+    const v = r.value === null || r.value === undefined || r.value === '' ? '*' : String(r.value);
+    out.set(v, (BigInt(out.get(v) ?? '0') + BigInt(r.quantity)).toString());
+  }
+  return out;
 }

@@ -108,6 +108,8 @@ function planFeatureRow(planKey: string, version: number, pf: PlanFeature) {
     overage: pf.overage === null ? null : JSON.stringify(pf.overage),
     rollover_max: pf.rollover?.max ?? null,
     reset_every: pf.resetEvery ?? null,
+    dimension: pf.dimension ?? null,
+    prices: pf.prices ? JSON.stringify(pf.prices) : null,
   };
 }
 

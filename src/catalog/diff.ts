@@ -47,6 +47,8 @@ function diffPlanFeature(key: string, a: PlanFeature, b: PlanFeature): string[] 
   if (!sameDecimal(a.limit, b.limit)) out.push(`${at}.limit: ${show(a.limit)} → ${show(b.limit)}`);
   if (canonicalPricing(a.overage) !== canonicalPricing(b.overage)) out.push(`${at}.overage: ${show(a.overage)} → ${show(b.overage)}`);
   if (!sameDecimal(a.rollover?.max ?? null, b.rollover?.max ?? null)) out.push(`${at}.rollover.max: ${show(a.rollover?.max ?? null)} → ${show(b.rollover?.max ?? null)}`);
+  if ((a.dimension ?? null) !== (b.dimension ?? null)) out.push(`${at}.dimension: ${show(a.dimension ?? null)} → ${show(b.dimension ?? null)}`);
+  if (JSON.stringify(a.prices ?? null) !== JSON.stringify(b.prices ?? null)) out.push(`${at}.prices changed`);
   if ((a.resetEvery ?? null) !== (b.resetEvery ?? null)) out.push(`${at}.resetEvery: ${show(a.resetEvery ?? null)} → ${show(b.resetEvery ?? null)}`);
   return out;
 }

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Feature, PlanFeature, ResetEvery, PlanVersion, Pricing, QuotaOverride } from '../domain/catalog.js';
+import type { DimensionPrice, Feature, PlanFeature, ResetEvery, PlanVersion, Pricing, QuotaOverride } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { bool } from '../storage/sql.js';
 import type { CouponSpec, TaxRateSpec } from './validate.js';
@@ -38,6 +38,7 @@ function planFeatureFromRow(r: Record<string, any>): PlanFeature {
     overage: r.overage ? (JSON.parse(r.overage) as Pricing) : null,
     ...(r.rollover_max !== null && r.rollover_max !== undefined ? { rollover: { max: String(r.rollover_max) } } : {}),
     ...(r.reset_every ? { resetEvery: r.reset_every as ResetEvery } : {}),
+    ...(r.dimension ? { dimension: String(r.dimension), prices: JSON.parse(r.prices) as DimensionPrice[] } : {}),
   };
 }
 

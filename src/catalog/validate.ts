@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Aggregation, Feature, PercentTier, PlanFeature, PlanVersion, Pricing, ResetEvery, Tier } from '../domain/catalog.js';
+import type { Aggregation, DimensionPrice, Feature, PercentTier, PlanFeature, PlanVersion, Pricing, ResetEvery, Tier } from '../domain/catalog.js';
 import { dec } from '../domain/decimal.js';
 import { BillingError } from '../domain/errors.js';
 import { isKnownCurrency } from '../domain/money.js';
@@ -45,7 +45,7 @@ const PLAN_KEY = /^(?=.{1,64}$)[a-z0-9]+(-[a-z0-9]+)*$/;
 const PRICE = /^\d{1,18}(\.\d{1,12})?$/;
 const AGGREGATIONS: Aggregation[] = ['sum', 'count', 'max', 'min', 'last', 'unique', 'avg', 'weighted_sum'];
 const MAX_TRIAL_DAYS = 3650;
-const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage', 'rollover', 'resetEvery'];
+const METERED_TERMS = ['included', 'hardStop', 'limit', 'overage', 'rollover', 'resetEvery', 'dimension', 'prices'];
 const NOT_PRICE = 'must be a decimal string like "0.05"';
 const NOT_TIERS = 'must be a non-empty array of {upTo, unitPrice, flatPrice?}';
 const NOT_TRIAL = `must be a whole number of days from 0 to ${MAX_TRIAL_DAYS}`;
@@ -264,7 +264,9 @@ const feature = obj(
 
 // A feature's terms in a plan; which terms apply depends on the feature's type.
 type Terms = Omit<PlanFeature, 'featureKey'>;
-const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later, rollover: later, resetEvery: later });
+const terms = obj({ enabled: later, included: later, hardStop: later, limit: later, overage: later, rollover: later, resetEvery: later, dimension: later, prices: later });
+const priceEntry = obj({ match: later, included: later, hardStop: later, limit: later, overage: later });
+const NOT_PRICES = 'must be a non-empty array of { match, included, overage?, hardStop?, limit? } ending with match "*"';
 const rolloverSchema = obj({ max: later });
 
 const booleanTerms = (key: string) =>
@@ -276,7 +278,8 @@ const booleanTerms = (key: string) =>
     return { enabled, included: null, hardStop: false, limit: null, overage: null };
   });
 
-const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
+const meteredTerms: z.ZodType<Terms> = terms.transform((o: Obj, ctx): Terms => {
+    if (o.dimension !== undefined || o.prices !== undefined) return dimensionTerms(o, ctx);
     const enabled = sub(ctx, bool.optional(), o.enabled, ['enabled']) ?? true;
     let included: string | null | undefined;
     if ('included' in o) included = o.included === null ? null : sub(ctx, quantity, o.included, ['included']);
@@ -327,6 +330,43 @@ const meteredTerms = terms.transform((o: Obj, ctx): Terms => {
   };
 });
 
+/**
+ * Prices by dimension (DESIGN.md §14): `dimension` names a metadata field, `prices` holds one
+ * entry per value, each validated as a feature's own terms; the feature-level terms are unused.
+ */
+function dimensionTerms(o: Obj, ctx: Ctx): Terms {
+  const enabled = sub(ctx, bool.optional(), o.enabled, ['enabled']) ?? true;
+  if (o.dimension === undefined) issue(ctx, 'is required with prices (the metadata field whose value picks the price, e.g. "model")', ['dimension']);
+  const dimension = o.dimension === undefined ? undefined : sub(ctx, keyText, o.dimension, ['dimension']);
+  for (const k of ['included', 'hardStop', 'limit', 'overage']) {
+    if (k in o) issue(ctx, `cannot be combined with prices: each prices entry sets its own ${k}`, [k]);
+  }
+  if (o.rollover !== undefined) issue(ctx, 'cannot be combined with prices by dimension (not supported yet)', ['rollover']);
+  if (o.resetEvery !== undefined) issue(ctx, 'cannot be combined with prices by dimension (not supported yet)', ['resetEvery']);
+  const prices: DimensionPrice[] = [];
+  if (!Array.isArray(o.prices) || o.prices.length === 0) issue(ctx, NOT_PRICES, ['prices']);
+  else {
+    const seen = new Set<string>();
+    const list: unknown[] = o.prices;
+    list.forEach((e, i) => {
+      const entry = sub(ctx, priceEntry, e, ['prices', i]);
+      if (!entry) return;
+      const match = sub(ctx, anyText, entry.match, ['prices', i, 'match']);
+      if (match === undefined) return;
+      if (seen.has(match)) issue(ctx, `"${match}" is matched by an earlier entry`, ['prices', i, 'match']);
+      seen.add(match);
+      if (match === '*' && i !== list.length - 1) issue(ctx, 'must be the last entry ("*" prices every value not matched before)', ['prices', i, 'match']);
+      const { match: _m, ...rest } = entry;
+      const t = sub(ctx, meteredTerms, rest, ['prices', i]);
+      if (!t) return;
+      if (t.overage?.model === 'percentage') issue(ctx, 'cannot be percentage pricing with prices by dimension (not supported yet)', ['prices', i, 'overage', 'model']);
+      prices.push({ match, included: t.included, hardStop: t.hardStop, limit: t.limit, overage: t.overage });
+    });
+    if (!seen.has('*')) issue(ctx, 'needs a last entry with match "*" (the price of every other value, and of events without the field)', ['prices']);
+  }
+  return { enabled, included: null, hardStop: false, limit: null, overage: null, ...(dimension !== undefined ? { dimension } : {}), prices };
+}
+
 /** A plan; `features` are those it may reference: stored ones and those declared in the same file. */
 function planSchema(features: Map<string, Feature>) {
   const booleans = new Map<string, z.ZodType<Terms>>();
@@ -363,6 +403,10 @@ function planSchema(features: Map<string, Feature>) {
           // Percentage prices each event's amount: only a feature summing amounts has them.
           if (terms[fk].overage?.model === 'percentage' && feature.aggregation !== undefined && feature.aggregation !== 'sum') {
             issue(ctx, `percentage prices each event's amount: ${fk} aggregates "${feature.aggregation}", it needs "sum"`, [fk, 'overage', 'model']);
+          }
+          // Values are read by adding up their events: only additive sums and counts split by value.
+          if (terms[fk].dimension && feature.aggregation !== undefined && !['sum', 'count'].includes(feature.aggregation)) {
+            issue(ctx, `prices by dimension split ${fk}'s events by value: it aggregates "${feature.aggregation}", it needs "sum" or "count"`, [fk, 'dimension']);
           }
           // weighted_sum is a level averaged over the whole billing period: a window has no level of its own.
           if (terms[fk].resetEvery && feature.aggregation === 'weighted_sum') {

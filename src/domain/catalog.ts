@@ -64,6 +64,22 @@ export interface PlanFeature {
   rollover?: { max: string };
   /** DESIGN.md §14: included and limit apply per window of this length inside the period (rate/reset.ts). */
   resetEvery?: ResetEvery;
+  /**
+   * DESIGN.md §14 prices by dimension: the metadata field whose value picks the terms
+   * (rate/dimension.ts). The feature-level included/overage/hardStop/limit are then unused.
+   */
+  dimension?: string;
+  /** With `dimension`: one entry per value, first match wins, the last is `*` (any other value, or none). */
+  prices?: DimensionPrice[];
+}
+
+/** One value's terms of a feature priced by dimension; `match` '*' prices every other value. */
+export interface DimensionPrice {
+  match: string;
+  included: string | null;
+  hardStop: boolean;
+  limit: string | null;
+  overage: Pricing | null;
 }
 
 export type ResetEvery = 'day' | 'week' | 'month';

@@ -9,6 +9,7 @@ import { chargesEveryEvent, rateUsage, type RatedUsage } from './rate.js';
 import { drawnTotal, rateWindowed, windowedDraws } from './reset.js';
 import { drawGrants, withGrantDraws, type UnitGrant } from './grants.js';
 import { withCarried } from './rollover.js';
+import { ANY_VALUE, byDimension, rateByValue } from './dimension.js';
 
 /** Why a summary got a zero charge instead of being priced. */
 export type UnratedReason = 'no_subscription' | 'no_plan_segment' | 'plan_version_missing' | 'feature_not_in_plan';
@@ -66,6 +67,8 @@ export interface UsageDetail {
   carried?: string;
   /** A feature with reset windows: the usage of each window of the period, in order (rate/reset.ts). */
   windowsUsed?: readonly string[];
+  /** A feature priced by dimension: micro-units used per value (aggregate/usage.ts `dimensionUsage`). */
+  valuesUsed?: ReadonlyMap<string, string>;
 }
 export type ChargeDetail = UsageDetail;
 
@@ -106,7 +109,11 @@ export function rateCharge(
   const own = withCarried(pf, detail?.carried);
   const period = { start: key.periodStart, end: key.periodEnd };
   let r: RatedUsage;
-  if (pf.resetEvery && !chargesEveryEvent(pf)) {
+  if (byDimension(pf)) {
+    // Without per-value usage (a minimum-only charge, or not read), the total is one '*' value.
+    const micro = detail?.valuesUsed ?? new Map(usedMicro === null ? [] : [[ANY_VALUE, usedMicro]]);
+    r = rateByValue(pf, new Map([...micro].map(([v, m]) => [v, microToString(m)])), terms.plan.currency).total;
+  } else if (pf.resetEvery && !chargesEveryEvent(pf)) {
     // Without per-window usage (a minimum-only charge), the period is one window.
     const windowsUsed = detail?.windowsUsed ?? [used];
     const granted = drawnTotal(windowedDraws(grants, key.featureKey, period, pf, windowsUsed));

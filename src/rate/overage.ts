@@ -9,7 +9,8 @@ import { featureTerms, rateCharge, type RatedCharge, type UsageDetail } from './
 import { carriedUnits, rolloverSource } from './rollover.js';
 import { resetWindows } from './reset.js';
 import { chargesEveryEvent } from './rate.js';
-import { eventAmounts, resetWindowsUsage } from '../aggregate/usage.js';
+import { dimensionUsage, eventAmounts, resetWindowsUsage } from '../aggregate/usage.js';
+import { byDimension } from './dimension.js';
 import { rateMinimums } from './minimums.js';
 import { deleteCharges, upsertCharges, type ChargeId } from './repository.js';
 import { CatalogCache, loadTenantTerms, termsForPeriod, type TenantTerms } from './tenant-terms.js';
@@ -151,6 +152,13 @@ export async function runOverage(db: Db, opts: OverageOptions): Promise<OverageR
         // the charge: the window keeps the one it has.
         if (events.reduce((s, e) => s + BigInt(e), 0n) !== BigInt(r.quantity)) continue;
         detail.eventsMicro = events;
+      }
+      if (byDimension(pf) && features.has(r.feature_key)) {
+        // Prices by dimension: the window's usage per value; values that no longer add up to the
+        // summary (retention) cannot re-derive the charge either.
+        const values = await dimensionUsage(db, r.tenant_id, features.get(r.feature_key)!, pf.dimension, period);
+        if ([...values.values()].reduce((s, m) => s + BigInt(m), 0n) !== BigInt(r.quantity)) continue;
+        detail.valuesUsed = values;
       }
       // avg and weighted_sum store an accumulator (value.ts): rate the value, remember the accumulator.
       const window = { start: period.start, subscription: r.subscription_id === null ? null : sub };
