@@ -383,7 +383,8 @@ export async function dimensionUsage(
     .where({ tenant_id: tenantId, feature_key: feature.key })
     .where('occurred_at', '>=', window.start)
     .where('occurred_at', '<', window.end)
-    .groupBy(value)
+    // By position: PostgreSQL would not match the field's bound name in two places.
+    .groupByRaw('1')
     .select(q.raw('? AS value', [value]), q.raw(`CAST(${quantity} AS TEXT) AS quantity`));
   const out = new Map<string, string>();
   for (const r of rows as Array<{ value: unknown; quantity: string }>) {

@@ -10,7 +10,8 @@ import { effectiveStatus } from '../subscriptions/lifecycle.js';
 import { segmentAt, segmentAtPeriodEnd } from '../subscriptions/timeline.js';
 import type { Segment, Subscription } from '../subscriptions/repository.js';
 import { carriedUnits, previousPeriod, withCarried, type RolloverSource } from '../rate/rollover.js';
-import { resetWindowsUsage, usageOf, wholeWindowsUsage } from '../aggregate/usage.js';
+import { dimensionUsage, resetWindowsUsage, usageOf, wholeWindowsUsage } from '../aggregate/usage.js';
+import { byDimension, valueTerms } from '../rate/dimension.js';
 import { resetWindows, windowedDraws, windowsBillable } from '../rate/reset.js';
 import type { Window } from '../aggregate/windows.js';
 import { drawGrants, grantBalance, grantLive, grantOrder, type UnitGrant } from '../rate/grants.js';
@@ -41,6 +42,8 @@ export interface CheckResult {
   carried?: string;
   /** A feature with reset windows: the window the check counts usage in (ISO instants). */
   window?: { start: string; end: string };
+  /** A feature priced by dimension: the metadata field and the value checked (its entry's terms, its usage). */
+  dimension?: { field: string; value: string };
 }
 
 /** The reset window a check counts in, its usage, and what the period's earlier windows left billable. */
@@ -67,6 +70,8 @@ export interface CheckInput {
   featureKey: string;
   /** Units this request would use (default 1). */
   quantity?: string;
+  /** A feature priced by dimension (DESIGN.md §14): the value of its metadata field to check. */
+  dimension?: string;
 }
 
 /** A denial before any terms apply: nothing is available, so nothing remains. */
@@ -84,7 +89,7 @@ function parseRequested(raw: string | undefined): Decimal {
 
 type Resolved =
   | { denial: CheckResult }
-  | { feature: Feature; window: Window; terms: PlanFeature; windowsKey: string; grants: UnitGrant[]; rollover: RolloverSource | null };
+  | { feature: Feature; window: Window; terms: PlanFeature; windowsKey: string; grants: UnitGrant[]; rollover: RolloverSource | null; dimension?: { field: string; value: string } };
 
 /** The terms in force for this tenant and feature now, or the denial that precedes usage. */
 async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, input: CheckInput, now: Instant): Promise<Resolved> {
@@ -107,6 +112,15 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
     return { denial: { allowed: true, remaining: null, reason: 'within_plan', hardStop: false, used: '0', included: null, limit: null } };
   }
   const period = { start: window.start, end: window.end };
+  if (byDimension(terms)) {
+    // Each value is its own entitlement: its entry's terms on its own usage (no grants or rollover yet).
+    if (input.dimension === undefined) {
+      throw new BillingError('usage', `${feature.key} is priced by its events' "${terms.dimension}": say which value to check (--dimension VALUE, or "dimension" in the request)`);
+    }
+    const dimension = { field: terms.dimension, value: input.dimension };
+    return { feature, window, terms: valueTerms(terms, input.dimension), windowsKey: tenant.windowsKey, grants: [], rollover: null, dimension };
+  }
+  if (input.dimension !== undefined) throw new BillingError('usage', `${feature.key} is not priced by dimension: check it without a dimension value`);
   const grants = tenant.grants.filter((g) => g.featureKey === feature.key && grantLive(g, period) && grantBalance(g, period).gt(0)).sort(grantOrder);
   return { feature, window, terms, windowsKey: tenant.windowsKey, grants, rollover: await rolloverOf(gen, q, tenant, sub, period, feature.key, terms) };
 }
@@ -212,6 +226,17 @@ async function resetStateOf(db: Db, tenantId: string, r: { feature: Feature; win
   };
 }
 
+/** A feature priced by dimension: the value's usage of the window, from its events; else the feature's. */
+async function usedOf(db: Db, tenantId: string, r: { feature: Feature; window: Window; dimension?: { field: string; value: string } }, featureUsed: Decimal): Promise<Decimal> {
+  if (!r.dimension) return featureUsed;
+  const values = await dimensionUsage(db, tenantId, r.feature, r.dimension.field, r.window);
+  return microToDecimal(values.get(r.dimension.value) ?? '0');
+}
+
+function withDimension(c: CheckResult, r: { dimension?: { field: string; value: string } }): CheckResult {
+  return r.dimension ? { ...c, dimension: r.dimension } : c;
+}
+
 /** Past this many epoch changes during one check, answer from the last read (see below). */
 const MAX_ATTEMPTS = 3;
 
@@ -236,7 +261,8 @@ export async function checkEntitlement(
     const r = await resolveTerms(new TermsGeneration(null), opts.trx, input, opts.now);
     if ('denial' in r) return r.denial;
     const h = handleOn(db, opts.trx);
-    return decide(r, (await readUsed(h, input.tenantId, r)).used, requested, await carriedOf(h, input.tenantId, r), await resetStateOf(h, input.tenantId, r, opts.now));
+    const used = await usedOf(h, input.tenantId, r, (await readUsed(h, input.tenantId, r)).used);
+    return withDimension(decide(r, used, requested, await carriedOf(h, input.tenantId, r), await resetStateOf(h, input.tenantId, r, opts.now)), r);
   }
   const cache = termsCache(db);
   for (let attempt = 1; ; attempt++) {
@@ -246,7 +272,9 @@ export async function checkEntitlement(
     // Terms changing under every attempt: the last answer is as good as any taken during
     // those changes, which a caller could not order against this check anyway.
     if (read.epoch === gen.epoch || attempt >= MAX_ATTEMPTS) {
-      return 'denial' in r ? r.denial : decide(r, read.used!, requested, await carriedOf(db, input.tenantId, r), await resetStateOf(db, input.tenantId, r, opts.now));
+      if ('denial' in r) return r.denial;
+      const used = await usedOf(db, input.tenantId, r, read.used!);
+      return withDimension(decide(r, used, requested, await carriedOf(db, input.tenantId, r), await resetStateOf(db, input.tenantId, r, opts.now)), r);
     }
     cache.advance(read.epoch);
   }

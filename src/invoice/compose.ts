@@ -10,14 +10,15 @@ import { dec } from '../domain/decimal.js';
 import type { Period } from '../domain/period.js';
 import { microToString } from '../domain/quantity.js';
 import { applyOverride } from '../catalog/repository.js';
-import { eventAmounts } from '../aggregate/usage.js';
+import { dimensionUsage, eventAmounts } from '../aggregate/usage.js';
+import { byDimension } from '../rate/dimension.js';
 import type { Subscription } from '../subscriptions/repository.js';
 import { billingPeriodOf, usageValue } from '../aggregate/value.js';
 import { loadDiscounts } from '../subscriptions/discounts.js';
 import { availableCredits } from '../subscriptions/credits.js';
 import { loadTenantTaxes } from '../subscriptions/taxes.js';
 import { versionKey } from '../rate/base-fee.js';
-import { periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage, type RatedPeriod } from '../rate/period.js';
+import { billedKey, periodsWithLateUsage, ratePeriod, type FeatureTerms, type InvoicedPeriod, type PeriodUsage, type RatedPeriod } from '../rate/period.js';
 import type { Billed } from '../rate/usage-lines.js';
 import { invoiceTotals, type InvoiceTotals } from '../rate/totals.js';
 import type { InvoiceLine, UsageDetails } from './types.js';
@@ -93,14 +94,15 @@ async function loadTenantState(
     .join('invoices as i', function () {
       this.on('i.tenant_id', 'l.tenant_id').andOn('i.id', 'l.invoice_id');
     })
-    .select('l.feature_key', 'l.period_start', 'l.amount', 'l.price_snapshot', 'l.details')
+    .select('l.feature_key', 'l.period_start', 'l.amount', 'l.price_snapshot', 'l.details', 'l.dimension_value')
     .where('l.tenant_id', tenantId)
     .whereNot('i.status', 'void')
     .whereIn('l.kind', USAGE_KINDS)
     .whereNotNull('l.feature_key')
     .orderByRaw('LENGTH(i.number), i.number, l.line_no');
   for (const l of lines) {
-    const key = `${l.feature_key}|${Number(l.period_start)}`;
+    // A feature priced by dimension is billed per value (DESIGN.md §14).
+    const key = billedKey(l.feature_key, Number(l.period_start), l.dimension_value ?? undefined);
     const prev = billed.get(key);
     const details = JSON.parse(l.details) as UsageDetails;
     billed.set(key, {
@@ -187,6 +189,28 @@ async function windowsOf(db: Db, t: TenantTerms, sub: Subscription, period: Peri
   return new Map(wanted.map((w, i) => [w.key, used[i].map(microToString)]));
 }
 
+/**
+ * Usage per value (aggregate/usage.ts `dimensionUsage`) of the features priced by dimension:
+ * of this period on its plan, and of earlier invoiced periods with late usage on the terms
+ * their invoices recorded.
+ */
+async function valuesOf(q: Q, db: Db, t: TenantTerms, sub: Subscription, period: Period, plan: PlanVersion | null, state: TenantState, features: Map<string, Feature>) {
+  const out = new Map<string, Map<string, string>>();
+  const want = async (featureKey: string, p: Period, pf: PlanFeature | null | undefined) => {
+    const feature = features.get(featureKey);
+    if (!feature || !byDimension(pf)) return;
+    const micro = await dimensionUsage(db, sub.tenantId, feature, pf.dimension, p, q);
+    out.set(`${featureKey}|${p.start}`, new Map([...micro].map(([v, m]) => [v, microToString(m)])));
+  };
+  for (const featureKey of Object.keys(plan?.features ?? {}).sort()) await want(featureKey, period, featureTerms(plan!, featureKey, t.overrides.get(featureKey)));
+  for (const inv of periodsWithLateUsage(state, sub.currency)) {
+    for (const featureKey of state.usage.get(inv.period.start)!.keys()) {
+      await want(featureKey, inv.period, inv.featureTerms ? inv.featureTerms[featureKey] : inv.plan ? featureTerms(inv.plan, featureKey, t.overrides.get(featureKey)) : null);
+    }
+  }
+  return out;
+}
+
 export interface ComposeInput {
   sub: Subscription;
   period: Period;
@@ -236,6 +260,7 @@ export async function composeInvoice(q: Q, cache: CatalogCache, input: ComposeIn
   }
   const features = await cache.allFeatures(q);
   state.windows = await windowsOf(input.db, t, sub, period, plan, state, features);
+  state.values = await valuesOf(q, input.db, t, sub, period, plan, state, features);
   state.events = await percentageEvents(q, sub.tenantId, state, plan, period, sub.currency, t);
 
   const discounts = await loadDiscounts(q, sub.tenantId, { exceptPeriod: period.start });

@@ -77,6 +77,7 @@ export function lineFromRow(r: Record<string, any>): InvoiceLine {
     planVersion: num(r.plan_version),
     priceSnapshot: json(r.price_snapshot),
     details: json(r.details),
+    ...(r.dimension_value !== null && r.dimension_value !== undefined ? { dimensionValue: String(r.dimension_value) } : {}),
   };
 }
 
@@ -211,6 +212,7 @@ export async function insertLines(trx: Knex.Transaction, invoiceId: string, line
     plan_version: l.planVersion,
     price_snapshot: l.priceSnapshot === null ? null : JSON.stringify(l.priceSnapshot),
     details: l.details === null ? null : JSON.stringify(l.details),
+    dimension_value: l.dimensionValue ?? null,
   }));
   for (let i = 0; i < rows.length; i += 200) await trx('invoice_lines').insert(rows.slice(i, i + 200));
 }

@@ -123,6 +123,8 @@ export interface RatedLine {
   planVersion: number | null;
   priceSnapshot: PlanFeature | { price: string; interval: string } | null;
   details: BaseFeeDetails | UsageDetails | DiscountDetails | CommitmentDetails | TaxDetails | CreditDetails | null;
+  /** A feature priced by dimension (DESIGN.md §14): the value this usage line bills; absent otherwise. */
+  dimensionValue?: string;
 }
 
 /**

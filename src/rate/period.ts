@@ -14,7 +14,8 @@ import { roundingLine } from './rounding.js';
 import { commitmentLine } from './commitment.js';
 import { creditLines, type CreditAvailable } from './credits.js';
 import { ownTax, ownTaxBase, taxLines, type TaxRate } from './taxes.js';
-import { usageLine, type Billed } from './usage-lines.js';
+import { usageLine, type Billed, type UsageLineInput } from './usage-lines.js';
+import { byDimension, sortedValues, valueTerms } from './dimension.js';
 import { chargesEveryEvent } from './rate.js';
 import { ZERO, dec } from '../domain/decimal.js';
 
@@ -75,6 +76,46 @@ export interface PeriodUsage {
   prior?: RatedLine[];
   /** period_start → feature → event amounts in time order (decimal strings), for percentage terms. */
   events?: Map<number, Map<string, string[]>>;
+  /** `${feature}|${period_start}` → value → used (decimal strings), for features priced by dimension. */
+  values?: Map<string, Map<string, string>>;
+}
+
+/** The key of what was billed for a feature and period (and value, for a feature priced by dimension). */
+export function billedKey(featureKey: string, start: number, value?: string): string {
+  return value === undefined ? `${featureKey}|${start}` : `${featureKey}|${start}|${value}`;
+}
+
+/**
+ * A feature priced by dimension: its usage per value for a period, or null when the values do
+ * not add up to its summary (retention deleted events, or they are not summarized yet): no line
+ * is written now and what was billed stands. Values billed before but used no more are listed at 0.
+ */
+function valuesFor(usage: PeriodUsage, start: number, featureKey: string, usedTotal: string): Map<string, string> | null {
+  const values = new Map(usage.values?.get(`${featureKey}|${start}`) ?? []);
+  const sum = [...values.values()].reduce((s, e) => s.plus(dec(e)), ZERO);
+  if (!sum.eq(dec(usedTotal))) return null;
+  const prefix = `${featureKey}|${start}|`;
+  for (const k of usage.billed.keys()) if (k.startsWith(prefix) && !values.has(k.slice(prefix.length))) values.set(k.slice(prefix.length), '0');
+  return values;
+}
+
+/** The usage lines of a feature priced by dimension for one period: one per value, each on its entry's terms. */
+function valueLines(
+  usage: PeriodUsage,
+  base: Omit<UsageLineInput, 'terms' | 'usedTotal' | 'billed' | 'value'>,
+  terms: PlanFeature,
+  usedTotal: string,
+): RatedLine[] {
+  const values = valuesFor(usage, base.period.start, base.feature.key, usedTotal);
+  if (values === null) return [];
+  const out: RatedLine[] = [];
+  for (const value of sortedValues(values.keys())) {
+    const billed = usage.billed.get(billedKey(base.feature.key, base.period.start, value)) ?? null;
+    // Late usage: a value billed before keeps the terms it was billed on.
+    const line = usageLine({ ...base, terms: base.context === 'late' && billed ? billed.snapshot : valueTerms(terms, value), usedTotal: values.get(value)!, billed, value });
+    if (line) out.push(line);
+  }
+  return out;
 }
 
 /**
@@ -123,6 +164,11 @@ export function ratePeriod(terms: PeriodRatingTerms, usage: PeriodUsage): RatedP
       // billable total, recorded with the invoice and found again by late usage. Percentage: neither.
       const carried = terms.carried?.get(featureKey);
       const planTerms = withCarried(termsOf(pv, featureKey, terms.overrides.get(featureKey))!, carried);
+      if (byDimension(planTerms)) {
+        featureTerms[featureKey] = planTerms;
+        lines.push(...valueLines(usage, { context: 'current', feature, currency: sub.currency, period, planKey: pv.planKey, planVersion: pv.version }, planTerms, usedTotal));
+        continue;
+      }
       const pct = chargesEveryEvent(planTerms);
       const windowsUsed = planTerms.resetEvery && !pct ? usage.windows?.get(`${featureKey}|${period.start}`) ?? [usedTotal] : null;
       const draws = pct
@@ -245,6 +291,13 @@ function lateUsageLines(terms: PeriodRatingTerms, usage: PeriodUsage): RatedLine
     for (const featureKey of [...usage.usage.get(start)!.keys()].sort()) {
       const feature = terms.features.get(featureKey);
       if (!feature) continue;
+      const usedNow = usage.usage.get(start)?.get(featureKey) ?? '0';
+      const recorded = inv.featureTerms ? inv.featureTerms[featureKey] ?? null : pv ? termsOf(pv, featureKey, terms.overrides.get(featureKey)) : null;
+      if (byDimension(recorded)) {
+        const base = { context: 'late' as const, feature, currency: terms.sub.currency, period: inv.period, planKey: pv?.planKey ?? null, planVersion: pv?.version ?? null };
+        out.push(...valueLines(usage, base, recorded, usedNow));
+        continue;
+      }
       const billed = usage.billed.get(`${featureKey}|${start}`) ?? null;
       // Rate on the terms the period was billed with; a feature without a line then, on the terms
       // its invoice recorded (none: the plan lacked it), else on today's terms at its period end.

@@ -31,6 +31,8 @@ export interface UsageLineInput {
   carried?: string;
   /** A feature with reset windows (`terms.resetEvery`): each window's usage and what grants cover (rate/reset.ts). */
   windows?: WindowedUsage;
+  /** A feature priced by dimension: the value this line bills (`terms` are its entry's; rate/dimension.ts). */
+  value?: string;
 }
 
 /** Amount a usage line must carry: due now − billed before; exact, since both are rounded. */
@@ -84,7 +86,7 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
   const used = dec(usedTotal);
   if (context === 'current' ? used.isZero() && amt.isZero() && !billed : amt.isZero()) return null;
 
-  const name = feature.name || feature.key;
+  const name = `${feature.name || feature.key}${input.value !== undefined ? ` (${input.value})` : ''}`;
   let kind: DraftLine['kind'];
   let description: string;
   let quantity: string;
@@ -141,5 +143,6 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     planVersion: input.planVersion,
     priceSnapshot: terms,
     details,
+    ...(input.value !== undefined ? { dimensionValue: input.value } : {}),
   };
 }

@@ -10,12 +10,13 @@ export function register(program: Command): void {
     .argument('<tenant>', 'tenant id')
     .argument('<feature>', 'feature key')
     .option('--quantity <n>', 'units the request would use', '1')
-    .action(async (tenantId: string, featureKey: string, opts: { quantity: string }, cmd: Command) => {
+    .option('--dimension <value>', "a feature priced by dimension: the value of its events' field to check (its own entitlement)")
+    .action(async (tenantId: string, featureKey: string, opts: { quantity: string; dimension?: string }, cmd: Command) => {
       const ctx = buildContext(cmd);
       const { checkEntitlement } = await import('../../entitlements/check.js');
       const { prepaidCredit } = await import('../../subscriptions/credits.js');
       const { r, credits } = await withDb(ctx, async (db) => {
-        const r = await checkEntitlement(db, { tenantId, featureKey, quantity: opts.quantity }, { now: ctx.now });
+        const r = await checkEntitlement(db, { tenantId, featureKey, quantity: opts.quantity, ...(opts.dimension !== undefined ? { dimension: opts.dimension } : {}) }, { now: ctx.now });
         // The JSON adds the prepaid balance (DESIGN.md §13) for callers that show it beside the verdict.
         return { r, credits: ctx.json ? await prepaidCredit(db.knex, tenantId, ctx.now) : null };
       });
@@ -27,7 +28,8 @@ export function register(program: Command): void {
         if (r.limit !== null) terms.push(`limit ${r.limit}`, `remaining ${r.remaining}`);
         else if (r.allowed) terms.push('unlimited');
         if (r.hardStop) terms.push('hard stop');
-        printLine(`${r.allowed ? 'allowed' : 'denied'}: ${tenantId} ${featureKey} x${opts.quantity}: ${r.reason.replace(/_/g, ' ')} (${terms.join(', ')})`);
+        const what = r.dimension ? `${featureKey} (${r.dimension.field} ${r.dimension.value})` : featureKey;
+        printLine(`${r.allowed ? 'allowed' : 'denied'}: ${tenantId} ${what} x${opts.quantity}: ${r.reason.replace(/_/g, ' ')} (${terms.join(', ')})`);
       }
       // 3 = denied (DESIGN.md §6), so `if billing check ...` fails closed.
       process.exitCode = r.allowed ? ExitCode.Ok : ExitCode.Partial;
