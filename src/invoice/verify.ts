@@ -1,5 +1,6 @@
 import type { Aggregation, PercentagePricing, PlanFeature } from '../domain/catalog.js';
-import { eventAmounts } from '../aggregate/usage.js';
+import { dimensionUsage, eventAmounts } from '../aggregate/usage.js';
+import { byDimension, valueTerms } from '../rate/dimension.js';
 import { Decimal, dec, isDecimalString } from '../domain/decimal.js';
 import { cashRoundingMinor, cashStepMinor, formatMoney, minorToMajor, roundMoney } from '../domain/money.js';
 import { toIso } from '../domain/period.js';
@@ -7,6 +8,7 @@ import { microToDecimal } from '../domain/quantity.js';
 import type { Db } from '../storage/db.js';
 import { billingPeriodOf, usageValue } from '../aggregate/value.js';
 import { listSubscriptions } from '../subscriptions/repository.js';
+import { loadFeature } from '../catalog/repository.js';
 import { prorate, prorationQuantity } from '../rate/base-fee.js';
 import { invoiceTotals } from '../rate/totals.js';
 import { discountAmount } from '../rate/discounts.js';
@@ -407,7 +409,8 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
     if (inv.status === 'void') continue;
     for (const line of inv.lines) {
       if (!USAGE_KINDS.includes(line.kind) || !line.featureKey) continue;
-      const key = `${line.featureKey}|${line.period.start}`;
+      // A feature priced by dimension is billed per value (DESIGN.md §14).
+      const key = `${line.featureKey}|${line.period.start}${line.dimensionValue !== undefined ? `|${line.dimensionValue}` : ''}`;
       groups.set(key, [...(groups.get(key) ?? []), { inv, line }]);
     }
   }
@@ -465,12 +468,14 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
         tenantId,
         invoice: latest.inv.number,
         line: latest.line.lineNo,
-        message: `${feature} for the period starting ${toIso(latest.line.period.start)}: ${billed.toFixed()} billed (${where}) but ${d.usedTotal} is rated at ${due}`,
+        message: `${latest.line.dimensionValue === undefined ? feature : `${feature} (${latest.line.dimensionValue})`} for the period starting ${toIso(latest.line.period.start)}: ${billed.toFixed()} billed (${where}) but ${d.usedTotal} is rated at ${due}`,
       });
     }
     // A gauge, a low-water mark or an average may legitimately be revised down.
     if (['last', 'min', 'avg'].includes(aggregation.get(feature) ?? '')) continue;
-    const recorded = summaries.get(key);
+    const value = latest.line.dimensionValue;
+    const recorded = value === undefined ? summaries.get(key) : await valueRecorded(db, tenantId, feature, d, value, latest.line.period, summaries.get(`${feature}|${latest.line.period.start}`));
+    const what = value === undefined ? feature : `${feature} (${value})`;
     const recordedUsed = recorded === undefined ? dec(0) : microToDecimal(recorded);
     if (dec(d.usedTotal).gt(recordedUsed)) {
       out.push({
@@ -478,10 +483,23 @@ async function checkUsageBilling(db: Db, tenantId: string, list: Invoice[], out:
         tenantId,
         invoice: latest.inv.number,
         line: latest.line.lineNo,
-        message: `${feature} for the period starting ${toIso(latest.line.period.start)} was billed on ${d.usedTotal} but only ${recordedUsed.toFixed()} is recorded`,
+        message: `${what} for the period starting ${toIso(latest.line.period.start)} was billed on ${d.usedTotal} but only ${recordedUsed.toFixed()} is recorded`,
       });
     }
   }
+}
+
+/**
+ * A value's recorded usage (micro-units) of a feature priced by dimension: its events' while
+ * the period's events per value add up to the summary, else (retention deleted them) the
+ * feature's summary, all a value can have used.
+ */
+async function valueRecorded(db: Db, tenantId: string, featureKey: string, d: UsageDetails, value: string, period: { start: number; end: number }, summary: string | undefined): Promise<string | undefined> {
+  const feature = await loadFeature(db.knex, featureKey);
+  if (!feature || !d.dimension || summary === undefined) return summary;
+  const values = await dimensionUsage(db, tenantId, feature, d.dimension, period);
+  if ([...values.values()].reduce((s, m) => s + BigInt(m), 0n) !== BigInt(summary)) return summary;
+  return values.get(value) ?? '0';
 }
 
 /** JSON with object keys sorted, so equal terms compare equal whatever order they were stored in. */
@@ -523,7 +541,12 @@ async function checkLateTerms(db: Db, tenantId: string, list: Invoice[], out: Vi
       const candidates = recorded.get(l.period.start);
       if (!candidates) continue;
       const snap = canonical(l.priceSnapshot);
-      if (candidates.some((t) => t[l.featureKey!] !== undefined && canonical(t[l.featureKey!]) === snap)) continue;
+      // A value of a feature priced by dimension: the terms of its entry in the recorded ones.
+      const termsOf = (t: Record<string, unknown>) => {
+        const pf = t[l.featureKey!] as PlanFeature | undefined;
+        return pf && l.dimensionValue !== undefined && byDimension(pf) ? valueTerms(pf, l.dimensionValue) : pf;
+      };
+      if (candidates.some((t) => termsOf(t) !== undefined && canonical(termsOf(t)) === snap)) continue;
       out.push({
         check: 'late_terms',
         tenantId,

@@ -50,6 +50,8 @@ export interface UsageDetails {
   windows?: string[];
   granted?: string;
   reason?: string;
+  /** Prices by dimension (DESIGN.md §14): the metadata field whose value (the line's dimensionValue) it bills. */
+  dimension?: string;
 }
 
 /** Discount line details: which discount, on what base, so `billing verify` can recompute it. */

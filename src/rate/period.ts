@@ -102,7 +102,7 @@ function valuesFor(usage: PeriodUsage, start: number, featureKey: string, usedTo
 /** The usage lines of a feature priced by dimension for one period: one per value, each on its entry's terms. */
 function valueLines(
   usage: PeriodUsage,
-  base: Omit<UsageLineInput, 'terms' | 'usedTotal' | 'billed' | 'value'>,
+  base: Omit<UsageLineInput, 'terms' | 'usedTotal' | 'billed' | 'value' | 'dimension'>,
   terms: PlanFeature,
   usedTotal: string,
 ): RatedLine[] {
@@ -112,7 +112,7 @@ function valueLines(
   for (const value of sortedValues(values.keys())) {
     const billed = usage.billed.get(billedKey(base.feature.key, base.period.start, value)) ?? null;
     // Late usage: a value billed before keeps the terms it was billed on.
-    const line = usageLine({ ...base, terms: base.context === 'late' && billed ? billed.snapshot : valueTerms(terms, value), usedTotal: values.get(value)!, billed, value });
+    const line = usageLine({ ...base, terms: base.context === 'late' && billed ? billed.snapshot : valueTerms(terms, value), usedTotal: values.get(value)!, billed, value, dimension: terms.dimension });
     if (line) out.push(line);
   }
   return out;

@@ -33,6 +33,8 @@ export interface UsageLineInput {
   windows?: WindowedUsage;
   /** A feature priced by dimension: the value this line bills (`terms` are its entry's; rate/dimension.ts). */
   value?: string;
+  /** With `value`: the metadata field it is a value of. */
+  dimension?: string;
 }
 
 /** Amount a usage line must carry: due now − billed before; exact, since both are rounded. */
@@ -128,6 +130,7 @@ export function usageLine(input: UsageLineInput): DraftLine | null {
     ...(input.carried !== undefined && dec(input.carried).gt(0) ? { carried: input.carried } : {}),
     ...(terms.resetEvery && input.windows ? { windows: [...input.windows.used], granted: input.windows.granted } : {}),
     ...(reason ? { reason } : {}),
+    ...(input.dimension !== undefined ? { dimension: input.dimension } : {}),
   };
   return {
     kind,
