@@ -35,7 +35,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     [
       '$.cost: unknown field (expected one of: features, plans, taxes, coupons)',
       'plans[0].colour: unknown field (expected one of: key, name, currency, price, interval, trialDays, minimumCommitment, spendThreshold, features)',
-      'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover, resetEvery)',
+      'plans[0].features.OCR_SCAN.extra: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover, resetEvery, dimension, prices)',
       'plans[0].features.OCR_SCAN.enabled: must be true or false',
       'plans[0].features.OCR_SCAN.overage.per: unknown field (expected one of: model, minimum, maximum, unitPrice)',
       'plans[0].features.OCR_SCAN.overage.unitPrice: must be a decimal string like "1" (prices are strings so no float ever touches money)',
@@ -110,7 +110,7 @@ const CASES: Array<[string, unknown, Map<string, Feature>, string[]]> = [
     { plans: [{ key: 'p', currency: 'USD', price: '1', interval: 'month', features: { VOICE: { limit: 1, enabled: 1, included: null, junk: 0 } } }] },
     STORED,
     [
-      'plans[0].features.VOICE.junk: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover, resetEvery)',
+      'plans[0].features.VOICE.junk: unknown field (expected one of: enabled, included, hardStop, limit, overage, rollover, resetEvery, dimension, prices)',
       'plans[0].features.VOICE.included: VOICE is a boolean feature: it takes only "enabled"',
       'plans[0].features.VOICE.limit: VOICE is a boolean feature: it takes only "enabled"',
       'plans[0].features.VOICE.enabled: must be true or false',

@@ -1,8 +1,9 @@
+import { byDimension } from './dimension.js';
 import type { Feature, PlanFeature, QuotaOverride } from '../domain/catalog.js';
 import { microToString } from '../domain/quantity.js';
 import type { Instant } from '../domain/period.js';
 import type { Db } from '../storage/db.js';
-import { eventAmounts, resetWindowsUsage, usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
+import { dimensionUsage, eventAmounts, resetWindowsUsage, usageByTenant, wholeWindowsUsage, type UsageByWindow } from '../aggregate/usage.js';
 import { chargesEveryEvent } from './rate.js';
 import { windowsKey, type Window } from '../aggregate/windows.js';
 import type { UnitGrant } from './grants.js';
@@ -125,6 +126,7 @@ export async function rateWindows(
     });
     const eventsMicro = await percentageEvents(db, tenantId, w, pt, usedMicro, t.overrides, context);
     for (const [key, events] of eventsMicro) details.set(key, { ...details.get(key), eventsMicro: events });
+    for (const [key, values] of await valuesUsed(db, tenantId, w, pt, usedMicro, features, context)) details.set(key, { ...details.get(key), valuesUsed: values });
     const charges = rateWindowCharges(tenantId, w, pt, usedMicro, features, t.overrides, now, t.grants, details);
     out.push({ tenantId, window: w, terms: pt, charges, usedMicro, details, eventsMicro });
   }
@@ -150,6 +152,30 @@ async function percentageEvents(
   for (const key of [...usedMicro.keys()].sort()) {
     const pf = featureTerms(terms.plan, key, overrides.get(key));
     if (pf && chargesEveryEvent(pf)) out.set(key, await eventAmounts(db.knex, tenantId, key, { start: w.start, end }));
+  }
+  return out;
+}
+
+/**
+ * Usage per value of a window's features priced by dimension with usage (up to `asOf` for an
+ * estimate), from the window's events (aggregate/usage.ts `dimensionUsage`).
+ */
+async function valuesUsed(
+  db: Db,
+  tenantId: string,
+  w: Window,
+  terms: PeriodTerms,
+  usedMicro: Map<string, string>,
+  features: Map<string, Feature>,
+  context: WindowContext,
+): Promise<Map<string, Map<string, string>>> {
+  const out = new Map<string, Map<string, string>>();
+  if (!terms.ok) return out;
+  const end = context.kind === 'estimate' ? Math.max(w.start, Math.min(w.end, context.asOf + 1)) : w.end;
+  for (const key of [...usedMicro.keys()].sort()) {
+    const pf = terms.plan.features[key];
+    const feature = features.get(key);
+    if (feature && byDimension(pf)) out.set(key, await dimensionUsage(db, tenantId, feature, pf.dimension, { start: w.start, end }));
   }
   return out;
 }

@@ -75,6 +75,9 @@ export async function windowInvoiceTotals(
       invoiced: new Map(),
       windows: new Map([...r.details].filter(([, d]) => d.windowsUsed).map(([k, d]) => [`${k}|${period.start}`, [...d.windowsUsed!]])),
       events: new Map([[period.start, new Map([...r.eventsMicro].map(([k, es]) => [k, es.map((m) => microToString(m))]))]]),
+      values: new Map(
+        [...r.details].filter(([, d]) => d.valuesUsed).map(([k, d]) => [`${k}|${period.start}`, new Map([...d.valuesUsed!].map(([v, m]) => [v, microToString(m)]))]),
+      ),
     },
   );
   return invoiceTotals(rated.lines, sub.currency);

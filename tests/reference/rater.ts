@@ -75,7 +75,17 @@ export type RefPricing = {
   minimum?: string;
   maximum?: string;
 };
-export interface RefPlanFeature { included?: Num | null; overage?: RefPricing | null; enabled?: boolean; rollover?: { max: Num }; resetEvery?: 'day' | 'week' | 'month' }
+export interface RefPlanFeature {
+  included?: Num | null;
+  overage?: RefPricing | null;
+  enabled?: boolean;
+  rollover?: { max: Num };
+  resetEvery?: 'day' | 'week' | 'month';
+  /** DESIGN.md §14 prices by dimension: the metadata field, and each value's terms (the last matches "*"). */
+  dimension?: string;
+  prices?: RefPrice[];
+}
+export interface RefPrice { match: string; included: Num | null; overage?: RefPricing | null; hardStop?: boolean; limit?: Num }
 export interface RefPlan {
   key: string;
   name: string;
@@ -100,6 +110,15 @@ export interface Terms {
   resetEvery?: 'day' | 'week' | 'month';
   /** With reset windows: the units the period's grants cover of the windows' billable total. */
   granted?: Decimal;
+  /** Prices by dimension: the field and the entries; included and pricing are then unused. */
+  dimension?: string;
+  prices?: RefPrice[];
+}
+
+/** A value's terms: the first entry matching it, else the "*" entry. */
+export function entryTerms(terms: Terms, value: string): Terms {
+  const e = terms.prices!.find((p) => p.match === value) ?? terms.prices!.find((p) => p.match === '*')!;
+  return { enabled: terms.enabled, included: e.included === null ? null : D(e.included), pricing: e.overage ?? null };
 }
 
 // ---- time (DESIGN.md §5) ----------------------------------------------------------------
@@ -447,6 +466,8 @@ export class ReferenceBilling {
   terms(tenant: string, planId: string, feature: string): Terms | null {
     const pf = this.plan(planId).features[feature];
     if (!pf) return null;
+    // Each value is priced on its own entry; a quota override has no feature-level terms to change.
+    if (pf.dimension) return { enabled: pf.enabled !== false, included: null, pricing: null, dimension: pf.dimension, prices: pf.prices };
     const o = this.overrides.get(tenant)?.get(feature);
     // A disabled feature includes nothing: its usage is all billable (and priced at 0).
     let included = pf.included === undefined ? new Decimal(0) : pf.included === null ? null : D(pf.included);
@@ -516,6 +537,28 @@ export class ReferenceBilling {
     return new Decimal(values.size);
   }
 
+  /**
+   * Prices by dimension: a feature's usage in a period per value of the field (events without
+   * it under "*"), summed (count: events counted), by a plain walk over the events.
+   */
+  valueUsage(tenant: string, feature: string, field: string, p: Span): Map<string, Decimal> {
+    const out = new Map<string, Decimal>();
+    const count = this.features.get(feature)?.aggregation === 'count';
+    for (const e of this.events) {
+      if (e.tenant !== tenant || e.feature !== feature || e.occurredAt < p.start || e.occurredAt >= p.end) continue;
+      const v = e.metadata?.[field] ?? '*';
+      out.set(v, (out.get(v) ?? new Decimal(0)).plus(count ? 1 : D(e.quantity)));
+    }
+    return out;
+  }
+
+  /** Prices by dimension: each value rated on its entry, the feature's charge the sum of the rounded ones. */
+  private rateValues(tenant: string, feature: string, period: Span, terms: Terms, currency: string): bigint {
+    let minor = 0n;
+    for (const [v, used] of this.valueUsage(tenant, feature, terms.dimension!, period)) minor += rate(entryTerms(terms, v), used, currency).minor;
+    return minor;
+  }
+
   /** A feature's event amounts in a period, by occurrence, ties in the order they were ingested. */
   eventAmounts(tenant: string, feature: string, p: Span): Decimal[] {
     const evs = this.events.filter((e) => e.tenant === tenant && e.feature === feature && e.occurredAt >= p.start && e.occurredAt < p.end);
@@ -538,7 +581,8 @@ export class ReferenceBilling {
           const used = this.usage(tenant, feature, period);
           const plain = this.terms(tenant, endPlan, feature);
           const terms = plain && this.withGranted(tenant, feature, period, this.withRollover(tenant, s, period, endPlan, feature, plain), used ?? new Decimal(0), false);
-          const minor = terms ? this.rateIn(tenant, feature, period, terms, used ?? new Decimal(0), this.plan(endPlan).currency).minor : 0n;
+          const currency = this.plan(endPlan).currency;
+          const minor = !terms ? 0n : terms.dimension ? this.rateValues(tenant, feature, period, terms, currency) : this.rateIn(tenant, feature, period, terms, used ?? new Decimal(0), currency).minor;
           if (used !== undefined || minor !== 0n) out.set(`${feature}|${period.start}`, minor);
         }
       }
@@ -659,8 +703,8 @@ export class ReferenceBilling {
 
   /** The terms with the period's granted units added to what is included (reset windows: as `granted`). */
   private withGranted(tenant: string, feature: string, period: Span, terms: Terms, used: Decimal, record: boolean): Terms {
-    // Percentage has no included units for a grant to top up.
-    if (terms.pricing?.model === 'percentage') return terms;
+    // Percentage has no included units for a grant to top up; prices by dimension take no grants yet.
+    if (terms.pricing?.model === 'percentage' || terms.dimension) return terms;
     if (terms.resetEvery) {
       const over = this.windowsBillable(tenant, feature, period, terms);
       return { ...terms, granted: this.grantedUnits(tenant, feature, period, terms.included === null ? null : new Decimal(0), over, record) };
@@ -707,6 +751,30 @@ export class ReferenceBilling {
       }
     });
     return out.sort((a, b) => a.g.priority - b.g.priority || a.until - b.until || a.seq - b.seq || a.k - b.k);
+  }
+
+  /**
+   * Prices by dimension: a line per value (a value billed before and used no more at 0),
+   * each billing its rating less what was billed for the value.
+   */
+  private valueLines(tenant: string, feature: string, period: Span, terms: Terms, currency: string, context: 'current' | 'late'): RefLine[] {
+    const used = this.valueUsage(tenant, feature, terms.dimension!, period);
+    const prefix = `${tenant}|${feature}|${period.start}|`;
+    for (const k of this.billed.keys()) if (k.startsWith(prefix) && !used.has(k.slice(prefix.length))) used.set(k.slice(prefix.length), new Decimal(0));
+    const out: RefLine[] = [];
+    for (const v of [...used.keys()].sort()) {
+      const key = prefix + v;
+      const before = this.billed.get(key);
+      const own = context === 'late' && before ? before.terms : entryTerms(terms, v);
+      const r = rate(own, used.get(v)!, currency);
+      const amount = r.minor - (before?.minor ?? 0n);
+      if (context === 'current' ? r.used.isZero() && amount === 0n && !before : amount === 0n) continue;
+      const billableBefore = before ? billableOf(before.terms, before.used) : new Decimal(0);
+      const kind = amount < 0n ? 'credit' : context === 'late' ? 'late_usage' : r.billable.isZero() && amount > 0n ? 'minimum' : 'overage';
+      out.push({ kind, feature, plan: null, quantity: context === 'late' || amount < 0n ? r.billable.minus(billableBefore) : r.billable, amountMinor: amount, periodStart: period.start });
+      this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used: r.used, terms: own, billable: r.billable });
+    }
+    return out;
   }
 
   /** `billing invoice generate --now t`: every ended, uninvoiced period, tenants in id order. */
@@ -758,6 +826,10 @@ export class ReferenceBilling {
       const own = this.withRollover(tenant, s, period, endPlan, feature, this.terms(tenant, endPlan, feature)!, true);
       const terms = this.withGranted(tenant, feature, period, own, used ?? new Decimal(0), true);
       this.invoicedTerms.get(`${tenant}|${period.start}`)!.set(feature, terms);
+      if (terms.dimension) {
+        lines.push(...this.valueLines(tenant, feature, period, terms, currency, 'current'));
+        continue;
+      }
       const key = `${tenant}|${feature}|${period.start}`;
       const before = this.billed.get(key);
       const r = this.rateIn(tenant, feature, period, terms, used ?? new Decimal(0), currency);
@@ -787,7 +859,12 @@ export class ReferenceBilling {
         const key = `${tenant}|${feature}|${inv.start}`;
         const before = this.billed.get(key);
         // Rated on the terms the period was invoiced with (a quota override may have changed since).
-        const terms = before?.terms ?? this.invoicedTerms.get(`${tenant}|${inv.start}`)!.get(feature) ?? null;
+        const recorded = this.invoicedTerms.get(`${tenant}|${inv.start}`)!.get(feature) ?? null;
+        if (recorded?.dimension) {
+          lines.push(...this.valueLines(tenant, feature, span, recorded, currency, 'late'));
+          continue;
+        }
+        const terms = before?.terms ?? recorded;
         if (!terms) continue;
         const r = this.rateIn(tenant, feature, span, terms, used, currency);
         const amount = r.minor - (before?.minor ?? 0n);
