@@ -495,6 +495,7 @@ describeEachDb('reference rater vs the pipeline', (t) => {
       const draws = ref.unitGrantDraws();
       if (draws > 0) kinds.set('unit grant draw', (kinds.get('unit grant draw') ?? 0) + draws);
       if (ref.windowedLines > 0) kinds.set('reset windows', (kinds.get('reset windows') ?? 0) + ref.windowedLines);
+      if (ref.dimensionLines > 0) kinds.set('dimension value', (kinds.get('dimension value') ?? 0) + ref.dimensionLines);
       if (ref.carriedPeriods > 0) kinds.set('rollover carried', (kinds.get('rollover carried') ?? 0) + ref.carriedPeriods);
       const notes = s.actions.filter((x) => x.kind === 'creditNote').length;
       if (notes > 0) kinds.set('credit note (asked)', (kinds.get('credit note (asked)') ?? 0) + notes);

@@ -611,6 +611,9 @@ export class ReferenceBilling {
     this.unitGrants.set(tenant, [...(this.unitGrants.get(tenant) ?? []), { ...g, id, drawn: new Map() }]);
   }
 
+  /** How many invoice lines billed one value of a feature priced by dimension. */
+  dimensionLines = 0;
+
   /** How many invoice lines reset windows priced differently from one window per period. */
   windowedLines = 0;
 
@@ -771,6 +774,7 @@ export class ReferenceBilling {
       if (context === 'current' ? r.used.isZero() && amount === 0n && !before : amount === 0n) continue;
       const billableBefore = before ? billableOf(before.terms, before.used) : new Decimal(0);
       const kind = amount < 0n ? 'credit' : context === 'late' ? 'late_usage' : r.billable.isZero() && amount > 0n ? 'minimum' : 'overage';
+      this.dimensionLines++;
       out.push({ kind, feature, plan: null, quantity: context === 'late' || amount < 0n ? r.billable.minus(billableBefore) : r.billable, amountMinor: amount, periodStart: period.start });
       this.billed.set(key, { minor: (before?.minor ?? 0n) + amount, used: r.used, terms: own, billable: r.billable });
     }

@@ -16,6 +16,7 @@ import {
   type RefTaxRate,
   type RefPlan,
   type RefPlanFeature,
+  type RefPrice,
   type RefPricing,
   type RefTier,
 } from './rater.js';
@@ -128,6 +129,15 @@ function percentagePricing(r: Rnd, currency: string): RefPricing {
 function planFeature(r: Rnd, currency: string, aggregation?: string): RefPlanFeature {
   if (r.chance(0.08)) return { enabled: false };
   if ((aggregation ?? 'sum') === 'sum' && r.chance(0.3)) return { included: 0, overage: percentagePricing(r, currency) };
+  // Prices by dimension (DESIGN.md §14) on sums and counts: some models named, the rest "*".
+  if (['sum', 'count'].includes(aggregation ?? 'sum') && r.chance(0.25)) {
+    const entry = (match: string): RefPrice => {
+      const included = r.pick([0, 0, 1, 5, '2.5', null] as const);
+      return included === null ? { match, included } : { match, included, overage: r.chance(0.85) ? pricing(r, currency) : null };
+    };
+    const named = MODELS.filter(() => r.chance(0.5));
+    return { dimension: 'model', prices: [...named.map(entry), entry('*')] };
+  }
   const included = r.pick([0, 0, 1, 5, 10, '2.5', '0.75', 20, null] as const);
   if (included === null) return { included: null };
   const pf: RefPlanFeature = { included, overage: r.chance(0.85) ? pricing(r, currency) : null };
@@ -137,6 +147,9 @@ function planFeature(r: Rnd, currency: string, aggregation?: string): RefPlanFea
   else if (r.chance(0.3) && aggregation !== 'weighted_sum') pf.resetEvery = r.pick(['day', 'week'] as const);
   return pf;
 }
+
+/** Values of the `model` field events carry; plans name some of them, 'm9' never. */
+const MODELS = ['m0', 'm1', 'm2'];
 
 const AGGREGATIONS = [
   { aggregation: 'sum' },
@@ -360,6 +373,8 @@ export function generateScenario(seed: number, currencies: string[], ns = ''): S
           const onTime = Math.ceil((occurred + 1) / DAY) * DAY;
           const ingestAt = Math.min(r.chance(0.25) ? onTime + (10 + r.int(40)) * DAY : onTime, END);
           const ev: RefEvent = { tenant: id, feature: f.key, quantity: f.aggregation === 'count' ? '1' : decimal(r, 40, 3), occurredAt: occurred };
+          // The field of prices by dimension: a model, or none now and then ("*").
+          if ((f.aggregation === 'sum' || f.aggregation === 'count') && r.chance(0.8)) ev.metadata = { model: r.pick([...MODELS, 'm9']) };
           if (f.aggregation === 'unique') {
             if (r.chance(0.85)) ev.userId = `u${r.int(12)}`;
             if (r.chance(0.85)) ev.metadata = { region: `r${r.int(6)}` };
