@@ -12,6 +12,11 @@ import { runCli } from './helpers/cli.js';
 import { invoicesByNumber, world } from './invoice-world.js';
 import { validateCatalog } from '../src/catalog/validate.js';
 import { BillingError } from '../src/domain/errors.js';
+import type { AddressInfo } from 'node:net';
+import { createServer, stopServer } from '../src/serve/server.js';
+import { recordUsage } from '../src/ingest/record.js';
+
+const SECRET = 'svc-secret-dim-0123456789';
 
 const JAN = '2026-01-01T00:00:00Z';
 const FEB = '2026-02-01T00:00:00Z';
@@ -132,6 +137,43 @@ describeEachDb('prices by dimension', (t) => {
       ['gpt-4', 'Late usage for 2026-01-01 to 2026-02-01: AI tokens (gpt-4), +10 (now 140)', '0.30'],
     ]);
     expect(JSON.parse(await cli(['verify', '--json'], MAR))).toMatchObject({ ok: true, violations: [] });
+  });
+});
+
+describeEachDb('prices by dimension: HTTP check and consume', (t) => {
+  it('checks the value in the body, and consume checks the value its event carries', async () => {
+    const { db } = t();
+    const w = world(db);
+    await w.apply(JAN, { features: [FEATURE], plans: PLANS });
+    await w.tenant(JAN, 'usd');
+    await w.subscribe(JAN, 'usd', 'ai', 0);
+    await recordUsage(db, [{ tenantId: 'usd', featureKey: 'TOKENS', quantity: '130', occurredAt: day(2), eventId: 'g4', metadata: { model: 'gpt-4' } }], { now: Date.parse(day(2)) });
+    const server = createServer(db, { auth: { serviceSecrets: [SECRET] }, clock: () => Date.parse(day(10)), rateLimit: null, log: () => {} });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const post = async (path: string, body: unknown) => {
+        const r = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-service-secret': SECRET }, body: JSON.stringify(body) });
+        return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+      };
+      const check = (body: Record<string, unknown>) => post('/v1/billing/entitlements/check', { tenantId: 'usd', usageType: 'TOKENS', ...body });
+      expect(await check({ dimension: 'gpt-4', quantity: 20 })).toMatchObject({ status: 200, json: { allowed: true, reason: 'overage', used: '130', remaining: '20', dimension: { field: 'model', value: 'gpt-4' } } });
+      expect(await check({ dimension: 'gpt-4', quantity: 21 })).toMatchObject({ status: 200, json: { allowed: false, reason: 'limit_reached' } });
+      expect(await check({ dimension: 'claude', quantity: 21 })).toMatchObject({ status: 200, json: { allowed: true, used: '0', included: '0' } });
+      const bare = await check({});
+      expect(bare.status).toBe(400);
+      expect(String(bare.json.message)).toContain('"model"');
+      expect((await check({ dimension: 5 })).status).toBe(400);
+      // Consume: the event's model is the value checked (and recorded); a denied one is not recorded.
+      const consume = (n: number, quantity: number, metadata?: Record<string, unknown>) =>
+        post('/v1/billing/entitlements/consume', { tenantId: 'usd', usageType: 'TOKENS', quantity, sourceService: 'ai', sourceEntityId: `req-${n}`, ...(metadata ? { metadata } : {}) });
+      expect(await consume(1, 21, { model: 'gpt-4' })).toMatchObject({ status: 200, json: { status: 'denied', reason: 'limit_reached' } });
+      expect(await consume(2, 20, { model: 'gpt-4' })).toMatchObject({ status: 200, json: { status: 'inserted', dimension: { value: 'gpt-4' } } });
+      expect(await consume(3, 500)).toMatchObject({ status: 200, json: { status: 'inserted', dimension: { value: '*' } } });
+      expect(await check({ dimension: 'gpt-4', quantity: 1 })).toMatchObject({ json: { allowed: false, used: '150' } });
+    } finally {
+      await stopServer(server, 1000);
+    }
   });
 });
 

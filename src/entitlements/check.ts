@@ -72,6 +72,8 @@ export interface CheckInput {
   quantity?: string;
   /** A feature priced by dimension (DESIGN.md §14): the value of its metadata field to check. */
   dimension?: string;
+  /** The metadata of the event about to be recorded (consume): its field gives the value when `dimension` is absent. */
+  metadata?: Record<string, unknown>;
 }
 
 /** A denial before any terms apply: nothing is available, so nothing remains. */
@@ -114,13 +116,16 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
   const period = { start: window.start, end: window.end };
   if (byDimension(terms)) {
     // Each value is its own entitlement: its entry's terms on its own usage (no grants or rollover yet).
-    if (input.dimension === undefined) {
-      throw new BillingError('usage', `${feature.key} is priced by its events' "${terms.dimension}": say which value to check (--dimension VALUE, or "dimension" in the request)`);
+    // An event being consumed checks the value it carries ('*' without the field, as it is billed).
+    const carried = input.metadata ? input.metadata[terms.dimension] : undefined;
+    const value = input.dimension ?? (input.metadata ? (carried === undefined || carried === null || carried === '' ? '*' : String(carried)) : undefined);
+    if (value === undefined) {
+      throw new BillingError('usage', `${feature.key} is priced per value of its events' "${terms.dimension}": give the value to check (--dimension VALUE)`);
     }
-    const dimension = { field: terms.dimension, value: input.dimension };
-    return { feature, window, terms: valueTerms(terms, input.dimension), windowsKey: tenant.windowsKey, grants: [], rollover: null, dimension };
+    const dimension = { field: terms.dimension, value };
+    return { feature, window, terms: valueTerms(terms, value), windowsKey: tenant.windowsKey, grants: [], rollover: null, dimension };
   }
-  if (input.dimension !== undefined) throw new BillingError('usage', `${feature.key} is not priced by dimension: check it without a dimension value`);
+  if (input.dimension !== undefined) throw new BillingError('usage', `${feature.key} is not priced by dimension: check it without a dimension value (--dimension)`);
   const grants = tenant.grants.filter((g) => g.featureKey === feature.key && grantLive(g, period) && grantBalance(g, period).gt(0)).sort(grantOrder);
   return { feature, window, terms, windowsKey: tenant.windowsKey, grants, rollover: await rolloverOf(gen, q, tenant, sub, period, feature.key, terms) };
 }

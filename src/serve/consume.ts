@@ -11,6 +11,19 @@ export interface ConsumeResult {
 
 class NotADuplicate extends Error {}
 
+/** The event's metadata as an object (a feature priced by dimension checks the value it carries); {} when none or unreadable. */
+function metadataOf(input: UsageInput): Record<string, unknown> {
+  let m: unknown = input.metadata;
+  if (typeof m === 'string') {
+    try {
+      m = JSON.parse(m);
+    } catch {
+      m = null;
+    }
+  }
+  return m && typeof m === 'object' && !Array.isArray(m) ? (m as Record<string, unknown>) : {};
+}
+
 /**
  * Check and record one event atomically: under a per-(tenant, feature) lock, in one
  * transaction, so concurrent callers cannot all pass the check and overshoot a hard stop.
@@ -22,7 +35,7 @@ export async function consumeUsage(db: Db, input: UsageInput, opts: { now: numbe
     const trx = tdb.trx!;
     await lockForTransaction(tdb, 'billing.consume', JSON.stringify([input.tenantId, input.featureKey]));
     const quantity = input.quantity === undefined || input.quantity === null ? undefined : String(input.quantity);
-    const check = await checkEntitlement(db, { tenantId: input.tenantId, featureKey: input.featureKey, quantity }, { now: opts.now, trx });
+    const check = await checkEntitlement(db, { tenantId: input.tenantId, featureKey: input.featureKey, quantity, metadata: metadataOf(input) }, { now: opts.now, trx });
     if (check.allowed) {
       const [record] = await recordUsage(db, [input], { now: opts.now, trx, backfillDays: opts.backfillDays });
       return { check, record };

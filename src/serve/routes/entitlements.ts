@@ -34,9 +34,14 @@ export async function checkRoute(ctx: RouteContext): Promise<Reply> {
   const body = requireObject(ctx.body);
   const { tenantId, featureKey, quantity: q } = checkFields(body);
   assertTenantAllowed(ctx, tenantId);
+  // A feature priced by dimension (DESIGN.md §14): the value of its field to check.
+  const dimension = body.dimension;
+  if (dimension !== undefined && (typeof dimension !== 'string' || dimension === '')) {
+    throw new HttpError(400, 'invalid_body', 'dimension must be a non-empty string (the value of the feature\'s field to check)');
+  }
   const result = await checkEntitlement(
     ctx.db,
-    { tenantId, featureKey, quantity: q === undefined ? undefined : String(q) },
+    { tenantId, featureKey, quantity: q === undefined ? undefined : String(q), ...(dimension !== undefined ? { dimension } : {}) },
     { now: ctx.now },
   );
   ctx.metrics.countCheck(result.reason);
