@@ -115,6 +115,10 @@ describeEachDb('prices by dimension', (t) => {
     expect(bare.stderr).toContain('"model"');
     expect((await run(['check', 'usd', 'TOKENS', '--dimension', 'gpt-4', '--quantity', '21'], day(10))).stdout).toContain('denied: usd TOKENS (model gpt-4) x21: limit reached');
 
+    // An alert on the feature measures its usage over all values (1142), without failing the aggregate stage.
+    await cli(['alert', 'add', 'usd', 'TOKENS', '--usage', '1000'], day(10));
+    await cli(['aggregate'], day(10));
+    expect(JSON.parse(await cli(['alert', 'list', '--fired', '--json'], day(10)))).toMatchObject([{ feature: 'TOKENS', value: '1142' }]);
     await cli(['aggregate'], FEB);
     const charges = JSON.parse(await cli(['overage', '--json'], FEB)).charges as Array<{ tenantId: string; amount: string; used: string }>;
     expect(charges.map((c) => [c.tenantId, c.used, c.amount]).sort()).toEqual([['jpy', '4', '3'], ['usd', '1142', '1.02']]);

@@ -34,7 +34,8 @@ class TenantReadings {
   check(featureKey: string): Promise<CheckResult> {
     let c = this.checks.get(featureKey);
     if (!c) {
-      c = checkEntitlement(this.db, { tenantId: this.tenantId, featureKey, quantity: '0' }, { now: this.now });
+      // A feature priced by dimension: its usage over all values (each value's allowance is its own).
+      c = checkEntitlement(this.db, { tenantId: this.tenantId, featureKey, quantity: '0', wholeFeature: true }, { now: this.now });
       this.checks.set(featureKey, c);
     }
     return c;

@@ -74,6 +74,8 @@ export interface CheckInput {
   dimension?: string;
   /** The metadata of the event about to be recorded (consume): its field gives the value when `dimension` is absent. */
   metadata?: Record<string, unknown>;
+  /** Alerts: a feature priced by dimension answers for all its values (its total usage; no included or limit). */
+  wholeFeature?: boolean;
 }
 
 /** A denial before any terms apply: nothing is available, so nothing remains. */
@@ -114,7 +116,7 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
     return { denial: { allowed: true, remaining: null, reason: 'within_plan', hardStop: false, used: '0', included: null, limit: null } };
   }
   const period = { start: window.start, end: window.end };
-  if (byDimension(terms)) {
+  if (byDimension(terms) && !input.wholeFeature) {
     // Each value is its own entitlement: its entry's terms on its own usage (no grants or rollover yet).
     // An event being consumed checks the value it carries ('*' without the field, as it is billed).
     const carried = input.metadata ? input.metadata[terms.dimension] : undefined;
@@ -125,7 +127,7 @@ async function resolveTerms(gen: TermsGeneration, q: Knex | Knex.Transaction, in
     const dimension = { field: terms.dimension, value };
     return { feature, window, terms: valueTerms(terms, value), windowsKey: tenant.windowsKey, grants: [], rollover: null, dimension };
   }
-  if (input.dimension !== undefined) throw new BillingError('usage', `${feature.key} is not priced by dimension: check it without a dimension value (--dimension)`);
+  if (input.dimension !== undefined && !byDimension(terms)) throw new BillingError('usage', `${feature.key} is not priced by dimension: check it without a dimension value (--dimension)`);
   const grants = tenant.grants.filter((g) => g.featureKey === feature.key && grantLive(g, period) && grantBalance(g, period).gt(0)).sort(grantOrder);
   return { feature, window, terms, windowsKey: tenant.windowsKey, grants, rollover: await rolloverOf(gen, q, tenant, sub, period, feature.key, terms) };
 }
