@@ -87,6 +87,13 @@ describeEachDb('prices by dimension', (t) => {
       return r.stdout;
     };
     await cli(['catalog', 'apply', catalogFile()], JAN);
+    // One row per prices entry.
+    const show = (await cli(['catalog', 'show', '--plan', 'ai'], JAN)).split('\n');
+    expect(show.filter((l) => l.startsWith('TOKENS model=')).map((l) => l.split(/\s{2,}/).slice(0, 6))).toEqual([
+      ['TOKENS model=gpt-4', 'yes', '100', 'yes', '150', '0.03/unit'],
+      ['TOKENS model=gpt-3.5', 'yes', '1000', 'no', '0.001/unit'],
+      ['TOKENS model=*', 'yes', '0', 'no', '0.01/unit'],
+    ]);
     await w.tenant(JAN, 'usd');
     await w.subscribe(JAN, 'usd', 'ai', 0);
     await w.tenant(JAN, 'jpy');

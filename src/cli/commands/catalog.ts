@@ -40,6 +40,12 @@ function describePricing(p: Pricing | null): string {
   return s;
 }
 
+/** A feature priced by dimension: one row per prices entry, "FEATURE model=gpt-4" (DESIGN.md §14). */
+function termsRows(pf: PlanFeature, isBoolean: boolean): Array<Array<string | null>> {
+  if (!pf.dimension || !pf.prices) return [termsRow(pf, isBoolean)];
+  return pf.prices.map((e) => termsRow({ ...pf, ...e, featureKey: `${pf.featureKey} ${pf.dimension}=${e.match}` }, isBoolean));
+}
+
 function termsRow(pf: PlanFeature, isBoolean: boolean): Array<string | null> {
   return [
     pf.featureKey,
@@ -127,7 +133,7 @@ export function register(program: Command): void {
         printLine(
           formatTable(
             ['feature', 'enabled', 'included', 'hardStop', 'limit', 'overage'],
-            Object.values(p.features).map((pf) => termsRow(pf, booleans.has(pf.featureKey))),
+            Object.values(p.features).flatMap((pf) => termsRows(pf, booleans.has(pf.featureKey))),
           ),
         );
       }
