@@ -122,6 +122,22 @@ describeEachDb('prices by dimension', (t) => {
     expect(bare.stderr).toContain('"model"');
     expect((await run(['check', 'usd', 'TOKENS', '--dimension', 'gpt-4', '--quantity', '21'], day(10))).stdout).toContain('denied: usd TOKENS (model gpt-4) x21: limit reached');
 
+    // Reports and history: the feature's row sums its values, each value a row under it.
+    const report = JSON.parse(await cli(['report', '--tenant', 'usd', '--json'], day(10)))[0].features[0];
+    expect(report).toMatchObject({ featureKey: 'TOKENS', used: '1142', overageAmount: '1.02', dimension: 'model' });
+    expect(report.values.map((v: { value: string; used: string; included: string; overage: string; overageAmount: string }) => [v.value, v.used, v.included, v.overage, v.overageAmount])).toEqual([
+      ['*', '7', '0', '7', '0.07'],
+      ['claude', '5', '0', '5', '0.05'],
+      ['gpt-3.5', '1000', '1000', '0', '0.00'],
+      ['gpt-4', '130', '100', '30', '0.90'],
+    ]);
+    const jpy = JSON.parse(await cli(['report', '--tenant', 'jpy', '--json'], day(10)))[0];
+    expect([jpy.features[0].overageAmount, jpy.features[0].values.map((v: { overageAmount: string }) => v.overageAmount), jpy.totalAmount]).toEqual(['3', ['1', '2'], '3']);
+    const table = await cli(['report', '--tenant', 'usd'], day(10));
+    expect(table).toMatch(/\n {2}model=gpt-4 +130 +100 +30 +0\.90/);
+    const history = await cli(['history', 'usd'], day(10));
+    expect(history).toMatch(/ {2}model=claude +5 +5 +0\.05/);
+
     // An alert on the feature measures its usage over all values (1142), without failing the aggregate stage.
     await cli(['alert', 'add', 'usd', 'TOKENS', '--usage', '1000'], day(10));
     await cli(['aggregate'], day(10));

@@ -9,6 +9,9 @@ import type { Db } from '../storage/db.js';
 import { checkPeriodSpec, selectWindow } from '../aggregate/periods.js';
 import { TenantTimeline, type Window } from '../aggregate/windows.js';
 import { loadInvoiceExtras, windowInvoiceTotals } from './invoice-totals.js';
+import { byDimension, rateByValue } from '../rate/dimension.js';
+import type { RatedCharge } from '../rate/charge.js';
+import { microToString } from '../domain/quantity.js';
 
 /** One feature's line of a report (DESIGN.md §7). Decimal strings; amounts in major units. */
 export interface FeatureReport {
@@ -19,6 +22,20 @@ export interface FeatureReport {
   /** Billable quantity beyond the allowance. */
   overage: string;
   /** Rounded once to the currency's minor unit. */
+  overageAmount: string;
+  isExceeded: boolean;
+  hardStop: boolean;
+  /** A feature priced by dimension (DESIGN.md §14): its metadata field, and a row per value (by name). */
+  dimension?: string;
+  values?: ValueReport[];
+}
+
+/** One value's usage of a feature priced by dimension, rated on its own entry; the feature's row sums them. */
+export interface ValueReport {
+  value: string;
+  used: string;
+  included: string | null;
+  overage: string;
   overageAmount: string;
   isExceeded: boolean;
   hardStop: boolean;
@@ -90,6 +107,25 @@ export async function toTenantReports(db: Db, terms: Map<string, TenantTerms>, r
   return out;
 }
 
+/** A feature priced by dimension: each value's rating, as the charge summed them (rate/dimension.ts). */
+function valueRows(c: RatedCharge, valuesUsed: ReadonlyMap<string, string> | undefined, currency: string): Pick<FeatureReport, 'dimension' | 'values'> {
+  const pf = 'unrated' in c.priceSnapshot ? null : c.priceSnapshot;
+  if (!byDimension(pf)) return {};
+  const used = new Map([...(valuesUsed ?? [])].map(([v, m]) => [v, microToString(m)]));
+  return {
+    dimension: pf.dimension,
+    values: rateByValue(pf, used, currency).values.map(({ value, rated }) => ({
+      value,
+      used: rated.used,
+      included: rated.included,
+      overage: rated.billable,
+      overageAmount: rated.amount,
+      isExceeded: rated.isExceeded,
+      hardStop: rated.hardStop,
+    })),
+  };
+}
+
 function toTenantReport(r: RatedWindow, total: string | null): TenantReport {
   const currency = currencyOf(r);
   return {
@@ -106,6 +142,7 @@ function toTenantReport(r: RatedWindow, total: string | null): TenantReport {
       overageAmount: c.amount,
       isExceeded: c.isExceeded,
       hardStop: c.hardStop,
+      ...valueRows(c, r.details.get(c.featureKey)?.valuesUsed, currency),
     })),
     totalOverageAmount: formatMoney(r.charges.reduce((s, c) => s.plus(dec(c.amount)), ZERO), currency),
     totalAmount: total ?? formatMoney(ZERO, currency),

@@ -19,10 +19,12 @@ export function featureNote(f: Pick<FeatureReport, 'overage' | 'overageAmount' |
 }
 
 export function reportTable(r: TenantReport, zone?: string): string {
-  const rows = r.features.map((f) => [
-    truncateCell(f.featureKey), g(f.used), f.included === null ? 'unlimited' : g(f.included), g(f.overage), g(f.overageAmount),
+  const row = (name: string, f: Omit<FeatureReport, 'featureKey'>) => [
+    name, g(f.used), f.included === null ? 'unlimited' : g(f.included), g(f.overage), g(f.overageAmount),
     f.isExceeded ? 'yes' : 'no', f.hardStop ? 'yes' : 'no', featureNote(f),
-  ]);
+  ];
+  // A feature priced by dimension: its total, then a row per value under it.
+  const rows = r.features.flatMap((f) => [row(truncateCell(f.featureKey), f), ...(f.values ?? []).map((v) => row(`  ${f.dimension}=${truncateCell(v.value)}`, v))]);
   const columns = ['feature', 'used', 'included', 'overage', 'amount', 'exceeded', 'hardStop', 'note'];
   // The note column only when a row has one.
   const table = rows.some((row) => row[7] !== '') ? formatTable(columns, rows) : formatTable(columns.slice(0, 7), rows.map((row) => row.slice(0, 7)));

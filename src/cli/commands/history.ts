@@ -25,7 +25,11 @@ export function register(program: Command): void {
       const rows: string[][] = [];
       for (const p of periods) {
         const period = formatPeriod(p.period, zone);
-        for (const f of p.features) rows.push([period, p.plan?.key ?? '-', truncateCell(f.featureKey), g(f.used), g(f.overage), g(f.overageAmount), '']);
+        for (const f of p.features) {
+          rows.push([period, p.plan?.key ?? '-', truncateCell(f.featureKey), g(f.used), g(f.overage), g(f.overageAmount), '']);
+          // A feature priced by dimension: a row per value under it.
+          for (const v of f.values ?? []) rows.push([period, p.plan?.key ?? '-', `  ${f.dimension}=${truncateCell(v.value)}`, g(v.used), g(v.overage), g(v.overageAmount), '']);
+        }
         rows.push([period, p.plan?.key ?? '-', `total (${p.currency})`, '', '', g(p.totalOverageAmount), g(p.totalAmount)]);
       }
       printLine(formatTable(['period', 'plan', 'feature', 'used', 'overage', 'amount', 'invoice total'], rows));

@@ -25,8 +25,10 @@ const SHAPES = `
 JSON (--json or --format json):
   without --summary: an array, one object per tenant:
     [{ tenantId, currency, period: {start, end}, plan: {key, version} | null, subscriptionId,
-       features: [{ featureKey, used, included, overage, overageAmount, isExceeded, hardStop }],
+       features: [{ featureKey, used, included, overage, overageAmount, isExceeded, hardStop,
+         dimension?, values?: [{ value, used, included, overage, overageAmount, isExceeded, hardStop }] }],
        totalOverageAmount, totalAmount }]
+  (dimension and values: a feature priced by dimension, one entry per value of its field)
   with --summary: { tenants: [{ tenantId, currency, period, plan, subscriptionId, features,
        exceeded, totalOverageAmount, totalAmount }], totals: [{ currency, tenants,
        totalOverageAmount, totalAmount }] }
