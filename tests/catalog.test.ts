@@ -139,9 +139,9 @@ describe('catalog validation', () => {
     const { readFileSync } = await import('node:fs');
     const spec = validateCatalog(await parseCatalogText(readFileSync(SEED, 'utf8'), SEED), new Map());
     const aggregations = new Set(spec.features.map((f) => f.aggregation));
-    expect([...aggregations].sort()).toEqual(['count', 'last', 'max', 'sum', 'unique']);
+    expect([...aggregations].sort()).toEqual(['count', 'last', 'max', 'sum', 'unique', 'weighted_sum']);
     const models = new Set(spec.plans.flatMap((p) => Object.values(p.features).map((f) => f.overage?.model).filter(Boolean)));
-    expect([...models].sort()).toEqual(['graduated', 'package', 'per_unit', 'volume']);
+    expect([...models].sort()).toEqual(['graduated', 'package', 'per_unit', 'percentage', 'volume']);
   });
 });
 

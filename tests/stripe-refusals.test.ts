@@ -159,7 +159,7 @@ describeEachDb('billing run with Stripe refusing calls', (t) => {
       const r = await runCli(['run', '--json'], { db: url, now, env });
       expect(r.code, `run ${run}`).toBe(3);
       const out = JSON.parse(r.stdout);
-      expect(out.stages.map((s: any) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded']);
+      expect(out.stages.map((s: any) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded']);
       const sync = out.stages.find((s: any) => s.job === 'stripe-sync');
       expect(sync.attention).toMatch(/^Stripe: \d+ call\(s\) refused \(failed\); see `billing stripe status`$/);
       expect(r.stderr.trim()).toBe(`billing: stripe-sync: ${sync.attention}`);

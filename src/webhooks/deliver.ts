@@ -129,6 +129,9 @@ export async function deliverWebhooks(db: Db, opts: WebhookDeliverOptions): Prom
   for (;;) {
     const batch = await claim(db, owner, opts.now);
     if (batch.length === 0) break;
+    // Successes are recorded together after the batch (one statement per status code, not
+    // one round trip each); a run dying before that re-sends them, which at-least-once allows.
+    const delivered = new Map<number, string[]>();
     await Promise.all(
       batch.map((c) =>
         limit(async () => {
@@ -138,7 +141,7 @@ export async function deliverWebhooks(db: Db, opts: WebhookDeliverOptions): Prom
           const mine = db.knex('webhook_deliveries').where({ id: c.id, lease_owner: owner });
           const common = { attempts, last_status_code: a.status, lease_owner: null, lease_until: null, updated_at: opts.now };
           if (a.ok) {
-            await mine.update({ ...common, status: 'delivered', delivered_at: opts.now, last_error: null });
+            delivered.set(a.status, [...(delivered.get(a.status) ?? []), c.id]);
             report.delivered++;
             return;
           }
@@ -156,6 +159,21 @@ export async function deliverWebhooks(db: Db, opts: WebhookDeliverOptions): Prom
         }),
       ),
     );
+    for (const [status, ids] of delivered) {
+      await db.knex('webhook_deliveries')
+        .whereIn('id', ids)
+        .where('lease_owner', owner)
+        .update({
+          status: 'delivered',
+          attempts: db.knex.raw('attempts + 1'),
+          delivered_at: opts.now,
+          last_error: null,
+          last_status_code: status,
+          lease_owner: null,
+          lease_until: null,
+          updated_at: opts.now,
+        });
+    }
     if (batch.length < BATCH) break;
   }
   return report;

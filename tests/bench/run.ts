@@ -34,6 +34,7 @@ const benches: Array<[string, () => Promise<Run>]> = [
   ['stripe', async () => (await import('./stripe.js')).run],
   ['ops', async () => (await import('./ops.js')).run],
   ['onboard', async () => (await import('./onboard.js')).run],
+  ['webhooks', async () => (await import('./webhooks.js')).run],
 ];
 
 async function main(): Promise<void> {
