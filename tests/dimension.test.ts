@@ -133,6 +133,11 @@ describeEachDb('prices by dimension', (t) => {
     ]);
     const jpy = JSON.parse(await cli(['report', '--tenant', 'jpy', '--json'], day(10)))[0];
     expect([jpy.features[0].overageAmount, jpy.features[0].values.map((v: { overageAmount: string }) => v.overageAmount), jpy.totalAmount]).toEqual(['3', ['1', '2'], '3']);
+    // The estimate projects each value at the run rate (31 / 9 days) and prices each on its entry:
+    // gpt-4 447.777778 → 10.43, gpt-3.5 3444.444444 → 2.44, claude 17.222222 → 0.17, * 24.111111 → 0.24.
+    const estimate = JSON.parse(await cli(['estimate', 'usd', '--json'], day(10)));
+    expect(estimate.features[0]).toMatchObject({ projection: 'run_rate', projectedUsed: '3933.555555', overageAmount: '1.02', projectedOverageAmount: '13.28' });
+    expect(estimate.projectedTotalAmount).toBe('13.28');
     const table = await cli(['report', '--tenant', 'usd'], day(10));
     expect(table).toMatch(/\n {2}model=gpt-4 +130 +100 +30 +0\.90/);
     const history = await cli(['history', 'usd'], day(10));

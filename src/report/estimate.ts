@@ -89,9 +89,19 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
       return [c.featureKey, decimalToMicro(projected)];
     }),
   );
+  // Prices by dimension: each value projected at the run rate, the feature's projection their sum.
+  const projectedDetails = new Map(rated.details);
+  for (const [key, d] of rated.details) {
+    if (!d.valuesUsed || projectionOf(key) !== 'run_rate' || !elapsed.gt(0)) continue;
+    const values = new Map(
+      [...d.valuesUsed].map(([v, m]) => [v, decimalToMicro(dec(microToString(m)).times(length).div(elapsed).toDecimalPlaces(QUANTITY_SCALE, Decimal.ROUND_HALF_UP))]),
+    );
+    projectedDetails.set(key, { ...d, valuesUsed: values });
+    projectedMicro.set(key, [...values.values()].reduce((s, m) => s + BigInt(m), 0n).toString());
+  }
   // The projection is priced exactly as the usage so far: the same window, terms and charges.
   const projectedCharges = new Map(
-    rateWindowCharges(opts.tenantId, window, rated.terms, projectedMicro, features, t.overrides, opts.now, t.grants, rated.details).map((c) => [c.featureKey, c]),
+    rateWindowCharges(opts.tenantId, window, rated.terms, projectedMicro, features, t.overrides, opts.now, t.grants, projectedDetails).map((c) => [c.featureKey, c]),
   );
 
   const estimates = rated.charges.map(
@@ -111,7 +121,7 @@ export async function buildEstimate(db: Db, opts: { now: Instant; tenantId: stri
   const extras = await loadInvoiceExtras(q, [opts.tenantId]);
   const cache = new CatalogCache();
   const invoice = await windowInvoiceTotals(q, cache, t, rated, rated.usedMicro, extras);
-  const projectedInvoice = await windowInvoiceTotals(q, cache, t, rated, projectedMicro, extras);
+  const projectedInvoice = await windowInvoiceTotals(q, cache, t, { ...rated, details: projectedDetails }, projectedMicro, extras);
   const total = (pick: (f: FeatureEstimate) => string) => formatMoney(estimates.reduce((s, f) => s.plus(dec(pick(f))), ZERO), currency);
   return {
     tenantId: opts.tenantId,
