@@ -43,13 +43,15 @@ describe('billing demo (default: fresh SQLite file in the cwd)', () => {
       for (const i of [...r.invoices.slice(0, 3), ...r.invoices.slice(7)]) expect([i.subtotal, i.amountDue]).toEqual([i.total, i.total]);
       // DESIGN.md §14–15 on tnt_wayne (platform plan), by hand. February: base 49.00; storage 40 GB
       // all month + 30 GB from the 15th of 28 days = 55 GB-month, 45 beyond 10 × 0.25 = 11.25;
-      // payments at 2.9 % + 0.30 each: 3.78 + 1.6195 + 28.72 + 0.735 = 34.8545 → 34.85. Total 95.10.
-      // March, running: payments 72.80 + 9.29725 + 58.30 = 140.39725 → 140.40 and storage
-      // 70 + 20 × 27/31 = 87.419355 GB-month, 77.419355 × 0.25 → 19.35: 159.75 of usage reaches the
-      // 150.00 spend threshold, so March gets a threshold invoice now (the base fee waits for its end).
+      // payments at 2.9 % + 0.30 each: 3.78 + 1.6195 + 28.72 + 0.735 = 34.8545 → 34.85; AI tokens by
+      // model: gpt-4 120,000 − 100,000 included × 0.00003 = 0.60, gpt-4o-mini 300,000 of 500,000 (*)
+      // 0.00. Total 95.70. March, running: payments 72.80 + 9.29725 + 58.30 = 140.39725 → 140.40,
+      // storage 70 + 20 × 27/31 = 87.419355 GB-month, 77.419355 × 0.25 → 19.35, claude 650,000 − 500,000
+      // × 0.000002 = 0.30: 160.05 of usage reaches the 150.00 spend threshold, so March gets a
+      // threshold invoice now (the base fee waits for its end).
       expect(r.invoices.slice(7).map((i: Record<string, string>) => [i.number, i.billingReason, i.total])).toEqual([
-        ['INV-000008', 'period', '95.10'],
-        ['INV-000009', 'threshold', '159.75'],
+        ['INV-000008', 'period', '95.70'],
+        ['INV-000009', 'threshold', '160.05'],
       ]);
       expect(r.webhooks.fired.map((f: { ruleId: string; tenantId: string }) => `${f.ruleId} ${f.tenantId}`)).toEqual(['al_demo_wayne tnt_wayne']);
       expect(r.webhooks.received.map((w: { type: string; verified: boolean }) => `${w.type} ${w.verified}`)).toEqual(['alert.triggered true', 'threshold.invoiced true']);

@@ -223,12 +223,12 @@ async function pipeline(
   const { now, actor } = opts;
   const { discounts, taxes, grants } = terms;
   const started = Date.now();
-  const inputs = ['fixtures/demo/usage.csv', 'fixtures/demo/photo-service.ndjson'].map((f) => {
+  const inputs = ['fixtures/demo/usage.csv', 'fixtures/demo/photo-service.ndjson', 'fixtures/demo/ai-gateway.ndjson'].map((f) => {
     const input = fileInput(packagePath(f));
     return { ...input, label: f };
   });
   const summary = await ingest(db, inputs, { now, elapsedMs: () => Date.now() - started });
-  step('ingest fixtures/demo/usage.csv fixtures/demo/photo-service.ndjson', [
+  step('ingest fixtures/demo/usage.csv fixtures/demo/photo-service.ndjson fixtures/demo/ai-gateway.ndjson', [
     `read ${summary.read}, inserted ${summary.inserted}, duplicates ${summary.duplicates}, rejected ${summary.rejected}`,
     ...summary.messages.map((m) => `rejected: ${m}`),
   ]);
