@@ -13,9 +13,8 @@ import { byDimension, rateByValue } from '../rate/dimension.js';
 import type { RatedCharge } from '../rate/charge.js';
 import { microToString } from '../domain/quantity.js';
 
-/** One feature's line of a report (DESIGN.md §7). Decimal strings; amounts in major units. */
-export interface FeatureReport {
-  featureKey: string;
+/** Usage as a report rates it: decimal strings; amounts in major units. */
+export interface RatedUsage {
   used: string;
   /** null = unlimited. */
   included: string | null;
@@ -25,20 +24,19 @@ export interface FeatureReport {
   overageAmount: string;
   isExceeded: boolean;
   hardStop: boolean;
+}
+
+/** One feature's line of a report (DESIGN.md §7). */
+export interface FeatureReport extends RatedUsage {
+  featureKey: string;
   /** A feature priced by dimension (DESIGN.md §14): its metadata field, and a row per value (by name). */
   dimension?: string;
   values?: ValueReport[];
 }
 
 /** One value's usage of a feature priced by dimension, rated on its own entry; the feature's row sums them. */
-export interface ValueReport {
+export interface ValueReport extends RatedUsage {
   value: string;
-  used: string;
-  included: string | null;
-  overage: string;
-  overageAmount: string;
-  isExceeded: boolean;
-  hardStop: boolean;
 }
 
 export interface TenantReport {

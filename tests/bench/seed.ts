@@ -1,4 +1,5 @@
-import type { Db } from '../../src/storage/db.js';
+import { randomBytes } from 'node:crypto';
+import { openDb, type Db } from '../../src/storage/db.js';
 import type { Instant } from '../../src/domain/period.js';
 
 /** Split xs into slices of at most n (bulk inserts stay under bind-parameter limits). */
@@ -22,4 +23,23 @@ export async function seedSubscribedTenants(db: Db, count: number, start: Instan
     })));
   }
   return ids;
+}
+
+/** A fresh, migrated schema on the bench's PostgreSQL (BILLING_BENCH_PG_URL), and how to drop it. */
+export async function benchPgSchema(prefix: string): Promise<{ url: string; drop: () => Promise<void> } | null> {
+  const pg = process.env.BILLING_BENCH_PG_URL;
+  if (!pg) return null;
+  const schema = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const url = `${pg}${pg.includes('?') ? '&' : '?'}schema=${schema}`;
+  const admin = await openDb(url, 'none');
+  await admin.knex.migrate.latest();
+  await admin.close();
+  return {
+    url,
+    drop: async () => {
+      const a = await openDb(url, 'none');
+      await a.knex.raw('drop schema if exists ?? cascade', [schema]);
+      await a.close();
+    },
+  };
 }

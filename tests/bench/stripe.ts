@@ -4,6 +4,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import Stripe from 'stripe';
+import { benchPgSchema } from './seed.js';
 import { openDb, type Db } from '../../src/storage/db.js';
 import { stripeSync } from '../../src/stripe/sync.js';
 import { createLimiter } from '../../src/stripe/pool.js';
@@ -86,17 +87,6 @@ export async function run(args: string[]): Promise<void> {
   console.log(`${tenants.length} tenants × 1 invoice of 4 lines, ${events} meter events, concurrency 4, no rate cap`);
   const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-stripe-'));
   await measure('sqlite', `sqlite:${path.join(dir, 'bench.db')}`, async () => rmSync(dir, { recursive: true, force: true }), tenants, events);
-  const pg = process.env.BILLING_BENCH_PG_URL;
-  if (pg) {
-    const schema = `bench_stripe_${randomBytes(4).toString('hex')}`;
-    const url = `${pg}${pg.includes('?') ? '&' : '?'}schema=${schema}`;
-    const admin = await openDb(url, 'none');
-    await admin.knex.migrate.latest();
-    await admin.close();
-    await measure('pg', url, async () => {
-      const a = await openDb(url, 'none');
-      await a.knex.raw('drop schema if exists ?? cascade', [schema]);
-      await a.close();
-    }, tenants, events);
-  }
+  const pg = await benchPgSchema('bench_stripe');
+  if (pg) await measure('pg', pg.url, pg.drop, tenants, events);
 }

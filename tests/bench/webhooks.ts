@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { randomBytes } from 'node:crypto';
+import { benchPgSchema } from './seed.js';
 import { openDb } from '../../src/storage/db.js';
 import { addEndpoint } from '../../src/webhooks/endpoints.js';
 import { emitEvents } from '../../src/webhooks/events.js';
@@ -96,17 +96,6 @@ export async function run(args: string[]): Promise<void> {
   console.log(`${events} events to one endpoint, concurrency ${CONCURRENCY}, a local receiver answering 204`);
   const dir = mkdtempSync(path.join(tmpdir(), 'billing-bench-webhooks-'));
   await measure('sqlite', `sqlite:${path.join(dir, 'bench.db')}`, async () => rmSync(dir, { recursive: true, force: true }), events);
-  const pg = process.env.BILLING_BENCH_PG_URL;
-  if (pg) {
-    const schema = `bench_webhooks_${randomBytes(4).toString('hex')}`;
-    const url = `${pg}${pg.includes('?') ? '&' : '?'}schema=${schema}`;
-    const admin = await openDb(url, 'none');
-    await admin.knex.migrate.latest();
-    await admin.close();
-    await measure('pg', url, async () => {
-      const a = await openDb(url, 'none');
-      await a.knex.raw('drop schema if exists ?? cascade', [schema]);
-      await a.close();
-    }, events);
-  }
+  const pg = await benchPgSchema('bench_webhooks');
+  if (pg) await measure('pg', pg.url, pg.drop, events);
 }
