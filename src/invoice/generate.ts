@@ -119,10 +119,24 @@ class BelowThreshold extends Error {}
  * final invoice then bills the rest (rate/period.ts).
  */
 async function thresholdInvoices(db: Db, cache: CatalogCache, subs: Subscription[], opts: GenerateOptions, dueDays: number): Promise<InvoiceSummary[]> {
-  const any = await db.knex('plan_versions').whereNotNull('spend_threshold').first('plan_key');
-  if (!any) return [];
+  // Only subscriptions with a segment not yet ended on a plan version with a threshold can
+  // have one at their current period's end: the others are not composed at all.
+  const candidates = new Set(
+    (
+      await db
+        .knex('subscription_segments as s')
+        .join('plan_versions as v', (j) => j.on('v.plan_key', 's.plan_key').andOn('v.version', 's.plan_version'))
+        .whereNotNull('v.spend_threshold')
+        .andWhere((w) => w.whereNull('s.ends_at').orWhere('s.ends_at', '>', opts.now))
+        .modify((b) => {
+          if (opts.tenantId !== undefined) b.where('s.tenant_id', opts.tenantId);
+        })
+        .distinct('s.tenant_id', 's.subscription_id')
+    ).map((r: { tenant_id: string; subscription_id: string }) => `${r.tenant_id}|${r.subscription_id}`),
+  );
   const out: InvoiceSummary[] = [];
   for (const sub of subs) {
+    if (!candidates.has(`${sub.tenantId}|${sub.id}`)) continue;
     if (sub.startedAt > opts.now || (sub.cancelAt !== null && sub.cancelAt <= opts.now)) continue;
     const bp = subscriptionPeriodAt(sub, opts.now);
     if (bp.period.end <= opts.now) continue;
