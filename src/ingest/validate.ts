@@ -1,6 +1,6 @@
 import type { FeatureType } from '../domain/catalog.js';
 import { EVENT_TIMES, parseInstant, toIso, type Instant } from '../domain/period.js';
-import { Decimal, dec } from '../domain/decimal.js';
+import { Decimal } from '../domain/decimal.js';
 import { MAX_QUANTITY, QUANTITY_SCALE, parseQuantity, type QuantityError } from '../domain/quantity.js';
 import type { Field } from './fields.js';
 import { idempotencyKey } from './idempotency.js';
@@ -24,6 +24,7 @@ export interface KnownIds {
  * 3.2e18. A window whose events together pass 2^63 fails its aggregate run loudly.
  */
 export const MAX_WEIGHTED_QUANTITY = '100000';
+const MAX_WEIGHTED_MICRO = BigInt(MAX_WEIGHTED_QUANTITY) * 10n ** BigInt(QUANTITY_SCALE);
 
 export interface ValidateContext {
   known: KnownIds;
@@ -255,7 +256,7 @@ export function validateEvent(e: RawEvent, ctx: ValidateContext): EventRow | Inv
     const m = quantityMicro(q);
     if (isQuantityError(m)) return { field: 'quantity', reason: quantityReason(q, m) };
     micro = m;
-    if (ctx.known.weighted?.has(featureKey) && dec(micro).gt(dec(MAX_WEIGHTED_QUANTITY).times(1_000_000))) {
+    if (ctx.known.weighted?.has(featureKey) && BigInt(micro) > MAX_WEIGHTED_MICRO) {
       return { field: 'quantity', reason: `${show(q)} is more than ${MAX_WEIGHTED_QUANTITY}, the largest step of a weighted_sum feature's level` };
     }
   }
